@@ -1,0 +1,628 @@
+/* Semantic checks: everything the grammar cannot say. Resolves names to AST
+ * pointers and types for the emitters; reports every problem it finds. */
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Limits of the language; README "Schema language" documents them. */
+#define MAX_DURATION_MS (365ull * 24 * 3600 * 1000) /* one year */
+#define MAX_LIST_LIMIT 10000u
+#define MAX_SQL_NAME 63 /* PostgreSQL's NAMEDATALEN - 1 */
+
+typedef struct checker {
+    ast_schema *s;
+    diag *d;
+} checker;
+
+static bool eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Edit distance, for "did you mean" hints on short names. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 99;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t best = prev + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+/* " (did you mean 'x'?)" when a candidate is close, else "". */
+static void suggest(char *buf, size_t size, const char *wrong, const char **cands,
+                    size_t n)
+{
+    const char *best = NULL;
+    size_t bestd = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        size_t dist = distance(wrong, cands[i]);
+        if (dist < bestd) {
+            best = cands[i];
+            bestd = dist;
+        }
+    }
+    size_t allowed = strlen(wrong) > 4 ? 2 : 1;
+    if (best && bestd <= allowed)
+        snprintf(buf, size, " (did you mean '%s'?)", best);
+    else
+        buf[0] = '\0';
+}
+
+static ast_field *find_field(ast_entity *e, const char *name)
+{
+    for (size_t i = 0; i < e->fields.n; i++)
+        if (eq(e->fields.v[i].name.text, name))
+            return &e->fields.v[i];
+    return NULL;
+}
+
+static ast_entity *find_entity(ast_schema *s, const char *name)
+{
+    for (size_t i = 0; i < s->entities.n; i++)
+        if (eq(s->entities.v[i]->name.text, name))
+            return s->entities.v[i];
+    return NULL;
+}
+
+static ast_list *find_list(ast_entity *e, const char *name)
+{
+    for (size_t i = 0; i < e->lists.n; i++)
+        if (eq(e->lists.v[i].name.text, name))
+            return &e->lists.v[i];
+    return NULL;
+}
+
+/* Resolves a field reference of entity e, or reports it. NULL if absent. */
+static ast_field *need_field(checker *c, ast_entity *e, const ast_name *n,
+                             const char *role)
+{
+    if (!n->text)
+        return NULL;
+    ast_field *f = find_field(e, n->text);
+    if (f || e->damaged)
+        return f;
+    const char *cands[256];
+    size_t k = 0;
+    for (size_t i = 0; i < e->fields.n && k < 256; i++)
+        cands[k++] = e->fields.v[i].name.text;
+    char hint[128];
+    suggest(hint, sizeof hint, n->text, cands, k);
+    diag_error(c->d, n->loc, "%s '%s' is not a field of entity '%s'%s", role, n->text,
+               e->name.text, hint);
+    return NULL;
+}
+
+static ast_entity *need_entity(checker *c, const ast_name *n)
+{
+    ast_entity *t = find_entity(c->s, n->text);
+    if (t || c->s->lost_items)
+        return t;
+    const char *cands[256];
+    size_t k = 0;
+    for (size_t i = 0; i < c->s->entities.n && k < 256; i++)
+        cands[k++] = c->s->entities.v[i]->name.text;
+    char hint[128];
+    suggest(hint, sizeof hint, n->text, cands, k);
+    diag_error(c->d, n->loc, "unknown entity '%s'%s", n->text, hint);
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    ast_type type;
+} types[] = {
+    {"int32", AST_T_INT32}, {"int64", AST_T_INT64},         {"float64", AST_T_FLOAT64},
+    {"bool", AST_T_BOOL},   {"text", AST_T_TEXT},           {"timestamp", AST_T_TIMESTAMP},
+    {"json", AST_T_JSON},
+};
+
+/* Names people reach for out of SQL or other languages. */
+static const struct {
+    const char *wrong, *right;
+} type_hints[] = {
+    {"int", "int32"},         {"integer", "int32"},   {"smallint", "int32"},
+    {"bigint", "int64"},      {"long", "int64"},      {"serial", "int64"},
+    {"bigserial", "int64"},   {"string", "text"},     {"varchar", "text"},
+    {"char", "text"},         {"uuid", "text"},       {"double", "float64"},
+    {"float", "float64"},     {"real", "float64"},    {"numeric", "float64"},
+    {"boolean", "bool"},      {"jsonb", "json"},      {"timestamptz", "timestamp"},
+    {"datetime", "timestamp"}, {"date", "timestamp"}, {"time", "timestamp"},
+};
+
+static void check_type(checker *c, ast_field *f)
+{
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (eq(f->type_name.text, types[i].name)) {
+            f->type = types[i].type;
+            return;
+        }
+    const char *right = NULL;
+    for (size_t i = 0; i < sizeof type_hints / sizeof type_hints[0]; i++)
+        if (eq(f->type_name.text, type_hints[i].wrong))
+            right = type_hints[i].right;
+    if (!right) {
+        /* Close to a type, or to a word people use for one: suggest the type. */
+        const char *cands[sizeof types / sizeof types[0] + sizeof type_hints / sizeof type_hints[0]];
+        size_t k = 0;
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            cands[k++] = types[i].name;
+        for (size_t i = 0; i < sizeof type_hints / sizeof type_hints[0]; i++)
+            cands[k++] = type_hints[i].wrong;
+        char hint[128];
+        suggest(hint, sizeof hint, f->type_name.text, cands, k);
+        for (size_t i = 0; i < sizeof type_hints / sizeof type_hints[0]; i++) {
+            char quoted[64];
+            snprintf(quoted, sizeof quoted, "'%s'", type_hints[i].wrong);
+            char *at = strstr(hint, quoted);
+            if (at) /* "did you mean 'string'" becomes "did you mean 'text'" */
+                snprintf(hint, sizeof hint, " (did you mean '%s'?)", type_hints[i].right);
+        }
+        diag_error(c->d, f->type_name.loc,
+                   "unknown type '%s'%s; the types are int32, int64, float64, bool, "
+                   "text, timestamp and json",
+                   f->type_name.text, hint);
+        return;
+    }
+    diag_error(c->d, f->type_name.loc, "unknown type '%s' (did you mean '%s'?)",
+               f->type_name.text, right);
+}
+
+/* C keywords and names the generated code or the runtime's header take. */
+static const char *const reserved[] = {
+    "auto",     "break",    "case",     "char",     "const",    "continue", "default",
+    "do",       "double",   "else",     "enum",     "extern",   "float",    "for",
+    "goto",     "if",       "inline",   "int",      "long",     "register", "restrict",
+    "return",   "short",    "signed",   "sizeof",   "static",   "struct",   "switch",
+    "typedef",  "union",    "unsigned", "void",     "volatile", "while",    "bool",
+    "true",     "false",    "_Bool",    "_Complex", "_Imaginary", "_Atomic", "_Alignas",
+    "_Alignof", "_Generic", "_Noreturn", "_Static_assert", "_Thread_local", "asm",
+    "NULL",     "errno",    "assert",   "offsetof",
+};
+
+static void check_identifier(checker *c, const ast_name *n, const char *what)
+{
+    if (!n->text)
+        return;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (eq(n->text, reserved[i])) {
+            diag_error(c->d, n->loc, "%s name '%s' is reserved in C", what, n->text);
+            return;
+        }
+    if (n->text[0] == '_') {
+        diag_error(c->d, n->loc, "%s name '%s' starts with '_', which C reserves", what,
+                   n->text);
+        return;
+    }
+    if (strlen(n->text) > MAX_SQL_NAME)
+        diag_error(c->d, n->loc, "%s name '%s' is longer than %d characters", what,
+                   n->text, MAX_SQL_NAME);
+}
+
+static void check_duration(checker *c, const ast_num *n, const char *what)
+{
+    if (!n->set)
+        return;
+    if (n->value == 0)
+        diag_error(c->d, n->loc, "%s must be longer than zero", what);
+    else if (n->value > MAX_DURATION_MS)
+        diag_error(c->d, n->loc, "%s is out of range (at most 365d)", what);
+}
+
+static void check_jitter(checker *c, const ast_num *n)
+{
+    if (n->set && n->value > 100)
+        diag_error(c->d, n->loc, "jitter must be between 0%% and 100%%");
+}
+
+static void check_fields(checker *c, ast_entity *e)
+{
+    for (size_t i = 0; i < e->fields.n; i++) {
+        ast_field *f = &e->fields.v[i];
+        check_identifier(c, &f->name, "field");
+        for (size_t j = 0; j < i; j++)
+            if (eq(e->fields.v[j].name.text, f->name.text)) {
+                diag_error(c->d, f->name.loc, "duplicate field '%s' in entity '%s'",
+                           f->name.text, e->name.text);
+                diag_note(c->d, e->fields.v[j].name.loc, "previous definition is here");
+                break;
+            }
+        check_type(c, f);
+
+        if (f->flags & AST_F_PRIMARY) {
+            if (e->pk) {
+                diag_error(c->d, f->flag_loc[0], "entity '%s' has a second primary key",
+                           e->name.text);
+                diag_note(c->d, e->pk->flag_loc[0], "the first is here");
+            } else {
+                e->pk = f;
+            }
+            if (f->type != AST_T_UNKNOWN && f->type != AST_T_INT32 &&
+                f->type != AST_T_INT64 && f->type != AST_T_TEXT)
+                diag_error(c->d, f->flag_loc[0],
+                           "a primary key must be int32, int64 or text, not %s",
+                           ast_type_name(f->type));
+            if (f->flags & AST_F_NULLABLE)
+                diag_error(c->d, f->flag_loc[2], "a primary key cannot be nullable");
+        }
+        if ((f->flags & AST_F_UNIQUE) && (f->type == AST_T_JSON || f->type == AST_T_FLOAT64))
+            diag_error(c->d, f->flag_loc[1], "a %s field cannot be unique",
+                       ast_type_name(f->type));
+
+        /* `a` nullable generates `a_is_null`, which must not be a field. */
+        size_t len = strlen(f->name.text);
+        if (len > 8 && strcmp(f->name.text + len - 8, "_is_null") == 0) {
+            char base[128];
+            snprintf(base, sizeof base, "%.*s", (int)(len - 8), f->name.text);
+            ast_field *b = find_field(e, base);
+            if (b && (b->flags & AST_F_NULLABLE)) {
+                diag_error(c->d, f->name.loc,
+                           "field '%s' clashes with the null flag of nullable '%s'",
+                           f->name.text, base);
+                diag_note(c->d, b->name.loc, "'%s' is declared here", base);
+            }
+        }
+    }
+    if (!e->pk && !e->damaged)
+        diag_error(c->d, e->name.loc,
+                   "entity '%s' has no primary key (mark one int32, int64 or text field "
+                   "'primary key')",
+                   e->name.text);
+}
+
+static void check_references(checker *c, ast_entity *e)
+{
+    for (size_t i = 0; i < e->fields.n; i++) {
+        ast_field *f = &e->fields.v[i];
+        if (!(f->flags & AST_F_REFERENCES) || !f->references.text)
+            continue;
+        f->ref = need_entity(c, &f->references);
+        if (!f->ref || !f->ref->pk || f->type == AST_T_UNKNOWN ||
+            f->ref->pk->type == AST_T_UNKNOWN)
+            continue;
+        if (f->ref->pk->type != f->type) {
+            diag_error(c->d, f->references.loc,
+                       "field '%s' is %s but references '%s', whose primary key '%s' is %s",
+                       f->name.text, ast_type_name(f->type), f->ref->name.text,
+                       f->ref->pk->name.text, ast_type_name(f->ref->pk->type));
+            diag_note(c->d, f->ref->pk->name.loc, "'%s.%s' is declared here",
+                      f->ref->name.text, f->ref->pk->name.text);
+        }
+    }
+}
+
+/* A key template has literal text and exactly one {placeholder}: the field
+ * the cache is looked up by. Values are escaped into it, so one placeholder
+ * keeps keys of different values apart. */
+static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *key_field)
+{
+    const char *t = k->key.text;
+    ast_loc at = k->key.loc;
+    int placeholders = 0;
+    for (size_t i = 0; t[i]; i++) {
+        ast_loc here = {at.line, at.col + 1 + (int)i, at.line, at.col + 2 + (int)i};
+        if (t[i] == '{') {
+            const char *close = strchr(t + i, '}');
+            if (!close) {
+                diag_error(c->d, here, "'{' in key template is not closed");
+                return;
+            }
+            size_t n = (size_t)(close - (t + i)) - 1;
+            char *name = xstrndup(t + i + 1, n);
+            here.end_col = here.col + (int)n + 2;
+            ast_field *f = find_field(e, name);
+            if (!f)
+                diag_error(c->d, here, "'{%s}' in key template is not a field of '%s'", name,
+                           e->name.text);
+            else if (key_field && f != key_field)
+                diag_error(c->d, here,
+                           "key template of this cache can only use '{%s}', the field it "
+                           "is looked up by",
+                           key_field->name.text);
+            free(name);
+            placeholders++;
+            i += n + 1;
+        } else if (t[i] == '}') {
+            diag_error(c->d, here, "'}' in key template without '{'");
+            return;
+        } else if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+                     (t[i] >= '0' && t[i] <= '9') || strchr("_-.:/@", t[i]))) {
+            diag_error(c->d, here,
+                       "key template may only contain letters, digits, '_-.:/@' and one "
+                       "'{field}'");
+            return;
+        }
+    }
+    if (placeholders != 1)
+        diag_error(c->d, at, "key template must contain the looked-up field exactly once, "
+                             "as '{%s}'",
+                   key_field ? key_field->name.text : "field");
+}
+
+static void check_caches(checker *c, ast_entity *e)
+{
+    for (size_t i = 0; i < e->caches.n; i++) {
+        ast_cache *k = &e->caches.v[i];
+        ast_field *f = NULL;
+        if (k->field.text) {
+            f = need_field(c, e, &k->field, "cache by");
+            if (f == e->pk && f)
+                f = NULL; /* `cache id` is `cache` */
+        }
+        if (k->field.text && f) {
+            if (!(f->flags & AST_F_UNIQUE) && !(f->flags & AST_F_PRIMARY)) {
+                diag_error(c->d, k->field.loc,
+                           "cannot cache by '%s': the field is not unique (add 'unique' "
+                           "to its declaration)",
+                           f->name.text);
+                diag_note(c->d, f->name.loc, "'%s' is declared here", f->name.text);
+            }
+            if (f->type == AST_T_JSON || f->type == AST_T_FLOAT64)
+                diag_error(c->d, k->field.loc, "cannot cache by a %s field",
+                           ast_type_name(f->type));
+        }
+        k->resolved = f ? f : e->pk;
+        bool lookup_ok = !k->field.text || f || (e->pk && eq(k->field.text, e->pk->name.text));
+        if (lookup_ok) {
+            for (size_t j = 0; j < i; j++) {
+                ast_cache *p = &e->caches.v[j];
+                if (p->resolved == k->resolved && p->resolved) {
+                    if (k->resolved == e->pk)
+                        diag_error(c->d, k->loc,
+                                   "entity '%s' is already cached by its primary key",
+                                   e->name.text);
+                    else
+                        diag_error(c->d, k->field.loc, "entity '%s' is already cached by '%s'",
+                                   e->name.text, k->resolved->name.text);
+                    diag_note(c->d, p->loc, "previous cache is here");
+                    break;
+                }
+            }
+        }
+        if (!k->ttl.set)
+            diag_error(c->d, k->loc, "cache needs a ttl, as in 'ttl 10m'");
+        check_duration(c, &k->ttl, "ttl");
+        check_jitter(c, &k->jitter);
+        check_duration(c, &k->negative, "negative ttl");
+        if (k->key.text && lookup_ok)
+            check_template(c, e, k, k->resolved);
+    }
+}
+
+static bool groupable(ast_type t)
+{
+    return t != AST_T_JSON && t != AST_T_FLOAT64 && t != AST_T_UNKNOWN;
+}
+
+static void check_lists(checker *c, ast_entity *e)
+{
+    for (size_t i = 0; i < e->lists.n; i++) {
+        ast_list *l = &e->lists.v[i];
+        check_identifier(c, &l->name, "list");
+        for (size_t j = 0; j < i; j++)
+            if (eq(e->lists.v[j].name.text, l->name.text)) {
+                diag_error(c->d, l->name.loc, "duplicate list '%s' in entity '%s'",
+                           l->name.text, e->name.text);
+                diag_note(c->d, e->lists.v[j].name.loc, "previous definition is here");
+                break;
+            }
+        l->group_field = need_field(c, e, &l->group, "list group");
+        if (l->group_field && !groupable(l->group_field->type) &&
+            l->group_field->type != AST_T_UNKNOWN)
+            diag_error(c->d, l->group.loc, "cannot group a list by a %s field",
+                       ast_type_name(l->group_field->type));
+        if (l->order.text) {
+            l->order_field = need_field(c, e, &l->order, "order by");
+            if (l->order_field && l->order_field->type == AST_T_JSON)
+                diag_error(c->d, l->order.loc, "cannot order a list by a json field");
+        } else {
+            l->order_field = e->pk;
+        }
+        if (l->limit.set && l->limit.value == 0)
+            diag_error(c->d, l->limit.loc, "limit must be at least 1");
+        else if (l->limit.set && l->limit.value > MAX_LIST_LIMIT)
+            diag_error(c->d, l->limit.loc, "limit is out of range (at most %u)",
+                       MAX_LIST_LIMIT);
+        if (!l->ttl.set)
+            diag_error(c->d, l->name.loc, "list '%s' needs a ttl, as in 'ttl 60s'",
+                       l->name.text);
+        check_duration(c, &l->ttl, "ttl");
+        check_jitter(c, &l->jitter);
+    }
+}
+
+static void check_rules(checker *c, ast_entity *e)
+{
+    for (size_t i = 0; i < e->rules.n; i++) {
+        ast_rule *r = &e->rules.v[i];
+        r->resolved = need_field(c, e, &r->field, "field");
+        r->target_entity = need_entity(c, &r->target);
+        if (!r->target_entity)
+            continue;
+        ast_field *want = NULL;
+        const char *what = NULL;
+        if (r->list.text) {
+            r->target_list = find_list(r->target_entity, r->list.text);
+            if (!r->target_list) {
+                if (!r->target_entity->damaged)
+                    diag_error(c->d, r->list.loc, "entity '%s' has no list '%s'",
+                               r->target_entity->name.text, r->list.text);
+                continue;
+            }
+            want = r->target_list->group_field;
+            what = "the list's group field";
+        } else {
+            want = r->target_entity->pk;
+            what = "its primary key";
+        }
+        if (r->resolved && want && r->resolved->type != AST_T_UNKNOWN &&
+            want->type != AST_T_UNKNOWN && r->resolved->type != want->type) {
+            diag_error(c->d, r->field.loc,
+                       "'%s' is %s but %s of '%s' is keyed by %s, %s '%s'", r->field.text,
+                       ast_type_name(r->resolved->type),
+                       r->list.text ? "list" : "entity",
+                       r->list.text ? r->list.text : r->target.text,
+                       ast_type_name(want->type), what, want->name.text);
+        }
+    }
+}
+
+/* Two schema items must not generate the same C identifier. */
+typedef struct symbol {
+    char *name;
+    ast_loc loc;
+} symbol;
+
+typedef struct symtab {
+    symbol *v;
+    size_t n, cap;
+} symtab;
+
+static void symbol_add(checker *c, symtab *t, ast_loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void symbol_add(checker *c, symtab *t, ast_loc loc, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i].name, buf) == 0) {
+            diag_error(c->d, loc, "this would generate '%s' a second time", buf);
+            if (t->v[i].loc.line)
+                diag_note(c->d, t->v[i].loc, "'%s' is first generated for this", buf);
+            return;
+        }
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->v = realloc(t->v, t->cap * sizeof *t->v);
+        if (!t->v) {
+            fputs("memoc: out of memory\n", stderr);
+            exit(2);
+        }
+    }
+    t->v[t->n++] = (symbol){xstrdup(buf), loc};
+}
+
+static void check_symbols(checker *c)
+{
+    symtab t = {0};
+    const char *s = c->s->name;
+    ast_loc none = {0};
+    symbol_add(c, &t, none, "%s_schema_desc", s);
+    symbol_add(c, &t, none, "%s_entities", s);
+    for (size_t i = 0; i < c->s->entities.n; i++) {
+        ast_entity *e = c->s->entities.v[i];
+        const char *n = e->name.text;
+        static const char *const ops[] = {
+            "",        "_list",    "_desc",   "_get",   "_get_many", "_insert",
+            "_update", "_delete",  "_clear",  "_list_clear",
+            /* static tables in the .c */
+            "_fields", "_uniques", "_lists",  "_rules",
+        };
+        for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
+            symbol_add(c, &t, e->name.loc, "%s_%s%s", s, n, ops[k]);
+        for (size_t k = 0; k < e->caches.n; k++) {
+            ast_cache *ca = &e->caches.v[k];
+            if (ca->resolved && ca->resolved != e->pk)
+                symbol_add(c, &t, ca->field.loc, "%s_%s_get_by_%s", s, n,
+                           ca->resolved->name.text);
+        }
+        for (size_t k = 0; k < e->lists.n; k++)
+            symbol_add(c, &t, e->lists.v[k].name.loc, "%s_%s_%s", s, n,
+                       e->lists.v[k].name.text);
+    }
+    for (size_t i = 0; i < t.n; i++)
+        free(t.v[i].name);
+    free(t.v);
+}
+
+static void check_schema_decl(checker *c)
+{
+    ast_schema *s = c->s;
+    if (s->decls.n == 0) {
+        if (!s->syntax_errors)
+            diag_error(c->d, (ast_loc){1, 1, 1, 1},
+                       "missing 'schema NAME;' at the top of the file");
+        return;
+    }
+    ast_schema_decl *first = &s->decls.v[0];
+    s->name = first->name.text;
+    check_identifier(c, &first->name, "schema");
+    if (first->entities_before > 0)
+        diag_error(c->d, first->name.loc,
+                   "'schema %s;' must come before the first entity", first->name.text);
+    for (size_t i = 1; i < s->decls.n; i++) {
+        diag_error(c->d, s->decls.v[i].name.loc, "a file declares one schema; '%s' is a "
+                                                 "second",
+                   s->decls.v[i].name.text);
+        diag_note(c->d, first->name.loc, "the schema is declared here");
+    }
+}
+
+int check_schema(ast_schema *s, diag *d)
+{
+    checker c = {s, d};
+    int before = diag_count(d);
+    check_schema_decl(&c);
+
+    for (size_t i = 0; i < s->entities.n; i++) {
+        ast_entity *e = s->entities.v[i];
+        check_identifier(&c, &e->name, "entity");
+        for (size_t j = 0; j < i; j++) {
+            ast_entity *p = s->entities.v[j];
+            if (eq(p->name.text, e->name.text)) {
+                diag_error(d, e->name.loc, "duplicate entity '%s'", e->name.text);
+                diag_note(d, p->name.loc, "previous definition is here");
+                break;
+            }
+            const char *pt = p->table.text ? p->table.text : p->name.text;
+            const char *et = e->table.text ? e->table.text : e->name.text;
+            if (eq(pt, et)) {
+                ast_loc at = e->table.text ? e->table.loc : e->name.loc;
+                diag_error(d, at, "entities '%s' and '%s' use the same table '%s'",
+                           p->name.text, e->name.text, et);
+                diag_note(d, p->table.text ? p->table.loc : p->name.loc,
+                          "'%s' uses it here", p->name.text);
+                break;
+            }
+        }
+        if (e->table.text && strlen(e->table.text) > MAX_SQL_NAME)
+            diag_error(d, e->table.loc, "table name '%s' is longer than %d characters",
+                       e->table.text, MAX_SQL_NAME);
+        check_fields(&c, e);
+    }
+    /* Second pass: everything that looks at other entities' fields. */
+    for (size_t i = 0; i < s->entities.n; i++) {
+        ast_entity *e = s->entities.v[i];
+        check_references(&c, e);
+        check_caches(&c, e);
+        check_lists(&c, e);
+    }
+    for (size_t i = 0; i < s->entities.n; i++)
+        check_rules(&c, s->entities.v[i]);
+    if (diag_count(d) == before && s->name)
+        check_symbols(&c);
+    return diag_count(d) - before;
+}

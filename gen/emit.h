@@ -1,0 +1,46 @@
+/* The emitters: blog.h, blog.c and blog.sql from a checked schema. Output is
+ * deterministic (schema order, no timestamps). */
+#ifndef MEMOC_EMIT_H
+#define MEMOC_EMIT_H
+
+#include <stdio.h>
+
+#include "ast.h"
+
+#define MEMOC_VERSION "0.1.0"
+
+typedef struct emitter {
+    FILE *out;
+    int indent;
+    const ast_schema *s;
+    const char *source; /* the schema's path as given to memoc */
+} emitter;
+
+/* Writes one line at the current indent. */
+void emit_line(emitter *, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void emit_blank(emitter *);
+
+void emit_header(emitter *);
+void emit_source(emitter *);
+void emit_sql(emitter *);
+
+/* Shared facts about the schema, for the emitters. */
+const char *c_type(ast_type);
+/* The C parameter type of a key of field f: "int64_t", "const char *". */
+const char *c_key_type(const ast_field *);
+const char *table_of(const ast_entity *);
+size_t field_index(const ast_entity *, const ast_field *);
+size_t pk_cache_index(const ast_entity *); /* SIZE_MAX when none */
+
+/* Key layout of a lookup: <head><value><tail>, and its 8-hex-digit tag. */
+typedef struct key_parts {
+    char *head, *tail;
+    char tag[9];
+} key_parts;
+void entity_fingerprint(const ast_entity *, char out[17]);
+void row_key(const ast_entity *, key_parts *);
+void unique_key(const ast_entity *, const ast_cache *, key_parts *);
+void list_key(const ast_entity *, const ast_list *, key_parts *);
+void key_parts_free(key_parts *);
+
+#endif

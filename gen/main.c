@@ -1,0 +1,236 @@
+/* memoc: compiles schema files into typed C repositories.
+ * Exit status: 0 done, 1 errors in a schema, 2 usage or I/O errors. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ast.h"
+#include "check.h"
+#include "diag.h"
+#include "emit.h"
+#include "lex.h"
+
+static const char usage[] =
+    "usage: memoc [-o DIR] [--check] FILE...\n"
+    "\n"
+    "Compiles memo schema files. For `schema NAME;` it writes NAME.h, NAME.c and\n"
+    "NAME.sql: typed C repository code for libmemo and the tables it needs.\n"
+    "\n"
+    "  -o, --output DIR  write into DIR, created if missing (default: .)\n"
+    "      --check       check the schemas and write nothing\n"
+    "  -h, --help        print this help\n"
+    "  -V, --version     print memoc's version\n"
+    "\n"
+    "Errors are printed as FILE:LINE:COL: error: MESSAGE. Exit status: 0 on\n"
+    "success, 1 when a schema has errors (nothing is written), 2 on usage or\n"
+    "I/O errors.\n";
+
+typedef struct unit {
+    const char *path;
+    char *src;
+    size_t len;
+    ast_schema *schema;
+} unit;
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        cap *= 2;
+        char *grown = realloc(buf, cap);
+        if (!grown) {
+            fputs("memoc: out of memory\n", stderr);
+            exit(2);
+        }
+        buf = grown;
+    }
+    int err = ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (err) {
+        free(buf);
+        errno = saved;
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* Writes one output file through a temporary in the same directory and a
+ * rename, so a reader never sees half a file. Returns 0 or -1 (reported). */
+static int write_output(const char *dir, const char *name, const char *ext,
+                        const unit *u, void (*emit)(emitter *))
+{
+    char path[4096], tmp[4096];
+    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
+    snprintf(tmp, sizeof tmp, "%s/.%s%s.XXXXXX", dir, name, ext);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "memoc: cannot write '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    FILE *out = fdopen(fd, "w");
+    if (!out) {
+        fprintf(stderr, "memoc: cannot write '%s': %s\n", path, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    emitter em = {out, 0, u->schema, u->path};
+    emit(&em);
+    int bad = fflush(out) != 0 || ferror(out);
+    int saved = errno;
+    if (fclose(out) != 0 && !bad) {
+        bad = 1;
+        saved = errno;
+    }
+    /* mkstemp makes 0600; generated sources are ordinary files. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (!bad && chmod(tmp, 0666 & ~mask) != 0) {
+        bad = 1;
+        saved = errno;
+    }
+    if (!bad && rename(tmp, path) != 0) {
+        bad = 1;
+        saved = errno;
+    }
+    if (bad) {
+        fprintf(stderr, "memoc: cannot write '%s': %s\n", path, strerror(saved));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int ensure_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "memoc: output '%s' is not a directory\n", dir);
+            return -1;
+        }
+        if (access(dir, W_OK) != 0) {
+            fprintf(stderr, "memoc: cannot write to directory '%s': %s\n", dir,
+                    strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (mkdir(dir, 0777) != 0) {
+        fprintf(stderr, "memoc: cannot create directory '%s': %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *outdir = ".";
+    bool check_only = false;
+    const char **files = xcalloc((size_t)argc, sizeof *files);
+    size_t nfiles = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            free(files);
+            return 0;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("memoc %s (memo ABI %d)\n", MEMOC_VERSION, 1);
+            free(files);
+            return 0;
+        } else if (strcmp(a, "--check") == 0) {
+            check_only = true;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "memoc: %s needs a directory\n%s", a, usage);
+                free(files);
+                return 2;
+            }
+            outdir = argv[++i];
+        } else if (strncmp(a, "--output=", 9) == 0) {
+            outdir = a + 9;
+        } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
+            outdir = a + 2;
+        } else if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++)
+                files[nfiles++] = argv[i];
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "memoc: unknown option '%s'\n%s", a, usage);
+            free(files);
+            return 2;
+        } else {
+            files[nfiles++] = a;
+        }
+    }
+    if (nfiles == 0) {
+        fprintf(stderr, "memoc: no schema file given\n%s", usage);
+        free(files);
+        return 2;
+    }
+
+    unit *units = xcalloc(nfiles, sizeof *units);
+    int status = 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        unit *u = &units[i];
+        u->path = files[i];
+        u->src = read_file(u->path, &u->len);
+        if (!u->src) {
+            fprintf(stderr, "memoc: cannot read '%s': %s\n", u->path, strerror(errno));
+            status = 2;
+            continue;
+        }
+        diag *d = diag_new(u->path, u->src, u->len);
+        u->schema = ast_schema_new(u->path);
+        memoc_parse(u->src, u->len, u->schema, d);
+        check_schema(u->schema, d);
+        for (size_t j = 0; j < i && u->schema->name; j++)
+            if (units[j].schema && units[j].schema->name &&
+                strcmp(units[j].schema->name, u->schema->name) == 0) {
+                diag_error(d, u->schema->decls.v[0].name.loc,
+                           "schema '%s' is also declared in %s; both would write %s.h",
+                           u->schema->name, units[j].path, u->schema->name);
+            }
+        if (diag_count(d) > 0 && status == 0)
+            status = 1;
+        if (diag_count(d) > 0)
+            u->schema->name = NULL; /* nothing to emit */
+        diag_flush(d, stderr);
+        diag_free(d);
+    }
+
+    if (status == 0 && !check_only) {
+        if (ensure_dir(outdir) != 0)
+            status = 2;
+        for (size_t i = 0; i < nfiles && status == 0; i++) {
+            unit *u = &units[i];
+            const char *name = u->schema->name;
+            if (write_output(outdir, name, ".h", u, emit_header) != 0 ||
+                write_output(outdir, name, ".c", u, emit_source) != 0 ||
+                write_output(outdir, name, ".sql", u, emit_sql) != 0)
+                status = 2;
+        }
+    }
+
+    for (size_t i = 0; i < nfiles; i++) {
+        ast_schema_free(units[i].schema);
+        free(units[i].src);
+    }
+    free(units);
+    free(files);
+    return status;
+}

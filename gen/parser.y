@@ -1,0 +1,489 @@
+/* memoc's grammar. Actions only build the AST; meaning is check.c's job.
+ * Errors recover at the next ';' inside an entity and at '}' around one, so
+ * one run reports every error of a file. */
+%require "3.8"
+%define api.pure full
+%locations
+%define parse.error custom
+%define parse.lac full
+%define api.token.prefix {TOK_}
+%define api.value.type union
+%param {yyscan_t scanner}
+%expect 0
+
+%code requires {
+#include <stdbool.h>
+#include <stdint.h>
+#include "ast.h"
+typedef void *yyscan_t;
+/* One option of a `cache` line, before it joins the others. */
+struct option {
+    int token;
+    uint64_t num;
+    char *text;
+    ast_loc kw, value;
+};
+}
+
+%code provides {
+int yylex(YYSTYPE *yylval, YYLTYPE *yylloc, yyscan_t scanner);
+}
+
+%code {
+#include <stdlib.h>
+#include <string.h>
+#include "diag.h"
+#include "lex.h"
+
+struct yyguts_t;
+struct lex_extra *yyget_extra(yyscan_t scanner);
+
+static ast_loc loc_of(YYLTYPE l)
+{
+    return (ast_loc){l.first_line, l.first_column, l.last_line, l.last_column};
+}
+
+static void yyerror(YYLTYPE *loc, yyscan_t scanner, const char *msg)
+{
+    struct lex_extra *x = yyget_extra(scanner);
+    x->schema->syntax_errors = true;
+    diag_error(x->diag, loc_of(*loc), "%s", msg);
+}
+
+static ast_name name_of(char *text, YYLTYPE l)
+{
+    return (ast_name){text, loc_of(l)};
+}
+
+/* A keyword used as a name: the keyword's own spelling. */
+#define KW(text, l) name_of(xstrdup(text), l)
+
+static ast_entity *current(yyscan_t scanner)
+{
+    return yyget_extra(scanner)->cur;
+}
+
+static void modifier(yyscan_t scanner, ast_field *f, unsigned bit, int index,
+                     YYLTYPE l, const char *spelling)
+{
+    if (f->flags & bit) {
+        struct lex_extra *x = yyget_extra(scanner);
+        diag_error(x->diag, loc_of(l), "duplicate '%s'", spelling);
+        diag_note(x->diag, f->flag_loc[index], "first written here");
+    }
+    f->flags |= bit;
+    f->flag_loc[index] = loc_of(l);
+}
+
+static void duplicate_option(yyscan_t scanner, bool set, ast_loc first, ast_loc at,
+                             const char *what)
+{
+    if (!set)
+        return;
+    struct lex_extra *x = yyget_extra(scanner);
+    diag_error(x->diag, at, "'%s' given twice", what);
+    diag_note(x->diag, first, "first given here");
+}
+
+static ast_num num(uint64_t v, ast_loc l)
+{
+    return (ast_num){true, v, l};
+}
+
+static void cache_option(yyscan_t scanner, ast_cache *c, struct option *o)
+{
+    switch (o->token) {
+    case TOK_KEY:
+        duplicate_option(scanner, c->key.text != NULL, c->key.loc, o->kw, "key");
+        ast_name_free(&c->key);
+        c->key = (ast_name){o->text, o->value};
+        o->text = NULL;
+        break;
+    case TOK_TTL:
+        duplicate_option(scanner, c->ttl.set, c->ttl.loc, o->kw, "ttl");
+        c->ttl = num(o->num, o->value);
+        break;
+    case TOK_JITTER:
+        duplicate_option(scanner, c->jitter.set, c->jitter.loc, o->kw, "jitter");
+        c->jitter = num(o->num, o->value);
+        break;
+    case TOK_NEGATIVE:
+        duplicate_option(scanner, c->negative.set, c->negative.loc, o->kw, "negative");
+        c->negative = num(o->num, o->value);
+        break;
+    }
+}
+
+static void cache_push(yyscan_t scanner, ast_name *field, ast_cache *opts, YYLTYPE l)
+{
+    ast_cache *c = AST_PUSH(current(scanner)->caches);
+    *c = *opts;
+    c->loc = loc_of(l);
+    if (field)
+        c->field = *field;
+}
+}
+
+%token SCHEMA "'schema'" ENTITY "'entity'" TABLE "'table'" PRIMARY "'primary'"
+       KEY "'key'" UNIQUE "'unique'" NULLABLE "'nullable'" REFERENCES "'references'"
+       CACHE "'cache'" TTL "'ttl'" JITTER "'jitter'" NEGATIVE "'negative'"
+       LIST "'list'" ORDER "'order'" BY "'by'" ASC "'asc'" DESC "'desc'"
+       LIMIT "'limit'" ON "'on'" CHANGE "'change'" INSERT "'insert'"
+       UPDATE "'update'" DELETE "'delete'" INVALIDATE "'invalidate'"
+%token <char *> IDENT "identifier" STRING "string"
+%token <uint64_t> DURATION "duration" PERCENT "percentage" NUMBER "number"
+%token INVALID "invalid character" BADNUMBER "invalid number"
+       BADSTRING "unterminated string" BADCOMMENT "unterminated comment"
+
+%type <ast_name> name table_opt
+%type <ast_field> modifiers
+%type <ast_cache> cache_options1
+%type <struct option> cache_option
+%type <ast_list> list_options
+%type <unsigned> event
+%type <bool> direction
+
+%destructor { free($$); } <char *>
+%destructor { ast_name_free(&$$); } <ast_name>
+%destructor { ast_name_free(&$$.references); } <ast_field>
+%destructor { ast_name_free(&$$.key); } <ast_cache>
+%destructor { free($$.text); } <struct option>
+%destructor { ast_name_free(&$$.order); } <ast_list>
+
+%%
+
+file:
+  %empty
+| file item
+;
+
+item:
+  "'schema'" name ';' {
+      ast_schema *s = yyget_extra(scanner)->schema;
+      ast_schema_decl *d = AST_PUSH(s->decls);
+      d->name = $2;
+      d->entities_before = s->entities.n;
+  }
+| entity
+| error ';' { yyget_extra(scanner)->schema->lost_items = true; }
+| error '}' { yyget_extra(scanner)->schema->lost_items = true; }
+;
+
+entity:
+  entity_head '{' members '}'
+| entity_head '{' members error '}' { current(scanner)->damaged = true; }
+| "'entity'" name error '}' {
+      /* Keep the name, so references to it do not cascade into errors. */
+      struct lex_extra *x = yyget_extra(scanner);
+      ast_entity *e = xcalloc(1, sizeof *e);
+      e->name = $2;
+      e->damaged = true;
+      *(ast_entity **)AST_PUSH(x->schema->entities) = e;
+  }
+;
+
+/* The entity exists before its body, so members can attach to it. */
+entity_head:
+  "'entity'" name table_opt {
+      struct lex_extra *x = yyget_extra(scanner);
+      ast_entity *e = xcalloc(1, sizeof *e);
+      e->name = $2;
+      e->table = $3;
+      *(ast_entity **)AST_PUSH(x->schema->entities) = e;
+      x->cur = e;
+  }
+;
+
+table_opt:
+  %empty { $$ = (ast_name){0}; }
+| "'table'" name { $$ = $2; }
+;
+
+members:
+  %empty
+| members member
+| members error ';' { current(scanner)->damaged = true; yyerrok; }
+;
+
+member:
+  field ';'
+| cache ';'
+| list ';'
+| rule ';'
+;
+
+/* Keywords are names too, except the three that start a member. */
+name:
+  IDENT { $$ = name_of($1, @1); }
+| "'schema'" { $$ = KW("schema", @1); }
+| "'entity'" { $$ = KW("entity", @1); }
+| "'table'" { $$ = KW("table", @1); }
+| "'primary'" { $$ = KW("primary", @1); }
+| "'key'" { $$ = KW("key", @1); }
+| "'unique'" { $$ = KW("unique", @1); }
+| "'nullable'" { $$ = KW("nullable", @1); }
+| "'references'" { $$ = KW("references", @1); }
+| "'ttl'" { $$ = KW("ttl", @1); }
+| "'jitter'" { $$ = KW("jitter", @1); }
+| "'negative'" { $$ = KW("negative", @1); }
+| "'order'" { $$ = KW("order", @1); }
+| "'by'" { $$ = KW("by", @1); }
+| "'asc'" { $$ = KW("asc", @1); }
+| "'desc'" { $$ = KW("desc", @1); }
+| "'limit'" { $$ = KW("limit", @1); }
+| "'change'" { $$ = KW("change", @1); }
+| "'insert'" { $$ = KW("insert", @1); }
+| "'update'" { $$ = KW("update", @1); }
+| "'delete'" { $$ = KW("delete", @1); }
+| "'invalidate'" { $$ = KW("invalidate", @1); }
+;
+
+field:
+  name IDENT modifiers {
+      ast_field *f = AST_PUSH(current(scanner)->fields);
+      *f = $3;
+      f->name = $1;
+      f->type_name = name_of($2, @2);
+  }
+;
+
+modifiers:
+  %empty { memset(&$$, 0, sizeof $$); }
+| modifiers "'primary'" "'key'" {
+      $$ = $1;
+      YYLTYPE l = @2;
+      l.last_line = @3.last_line;
+      l.last_column = @3.last_column;
+      modifier(scanner, &$$, AST_F_PRIMARY, 0, l, "primary key");
+  }
+| modifiers "'unique'" { $$ = $1; modifier(scanner, &$$, AST_F_UNIQUE, 1, @2, "unique"); }
+| modifiers "'nullable'" {
+      $$ = $1;
+      modifier(scanner, &$$, AST_F_NULLABLE, 2, @2, "nullable");
+  }
+| modifiers "'references'" name {
+      $$ = $1;
+      modifier(scanner, &$$, AST_F_REFERENCES, 3, @2, "references");
+      ast_name_free(&$$.references);
+      $$.references = $3;
+  }
+;
+
+/* The options are non-empty before the first is known, so that after `cache`
+ * a keyword like `key` can still be a field's name: `cache key ttl 1m;`. */
+cache:
+  "'cache'" { cache_push(scanner, NULL, &(ast_cache){0}, @1); }
+| "'cache'" cache_options1 { cache_push(scanner, NULL, &$2, @1); }
+| "'cache'" name { cache_push(scanner, &$2, &(ast_cache){0}, @1); }
+| "'cache'" name cache_options1 { cache_push(scanner, &$2, &$3, @1); }
+;
+
+cache_options1:
+  cache_option { memset(&$$, 0, sizeof $$); cache_option(scanner, &$$, &$1); }
+| cache_options1 cache_option { $$ = $1; cache_option(scanner, &$$, &$2); }
+;
+
+cache_option:
+  "'key'" STRING { $$ = (struct option){TOK_KEY, 0, $2, loc_of(@1), loc_of(@2)}; }
+| "'ttl'" DURATION { $$ = (struct option){TOK_TTL, $2, NULL, loc_of(@1), loc_of(@2)}; }
+| "'jitter'" PERCENT { $$ = (struct option){TOK_JITTER, $2, NULL, loc_of(@1), loc_of(@2)}; }
+| "'negative'" DURATION { $$ = (struct option){TOK_NEGATIVE, $2, NULL, loc_of(@1), loc_of(@2)}; }
+;
+
+list:
+  "'list'" name '(' name ')' list_options {
+      ast_list *l = AST_PUSH(current(scanner)->lists);
+      *l = $6;
+      l->name = $2;
+      l->group = $4;
+  }
+;
+
+list_options:
+  %empty { memset(&$$, 0, sizeof $$); }
+| list_options "'order'" "'by'" name direction {
+      $$ = $1;
+      duplicate_option(scanner, $$.order.text != NULL, $$.order.loc, loc_of(@2), "order by");
+      ast_name_free(&$$.order);
+      $$.order = $4;
+      $$.desc = $5;
+  }
+| list_options "'limit'" NUMBER {
+      $$ = $1;
+      duplicate_option(scanner, $$.limit.set, $$.limit.loc, loc_of(@2), "limit");
+      $$.limit = num($3, loc_of(@3));
+  }
+| list_options "'ttl'" DURATION {
+      $$ = $1;
+      duplicate_option(scanner, $$.ttl.set, $$.ttl.loc, loc_of(@2), "ttl");
+      $$.ttl = num($3, loc_of(@3));
+  }
+| list_options "'jitter'" PERCENT {
+      $$ = $1;
+      duplicate_option(scanner, $$.jitter.set, $$.jitter.loc, loc_of(@2), "jitter");
+      $$.jitter = num($3, loc_of(@3));
+  }
+;
+
+direction:
+  %empty { $$ = false; }
+| "'asc'" { $$ = false; }
+| "'desc'" { $$ = true; }
+;
+
+rule:
+  "'on'" event "'invalidate'" name '(' name ')' {
+      ast_rule *r = AST_PUSH(current(scanner)->rules);
+      r->loc = loc_of(@1);
+      r->events = $2;
+      r->target = $4;
+      r->field = $6;
+  }
+| "'on'" event "'invalidate'" name '.' name '(' name ')' {
+      ast_rule *r = AST_PUSH(current(scanner)->rules);
+      r->loc = loc_of(@1);
+      r->events = $2;
+      r->target = $4;
+      r->list = $6;
+      r->field = $8;
+  }
+;
+
+event:
+  "'change'" { $$ = AST_ON_CHANGE; }
+| "'insert'" { $$ = AST_ON_INSERT; }
+| "'update'" { $$ = AST_ON_UPDATE; }
+| "'delete'" { $$ = AST_ON_DELETE; }
+;
+
+%%
+
+#include "lexer.h"
+
+/* Messages in gcc's manner: "expected ';' before '}'", or "unexpected
+ * identifier 'prmary', expected 'primary', 'unique', ...". A state that takes
+ * a name accepts every keyword that can be one; those collapse into "a name". */
+static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
+{
+    struct lex_extra *x = yyget_extra(scanner);
+    diag *d = x->diag;
+    const YYLTYPE *l = yypcontext_location(ctx);
+    ast_loc loc = loc_of(*l);
+    yysymbol_kind_t tok = yypcontext_token(ctx);
+    x->schema->syntax_errors = true;
+
+    char *text = diag_text(d, loc);
+    switch (tok) {
+    case YYSYMBOL_INVALID:
+        diag_error(d, loc, "unexpected character '%s'", text);
+        free(text);
+        return 0;
+    case YYSYMBOL_BADNUMBER:
+        diag_error(d, loc, "invalid number '%s' (durations end in ms, s, m, h or d)", text);
+        free(text);
+        return 0;
+    case YYSYMBOL_BADSTRING:
+        diag_error(d, loc, "unterminated string");
+        free(text);
+        return 0;
+    case YYSYMBOL_BADCOMMENT:
+        diag_error(d, loc, "unterminated comment");
+        free(text);
+        return 0;
+    default:
+        break;
+    }
+
+    enum { MAX = YYNTOKENS };
+    yysymbol_kind_t exp[MAX];
+    int n = yypcontext_expected_tokens(ctx, exp, MAX);
+    if (n < 0)
+        n = 0;
+
+    /* The keywords a name may be (see the `name` rule). */
+    static const yysymbol_kind_t name_kw[] = {
+        YYSYMBOL_SCHEMA,     YYSYMBOL_ENTITY,   YYSYMBOL_TABLE,      YYSYMBOL_PRIMARY,
+        YYSYMBOL_KEY,        YYSYMBOL_UNIQUE,   YYSYMBOL_NULLABLE,   YYSYMBOL_REFERENCES,
+        YYSYMBOL_TTL,        YYSYMBOL_JITTER,   YYSYMBOL_NEGATIVE,   YYSYMBOL_ORDER,
+        YYSYMBOL_BY,         YYSYMBOL_ASC,      YYSYMBOL_DESC,       YYSYMBOL_LIMIT,
+        YYSYMBOL_CHANGE,     YYSYMBOL_INSERT,   YYSYMBOL_UPDATE,     YYSYMBOL_DELETE,
+        YYSYMBOL_INVALIDATE,
+    };
+    size_t nkw = sizeof name_kw / sizeof name_kw[0];
+    size_t seen = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t k = 0; k < nkw; k++)
+            if (exp[i] == name_kw[k])
+                seen++;
+    bool takes_name = seen == nkw;
+
+    const char *shown[MAX];
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        bool is_kw = false;
+        for (size_t k = 0; k < nkw; k++)
+            if (exp[i] == name_kw[k])
+                is_kw = true;
+        if (takes_name && is_kw)
+            continue;
+        shown[m++] = exp[i] == YYSYMBOL_IDENT ? (takes_name ? "a name" : "a type")
+                                                : yysymbol_name(exp[i]);
+    }
+
+    char what[256];
+    switch (tok) {
+    case YYSYMBOL_YYEOF:
+        snprintf(what, sizeof what, "end of file");
+        break;
+    case YYSYMBOL_IDENT:
+        snprintf(what, sizeof what, "'%s'", text);
+        break;
+    case YYSYMBOL_STRING:
+        snprintf(what, sizeof what, "string %s", text);
+        break;
+    case YYSYMBOL_DURATION:
+    case YYSYMBOL_PERCENT:
+    case YYSYMBOL_NUMBER:
+        snprintf(what, sizeof what, "%s '%s'", yysymbol_name(tok), text);
+        break;
+    default:
+        snprintf(what, sizeof what, "%s", yysymbol_name(tok));
+        break;
+    }
+    free(text);
+
+    char msg[1024];
+    if (m == 1) {
+        snprintf(msg, sizeof msg, "expected %s before %s", shown[0], what);
+    } else if (m > 1 && m <= 7) {
+        int len = snprintf(msg, sizeof msg, "unexpected %s, expected ", what);
+        for (int i = 0; i < m && len < (int)sizeof msg; i++)
+            len += snprintf(msg + len, sizeof msg - (size_t)len, "%s%s",
+                            i == 0 ? "" : i == m - 1 ? " or " : ", ", shown[i]);
+    } else {
+        snprintf(msg, sizeof msg, "unexpected %s", what);
+    }
+    diag_error(d, loc, "%s", msg);
+    return 0;
+}
+
+int memoc_parse(const char *src, size_t len, ast_schema *schema, diag *d)
+{
+    yyscan_t scanner;
+    struct lex_extra extra = {.line = 1, .col = 1, .diag = d, .schema = schema};
+    if (yylex_init_extra(&extra, &scanner) != 0) {
+        fputs("memoc: out of memory\n", stderr);
+        exit(2);
+    }
+    int before = diag_count(d);
+    YY_BUFFER_STATE buf = yy_scan_bytes(src, (int)len, scanner);
+    int rc = yyparse(scanner);
+    yy_delete_buffer(buf, scanner);
+    yylex_destroy(scanner);
+    if (rc == 2) {
+        fputs("memoc: out of memory\n", stderr);
+        exit(2);
+    }
+    /* yyparse returns 0 after recovered errors: count them instead. */
+    return diag_count(d) - before;
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Private Redis and PostgreSQL servers for memo's tests, demo and benchmark.
+#
+#   tests/servers.sh start [DIR]    start both on free loopback ports, print the env
+#   tests/servers.sh env   [DIR]    print the env of running servers (export lines)
+#   tests/servers.sh stop  [DIR]    stop exactly what start started, by PID
+#   tests/servers.sh redis-start|redis-stop [DIR]   just Redis, same port (fault tests)
+#   tests/servers.sh pg-start|pg-stop [DIR]         just PostgreSQL, same port
+#
+# DIR defaults to $MEMO_SERVERS_DIR, else build/servers. Servers listen on
+# 127.0.0.1 and unix sockets only, on ports that are neither the defaults nor
+# taken. PostgreSQL refuses to run as root, so as root it runs as `postgres`.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-}
+dir=${2:-${MEMO_SERVERS_DIR:-$top/build/servers}}
+
+die() { echo "servers.sh: $*" >&2; exit 1; }
+
+pg_bin() {
+    local d
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [ -x "$d/pg_ctl" ] && { echo "$d"; return; }
+    done
+    command -v pg_ctl >/dev/null && { dirname "$(command -v pg_ctl)"; return; }
+    die "PostgreSQL server binaries not found (run tests/deps.sh)"
+}
+
+# As root, PostgreSQL runs as the unprivileged `postgres` user.
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pick_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))  # below the ephemeral range
+        if port_free "$p"; then echo "$p"; return; fi
+    done
+    die "no free port found"
+}
+
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# Waits for PID to exit; SIGKILL after $2 seconds.
+wait_gone() {
+    local pid=$1 i
+    for i in $(seq 1 $(($2 * 10))); do alive "$pid" || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do alive "$pid" || return 0; sleep 0.1; done
+}
+
+redis_pid() { cat "$dir/redis.pid" 2>/dev/null || true; }
+pg_pid() { head -n 1 "$dir/pg/data/postmaster.pid" 2>/dev/null || true; }
+
+redis_start() {
+    local port
+    port=$(cat "$dir/redis.port")
+    alive "$(redis_pid)" && return 0
+    rm -f "$dir/redis.pid"
+    redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
+        --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
+        --save '' --appendonly no --dir "$dir" \
+        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+        || return 1
+    local i
+    for i in $(seq 1 100); do
+        if [ -s "$dir/redis.pid" ] && ! port_free "$port"; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+redis_stop() {
+    local pid
+    pid=$(redis_pid)
+    if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; wait_gone "$pid" 10; fi
+    rm -f "$dir/redis.pid"
+}
+
+pg_start() {
+    local port bin pgdir
+    port=$(cat "$dir/pg.port")
+    bin=$(pg_bin)
+    pgdir=$(readlink -f "$dir/pg")
+    alive "$(pg_pid)" && return 0
+    as_pg "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -t 30 -s \
+        -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements -c max_connections=200" \
+        start >/dev/null
+}
+
+pg_stop() {
+    local pid
+    pid=$(pg_pid)
+    # SIGINT is PostgreSQL's fast shutdown: clients are disconnected.
+    if alive "$pid"; then kill -INT "$pid" 2>/dev/null || true; wait_gone "$pid" 20; fi
+}
+
+print_env() {
+    [ -f "$dir/env" ] || die "no servers in $dir (run: tests/servers.sh start)"
+    cat "$dir/env"
+}
+
+start() {
+    if [ -f "$dir/env" ] && alive "$(redis_pid)" && alive "$(pg_pid)"; then
+        print_env; return
+    fi
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+
+    # PostgreSQL's files must be reachable by the user it runs as, and its
+    # socket path must fit in sun_path: else the data lives under /tmp.
+    rm -rf "$dir/pg"
+    local pgdir="$dir/pg"
+    mkdir -p "$pgdir"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$pgdir"; fi
+    if ! as_pg test -w "$pgdir" 2>/dev/null || [ ${#pgdir} -gt 80 ]; then
+        rmdir "$pgdir"
+        local tmp
+        tmp=$(mktemp -d /tmp/memo-pg.XXXXXX)
+        [ "$(id -u)" -eq 0 ] && chown postgres: "$tmp"
+        ln -s "$tmp" "$pgdir"
+        pgdir=$tmp
+    fi
+    local bin
+    bin=$(pg_bin)
+    as_pg "$bin/initdb" -D "$pgdir/data" -U memo --auth=trust -E UTF8 --no-locale \
+        >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+
+    local try rport pport
+    for try in 1 2 3 4 5; do
+        rport=$(pick_port); echo "$rport" >"$dir/redis.port"
+        redis_start && break
+        rport=
+    done
+    [ -n "$rport" ] || die "redis-server did not start (see $dir/redis.log)"
+    for try in 1 2 3 4 5; do
+        pport=$(pick_port)
+        [ "$pport" = "$rport" ] && continue
+        echo "$pport" >"$dir/pg.port"
+        pg_start && break
+        pport=
+    done
+    [ -n "$pport" ] || { redis_stop; die "PostgreSQL did not start (see $pgdir/log)"; }
+    "$bin/createdb" -h 127.0.0.1 -p "$pport" -U memo memo
+
+    cat >"$dir/env" <<ENV
+export REDIS_URL=redis://127.0.0.1:$rport/0
+export DATABASE_URL=postgresql://memo@127.0.0.1:$pport/memo
+export MEMO_TEST_SERVERS_DIR=$dir
+export MEMO_TEST_REDIS_SOCKET=$dir/redis.sock
+export MEMO_TEST_PG_BIN=$bin
+ENV
+    print_env
+}
+
+stop() {
+    [ -d "$dir" ] || return 0
+    redis_stop
+    pg_stop
+    local target
+    target=$(readlink "$dir/pg" 2>/dev/null || true)
+    [ -n "$target" ] && rm -rf "$target"
+    rm -rf "$dir"
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    env) print_env ;;
+    redis-start) redis_start || die "redis-server did not restart" ;;
+    redis-stop) redis_stop ;;
+    pg-start) pg_start || die "PostgreSQL did not restart" ;;
+    pg-stop) pg_stop ;;
+    *) echo "usage: $0 start|stop|env|redis-start|redis-stop|pg-start|pg-stop [DIR]" >&2; exit 2 ;;
+esac
