@@ -73,3 +73,20 @@ clean:
 	rm -rf build
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------- libmemo
+
+RT_SRC = $(wildcard runtime/src/*.c)
+RT_OBJ = $(RT_SRC:%.c=$(B)/%.o)
+LIBMEMO = $(B)/libmemo.a
+RT_INC = -Iruntime/include -Iruntime/src
+
+$(B)/runtime/src/%.o: runtime/src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(RT_INC) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIBMEMO): $(RT_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+all: $(LIBMEMO)

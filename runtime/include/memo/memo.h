@@ -76,6 +76,8 @@ typedef struct memo_config {
     int pool_size;          /* connections to each server; 8 */
     int default_ttl_ms;     /* rows of entities without a `cache` line; 60000 */
     int negative_ttl_ms;    /* missing rows, where `negative` is not given; 5000 */
+    int lease_ms;           /* a filler's lease on a missed key; 1000 */
+    int lease_wait_ms;      /* how long others wait for it, then read PostgreSQL; 1500 */
     unsigned flags;         /* MEMO_OPEN_* */
 } memo_config;
 

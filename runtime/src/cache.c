@@ -1,0 +1,1069 @@
+/* The read engine: get, get_by, list and get_many, all through one
+ * cache-aside path with leases (the fix of Facebook's memcache paper):
+ *
+ *   GET_OR_LEASE  -> value: a hit (or a negative hit)
+ *                 -> lease taken: query PostgreSQL, FILL while the lease holds
+ *                 -> lease held by another: back off and ask again, and past
+ *                    the bound read PostgreSQL without filling
+ *   Redis failing -> read PostgreSQL (degraded), fill nothing
+ *
+ * A write deletes value and lease after COMMIT, so a fill that read the old
+ * row before the write is refused: no stale value survives a write. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+
+/* -------------------------------------------------------------- helpers */
+
+uint64_t memop_ttl_ms(uint64_t ttl_ms, unsigned jitter_pct)
+{
+    if (jitter_pct == 0 || ttl_ms == 0)
+        return ttl_ms;
+    /* uniform in [ttl, ttl * (1 + jitter)]: keys filled together expire apart */
+    uint64_t spread = ttl_ms * jitter_pct / 100;
+    return ttl_ms + memop_random() % (spread + 1);
+}
+
+static void make_token(memo_repo *repo, char *out, size_t size)
+{
+    uint64_t n = atomic_fetch_add(&repo->token_counter, 1);
+    snprintf(out, size, "%016" PRIx64 "%016" PRIx64, repo->token_prefix, n ^ memop_random());
+}
+
+static uint64_t row_ttl(memo_repo *repo, const memo_lookup_desc *l)
+{
+    return memop_ttl_ms(l->ttl_ms ? l->ttl_ms : (uint64_t)repo->cfg.default_ttl_ms,
+                        l->jitter_pct);
+}
+
+static uint64_t negative_ttl(memo_repo *repo, const memo_lookup_desc *l)
+{
+    return memop_ttl_ms(l->negative_ttl_ms ? l->negative_ttl_ms
+                                           : (uint64_t)repo->cfg.negative_ttl_ms,
+                        l->jitter_pct);
+}
+
+/* ------------------------------------------------ the cache-aside path */
+
+enum outcome {
+    HIT,        /* value holds what Redis had */
+    NEG_HIT,    /* Redis remembered that there is nothing */
+    LOADED,     /* the loader ran: its context holds the result */
+    FAILED      /* the loader failed; the status says how */
+};
+
+/* Loads from PostgreSQL. Writes the value to cache into `value` (the
+ * literal null when there is no row) and its TTL into *ttl_ms. */
+typedef memo_status (*loader_fn)(memo_repo *, memop_entity *, void *ctx, memop_buf *value,
+                                 uint64_t *ttl_ms);
+
+typedef struct read_ctx {
+    memo_repo *repo;
+    memop_entity *e;
+    const memop_key *key;
+    loader_fn load;
+    void *ctx;
+    memop_buf value;
+    memo_status st;
+    bool degraded;
+} read_ctx;
+
+static bool is_null_value(const char *s, size_t n)
+{
+    return n == 4 && memcmp(s, memop_null_value, 4) == 0;
+}
+
+/* Runs the loader and fills under the lease (when token is given). */
+static enum outcome load_and_fill(read_ctx *r, const memop_key *lease, const char *token)
+{
+    uint64_t ttl = 0;
+    r->value.len = 0;
+    r->st = r->load(r->repo, r->e, r->ctx, &r->value, &ttl);
+    if (r->st != MEMO_OK && r->st != MEMO_NOT_FOUND)
+        return FAILED;
+    if (!token)
+        return LOADED;
+    if (memop_test_hooks.before_fill)
+        memop_test_hooks.before_fill(r->key->s);
+    memop_rconn *c = memop_redis_acquire(r->repo);
+    if (!c)
+        return LOADED; /* the value is fresh; only the cache misses out */
+    char ttlbuf[24];
+    snprintf(ttlbuf, sizeof ttlbuf, "%" PRIu64, ttl ? ttl : 1);
+    redisReply *rep;
+    if (memop_test_hooks.no_leases) {
+        /* the naive cache-aside the tests must be able to catch */
+        const char *argv[] = {"SET", r->key->s, r->value.s, "PX", ttlbuf};
+        size_t lens[] = {3, r->key->len, r->value.len, 2, strlen(ttlbuf)};
+        rep = memop_redis_command(r->repo, c, 5, argv, lens);
+        if (rep && rep->type == REDIS_REPLY_STATUS)
+            MEMOP_INC(r->e->stats.fills);
+    } else {
+        const char *argv[] = {r->key->s, lease->s, token, r->value.s, ttlbuf};
+        size_t lens[] = {r->key->len, lease->len, strlen(token), r->value.len, strlen(ttlbuf)};
+        rep = memop_redis_script(r->repo, c, MEMOP_SCRIPT_FILL, 2, 5, argv, lens);
+        if (rep && rep->type == REDIS_REPLY_INTEGER)
+            MEMOP_INC(*(rep->integer == 1 ? &r->e->stats.fills : &r->e->stats.fill_rejects));
+    }
+    memop_redis_release(r->repo, c, rep == NULL);
+    freeReplyObject(rep);
+    return LOADED;
+}
+
+/* One key through the cache. On HIT the value is in r->value. */
+static enum outcome cached_read(read_ctx *r)
+{
+    memo_repo *repo = r->repo;
+    memop_stats *s = &r->e->stats;
+    memop_key lease;
+    memop_key_lease(r->key, &lease);
+    char token[40];
+    make_token(repo, token, sizeof token);
+    char lease_ms[16];
+    snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+
+    uint64_t deadline = 0, backoff = 500;
+    bool counted = false;
+    for (;;) {
+        memop_rconn *c = memop_redis_acquire(repo);
+        if (!c)
+            break;
+        const char *argv[] = {r->key->s, lease.s, token, lease_ms};
+        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms)};
+        redisReply *rep =
+            memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 4, argv, lens);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            if (rep)
+                memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %.*s", repo->redis_name,
+                           (int)rep->len, rep->str);
+            memop_redis_release(repo, c, rep == NULL);
+            freeReplyObject(rep);
+            break;
+        }
+        memop_redis_release(repo, c, false);
+        if (rep->type == REDIS_REPLY_STRING) {
+            bool neg = is_null_value(rep->str, rep->len);
+            r->value.len = 0;
+            memop_buf_append(&r->value, rep->str, rep->len);
+            freeReplyObject(rep);
+            if (!counted)
+                MEMOP_INC(*(neg ? &s->negative_hits : &s->hits));
+            if (r->value.failed) {
+                r->st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+                return FAILED;
+            }
+            return neg ? NEG_HIT : HIT;
+        }
+        long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+        freeReplyObject(rep);
+        if (!counted) {
+            MEMOP_INC(s->misses);
+            counted = true;
+        }
+        if (got == 1)
+            return load_and_fill(r, &lease, token);
+        if (got != 0)
+            break;
+        /* Another holds the lease: it is querying now. Ask again after a
+         * short, jittered back-off, up to the bound; then go to the
+         * database without filling. */
+        uint64_t now = memop_now_us();
+        if (deadline == 0) {
+            deadline = now + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
+            MEMOP_INC(s->lease_waits);
+        }
+        if (now >= deadline)
+            return load_and_fill(r, NULL, NULL);
+        uint64_t sleep = backoff / 2 + memop_random() % (backoff / 2 + 1);
+        if (now + sleep > deadline)
+            sleep = deadline - now;
+        memop_sleep_us(sleep);
+        if (backoff < 50000)
+            backoff *= 2;
+    }
+    /* Redis is unavailable: PostgreSQL answers, nothing is filled. */
+    if (!counted)
+        MEMOP_INC(s->misses);
+    r->degraded = true;
+    MEMOP_INC(s->degraded);
+    return load_and_fill(r, NULL, NULL);
+}
+
+/* Deletes a value that did not decode, so the next read refills it. */
+static void discard(memo_repo *repo, memop_entity *e, const memop_key *key, const char *why)
+{
+    MEMOP_INC(e->stats.errors);
+    memop_fail(repo, MEMO_ERR_ARG, "corrupt value at %s (%s): read from PostgreSQL",
+               key->s, why);
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return;
+    const char *argv[] = {"DEL", key->s};
+    size_t lens[] = {3, key->len};
+    redisReply *rep = memop_redis_command(repo, c, 2, argv, lens);
+    memop_redis_release(repo, c, rep == NULL);
+    freeReplyObject(rep);
+}
+
+static void record(memop_entity *e, enum memop_op op, uint64_t t0, bool hit)
+{
+    uint64_t us = memop_now_us() - t0;
+    MEMOP_INC(e->stats.ops[op]);
+    memop_hist_add(&e->stats.op_latency[op], us);
+    memop_hist_add(hit ? &e->stats.hit_latency : &e->stats.miss_latency, us);
+}
+
+/* ------------------------------------------------------------- loaders */
+
+/* Runs a statement with one key parameter on a pooled connection. */
+static memo_status query_one_key(memo_repo *repo, memop_entity *e, unsigned stmt,
+                                 const memo_field_desc *f, const void *key, PGresult **res)
+{
+    memop_dconn *dc;
+    memo_status st = memop_db_acquire(repo, &dc);
+    if (st != MEMO_OK) {
+        MEMOP_INC(e->stats.errors);
+        return st;
+    }
+    memop_params ps;
+    ps.n = 0;
+    memop_param_key(&ps, f, key);
+    bool broken = false;
+    st = memop_db_exec(repo, dc, e, stmt, ps.n, ps.values, ps.lengths, ps.formats, res,
+                       &broken);
+    memop_db_release(repo, dc, broken);
+    if (st != MEMO_OK)
+        MEMOP_INC(e->stats.errors);
+    return st;
+}
+
+typedef struct row_ctx {
+    unsigned stmt;
+    const memo_field_desc *field;
+    const void *key;
+    const memo_lookup_desc *lookup;
+    void *row;   /* filled on LOADED and found */
+    bool found;
+} row_ctx;
+
+/* A row by a key field: the value is the row, or null. */
+static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx, memop_buf *value,
+                            uint64_t *ttl)
+{
+    row_ctx *ctx = vctx;
+    PGresult *res;
+    memo_status st = query_one_key(repo, e, ctx->stmt, ctx->field, ctx->key, &res);
+    if (st != MEMO_OK)
+        return st;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        ctx->found = false;
+        memop_buf_puts(value, memop_null_value);
+        *ttl = negative_ttl(repo, ctx->lookup);
+        return MEMO_NOT_FOUND;
+    }
+    st = memop_result_row(e->desc, res, 0, 0, ctx->row);
+    PQclear(res);
+    if (st == MEMO_ERR_SCHEMA)
+        return memop_fail(repo, st, "table %s does not match entity %s.%s: apply the "
+                                    "schema's .sql file",
+                          e->desc->table, e->desc->schema, e->desc->name);
+    if (st != MEMO_OK)
+        return memop_fail(repo, st, "out of memory");
+    ctx->found = true;
+    st = memop_row_encode(e->desc, ctx->row, value);
+    if (st != MEMO_OK) {
+        memo_row_clear(e->desc, ctx->row);
+        ctx->found = false;
+        return memop_fail(repo, st, "cannot encode a row of %s", e->desc->table);
+    }
+    *ttl = row_ttl(repo, ctx->lookup);
+    return MEMO_OK;
+}
+
+/* ----------------------------------------------------------- validation */
+
+static memo_status check_key(memo_repo *repo, const memo_field_desc *f, const void *key)
+{
+    if (!key || (f->type == MEMO_TEXT && !*(const char *const *)key))
+        return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL key", f->name);
+    return MEMO_OK;
+}
+
+/* ------------------------------------------------------------------ get */
+
+static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, void *out,
+                           bool *hit)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t plen = memop_key_value(pk, key, part);
+    memop_key k;
+    memop_key_build(repo, d, &d->row.key, part, plen, &k);
+
+    row_ctx ctx = {MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    read_ctx r = {repo, e, &k, load_row, &ctx, {0}, MEMO_OK, false};
+    memo_status st = MEMO_OK;
+    for (int attempt = 0;; attempt++) {
+        enum outcome o = cached_read(&r);
+        *hit = o == HIT || o == NEG_HIT;
+        if (o == NEG_HIT) {
+            st = MEMO_NOT_FOUND;
+        } else if (o == LOADED || o == FAILED) {
+            st = r.st;
+        } else {
+            char why[128];
+            st = memop_row_decode(d, r.value.s, r.value.len, out, why, sizeof why);
+            if (st != MEMO_OK) {
+                /* corrupt: count it, drop it, and read again (then from
+                 * PostgreSQL, which refills it) */
+                discard(repo, e, &k, why);
+                if (attempt == 0)
+                    continue;
+                r.value.len = 0;
+                st = load_row(repo, e, &ctx, &r.value, &(uint64_t){0});
+            }
+        }
+        break;
+    }
+    memop_buf_free(&r.value);
+    return st;
+}
+
+memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key, void *out)
+{
+    if (!repo || !d || !out)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get: NULL argument") : MEMO_ERR_ARG;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    memset(out, 0, d->size);
+    if ((st = check_key(repo, &d->fields[d->pk], key)) != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    bool hit;
+    st = get_row(repo, e, key, out, &hit);
+    record(e, MEMOP_OP_GET, t0, hit);
+    return st;
+}
+
+/* --------------------------------------------------------------- get_by */
+
+/* A unique value maps to the row's primary key, as JSON: 42 or "abc". */
+static memo_status encode_pk(const memo_entity_desc *d, const void *row, memop_buf *value)
+{
+    const memo_field_desc *pk = &d->fields[d->pk];
+    const char *p = (const char *)row + pk->offset;
+    json_t *j = pk->type == MEMO_INT32   ? json_integer(*(const int32_t *)p)
+                : pk->type == MEMO_INT64 ? json_integer(*(const int64_t *)p)
+                                         : json_string(*(char *const *)p);
+    if (!j)
+        return MEMO_ERR_NOMEM;
+    char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(j);
+    if (!s)
+        return MEMO_ERR_NOMEM;
+    memop_buf_puts(value, s);
+    free(s);
+    return value->failed ? MEMO_ERR_NOMEM : MEMO_OK;
+}
+
+/* Reads a primary key (JSON scalar) into storage for the key's C type. A
+ * text key is malloc'd into *text. */
+static bool decode_pk(const memo_field_desc *pk, const char *s, size_t n, int64_t *num,
+                      char **text)
+{
+    json_t *j = json_loadb(s, n, JSON_DECODE_ANY, NULL);
+    bool ok = false;
+    if (j && pk->type != MEMO_TEXT && json_is_integer(j)) {
+        *num = json_integer_value(j);
+        ok = pk->type == MEMO_INT64 || (*num >= INT32_MIN && *num <= INT32_MAX);
+    } else if (j && pk->type == MEMO_TEXT && json_is_string(j)) {
+        *text = strdup(json_string_value(j));
+        ok = *text != NULL;
+    }
+    json_decref(j);
+    return ok;
+}
+
+static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
+                               memop_buf *value, uint64_t *ttl)
+{
+    row_ctx *ctx = vctx;
+    memop_buf row = {0};
+    memo_status st = load_row(repo, e, ctx, &row, ttl);
+    memop_buf_free(&row);
+    if (st == MEMO_NOT_FOUND) {
+        memop_buf_puts(value, memop_null_value);
+        return st;
+    }
+    if (st != MEMO_OK)
+        return st;
+    return encode_pk(e->desc, ctx->row, value);
+}
+
+memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
+                        const void *key, void *out)
+{
+    if (!repo || !d || !out || u >= d->nuniques)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get_by: bad argument")
+                    : MEMO_ERR_ARG;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    memset(out, 0, d->size);
+    const memo_lookup_desc *l = &d->uniques[u];
+    const memo_field_desc *f = &d->fields[l->field];
+    if ((st = check_key(repo, f, key)) != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t plen = memop_key_value(f, key, part);
+    memop_key k;
+    memop_key_build(repo, d, &l->key, part, plen, &k);
+
+    row_ctx ctx = {MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
+    read_ctx r = {repo, e, &k, load_unique, &ctx, {0}, MEMO_OK, false};
+    bool hit = false;
+    for (int attempt = 0;; attempt++) {
+        enum outcome o = cached_read(&r);
+        if (o == NEG_HIT) {
+            hit = true;
+            st = MEMO_NOT_FOUND;
+        } else if (o == LOADED || o == FAILED) {
+            st = r.st;
+        } else {
+            int64_t num = 0;
+            char *text = NULL;
+            if (!decode_pk(&d->fields[d->pk], r.value.s, r.value.len, &num, &text)) {
+                discard(repo, e, &k, "not a primary key");
+                if (attempt == 0)
+                    continue;
+                st = load_unique(repo, e, &ctx, &(memop_buf){0}, &(uint64_t){0});
+                break;
+            }
+            int32_t num32 = (int32_t)num;
+            const void *pk = d->fields[d->pk].type == MEMO_TEXT   ? (const void *)&text
+                             : d->fields[d->pk].type == MEMO_INT32 ? (const void *)&num32
+                                                                   : (const void *)&num;
+            st = get_row(repo, e, pk, out, &hit);
+            free(text);
+        }
+        break;
+    }
+    memop_buf_free(&r.value);
+    record(e, MEMOP_OP_GET_BY, t0, hit);
+    return st;
+}
+
+/* ------------------------------------------------------------- get_many */
+
+/* A batch of keys: their parts, keys, what the cache said, and the rows. */
+typedef struct batch {
+    size_t n;
+    char (*parts)[MEMOP_KEY_PART_MAX + 1];
+    size_t *plens;
+    memop_key *keys;
+    unsigned char *state; /* enum below */
+    bool *found;          /* a row is in rows[i] */
+    char (*tokens)[40];   /* lease tokens of B_OURS positions */
+    void *rows;           /* n row structs */
+} batch;
+
+enum { B_HIT, B_NONE, B_MISS, B_OURS };
+
+static void batch_free(batch *b, const memo_entity_desc *d)
+{
+    if (b->rows)
+        for (size_t i = 0; i < b->n; i++)
+            memo_row_clear(d, (char *)b->rows + i * d->size);
+    free(b->parts);
+    free(b->plens);
+    free(b->keys);
+    free(b->state);
+    free(b->found);
+    free(b->rows);
+    memset(b, 0, sizeof *b);
+}
+
+static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
+                              batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    memset(b, 0, sizeof *b);
+    b->n = n;
+    b->parts = malloc((n ? n : 1) * sizeof *b->parts);
+    b->plens = malloc((n ? n : 1) * sizeof *b->plens);
+    b->keys = malloc((n ? n : 1) * sizeof *b->keys);
+    b->state = calloc(n ? n : 1, 1);
+    b->found = calloc(n ? n : 1, sizeof *b->found);
+    b->rows = calloc(n ? n : 1, d->size);
+    if (!b->parts || !b->plens || !b->keys || !b->state || !b->found || !b->rows) {
+        batch_free(b, d);
+        return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    }
+    size_t width = pk->type == MEMO_TEXT ? sizeof(char *)
+                   : pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t);
+    for (size_t i = 0; i < n; i++) {
+        const void *key = (const char *)keys + i * width;
+        memo_status st = check_key(repo, pk, key);
+        if (st != MEMO_OK) {
+            batch_free(b, d);
+            return st;
+        }
+        b->plens[i] = memop_key_value(pk, key, b->parts[i]);
+        memop_key_build(repo, d, &d->row.key, b->parts[i], b->plens[i], &b->keys[i]);
+        b->state[i] = B_MISS;
+    }
+    return MEMO_OK;
+}
+
+/* Builds the text array literal {1,2,3} or {"a","b"} of the missed keys. */
+static void pk_array(memop_buf *out, const memo_field_desc *pk, const void *keys, batch *b)
+{
+    memop_buf_puts(out, "{");
+    bool first = true;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->state[i] != B_MISS && b->state[i] != B_OURS)
+            continue;
+        if (!first)
+            memop_buf_puts(out, ",");
+        first = false;
+        if (pk->type == MEMO_INT32) {
+            memop_buf_printf(out, "%" PRId32, ((const int32_t *)keys)[i]);
+        } else if (pk->type == MEMO_INT64) {
+            memop_buf_printf(out, "%" PRId64, ((const int64_t *)keys)[i]);
+        } else {
+            const char *s = ((const char *const *)keys)[i];
+            memop_buf_puts(out, "\"");
+            for (; *s; s++) {
+                if (*s == '"' || *s == '\\')
+                    memop_buf_puts(out, "\\");
+                memop_buf_append(out, s, 1);
+            }
+            memop_buf_puts(out, "\"");
+        }
+    }
+    memop_buf_puts(out, "}");
+}
+
+static uint64_t hash_part(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Reads the missed rows with one query and puts each where it was asked:
+ * an open-addressing table maps key parts to positions, and a key asked
+ * twice gets a copy at each position. */
+static memo_status load_many(memo_repo *repo, memop_entity *e, const void *keys, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    size_t cap = 16;
+    while (cap < b->n * 2)
+        cap *= 2;
+    size_t *table = malloc(cap * sizeof *table);
+    memop_buf arr = {0};
+    memo_status st = MEMO_OK;
+    PGresult *res = NULL;
+    memop_dconn *dc = NULL;
+    if (!table) {
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < cap; i++)
+        table[i] = SIZE_MAX;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->state[i] != B_MISS && b->state[i] != B_OURS)
+            continue;
+        size_t h = hash_part(b->parts[i], b->plens[i]) & (cap - 1);
+        while (table[h] != SIZE_MAX)
+            h = (h + 1) & (cap - 1);
+        table[h] = i;
+    }
+    pk_array(&arr, pk, keys, b);
+    if (arr.failed) {
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((st = memop_db_acquire(repo, &dc)) != MEMO_OK)
+        goto out;
+    const char *values[] = {arr.s};
+    int lengths[] = {0}, formats[] = {0};
+    bool broken = false;
+    st = memop_db_exec(repo, dc, e, MEMOP_SQL_SELECT_MANY, 1, values, lengths, formats, &res,
+                       &broken);
+    memop_db_release(repo, dc, broken);
+    if (st != MEMO_OK)
+        goto out;
+    for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
+        /* read the row into the first position of its key... */
+        size_t first = SIZE_MAX;
+        char part[MEMOP_KEY_PART_MAX + 1];
+        void *tmp = calloc(1, d->size);
+        if (!tmp) {
+            st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if ((st = memop_result_row(d, res, r, 0, tmp)) != MEMO_OK) {
+            free(tmp);
+            st = memop_fail(repo, st, "table %s does not match entity %s.%s: apply the "
+                                      "schema's .sql file",
+                            d->table, d->schema, d->name);
+            break;
+        }
+        size_t plen = memop_key_value(pk, (char *)tmp + pk->offset, part);
+        for (size_t h = hash_part(part, plen) & (cap - 1); table[h] != SIZE_MAX;
+             h = (h + 1) & (cap - 1)) {
+            size_t i = table[h];
+            if (b->plens[i] != plen || memcmp(b->parts[i], part, plen) != 0)
+                continue;
+            void *dst = (char *)b->rows + i * d->size;
+            /* ...and a copy into every other position of the same key */
+            if (first == SIZE_MAX) {
+                memcpy(dst, tmp, d->size);
+                memset(tmp, 0, d->size);
+                first = i;
+            } else if ((st = memop_row_copy(d, (char *)b->rows + first * d->size, dst)) !=
+                       MEMO_OK) {
+                memop_fail(repo, st, "out of memory");
+                break;
+            }
+            b->found[i] = true;
+        }
+        memo_row_clear(d, tmp);
+        free(tmp);
+    }
+out:
+    PQclear(res);
+    memop_buf_free(&arr);
+    free(table);
+    if (st != MEMO_OK)
+        MEMOP_INC(e->stats.errors);
+    return st;
+}
+
+/* Fills the keys this call holds leases for, in one pipeline. */
+static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    size_t count = 0;
+    for (size_t i = 0; i < b->n; i++)
+        count += b->state[i] == B_OURS;
+    if (count == 0)
+        return;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return;
+    memop_buf *values = calloc(count, sizeof *values);
+    memop_script_call *calls = calloc(count, sizeof *calls);
+    memop_key *leases = malloc(count * sizeof *leases);
+    char (*ttls)[24] = malloc(count * sizeof *ttls);
+    bool broken = false;
+    if (!values || !calls || !leases || !ttls)
+        goto out;
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->state[i] != B_OURS)
+            continue;
+        uint64_t ttl;
+        if (b->found[i]) {
+            if (memop_row_encode(d, (char *)b->rows + i * d->size, &values[k]) != MEMO_OK)
+                continue;
+            ttl = row_ttl(repo, &d->row);
+        } else {
+            memop_buf_puts(&values[k], memop_null_value);
+            ttl = negative_ttl(repo, &d->row);
+        }
+        if (values[k].failed)
+            continue;
+        memop_key_lease(&b->keys[i], &leases[k]);
+        snprintf(ttls[k], sizeof ttls[k], "%" PRIu64, ttl ? ttl : 1);
+        memop_script_call *call = &calls[k];
+        call->argv[0] = b->keys[i].s;
+        call->lens[0] = b->keys[i].len;
+        call->argv[1] = leases[k].s;
+        call->lens[1] = leases[k].len;
+        call->argv[2] = b->tokens[i];
+        call->lens[2] = strlen(b->tokens[i]);
+        call->argv[3] = values[k].s;
+        call->lens[3] = values[k].len;
+        call->argv[4] = ttls[k];
+        call->lens[4] = strlen(ttls[k]);
+        call->argc = 5;
+        k++;
+    }
+    if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 2, calls, k) != 0) {
+        broken = true;
+        goto out;
+    }
+    for (size_t i = 0; i < k; i++) {
+        redisReply *r = calls[i].reply;
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            MEMOP_INC(*(r->integer == 1 ? &e->stats.fills : &e->stats.fill_rejects));
+    }
+out:
+    if (calls)
+        for (size_t i = 0; i < count; i++)
+            freeReplyObject(calls[i].reply);
+    if (values)
+        for (size_t i = 0; i < count; i++)
+            memop_buf_free(&values[i]);
+    free(values);
+    free(calls);
+    free(leases);
+    free(ttls);
+    memop_redis_release(repo, c, broken);
+}
+
+/* The batch path: one MGET; for the misses one pipeline of GET_OR_LEASE and
+ * one query; fills for the leases taken. Rows come back in the order asked,
+ * found rows only. Sets *all_hit when no key missed. */
+static memo_status many(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
+                        memo_rows *out, bool *all_hit)
+{
+    const memo_entity_desc *d = e->desc;
+    memop_stats *s = &e->stats;
+    batch b;
+    memo_status st = batch_init(repo, e, keys, n, &b);
+    *all_hit = true;
+    if (st != MEMO_OK || n == 0) {
+        if (st == MEMO_OK)
+            batch_free(&b, d);
+        return st;
+    }
+    b.tokens = calloc(n, sizeof *b.tokens);
+    if (!b.tokens) {
+        batch_free(&b, d);
+        return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    }
+
+    size_t misses = n;
+    bool degraded = true;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (c) {
+        const char **argv = malloc((n + 1) * sizeof *argv);
+        size_t *lens = malloc((n + 1) * sizeof *lens);
+        redisReply *r = NULL;
+        if (argv && lens) {
+            argv[0] = "MGET";
+            lens[0] = 4;
+            for (size_t i = 0; i < n; i++) {
+                argv[i + 1] = b.keys[i].s;
+                lens[i + 1] = b.keys[i].len;
+            }
+            r = memop_redis_command(repo, c, (int)n + 1, argv, lens);
+        }
+        free(argv);
+        free(lens);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+            degraded = false;
+            misses = 0;
+            for (size_t i = 0; i < n; i++) {
+                redisReply *v = r->element[i];
+                if (v->type != REDIS_REPLY_STRING) {
+                    misses++;
+                    continue;
+                }
+                if (is_null_value(v->str, v->len)) {
+                    b.state[i] = B_NONE;
+                    MEMOP_INC(s->negative_hits);
+                    continue;
+                }
+                char why[128];
+                if (memop_row_decode(d, v->str, v->len, (char *)b.rows + i * d->size, why,
+                                     sizeof why) != MEMO_OK) {
+                    discard(repo, e, &b.keys[i], why);
+                    misses++;
+                    continue;
+                }
+                b.state[i] = B_HIT;
+                b.found[i] = true;
+                MEMOP_INC(s->hits);
+            }
+        }
+        bool broken = r == NULL;
+        freeReplyObject(r);
+
+        /* the misses: take their leases in one pipeline */
+        if (!degraded && misses > 0) {
+            MEMOP_ADD(s->misses, misses);
+            memop_script_call *calls = calloc(misses, sizeof *calls);
+            memop_key *leases = malloc(misses * sizeof *leases);
+            size_t *pos = malloc(misses * sizeof *pos);
+            char lease_ms[16];
+            snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+            if (calls && leases && pos) {
+                size_t k = 0;
+                for (size_t i = 0; i < n; i++) {
+                    if (b.state[i] != B_MISS)
+                        continue;
+                    make_token(repo, b.tokens[i], sizeof b.tokens[i]);
+                    memop_key_lease(&b.keys[i], &leases[k]);
+                    memop_script_call *call = &calls[k];
+                    call->argv[0] = b.keys[i].s;
+                    call->lens[0] = b.keys[i].len;
+                    call->argv[1] = leases[k].s;
+                    call->lens[1] = leases[k].len;
+                    call->argv[2] = b.tokens[i];
+                    call->lens[2] = strlen(b.tokens[i]);
+                    call->argv[3] = lease_ms;
+                    call->lens[3] = strlen(lease_ms);
+                    call->argc = 4;
+                    pos[k++] = i;
+                }
+                if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) !=
+                    0) {
+                    broken = true;
+                } else {
+                    for (size_t j = 0; j < k; j++) {
+                        redisReply *v = calls[j].reply;
+                        size_t i = pos[j];
+                        if (v && v->type == REDIS_REPLY_INTEGER && v->integer == 1) {
+                            b.state[i] = B_OURS;
+                        } else if (v && v->type == REDIS_REPLY_STRING) {
+                            /* filled since the MGET */
+                            char why[128];
+                            if (is_null_value(v->str, v->len)) {
+                                b.state[i] = B_NONE;
+                            } else if (memop_row_decode(d, v->str, v->len,
+                                                        (char *)b.rows + i * d->size, why,
+                                                        sizeof why) == MEMO_OK) {
+                                b.state[i] = B_HIT;
+                                b.found[i] = true;
+                            }
+                        }
+                    }
+                }
+                for (size_t j = 0; j < k; j++)
+                    freeReplyObject(calls[j].reply);
+            }
+            free(calls);
+            free(leases);
+            free(pos);
+        }
+        memop_redis_release(repo, c, broken);
+    }
+    if (degraded) {
+        MEMOP_ADD(s->misses, n);
+        MEMOP_INC(s->degraded);
+    }
+    *all_hit = misses == 0 && !degraded;
+
+    bool need_db = false;
+    for (size_t i = 0; i < n; i++)
+        need_db |= b.state[i] == B_MISS || b.state[i] == B_OURS;
+    if (need_db) {
+        st = load_many(repo, e, keys, &b);
+        if (st == MEMO_OK)
+            fill_many(repo, e, &b);
+    }
+    if (st == MEMO_OK) {
+        /* found rows move to the front, in the order asked */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!b.found[i])
+                continue;
+            if (k != i) {
+                memcpy((char *)b.rows + k * d->size, (char *)b.rows + i * d->size, d->size);
+                memset((char *)b.rows + i * d->size, 0, d->size);
+            }
+            k++;
+        }
+        out->items = b.rows;
+        out->len = k;
+        b.rows = NULL;
+        if (k == 0) {
+            free(out->items);
+            out->items = NULL;
+        }
+    }
+    free(b.tokens);
+    batch_free(&b, d);
+    return st;
+}
+
+memo_status memo_get_many(memo_repo *repo, const memo_entity_desc *d, const void *keys,
+                          size_t n, memo_rows *out)
+{
+    if (!repo || !d || !out || (!keys && n > 0))
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get_many: NULL argument")
+                    : MEMO_ERR_ARG;
+    out->items = NULL;
+    out->len = 0;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    bool hit;
+    st = many(repo, e, keys, n, out, &hit);
+    record(e, MEMOP_OP_GET_MANY, t0, hit);
+    return st;
+}
+
+/* ------------------------------------------------------------------ list */
+
+typedef struct list_ctx {
+    const memo_list_desc *list;
+    unsigned stmt;
+    const memo_field_desc *group;
+    const void *key;
+} list_ctx;
+
+/* A list is the JSON array of its rows' primary keys, in order. */
+static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx, memop_buf *value,
+                             uint64_t *ttl)
+{
+    list_ctx *ctx = vctx;
+    const memo_field_desc *pk = &e->desc->fields[e->desc->pk];
+    PGresult *res;
+    memo_status st = query_one_key(repo, e, ctx->stmt, ctx->group, ctx->key, &res);
+    if (st != MEMO_OK)
+        return st;
+    json_t *arr = json_array();
+    for (int r = 0; arr && r < PQntuples(res); r++) {
+        const char *v = PQgetvalue(res, r, 0);
+        int len = PQgetlength(res, r, 0);
+        json_t *j = NULL;
+        if (pk->type == MEMO_TEXT) {
+            j = json_stringn(v, (size_t)len);
+        } else if ((pk->type == MEMO_INT64 && len == 8) || (pk->type == MEMO_INT32 && len == 4)) {
+            int64_t x = 0;
+            for (int i = 0; i < len; i++)
+                x = (int64_t)((uint64_t)x << 8 | (unsigned char)v[i]);
+            if (len == 4)
+                x = (int32_t)(uint32_t)x;
+            j = json_integer(x);
+        }
+        if (!j || json_array_append_new(arr, j) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    PQclear(res);
+    char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (!s)
+        return memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
+                          ctx->list->name, e->desc->table);
+    memop_buf_puts(value, s);
+    free(s);
+    *ttl = memop_ttl_ms(ctx->list->ttl_ms, ctx->list->jitter_pct);
+    return value->failed ? MEMO_ERR_NOMEM : MEMO_OK;
+}
+
+/* The keys of a list value, as an array of the key's C type. */
+static bool decode_list(const memo_field_desc *pk, const char *s, size_t n, void **keys,
+                        size_t *count)
+{
+    json_t *arr = json_loadb(s, n, 0, NULL);
+    if (!arr || !json_is_array(arr)) {
+        json_decref(arr);
+        return false;
+    }
+    size_t len = json_array_size(arr);
+    size_t width = pk->type == MEMO_TEXT ? sizeof(char *)
+                   : pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t);
+    char *out = calloc(len ? len : 1, width);
+    bool ok = out != NULL;
+    for (size_t i = 0; ok && i < len; i++) {
+        json_t *v = json_array_get(arr, i);
+        if (pk->type == MEMO_TEXT) {
+            char *t = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+            ((char **)(void *)out)[i] = t;
+            ok = t != NULL;
+        } else if (json_is_integer(v)) {
+            if (pk->type == MEMO_INT32)
+                ((int32_t *)(void *)out)[i] = (int32_t)json_integer_value(v);
+            else
+                ((int64_t *)(void *)out)[i] = json_integer_value(v);
+        } else {
+            ok = false;
+        }
+    }
+    json_decref(arr);
+    if (!ok && out && pk->type == MEMO_TEXT)
+        for (size_t i = 0; i < len; i++)
+            free(((char **)(void *)out)[i]);
+    if (!ok) {
+        free(out);
+        return false;
+    }
+    *keys = out;
+    *count = len;
+    return true;
+}
+
+static void free_keys(const memo_field_desc *pk, void *keys, size_t n)
+{
+    if (keys && pk->type == MEMO_TEXT)
+        for (size_t i = 0; i < n; i++)
+            free(((char **)keys)[i]);
+    free(keys);
+}
+
+memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
+                      const void *key, memo_rows *out)
+{
+    if (!repo || !d || !out || l >= d->nlists)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_list: bad argument") : MEMO_ERR_ARG;
+    out->items = NULL;
+    out->len = 0;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    const memo_list_desc *ld = &d->lists[l];
+    const memo_field_desc *g = &d->fields[ld->group];
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if ((st = check_key(repo, g, key)) != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t plen = memop_key_value(g, key, part);
+    memop_key k;
+    memop_key_build(repo, d, &ld->key, part, plen, &k);
+
+    list_ctx ctx = {ld, MEMOP_SQL_LIST(d, l), g, key};
+    read_ctx r = {repo, e, &k, load_list, &ctx, {0}, MEMO_OK, false};
+    bool hit = false;
+    for (int attempt = 0;; attempt++) {
+        enum outcome o = cached_read(&r);
+        if (o == FAILED) {
+            st = r.st;
+            break;
+        }
+        void *keys = NULL;
+        size_t n = 0;
+        if (!decode_list(pk, r.value.s, r.value.len, &keys, &n)) {
+            if (o == HIT || o == NEG_HIT) {
+                discard(repo, e, &k, "not a list of keys");
+                if (attempt == 0)
+                    continue;
+            }
+            st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys", ld->name);
+            break;
+        }
+        bool rows_hit;
+        st = many(repo, e, keys, n, out, &rows_hit);
+        hit = (o == HIT) && rows_hit;
+        free_keys(pk, keys, n);
+        break;
+    }
+    memop_buf_free(&r.value);
+    record(e, MEMOP_OP_LIST, t0, hit);
+    return st;
+}

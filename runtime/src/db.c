@@ -1,0 +1,493 @@
+/* PostgreSQL: a pool of libpq connections, statements prepared once per
+ * connection, every call bounded by query_timeout_ms, binary rows. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct memop_dconn {
+    PGconn *conn;
+    /* prepared[entity index][statement]: prepared on this connection */
+    unsigned char **prepared;
+    unsigned nprepared;
+};
+
+/* Binary timestamps count microseconds from 2000-01-01; ours from 1970. */
+#define PG_EPOCH_US 946684800000000LL
+
+/* libpq's messages end in newlines and may span lines: one line for ours. */
+static void one_line(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+}
+
+static void dconn_free(memop_dconn *c)
+{
+    if (!c)
+        return;
+    PQfinish(c->conn);
+    for (unsigned i = 0; i < c->nprepared; i++)
+        free(c->prepared[i]);
+    free(c->prepared);
+    free(c);
+}
+
+/* Connects; the URL's own settings win over our defaults, except the client
+ * encoding: values cross into JSON, which is UTF-8. */
+static memo_status dconn_new(memo_repo *repo, memop_dconn **out, char *err, size_t errsize)
+{
+    char timeout[16];
+    int secs = (repo->cfg.connect_timeout_ms + 999) / 1000;
+    snprintf(timeout, sizeof timeout, "%d", secs < 1 ? 1 : secs);
+    const char *keys[] = {"connect_timeout", "application_name", "dbname",
+                          "client_encoding", NULL};
+    const char *vals[] = {timeout, "memo", repo->database_url, "UTF8", NULL};
+    memop_dconn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errsize, "out of memory");
+        return MEMO_ERR_NOMEM;
+    }
+    c->conn = PQconnectdbParams(keys, vals, 1);
+    if (!c->conn) {
+        free(c);
+        snprintf(err, errsize, "out of memory");
+        return MEMO_ERR_NOMEM;
+    }
+    if (PQstatus(c->conn) != CONNECTION_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->conn));
+        one_line(msg);
+        snprintf(err, errsize, "connect to PostgreSQL: %s", msg);
+        dconn_free(c);
+        /* a bad conninfo is the caller's mistake, not an outage */
+        bool syntax = strstr(msg, "invalid") || strstr(msg, "missing") ||
+                      strstr(msg, "unrecognized") || strstr(msg, "syntax");
+        return syntax ? MEMO_ERR_CONFIG : MEMO_ERR_DB_CONN;
+    }
+    *out = c;
+    return MEMO_OK;
+}
+
+/* A connection that sat idle may have been closed by the server (restart,
+ * idle timeout): look before sending, so a statement never goes down a dead
+ * socket and a write is never in doubt for that reason. */
+static bool still_alive(memop_dconn *c)
+{
+    if (PQstatus(c->conn) != CONNECTION_OK)
+        return false;
+    struct pollfd p = {PQsocket(c->conn), POLLIN, 0};
+    if (poll(&p, 1, 0) > 0) {
+        if (!PQconsumeInput(c->conn) || PQstatus(c->conn) != CONNECTION_OK)
+            return false;
+        /* notices and parameter updates are harmless; a result here is not */
+        if (PQisBusy(c->conn))
+            return false;
+    }
+    return true;
+}
+
+memo_status memop_db_acquire(memo_repo *repo, memop_dconn **out)
+{
+    memop_pool *p = &repo->dpool;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        while (p->nfree == 0 && p->live >= p->cap)
+            pthread_cond_wait(&p->cond, &p->lock);
+        memop_dconn *c = NULL;
+        if (p->nfree > 0)
+            c = p->free[--p->nfree];
+        else
+            p->live++;
+        pthread_mutex_unlock(&p->lock);
+
+        if (c) {
+            if (still_alive(c)) {
+                *out = c;
+                return MEMO_OK;
+            }
+            /* replace it with a fresh one below, keeping the slot */
+            dconn_free(c);
+        }
+        char err[512];
+        memo_status st = dconn_new(repo, &c, err, sizeof err);
+        if (st == MEMO_OK) {
+            *out = c;
+            return MEMO_OK;
+        }
+        pthread_mutex_lock(&p->lock);
+        p->live--;
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        return memop_fail(repo, st, "%s", err);
+    }
+}
+
+void memop_db_release(memo_repo *repo, memop_dconn *c, bool broken)
+{
+    memop_pool *p = &repo->dpool;
+    if (broken || (c && PQstatus(c->conn) != CONNECTION_OK)) {
+        dconn_free(c);
+        c = NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (c)
+        p->free[p->nfree++] = c;
+    else
+        p->live--;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Waits for the result of what was sent, within the deadline. NULL on
+ * timeout (the statement is cancelled and the connection is lost) or when
+ * the connection broke. */
+static PGresult *await_result(memo_repo *repo, memop_dconn *c, uint64_t deadline,
+                              bool *timed_out)
+{
+    PGconn *conn = c->conn;
+    while (PQisBusy(conn)) {
+        uint64_t now = memop_now_us();
+        if (now >= deadline) {
+            *timed_out = true;
+            char buf[256];
+            PGcancel *cancel = PQgetCancel(conn);
+            if (cancel) {
+                PQcancel(cancel, buf, sizeof buf);
+                PQfreeCancel(cancel);
+            }
+            return NULL;
+        }
+        struct pollfd p = {PQsocket(conn), POLLIN, 0};
+        int ms = (int)((deadline - now + 999) / 1000);
+        int rc = poll(&p, 1, ms);
+        if (rc < 0 && errno != EINTR)
+            return NULL;
+        if (rc > 0 && !PQconsumeInput(conn))
+            return NULL;
+    }
+    (void)repo;
+    PGresult *res = PQgetResult(conn);
+    /* drain: one statement, one result, then NULL */
+    PGresult *extra;
+    while ((extra = PQgetResult(conn)) != NULL)
+        PQclear(extra);
+    return res;
+}
+
+static bool sqlstate_is(const PGresult *res, const char *prefix)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && strncmp(state, prefix, strlen(prefix)) == 0;
+}
+
+/* Turns a failed result into a status and a message. */
+static memo_status result_failure(memo_repo *repo, memop_dconn *c, memop_entity *e,
+                                  const PGresult *res, bool *broken)
+{
+    const char *table = e->desc->table;
+    if (!res || PQstatus(c->conn) != CONNECTION_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->conn));
+        one_line(msg);
+        *broken = true;
+        return memop_fail(repo, MEMO_ERR_DB_CONN, "PostgreSQL, table %s: %s", table,
+                          msg[0] ? msg : "connection lost");
+    }
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    memo_status st = MEMO_ERR_DB;
+    if (sqlstate_is(res, "23505"))
+        st = MEMO_CONFLICT;
+    else if (sqlstate_is(res, "23"))
+        st = MEMO_ERR_CONSTRAINT;
+    else if (sqlstate_is(res, "22"))
+        st = MEMO_ERR_ARG;
+    else if (sqlstate_is(res, "57014"))
+        st = MEMO_ERR_TIMEOUT;
+    else if (sqlstate_is(res, "42P01") || sqlstate_is(res, "42703") ||
+             sqlstate_is(res, "42804"))
+        st = MEMO_ERR_SCHEMA;
+    else if (sqlstate_is(res, "08") || sqlstate_is(res, "57P")) {
+        st = MEMO_ERR_DB_CONN;
+        *broken = true;
+    }
+    return memop_fail(repo, st, "PostgreSQL, table %s: %s%s%s (SQLSTATE %s)%s", table,
+                      primary ? primary : "error", detail ? ": " : "", detail ? detail : "",
+                      state ? state : "?",
+                      st == MEMO_ERR_SCHEMA ? "; apply the schema's .sql file" : "");
+}
+
+static bool *prepared_slot(memop_dconn *c, memop_entity *e, unsigned stmt)
+{
+    if (e->index >= c->nprepared) {
+        unsigned n = e->index + 8;
+        unsigned char **grown = realloc(c->prepared, n * sizeof *grown);
+        if (!grown)
+            return NULL;
+        for (unsigned i = c->nprepared; i < n; i++)
+            grown[i] = NULL;
+        c->prepared = grown;
+        c->nprepared = n;
+    }
+    if (!c->prepared[e->index] && !(c->prepared[e->index] = calloc(e->nsql, 1)))
+        return NULL;
+    return (bool *)(void *)&c->prepared[e->index][stmt];
+}
+
+memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsigned stmt,
+                          int nparams, const char *const *values, const int *lengths,
+                          const int *formats, PGresult **out, bool *broken)
+{
+    *out = NULL;
+    memop_stmt *s = &e->sql[stmt];
+    char name[32];
+    snprintf(name, sizeof name, "memo_%u_%u", e->index, stmt);
+    uint64_t deadline = memop_now_us() + (uint64_t)repo->cfg.query_timeout_ms * 1000u;
+    bool timed_out = false;
+    MEMOP_INC(e->stats.db_queries);
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        unsigned char *prepared = (unsigned char *)prepared_slot(c, e, stmt);
+        if (!prepared)
+            return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        if (!*prepared) {
+            if (!PQsendPrepare(c->conn, name, s->text, s->ntypes, s->types))
+                return result_failure(repo, c, e, NULL, broken);
+            PGresult *res = await_result(repo, c, deadline, &timed_out);
+            if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+                memo_status st;
+                if (timed_out) {
+                    *broken = true;
+                    st = memop_fail(repo, MEMO_ERR_TIMEOUT,
+                                    "PostgreSQL, table %s: no answer within %d ms",
+                                    e->desc->table, repo->cfg.query_timeout_ms);
+                } else {
+                    st = result_failure(repo, c, e, res, broken);
+                }
+                PQclear(res);
+                return st;
+            }
+            PQclear(res);
+            *prepared = 1;
+        }
+        if (!PQsendQueryPrepared(c->conn, name, nparams, values, lengths, formats, 1))
+            return result_failure(repo, c, e, NULL, broken);
+        PGresult *res = await_result(repo, c, deadline, &timed_out);
+        if (res && (PQresultStatus(res) == PGRES_TUPLES_OK ||
+                    PQresultStatus(res) == PGRES_COMMAND_OK)) {
+            *out = res;
+            return MEMO_OK;
+        }
+        if (timed_out) {
+            *broken = true;
+            PQclear(res);
+            return memop_fail(repo, MEMO_ERR_TIMEOUT,
+                              "PostgreSQL, table %s: no answer within %d ms", e->desc->table,
+                              repo->cfg.query_timeout_ms);
+        }
+        /* The server forgot the statement (DISCARD ALL by a pooler) or its
+         * plan no longer fits the table: prepare again, once. */
+        if (attempt == 0 && (sqlstate_is(res, "26000") || sqlstate_is(res, "0A000"))) {
+            PQclear(res);
+            char dealloc[64];
+            snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", name);
+            PQclear(PQexec(c->conn, dealloc));
+            *prepared = 0;
+            continue;
+        }
+        memo_status st = result_failure(repo, c, e, res, broken);
+        PQclear(res);
+        return st;
+    }
+    return memop_fail(repo, MEMO_ERR_DB, "PostgreSQL, table %s: statement failed twice",
+                      e->desc->table);
+}
+
+/* ------------------------------------------------------------ parameters */
+
+static void put_be(char *out, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        out[i] = (char)(v >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t get_be(const char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | (unsigned char)p[i];
+    return v;
+}
+
+/* Appends the value at p (of type t) as a parameter. */
+static void param_value(memop_params *ps, memo_type t, const char *p, bool null)
+{
+    int i = ps->n++;
+    ps->formats[i] = 1;
+    ps->lengths[i] = 0;
+    if (null) {
+        ps->values[i] = NULL;
+        return;
+    }
+    char *scratch = ps->scratch[i];
+    switch (t) {
+    case MEMO_INT32:
+        put_be(scratch, (uint32_t)*(const int32_t *)p, 4);
+        ps->lengths[i] = 4;
+        break;
+    case MEMO_INT64:
+        put_be(scratch, (uint64_t)*(const int64_t *)p, 8);
+        ps->lengths[i] = 8;
+        break;
+    case MEMO_TIMESTAMP:
+        put_be(scratch, (uint64_t)(*(const int64_t *)p - PG_EPOCH_US), 8);
+        ps->lengths[i] = 8;
+        break;
+    case MEMO_FLOAT64: {
+        uint64_t bits;
+        memcpy(&bits, p, 8);
+        put_be(scratch, bits, 8);
+        ps->lengths[i] = 8;
+        break;
+    }
+    case MEMO_BOOL:
+        scratch[0] = *(const bool *)p ? 1 : 0;
+        ps->lengths[i] = 1;
+        break;
+    case MEMO_TEXT:
+    case MEMO_JSON:
+        /* text form: jsonb's binary form needs a version byte in front */
+        ps->values[i] = *(char *const *)p;
+        ps->formats[i] = 0;
+        return;
+    }
+    ps->values[i] = scratch;
+}
+
+void memop_param_field(memop_params *ps, const memo_field_desc *f, const void *row)
+{
+    const char *p = (const char *)row + f->offset;
+    bool null = false;
+    if (f->flags & MEMO_FIELD_NULLABLE) {
+        if (f->type == MEMO_TEXT || f->type == MEMO_JSON)
+            null = *(char *const *)p == NULL;
+        else
+            null = *(const bool *)((const char *)row + f->null_offset);
+    }
+    param_value(ps, f->type, p, null);
+}
+
+void memop_param_key(memop_params *ps, const memo_field_desc *f, const void *key)
+{
+    param_value(ps, f->type, key, false);
+}
+
+/* --------------------------------------------------------------- results */
+
+memo_status memop_result_row(const memo_entity_desc *d, const PGresult *res, int r, int first,
+                             void *row)
+{
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const memo_field_desc *f = &d->fields[i];
+        int col = first + (int)i;
+        char *p = (char *)row + f->offset;
+        if (PQgetisnull(res, r, col)) {
+            if (!(f->flags & MEMO_FIELD_NULLABLE))
+                goto bad;
+            if (f->type != MEMO_TEXT && f->type != MEMO_JSON)
+                *(bool *)((char *)row + f->null_offset) = true;
+            continue;
+        }
+        const char *v = PQgetvalue(res, r, col);
+        int len = PQgetlength(res, r, col);
+        switch (f->type) {
+        case MEMO_INT32:
+            if (len != 4)
+                goto bad;
+            *(int32_t *)p = (int32_t)(uint32_t)get_be(v, 4);
+            break;
+        case MEMO_INT64:
+            if (len != 8)
+                goto bad;
+            *(int64_t *)p = (int64_t)get_be(v, 8);
+            break;
+        case MEMO_TIMESTAMP:
+            if (len != 8)
+                goto bad;
+            *(int64_t *)p = (int64_t)get_be(v, 8) + PG_EPOCH_US;
+            break;
+        case MEMO_FLOAT64: {
+            if (len != 8)
+                goto bad;
+            uint64_t bits = get_be(v, 8);
+            memcpy(p, &bits, 8);
+            break;
+        }
+        case MEMO_BOOL:
+            if (len != 1)
+                goto bad;
+            *(bool *)p = v[0] != 0;
+            break;
+        case MEMO_TEXT:
+        case MEMO_JSON: {
+            /* jsonb's binary form starts with its version, 1 */
+            if (f->type == MEMO_JSON && PQftype(res, col) == 3802) {
+                if (len < 1 || v[0] != 1)
+                    goto bad;
+                v++;
+                len--;
+            }
+            char *s = malloc((size_t)len + 1);
+            if (!s) {
+                memo_row_clear(d, row);
+                return MEMO_ERR_NOMEM;
+            }
+            memcpy(s, v, (size_t)len);
+            s[len] = '\0';
+            *(char **)p = s;
+            break;
+        }
+        }
+    }
+    return MEMO_OK;
+bad:
+    memo_row_clear(d, row);
+    return MEMO_ERR_SCHEMA;
+}
+
+/* ----------------------------------------------------------- open / close */
+
+memo_status memop_db_open(memo_repo *repo, memo_error *err)
+{
+    memop_pool_init(&repo->dpool, (size_t)repo->cfg.pool_size);
+    if (!repo->dpool.free) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return MEMO_ERR_NOMEM;
+    }
+    /* One connection now, so a wrong URL or a dead server is reported here. */
+    memop_dconn *c;
+    memo_status st = dconn_new(repo, &c, err->message, sizeof err->message);
+    if (st != MEMO_OK)
+        return st;
+    repo->dpool.free[repo->dpool.nfree++] = c;
+    repo->dpool.live++;
+    return MEMO_OK;
+}
+
+void memop_db_close(memo_repo *repo)
+{
+    memop_pool *p = &repo->dpool;
+    for (size_t i = 0; i < p->nfree; i++)
+        dconn_free(p->free[i]);
+    p->nfree = 0;
+    memop_pool_destroy(p);
+}

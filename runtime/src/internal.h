@@ -1,0 +1,343 @@
+/* libmemo's private interfaces. Everything here is shared between the
+ * runtime's files and prefixed memop_; nothing here is installed. */
+#ifndef MEMO_INTERNAL_H
+#define MEMO_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "memo/memo.h"
+
+/* ------------------------------------------------------------ small tools */
+
+uint64_t memop_now_us(void);         /* monotonic clock */
+void memop_sleep_us(uint64_t us);
+uint64_t memop_random(void);         /* per-thread xorshift, seeded from getrandom */
+
+/* A growable byte string; every function keeps s NUL-terminated. On
+ * allocation failure `failed` is set and later appends do nothing. */
+typedef struct memop_buf {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} memop_buf;
+
+void memop_buf_append(memop_buf *, const void *data, size_t n);
+void memop_buf_puts(memop_buf *, const char *s);
+void memop_buf_printf(memop_buf *, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void memop_buf_free(memop_buf *);
+
+/* A TTL with jitter: uniform in [ttl, ttl * (1 + pct/100)]. */
+uint64_t memop_ttl_ms(uint64_t ttl_ms, unsigned jitter_pct);
+
+/* Test-only switches (tests/ sets them; production never does): a pause
+ * between a filler's query and its fill, to make races happen, and plain
+ * SET instead of the lease check, to prove the tests can see a stale fill. */
+typedef struct memop_hooks {
+    void (*before_fill)(const char *key);
+    bool no_leases;
+} memop_hooks;
+extern memop_hooks memop_test_hooks;
+
+/* ------------------------------------------------------------------ errors */
+
+/* Records this thread's failure message for memo_last_error and returns st. */
+memo_status memop_fail(memo_repo *, memo_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------ config */
+
+typedef struct memop_redis_target {
+    char *host;   /* NULL for a unix socket */
+    int port;
+    char *path;   /* unix socket */
+    char *user;   /* NULL: AUTH with the password alone */
+    char *password;
+    int db;
+} memop_redis_target;
+
+/* Parses a Redis URL; on failure writes a message naming the problem (never
+ * the password) into err and returns MEMO_ERR_CONFIG. */
+memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char *err,
+                                  size_t errsize);
+void memop_redis_target_free(memop_redis_target *);
+/* "127.0.0.1:6379" or "unix:/path", for messages. */
+void memop_redis_target_name(const memop_redis_target *, char *out, size_t size);
+
+/* ------------------------------------------------------------------- stats */
+
+enum memop_op {
+    MEMOP_OP_GET,
+    MEMOP_OP_GET_BY,
+    MEMOP_OP_LIST,
+    MEMOP_OP_GET_MANY,
+    MEMOP_OP_INSERT,
+    MEMOP_OP_UPDATE,
+    MEMOP_OP_DELETE,
+    MEMOP_OP_COUNT
+};
+
+#define MEMOP_HIST_BUCKETS 128
+
+/* A latency histogram in microseconds: 4 buckets per power of two. */
+typedef struct memop_hist {
+    _Atomic uint64_t b[MEMOP_HIST_BUCKETS];
+} memop_hist;
+
+typedef struct memop_stats {
+    _Atomic uint64_t hits, misses, negative_hits, fills, fill_rejects, lease_waits,
+        invalidations, db_queries, degraded, errors;
+    _Atomic uint64_t ops[MEMOP_OP_COUNT];
+    memop_hist hit_latency, miss_latency;
+    memop_hist op_latency[MEMOP_OP_COUNT];
+} memop_stats;
+
+void memop_hist_add(memop_hist *, uint64_t us);
+/* The q-quantile (0..1) in microseconds, 0 when empty. */
+uint64_t memop_hist_quantile(const memop_hist *, double q);
+const char *memop_op_name(enum memop_op);
+
+#define MEMOP_INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+#define MEMOP_ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+
+/* --------------------------------------------------------------- entities */
+
+/* What the repository keeps per entity: statistics and the SQL built from the
+ * descriptor, once. Registered on first use. */
+/* A statement: its text and the types of its parameters. */
+typedef struct memop_stmt {
+    char *text;
+    Oid types[64];
+    int ntypes;
+} memop_stmt;
+
+typedef struct memop_entity {
+    const memo_entity_desc *desc;
+    unsigned index; /* dense, for per-connection prepared-statement tables */
+    memop_stats stats;
+    /* SQL, one per statement; see sql.c for the numbering */
+    memop_stmt *sql;
+    unsigned nsql;
+    _Atomic bool flush_pending; /* invalidations were dropped: drop all keys */
+} memop_entity;
+
+enum memop_sql {
+    MEMOP_SQL_SELECT,      /* one row by primary key */
+    MEMOP_SQL_SELECT_MANY, /* rows by primary key = ANY($1) */
+    MEMOP_SQL_INSERT,      /* every column */
+    MEMOP_SQL_INSERT_AUTO, /* every column but the primary key */
+    MEMOP_SQL_UPDATE,      /* old and new row */
+    MEMOP_SQL_DELETE,      /* the old row */
+    MEMOP_SQL_FIXED        /* then one per unique lookup, then one per list */
+};
+
+#define MEMOP_SQL_UNIQUE(d, u) (MEMOP_SQL_FIXED + (u))
+#define MEMOP_SQL_LIST(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + (l))
+
+memo_status memop_entity_get(memo_repo *, const memo_entity_desc *, memop_entity **out);
+/* Builds every statement of an entity; NULL entries on allocation failure. */
+memo_status memop_sql_build(memop_entity *);
+void memop_sql_free(memop_entity *);
+
+/* ------------------------------------------------------------------- keys */
+
+/* The longest key the runtime builds; longer user parts are hashed, so only
+ * an absurd prefix or template could exceed it (memo_open checks the prefix). */
+#define MEMOP_KEY_MAX 640
+/* Escaped user parts longer than this are replaced by a hash. */
+#define MEMOP_KEY_PART_MAX 128
+
+typedef struct memop_key {
+    char s[MEMOP_KEY_MAX];
+    size_t len;
+} memop_key;
+
+/* Escapes a key part: [A-Za-z0-9-_.@+] stay, every other byte is %XX, and a
+ * result over MEMOP_KEY_PART_MAX is "~" and 32 hex digits of its SHA-256.
+ * Returns the length written (at most MEMOP_KEY_PART_MAX) into out. */
+size_t memop_key_part(const char *s, size_t n, char *out);
+/* The key part of a value of field f (int, bool, timestamp or text). */
+size_t memop_key_value(const memo_field_desc *f, const void *value, char *out);
+/* <prefix><schema>:{<head><part><tail>}:<tag> */
+void memop_key_build(memo_repo *, const memo_entity_desc *, const memo_key_desc *,
+                     const char *part, size_t partlen, memop_key *out);
+/* The lease key of a value key: <key>:lease */
+void memop_key_lease(const memop_key *key, memop_key *out);
+
+/* ------------------------------------------------------------------ codec */
+
+/* JSON values in Redis. A row is an object with one member per field; a
+ * missing row is the literal `null`. */
+extern const char memop_null_value[]; /* "null" */
+
+/* Encodes a row as a JSON object into buf. */
+memo_status memop_row_encode(const memo_entity_desc *, const void *row, memop_buf *buf);
+/* Decodes a JSON object into a zeroed row. On failure the row is cleared and
+ * MEMO_ERR_ARG returned (a corrupt value), with a reason in why. */
+memo_status memop_row_decode(const memo_entity_desc *, const char *data, size_t len,
+                             void *row, char *why, size_t whysize);
+/* Copies a row, deep: strings are duplicated. */
+memo_status memop_row_copy(const memo_entity_desc *, const void *src, void *dst);
+bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
+
+/* ---------------------------------------------------------------- redis */
+
+typedef struct memop_rconn memop_rconn;
+
+/* Takes a Redis connection from the pool, connecting if needed. NULL (with a
+ * message recorded) when Redis is unavailable or the breaker is open. */
+memop_rconn *memop_redis_acquire(memo_repo *);
+/* Returns it; `broken` drops it (a hiredis context that failed is dead). */
+void memop_redis_release(memo_repo *, memop_rconn *, bool broken);
+
+/* Runs one command (argv form) and returns its reply, or NULL after recording
+ * the failure; then the connection is broken. */
+redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char **argv,
+                                const size_t *lens);
+
+enum memop_script {
+    MEMOP_SCRIPT_GET_OR_LEASE, /* value, or 1 (lease taken), or 0 (held by another) */
+    MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
+    MEMOP_SCRIPT_COUNT
+};
+
+/* Runs a script by EVALSHA, loading it again when Redis lost it. */
+redisReply *memop_redis_script(memo_repo *, memop_rconn *, enum memop_script, int nkeys,
+                               int argc, const char **argv, const size_t *lens);
+
+/* Drops every key of an entity (SCAN + UNLINK). Keys removed, -1 on failure. */
+long memop_redis_flush_entity(memo_repo *, memop_rconn *, const memo_entity_desc *);
+
+/* How often the prober tries Redis while the breaker is open. */
+#define MEMOP_PROBE_INTERVAL_MS 100
+
+/* One script call of a pipeline. */
+typedef struct memop_script_call {
+    const char *argv[8];
+    size_t lens[8];
+    int argc;
+    redisReply *reply; /* set by memop_redis_script_many; the caller frees it */
+} memop_script_call;
+
+/* Runs n calls of one script in one pipeline. 0 when every reply arrived
+ * (each may still be an error reply), -1 when the connection failed. */
+int memop_redis_script_many(memo_repo *, memop_rconn *, enum memop_script, int nkeys,
+                            memop_script_call *calls, size_t n);
+
+/* Sends every key in one DEL; on failure queues them for when Redis is back. */
+void memop_redis_invalidate(memo_repo *, memop_entity *const *owners, const memop_key *keys,
+                            size_t n);
+
+/* ------------------------------------------------------------------- db */
+
+typedef struct memop_dconn memop_dconn;
+
+memo_status memop_db_acquire(memo_repo *, memop_dconn **out);
+void memop_db_release(memo_repo *, memop_dconn *, bool broken);
+
+/* Runs prepared statement `stmt` of entity e (preparing it on first use on
+ * this connection) with text or binary parameters, binary results. On
+ * failure records a message and returns a status: MEMO_CONFLICT for a unique
+ * violation, MEMO_ERR_CONSTRAINT, MEMO_ERR_ARG for data the server refused,
+ * MEMO_ERR_DB_CONN when the connection is lost (then *broken is set). */
+memo_status memop_db_exec(memo_repo *, memop_dconn *, memop_entity *e, unsigned stmt,
+                          int nparams, const char *const *values, const int *lengths,
+                          const int *formats, PGresult **out, bool *broken);
+
+/* Parameters of a row's fields, in binary form where it is cheaper. */
+typedef struct memop_params {
+    const char *values[64];
+    int lengths[64];
+    int formats[64];
+    char scratch[64][8];
+    int n;
+} memop_params;
+
+/* Appends field f of row as the next parameter (NULL for SQL NULL). */
+void memop_param_field(memop_params *, const memo_field_desc *f, const void *row);
+/* Appends a key value (pointer to the field's C type). */
+void memop_param_key(memop_params *, const memo_field_desc *f, const void *key);
+/* Reads columns [first, first + nfields) of result row `r` into a zeroed row. */
+memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, int first,
+                             void *row);
+
+/* --------------------------------------------------------------- the repo */
+
+typedef struct memop_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    void **free;     /* idle connections */
+    size_t nfree;
+    size_t live;     /* connections that exist, idle or in use */
+    size_t cap;
+} memop_pool;
+
+enum { MEMOP_BREAKER_CLOSED, MEMOP_BREAKER_OPEN };
+
+/* Invalidations that could not be sent, for when Redis is back. */
+typedef struct memop_pending {
+    pthread_mutex_t lock;
+    char **keys;
+    memop_entity **owners;
+    size_t n, cap;
+    _Atomic bool any;
+} memop_pending;
+
+#define MEMOP_PENDING_MAX 10000
+#define MEMOP_MAX_ENTITIES 256
+
+struct memo_repo {
+    /* configuration, with defaults applied and strings owned */
+    memo_config cfg;
+    char *redis_url, *database_url, *key_prefix;
+    size_t key_prefix_len;
+    memop_redis_target redis;
+    char redis_name[160];
+
+    memop_pool rpool, dpool;
+    char script_sha[MEMOP_SCRIPT_COUNT][41];
+
+    /* breaker: while open, Redis calls fail at once; the prober closes it */
+    _Atomic int breaker;
+    _Atomic uint64_t breaker_epoch; /* connections older than this are dropped */
+    memop_pending pending;
+
+    /* entities by descriptor: an open-addressing table, filled under lock,
+     * read without one */
+    pthread_mutex_t entities_lock;
+    _Atomic(memop_entity *) entity_slots[MEMOP_MAX_ENTITIES * 2];
+    memop_entity *entity_list[MEMOP_MAX_ENTITIES];
+    _Atomic unsigned nentities;
+
+    pthread_key_t err_key;
+
+    /* the background thread: probes Redis while the breaker is open */
+    pthread_t prober;
+    bool prober_started;
+    pthread_mutex_t prober_lock;
+    pthread_cond_t prober_cond;
+    bool closing;
+
+    bool redis_opened, db_opened; /* what memo_close must undo */
+    uint64_t token_prefix; /* random, so lease tokens differ across processes */
+    _Atomic uint64_t token_counter;
+};
+
+/* Opens and closes the Redis side: pool, scripts, breaker, prober. */
+memo_status memop_redis_open(memo_repo *, memo_error *err);
+void memop_redis_close(memo_repo *);
+/* Records a Redis failure: opens the breaker and wakes the prober. */
+void memop_redis_trip(memo_repo *);
+memo_status memop_db_open(memo_repo *, memo_error *err);
+void memop_db_close(memo_repo *);
+
+void memop_pool_init(memop_pool *, size_t cap);
+void memop_pool_destroy(memop_pool *);
+
+#endif

@@ -1,0 +1,104 @@
+/* Redis keys: <prefix><schema>:{<head><part><tail>}:<tag>. The braces are a
+ * Redis Cluster hash tag, so a value and its lease share a slot. User parts
+ * are escaped, so no input can forge another key or match a pattern. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "sha256.h"
+
+/* Bytes that stay as they are; everything else, including ':', '{', '}',
+ * '*', '?', '[', ']', '%', '~', whitespace and non-ASCII, becomes %XX. */
+static bool plain(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
+}
+
+size_t memop_key_part(const char *s, size_t n, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t need = plain(c) ? 1 : 3;
+        if (len + need > MEMOP_KEY_PART_MAX)
+            goto hashed;
+        if (plain(c)) {
+            out[len++] = (char)c;
+        } else {
+            out[len++] = '%';
+            out[len++] = hex[c >> 4];
+            out[len++] = hex[c & 15];
+        }
+    }
+    return len;
+
+hashed:
+    /* '~' is never plain, so a hashed part cannot equal an escaped one. */
+    out[0] = '~';
+    memop_sha256_hex(s, n, out + 1, 32);
+    return 33;
+}
+
+size_t memop_key_value(const memo_field_desc *f, const void *value, char *out)
+{
+    switch (f->type) {
+    case MEMO_INT32:
+        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId32, *(const int32_t *)value);
+    case MEMO_INT64:
+    case MEMO_TIMESTAMP:
+        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId64, *(const int64_t *)value);
+    case MEMO_BOOL:
+        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%s",
+                                *(const bool *)value ? "true" : "false");
+    case MEMO_TEXT: {
+        const char *s = *(const char *const *)value;
+        return memop_key_part(s, strlen(s), out);
+    }
+    case MEMO_FLOAT64:
+    case MEMO_JSON:
+        break; /* memoc refuses keys of these types */
+    }
+    return 0;
+}
+
+void memop_key_build(memo_repo *repo, const memo_entity_desc *d, const memo_key_desc *k,
+                     const char *part, size_t partlen, memop_key *out)
+{
+    /* Cannot overflow: the prefix is at most 128 bytes (memo_open), schema
+     * names 63, templates 100 (memoc), parts MEMOP_KEY_PART_MAX; the check
+     * only keeps a broken descriptor from writing past the buffer. */
+    size_t n = 0;
+    char *s = out->s;
+#define PUT(str, len)                                                                  \
+    do {                                                                               \
+        size_t l_ = (len);                                                             \
+        if (n + l_ < MEMOP_KEY_MAX) {                                                  \
+            memcpy(s + n, (str), l_);                                                  \
+            n += l_;                                                                   \
+        }                                                                              \
+    } while (0)
+    PUT(repo->key_prefix, repo->key_prefix_len);
+    PUT(d->schema, strlen(d->schema));
+    PUT(":{", 2);
+    PUT(k->head, strlen(k->head));
+    PUT(part, partlen);
+    PUT(k->tail, strlen(k->tail));
+    PUT("}:", 2);
+    PUT(k->tag, strlen(k->tag));
+#undef PUT
+    s[n] = '\0';
+    out->len = n;
+}
+
+void memop_key_lease(const memop_key *key, memop_key *out)
+{
+    size_t n = key->len;
+    if (n + 6 >= MEMOP_KEY_MAX)
+        n = MEMOP_KEY_MAX - 7;
+    memcpy(out->s, key->s, n);
+    memcpy(out->s + n, ":lease", 7);
+    out->len = n + 6;
+}

@@ -1,0 +1,671 @@
+/* Redis: a pool of hiredis connections with a time-out on every call, the
+ * lease scripts, a circuit breaker, and the queue of invalidations that
+ * could not be sent. A failed call never fails the caller's operation: the
+ * engine degrades to PostgreSQL, the breaker stops further attempts, and a
+ * background prober closes it again when Redis answers. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+struct memop_rconn {
+    redisContext *ctx;
+    uint64_t epoch; /* the breaker epoch it was made in */
+};
+
+/* KEYS[1] value, KEYS[2] lease; ARGV[1] token, ARGV[2] lease ms.
+ * The value, else 1 when this caller took the lease, else 0. Taking the lease
+ * in the same round trip as the GET is what keeps a miss one trip long. */
+static const char script_get_or_lease[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then return v end\n"
+    "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
+    "return 0\n";
+
+/* KEYS[1] value, KEYS[2] lease; ARGV[1] token, ARGV[2] value, ARGV[3] ttl ms.
+ * Writes the value only while the lease is still this caller's: a write that
+ * committed meanwhile deleted the lease, so a stale fill is refused. */
+static const char script_fill[] =
+    "if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
+    [MEMOP_SCRIPT_GET_OR_LEASE] = script_get_or_lease,
+    [MEMOP_SCRIPT_FILL] = script_fill,
+};
+
+static struct timeval tv_of(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+/* ------------------------------------------------------------------ pool */
+
+void memop_pool_init(memop_pool *p, size_t cap)
+{
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    p->free = calloc(cap, sizeof *p->free);
+    p->cap = cap;
+    p->nfree = 0;
+    p->live = 0;
+}
+
+void memop_pool_destroy(memop_pool *p)
+{
+    free(p->free);
+    p->free = NULL;
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+}
+
+static void rconn_free(memop_rconn *c)
+{
+    if (!c)
+        return;
+    redisFree(c->ctx);
+    free(c);
+}
+
+/* Why a context failed, in words: hiredis 0.14 says a time-out is EAGAIN. */
+static void context_error(const redisContext *ctx, char *out, size_t size)
+{
+    if (!ctx) {
+        snprintf(out, size, "out of memory");
+    } else if (ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                                            strstr(ctx->errstr, "temporarily"))) {
+        snprintf(out, size, "timed out");
+    } else {
+        snprintf(out, size, "%s", ctx->errstr[0] ? ctx->errstr : "connection lost");
+    }
+}
+
+/* A reply that is an error: copies its text. */
+static bool reply_error(const redisReply *r, char *out, size_t size)
+{
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        snprintf(out, size, "%.*s", (int)r->len, r->str);
+        return true;
+    }
+    return false;
+}
+
+/* Connects, authenticates, selects the database and makes sure the scripts
+ * are loaded. On failure returns NULL with a message in err. */
+static memop_rconn *rconn_new(memo_repo *repo, char *err, size_t errsize)
+{
+    const memop_redis_target *t = &repo->redis;
+    struct timeval ctv = tv_of(repo->cfg.connect_timeout_ms);
+    redisContext *ctx = t->path ? redisConnectUnixWithTimeout(t->path, ctv)
+                                : redisConnectWithTimeout(t->host, t->port, ctv);
+    char why[256];
+    if (!ctx || ctx->err) {
+        context_error(ctx, why, sizeof why);
+        snprintf(err, errsize, "connect to Redis %s: %s", repo->redis_name, why);
+        redisFree(ctx);
+        return NULL;
+    }
+    if (redisSetTimeout(ctx, tv_of(repo->cfg.command_timeout_ms)) != REDIS_OK) {
+        snprintf(err, errsize, "Redis %s: cannot set the command time-out", repo->redis_name);
+        redisFree(ctx);
+        return NULL;
+    }
+    redisReply *r = NULL;
+    if (t->password) {
+        /* AUTH's error names the user at most, never the password */
+        if (t->user)
+            r = redisCommand(ctx, "AUTH %s %s", t->user, t->password);
+        else
+            r = redisCommand(ctx, "AUTH %s", t->password);
+        if (!r || reply_error(r, why, sizeof why)) {
+            if (!r)
+                context_error(ctx, why, sizeof why);
+            snprintf(err, errsize, "Redis %s: AUTH failed: %s", repo->redis_name, why);
+            goto fail;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (t->db != 0) {
+        r = redisCommand(ctx, "SELECT %d", t->db);
+        if (!r || reply_error(r, why, sizeof why)) {
+            if (!r)
+                context_error(ctx, why, sizeof why);
+            snprintf(err, errsize, "Redis %s: SELECT %d failed: %s", repo->redis_name, t->db,
+                     why);
+            goto fail;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    /* SCRIPT LOAD gives the SHA1 for EVALSHA; it is the same on every
+     * connection, so one load per connection costs little and keeps
+     * NOSCRIPT rare (it only follows a restart or SCRIPT FLUSH). */
+    for (int i = 0; i < MEMOP_SCRIPT_COUNT; i++) {
+        r = redisCommand(ctx, "SCRIPT LOAD %s", scripts[i]);
+        if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+            if (!r)
+                context_error(ctx, why, sizeof why);
+            else if (!reply_error(r, why, sizeof why))
+                snprintf(why, sizeof why, "unexpected reply");
+            snprintf(err, errsize, "Redis %s: SCRIPT LOAD failed: %s", repo->redis_name, why);
+            goto fail;
+        }
+        pthread_mutex_lock(&repo->rpool.lock);
+        memcpy(repo->script_sha[i], r->str, 40);
+        repo->script_sha[i][40] = '\0';
+        pthread_mutex_unlock(&repo->rpool.lock);
+        freeReplyObject(r);
+        r = NULL;
+    }
+    memop_rconn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errsize, "out of memory");
+        goto fail;
+    }
+    c->ctx = ctx;
+    c->epoch = atomic_load(&repo->breaker_epoch);
+    return c;
+fail:
+    freeReplyObject(r);
+    redisFree(ctx);
+    return NULL;
+}
+
+memop_rconn *memop_redis_acquire(memo_repo *repo)
+{
+    if (atomic_load_explicit(&repo->breaker, memory_order_acquire) != MEMOP_BREAKER_CLOSED) {
+        memop_fail(repo, MEMO_ERR_REDIS, "Redis %s is unavailable (circuit open)",
+                   repo->redis_name);
+        return NULL;
+    }
+    memop_pool *p = &repo->rpool;
+    uint64_t epoch = atomic_load(&repo->breaker_epoch);
+    memop_rconn *c = NULL;
+    pthread_mutex_lock(&p->lock);
+    while (p->nfree == 0 && p->live >= p->cap)
+        pthread_cond_wait(&p->cond, &p->lock);
+    /* connections from before the last outage are not trusted */
+    while (p->nfree > 0) {
+        c = p->free[--p->nfree];
+        if (c->epoch == epoch)
+            break;
+        rconn_free(c);
+        c = NULL;
+        p->live--;
+    }
+    if (!c)
+        p->live++;
+    pthread_mutex_unlock(&p->lock);
+    if (c)
+        return c;
+
+    char err[512];
+    c = rconn_new(repo, err, sizeof err);
+    if (c)
+        return c;
+    pthread_mutex_lock(&p->lock);
+    p->live--;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    memop_fail(repo, MEMO_ERR_REDIS, "%s", err);
+    memop_redis_trip(repo);
+    return NULL;
+}
+
+void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
+{
+    memop_pool *p = &repo->rpool;
+    if (c && (broken || c->ctx->err || c->epoch != atomic_load(&repo->breaker_epoch))) {
+        rconn_free(c);
+        c = NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (c)
+        p->free[p->nfree++] = c;
+    else
+        p->live--;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+redisReply *memop_redis_command(memo_repo *repo, memop_rconn *c, int argc, const char **argv,
+                                const size_t *lens)
+{
+    redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
+    if (!r) {
+        char why[256];
+        context_error(c->ctx, why, sizeof why);
+        memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s %s: %s", repo->redis_name, argv[0],
+                   argc > 1 ? argv[1] : "", why);
+        memop_redis_trip(repo);
+    }
+    return r;
+}
+
+redisReply *memop_redis_script(memo_repo *repo, memop_rconn *c, enum memop_script which,
+                               int nkeys, int argc, const char **argv, const size_t *lens)
+{
+    /* EVALSHA sha nkeys keys... args... */
+    const char *av[16];
+    size_t al[16];
+    char nk[8];
+    if (argc + 3 > 16)
+        return NULL;
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    av[0] = "EVALSHA";
+    al[0] = 7;
+    av[1] = repo->script_sha[which];
+    al[1] = 40;
+    av[2] = nk;
+    al[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[3 + i] = argv[i];
+        al[3 + i] = lens[i];
+    }
+    redisReply *r = redisCommandArgv(c->ctx, argc + 3, av, al);
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* Redis restarted or was flushed: EVAL runs and caches it again */
+        freeReplyObject(r);
+        av[0] = "EVAL";
+        al[0] = 4;
+        av[1] = scripts[which];
+        al[1] = strlen(scripts[which]);
+        r = redisCommandArgv(c->ctx, argc + 3, av, al);
+    }
+    if (!r) {
+        char why[256];
+        context_error(c->ctx, why, sizeof why);
+        memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: script on %s: %s", repo->redis_name,
+                   nkeys > 0 ? argv[0] : "", why);
+        memop_redis_trip(repo);
+    }
+    return r;
+}
+
+int memop_redis_script_many(memo_repo *repo, memop_rconn *c, enum memop_script which,
+                            int nkeys, memop_script_call *calls, size_t n)
+{
+    char nk[8];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    for (size_t i = 0; i < n; i++) {
+        const char *av[11];
+        size_t al[11];
+        av[0] = "EVALSHA";
+        al[0] = 7;
+        av[1] = repo->script_sha[which];
+        al[1] = 40;
+        av[2] = nk;
+        al[2] = strlen(nk);
+        for (int k = 0; k < calls[i].argc; k++) {
+            av[3 + k] = calls[i].argv[k];
+            al[3 + k] = calls[i].lens[k];
+        }
+        if (redisAppendCommandArgv(c->ctx, calls[i].argc + 3, av, al) != REDIS_OK)
+            goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        void *reply;
+        if (redisGetReply(c->ctx, &reply) != REDIS_OK)
+            goto fail;
+        calls[i].reply = reply;
+    }
+    /* after a restart the scripts are gone: run those calls again by EVAL */
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = calls[i].reply;
+        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(r);
+            calls[i].reply = memop_redis_script(repo, c, which, nkeys, calls[i].argc,
+                                                calls[i].argv, calls[i].lens);
+            if (!calls[i].reply)
+                return -1;
+        }
+    }
+    return 0;
+fail: {
+    char why[256];
+    context_error(c->ctx, why, sizeof why);
+    memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: pipeline: %s", repo->redis_name, why);
+    memop_redis_trip(repo);
+    for (size_t i = 0; i < n; i++) {
+        freeReplyObject(calls[i].reply);
+        calls[i].reply = NULL;
+    }
+    return -1;
+}
+}
+
+/* ------------------------------------------------------- invalidation */
+
+/* Keeps keys for later. Over the bound, the owners are flagged instead: on
+ * reconnect all their keys are dropped, so nothing stale survives. */
+static void pending_add(memo_repo *repo, memop_entity *const *owners, const memop_key *keys,
+                        size_t n)
+{
+    memop_pending *q = &repo->pending;
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (atomic_load(&owners[i]->flush_pending))
+            continue;
+        char *copy = NULL;
+        if (q->n < MEMOP_PENDING_MAX) {
+            if (q->n == q->cap) {
+                size_t cap = q->cap ? q->cap * 2 : 64;
+                char **k = realloc(q->keys, cap * sizeof *k);
+                memop_entity **o = k ? realloc(q->owners, cap * sizeof *o) : NULL;
+                if (k)
+                    q->keys = k;
+                if (o) {
+                    q->owners = o;
+                    q->cap = cap;
+                }
+            }
+            if (q->n < q->cap)
+                copy = strdup(keys[i].s);
+        }
+        if (!copy) {
+            atomic_store(&owners[i]->flush_pending, true);
+            continue;
+        }
+        q->keys[q->n] = copy;
+        q->owners[q->n] = owners[i];
+        q->n++;
+    }
+    atomic_store(&q->any, true);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
+                            const memop_key *keys, size_t n)
+{
+    if (n == 0)
+        return;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c) {
+        pending_add(repo, owners, keys, n);
+        return;
+    }
+    /* one DEL for every key: one round trip, applied at once */
+    const char **argv = malloc((n + 1) * sizeof *argv);
+    size_t *lens = malloc((n + 1) * sizeof *lens);
+    redisReply *r = NULL;
+    bool broken = false;
+    if (!argv || !lens) {
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        pending_add(repo, owners, keys, n);
+        goto out;
+    }
+    argv[0] = "DEL";
+    lens[0] = 3;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = keys[i].s;
+        lens[i + 1] = keys[i].len;
+    }
+    r = memop_redis_command(repo, c, (int)n + 1, argv, lens);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        broken = r == NULL;
+        if (r)
+            memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: DEL: %.*s", repo->redis_name,
+                       (int)r->len, r->str);
+        pending_add(repo, owners, keys, n);
+        if (r) /* an error reply (out of memory, read-only replica) is an outage too */
+            memop_redis_trip(repo);
+    }
+out:
+    freeReplyObject(r);
+    free(argv);
+    free(lens);
+    memop_redis_release(repo, c, broken);
+}
+
+/* Glob-escapes s into b for a SCAN pattern. */
+static void glob_escape(memop_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strchr("*?[]\\", s[i]))
+            memop_buf_append(b, "\\", 1);
+        memop_buf_append(b, &s[i], 1);
+    }
+}
+
+/* Drops every key of one lookup or list: SCAN + UNLINK, never KEYS. Returns
+ * the number of keys removed, or -1 when Redis failed. */
+static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d,
+                           const memo_key_desc *k)
+{
+    memop_buf pat = {0};
+    glob_escape(&pat, repo->key_prefix, repo->key_prefix_len);
+    glob_escape(&pat, d->schema, strlen(d->schema));
+    memop_buf_puts(&pat, ":{");
+    glob_escape(&pat, k->head, strlen(k->head));
+    memop_buf_puts(&pat, "*");
+    glob_escape(&pat, k->tail, strlen(k->tail));
+    memop_buf_puts(&pat, "}:");
+    glob_escape(&pat, k->tag, strlen(k->tag));
+    memop_buf_puts(&pat, "*");
+    if (pat.failed) {
+        memop_buf_free(&pat);
+        return -1;
+    }
+    long removed = 0;
+    char cursor[32] = "0";
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", pat.s, "COUNT", "1000"};
+        size_t lens[] = {4, strlen(cursor), 5, pat.len, 5, 4};
+        redisReply *r = memop_redis_command(repo, c, 6, argv, lens);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            removed = -1;
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        if (keys->elements > 0) {
+            const char **av = malloc((keys->elements + 1) * sizeof *av);
+            size_t *al = malloc((keys->elements + 1) * sizeof *al);
+            redisReply *u = NULL;
+            if (av && al) {
+                av[0] = "UNLINK";
+                al[0] = 6;
+                for (size_t i = 0; i < keys->elements; i++) {
+                    av[i + 1] = keys->element[i]->str;
+                    al[i + 1] = keys->element[i]->len;
+                }
+                u = memop_redis_command(repo, c, (int)keys->elements + 1, av, al);
+            }
+            if (u && u->type == REDIS_REPLY_INTEGER)
+                removed += u->integer;
+            else
+                removed = -1;
+            freeReplyObject(u);
+            free(av);
+            free(al);
+        }
+        freeReplyObject(r);
+    } while (removed >= 0 && strcmp(cursor, "0") != 0);
+    memop_buf_free(&pat);
+    return removed;
+}
+
+long memop_redis_flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d)
+{
+    long total = 0, n;
+    if ((n = flush_key_desc(repo, c, d, &d->row.key)) < 0)
+        return -1;
+    total += n;
+    for (unsigned i = 0; i < d->nuniques; i++) {
+        if ((n = flush_key_desc(repo, c, d, &d->uniques[i].key)) < 0)
+            return -1;
+        total += n;
+    }
+    for (unsigned i = 0; i < d->nlists; i++) {
+        if ((n = flush_key_desc(repo, c, d, &d->lists[i].key)) < 0)
+            return -1;
+        total += n;
+    }
+    return total;
+}
+
+/* Sends what the outage kept back: first the wholesale drops of entities
+ * whose queue overflowed, then the queued keys. True when all went out. */
+static bool pending_flush(memo_repo *repo, memop_rconn *c)
+{
+    unsigned n = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < n; i++) {
+        memop_entity *e = repo->entity_list[i];
+        if (!atomic_load(&e->flush_pending))
+            continue;
+        if (memop_redis_flush_entity(repo, c, e->desc) < 0)
+            return false;
+        atomic_store(&e->flush_pending, false);
+    }
+    memop_pending *q = &repo->pending;
+    pthread_mutex_lock(&q->lock);
+    bool ok = true;
+    size_t done = 0;
+    while (done < q->n && ok) {
+        size_t batch = q->n - done < 500 ? q->n - done : 500;
+        const char *argv[501];
+        size_t lens[501];
+        argv[0] = "DEL";
+        lens[0] = 3;
+        for (size_t i = 0; i < batch; i++) {
+            argv[i + 1] = q->keys[done + i];
+            lens[i + 1] = strlen(q->keys[done + i]);
+        }
+        redisReply *r = redisCommandArgv(c->ctx, (int)batch + 1, argv, lens);
+        ok = r && r->type == REDIS_REPLY_INTEGER;
+        freeReplyObject(r);
+        if (ok)
+            done += batch;
+    }
+    for (size_t i = 0; i < done; i++)
+        free(q->keys[i]);
+    memmove(q->keys, q->keys + done, (q->n - done) * sizeof *q->keys);
+    memmove(q->owners, q->owners + done, (q->n - done) * sizeof *q->owners);
+    q->n -= done;
+    if (ok) {
+        atomic_store(&q->any, false);
+        /* closed under the queue's lock: a key queued from now on comes
+         * with a trip that opens the breaker again */
+        atomic_store_explicit(&repo->breaker, MEMOP_BREAKER_CLOSED, memory_order_release);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return ok;
+}
+
+/* ------------------------------------------------------------ the breaker */
+
+void memop_redis_trip(memo_repo *repo)
+{
+    int closed = MEMOP_BREAKER_CLOSED;
+    if (atomic_compare_exchange_strong(&repo->breaker, &closed, MEMOP_BREAKER_OPEN)) {
+        atomic_fetch_add(&repo->breaker_epoch, 1);
+        pthread_mutex_lock(&repo->prober_lock);
+        pthread_cond_signal(&repo->prober_cond);
+        pthread_mutex_unlock(&repo->prober_lock);
+    }
+}
+
+/* While the breaker is open: try Redis every probe interval; when it answers,
+ * send what was kept back and close the breaker. */
+static void *prober_main(void *arg)
+{
+    memo_repo *repo = arg;
+    pthread_mutex_lock(&repo->prober_lock);
+    while (!repo->closing) {
+        if (atomic_load(&repo->breaker) == MEMOP_BREAKER_CLOSED) {
+            pthread_cond_wait(&repo->prober_cond, &repo->prober_lock);
+            continue;
+        }
+        pthread_mutex_unlock(&repo->prober_lock);
+
+        char err[512];
+        memop_rconn *c = rconn_new(repo, err, sizeof err);
+        bool ok = false;
+        if (c) {
+            redisReply *r = redisCommand(c->ctx, "PING");
+            ok = r && r->type != REDIS_REPLY_ERROR;
+            freeReplyObject(r);
+            if (ok)
+                ok = pending_flush(repo, c);
+            rconn_free(c);
+        }
+
+        pthread_mutex_lock(&repo->prober_lock);
+        if (!ok && !repo->closing) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            long ns = until.tv_nsec + (long)MEMOP_PROBE_INTERVAL_MS * 1000000L;
+            until.tv_sec += ns / 1000000000L;
+            until.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&repo->prober_cond, &repo->prober_lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&repo->prober_lock);
+    return NULL;
+}
+
+/* ----------------------------------------------------------- open / close */
+
+memo_status memop_redis_open(memo_repo *repo, memo_error *err)
+{
+    memop_pool_init(&repo->rpool, (size_t)repo->cfg.pool_size);
+    pthread_mutex_init(&repo->pending.lock, NULL);
+    pthread_mutex_init(&repo->prober_lock, NULL);
+    pthread_cond_init(&repo->prober_cond, NULL);
+    if (!repo->rpool.free) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return MEMO_ERR_NOMEM;
+    }
+    atomic_store(&repo->breaker, MEMOP_BREAKER_CLOSED);
+    memop_rconn *c = rconn_new(repo, err->message, sizeof err->message);
+    if (c) {
+        repo->rpool.free[repo->rpool.nfree++] = c;
+        repo->rpool.live++;
+    } else if (!(repo->cfg.flags & MEMO_OPEN_DEGRADED)) {
+        return MEMO_ERR_REDIS;
+    } else {
+        err->message[0] = '\0';
+        atomic_store(&repo->breaker, MEMOP_BREAKER_OPEN);
+    }
+    if (pthread_create(&repo->prober, NULL, prober_main, repo) != 0) {
+        snprintf(err->message, sizeof err->message, "cannot start the Redis prober thread");
+        return MEMO_ERR_NOMEM;
+    }
+    repo->prober_started = true;
+    return MEMO_OK;
+}
+
+void memop_redis_close(memo_repo *repo)
+{
+    if (repo->prober_started) {
+        pthread_mutex_lock(&repo->prober_lock);
+        repo->closing = true;
+        pthread_cond_signal(&repo->prober_cond);
+        pthread_mutex_unlock(&repo->prober_lock);
+        pthread_join(repo->prober, NULL);
+    }
+    memop_pool *p = &repo->rpool;
+    for (size_t i = 0; i < p->nfree; i++)
+        rconn_free(p->free[i]);
+    p->nfree = 0;
+    memop_pool_destroy(p);
+    memop_pending *q = &repo->pending;
+    for (size_t i = 0; i < q->n; i++)
+        free(q->keys[i]);
+    free(q->keys);
+    free(q->owners);
+    pthread_mutex_destroy(&q->lock);
+    pthread_mutex_destroy(&repo->prober_lock);
+    pthread_cond_destroy(&repo->prober_cond);
+}

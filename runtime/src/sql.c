@@ -1,0 +1,208 @@
+/* The SQL of an entity, built once from its descriptor. Every identifier is
+ * quoted and every value a parameter. Statements are numbered as enum
+ * memop_stmt says: fixed ones, then one per unique lookup, then one per list. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* PostgreSQL's type OIDs (pg_type.dat); libpq does not export them. */
+enum {
+    OID_BOOL = 16,
+    OID_INT8 = 20,
+    OID_INT4 = 23,
+    OID_TEXT = 25,
+    OID_FLOAT8 = 701,
+    OID_INT4_ARRAY = 1007,
+    OID_TEXT_ARRAY = 1009,
+    OID_INT8_ARRAY = 1016,
+    OID_TIMESTAMPTZ = 1184,
+    OID_JSONB = 3802,
+};
+
+static Oid oid_of(memo_type t)
+{
+    switch (t) {
+    case MEMO_INT32:
+        return OID_INT4;
+    case MEMO_INT64:
+        return OID_INT8;
+    case MEMO_FLOAT64:
+        return OID_FLOAT8;
+    case MEMO_BOOL:
+        return OID_BOOL;
+    case MEMO_TEXT:
+        return OID_TEXT;
+    case MEMO_TIMESTAMP:
+        return OID_TIMESTAMPTZ;
+    case MEMO_JSON:
+        return OID_JSONB;
+    }
+    return 0;
+}
+
+static Oid array_oid_of(memo_type t)
+{
+    return t == MEMO_INT32 ? OID_INT4_ARRAY : t == MEMO_INT64 ? OID_INT8_ARRAY : OID_TEXT_ARRAY;
+}
+
+/* "c1", "c2", ... with an optional table alias. */
+static void columns(memop_buf *b, const memo_entity_desc *d, const char *alias)
+{
+    for (unsigned i = 0; i < d->nfields; i++)
+        memop_buf_printf(b, "%s%s%s\"%s\"", i ? ", " : "", alias ? alias : "",
+                         alias ? "." : "", d->fields[i].name);
+}
+
+static memo_status finish(memop_stmt *st, memop_buf *b)
+{
+    if (b->failed) {
+        memop_buf_free(b);
+        return MEMO_ERR_NOMEM;
+    }
+    st->text = b->s;
+    return MEMO_OK;
+}
+
+memo_status memop_sql_build(memop_entity *e)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    e->nsql = MEMOP_SQL_FIXED + d->nuniques + d->nlists;
+    e->sql = calloc(e->nsql, sizeof *e->sql);
+    if (!e->sql)
+        return MEMO_ERR_NOMEM;
+    memo_status st = MEMO_OK;
+    memop_buf b;
+
+    /* SELECT by primary key */
+    memset(&b, 0, sizeof b);
+    memop_buf_puts(&b, "SELECT ");
+    columns(&b, d, NULL);
+    memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $1", d->table, pk->name);
+    e->sql[MEMOP_SQL_SELECT].types[0] = oid_of(pk->type);
+    e->sql[MEMOP_SQL_SELECT].ntypes = 1;
+    if ((st = finish(&e->sql[MEMOP_SQL_SELECT], &b)) != MEMO_OK)
+        return st;
+
+    /* SELECT many: the ids as one array parameter, in text form */
+    memset(&b, 0, sizeof b);
+    memop_buf_puts(&b, "SELECT ");
+    columns(&b, d, NULL);
+    memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = ANY($1)", d->table, pk->name);
+    e->sql[MEMOP_SQL_SELECT_MANY].types[0] = array_oid_of(pk->type);
+    e->sql[MEMOP_SQL_SELECT_MANY].ntypes = 1;
+    if ((st = finish(&e->sql[MEMOP_SQL_SELECT_MANY], &b)) != MEMO_OK)
+        return st;
+
+    /* INSERT with every column; parameters in field order */
+    memset(&b, 0, sizeof b);
+    memop_buf_printf(&b, "INSERT INTO \"%s\" (", d->table);
+    columns(&b, d, NULL);
+    memop_buf_puts(&b, ") VALUES (");
+    for (unsigned i = 0; i < d->nfields; i++) {
+        memop_buf_printf(&b, "%s$%u", i ? ", " : "", i + 1);
+        e->sql[MEMOP_SQL_INSERT].types[i] = oid_of(d->fields[i].type);
+    }
+    e->sql[MEMOP_SQL_INSERT].ntypes = (int)d->nfields;
+    memop_buf_puts(&b, ") RETURNING ");
+    columns(&b, d, NULL);
+    if ((st = finish(&e->sql[MEMOP_SQL_INSERT], &b)) != MEMO_OK)
+        return st;
+
+    /* INSERT letting the database assign the key: every field but the key */
+    memset(&b, 0, sizeof b);
+    memop_buf_printf(&b, "INSERT INTO \"%s\" (", d->table);
+    int n = 0;
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (i != d->pk)
+            memop_buf_printf(&b, "%s\"%s\"", n++ ? ", " : "", d->fields[i].name);
+    memop_buf_puts(&b, ") VALUES (");
+    n = 0;
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (i != d->pk) {
+            e->sql[MEMOP_SQL_INSERT_AUTO].types[n] = oid_of(d->fields[i].type);
+            memop_buf_printf(&b, "%s$%d", n ? ", " : "", n + 1);
+            n++;
+        }
+    e->sql[MEMOP_SQL_INSERT_AUTO].ntypes = n;
+    memop_buf_puts(&b, ") RETURNING ");
+    columns(&b, d, NULL);
+    if ((st = finish(&e->sql[MEMOP_SQL_INSERT_AUTO], &b)) != MEMO_OK)
+        return st;
+
+    /* UPDATE in one statement: lock and read the old row, write the new one,
+     * return both, so invalidation knows the old values without a second
+     * round trip. Parameters in field order. */
+    memset(&b, 0, sizeof b);
+    memop_buf_puts(&b, "WITH o AS (SELECT ");
+    columns(&b, d, NULL);
+    memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
+                     d->table, pk->name, d->pk + 1, d->table);
+    n = 0;
+    for (unsigned i = 0; i < d->nfields; i++) {
+        e->sql[MEMOP_SQL_UPDATE].types[i] = oid_of(d->fields[i].type);
+        if (i != d->pk)
+            memop_buf_printf(&b, "%s\"%s\" = $%u", n++ ? ", " : "", d->fields[i].name, i + 1);
+    }
+    if (n == 0) /* only a key: nothing to set, still lock and return the row */
+        memop_buf_printf(&b, "\"%s\" = o.\"%s\"", pk->name, pk->name);
+    e->sql[MEMOP_SQL_UPDATE].ntypes = (int)d->nfields;
+    memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\" RETURNING ", pk->name, pk->name);
+    columns(&b, d, "o");
+    memop_buf_puts(&b, ", ");
+    columns(&b, d, "n");
+    if ((st = finish(&e->sql[MEMOP_SQL_UPDATE], &b)) != MEMO_OK)
+        return st;
+
+    /* DELETE, returning the old row */
+    memset(&b, 0, sizeof b);
+    memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE \"%s\" = $1 RETURNING ", d->table, pk->name);
+    columns(&b, d, NULL);
+    e->sql[MEMOP_SQL_DELETE].types[0] = oid_of(pk->type);
+    e->sql[MEMOP_SQL_DELETE].ntypes = 1;
+    if ((st = finish(&e->sql[MEMOP_SQL_DELETE], &b)) != MEMO_OK)
+        return st;
+
+    for (unsigned u = 0; u < d->nuniques; u++) {
+        const memo_field_desc *f = &d->fields[d->uniques[u].field];
+        memop_stmt *s = &e->sql[MEMOP_SQL_UNIQUE(d, u)];
+        memset(&b, 0, sizeof b);
+        memop_buf_puts(&b, "SELECT ");
+        columns(&b, d, NULL);
+        memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $1", d->table, f->name);
+        s->types[0] = oid_of(f->type);
+        s->ntypes = 1;
+        if ((st = finish(s, &b)) != MEMO_OK)
+            return st;
+    }
+
+    /* A list is the ordered keys of a group; the key breaks ties the same
+     * way, so the order is total and stable. */
+    for (unsigned l = 0; l < d->nlists; l++) {
+        const memo_list_desc *ld = &d->lists[l];
+        const char *dir = ld->descending ? "DESC" : "ASC";
+        memop_stmt *s = &e->sql[MEMOP_SQL_LIST(d, l)];
+        memset(&b, 0, sizeof b);
+        memop_buf_printf(&b, "SELECT \"%s\" FROM \"%s\" WHERE \"%s\" = $1 ORDER BY \"%s\" %s",
+                         pk->name, d->table, d->fields[ld->group].name,
+                         d->fields[ld->order].name, dir);
+        if (ld->order != d->pk)
+            memop_buf_printf(&b, ", \"%s\" %s", pk->name, dir);
+        memop_buf_printf(&b, " LIMIT %u", ld->limit);
+        s->types[0] = oid_of(d->fields[ld->group].type);
+        s->ntypes = 1;
+        if ((st = finish(s, &b)) != MEMO_OK)
+            return st;
+    }
+    return MEMO_OK;
+}
+
+void memop_sql_free(memop_entity *e)
+{
+    for (unsigned i = 0; i < e->nsql && e->sql; i++)
+        free(e->sql[i].text);
+    free(e->sql);
+    e->sql = NULL;
+    e->nsql = 0;
+}

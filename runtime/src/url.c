@@ -1,0 +1,216 @@
+/* Redis URLs: redis://[user:pass@]host[:port][/db] and
+ * unix://[[user]:pass@]/path[?db=N]. hiredis 0.14 parses none of this.
+ * Messages name the faulty part and never repeat a password. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into a new string; NULL on a bad escape (*bad)
+ * or when out of memory. */
+static char *decode(const char *s, size_t n, bool *bad)
+{
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[k++] = s[i];
+            continue;
+        }
+        /* two hex digits must follow */
+        int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+        int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0) {
+            *bad = true;
+            free(out);
+            return NULL;
+        }
+        out[k++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static bool parse_int(const char *s, size_t n, long min, long max, long *out)
+{
+    if (n == 0 || n > 9)
+        return false;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+void memop_redis_target_free(memop_redis_target *t)
+{
+    free(t->host);
+    free(t->path);
+    free(t->user);
+    if (t->password) {
+        /* keep the secret out of freed memory */
+        memset(t->password, 0, strlen(t->password));
+        free(t->password);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+void memop_redis_target_name(const memop_redis_target *t, char *out, size_t size)
+{
+    if (t->path)
+        snprintf(out, size, "unix:%s", t->path);
+    else if (strchr(t->host, ':'))
+        snprintf(out, size, "[%s]:%d", t->host, t->port);
+    else
+        snprintf(out, size, "%s:%d", t->host, t->port);
+}
+
+#define FAIL(...)                                                                      \
+    do {                                                                               \
+        snprintf(err, errsize, __VA_ARGS__);                                           \
+        goto fail;                                                                     \
+    } while (0)
+
+memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char *err,
+                                  size_t errsize)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    if (!url || !*url) {
+        snprintf(err, errsize, "no Redis URL given");
+        return MEMO_ERR_CONFIG;
+    }
+    bool is_unix;
+    const char *p;
+    if (strncmp(url, "redis://", 8) == 0) {
+        is_unix = false;
+        p = url + 8;
+    } else if (strncmp(url, "unix://", 7) == 0) {
+        is_unix = true;
+        p = url + 7;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        snprintf(err, errsize, "Redis URL: TLS (rediss://) is not supported by this hiredis");
+        return MEMO_ERR_CONFIG;
+    } else {
+        snprintf(err, errsize, "Redis URL must start with redis:// or unix://");
+        return MEMO_ERR_CONFIG;
+    }
+
+    /* userinfo ends at the last '@' before the host's end; for a socket, at
+     * the '@' that starts the path */
+    const char *at = NULL;
+    if (is_unix) {
+        if (*p != '/')
+            at = strstr(p, "@/");
+    } else {
+        const char *end = p + strcspn(p, "/?#");
+        for (const char *q = p; q < end; q++)
+            if (*q == '@')
+                at = q;
+    }
+    bool bad = false;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            if (colon > p) {
+                out->user = decode(p, (size_t)(colon - p), &bad);
+                if (!out->user)
+                    FAIL(bad ? "Redis URL: bad %%-escape in the user name"
+                             : "out of memory");
+            }
+            out->password = decode(colon + 1, (size_t)(at - colon - 1), &bad);
+            if (!out->password)
+                FAIL(bad ? "Redis URL: bad %%-escape in the password" : "out of memory");
+        } else {
+            /* redis://secret@host: a bare word is a password, as redis-cli reads it */
+            out->password = decode(p, (size_t)(at - p), &bad);
+            if (!out->password)
+                FAIL(bad ? "Redis URL: bad %%-escape in the password" : "out of memory");
+        }
+        p = at + 1;
+    }
+
+    if (is_unix) {
+        if (*p != '/')
+            FAIL("Redis URL: unix:// needs an absolute socket path, as unix:///run/redis.sock");
+        const char *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n < 2)
+            FAIL("Redis URL: empty socket path");
+        out->path = strndup(p, n);
+        if (!out->path)
+            FAIL("out of memory");
+        if (q) {
+            long db;
+            if (strncmp(q, "?db=", 4) != 0 || !parse_int(q + 4, strlen(q + 4), 0, 1000000, &db))
+                FAIL("Redis URL: the only option of unix:// is ?db=N");
+            out->db = (int)db;
+        }
+        return MEMO_OK;
+    }
+
+    /* host[:port] */
+    const char *host_end;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (!close)
+            FAIL("Redis URL: unclosed '[' in the host");
+        out->host = strndup(p + 1, (size_t)(close - p - 1));
+        host_end = close + 1;
+    } else {
+        host_end = p + strcspn(p, ":/?#");
+        out->host = strndup(p, (size_t)(host_end - p));
+    }
+    if (!out->host)
+        FAIL("out of memory");
+    if (!out->host[0])
+        FAIL("Redis URL: no host");
+    p = host_end;
+    if (*p == ':') {
+        p++;
+        size_t n = strcspn(p, "/?#");
+        long port;
+        if (!parse_int(p, n, 1, 65535, &port))
+            FAIL("Redis URL: invalid port '%.*s'", (int)(n > 16 ? 16 : n), p);
+        out->port = (int)port;
+        p += n;
+    }
+    if (*p == '/') {
+        p++;
+        size_t n = strcspn(p, "?#");
+        if (n > 0) {
+            long db;
+            if (!parse_int(p, n, 0, 1000000, &db))
+                FAIL("Redis URL: invalid database number '%.*s'", (int)(n > 16 ? 16 : n), p);
+            out->db = (int)db;
+        }
+        p += n;
+    }
+    if (*p)
+        FAIL("Redis URL: unexpected '%.16s' after the database number", p);
+    return MEMO_OK;
+
+fail:
+    memop_redis_target_free(out);
+    return MEMO_ERR_CONFIG;
+}

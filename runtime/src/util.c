@@ -1,0 +1,146 @@
+/* Small tools: clocks, randomness, growable strings, error messages. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "internal.h"
+
+uint64_t memop_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void memop_sleep_us(uint64_t us)
+{
+    struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* xorshift64*: jitter and back-off need speed, not secrecy; each thread has
+ * its own state, seeded from the kernel. */
+static _Thread_local uint64_t rng;
+
+uint64_t memop_random(void)
+{
+    if (rng == 0) {
+        if (getrandom(&rng, sizeof rng, 0) != (ssize_t)sizeof rng)
+            rng = memop_now_us() ^ (uint64_t)(uintptr_t)&rng;
+        rng |= 1;
+    }
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545F4914F6CDD1Dull;
+}
+
+static void buf_reserve(memop_buf *b, size_t extra)
+{
+    if (b->failed || b->len + extra + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s) {
+        b->failed = true;
+        return;
+    }
+    b->s = s;
+    b->cap = cap;
+}
+
+void memop_buf_append(memop_buf *b, const void *data, size_t n)
+{
+    buf_reserve(b, n);
+    if (b->failed)
+        return;
+    memcpy(b->s + b->len, data, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void memop_buf_puts(memop_buf *b, const char *s)
+{
+    memop_buf_append(b, s, strlen(s));
+}
+
+void memop_buf_printf(memop_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    buf_reserve(b, (size_t)n);
+    if (b->failed)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void memop_buf_free(memop_buf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+#define ERR_SIZE 512
+
+static char *thread_error(memo_repo *repo)
+{
+    char *msg = pthread_getspecific(repo->err_key);
+    if (!msg) {
+        msg = calloc(1, ERR_SIZE);
+        if (!msg || pthread_setspecific(repo->err_key, msg) != 0) {
+            free(msg);
+            return NULL;
+        }
+    }
+    return msg;
+}
+
+memo_status memop_fail(memo_repo *repo, memo_status st, const char *fmt, ...)
+{
+    char *msg = thread_error(repo);
+    if (msg) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, ERR_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+const char *memo_last_error(memo_repo *repo)
+{
+    if (!repo)
+        return "no repository";
+    const char *msg = pthread_getspecific(repo->err_key);
+    return msg ? msg : "";
+}
+
+const char *memo_status_str(memo_status st)
+{
+    switch (st) {
+#define MEMO_STATUS_CASE(name, value, text)                                            \
+    case name:                                                                         \
+        return text;
+        MEMO_STATUS_LIST(MEMO_STATUS_CASE)
+#undef MEMO_STATUS_CASE
+    }
+    return "unknown status";
+}
