@@ -32,6 +32,8 @@ LDLIBS_RT = $(PKG_LIBS) -lpthread -lm
         run-check run-demo run-bench run-torture tests
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
+# generated sources are results too: never delete them as intermediates
+.SECONDARY:
 
 # ------------------------------------------------------------------ memoc
 
@@ -69,10 +71,6 @@ $(MEMOC): $(GEN_OBJ)
 
 all: $(MEMOC)
 
-clean:
-	rm -rf build
-
--include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------- libmemo
 
@@ -90,3 +88,73 @@ $(LIBMEMO): $(RT_OBJ)
 	$(AR) rcs $@ $^
 
 all: $(LIBMEMO)
+
+# --------------------------------------------------- generated repositories
+
+SCHEMAS = $(wildcard schemas/*.memo)
+SCHEMA_NAMES = $(notdir $(SCHEMAS:.memo=))
+SCHEMA_OBJ = $(SCHEMA_NAMES:%=$(B)/schemas/%.o)
+# The generated code must be clean under the strictest flags users may have.
+GENERATED_CFLAGS = $(MEMO_CFLAGS) -pedantic
+
+# memoc writes NAME.{h,c,sql} for `schema NAME;`; schemas/NAME.memo declares NAME.
+$(B)/schemas/%.c $(B)/schemas/%.h $(B)/schemas/%.sql: schemas/%.memo $(MEMOC)
+	@mkdir -p $(@D)
+	$(MEMOC) -o $(B)/schemas $<
+
+$(B)/schemas/%.o: $(B)/schemas/%.c $(B)/schemas/%.h
+	$(CC) $(GENERATED_CFLAGS) $(CFLAGS) $(SAN_CFLAGS) -Iruntime/include $(PKG_CFLAGS) -c $< -o $@
+
+# ------------------------------------------------------------------- tests
+
+TEST_INC = -Itests/support -Iruntime/include -Iruntime/src -I$(B)/schemas $(PKG_CFLAGS)
+TEST_LIBS = $(LIBMEMO) $(CMOCKA_LIBS) $(LDLIBS_RT)
+
+$(B)/tests/support.o: tests/support/support.c tests/support/test.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) -c $< -o $@
+
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
+$(B)/tests/unit/%: tests/unit/%.c $(LIBMEMO) $(B)/tests/support.o
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(TEST_LIBS) -o $@
+
+INTEG_SRC = $(wildcard tests/integration/test_*.c)
+INTEG_BIN = $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
+$(INTEG_BIN): $(SCHEMA_OBJ)
+$(B)/tests/integration/%: tests/integration/%.c $(LIBMEMO) $(B)/tests/support.o $(SCHEMA_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(SCHEMA_OBJ) $(TEST_LIBS) -o $@
+
+GENTEST_SRC = $(wildcard tests/gen/test_*.c)
+GENTEST_BIN = $(GENTEST_SRC:tests/gen/%.c=$(B)/tests/gen/%)
+$(B)/tests/gen/%: tests/gen/%.c $(B)/tests/support.o $(LIBMEMO)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(TEST_LIBS) -o $@
+
+TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
+tests: all $(TEST_BIN) $(SCHEMA_OBJ)
+
+# The environment every test reads; servers come from tests/with-servers.sh.
+TEST_ENV = MEMOC=$(abspath $(MEMOC)) MEMO_SCHEMAS_DIR=$(abspath $(B)/schemas) \
+           MEMO_BAD_DIR=$(abspath tests/gen/bad) MEMO_TOP=$(CURDIR) \
+           MEMO_CC="$(CC)" MEMO_SAN_CFLAGS="$(SAN_CFLAGS)"
+
+deps:
+	@tests/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory run-check
+
+run-check: tests
+	$(TEST_ENV) tests/with-servers.sh tests/run.sh $(TEST_BIN)
+
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize: deps
+	@$(MAKE) --no-print-directory B=build/asan SAN_CFLAGS="$(SAN)" run-check
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

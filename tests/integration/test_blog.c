@@ -1,0 +1,667 @@
+/* The blog repository on the real servers: every generated function, and
+ * each invalidation case checked by looking into Redis and at the stats. */
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blog.h"
+
+static memo_repo *repo;
+static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
+
+/* ------------------------------------------------------------- helpers */
+
+static void user_key(char *out, size_t size, int64_t id)
+{
+    snprintf(out, size, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
+}
+
+static void email_key(char *out, size_t size, const char *escaped)
+{
+    snprintf(out, size, "blog:{user:email=%s}:%s", escaped, blog_user_desc.uniques[0].key.tag);
+}
+
+static void org_list_key(char *out, size_t size, int64_t org)
+{
+    snprintf(out, size, "blog:{user:by_org=%lld}:%s", (long long)org,
+             blog_user_desc.lists[0].key.tag);
+}
+
+static void post_key(char *out, size_t size, int64_t id)
+{
+    snprintf(out, size, "blog:{post:%lld}:%s", (long long)id, blog_post_desc.row.key.tag);
+}
+
+static int64_t new_org(const char *slug)
+{
+    blog_org o = {.slug = (char *)slug, .name = (char *)"Org", .plan = (char *)"free",
+                  .created_at = 1700000000000000};
+    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+    assert_true(o.id > 0);
+    return o.id;
+}
+
+static int64_t new_user(const char *email, const char *name, int64_t org)
+{
+    blog_user u = {.email = (char *)email, .name = (char *)name, .org_id = org, .karma = 1,
+                   .active = true, .created_at = 1700000000123456};
+    assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+    assert_true(u.id > 0);
+    return u.id;
+}
+
+static int64_t new_post(int64_t author, const char *title)
+{
+    blog_post p = {.author_id = author, .title = (char *)title, .body = (char *)"body",
+                   .score = 1.5, .published_at_is_null = true};
+    assert_int_equal(blog_post_insert(repo, &p), MEMO_OK);
+    return p.id;
+}
+
+#define STAT(entity, counter) test_stat(repo, "blog." entity, counter)
+
+/* --------------------------------------------------------------- setup */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    repo = test_open(NULL);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    memo_close(repo);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    test_reset(tables);
+    memo_stats_reset(repo);
+    return 0;
+}
+
+/* --------------------------------------------------------------- tests */
+
+static void get_miss_then_hit(void **state)
+{
+    (void)state;
+    int64_t org = new_org("acme");
+    int64_t id = new_user("ann@example.com", "Ann", org);
+    char key[256];
+    user_key(key, sizeof key, id);
+    assert_false(test_redis_exists(key)); /* the insert filled nothing */
+
+    memo_stats_reset(repo);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    assert_int_equal(u.id, id);
+    assert_string_equal(u.email, "ann@example.com");
+    assert_string_equal(u.name, "Ann");
+    assert_int_equal(u.org_id, org);
+    assert_null(u.bio);
+    assert_int_equal(u.karma, 1);
+    assert_true(u.active);
+    assert_int_equal(u.created_at, 1700000000123456);
+    blog_user_clear(&u);
+    assert_null(u.email);
+
+    /* the value is a JSON object with field names, readable in redis-cli */
+    char *v = test_redis_get(key);
+    assert_non_null(v);
+    assert_non_null(strstr(v, "\"email\":\"ann@example.com\""));
+    assert_non_null(strstr(v, "\"bio\":null"));
+    free(v);
+    assert_int_equal(STAT("user", "misses"), 1);
+    assert_int_equal(STAT("user", "fills"), 1);
+    assert_int_equal(STAT("user", "db_queries"), 1);
+
+    /* a second read comes from Redis: no query */
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    assert_string_equal(u.name, "Ann");
+    assert_int_equal(u.created_at, 1700000000123456);
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "hits"), 1);
+    assert_int_equal(STAT("user", "db_queries"), 1);
+}
+
+static void negative_cache(void **state)
+{
+    (void)state;
+    char key[256];
+    user_key(key, sizeof key, 4242);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, 4242, &u), MEMO_NOT_FOUND);
+    char *v = test_redis_get(key);
+    assert_string_equal(v, "null");
+    free(v);
+    /* negative 30s, jitter 10%: [30s, 33s] */
+    long long pttl = test_redis_pttl(key);
+    assert_in_range(pttl, 29000, 33000);
+
+    long long q = STAT("user", "db_queries");
+    assert_int_equal(blog_user_get(repo, 4242, &u), MEMO_NOT_FOUND);
+    assert_int_equal(STAT("user", "db_queries"), q);
+    assert_int_equal(STAT("user", "negative_hits"), 1);
+
+    /* an insert with that id deletes the negative entry */
+    int64_t org = new_org("neg");
+    blog_user n = {.id = 4242, .email = (char *)"n@x", .name = (char *)"N", .org_id = org,
+                   .created_at = 5};
+    assert_int_equal(blog_user_insert(repo, &n), MEMO_OK);
+    assert_false(test_redis_exists(key));
+    assert_int_equal(blog_user_get(repo, 4242, &u), MEMO_OK);
+    assert_string_equal(u.email, "n@x");
+    blog_user_clear(&u);
+
+    /* and for a unique lookup */
+    char ekey[256];
+    email_key(ekey, sizeof ekey, "nobody@x");
+    assert_int_equal(blog_user_get_by_email(repo, "nobody@x", &u), MEMO_NOT_FOUND);
+    v = test_redis_get(ekey);
+    assert_string_equal(v, "null");
+    free(v);
+    new_user("nobody@x", "Nobody", org);
+    assert_false(test_redis_exists(ekey));
+    assert_int_equal(blog_user_get_by_email(repo, "nobody@x", &u), MEMO_OK);
+    assert_string_equal(u.name, "Nobody");
+    blog_user_clear(&u);
+}
+
+static void ttl_with_jitter(void **state)
+{
+    (void)state;
+    int64_t org = new_org("ttl");
+    char key[256];
+    /* ttl 10m jitter 10%: every fill lands in [600 s, 660 s] */
+    long long lo = 1LL << 62, hi = 0;
+    for (int i = 0; i < 20; i++) {
+        char email[32];
+        snprintf(email, sizeof email, "t%d@x", i);
+        int64_t id = new_user(email, "T", org);
+        blog_user u = {0};
+        assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+        blog_user_clear(&u);
+        user_key(key, sizeof key, id);
+        long long pttl = test_redis_pttl(key);
+        assert_in_range(pttl, 599000, 660000);
+        lo = pttl < lo ? pttl : lo;
+        hi = pttl > hi ? pttl : hi;
+    }
+    assert_true(hi - lo > 1000); /* jittered, not all equal */
+    /* list: ttl 60s, no jitter */
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 20);
+    blog_user_list_clear(&l);
+    org_list_key(key, sizeof key, org);
+    assert_in_range(test_redis_pttl(key), 59000, 60000);
+}
+
+static void unique_field_moved(void **state)
+{
+    (void)state;
+    int64_t org = new_org("u");
+    int64_t id = new_user("old@x", "Ann", org);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get_by_email(repo, "old@x", &u), MEMO_OK);
+    char oldk[256], newk[256];
+    email_key(oldk, sizeof oldk, "old@x");
+    email_key(newk, sizeof newk, "new@x");
+    char *v = test_redis_get(oldk);
+    char want[32];
+    snprintf(want, sizeof want, "%lld", (long long)id);
+    assert_string_equal(v, want); /* the lookup holds the primary key */
+    free(v);
+    /* a negative entry for the new value, which the update must delete */
+    blog_user none = {0};
+    assert_int_equal(blog_user_get_by_email(repo, "new@x", &none), MEMO_NOT_FOUND);
+    assert_true(test_redis_exists(newk));
+
+    long long inv = STAT("user", "invalidations");
+    free(u.email);
+    u.email = strdup("new@x");
+    assert_int_equal(blog_user_update(repo, &u), MEMO_OK);
+    assert_false(test_redis_exists(oldk));
+    assert_false(test_redis_exists(newk));
+    /* row + old email + new email; the list is untouched (org and name same) */
+    assert_int_equal(STAT("user", "invalidations") - inv, 3);
+    blog_user_clear(&u);
+
+    assert_int_equal(blog_user_get_by_email(repo, "old@x", &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_get_by_email(repo, "new@x", &u), MEMO_OK);
+    assert_int_equal(u.id, id);
+    blog_user_clear(&u);
+}
+
+static void list_group_moved(void **state)
+{
+    (void)state;
+    int64_t a = new_org("a"), b = new_org("b");
+    int64_t x = new_user("x@x", "Xavier", a);
+    new_user("y@x", "Yvonne", a);
+    new_user("z@x", "Zoe", b);
+    blog_user_list la = {0}, lb = {0};
+    assert_int_equal(blog_user_by_org(repo, a, &la), MEMO_OK);
+    assert_int_equal(blog_user_by_org(repo, b, &lb), MEMO_OK);
+    assert_int_equal(la.len, 2);
+    assert_int_equal(lb.len, 1);
+    char ka[256], kb[256];
+    org_list_key(ka, sizeof ka, a);
+    org_list_key(kb, sizeof kb, b);
+    char *v = test_redis_get(ka);
+    assert_non_null(v); /* the list caches ids, ordered by name */
+    char want[64];
+    snprintf(want, sizeof want, "[%lld,%lld]", (long long)la.items[0].id,
+             (long long)la.items[1].id);
+    assert_string_equal(v, want);
+    free(v);
+    blog_user_list_clear(&lb);
+
+    blog_user moved = la.items[0];
+    assert_int_equal(moved.id, x);
+    moved.org_id = b;
+    assert_int_equal(blog_user_update(repo, &moved), MEMO_OK);
+    blog_user_list_clear(&la);
+    assert_false(test_redis_exists(ka));
+    assert_false(test_redis_exists(kb));
+
+    assert_int_equal(blog_user_by_org(repo, a, &la), MEMO_OK);
+    assert_int_equal(blog_user_by_org(repo, b, &lb), MEMO_OK);
+    assert_int_equal(la.len, 1);
+    assert_string_equal(la.items[0].name, "Yvonne");
+    assert_int_equal(lb.len, 2);
+    assert_string_equal(lb.items[0].name, "Xavier"); /* ordered by name */
+    assert_string_equal(lb.items[1].name, "Zoe");
+    blog_user_list_clear(&la);
+    blog_user_list_clear(&lb);
+}
+
+static void order_field_changed(void **state)
+{
+    (void)state;
+    int64_t org = new_org("o");
+    int64_t id = new_user("a@o", "Alice", org);
+    new_user("b@o", "Bob", org);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_string_equal(l.items[0].name, "Alice");
+    blog_user_list_clear(&l);
+    char k[256];
+    org_list_key(k, sizeof k, org);
+    assert_true(test_redis_exists(k));
+
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    free(u.name);
+    u.name = strdup("Zed");
+    assert_int_equal(blog_user_update(repo, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_false(test_redis_exists(k));
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 2);
+    assert_string_equal(l.items[0].name, "Bob");
+    assert_string_equal(l.items[1].name, "Zed");
+    blog_user_list_clear(&l);
+}
+
+static void edit_keeps_list(void **state)
+{
+    (void)state;
+    int64_t org = new_org("k");
+    int64_t id = new_user("k@k", "Kim", org);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    blog_user_list_clear(&l);
+    char lk[256], rk[256];
+    org_list_key(lk, sizeof lk, org);
+    user_key(rk, sizeof rk, id);
+    assert_true(test_redis_exists(lk));
+    assert_true(test_redis_exists(rk));
+
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    u.karma = 99;
+    free(u.bio);
+    u.bio = strdup("now with a bio");
+    assert_int_equal(blog_user_update(repo, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_true(test_redis_exists(lk)); /* membership and order unchanged */
+    assert_false(test_redis_exists(rk));
+
+    /* the list still shows the fresh row: rows are read by id */
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 1);
+    assert_int_equal(l.items[0].karma, 99);
+    assert_string_equal(l.items[0].bio, "now with a bio");
+    blog_user_list_clear(&l);
+}
+
+static void insert_and_delete_in_list(void **state)
+{
+    (void)state;
+    int64_t org = new_org("l");
+    new_user("a@l", "A", org);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 1);
+    blog_user_list_clear(&l);
+    char lk[256];
+    org_list_key(lk, sizeof lk, org);
+    assert_true(test_redis_exists(lk));
+
+    int64_t b = new_user("b@l", "B", org);
+    assert_false(test_redis_exists(lk));
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 2);
+    blog_user_list_clear(&l);
+
+    assert_int_equal(blog_user_delete(repo, b), MEMO_OK);
+    assert_false(test_redis_exists(lk));
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].name, "A");
+    blog_user_list_clear(&l);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, b, &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_delete(repo, b), MEMO_NOT_FOUND);
+}
+
+static void rules_across_entities(void **state)
+{
+    (void)state;
+    int64_t org = new_org("r");
+    int64_t ann = new_user("ann@r", "Ann", org), bob = new_user("bob@r", "Bob", org);
+    char ak[256], bk[256];
+    user_key(ak, sizeof ak, ann);
+    user_key(bk, sizeof bk, bob);
+    blog_user u = {0};
+
+    /* insert: on change invalidate user(author_id) */
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_true(test_redis_exists(ak));
+    int64_t post = new_post(ann, "Hello");
+    assert_false(test_redis_exists(ak));
+
+    /* update that moves the post to another author: old and new authors */
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get(repo, bob, &u), MEMO_OK);
+    blog_user_clear(&u);
+    blog_post p = {0};
+    assert_int_equal(blog_post_get(repo, post, &p), MEMO_OK);
+    p.author_id = bob;
+    long long inv = STAT("user", "invalidations");
+    assert_int_equal(blog_post_update(repo, &p), MEMO_OK);
+    assert_false(test_redis_exists(ak));
+    assert_false(test_redis_exists(bk));
+    assert_int_equal(STAT("user", "invalidations") - inv, 2);
+
+    /* delete */
+    assert_int_equal(blog_user_get(repo, bob, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_true(test_redis_exists(bk));
+    assert_int_equal(blog_post_delete(repo, post), MEMO_OK);
+    assert_false(test_redis_exists(bk));
+    blog_post_clear(&p);
+
+    /* comments: on insert and on delete invalidate post(post_id), not on update */
+    post = new_post(ann, "Again");
+    char pk[256];
+    post_key(pk, sizeof pk, post);
+    assert_int_equal(blog_post_get(repo, post, &p), MEMO_OK);
+    blog_post_clear(&p);
+    assert_true(test_redis_exists(pk));
+    blog_comment c = {.post_id = post, .author_id = bob, .body = (char *)"Nice",
+                      .created_at = 10};
+    assert_int_equal(blog_comment_insert(repo, &c), MEMO_OK);
+    assert_false(test_redis_exists(pk));
+    assert_int_equal(blog_post_get(repo, post, &p), MEMO_OK);
+    blog_post_clear(&p);
+    c.body = (char *)"Nicer";
+    assert_int_equal(blog_comment_update(repo, &c), MEMO_OK);
+    assert_true(test_redis_exists(pk)); /* no rule for update */
+    assert_int_equal(blog_comment_delete(repo, c.id), MEMO_OK);
+    assert_false(test_redis_exists(pk));
+}
+
+static void get_many_order_and_batching(void **state)
+{
+    (void)state;
+    int64_t org = new_org("m");
+    int64_t ids[5];
+    for (int i = 0; i < 5; i++) {
+        char email[16];
+        snprintf(email, sizeof email, "m%d@m", i);
+        ids[i] = new_user(email, email, org);
+    }
+    /* warm two of them */
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, ids[1], &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get(repo, ids[3], &u), MEMO_OK);
+    blog_user_clear(&u);
+    memo_stats_reset(repo);
+
+    int64_t ask[] = {ids[4], 999999, ids[1], ids[0], ids[4], ids[3], ids[2]};
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_get_many(repo, ask, 7, &l), MEMO_OK);
+    assert_int_equal(l.len, 6); /* found rows only, in the order asked */
+    int64_t want[] = {ids[4], ids[1], ids[0], ids[4], ids[3], ids[2]};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(l.items[i].id, want[i]);
+    assert_string_equal(l.items[0].email, "m4@m");
+    assert_string_equal(l.items[3].email, "m4@m");
+    blog_user_list_clear(&l);
+    assert_null(l.items);
+    assert_int_equal(STAT("user", "db_queries"), 1); /* one query for every miss */
+    assert_int_equal(STAT("user", "hits"), 2);
+    assert_int_equal(STAT("user", "misses"), 5);
+
+    /* now all of them are cached, the missing one negatively */
+    assert_int_equal(blog_user_get_many(repo, ask, 7, &l), MEMO_OK);
+    assert_int_equal(l.len, 6);
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "db_queries"), 1);
+    assert_int_equal(STAT("user", "negative_hits"), 1);
+
+    assert_int_equal(blog_user_get_many(repo, ask, 0, &l), MEMO_OK);
+    assert_int_equal(l.len, 0);
+}
+
+static void hostile_keys(void **state)
+{
+    (void)state;
+    int64_t org = new_org("h");
+    new_user("plain@h", "Plain", org);
+    static const char *const nasty[] = {
+        "a:b", "a%3Ab", "*", "?", "[x]", "{tag}", "new\nline", "sp ace", "~x", "",
+        "blog:{user:1}:tag",
+    };
+    long before = test_redis_count("*");
+    for (size_t i = 0; i < sizeof nasty / sizeof nasty[0]; i++) {
+        blog_user u = {0};
+        assert_int_equal(blog_user_get_by_email(repo, nasty[i], &u), MEMO_NOT_FOUND);
+    }
+    /* one negative entry each: no two inputs share a key */
+    assert_int_equal(test_redis_count("*"), before + (long)(sizeof nasty / sizeof nasty[0]));
+    char scan[64];
+    snprintf(scan, sizeof scan, "blog:{user:email=*}:%s", blog_user_desc.uniques[0].key.tag);
+    redisReply *r = test_redis_cmd("KEYS %s", scan);
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *k = r->element[i]->str;
+        /* the user part between "email=" and "}" has no raw specials */
+        const char *part = strstr(k, "email=") + 6;
+        const char *end = strrchr(k, '}');
+        for (const char *p = part; p < end; p++)
+            assert_null(strchr(":*?[]{} \n", *p));
+    }
+    freeReplyObject(r);
+
+    for (size_t i = 0; i < sizeof nasty / sizeof nasty[0]; i++) {
+        if (!nasty[i][0])
+            continue;
+        blog_user u = {.email = (char *)nasty[i], .name = (char *)"N", .org_id = org};
+        assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+    }
+    for (size_t i = 0; i < sizeof nasty / sizeof nasty[0]; i++) {
+        blog_user u = {0};
+        if (!nasty[i][0])
+            continue;
+        assert_int_equal(blog_user_get_by_email(repo, nasty[i], &u), MEMO_OK);
+        assert_string_equal(u.email, nasty[i]);
+        blog_user_clear(&u);
+    }
+    /* 10 KB: the key part is hashed, the value round-trips */
+    char *big = malloc(10241);
+    for (int i = 0; i < 10240; i++)
+        big[i] = "ab:*{}\n"[i % 7];
+    big[10240] = '\0';
+    blog_user u = {.email = big, .name = big, .org_id = org};
+    assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        blog_user g = {0};
+        assert_int_equal(blog_user_get_by_email(repo, big, &g), MEMO_OK);
+        assert_string_equal(g.name, big);
+        blog_user_clear(&g);
+    }
+    r = test_redis_cmd("KEYS blog:{user:email=~*");
+    assert_int_equal(r->elements, 1);
+    assert_true(r->element[0]->len < 100);
+    freeReplyObject(r);
+    free(big);
+    /* the plain user was never touched */
+    blog_user p = {0};
+    assert_int_equal(blog_user_get_by_email(repo, "plain@h", &p), MEMO_OK);
+    assert_string_equal(p.name, "Plain");
+    blog_user_clear(&p);
+}
+
+static void corrupt_value_heals(void **state)
+{
+    (void)state;
+    int64_t org = new_org("c");
+    int64_t id = new_user("c@c", "Carol", org);
+    char key[256];
+    user_key(key, sizeof key, id);
+    static const char *const junk[] = {"{not json", "[1,2]", "{\"id\":\"x\"}", "42", ""};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        freeReplyObject(test_redis_cmd("SET %s %s", key, junk[i]));
+        long long errors = STAT("user", "errors");
+        blog_user u = {0};
+        assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+        assert_string_equal(u.name, "Carol");
+        blog_user_clear(&u);
+        assert_int_equal(STAT("user", "errors") - errors, 1);
+        assert_non_null(strstr(memo_last_error(repo), "corrupt"));
+        /* overwritten with the real row */
+        char *v = test_redis_get(key);
+        assert_non_null(v);
+        assert_non_null(strstr(v, "\"name\":\"Carol\""));
+        free(v);
+    }
+    /* a corrupt unique lookup and list heal too */
+    char ek[256], lk[256];
+    email_key(ek, sizeof ek, "c@c");
+    org_list_key(lk, sizeof lk, org);
+    freeReplyObject(test_redis_cmd("SET %s %s", ek, "{oops"));
+    freeReplyObject(test_redis_cmd("SET %s %s", lk, "[\"x\""));
+    blog_user u = {0};
+    assert_int_equal(blog_user_get_by_email(repo, "c@c", &u), MEMO_OK);
+    assert_int_equal(u.id, id);
+    blog_user_clear(&u);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 1);
+    blog_user_list_clear(&l);
+}
+
+static void conflicts_and_errors(void **state)
+{
+    (void)state;
+    int64_t org = new_org("e");
+    new_user("dup@e", "D", org);
+    blog_user u = {.email = (char *)"dup@e", .name = (char *)"E", .org_id = org};
+    assert_int_equal(blog_user_insert(repo, &u), MEMO_CONFLICT);
+    assert_non_null(strstr(memo_last_error(repo), "dup@e"));
+    /* a foreign key the database refuses */
+    blog_user orphan = {.email = (char *)"o@e", .name = (char *)"O", .org_id = 987654};
+    assert_int_equal(blog_user_insert(repo, &orphan), MEMO_ERR_CONSTRAINT);
+    assert_non_null(strstr(memo_last_error(repo), "23503"));
+    /* NULL where the schema says not nullable */
+    blog_user bad = {.email = NULL, .name = (char *)"B", .org_id = org};
+    assert_int_equal(blog_user_insert(repo, &bad), MEMO_ERR_ARG);
+    assert_non_null(strstr(memo_last_error(repo), "email"));
+    assert_int_equal(blog_user_get_by_email(repo, NULL, &u), MEMO_ERR_ARG);
+    /* updates of missing rows */
+    blog_user ghost = {.id = 5555, .email = (char *)"g@e", .name = (char *)"G", .org_id = org};
+    assert_int_equal(blog_user_update(repo, &ghost), MEMO_NOT_FOUND);
+    /* a conflicting update changes nothing and invalidates nothing */
+    int64_t id = new_user("mine@e", "M", org);
+    blog_user m = {0};
+    assert_int_equal(blog_user_get(repo, id, &m), MEMO_OK);
+    free(m.email);
+    m.email = strdup("dup@e");
+    char key[256];
+    user_key(key, sizeof key, id);
+    assert_int_equal(blog_user_update(repo, &m), MEMO_CONFLICT);
+    assert_true(test_redis_exists(key));
+    blog_user_clear(&m);
+}
+
+static void stats_are_exact(void **state)
+{
+    (void)state;
+    int64_t org = new_org("s");
+    int64_t a = new_user("a@s", "A", org), b = new_user("b@s", "B", org);
+    memo_stats_reset(repo);
+    blog_user u = {0};
+    /* 3 misses (a, b, missing) then 4 hits and 1 negative hit */
+    int64_t seq[] = {a, b, 777, a, a, b, b, 777};
+    for (size_t i = 0; i < 8; i++) {
+        memo_status st = blog_user_get(repo, seq[i], &u);
+        assert_int_equal(st, seq[i] == 777 ? MEMO_NOT_FOUND : MEMO_OK);
+        blog_user_clear(&u);
+    }
+    assert_int_equal(STAT("user", "misses"), 3);
+    assert_int_equal(STAT("user", "hits"), 4);
+    assert_int_equal(STAT("user", "negative_hits"), 1);
+    assert_int_equal(STAT("user", "fills"), 3);
+    assert_int_equal(STAT("user", "db_queries"), 3);
+    assert_int_equal(STAT("user", "degraded"), 0);
+    assert_int_equal(STAT("user", "errors"), 0);
+    char *js = memo_stats_json(repo);
+    assert_non_null(strstr(js, "\"hit_latency_us\":{\"count\":5"));
+    assert_non_null(strstr(js, "\"miss_latency_us\":{\"count\":3"));
+    free(js);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(get_miss_then_hit, setup),
+        cmocka_unit_test_setup(negative_cache, setup),
+        cmocka_unit_test_setup(ttl_with_jitter, setup),
+        cmocka_unit_test_setup(unique_field_moved, setup),
+        cmocka_unit_test_setup(list_group_moved, setup),
+        cmocka_unit_test_setup(order_field_changed, setup),
+        cmocka_unit_test_setup(edit_keeps_list, setup),
+        cmocka_unit_test_setup(insert_and_delete_in_list, setup),
+        cmocka_unit_test_setup(rules_across_entities, setup),
+        cmocka_unit_test_setup(get_many_order_and_batching, setup),
+        cmocka_unit_test_setup(hostile_keys, setup),
+        cmocka_unit_test_setup(corrupt_value_heals, setup),
+        cmocka_unit_test_setup(conflicts_and_errors, setup),
+        cmocka_unit_test_setup(stats_are_exact, setup),
+    };
+    return cmocka_run_group_tests_name("blog repository", tests, group_setup, group_teardown);
+}

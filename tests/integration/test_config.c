@@ -1,0 +1,204 @@
+/* memo_open with bad or unreachable configuration: a clear status and a
+ * message naming what failed, never a password, never a crash or a leak. */
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blog.h"
+
+/* A loopback port nothing listens on: bind one, read it, close it. */
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static memo_status try_open(const char *redis, const char *db, memo_error *err)
+{
+    memo_config cfg = {.redis_url = redis, .database_url = db, .connect_timeout_ms = 1000};
+    memo_repo *repo = (memo_repo *)&cfg; /* must come back NULL on failure */
+    memo_status st = memo_open(&repo, &cfg, err);
+    if (st == MEMO_OK)
+        memo_close(repo);
+    else
+        assert_null(repo);
+    assert_int_equal(err->status, st);
+    return st;
+}
+
+static void bad_redis_urls(void **state)
+{
+    (void)state;
+    const char *db = test_env("DATABASE_URL");
+    static const struct {
+        const char *url, *says;
+    } cases[] = {
+        {"", "no Redis URL"},
+        {"http://localhost", "redis:// or unix://"},
+        {"rediss://localhost", "TLS"},
+        {"redis://localhost:99999", "invalid port"},
+        {"redis://localhost:abc", "invalid port"},
+        {"redis://localhost/x", "invalid database"},
+        {"redis://localhost/1/2", "invalid database number '1/2'"},
+        {"redis://localhost/1?x", "unexpected"},
+        {"redis://:pa%zzss@localhost", "escape"},
+        {"unix://relative.sock", "absolute"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memo_error err;
+        assert_int_equal(try_open(cases[i].url, db, &err), MEMO_ERR_CONFIG);
+        if (!strstr(err.message, cases[i].says))
+            fail_msg("%s: message \"%s\" does not say \"%s\"", cases[i].url, err.message,
+                     cases[i].says);
+    }
+    memo_error err;
+    assert_int_equal(try_open(NULL, db, &err), MEMO_ERR_CONFIG);
+}
+
+static void unreachable_redis(void **state)
+{
+    (void)state;
+    char url[128];
+    int port = dead_port();
+    snprintf(url, sizeof url, "redis://someone:s3cretpw@127.0.0.1:%d/0", port);
+    memo_error err;
+    assert_int_equal(try_open(url, test_env("DATABASE_URL"), &err), MEMO_ERR_REDIS);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", port);
+    assert_non_null(strstr(err.message, where));
+    assert_non_null(strstr(err.message, "refused"));
+    assert_null(strstr(err.message, "s3cretpw"));
+}
+
+static void wrong_redis_password(void **state)
+{
+    (void)state;
+    /* the private Redis has no password: AUTH fails, and says so */
+    char url[256];
+    const char *real = test_env("REDIS_URL");
+    snprintf(url, sizeof url, "redis://:hunter2@%s", real + strlen("redis://"));
+    memo_error err;
+    assert_int_equal(try_open(url, test_env("DATABASE_URL"), &err), MEMO_ERR_REDIS);
+    assert_non_null(strstr(err.message, "AUTH"));
+    assert_null(strstr(err.message, "hunter2"));
+}
+
+static void unreachable_database(void **state)
+{
+    (void)state;
+    char url[128];
+    int port = dead_port();
+    snprintf(url, sizeof url, "postgresql://memo:t0psecret@127.0.0.1:%d/memo", port);
+    memo_error err;
+    assert_int_equal(try_open(test_env("REDIS_URL"), url, &err), MEMO_ERR_DB_CONN);
+    assert_non_null(strstr(err.message, "PostgreSQL"));
+    char p[16];
+    snprintf(p, sizeof p, "%d", port);
+    assert_non_null(strstr(err.message, p));
+    assert_null(strstr(err.message, "t0psecret"));
+
+    /* a database that does not exist, on a server that does */
+    const char *real = test_env("DATABASE_URL");
+    char nodb[256];
+    snprintf(nodb, sizeof nodb, "%.*s/no_such_db", (int)(strrchr(real, '/') - real), real);
+    assert_int_equal(try_open(test_env("REDIS_URL"), nodb, &err), MEMO_ERR_DB_CONN);
+    assert_non_null(strstr(err.message, "no_such_db"));
+
+    assert_int_equal(try_open(test_env("REDIS_URL"), "host=127.0.0.1 bogus_option=1", &err),
+                     MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "bogus_option"));
+    assert_int_equal(try_open(test_env("REDIS_URL"), NULL, &err), MEMO_ERR_CONFIG);
+}
+
+static void bad_values(void **state)
+{
+    (void)state;
+    memo_config cfg = {.redis_url = test_env("REDIS_URL"),
+                       .database_url = test_env("DATABASE_URL")};
+    memo_error err;
+    memo_repo *repo;
+    cfg.pool_size = -1;
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "pool_size"));
+    cfg.pool_size = 0;
+    cfg.key_prefix = "app{1}:";
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "key_prefix"));
+    assert_int_equal(memo_open(NULL, &cfg, &err), MEMO_ERR_ARG);
+    assert_int_equal(memo_open(&repo, NULL, NULL), MEMO_ERR_ARG);
+    memo_close(NULL);
+    assert_string_equal(memo_last_error(NULL), "no repository");
+}
+
+static void degraded_start(void **state)
+{
+    (void)state;
+    /* with MEMO_OPEN_DEGRADED a dead Redis does not stop the service */
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
+    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('d', 'D', 'p', now())");
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", dead_port());
+    memo_config cfg = {.redis_url = url, .database_url = test_env("DATABASE_URL"),
+                       .flags = MEMO_OPEN_DEGRADED};
+    memo_repo *repo = test_open(&cfg);
+    blog_org o = {0};
+    assert_int_equal(blog_org_get(repo, 1, &o), MEMO_OK);
+    assert_string_equal(o.slug, "d");
+    blog_org_clear(&o);
+    assert_int_equal(blog_org_get(repo, 2, &o), MEMO_NOT_FOUND);
+    assert_int_equal(test_stat(repo, "blog.org", "degraded"), 2);
+    assert_int_equal(test_stat(repo, "blog.org", "db_queries"), 2);
+    /* writes still commit */
+    blog_org n = {.slug = (char *)"n", .name = (char *)"N", .plan = (char *)"p"};
+    assert_int_equal(blog_org_insert(repo, &n), MEMO_OK);
+    char *count = test_sql_value("SELECT count(*) FROM orgs");
+    assert_string_equal(count, "2");
+    free(count);
+    memo_close(repo);
+}
+
+static void key_prefix(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
+    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('p', 'P', 'p', now())");
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+    memo_config cfg = {.key_prefix = "tenant-7:"};
+    memo_repo *repo = test_open(&cfg);
+    blog_org o = {0};
+    assert_int_equal(blog_org_get(repo, 1, &o), MEMO_OK);
+    blog_org_clear(&o);
+    char key[128];
+    snprintf(key, sizeof key, "tenant-7:blog:{org:1}:%s", blog_org_desc.row.key.tag);
+    assert_true(test_redis_exists(key));
+    assert_int_equal(test_redis_count("blog:*"), 0);
+    memo_close(repo);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_redis_urls),       cmocka_unit_test(unreachable_redis),
+        cmocka_unit_test(wrong_redis_password), cmocka_unit_test(unreachable_database),
+        cmocka_unit_test(bad_values),           cmocka_unit_test(degraded_start),
+        cmocka_unit_test(key_prefix),
+    };
+    return cmocka_run_group_tests_name("configuration", tests, NULL, NULL);
+}

@@ -1,0 +1,194 @@
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+const char *test_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        fail_msg("%s is not set: run the tests with `make check` (tests/with-servers.sh)",
+                 name);
+    return v;
+}
+
+static redisContext *redis;
+static PGconn *pg;
+
+static void close_all(void)
+{
+    redisFree(redis);
+    PQfinish(pg);
+}
+
+redisContext *test_redis(void)
+{
+    if (redis)
+        return redis;
+    const char *url = test_env("REDIS_URL");
+    char host[64];
+    int port, db = 0;
+    if (sscanf(url, "redis://%63[^:]:%d/%d", host, &port, &db) < 2)
+        fail_msg("cannot read REDIS_URL %s", url);
+    redis = redisConnect(host, port);
+    if (!redis || redis->err)
+        fail_msg("cannot connect to %s", url);
+    if (db) {
+        redisReply *r = redisCommand(redis, "SELECT %d", db);
+        freeReplyObject(r);
+    }
+    if (!pg)
+        atexit(close_all);
+    return redis;
+}
+
+PGconn *test_pg(void)
+{
+    if (pg)
+        return pg;
+    pg = PQconnectdb(test_env("DATABASE_URL"));
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("cannot connect to the database: %s", PQerrorMessage(pg));
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+    if (!redis)
+        atexit(close_all);
+    return pg;
+}
+
+redisReply *test_redis_cmd(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(test_redis(), fmt, ap);
+    va_end(ap);
+    if (!r)
+        fail_msg("Redis: %s", test_redis()->errstr);
+    return r;
+}
+
+char *test_redis_get(const char *key)
+{
+    redisReply *r = test_redis_cmd("GET %s", key);
+    char *s = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+bool test_redis_exists(const char *key)
+{
+    redisReply *r = test_redis_cmd("EXISTS %s", key);
+    bool e = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return e;
+}
+
+long long test_redis_pttl(const char *key)
+{
+    redisReply *r = test_redis_cmd("PTTL %s", key);
+    long long t = r->type == REDIS_REPLY_INTEGER ? r->integer : -3;
+    freeReplyObject(r);
+    return t;
+}
+
+long test_redis_count(const char *pattern)
+{
+    long n = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = test_redis_cmd("SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        n += (long)r->element[1]->elements;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+void test_sql(const char *sql)
+{
+    PGresult *res = PQexec(test_pg(), sql);
+    ExecStatusType s = PQresultStatus(res);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        fail_msg("SQL failed: %s: %s", sql, msg);
+    }
+    PQclear(res);
+}
+
+char *test_sql_value(const char *sql)
+{
+    PGresult *res = PQexec(test_pg(), sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        fail_msg("SQL failed: %s: %s", sql, msg);
+    }
+    char *v = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+void test_sql_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot read %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    test_sql(buf);
+}
+
+void test_reset(const char *const *tables)
+{
+    for (; tables && *tables; tables++) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "TRUNCATE \"%s\" RESTART IDENTITY CASCADE", *tables);
+        test_sql(sql);
+    }
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+}
+
+memo_repo *test_open(const memo_config *over)
+{
+    memo_config cfg = {0};
+    if (over)
+        cfg = *over;
+    if (!cfg.redis_url)
+        cfg.redis_url = test_env("REDIS_URL");
+    if (!cfg.database_url)
+        cfg.database_url = test_env("DATABASE_URL");
+    memo_error err;
+    memo_repo *repo = NULL;
+    memo_status st = memo_open(&repo, &cfg, &err);
+    if (st != MEMO_OK)
+        fail_msg("memo_open: %s: %s", memo_status_str(st), err.message);
+    return repo;
+}
+
+long long test_stat(memo_repo *repo, const char *entity, const char *counter)
+{
+    char *s = memo_stats_json(repo);
+    assert_non_null(s);
+    json_error_t e;
+    json_t *j = json_loads(s, 0, &e);
+    free(s);
+    assert_non_null(j);
+    json_t *v = json_object_get(json_object_get(json_object_get(j, "entities"), entity),
+                                counter);
+    long long n = json_is_integer(v) ? json_integer_value(v) : 0;
+    json_decref(j);
+    return n;
+}
+
+const char *test_schemas_dir(void)
+{
+    const char *d = getenv("MEMO_SCHEMAS_DIR");
+    return d && *d ? d : "build/schemas";
+}

@@ -1,0 +1,58 @@
+/* What every memo test includes: cmocka (with the headers cmocka 1.1 needs
+ * first) and helpers for the private servers of tests/servers.sh. */
+#ifndef MEMO_TEST_H
+#define MEMO_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "memo/memo.h"
+
+/* An environment variable the test cannot run without: fails the test with
+ * a message naming it (run through `make check`, which sets them). */
+const char *test_env(const char *name);
+
+/* A Redis connection and a PostgreSQL connection to the private servers,
+ * for looking behind the library's back. Opened once, closed at exit. */
+redisContext *test_redis(void);
+PGconn *test_pg(void);
+
+/* Runs a Redis command (printf-style, hiredis format); the reply must be freed. */
+redisReply *test_redis_cmd(const char *fmt, ...);
+/* The string at key, malloc'd, or NULL when the key does not exist. */
+char *test_redis_get(const char *key);
+bool test_redis_exists(const char *key);
+long long test_redis_pttl(const char *key);
+/* Number of keys matching a pattern (SCAN). */
+long test_redis_count(const char *pattern);
+
+/* Runs SQL, failing the test on error. */
+void test_sql(const char *sql);
+/* A single value of a query as a malloc'd string, NULL for SQL NULL. */
+char *test_sql_value(const char *sql);
+/* Applies a .sql file (twice is harmless). */
+void test_sql_file(const char *path);
+
+/* Empties the given tables (RESTART IDENTITY, CASCADE) and Redis. */
+void test_reset(const char *const *tables);
+
+/* Opens a repository on the private servers with `cfg` overrides applied
+ * (NULL: defaults). */
+memo_repo *test_open(const memo_config *cfg);
+
+/* One counter of memo_stats_json for "schema.entity". */
+long long test_stat(memo_repo *, const char *entity, const char *counter);
+
+/* The generated files' directory (build/schemas), from MEMO_SCHEMAS_DIR. */
+const char *test_schemas_dir(void);
+
+#endif
