@@ -158,3 +158,18 @@ clean:
 	rm -rf build
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+# -------------------------------------------------------------------- demo
+
+DEMO = $(B)/examples/blog/blog-demo
+$(DEMO): examples/blog/main.c $(B)/schemas/blog.o $(LIBMEMO)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
+	    $(B)/schemas/blog.o $(LIBMEMO) $(LDLIBS_RT) -o $@
+
+demo: deps
+	@$(MAKE) --no-print-directory run-demo
+
+run-demo: all $(DEMO)
+	@tests/with-servers.sh sh -c 'psql -q -v ON_ERROR_STOP=1 "$$DATABASE_URL" \
+	    -f $(B)/schemas/blog.sql && $(DEMO) $(DEMO_OPS)'

@@ -188,7 +188,10 @@ bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
 
 /* ---------------------------------------------------------------- redis */
 
-typedef struct memop_rconn memop_rconn;
+typedef struct memop_rconn {
+    redisContext *ctx;
+    uint64_t epoch; /* the breaker epoch it was made in */
+} memop_rconn;
 
 /* Takes a Redis connection from the pool, connecting if needed. NULL (with a
  * message recorded) when Redis is unavailable or the breaker is open. */

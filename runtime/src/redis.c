@@ -11,11 +11,6 @@
 
 #include "internal.h"
 
-struct memop_rconn {
-    redisContext *ctx;
-    uint64_t epoch; /* the breaker epoch it was made in */
-};
-
 /* KEYS[1] value, KEYS[2] lease; ARGV[1] token, ARGV[2] lease ms.
  * The value, else 1 when this caller took the lease, else 0. Taking the lease
  * in the same round trip as the GET is what keeps a miss one trip long. */

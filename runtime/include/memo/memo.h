@@ -230,6 +230,24 @@ memo_status memo_insert(memo_repo *, const memo_entity_desc *, void *row);
 memo_status memo_update(memo_repo *, const memo_entity_desc *, const void *row);
 memo_status memo_delete(memo_repo *, const memo_entity_desc *, const void *key);
 
+/* What Redis holds for a row, next to what PostgreSQL holds. */
+typedef struct memo_check_result {
+    bool cached;      /* Redis has an entry for the key */
+    bool cached_row;  /* ... and it is a row; false: a negative entry */
+    bool corrupt;     /* ... which does not decode */
+    bool in_db;       /* PostgreSQL has the row */
+    bool fresh;       /* no entry, or an entry equal to the database's answer */
+    long long ttl_ms; /* the entry's remaining TTL; -2 when there is none */
+    bool leased;      /* a filler holds the key's lease */
+} memo_check_result;
+
+/* Compares the cached entry of the row with this primary key against the
+ * database, without filling or changing anything. `cached` and `db` may be
+ * NULL; otherwise they receive the rows (zeroed when absent) and the caller
+ * clears them. Used by the demo, the `memo get` tool and the race tests. */
+memo_status memo_check(memo_repo *, const memo_entity_desc *, const void *key, void *cached,
+                       void *db, memo_check_result *result);
+
 /* Frees a row's strings and zeroes it. NULL is allowed. */
 void memo_row_clear(const memo_entity_desc *, void *row);
 /* Clears every row, frees the array and zeroes *rows. NULL is allowed. */

@@ -1,0 +1,118 @@
+/* memo_check: what the cache holds for a row against what the database
+ * holds, read-only. The question every consistency test asks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *key,
+                       void *cached, void *db, memo_check_result *res)
+{
+    if (!repo || !d || !key || !res)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_check: NULL argument")
+                    : MEMO_ERR_ARG;
+    memset(res, 0, sizeof *res);
+    res->ttl_ms = -2;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if (pk->type == MEMO_TEXT && !*(const char *const *)key)
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_check: NULL key");
+    void *c = calloc(1, d->size), *b = calloc(1, d->size);
+    PGresult *pr = NULL;
+    redisReply *r[3] = {NULL, NULL, NULL};
+    memop_rconn *rc = NULL;
+    bool broken = false;
+    if (!c || !b) {
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t plen = memop_key_value(pk, key, part);
+    memop_key k, lease;
+    memop_key_build(repo, d, &d->row.key, part, plen, &k);
+    memop_key_lease(&k, &lease);
+    if (!(rc = memop_redis_acquire(repo))) {
+        st = MEMO_ERR_REDIS;
+        goto out;
+    }
+    /* GET, PTTL and the lease in one round trip */
+    redisAppendCommand(rc->ctx, "GET %b", k.s, k.len);
+    redisAppendCommand(rc->ctx, "PTTL %b", k.s, k.len);
+    redisAppendCommand(rc->ctx, "EXISTS %b", lease.s, lease.len);
+    for (int i = 0; i < 3; i++) {
+        void *reply;
+        if (redisGetReply(rc->ctx, &reply) != REDIS_OK) {
+            broken = true;
+            memop_redis_trip(repo);
+            st = memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s", repo->redis_name,
+                            rc->ctx->errstr);
+            goto out;
+        }
+        r[i] = reply;
+    }
+    if (r[0]->type == REDIS_REPLY_STRING) {
+        res->cached = true;
+        if (r[0]->len == 4 && memcmp(r[0]->str, memop_null_value, 4) == 0) {
+            res->cached_row = false;
+        } else {
+            char why[128];
+            res->cached_row = true;
+            res->corrupt = memop_row_decode(d, r[0]->str, r[0]->len, c, why, sizeof why) != MEMO_OK;
+        }
+    }
+    if (r[1]->type == REDIS_REPLY_INTEGER)
+        res->ttl_ms = r[1]->integer;
+    res->leased = r[2]->type == REDIS_REPLY_INTEGER && r[2]->integer == 1;
+
+    memop_dconn *dc;
+    if ((st = memop_db_acquire(repo, &dc)) != MEMO_OK)
+        goto out;
+    memop_params ps;
+    ps.n = 0;
+    memop_param_key(&ps, pk, key);
+    bool dbroken = false;
+    st = memop_db_exec(repo, dc, e, MEMOP_SQL_SELECT, ps.n, ps.values, ps.lengths, ps.formats,
+                       &pr, &dbroken);
+    memop_db_release(repo, dc, dbroken);
+    if (st != MEMO_OK)
+        goto out;
+    if (PQntuples(pr) == 1) {
+        if ((st = memop_result_row(d, pr, 0, 0, b)) != MEMO_OK) {
+            st = memop_fail(repo, st, "table %s does not match entity %s.%s", d->table,
+                            d->schema, d->name);
+            goto out;
+        }
+        res->in_db = true;
+    }
+    if (!res->cached)
+        res->fresh = true;
+    else if (res->corrupt)
+        res->fresh = false;
+    else if (!res->cached_row)
+        res->fresh = !res->in_db;
+    else
+        res->fresh = res->in_db && memop_row_equal(d, c, b);
+    if (cached) {
+        memcpy(cached, c, d->size);
+        memset(c, 0, d->size);
+    }
+    if (db) {
+        memcpy(db, b, d->size);
+        memset(b, 0, d->size);
+    }
+out:
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
+    if (rc)
+        memop_redis_release(repo, rc, broken);
+    PQclear(pr);
+    memo_row_clear(d, c);
+    memo_row_clear(d, b);
+    free(c);
+    free(b);
+    return st;
+}
