@@ -236,6 +236,9 @@ static void check_jitter(checker *c, const ast_num *n)
 
 static void check_fields(checker *c, ast_entity *e)
 {
+    if (e->fields.n > 60)
+        diag_error(c->d, e->name.loc, "entity '%s' has %zu fields; at most 60 are allowed",
+                   e->name.text, e->fields.n);
     for (size_t i = 0; i < e->fields.n; i++) {
         ast_field *f = &e->fields.v[i];
         check_identifier(c, &f->name, "field");
@@ -317,6 +320,10 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
 {
     const char *t = k->key.text;
     ast_loc at = k->key.loc;
+    if (strlen(t) > 100) {
+        diag_error(c->d, at, "key template is longer than 100 characters");
+        return;
+    }
     int placeholders = 0;
     for (size_t i = 0; t[i]; i++) {
         ast_loc here = {at.line, at.col + 1 + (int)i, at.line, at.col + 2 + (int)i};
@@ -538,6 +545,7 @@ static void check_symbols(checker *c)
         static const char *const ops[] = {
             "",        "_list",    "_desc",   "_get",   "_get_many", "_insert",
             "_update", "_delete",  "_clear",  "_list_clear",
+            "_get_tx", "_get_many_tx", "_insert_tx", "_update_tx", "_delete_tx",
             /* static tables in the .c */
             "_fields", "_uniques", "_lists",  "_rules",
         };
@@ -545,13 +553,19 @@ static void check_symbols(checker *c)
             symbol_add(c, &t, e->name.loc, "%s_%s%s", s, n, ops[k]);
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
-            if (ca->resolved && ca->resolved != e->pk)
+            if (ca->resolved && ca->resolved != e->pk) {
                 symbol_add(c, &t, ca->field.loc, "%s_%s_get_by_%s", s, n,
                            ca->resolved->name.text);
+                symbol_add(c, &t, ca->field.loc, "%s_%s_get_by_%s_tx", s, n,
+                           ca->resolved->name.text);
+            }
         }
-        for (size_t k = 0; k < e->lists.n; k++)
+        for (size_t k = 0; k < e->lists.n; k++) {
             symbol_add(c, &t, e->lists.v[k].name.loc, "%s_%s_%s", s, n,
                        e->lists.v[k].name.text);
+            symbol_add(c, &t, e->lists.v[k].name.loc, "%s_%s_%s_tx", s, n,
+                       e->lists.v[k].name.text);
+        }
     }
     for (size_t i = 0; i < t.n; i++)
         free(t.v[i].name);

@@ -312,6 +312,73 @@ static void emit_wrappers(emitter *em, const ast_entity *e)
     emit_line(em, "    return memo_delete(repo, &%s_%s_desc, &%s);", s, n, pk->name.text);
     emit_line(em, "}");
     emit_blank(em);
+    /* transaction variants: the same, on memo_tx_* */
+    param(p, sizeof p, pk);
+    emit_line(em, "memo_status %s_%s_get_tx(memo_tx *tx, %s, %s_%s *out)", s, n, p, s, n);
+    emit_line(em, "{");
+    emit_line(em, "    return memo_tx_get(tx, &%s_%s_desc, &%s, out);", s, n, pk->name.text);
+    emit_line(em, "}");
+    emit_blank(em);
+    u = 0;
+    for (size_t i = 0; i < e->caches.n; i++) {
+        const ast_cache *c = &e->caches.v[i];
+        if (c->resolved == pk)
+            continue;
+        param(p, sizeof p, c->resolved);
+        emit_line(em, "memo_status %s_%s_get_by_%s_tx(memo_tx *tx, %s, %s_%s *out)", s, n,
+                  c->resolved->name.text, p, s, n);
+        emit_line(em, "{");
+        emit_line(em, "    return memo_tx_get_by(tx, &%s_%s_desc, %u, &%s, out);", s, n, u++,
+                  c->resolved->name.text);
+        emit_line(em, "}");
+        emit_blank(em);
+    }
+    for (size_t i = 0; i < e->lists.n; i++) {
+        const ast_list *l = &e->lists.v[i];
+        param(p, sizeof p, l->group_field);
+        emit_line(em, "memo_status %s_%s_%s_tx(memo_tx *tx, %s, %s_%s_list *out)", s, n,
+                  l->name.text, p, s, n);
+        emit_line(em, "{");
+        emit_line(em, "    memo_rows rows = {0};");
+        emit_line(em, "    memo_status st = memo_tx_list(tx, &%s_%s_desc, %zu, &%s, &rows);", s,
+                  n, i, l->group_field->name.text);
+        emit_line(em, "    out->items = rows.items;");
+        emit_line(em, "    out->len = rows.len;");
+        emit_line(em, "    return st;");
+        emit_line(em, "}");
+        emit_blank(em);
+    }
+    emit_line(em, "memo_status %s_%s_get_many_tx(memo_tx *tx, %s%ss, size_t n,", s, n,
+              pk->type == AST_T_TEXT ? "const char *const *" : pk->type == AST_T_INT32
+                                                                 ? "const int32_t *"
+                                                                 : "const int64_t *",
+              pk->name.text);
+    emit_line(em, "%*s%s_%s_list *out)", (int)(strlen(s) + strlen(n) + 26), "", s, n);
+    emit_line(em, "{");
+    emit_line(em, "    memo_rows rows = {0};");
+    emit_line(em, "    memo_status st = memo_tx_get_many(tx, &%s_%s_desc, %ss, n, &rows);", s,
+              n, pk->name.text);
+    emit_line(em, "    out->items = rows.items;");
+    emit_line(em, "    out->len = rows.len;");
+    emit_line(em, "    return st;");
+    emit_line(em, "}");
+    emit_blank(em);
+    emit_line(em, "memo_status %s_%s_insert_tx(memo_tx *tx, %s_%s *row)", s, n, s, n);
+    emit_line(em, "{");
+    emit_line(em, "    return memo_tx_insert(tx, &%s_%s_desc, row);", s, n);
+    emit_line(em, "}");
+    emit_blank(em);
+    emit_line(em, "memo_status %s_%s_update_tx(memo_tx *tx, const %s_%s *row)", s, n, s, n);
+    emit_line(em, "{");
+    emit_line(em, "    return memo_tx_update(tx, &%s_%s_desc, row);", s, n);
+    emit_line(em, "}");
+    emit_blank(em);
+    param(p, sizeof p, pk);
+    emit_line(em, "memo_status %s_%s_delete_tx(memo_tx *tx, %s)", s, n, p);
+    emit_line(em, "{");
+    emit_line(em, "    return memo_tx_delete(tx, &%s_%s_desc, &%s);", s, n, pk->name.text);
+    emit_line(em, "}");
+    emit_blank(em);
     emit_line(em, "void %s_%s_clear(%s_%s *row)", s, n, s, n);
     emit_line(em, "{");
     emit_line(em, "    memo_row_clear(&%s_%s_desc, row);", s, n);

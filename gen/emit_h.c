@@ -214,6 +214,41 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
               kt[strlen(kt) - 1] == '*' ? "" : " ", pk->name.text);
     emit_blank(em);
 
+    /* the same calls inside a transaction */
+    emit_line(em, "/* The calls above inside a transaction (memo_begin): reads go to the");
+    emit_line(em, " * database and see the transaction's writes; invalidations wait for");
+    emit_line(em, " * memo_commit() and are dropped by memo_rollback(). */");
+    char p[128];
+    snprintf(p, sizeof p, "%s%s%s", c_key_type(pk),
+             c_key_type(pk)[strlen(c_key_type(pk)) - 1] == '*' ? "" : " ", pk->name.text);
+    emit_line(em, "memo_status %s_%s_get_tx(memo_tx *tx, %s, %s_%s *out);", s, n, p, s, n);
+    for (size_t i = 0; i < e->caches.n; i++) {
+        const ast_cache *c = &e->caches.v[i];
+        if (c->resolved == pk)
+            continue;
+        const char *t = c_key_type(c->resolved);
+        emit_line(em, "memo_status %s_%s_get_by_%s_tx(memo_tx *tx, %s%s%s, %s_%s *out);", s, n,
+                  c->resolved->name.text, t, t[strlen(t) - 1] == '*' ? "" : " ",
+                  c->resolved->name.text, s, n);
+    }
+    for (size_t i = 0; i < e->lists.n; i++) {
+        const ast_list *l = &e->lists.v[i];
+        const char *t = c_key_type(l->group_field);
+        emit_line(em, "memo_status %s_%s_%s_tx(memo_tx *tx, %s%s%s, %s_%s_list *out);", s, n,
+                  l->name.text, t, t[strlen(t) - 1] == '*' ? "" : " ",
+                  l->group_field->name.text, s, n);
+    }
+    emit_line(em, "memo_status %s_%s_get_many_tx(memo_tx *tx, %s%ss, size_t n,", s, n,
+              pk->type == AST_T_TEXT ? "const char *const *" : pk->type == AST_T_INT32
+                                                                 ? "const int32_t *"
+                                                                 : "const int64_t *",
+              pk->name.text);
+    emit_line(em, "%*s%s_%s_list *out);", (int)(strlen(s) + strlen(n) + 26), "", s, n);
+    emit_line(em, "memo_status %s_%s_insert_tx(memo_tx *tx, %s_%s *row);", s, n, s, n);
+    emit_line(em, "memo_status %s_%s_update_tx(memo_tx *tx, const %s_%s *row);", s, n, s, n);
+    emit_line(em, "memo_status %s_%s_delete_tx(memo_tx *tx, %s);", s, n, p);
+    emit_blank(em);
+
     emit_line(em, "/* Frees the strings the %s owns and zeroes it. NULL is allowed. */", n);
     emit_line(em, "void %s_%s_clear(%s_%s *row);", s, n, s, n);
     emit_line(em, "/* Clears every row, frees the array, zeroes the list. NULL is allowed. */");

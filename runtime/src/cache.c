@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -71,6 +72,8 @@ typedef struct read_ctx {
     memop_buf value;
     memo_status st;
     bool degraded;
+    bool missed; /* counted as a miss: the caller's latency is a miss's */
+    bool filled; /* this call's fill was accepted */
 } read_ctx;
 
 static bool is_null_value(const char *s, size_t n)
@@ -101,18 +104,132 @@ static enum outcome load_and_fill(read_ctx *r, const memop_key *lease, const cha
         const char *argv[] = {"SET", r->key->s, r->value.s, "PX", ttlbuf};
         size_t lens[] = {3, r->key->len, r->value.len, 2, strlen(ttlbuf)};
         rep = memop_redis_command(r->repo, c, 5, argv, lens);
-        if (rep && rep->type == REDIS_REPLY_STATUS)
+        if (rep && rep->type == REDIS_REPLY_STATUS) {
+            r->filled = true;
             MEMOP_INC(r->e->stats.fills);
+        }
     } else {
         const char *argv[] = {r->key->s, lease->s, token, r->value.s, ttlbuf};
         size_t lens[] = {r->key->len, lease->len, strlen(token), r->value.len, strlen(ttlbuf)};
         rep = memop_redis_script(r->repo, c, MEMOP_SCRIPT_FILL, 2, 5, argv, lens);
-        if (rep && rep->type == REDIS_REPLY_INTEGER)
-            MEMOP_INC(*(rep->integer == 1 ? &r->e->stats.fills : &r->e->stats.fill_rejects));
+        if (rep && rep->type == REDIS_REPLY_INTEGER) {
+            r->filled = rep->integer == 1;
+            MEMOP_INC(*(r->filled ? &r->e->stats.fills : &r->e->stats.fill_rejects));
+        }
     }
     memop_redis_release(r->repo, c, rep == NULL);
     freeReplyObject(rep);
     return LOADED;
+}
+
+/* ---------------------------------------------------------- single flight */
+
+static size_t flight_bucket(const memop_key *k)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < k->len; i++)
+        h = (h ^ (unsigned char)k->s[i]) * 1099511628211ull;
+    return (size_t)(h % MEMOP_FLIGHT_BUCKETS);
+}
+
+static memop_flight **flight_find(memo_repo *repo, const memop_key *k)
+{
+    memop_flight **p = &repo->flights[flight_bucket(k)];
+    for (; *p; p = &(*p)->next)
+        if ((*p)->keylen == k->len && memcmp((*p)->key, k->s, k->len) == 0)
+            break;
+    return p;
+}
+
+static void flight_unref(memop_flight *f)
+{
+    if (--f->refs > 0)
+        return;
+    pthread_cond_destroy(&f->cond);
+    memop_buf_free(&f->value);
+    free(f);
+}
+
+/* Becomes the leader of the key's flight, or NULL when another thread
+ * already leads one (or memory is short: then go alone). */
+static memop_flight *flight_lead(memo_repo *repo, const memop_key *k)
+{
+    pthread_mutex_lock(&repo->flights_lock);
+    memop_flight **p = flight_find(repo, k), *f = NULL;
+    if (!*p && (f = calloc(1, sizeof *f + k->len + 1))) {
+        pthread_cond_init(&f->cond, NULL);
+        f->refs = 1;
+        f->keylen = k->len;
+        memcpy(f->key, k->s, k->len + 1);
+        *p = f;
+    }
+    pthread_mutex_unlock(&repo->flights_lock);
+    return f;
+}
+
+/* Publishes the leader's value to the waiters and leaves the table. */
+static void flight_finish(memo_repo *repo, memop_flight *f, const memop_buf *value,
+                          bool shareable)
+{
+    memop_key k;
+    memcpy(k.s, f->key, f->keylen + 1);
+    k.len = f->keylen;
+    pthread_mutex_lock(&repo->flights_lock);
+    memop_flight **p = flight_find(repo, &k);
+    if (*p == f)
+        *p = f->next;
+    if (shareable && value && !value->failed) {
+        memop_buf_append(&f->value, value->s, value->len);
+        f->shareable = !f->value.failed;
+    }
+    f->done = true;
+    pthread_cond_broadcast(&f->cond);
+    flight_unref(f);
+    pthread_mutex_unlock(&repo->flights_lock);
+}
+
+/* Waits for the key's flight, if there is one, until the deadline. True with
+ * the leader's value in `out` when it could be shared. */
+static bool flight_wait(memo_repo *repo, const memop_key *k, uint64_t deadline, memop_buf *out)
+{
+    pthread_mutex_lock(&repo->flights_lock);
+    memop_flight *f = *flight_find(repo, k);
+    bool got = false;
+    if (f) {
+        f->refs++;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t left = deadline > memop_now_us() ? deadline - memop_now_us() : 0;
+        uint64_t ns = (uint64_t)until.tv_nsec + left * 1000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        while (!f->done)
+            if (pthread_cond_timedwait(&f->cond, &repo->flights_lock, &until) != 0)
+                break;
+        if (f->done && f->shareable) {
+            out->len = 0;
+            memop_buf_append(out, f->value.s, f->value.len);
+            got = !out->failed;
+        }
+        flight_unref(f);
+    }
+    pthread_mutex_unlock(&repo->flights_lock);
+    return got;
+}
+
+/* The value read from PostgreSQL may go to waiters only if no write of this
+ * process committed meanwhile: a waiter that began after such a write must
+ * not get what was read before it. */
+static enum outcome lead(read_ctx *r, memop_flight *f, const memop_key *lease,
+                         const char *token)
+{
+    uint64_t seq = atomic_load(&r->repo->write_seq);
+    enum outcome o = load_and_fill(r, lease, token);
+    if (f)
+        flight_finish(r->repo, f, &r->value,
+                      o == LOADED && (!token || r->filled) &&
+                          atomic_load(&r->repo->write_seq) == seq);
+    return o;
 }
 
 /* One key through the cache. On HIT the value is in r->value. */
@@ -128,7 +245,6 @@ static enum outcome cached_read(read_ctx *r)
     snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
 
     uint64_t deadline = 0, backoff = 500;
-    bool counted = false;
     for (;;) {
         memop_rconn *c = memop_redis_acquire(repo);
         if (!c)
@@ -138,9 +254,11 @@ static enum outcome cached_read(read_ctx *r)
         redisReply *rep =
             memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 4, argv, lens);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            if (rep)
+            if (rep) {
                 memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %.*s", repo->redis_name,
                            (int)rep->len, rep->str);
+                memop_redis_trip(repo); /* out of memory, read-only: an outage too */
+            }
             memop_redis_release(repo, c, rep == NULL);
             freeReplyObject(rep);
             break;
@@ -151,7 +269,7 @@ static enum outcome cached_read(read_ctx *r)
             r->value.len = 0;
             memop_buf_append(&r->value, rep->str, rep->len);
             freeReplyObject(rep);
-            if (!counted)
+            if (!r->missed)
                 MEMOP_INC(*(neg ? &s->negative_hits : &s->hits));
             if (r->value.failed) {
                 r->st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
@@ -161,22 +279,26 @@ static enum outcome cached_read(read_ctx *r)
         }
         long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
         freeReplyObject(rep);
-        if (!counted) {
+        if (!r->missed) {
             MEMOP_INC(s->misses);
-            counted = true;
+            r->missed = true;
         }
         if (got == 1)
-            return load_and_fill(r, &lease, token);
+            return lead(r, flight_lead(repo, r->key), &lease, token);
         if (got != 0)
             break;
-        /* Another holds the lease: it is querying now. Ask again after a
-         * short, jittered back-off, up to the bound; then go to the
-         * database without filling. */
+        /* Another holds the lease: it is querying now. A thread of this
+         * process shares its flight; else ask Redis again after a short,
+         * jittered back-off, up to the bound, then read the database
+         * without filling. */
         uint64_t now = memop_now_us();
         if (deadline == 0) {
             deadline = now + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
             MEMOP_INC(s->lease_waits);
         }
+        if (flight_wait(repo, r->key, deadline, &r->value))
+            return is_null_value(r->value.s, r->value.len) ? NEG_HIT : HIT;
+        now = memop_now_us();
         if (now >= deadline)
             return load_and_fill(r, NULL, NULL);
         uint64_t sleep = backoff / 2 + memop_random() % (backoff / 2 + 1);
@@ -186,11 +308,21 @@ static enum outcome cached_read(read_ctx *r)
         if (backoff < 50000)
             backoff *= 2;
     }
-    /* Redis is unavailable: PostgreSQL answers, nothing is filled. */
-    if (!counted)
+    /* Redis is unavailable: PostgreSQL answers, nothing is filled, and the
+     * threads of this process that miss the same key share one query, so an
+     * outage does not become a stampede. */
+    if (!r->missed) {
         MEMOP_INC(s->misses);
+        r->missed = true;
+    }
     r->degraded = true;
     MEMOP_INC(s->degraded);
+    memop_flight *f = flight_lead(repo, r->key);
+    if (f)
+        return lead(r, f, NULL, NULL);
+    uint64_t until = memop_now_us() + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
+    if (flight_wait(repo, r->key, until, &r->value))
+        return is_null_value(r->value.s, r->value.len) ? NEG_HIT : HIT;
     return load_and_fill(r, NULL, NULL);
 }
 
@@ -220,29 +352,18 @@ static void record(memop_entity *e, enum memop_op op, uint64_t t0, bool hit)
 
 /* ------------------------------------------------------------- loaders */
 
-/* Runs a statement with one key parameter on a pooled connection. */
-static memo_status query_one_key(memo_repo *repo, memop_entity *e, unsigned stmt,
+/* Runs a statement with one key parameter. */
+static memo_status query_one_key(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned stmt,
                                  const memo_field_desc *f, const void *key, PGresult **res)
 {
-    memop_dconn *dc;
-    memo_status st = memop_db_acquire(repo, &dc);
-    if (st != MEMO_OK) {
-        MEMOP_INC(e->stats.errors);
-        return st;
-    }
     memop_params ps;
     ps.n = 0;
     memop_param_key(&ps, f, key);
-    bool broken = false;
-    st = memop_db_exec(repo, dc, e, stmt, ps.n, ps.values, ps.lengths, ps.formats, res,
-                       &broken);
-    memop_db_release(repo, dc, broken);
-    if (st != MEMO_OK)
-        MEMOP_INC(e->stats.errors);
-    return st;
+    return memop_db_run(repo, tx, e, stmt, &ps, res);
 }
 
 typedef struct row_ctx {
+    memo_tx *tx;
     unsigned stmt;
     const memo_field_desc *field;
     const void *key;
@@ -257,14 +378,16 @@ static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx, memop_
 {
     row_ctx *ctx = vctx;
     PGresult *res;
-    memo_status st = query_one_key(repo, e, ctx->stmt, ctx->field, ctx->key, &res);
+    memo_status st = query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->field, ctx->key, &res);
     if (st != MEMO_OK)
         return st;
     if (PQntuples(res) == 0) {
         PQclear(res);
         ctx->found = false;
-        memop_buf_puts(value, memop_null_value);
-        *ttl = negative_ttl(repo, ctx->lookup);
+        if (value) {
+            memop_buf_puts(value, memop_null_value);
+            *ttl = negative_ttl(repo, ctx->lookup);
+        }
         return MEMO_NOT_FOUND;
     }
     st = memop_result_row(e->desc, res, 0, 0, ctx->row);
@@ -276,6 +399,8 @@ static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx, memop_
     if (st != MEMO_OK)
         return memop_fail(repo, st, "out of memory");
     ctx->found = true;
+    if (!value)
+        return MEMO_OK; /* a transaction's read: nothing to cache */
     st = memop_row_encode(e->desc, ctx->row, value);
     if (st != MEMO_OK) {
         memo_row_clear(e->desc, ctx->row);
@@ -307,12 +432,12 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     memop_key k;
     memop_key_build(repo, d, &d->row.key, part, plen, &k);
 
-    row_ctx ctx = {MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
-    read_ctx r = {repo, e, &k, load_row, &ctx, {0}, MEMO_OK, false};
+    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    read_ctx r = {repo, e, &k, load_row, &ctx, {0}, MEMO_OK, false, false, false};
     memo_status st = MEMO_OK;
     for (int attempt = 0;; attempt++) {
         enum outcome o = cached_read(&r);
-        *hit = o == HIT || o == NEG_HIT;
+        *hit = !r.missed;
         if (o == NEG_HIT) {
             st = MEMO_NOT_FOUND;
         } else if (o == LOADED || o == FAILED) {
@@ -430,13 +555,13 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
     memop_key k;
     memop_key_build(repo, d, &l->key, part, plen, &k);
 
-    row_ctx ctx = {MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
-    read_ctx r = {repo, e, &k, load_unique, &ctx, {0}, MEMO_OK, false};
+    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
+    read_ctx r = {repo, e, &k, load_unique, &ctx, {0}, MEMO_OK, false, false, false};
     bool hit = false;
     for (int attempt = 0;; attempt++) {
         enum outcome o = cached_read(&r);
+        hit = !r.missed;
         if (o == NEG_HIT) {
-            hit = true;
             st = MEMO_NOT_FOUND;
         } else if (o == LOADED || o == FAILED) {
             st = r.st;
@@ -454,7 +579,9 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
             const void *pk = d->fields[d->pk].type == MEMO_TEXT   ? (const void *)&text
                              : d->fields[d->pk].type == MEMO_INT32 ? (const void *)&num32
                                                                    : (const void *)&num;
-            st = get_row(repo, e, pk, out, &hit);
+            bool row_hit;
+            st = get_row(repo, e, pk, out, &row_hit);
+            hit = hit && row_hit;
             free(text);
         }
         break;
@@ -567,7 +694,8 @@ static uint64_t hash_part(const char *s, size_t n)
 /* Reads the missed rows with one query and puts each where it was asked:
  * an open-addressing table maps key parts to positions, and a key asked
  * twice gets a copy at each position. */
-static memo_status load_many(memo_repo *repo, memop_entity *e, const void *keys, batch *b)
+static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e, const void *keys,
+                             batch *b)
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -578,7 +706,6 @@ static memo_status load_many(memo_repo *repo, memop_entity *e, const void *keys,
     memop_buf arr = {0};
     memo_status st = MEMO_OK;
     PGresult *res = NULL;
-    memop_dconn *dc = NULL;
     if (!table) {
         st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         goto out;
@@ -598,15 +725,9 @@ static memo_status load_many(memo_repo *repo, memop_entity *e, const void *keys,
         st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((st = memop_db_acquire(repo, &dc)) != MEMO_OK)
-        goto out;
-    const char *values[] = {arr.s};
-    int lengths[] = {0}, formats[] = {0};
-    bool broken = false;
-    st = memop_db_exec(repo, dc, e, MEMOP_SQL_SELECT_MANY, 1, values, lengths, formats, &res,
-                       &broken);
-    memop_db_release(repo, dc, broken);
-    if (st != MEMO_OK)
+    /* the ids as one array parameter, in text form */
+    memop_params ps = {.values = {arr.s}, .lengths = {0}, .formats = {0}, .n = 1};
+    if ((st = memop_db_run(repo, tx, e, MEMOP_SQL_SELECT_MANY, &ps, &res)) != MEMO_OK)
         goto out;
     for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
         /* read the row into the first position of its key... */
@@ -650,9 +771,27 @@ out:
     PQclear(res);
     memop_buf_free(&arr);
     free(table);
-    if (st != MEMO_OK)
-        MEMOP_INC(e->stats.errors);
     return st;
+}
+
+/* Hands the found rows to out, moved to the front in the order asked. */
+static void batch_take(batch *b, const memo_entity_desc *d, memo_rows *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->found[i])
+            continue;
+        if (k != i) {
+            memcpy((char *)b->rows + k * d->size, (char *)b->rows + i * d->size, d->size);
+            memset((char *)b->rows + i * d->size, 0, d->size);
+        }
+        k++;
+    }
+    out->items = k ? b->rows : NULL;
+    out->len = k;
+    if (k == 0)
+        free(b->rows);
+    b->rows = NULL;
 }
 
 /* Fills the keys this call holds leases for, in one pipeline. */
@@ -866,30 +1005,12 @@ static memo_status many(memo_repo *repo, memop_entity *e, const void *keys, size
     for (size_t i = 0; i < n; i++)
         need_db |= b.state[i] == B_MISS || b.state[i] == B_OURS;
     if (need_db) {
-        st = load_many(repo, e, keys, &b);
+        st = load_many(repo, NULL, e, keys, &b);
         if (st == MEMO_OK)
             fill_many(repo, e, &b);
     }
-    if (st == MEMO_OK) {
-        /* found rows move to the front, in the order asked */
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!b.found[i])
-                continue;
-            if (k != i) {
-                memcpy((char *)b.rows + k * d->size, (char *)b.rows + i * d->size, d->size);
-                memset((char *)b.rows + i * d->size, 0, d->size);
-            }
-            k++;
-        }
-        out->items = b.rows;
-        out->len = k;
-        b.rows = NULL;
-        if (k == 0) {
-            free(out->items);
-            out->items = NULL;
-        }
-    }
+    if (st == MEMO_OK)
+        batch_take(&b, d, out);
     free(b.tokens);
     batch_free(&b, d);
     return st;
@@ -917,6 +1038,7 @@ memo_status memo_get_many(memo_repo *repo, const memo_entity_desc *d, const void
 /* ------------------------------------------------------------------ list */
 
 typedef struct list_ctx {
+    memo_tx *tx;
     const memo_list_desc *list;
     unsigned stmt;
     const memo_field_desc *group;
@@ -930,7 +1052,7 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx, memop
     list_ctx *ctx = vctx;
     const memo_field_desc *pk = &e->desc->fields[e->desc->pk];
     PGresult *res;
-    memo_status st = query_one_key(repo, e, ctx->stmt, ctx->group, ctx->key, &res);
+    memo_status st = query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->group, ctx->key, &res);
     if (st != MEMO_OK)
         return st;
     json_t *arr = json_array();
@@ -1037,8 +1159,8 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
     memop_key k;
     memop_key_build(repo, d, &ld->key, part, plen, &k);
 
-    list_ctx ctx = {ld, MEMOP_SQL_LIST(d, l), g, key};
-    read_ctx r = {repo, e, &k, load_list, &ctx, {0}, MEMO_OK, false};
+    list_ctx ctx = {NULL, ld, MEMOP_SQL_LIST(d, l), g, key};
+    read_ctx r = {repo, e, &k, load_list, &ctx, {0}, MEMO_OK, false, false, false};
     bool hit = false;
     for (int attempt = 0;; attempt++) {
         enum outcome o = cached_read(&r);
@@ -1059,11 +1181,115 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         }
         bool rows_hit;
         st = many(repo, e, keys, n, out, &rows_hit);
-        hit = (o == HIT) && rows_hit;
+        hit = !r.missed && rows_hit;
         free_keys(pk, keys, n);
         break;
     }
     memop_buf_free(&r.value);
     record(e, MEMOP_OP_LIST, t0, hit);
+    return st;
+}
+
+/* ------------------------------------------------------------ transactions */
+
+/* Reads in a transaction see its own writes: they go to the database, on the
+ * transaction's connection, and fill nothing. */
+
+static memo_status tx_entity(memo_tx *tx, const memo_entity_desc *d, const void *arg,
+                             memop_entity **e)
+{
+    if (!tx)
+        return MEMO_ERR_ARG;
+    if (!d || !arg)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "NULL argument");
+    return memop_entity_get(tx->repo, d, e);
+}
+
+memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key, void *out)
+{
+    memop_entity *e;
+    memo_status st = tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    memset(out, 0, d->size);
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if ((st = check_key(tx->repo, pk, key)) != MEMO_OK)
+        return st;
+    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    return load_row(tx->repo, e, &ctx, NULL, NULL);
+}
+
+memo_status memo_tx_get_by(memo_tx *tx, const memo_entity_desc *d, unsigned u, const void *key,
+                           void *out)
+{
+    memop_entity *e;
+    memo_status st = tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    if (u >= d->nuniques)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_get_by: no lookup %u", u);
+    memset(out, 0, d->size);
+    const memo_field_desc *f = &d->fields[d->uniques[u].field];
+    if ((st = check_key(tx->repo, f, key)) != MEMO_OK)
+        return st;
+    row_ctx ctx = {tx, MEMOP_SQL_UNIQUE(d, u), f, key, &d->uniques[u], out, false};
+    return load_row(tx->repo, e, &ctx, NULL, NULL);
+}
+
+static memo_status tx_many(memo_tx *tx, memop_entity *e, const void *keys, size_t n,
+                           memo_rows *out)
+{
+    batch b;
+    memo_status st = batch_init(tx->repo, e, keys, n, &b);
+    if (st != MEMO_OK)
+        return st;
+    if (n > 0 && (st = load_many(tx->repo, tx, e, keys, &b)) == MEMO_OK)
+        batch_take(&b, e->desc, out);
+    batch_free(&b, e->desc);
+    return st;
+}
+
+memo_status memo_tx_get_many(memo_tx *tx, const memo_entity_desc *d, const void *keys,
+                             size_t n, memo_rows *out)
+{
+    memop_entity *e;
+    memo_status st = tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    out->items = NULL;
+    out->len = 0;
+    if (!keys && n > 0)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_get_many: NULL keys");
+    return tx_many(tx, e, keys, n, out);
+}
+
+memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l, const void *key,
+                         memo_rows *out)
+{
+    memop_entity *e;
+    memo_status st = tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    out->items = NULL;
+    out->len = 0;
+    if (l >= d->nlists)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_list: no list %u", l);
+    const memo_list_desc *ld = &d->lists[l];
+    const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    if ((st = check_key(tx->repo, g, key)) != MEMO_OK)
+        return st;
+    list_ctx ctx = {tx, ld, MEMOP_SQL_LIST(d, l), g, key};
+    memop_buf value = {0};
+    uint64_t ttl;
+    if ((st = load_list(tx->repo, e, &ctx, &value, &ttl)) == MEMO_OK) {
+        void *keys = NULL;
+        size_t n = 0;
+        if (!decode_list(pk, value.s, value.len, &keys, &n))
+            st = memop_fail(tx->repo, MEMO_ERR_NOMEM, "out of memory");
+        else
+            st = tx_many(tx, e, keys, n, out);
+        free_keys(pk, keys, n);
+    }
+    memop_buf_free(&value);
     return st;
 }

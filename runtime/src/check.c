@@ -68,17 +68,10 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         res->ttl_ms = r[1]->integer;
     res->leased = r[2]->type == REDIS_REPLY_INTEGER && r[2]->integer == 1;
 
-    memop_dconn *dc;
-    if ((st = memop_db_acquire(repo, &dc)) != MEMO_OK)
-        goto out;
     memop_params ps;
     ps.n = 0;
     memop_param_key(&ps, pk, key);
-    bool dbroken = false;
-    st = memop_db_exec(repo, dc, e, MEMOP_SQL_SELECT, ps.n, ps.values, ps.lengths, ps.formats,
-                       &pr, &dbroken);
-    memop_db_release(repo, dc, dbroken);
-    if (st != MEMO_OK)
+    if ((st = memop_db_run(repo, NULL, e, MEMOP_SQL_SELECT, &ps, &pr)) != MEMO_OK)
         goto out;
     if (PQntuples(pr) == 1) {
         if ((st = memop_result_row(d, pr, 0, 0, b)) != MEMO_OK) {

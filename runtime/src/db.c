@@ -312,6 +312,66 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
                       e->desc->table);
 }
 
+memo_status memop_db_simple(memo_repo *repo, memop_dconn *c, const char *sql, bool *broken)
+{
+    uint64_t deadline = memop_now_us() + (uint64_t)repo->cfg.query_timeout_ms * 1000u;
+    bool timed_out = false;
+    if (!PQsendQuery(c->conn, sql)) {
+        *broken = true;
+        return memop_fail(repo, MEMO_ERR_DB_CONN, "PostgreSQL: %s: connection lost", sql);
+    }
+    PGresult *res = await_result(repo, c, deadline, &timed_out);
+    memo_status st = MEMO_OK;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s",
+                 res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn));
+        one_line(msg);
+        if (timed_out || !res || PQstatus(c->conn) != CONNECTION_OK)
+            *broken = true;
+        st = memop_fail(repo, timed_out ? MEMO_ERR_TIMEOUT
+                              : *broken ? MEMO_ERR_DB_CONN
+                                        : MEMO_ERR_DB,
+                        "PostgreSQL: %s: %s", sql, msg[0] ? msg : "no answer");
+    }
+    PQclear(res);
+    return st;
+}
+
+memo_status memop_db_run(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned stmt,
+                         const memop_params *ps, PGresult **res)
+{
+    *res = NULL;
+    if (tx) {
+        if (tx->failed)
+            return memop_fail(repo, MEMO_ERR_TX,
+                              "the transaction failed earlier: roll it back");
+        bool broken = false;
+        memo_status st = memop_db_exec(repo, tx->conn, e, stmt, ps->n, ps->values,
+                                       ps->lengths, ps->formats, res, &broken);
+        /* any error aborts a PostgreSQL transaction */
+        if (st != MEMO_OK) {
+            tx->failed = true;
+            tx->broken |= broken;
+            if (st != MEMO_CONFLICT && st != MEMO_ERR_CONSTRAINT && st != MEMO_ERR_ARG)
+                MEMOP_INC(e->stats.errors);
+        }
+        return st;
+    }
+    memop_dconn *dc;
+    memo_status st = memop_db_acquire(repo, &dc);
+    if (st == MEMO_OK) {
+        bool broken = false;
+        st = memop_db_exec(repo, dc, e, stmt, ps->n, ps->values, ps->lengths, ps->formats, res,
+                           &broken);
+        memop_db_release(repo, dc, broken);
+    }
+    /* errors count failures of the system, not refusals of bad data */
+    if (st != MEMO_OK && st != MEMO_CONFLICT && st != MEMO_ERR_CONSTRAINT && st != MEMO_ERR_ARG)
+        MEMOP_INC(e->stats.errors);
+    return st;
+}
+
 /* ------------------------------------------------------------ parameters */
 
 static void put_be(char *out, uint64_t v, int bytes)
@@ -326,6 +386,26 @@ static uint64_t get_be(const char *p, int bytes)
     for (int i = 0; i < bytes; i++)
         v = v << 8 | (unsigned char)p[i];
     return v;
+}
+
+/* Timestamps between our microseconds since 1970 and PostgreSQL's since
+ * 2000. INT64_MIN and INT64_MAX are its -infinity and infinity, both ways.
+ * An instant so early that the shift would overflow is long before its
+ * first (4714 BC): it becomes a value the server refuses, not one that wraps
+ * around into year 294247. Its last 30 years (294247..294276) do not fit
+ * an int64_t since 1970: they read as infinity. */
+static int64_t pg_timestamp(int64_t us)
+{
+    if (us == INT64_MIN || us == INT64_MAX)
+        return us;
+    return us < INT64_MIN + PG_EPOCH_US ? INT64_MIN + 1 : us - PG_EPOCH_US;
+}
+
+static int64_t unix_timestamp(int64_t pg)
+{
+    if (pg == INT64_MIN)
+        return pg;
+    return pg > INT64_MAX - PG_EPOCH_US ? INT64_MAX : pg + PG_EPOCH_US;
 }
 
 /* Appends the value at p (of type t) as a parameter. */
@@ -349,7 +429,7 @@ static void param_value(memop_params *ps, memo_type t, const char *p, bool null)
         ps->lengths[i] = 8;
         break;
     case MEMO_TIMESTAMP:
-        put_be(scratch, (uint64_t)(*(const int64_t *)p - PG_EPOCH_US), 8);
+        put_be(scratch, (uint64_t)pg_timestamp(*(const int64_t *)p), 8);
         ps->lengths[i] = 8;
         break;
     case MEMO_FLOAT64: {
@@ -423,7 +503,7 @@ memo_status memop_result_row(const memo_entity_desc *d, const PGresult *res, int
         case MEMO_TIMESTAMP:
             if (len != 8)
                 goto bad;
-            *(int64_t *)p = (int64_t)get_be(v, 8) + PG_EPOCH_US;
+            *(int64_t *)p = unix_timestamp((int64_t)get_be(v, 8));
             break;
         case MEMO_FLOAT64: {
             if (len != 8)

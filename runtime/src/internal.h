@@ -253,6 +253,9 @@ memo_status memop_db_exec(memo_repo *, memop_dconn *, memop_entity *e, unsigned 
                           int nparams, const char *const *values, const int *lengths,
                           const int *formats, PGresult **out, bool *broken);
 
+/* Runs a statement without parameters or results (BEGIN, COMMIT). */
+memo_status memop_db_simple(memo_repo *, memop_dconn *, const char *sql, bool *broken);
+
 /* Parameters of a row's fields, in binary form where it is cheaper. */
 typedef struct memop_params {
     const char *values[64];
@@ -262,6 +265,12 @@ typedef struct memop_params {
     int n;
 } memop_params;
 
+/* Runs a statement of e: on the transaction's connection when tx is given
+ * (a failure marks the transaction failed), else on a pooled one. Counts
+ * failures of the system (not refused data) under errors. */
+memo_status memop_db_run(memo_repo *, memo_tx *tx, memop_entity *e, unsigned stmt,
+                         const memop_params *ps, PGresult **res);
+
 /* Appends field f of row as the next parameter (NULL for SQL NULL). */
 void memop_param_field(memop_params *, const memo_field_desc *f, const void *row);
 /* Appends a key value (pointer to the field's C type). */
@@ -269,6 +278,47 @@ void memop_param_key(memop_params *, const memo_field_desc *f, const void *key);
 /* Reads columns [first, first + nfields) of result row `r` into a zeroed row. */
 memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, int first,
                              void *row);
+
+/* ---------------------------------------------------------- invalidation */
+
+/* The keys a write deletes; each value key is followed by its lease. */
+typedef struct memop_inval {
+    memop_key *keys;
+    memop_entity **owners;
+    size_t n, cap;
+    bool failed;
+} memop_inval;
+
+void memop_inval_free(memop_inval *);
+/* Sends the keys in one DEL (or queues them) and counts the value keys. */
+void memop_inval_send(memo_repo *, memop_inval *);
+
+/* ------------------------------------------------------------ transactions */
+
+struct memo_tx {
+    memo_repo *repo;
+    memop_dconn *conn;   /* held from BEGIN to COMMIT or ROLLBACK */
+    bool failed;         /* a statement failed: PostgreSQL aborted the transaction */
+    bool broken;         /* the connection is lost */
+    memop_inval inval;   /* sent once, after COMMIT */
+};
+
+/* ----------------------------------------------------------- single flight */
+
+/* Threads of one process that miss the same key share one load: the first
+ * leads, the others wait for its value. */
+typedef struct memop_flight {
+    struct memop_flight *next;
+    int refs;
+    bool done;
+    bool shareable; /* the result may be used by the waiters */
+    memop_buf value;
+    pthread_cond_t cond;
+    size_t keylen;
+    char key[];
+} memop_flight;
+
+#define MEMOP_FLIGHT_BUCKETS 64
 
 /* --------------------------------------------------------------- the repo */
 
@@ -328,6 +378,10 @@ struct memo_repo {
     bool closing;
 
     bool redis_opened, db_opened; /* what memo_close must undo */
+    pthread_mutex_t flights_lock;
+    memop_flight *flights[MEMOP_FLIGHT_BUCKETS];
+    _Atomic uint64_t write_seq; /* committed writes of this process */
+
     uint64_t token_prefix; /* random, so lease tokens differ across processes */
     _Atomic uint64_t token_counter;
 };

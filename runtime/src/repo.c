@@ -198,8 +198,10 @@ memo_status memo_open(memo_repo **out, const memo_config *config, memo_error *er
     repo->cfg.database_url = repo->database_url;
     repo->cfg.key_prefix = repo->key_prefix;
     pthread_mutex_init(&repo->entities_lock, NULL);
+    pthread_mutex_init(&repo->flights_lock, NULL);
     if (pthread_key_create(&repo->err_key, free) != 0) {
         pthread_mutex_destroy(&repo->entities_lock);
+        pthread_mutex_destroy(&repo->flights_lock);
         free(repo->database_url);
         free(repo->key_prefix);
         memop_redis_target_free(&repo->redis);
@@ -244,6 +246,7 @@ void memo_close(memo_repo *repo)
     pthread_setspecific(repo->err_key, NULL);
     pthread_key_delete(repo->err_key);
     pthread_mutex_destroy(&repo->entities_lock);
+    pthread_mutex_destroy(&repo->flights_lock);
     memop_redis_target_free(&repo->redis);
     free(repo->database_url);
     free(repo->key_prefix);

@@ -7,15 +7,7 @@
 
 #include "internal.h"
 
-/* The keys a write deletes; each value key is followed by its lease. */
-typedef struct inval {
-    memop_key *keys;
-    memop_entity **owners;
-    size_t n, cap;
-    bool failed;
-} inval;
-
-static void inval_add(inval *v, memop_entity *owner, const memop_key *key)
+static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key)
 {
     for (size_t i = 0; i < v->n; i++) /* old and new values are often equal */
         if (v->keys[i].len == key->len && memcmp(v->keys[i].s, key->s, key->len) == 0)
@@ -39,10 +31,11 @@ static void inval_add(inval *v, memop_entity *owner, const memop_key *key)
     v->owners[v->n++] = owner;
 }
 
-static void inval_free(inval *v)
+void memop_inval_free(memop_inval *v)
 {
     free(v->keys);
     free(v->owners);
+    memset(v, 0, sizeof *v);
 }
 
 static bool field_null(const memo_field_desc *f, const void *row)
@@ -54,7 +47,7 @@ static bool field_null(const memo_field_desc *f, const void *row)
 }
 
 /* The key of `kd` (of entity `owner`) for the value of field f in row. */
-static void add_key_of(memo_repo *repo, inval *v, memop_entity *owner,
+static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
                        const memo_key_desc *kd, const memo_field_desc *f, const void *row)
 {
     if (!row || field_null(f, row))
@@ -74,7 +67,7 @@ static bool same_value(const memo_field_desc *f, const void *a, const void *b)
 
 /* Every key a change from `old` to `new` (either may be NULL) invalidates. */
 static memo_status collect(memo_repo *repo, memop_entity *e, unsigned event, const void *old,
-                          const void *new, inval *v)
+                          const void *new, memop_inval *v)
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -116,7 +109,7 @@ static memo_status collect(memo_repo *repo, memop_entity *e, unsigned event, con
 }
 
 /* Sends the DEL and counts the value keys under the entity owning each. */
-static void send(memo_repo *repo, inval *v)
+void memop_inval_send(memo_repo *repo, memop_inval *v)
 {
     for (size_t i = 0; i < v->n; i += 2)
         MEMOP_INC(v->owners[i]->stats.invalidations);
@@ -137,22 +130,19 @@ static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const v
     return MEMO_OK;
 }
 
-/* Runs a write statement; on success *res holds its rows. */
-static memo_status run(memo_repo *repo, memop_entity *e, unsigned stmt, memop_params *ps,
-                       PGresult **res)
+/* After COMMIT: a transaction keeps the keys for its own COMMIT, a single
+ * statement (which committed on its own) sends them now. */
+static memo_status settle(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned event,
+                          const void *old, const void *new)
 {
-    memop_dconn *dc;
-    memo_status st = memop_db_acquire(repo, &dc);
-    if (st != MEMO_OK) {
-        MEMOP_INC(e->stats.errors);
-        return st;
-    }
-    bool broken = false;
-    st = memop_db_exec(repo, dc, e, stmt, ps->n, ps->values, ps->lengths, ps->formats, res,
-                       &broken);
-    memop_db_release(repo, dc, broken);
-    if (st != MEMO_OK && st != MEMO_CONFLICT)
-        MEMOP_INC(e->stats.errors);
+    atomic_fetch_add(&repo->write_seq, 1);
+    if (tx)
+        return collect(repo, e, event, old, new, &tx->inval);
+    memop_inval v = {0};
+    memo_status st = collect(repo, e, event, old, new, &v);
+    if (st == MEMO_OK)
+        memop_inval_send(repo, &v);
+    memop_inval_free(&v);
     return st;
 }
 
@@ -173,7 +163,7 @@ static void finish(memop_entity *e, enum memop_op op, uint64_t t0)
     memop_hist_add(&e->stats.op_latency[op], us);
 }
 
-memo_status memo_insert(memo_repo *repo, const memo_entity_desc *d, void *row)
+static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d, void *row)
 {
     memop_entity *e;
     memo_status st = begin(repo, d, row, &e, "memo_insert");
@@ -194,9 +184,8 @@ memo_status memo_insert(memo_repo *repo, const memo_entity_desc *d, void *row)
         if (!(assign && i == d->pk))
             memop_param_field(&ps, &d->fields[i], row);
     PGresult *res = NULL;
-    st = run(repo, e, assign ? MEMOP_SQL_INSERT_AUTO : MEMOP_SQL_INSERT, &ps, &res);
+    st = memop_db_run(repo, tx, e, assign ? MEMOP_SQL_INSERT_AUTO : MEMOP_SQL_INSERT, &ps, &res);
     void *new = NULL;
-    inval v = {0};
     if (st != MEMO_OK)
         goto out;
     new = calloc(1, d->size);
@@ -213,19 +202,17 @@ memo_status memo_insert(memo_repo *repo, const memo_entity_desc *d, void *row)
     if (assign)
         memcpy(pkp, (char *)new + pk->offset,
                pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t));
-    /* committed: the insert autocommits. Now the keys it makes wrong. */
-    if ((st = collect(repo, e, MEMO_ON_INSERT, NULL, new, &v)) == MEMO_OK)
-        send(repo, &v);
+    st = settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
 out:
     PQclear(res);
     memo_row_clear(d, new);
     free(new);
-    inval_free(&v);
     finish(e, MEMOP_OP_INSERT, t0);
     return st;
 }
 
-memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, const void *row)
+static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                          const void *row)
 {
     memop_entity *e;
     memo_status st = begin(repo, d, row, &e, "memo_update");
@@ -243,8 +230,7 @@ memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, const void *
         memop_param_field(&ps, &d->fields[i], row);
     PGresult *res = NULL;
     void *old = NULL, *new = NULL;
-    inval v = {0};
-    st = run(repo, e, MEMOP_SQL_UPDATE, &ps, &res);
+    st = memop_db_run(repo, tx, e, MEMOP_SQL_UPDATE, &ps, &res);
     if (st != MEMO_OK)
         goto out;
     if (PQntuples(res) == 0) {
@@ -264,20 +250,19 @@ memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, const void *
                         d->table);
         goto out;
     }
-    if ((st = collect(repo, e, MEMO_ON_UPDATE, old, new, &v)) == MEMO_OK)
-        send(repo, &v);
+    st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
 out:
     PQclear(res);
     memo_row_clear(d, old);
     memo_row_clear(d, new);
     free(old);
     free(new);
-    inval_free(&v);
     finish(e, MEMOP_OP_UPDATE, t0);
     return st;
 }
 
-memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *key)
+static memo_status delete(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                          const void *key)
 {
     memop_entity *e;
     memo_status st = begin(repo, d, key, &e, "memo_delete");
@@ -292,8 +277,7 @@ memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *
     memop_param_key(&ps, pk, key);
     PGresult *res = NULL;
     void *old = NULL;
-    inval v = {0};
-    st = run(repo, e, MEMOP_SQL_DELETE, &ps, &res);
+    st = memop_db_run(repo, tx, e, MEMOP_SQL_DELETE, &ps, &res);
     if (st != MEMO_OK)
         goto out;
     if (PQntuples(res) == 0) {
@@ -311,13 +295,106 @@ memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *
                         d->table);
         goto out;
     }
-    if ((st = collect(repo, e, MEMO_ON_DELETE, old, NULL, &v)) == MEMO_OK)
-        send(repo, &v);
+    st = settle(repo, tx, e, MEMO_ON_DELETE, old, NULL);
 out:
     PQclear(res);
     memo_row_clear(d, old);
     free(old);
-    inval_free(&v);
     finish(e, MEMOP_OP_DELETE, t0);
+    return st;
+}
+
+memo_status memo_insert(memo_repo *repo, const memo_entity_desc *d, void *row)
+{
+    return insert(repo, NULL, d, row);
+}
+
+memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, const void *row)
+{
+    return update(repo, NULL, d, row);
+}
+
+memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *key)
+{
+    return delete(repo, NULL, d, key);
+}
+
+memo_status memo_tx_insert(memo_tx *tx, const memo_entity_desc *d, void *row)
+{
+    return tx ? insert(tx->repo, tx, d, row) : MEMO_ERR_ARG;
+}
+
+memo_status memo_tx_update(memo_tx *tx, const memo_entity_desc *d, const void *row)
+{
+    return tx ? update(tx->repo, tx, d, row) : MEMO_ERR_ARG;
+}
+
+memo_status memo_tx_delete(memo_tx *tx, const memo_entity_desc *d, const void *key)
+{
+    return tx ? delete(tx->repo, tx, d, key) : MEMO_ERR_ARG;
+}
+
+/* ------------------------------------------------------------ transactions */
+
+memo_tx *memo_begin(memo_repo *repo)
+{
+    if (!repo)
+        return NULL;
+    memo_tx *tx = calloc(1, sizeof *tx);
+    if (!tx) {
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    tx->repo = repo;
+    if (memop_db_acquire(repo, &tx->conn) != MEMO_OK) {
+        free(tx);
+        return NULL;
+    }
+    bool broken = false;
+    if (memop_db_simple(repo, tx->conn, "BEGIN", &broken) != MEMO_OK) {
+        memop_db_release(repo, tx->conn, true);
+        free(tx);
+        return NULL;
+    }
+    return tx;
+}
+
+static void tx_free(memo_tx *tx)
+{
+    memop_inval_free(&tx->inval);
+    free(tx);
+}
+
+memo_status memo_rollback(memo_tx *tx)
+{
+    if (!tx)
+        return MEMO_OK;
+    memo_repo *repo = tx->repo;
+    bool broken = tx->broken;
+    memo_status st = broken ? MEMO_OK : memop_db_simple(repo, tx->conn, "ROLLBACK", &broken);
+    memop_db_release(repo, tx->conn, broken || st != MEMO_OK);
+    tx_free(tx);
+    return st;
+}
+
+memo_status memo_commit(memo_tx *tx)
+{
+    if (!tx)
+        return MEMO_ERR_ARG;
+    memo_repo *repo = tx->repo;
+    if (tx->failed) {
+        memo_rollback(tx);
+        return memop_fail(repo, MEMO_ERR_TX,
+                          "a statement of the transaction failed: it was rolled back");
+    }
+    bool broken = false;
+    memo_status st = memop_db_simple(repo, tx->conn, "COMMIT", &broken);
+    memop_db_release(repo, tx->conn, broken || st != MEMO_OK);
+    /* Only a COMMIT that PostgreSQL confirmed changes the cache. If the answer
+     * was lost, the outcome is unknown: invalidate anyway, which costs a
+     * miss at worst and never leaves a stale value. */
+    if (st == MEMO_OK || broken)
+        memop_inval_send(repo, &tx->inval);
+    tx_free(tx);
     return st;
 }

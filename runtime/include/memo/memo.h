@@ -39,7 +39,8 @@ extern "C" {
     X(MEMO_ERR_DB, -6, "database query failed")                                        \
     X(MEMO_ERR_CONSTRAINT, -7, "database constraint violated")                         \
     X(MEMO_ERR_TIMEOUT, -8, "timed out")                                               \
-    X(MEMO_ERR_SCHEMA, -9, "schema does not match the database or runtime")
+    X(MEMO_ERR_SCHEMA, -9, "schema does not match the database or runtime")         \
+    X(MEMO_ERR_TX, -10, "transaction failed or misused")
 
 typedef enum memo_status {
 #define MEMO_STATUS_ENUM(name, value, text) name = value,
@@ -110,6 +111,24 @@ char *memo_stats_json(memo_repo *);
 
 /* Sets every counter and histogram of the repository to zero. */
 void memo_stats_reset(memo_repo *);
+
+/* ----------------------------------------------------------- transactions */
+
+/* A PostgreSQL transaction. Writes in it collect their invalidations, which
+ * are sent once, after COMMIT, and dropped on ROLLBACK; reads in it go to
+ * the database, so it reads its own writes. A transaction holds one database
+ * connection from memo_begin to memo_commit/memo_rollback and is used by one
+ * thread at a time. Generated code has `_tx` variants of every call. */
+typedef struct memo_tx memo_tx;
+
+/* Starts a transaction; NULL on failure (memo_last_error says why). */
+memo_tx *memo_begin(memo_repo *);
+/* Commits, then invalidates. If a statement of the transaction failed, it
+ * rolls back instead and returns MEMO_ERR_TX. Frees the transaction in every
+ * case. */
+memo_status memo_commit(memo_tx *);
+/* Rolls back; nothing is invalidated. Frees the transaction. NULL is fine. */
+memo_status memo_rollback(memo_tx *);
 
 /* ------------------------------------------------------------ descriptors */
 
@@ -247,6 +266,18 @@ typedef struct memo_check_result {
  * clears them. Used by the demo, the `memo get` tool and the race tests. */
 memo_status memo_check(memo_repo *, const memo_entity_desc *, const void *key, void *cached,
                        void *db, memo_check_result *result);
+
+/* The same in a transaction: reads go to the database. */
+memo_status memo_tx_get(memo_tx *, const memo_entity_desc *, const void *key, void *out);
+memo_status memo_tx_get_by(memo_tx *, const memo_entity_desc *, unsigned lookup,
+                           const void *key, void *out);
+memo_status memo_tx_list(memo_tx *, const memo_entity_desc *, unsigned list, const void *key,
+                         memo_rows *out);
+memo_status memo_tx_get_many(memo_tx *, const memo_entity_desc *, const void *keys, size_t n,
+                             memo_rows *out);
+memo_status memo_tx_insert(memo_tx *, const memo_entity_desc *, void *row);
+memo_status memo_tx_update(memo_tx *, const memo_entity_desc *, const void *row);
+memo_status memo_tx_delete(memo_tx *, const memo_entity_desc *, const void *key);
 
 /* Frees a row's strings and zeroes it. NULL is allowed. */
 void memo_row_clear(const memo_entity_desc *, void *row);
