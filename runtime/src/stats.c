@@ -79,12 +79,38 @@ static void hist_json(memop_buf *b, const char *name, const memop_hist *h)
                      memop_hist_quantile(h, 0.99));
 }
 
+/* A JSON string literal of s (a socket path may hold any byte). */
+static void json_string_to(memop_buf *b, const char *s)
+{
+    memop_buf_puts(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            memop_buf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            memop_buf_printf(b, "\\u%04x", c);
+        else
+            memop_buf_append(b, s, 1);
+    }
+    memop_buf_puts(b, "\"");
+}
+
 char *memo_stats_json(memo_repo *repo)
 {
     if (!repo)
         return NULL;
     memop_buf b = {0};
-    memop_buf_puts(&b, "{\"entities\":{");
+    /* the connection to Redis: whether the breaker lets calls through, and
+     * how many invalidations wait for it */
+    pthread_mutex_lock(&repo->pending.lock);
+    size_t pending = repo->pending.n;
+    pthread_mutex_unlock(&repo->pending.lock);
+    memop_buf_puts(&b, "{\"redis\":{\"server\":");
+    json_string_to(&b, repo->redis_name);
+    memop_buf_printf(&b, ",\"breaker\":\"%s\",\"pending\":%zu},",
+                     atomic_load(&repo->breaker) == MEMOP_BREAKER_CLOSED ? "closed" : "open",
+                     pending);
+    memop_buf_puts(&b, "\"entities\":{");
     unsigned n = atomic_load(&repo->nentities);
     for (unsigned i = 0; i < n; i++) {
         const memop_entity *e = repo->entity_list[i];

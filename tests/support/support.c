@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -58,15 +59,84 @@ PGconn *test_pg(void)
     return pg;
 }
 
+void test_redis_reconnect(void)
+{
+    redisFree(redis);
+    redis = NULL;
+}
+
 redisReply *test_redis_cmd(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     redisReply *r = redisvCommand(test_redis(), fmt, ap);
     va_end(ap);
+    if (!r) {
+        /* the server may have restarted under a fault test: once more */
+        test_redis_reconnect();
+        va_start(ap, fmt);
+        r = redisvCommand(test_redis(), fmt, ap);
+        va_end(ap);
+    }
     if (!r)
         fail_msg("Redis: %s", test_redis()->errstr);
     return r;
+}
+
+void test_servers(const char *cmd)
+{
+    char line[1024];
+    snprintf(line, sizeof line, "\"%s/tests/servers.sh\" %s \"%s\"", test_env("MEMO_TOP"), cmd,
+             test_env("MEMO_TEST_SERVERS_DIR"));
+    if (system(line) != 0)
+        fail_msg("tests/servers.sh %s failed", cmd);
+    if (strncmp(cmd, "redis", 5) == 0)
+        test_redis_reconnect();
+}
+
+int test_redis_pid(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/redis.pid", test_env("MEMO_TEST_SERVERS_DIR"));
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0)
+        fail_msg("cannot read %s", path);
+    fclose(f);
+    return pid;
+}
+
+long long test_redis_calls(const char *command)
+{
+    redisReply *r = test_redis_cmd("INFO commandstats");
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", command);
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, needle) : NULL;
+    long long n = p ? atoll(p + strlen(needle)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+char *test_redis_state(memo_repo *repo, const char *member)
+{
+    char *s = memo_stats_json(repo);
+    json_t *j = json_loads(s, 0, NULL);
+    free(s);
+    json_t *v = json_object_get(json_object_get(j, "redis"), member);
+    char buf[64] = "";
+    if (json_is_string(v))
+        snprintf(buf, sizeof buf, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+    json_decref(j);
+    return strdup(buf);
+}
+
+double test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 char *test_redis_get(const char *key)

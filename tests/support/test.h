@@ -52,6 +52,20 @@ memo_repo *test_open(const memo_config *cfg);
 /* One counter of memo_stats_json for "schema.entity". */
 long long test_stat(memo_repo *, const char *entity, const char *counter);
 
+/* The private servers, for fault tests: runs tests/servers.sh CMD (redis-start,
+ * redis-stop, pg-start, pg-stop) on this run's servers; fails the test if it fails. */
+void test_servers(const char *cmd);
+/* The redis-server's PID, to signal it (SIGKILL, SIGSTOP, SIGCONT). */
+int test_redis_pid(void);
+/* Drops the helper connection so the next command reconnects (after a restart). */
+void test_redis_reconnect(void);
+/* Calls of a Redis command since its start, from INFO commandstats ("del"). */
+long long test_redis_calls(const char *command);
+/* A string member of memo_stats_json's "redis" object, malloc'd. */
+char *test_redis_state(memo_repo *, const char *member);
+/* Wall-clock milliseconds, monotonic. */
+double test_now_ms(void);
+
 /* The generated files' directory (build/schemas), from MEMO_SCHEMAS_DIR. */
 const char *test_schemas_dir(void);
 

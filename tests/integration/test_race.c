@@ -1,0 +1,521 @@
+/* Correct under concurrency: the races hand-written cache-aside loses, run
+ * for real across processes and threads on the private servers.
+ *
+ *  - stale-set race: readers and writers over a few hot keys, with a pause
+ *    between a filler's query and its fill; zero stale entries after, and the
+ *    same run without leases finds stale entries (so the test can see it);
+ *  - stampede: 64 threads in each of 2 processes miss one key at once: one
+ *    query, counted by the stats and by pg_stat_statements;
+ *  - a lease holder killed mid-fill blocks the others for the lease at most;
+ *  - transactions: rollback invalidates nothing, commit exactly once.
+ *
+ * MEMO_TORTURE=1 makes the runs longer (make torture). */
+#define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS */
+#include "test.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blog.h"
+#include "internal.h"
+
+static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
+static bool torture;
+
+enum { HOT = 8 };
+
+/* What the children of a run report, in memory shared across fork. */
+typedef struct shared {
+    _Atomic long reads, writes, failures, queries;
+    _Atomic int ready;
+    double start_ms;
+} shared;
+
+static shared *shm;
+
+static shared *shared_new(void)
+{
+    shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(s != MAP_FAILED);
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static void metric(const char *name, long ops, long stale, long failed, long degraded,
+                   double recovery_ms)
+{
+    const char *path = getenv("MEMO_METRICS");
+    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n", name, ops,
+           stale, failed, degraded, recovery_ms);
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (f) {
+        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded, recovery_ms);
+        fclose(f);
+    }
+}
+
+/* A child's own repository: a child never touches the parent's. */
+static memo_repo *child_open(void)
+{
+    memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL")};
+    memo_error err;
+    memo_repo *r = NULL;
+    if (memo_open(&r, &cfg, &err) != MEMO_OK) {
+        fprintf(stderr, "child: memo_open: %s\n", err.message);
+        _exit(3);
+    }
+    return r;
+}
+
+static void wait_children(pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child %d ended with status %d", i, status);
+    }
+}
+
+static int64_t hot_ids[HOT];
+
+static void seed_hot(void)
+{
+    test_reset(tables);
+    memo_repo *repo = test_open(NULL);
+    char slug[] = "race", name[] = "Race", plan[] = "p";
+    blog_org o = {.slug = slug, .name = name, .plan = plan};
+    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+    for (int i = 0; i < HOT; i++) {
+        char email[32], uname[32];
+        snprintf(email, sizeof email, "hot%d@race", i);
+        snprintf(uname, sizeof uname, "Hot %d", i);
+        blog_user u = {.email = email, .name = uname, .org_id = o.id};
+        assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+        hot_ids[i] = u.id;
+    }
+    memo_close(repo);
+}
+
+/* --------------------------------------------------------- stale-set race */
+
+static volatile bool stop;
+static memo_repo *child_repo;
+
+/* The pause that makes the race happen often: a reader has read the row and
+ * has not filled yet, and a writer commits and invalidates meanwhile. */
+static void pause_before_fill(const char *key)
+{
+    (void)key;
+    memop_sleep_us(500 + memop_random() % 3000);
+}
+
+static void *race_reader(void *arg)
+{
+    (void)arg;
+    while (!stop) {
+        blog_user u = {0};
+        int64_t id = hot_ids[memop_random() % HOT];
+        memo_status st = blog_user_get(child_repo, id, &u);
+        if (st != MEMO_OK || u.id != id)
+            atomic_fetch_add(&shm->failures, 1);
+        blog_user_clear(&u);
+        atomic_fetch_add(&shm->reads, 1);
+    }
+    return NULL;
+}
+
+static void *race_writer(void *arg)
+{
+    (void)arg;
+    char email[32], name[32];
+    while (!stop) {
+        int i = (int)(memop_random() % HOT);
+        snprintf(email, sizeof email, "hot%d@race", i);
+        snprintf(name, sizeof name, "Hot %d", i);
+        blog_user u = {.id = hot_ids[i], .email = email, .name = name, .org_id = 1,
+                       .karma = (int32_t)(memop_random() % 1000000)};
+        if (blog_user_update(child_repo, &u) != MEMO_OK)
+            atomic_fetch_add(&shm->failures, 1);
+        atomic_fetch_add(&shm->writes, 1);
+        memop_sleep_us(200 + memop_random() % 1000);
+    }
+    return NULL;
+}
+
+static void race_child(int seconds)
+{
+    child_repo = child_open();
+    enum { READERS = 3 };
+    pthread_t t[READERS + 1];
+    for (int i = 0; i < READERS; i++)
+        pthread_create(&t[i], NULL, race_reader, NULL);
+    pthread_create(&t[READERS], NULL, race_writer, NULL);
+    memop_sleep_us((uint64_t)seconds * 1000000u);
+    stop = true;
+    for (int i = 0; i <= READERS; i++)
+        pthread_join(t[i], NULL);
+    memo_close(child_repo);
+    _exit(0);
+}
+
+/* The race made certain, once per key: a reader has read the row and waits
+ * before its fill while a write commits and invalidates; then it fills. */
+static pthread_mutex_t hs_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hs_cond = PTHREAD_COND_INITIALIZER;
+static int hs_state; /* 0 idle, 1 reader paused, 2 write done */
+
+static void handshake_before_fill(const char *key)
+{
+    (void)key;
+    pthread_mutex_lock(&hs_lock);
+    hs_state = 1;
+    pthread_cond_broadcast(&hs_cond);
+    while (hs_state != 2)
+        pthread_cond_wait(&hs_cond, &hs_lock);
+    pthread_mutex_unlock(&hs_lock);
+}
+
+typedef struct reader_arg {
+    memo_repo *repo;
+    int64_t id;
+} reader_arg;
+
+static void *paused_reader(void *p)
+{
+    reader_arg *a = p;
+    blog_user u = {0};
+    blog_user_get(a->repo, a->id, &u);
+    blog_user_clear(&u);
+    return NULL;
+}
+
+static void certain_race(memo_repo *repo)
+{
+    memop_test_hooks.before_fill = handshake_before_fill;
+    for (int i = 0; i < HOT; i++) {
+        char email[32], name[32];
+        snprintf(email, sizeof email, "hot%d@race", i);
+        snprintf(name, sizeof name, "Hot %d", i);
+        blog_user w = {.id = hot_ids[i], .email = email, .name = name, .org_id = 1,
+                       .karma = -1 - i};
+        /* a miss first: the write deletes whatever is cached */
+        assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
+        hs_state = 0;
+        reader_arg a = {repo, hot_ids[i]};
+        pthread_t t;
+        pthread_create(&t, NULL, paused_reader, &a);
+        pthread_mutex_lock(&hs_lock);
+        while (hs_state != 1)
+            pthread_cond_wait(&hs_cond, &hs_lock);
+        pthread_mutex_unlock(&hs_lock);
+        w.karma = 1000 + i; /* commits and invalidates while the reader waits */
+        assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
+        pthread_mutex_lock(&hs_lock);
+        hs_state = 2;
+        pthread_cond_broadcast(&hs_cond);
+        pthread_mutex_unlock(&hs_lock);
+        pthread_join(t, NULL);
+    }
+    memop_test_hooks.before_fill = NULL;
+}
+
+/* Runs the race with or without leases: the random phase's stale entries go
+ * to *random_stale, the certain round's are returned. */
+static long race(bool leases, int processes, int seconds, long *random_stale)
+{
+    seed_hot();
+    shm = shared_new();
+    memop_test_hooks.no_leases = !leases;
+    memop_test_hooks.before_fill = pause_before_fill;
+    pid_t pids[8];
+    for (int p = 0; p < processes; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0)
+            race_child(seconds);
+    }
+    wait_children(pids, processes);
+    memop_test_hooks.before_fill = NULL;
+
+    /* quiet now: every cached row must equal the database */
+    memo_repo *repo = test_open(NULL);
+    long stale = 0;
+    for (int i = 0; i < HOT; i++) {
+        memo_check_result r;
+        assert_int_equal(memo_check(repo, &blog_user_desc, &hot_ids[i], NULL, NULL, &r),
+                         MEMO_OK);
+        stale += !r.fresh;
+    }
+    metric(leases ? "stale-set race, random (leases)" : "stale-set race, random (no leases)",
+           shm->reads + shm->writes, stale, shm->failures, 0, 0);
+    *random_stale = stale;
+    /* then the same race on every key, certain to happen */
+    certain_race(repo);
+    memop_test_hooks.no_leases = false;
+    stale = 0;
+    for (int i = 0; i < HOT; i++) {
+        memo_check_result r;
+        assert_int_equal(memo_check(repo, &blog_user_desc, &hot_ids[i], NULL, NULL, &r),
+                         MEMO_OK);
+        stale += !r.fresh;
+    }
+    memo_close(repo);
+    long reads = shm->reads, writes = shm->writes, failures = shm->failures;
+    munmap(shm, sizeof *shm);
+    assert_int_equal(failures, 0);
+    assert_true(reads > 100 && writes > 20);
+    metric(leases ? "stale-set race, certain (leases)" : "stale-set race, certain (no leases)",
+           HOT, stale, 0, 0, 0);
+    return stale;
+}
+
+static void stale_set_race(void **state)
+{
+    (void)state;
+    int seconds = torture ? 20 : 3;
+    long random_stale;
+    assert_int_equal(race(true, 3, seconds, &random_stale), 0);
+    assert_int_equal(random_stale, 0);
+}
+
+/* Without leases the same run must end stale, else the test proves nothing:
+ * the certain round leaves every key stale. */
+static void race_is_visible_without_leases(void **state)
+{
+    (void)state;
+    long random_stale;
+    assert_int_equal(race(false, 3, 2, &random_stale), HOT);
+}
+
+/* --------------------------------------------------------------- stampede */
+
+enum { STAMPEDE_THREADS = 64 };
+
+static pthread_barrier_t barrier;
+
+static void slow_fill(const char *key)
+{
+    (void)key;
+    memop_sleep_us(50000); /* the holder is slow: everybody else is waiting */
+}
+
+static void *stampede_thread(void *arg)
+{
+    int64_t id = *(int64_t *)arg;
+    pthread_barrier_wait(&barrier);
+    while (test_now_ms() < shm->start_ms)
+        ;
+    blog_user u = {0};
+    if (blog_user_get(child_repo, id, &u) != MEMO_OK || u.id != id)
+        atomic_fetch_add(&shm->failures, 1);
+    blog_user_clear(&u);
+    atomic_fetch_add(&shm->reads, 1);
+    return NULL;
+}
+
+static void stampede_child(int64_t id)
+{
+    child_repo = child_open();
+    pthread_t t[STAMPEDE_THREADS];
+    pthread_barrier_init(&barrier, NULL, STAMPEDE_THREADS);
+    for (int i = 0; i < STAMPEDE_THREADS; i++)
+        pthread_create(&t[i], NULL, stampede_thread, &id);
+    for (int i = 0; i < STAMPEDE_THREADS; i++)
+        pthread_join(t[i], NULL);
+    atomic_fetch_add(&shm->queries, test_stat(child_repo, "blog.user", "db_queries"));
+    memo_close(child_repo);
+    _exit(0);
+}
+
+static void stampede(void **state)
+{
+    (void)state;
+    seed_hot();
+    test_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    test_sql("SELECT pg_stat_statements_reset()");
+    shm = shared_new();
+    shm->start_ms = test_now_ms() + 700; /* all threads of both start together */
+    memop_test_hooks.before_fill = slow_fill;
+    pid_t pids[2];
+    for (int p = 0; p < 2; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0)
+            stampede_child(hot_ids[0]);
+    }
+    wait_children(pids, 2);
+    memop_test_hooks.before_fill = NULL;
+    assert_int_equal(shm->failures, 0);
+    assert_int_equal(shm->reads, 2 * STAMPEDE_THREADS);
+    assert_int_equal(shm->queries, 1);
+    char *calls = test_sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                                 "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'");
+    assert_string_equal(calls, "1");
+    free(calls);
+    metric("stampede (2 x 64 threads)", shm->reads, 0, shm->failures, 0, 0);
+    munmap(shm, sizeof *shm);
+}
+
+/* ------------------------------------------------------ crashed lease holder */
+
+static void die_before_fill(const char *key)
+{
+    (void)key;
+    raise(SIGKILL); /* holding the lease, with the row read and not filled */
+}
+
+static void crashed_lease_holder(void **state)
+{
+    (void)state;
+    seed_hot();
+    pid_t pid = fork();
+    if (pid == 0) {
+        memop_test_hooks.before_fill = die_before_fill;
+        memo_repo *r = child_open();
+        blog_user u = {0};
+        blog_user_get(r, hot_ids[1], &u);
+        _exit(4); /* not reached */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    char key[128], lease[160];
+    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)hot_ids[1],
+             blog_user_desc.row.key.tag);
+    snprintf(lease, sizeof lease, "%s:lease", key);
+    assert_true(test_redis_exists(lease)); /* the dead process holds it */
+    assert_false(test_redis_exists(key));
+
+    memo_config cfg = {.lease_ms = 800};
+    memo_repo *repo = test_open(&cfg);
+    double t0 = test_now_ms();
+    blog_user u = {0};
+    /* the lease was taken with the default 1000 ms; this reader waits for it
+     * to expire, takes a lease of its own and fills */
+    assert_int_equal(blog_user_get(repo, hot_ids[1], &u), MEMO_OK);
+    double waited = test_now_ms() - t0;
+    assert_int_equal(u.id, hot_ids[1]);
+    blog_user_clear(&u);
+    assert_true(waited < 1000 + 700);
+    assert_true(test_redis_exists(key));
+    assert_int_equal(test_stat(repo, "blog.user", "lease_waits"), 1);
+    metric("crashed lease holder", 1, 0, 0, 0, waited);
+    memo_close(repo);
+}
+
+/* ----------------------------------------------------------- transactions */
+
+static void transactions(void **state)
+{
+    (void)state;
+    seed_hot();
+    memo_repo *repo = test_open(NULL);
+    int64_t id = hot_ids[2];
+    char key[128];
+    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    assert_true(test_redis_exists(key));
+    char *before = test_redis_get(key);
+
+    /* rollback: no invalidation, the cache as it was, the database too */
+    long long dels = test_redis_calls("del");
+    memo_tx *tx = memo_begin(repo);
+    assert_non_null(tx);
+    free(u.name);
+    u.name = strdup("Renamed in a transaction");
+    assert_int_equal(blog_user_update_tx(tx, &u), MEMO_OK);
+    blog_user in = {0};
+    assert_int_equal(blog_user_get_tx(tx, id, &in), MEMO_OK); /* reads its own write */
+    assert_string_equal(in.name, "Renamed in a transaction");
+    blog_user_clear(&in);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org_tx(tx, 1, &l), MEMO_OK);
+    assert_int_equal(l.len, HOT);
+    blog_user_list_clear(&l);
+    /* not invalidated before COMMIT: others still see the committed row */
+    assert_true(test_redis_exists(key));
+    blog_user out = {0};
+    assert_int_equal(blog_user_get(repo, id, &out), MEMO_OK);
+    assert_string_equal(out.name, "Hot 2");
+    blog_user_clear(&out);
+    assert_int_equal(memo_rollback(tx), MEMO_OK);
+    assert_int_equal(test_redis_calls("del"), dels);
+    char *after = test_redis_get(key);
+    assert_string_equal(after, before);
+    free(after);
+    char *name = test_sql_value("SELECT name FROM users WHERE id = 3");
+    assert_string_equal(name, "Hot 2");
+    free(name);
+
+    /* commit: two writes, one DEL, after COMMIT */
+    tx = memo_begin(repo);
+    assert_non_null(tx);
+    assert_int_equal(blog_user_update_tx(tx, &u), MEMO_OK);
+    char email[] = "new@race", nname[] = "New";
+    blog_user n = {.email = email, .name = nname, .org_id = 1};
+    assert_int_equal(blog_user_insert_tx(tx, &n), MEMO_OK);
+    assert_true(n.id > 0);
+    assert_true(test_redis_exists(key));
+    assert_int_equal(test_redis_calls("del"), dels);
+    assert_int_equal(memo_commit(tx), MEMO_OK);
+    assert_int_equal(test_redis_calls("del"), dels + 1);
+    assert_false(test_redis_exists(key));
+    assert_int_equal(blog_user_get(repo, id, &out), MEMO_OK);
+    assert_string_equal(out.name, "Renamed in a transaction");
+    blog_user_clear(&out);
+
+    /* a failed statement: commit rolls back, returns MEMO_ERR_TX, and
+     * invalidates nothing */
+    assert_int_equal(blog_user_get(repo, id, &out), MEMO_OK);
+    blog_user_clear(&out);
+    /* (that fill ran a DEL of its lease inside the script: a new baseline) */
+    dels = test_redis_calls("del");
+    tx = memo_begin(repo);
+    u.karma = 77;
+    assert_int_equal(blog_user_update_tx(tx, &u), MEMO_OK);
+    blog_user dup = {.email = email, .name = nname, .org_id = 1};
+    assert_int_equal(blog_user_insert_tx(tx, &dup), MEMO_CONFLICT);
+    assert_int_equal(blog_user_get_tx(tx, id, &out), MEMO_ERR_TX);
+    assert_int_equal(memo_commit(tx), MEMO_ERR_TX);
+    assert_true(test_redis_exists(key));
+    char *karma = test_sql_value("SELECT karma FROM users WHERE id = 3");
+    assert_string_equal(karma, "0");
+    free(karma);
+    assert_int_equal(test_redis_calls("del"), dels);
+
+    free(before);
+    blog_user_clear(&u);
+    memo_close(repo);
+    metric("transactions", 3, 0, 0, 0, 0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    torture = getenv("MEMO_TORTURE") && atoi(getenv("MEMO_TORTURE")) > 0;
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stale_set_race),
+        cmocka_unit_test(race_is_visible_without_leases),
+        cmocka_unit_test(stampede),
+        cmocka_unit_test(crashed_lease_holder),
+        cmocka_unit_test(transactions),
+    };
+    return cmocka_run_group_tests_name("concurrency", tests, group_setup, NULL);
+}
