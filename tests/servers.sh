@@ -43,7 +43,13 @@ pick_port() {
     die "no free port found"
 }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# A killed daemon whose parent never reaps it stays a zombie: that is dead too.
+alive() {
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ "$state" != "Z" ]
+}
 
 # Waits for PID to exit; SIGKILL after $2 seconds.
 wait_gone() {

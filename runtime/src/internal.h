@@ -42,6 +42,7 @@ uint64_t memop_ttl_ms(uint64_t ttl_ms, unsigned jitter_pct);
 typedef struct memop_hooks {
     void (*before_fill)(const char *key);
     bool no_leases;
+    size_t pending_max; /* a smaller bound for the invalidation queue */
 } memop_hooks;
 extern memop_hooks memop_test_hooks;
 

@@ -346,12 +346,13 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners, const memo
                         size_t n)
 {
     memop_pending *q = &repo->pending;
+    size_t max = memop_test_hooks.pending_max ? memop_test_hooks.pending_max : MEMOP_PENDING_MAX;
     pthread_mutex_lock(&q->lock);
     for (size_t i = 0; i < n; i++) {
         if (atomic_load(&owners[i]->flush_pending))
             continue;
         char *copy = NULL;
-        if (q->n < MEMOP_PENDING_MAX) {
+        if (q->n < max) {
             if (q->n == q->cap) {
                 size_t cap = q->cap ? q->cap * 2 : 64;
                 char **k = realloc(q->keys, cap * sizeof *k);

@@ -48,6 +48,8 @@ redisContext *test_redis(void)
 
 PGconn *test_pg(void)
 {
+    if (pg && PQstatus(pg) != CONNECTION_OK)
+        PQreset(pg); /* PostgreSQL restarted under a fault test */
     if (pg)
         return pg;
     pg = PQconnectdb(test_env("DATABASE_URL"));
@@ -179,6 +181,11 @@ long test_redis_count(const char *pattern)
 void test_sql(const char *sql)
 {
     PGresult *res = PQexec(test_pg(), sql);
+    if (PQstatus(pg) != CONNECTION_OK) { /* restarted: once more */
+        PQclear(res);
+        PQreset(pg);
+        res = PQexec(pg, sql);
+    }
     ExecStatusType s = PQresultStatus(res);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
         char msg[512];
@@ -192,6 +199,11 @@ void test_sql(const char *sql)
 char *test_sql_value(const char *sql)
 {
     PGresult *res = PQexec(test_pg(), sql);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        PQclear(res);
+        PQreset(pg);
+        res = PQexec(pg, sql);
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));

@@ -1,0 +1,391 @@
+/* Outages on the private servers: Redis killed, Redis frozen, the queue of
+ * invalidations overflowing, PostgreSQL restarted. The service keeps
+ * answering, from PostgreSQL or the cache, and nothing stale survives.
+ * MEMO_TORTURE=1 makes the runs longer (make torture). */
+#define _DEFAULT_SOURCE 1
+#include "test.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blog.h"
+#include "internal.h"
+
+static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
+static bool torture;
+
+enum { KEYS = 20 };
+static int64_t ids[KEYS];
+static int64_t org_id;
+
+static void metric(const char *name, long ops, long stale, long failed, long degraded,
+                   double recovery_ms)
+{
+    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n", name, ops,
+           stale, failed, degraded, recovery_ms);
+    const char *path = getenv("MEMO_METRICS");
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (f) {
+        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded, recovery_ms);
+        fclose(f);
+    }
+}
+
+static void seed(void)
+{
+    test_reset(tables);
+    memo_repo *repo = test_open(NULL);
+    char slug[] = "out", name[] = "Out", plan[] = "p";
+    blog_org o = {.slug = slug, .name = name, .plan = plan};
+    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+    org_id = o.id;
+    for (int i = 0; i < KEYS; i++) {
+        char email[32];
+        snprintf(email, sizeof email, "k%d@out", i);
+        blog_user u = {.email = email, .name = name, .org_id = o.id};
+        assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+        ids[i] = u.id;
+    }
+    memo_close(repo);
+}
+
+static long stale_rows(memo_repo *repo)
+{
+    long stale = 0;
+    for (int i = 0; i < KEYS; i++) {
+        memo_check_result r;
+        memset(&r, 0, sizeof r);
+        if (memo_check(repo, &blog_user_desc, &ids[i], NULL, NULL, &r) != MEMO_OK)
+            fail_msg("memo_check: %s", memo_last_error(repo));
+        stale += !r.fresh;
+    }
+    return stale;
+}
+
+static void user_of(int i, int32_t karma, blog_user *u, char *email, size_t size)
+{
+    snprintf(email, size, "k%d@out", i);
+    static char name[] = "Out";
+    *u = (blog_user){.id = ids[i], .email = email, .name = name, .org_id = org_id,
+                     .karma = karma};
+}
+
+/* Waits for the breaker to read `state`; milliseconds it took, or -1. */
+static double wait_breaker(memo_repo *repo, const char *state, double limit_ms)
+{
+    double t0 = test_now_ms();
+    while (test_now_ms() - t0 < limit_ms) {
+        char *s = test_redis_state(repo, "breaker");
+        bool done = strcmp(s, state) == 0;
+        free(s);
+        if (done)
+            return test_now_ms() - t0;
+        usleep(5000);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------- mixed load */
+
+/* Readers check what they get against what the writer committed: a value
+ * older than the last commit before the read began is stale, one newer than
+ * the last write begun is wrong. */
+typedef struct load {
+    memo_repo *repo;
+    _Atomic int committed[KEYS], started[KEYS];
+    _Atomic long reads, writes, failed, wrong;
+    _Atomic bool stop;
+} load;
+
+static void *reader(void *p)
+{
+    load *l = p;
+    while (!l->stop) {
+        int k = (int)(memop_random() % KEYS);
+        int lo = atomic_load(&l->committed[k]);
+        blog_user u = {0};
+        memo_status st = blog_user_get(l->repo, ids[k], &u);
+        int hi = atomic_load(&l->started[k]);
+        if (st != MEMO_OK)
+            atomic_fetch_add(&l->failed, 1);
+        else if (u.karma < lo || u.karma > hi)
+            atomic_fetch_add(&l->wrong, 1);
+        blog_user_clear(&u);
+        atomic_fetch_add(&l->reads, 1);
+    }
+    return NULL;
+}
+
+static void *writer(void *p)
+{
+    load *l = p;
+    int version[KEYS] = {0};
+    char email[32];
+    while (!l->stop) {
+        int k = (int)(memop_random() % KEYS);
+        blog_user u;
+        user_of(k, ++version[k], &u, email, sizeof email);
+        atomic_store(&l->started[k], version[k]);
+        if (blog_user_update(l->repo, &u) != MEMO_OK)
+            atomic_fetch_add(&l->failed, 1);
+        else
+            atomic_store(&l->committed[k], version[k]);
+        atomic_fetch_add(&l->writes, 1);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+enum { READERS = 3 };
+
+static void load_start(load *l, pthread_t *t)
+{
+    for (int i = 0; i < READERS; i++)
+        pthread_create(&t[i], NULL, reader, l);
+    pthread_create(&t[READERS], NULL, writer, l);
+}
+
+static void load_stop(load *l, pthread_t *t)
+{
+    l->stop = true;
+    for (int i = 0; i <= READERS; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* ------------------------------------------------------------- tests */
+
+static void redis_killed(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.command_timeout_ms = 200};
+    load l = {.repo = test_open(&cfg)};
+    pthread_t t[READERS + 1];
+    int phase_ms = torture ? 5000 : 1000;
+    load_start(&l, t);
+    usleep((useconds_t)phase_ms * 1000);
+
+    kill(test_redis_pid(), SIGKILL);
+    usleep((useconds_t)phase_ms * 1000);
+    long degraded = test_stat(l.repo, "blog.user", "degraded");
+    long writes_during = l.writes;
+
+    test_servers("redis-start");
+    double restarted = test_now_ms();
+    long long hits = test_stat(l.repo, "blog.user", "hits");
+    double resumed = -1;
+    while (test_now_ms() - restarted < 3000) {
+        if (test_stat(l.repo, "blog.user", "hits") > hits) {
+            resumed = test_now_ms() - restarted;
+            break;
+        }
+        usleep(5000);
+    }
+    usleep((useconds_t)phase_ms * 1000);
+    load_stop(&l, t);
+
+    long stale = stale_rows(l.repo);
+    metric("redis killed", l.reads + l.writes, stale, l.failed + l.wrong,
+           test_stat(l.repo, "blog.user", "degraded"), resumed);
+    assert_int_equal(l.failed, 0);  /* no read or write failed */
+    assert_int_equal(l.wrong, 0);   /* no read returned a stale or unknown value */
+    assert_true(degraded > 0);      /* they were served by PostgreSQL */
+    assert_true(writes_during > 0);
+    assert_true(resumed >= 0 && resumed < 1000); /* hits resume within a second */
+    assert_int_equal(stale, 0);
+    memo_close(l.repo);
+}
+
+static void redis_frozen(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.command_timeout_ms = 200};
+    memo_repo *repo = test_open(&cfg);
+    blog_user u = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(blog_user_get(repo, ids[i], &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    int pid = test_redis_pid();
+    kill(pid, SIGSTOP);
+
+    /* the first call pays the time-out once, and degrades */
+    double t0 = test_now_ms();
+    assert_int_equal(blog_user_get(repo, ids[0], &u), MEMO_OK);
+    double first = test_now_ms() - t0;
+    blog_user_clear(&u);
+    char *b = test_redis_state(repo, "breaker");
+    assert_string_equal(b, "open");
+    free(b);
+    /* then the breaker is open: no more time-outs */
+    t0 = test_now_ms();
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(blog_user_get(repo, ids[i % 3], &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    double ten = test_now_ms() - t0;
+    /* a write while frozen: its invalidation waits in the queue, and the old
+     * value is still in the frozen Redis */
+    char email[32];
+    blog_user w;
+    user_of(1, 4242, &w, email, sizeof email);
+    assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
+    char *pending = test_redis_state(repo, "pending");
+    assert_string_equal(pending, "2"); /* the row and its lease */
+    free(pending);
+    long degraded = test_stat(repo, "blog.user", "degraded");
+
+    kill(pid, SIGCONT);
+    double closed = wait_breaker(repo, "closed", 3000);
+    pending = test_redis_state(repo, "pending");
+    assert_string_equal(pending, "0");
+    free(pending);
+    assert_int_equal(blog_user_get(repo, ids[1], &u), MEMO_OK);
+    assert_int_equal(u.karma, 4242); /* the queued DEL removed the old value */
+    blog_user_clear(&u);
+    long stale = stale_rows(repo);
+    metric("redis frozen", 12, stale, 0, degraded, closed);
+    assert_true(first < 200 + 300);
+    assert_true(ten < 100);
+    assert_int_equal(degraded, 11);
+    assert_true(closed >= 0 && closed < 1000);
+    assert_int_equal(stale, 0);
+    memo_close(repo);
+}
+
+static void queue_overflow_drops_entity(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.command_timeout_ms = 200};
+    memo_repo *repo = test_open(&cfg);
+    blog_user u = {0};
+    for (int i = 0; i < KEYS; i++) {
+        assert_int_equal(blog_user_get(repo, ids[i], &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    blog_org o = {0};
+    assert_int_equal(blog_org_get(repo, org_id, &o), MEMO_OK);
+    blog_org_clear(&o);
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "blog:{user:*}:%s", blog_user_desc.row.key.tag);
+    assert_int_equal(test_redis_count(pattern), KEYS);
+
+    memop_test_hooks.pending_max = 4;
+    int pid = test_redis_pid();
+    kill(pid, SIGSTOP);
+    char email[32];
+    for (int i = 0; i < 6; i++) {
+        blog_user w;
+        user_of(i, 100 + i, &w, email, sizeof email);
+        assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
+    }
+    kill(pid, SIGCONT);
+    double closed = wait_breaker(repo, "closed", 3000);
+    memop_test_hooks.pending_max = 0;
+    assert_true(closed >= 0);
+    /* every user entry went, the other entities' stayed */
+    assert_int_equal(test_redis_count(pattern), 0);
+    char okey[128];
+    snprintf(okey, sizeof okey, "blog:{org:%lld}:%s", (long long)org_id,
+             blog_org_desc.row.key.tag);
+    assert_true(test_redis_exists(okey));
+    assert_int_equal(stale_rows(repo), 0);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(blog_user_get(repo, ids[i], &u), MEMO_OK);
+        assert_int_equal(u.karma, 100 + i);
+        blog_user_clear(&u);
+    }
+    metric("invalidation queue overflow", 6, 0, 0, 6, closed);
+    memo_close(repo);
+}
+
+static void postgres_restarted(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.query_timeout_ms = 2000, .connect_timeout_ms = 1000};
+    memo_repo *repo = test_open(&cfg);
+    blog_user u = {0};
+    for (int i = 0; i < 5; i++) { /* warm: these stay available */
+        assert_int_equal(blog_user_get(repo, ids[i], &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    test_servers("pg-stop");
+    double down = test_now_ms();
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(blog_user_get(repo, ids[i], &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    long failed = 0;
+    memo_status st = blog_user_get(repo, ids[10], &u);
+    failed += st != MEMO_OK;
+    assert_int_equal(st, MEMO_ERR_DB_CONN);
+    assert_non_null(strstr(memo_last_error(repo), "PostgreSQL"));
+    char email[32];
+    blog_user w;
+    user_of(11, 5, &w, email, sizeof email);
+    st = blog_user_update(repo, &w);
+    failed += st != MEMO_OK;
+    assert_int_equal(st, MEMO_ERR_DB_CONN);
+    assert_int_equal(blog_user_get(repo, ids[12], &u), MEMO_ERR_DB_CONN);
+    failed++;
+
+    test_servers("pg-start");
+    double up = test_now_ms();
+    /* no action needed: the pool replaces its dead connections */
+    assert_int_equal(blog_user_get(repo, ids[10], &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
+    assert_int_equal(blog_user_get(repo, ids[11], &u), MEMO_OK);
+    assert_int_equal(u.karma, 5);
+    blog_user_clear(&u);
+    metric("postgres restarted", 14, stale_rows(repo), failed, 0, test_now_ms() - up);
+    (void)down;
+    assert_int_equal(stale_rows(repo), 0);
+    memo_close(repo);
+}
+
+/* Whatever a test did to the servers, the next one finds them running. */
+static int restore(void **state)
+{
+    (void)state;
+    FILE *f;
+    char path[512];
+    snprintf(path, sizeof path, "%s/redis.pid", getenv("MEMO_TEST_SERVERS_DIR"));
+    if ((f = fopen(path, "r"))) {
+        int pid;
+        if (fscanf(f, "%d", &pid) == 1)
+            kill(pid, SIGCONT);
+        fclose(f);
+    }
+    test_servers("redis-start");
+    test_servers("pg-start");
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    torture = getenv("MEMO_TORTURE") && atoi(getenv("MEMO_TORTURE")) > 0;
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(redis_killed, restore),
+        cmocka_unit_test_teardown(redis_frozen, restore),
+        cmocka_unit_test_teardown(queue_overflow_drops_entity, restore),
+        cmocka_unit_test_teardown(postgres_restarted, restore),
+    };
+    return cmocka_run_group_tests_name("outages", tests, group_setup, NULL);
+}
