@@ -150,9 +150,30 @@ check: deps
 run-check: tests
 	$(TEST_ENV) tests/with-servers.sh tests/run.sh $(TEST_BIN)
 
+# The long versions of the concurrency and outage tests, and their table.
+# "failed" counts calls that returned an error where none was allowed, and
+# for the PostgreSQL restart the calls that needed the database while it was
+# down (they fail with MEMO_ERR_DB_CONN, as promised).
+TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage
+torture: deps
+	@$(MAKE) --no-print-directory run-torture
+
+run-torture: tests
+	@rm -f $(B)/torture.metrics
+	$(TEST_ENV) MEMO_TORTURE=1 MEMO_METRICS=$(abspath $(B)/torture.metrics) \
+	    MEMO_TEST_TIMEOUT=900 tests/with-servers.sh tests/run.sh $(TORTURE_BIN)
+	@tests/torture-report.sh $(B)/torture.metrics
+
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 sanitize: deps
 	@$(MAKE) --no-print-directory B=build/asan SAN_CFLAGS="$(SAN)" run-check
+
+# ThreadSanitizer on the tests that run threads.
+TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
+           $(B)/tests/integration/test_blog
+tsan: deps
+	@$(MAKE) --no-print-directory B=build/tsan SAN_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+	    TEST_BIN='$$(TSAN_BIN)' run-check
 
 clean:
 	rm -rf build

@@ -81,14 +81,31 @@ static bool is_null_value(const char *s, size_t n)
     return n == 4 && memcmp(s, memop_null_value, 4) == 0;
 }
 
+/* The loader failed: let the next reader try at once rather than wait out
+ * the lease. */
+static void release_lease(memo_repo *repo, const memop_key *lease, const char *token)
+{
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return;
+    const char *argv[] = {lease->s, token};
+    size_t lens[] = {lease->len, strlen(token)};
+    redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_RELEASE, 1, 2, argv, lens);
+    memop_redis_release(repo, c, rep == NULL);
+    freeReplyObject(rep);
+}
+
 /* Runs the loader and fills under the lease (when token is given). */
 static enum outcome load_and_fill(read_ctx *r, const memop_key *lease, const char *token)
 {
     uint64_t ttl = 0;
     r->value.len = 0;
     r->st = r->load(r->repo, r->e, r->ctx, &r->value, &ttl);
-    if (r->st != MEMO_OK && r->st != MEMO_NOT_FOUND)
+    if (r->st != MEMO_OK && r->st != MEMO_NOT_FOUND) {
+        if (token)
+            release_lease(r->repo, lease, token);
         return FAILED;
+    }
     if (!token)
         return LOADED;
     if (memop_test_hooks.before_fill)
@@ -1006,8 +1023,16 @@ static memo_status many(memo_repo *repo, memop_entity *e, const void *keys, size
         need_db |= b.state[i] == B_MISS || b.state[i] == B_OURS;
     if (need_db) {
         st = load_many(repo, NULL, e, keys, &b);
-        if (st == MEMO_OK)
+        if (st == MEMO_OK) {
             fill_many(repo, e, &b);
+        } else {
+            for (size_t i = 0; i < n; i++) /* nobody should wait for these */
+                if (b.state[i] == B_OURS) {
+                    memop_key lease;
+                    memop_key_lease(&b.keys[i], &lease);
+                    release_lease(repo, &lease, b.tokens[i]);
+                }
+        }
     }
     if (st == MEMO_OK)
         batch_take(&b, d, out);

@@ -208,6 +208,7 @@ redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char
 enum memop_script {
     MEMOP_SCRIPT_GET_OR_LEASE, /* value, or 1 (lease taken), or 0 (held by another) */
     MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
+    MEMOP_SCRIPT_RELEASE,      /* drop the lease if it is still ours */
     MEMOP_SCRIPT_COUNT
 };
 

@@ -31,9 +31,16 @@ static const char script_fill[] =
     "end\n"
     "return 0\n";
 
+/* KEYS[1] lease; ARGV[1] token. Gives up a lease whose holder could not
+ * load the row, so the others need not wait for it to expire. */
+static const char script_release[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
 static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
     [MEMOP_SCRIPT_GET_OR_LEASE] = script_get_or_lease,
     [MEMOP_SCRIPT_FILL] = script_fill,
+    [MEMOP_SCRIPT_RELEASE] = script_release,
 };
 
 static struct timeval tv_of(int ms)

@@ -602,6 +602,12 @@ static void conflicts_and_errors(void **state)
     assert_int_equal(blog_user_insert(repo, &bad), MEMO_ERR_ARG);
     assert_non_null(strstr(memo_last_error(repo), "email"));
     assert_int_equal(blog_user_get_by_email(repo, NULL, &u), MEMO_ERR_ARG);
+    /* a read the database refuses (not UTF-8) gives its lease back at once */
+    assert_int_equal(blog_user_get_by_email(repo, "\xff", &u), MEMO_ERR_ARG);
+    char lease[256];
+    email_key(lease, sizeof lease, "%FF");
+    strcat(lease, ":lease");
+    assert_false(test_redis_exists(lease));
     /* updates of missing rows */
     blog_user ghost = {.id = 5555, .email = (char *)"g@e", .name = (char *)"G", .org_id = org};
     assert_int_equal(blog_user_update(repo, &ghost), MEMO_NOT_FOUND);

@@ -141,7 +141,8 @@ typedef enum memo_type {
     MEMO_FLOAT64,   /* double */
     MEMO_BOOL,      /* bool */
     MEMO_TEXT,      /* char *, owned by the struct */
-    MEMO_TIMESTAMP, /* int64_t, microseconds since 1970-01-01 UTC */
+    MEMO_TIMESTAMP, /* int64_t, microseconds since 1970-01-01 UTC; INT64_MIN and
+                       INT64_MAX are PostgreSQL's -infinity and infinity */
     MEMO_JSON       /* char *, JSON text, owned by the struct */
 } memo_type;
 
