@@ -168,6 +168,24 @@ SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover
 sanitize: deps
 	@$(MAKE) --no-print-directory B=build/asan SAN_CFLAGS="$(SAN)" run-check
 
+# ------------------------------------------------------------------ bench
+
+BENCH = $(B)/bench/bench
+$(BENCH): bench/bench.c $(B)/schemas/blog.o $(LIBMEMO)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
+	    $(B)/schemas/blog.o $(LIBMEMO) $(LDLIBS_RT) -o $@
+
+# BENCH_PIN=0 pins the benchmark and both servers to CPU 0; BENCH_ARGS adds
+# options (--rounds N, --quick).
+bench: deps
+	@$(MAKE) --no-print-directory run-bench
+
+run-bench: all $(BENCH)
+	@tests/with-servers.sh bench/run.sh $(BENCH) --sql $(B)/schemas/blog.sql \
+	    --json $(B)/bench.jsonl $(BENCH_ARGS)
+	@echo "JSON lines: $(B)/bench.jsonl"
+
 # ThreadSanitizer on the tests that run threads.
 TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
            $(B)/tests/integration/test_blog

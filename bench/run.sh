@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs a command (the benchmark) against the private servers of
+# tests/with-servers.sh. With BENCH_PIN=N the command, redis-server and every
+# PostgreSQL process are pinned to CPU N: on small VMs unpinned round trips
+# mostly measure cross-CPU wake-ups and swing between runs.
+set -euo pipefail
+if [ -n "${BENCH_PIN:-}" ]; then
+    dir=${MEMO_TEST_SERVERS_DIR:?run under tests/with-servers.sh}
+    pin() { taskset -a -p -c "$BENCH_PIN" "$1" >/dev/null; }
+    pin "$(cat "$dir/redis.pid")"
+    pm=$(head -n 1 "$dir/pg/data/postmaster.pid")
+    pin "$pm"
+    # the postmaster's children (new backends inherit its CPU)
+    for p in $(pgrep -P "$pm"); do pin "$p"; done
+    echo "pinned the benchmark, redis-server and PostgreSQL to CPU $BENCH_PIN"
+    exec taskset -c "$BENCH_PIN" "$@"
+fi
+exec "$@"
