@@ -116,17 +116,15 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
         return MEMO_ERR_CONFIG;
     }
 
-    /* userinfo ends at the last '@' before the host's end; for a socket, at
-     * the '@' that starts the path */
+    /* userinfo ends at the last '@' (no host, port or db holds one), so a
+     * password with '/', '?' or '#' is not cut and then quoted back as a port
+     * or db; for a socket, at the '@' that starts the path */
     const char *at = NULL;
     if (is_unix) {
         if (*p != '/')
             at = strstr(p, "@/");
     } else {
-        const char *end = p + strcspn(p, "/?#");
-        for (const char *q = p; q < end; q++)
-            if (*q == '@')
-                at = q;
+        at = strrchr(p, '@');
     }
     bool bad = false;
     if (at) {
@@ -206,8 +204,10 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
         }
         p += n;
     }
+    /* not quoted: clients take ?password=... here */
     if (*p)
-        FAIL("Redis URL: unexpected '%.16s' after the database number", p);
+        FAIL("Redis URL: unexpected text after the host, port or database number "
+             "(options such as ?db=N are for unix:// only)");
     return MEMO_OK;
 
 fail:
