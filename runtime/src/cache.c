@@ -15,8 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
-
 #include "internal.h"
 
 /* -------------------------------------------------------------- helpers */
@@ -498,43 +496,6 @@ memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key
 
 /* --------------------------------------------------------------- get_by */
 
-/* A unique value maps to the row's primary key, as JSON: 42 or "abc". */
-static memo_status encode_pk(const memo_entity_desc *d, const void *row, memop_buf *value)
-{
-    const memo_field_desc *pk = &d->fields[d->pk];
-    const char *p = (const char *)row + pk->offset;
-    json_t *j = pk->type == MEMO_INT32   ? json_integer(*(const int32_t *)p)
-                : pk->type == MEMO_INT64 ? json_integer(*(const int64_t *)p)
-                                         : json_string(*(char *const *)p);
-    if (!j)
-        return MEMO_ERR_NOMEM;
-    char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(j);
-    if (!s)
-        return MEMO_ERR_NOMEM;
-    memop_buf_puts(value, s);
-    free(s);
-    return value->failed ? MEMO_ERR_NOMEM : MEMO_OK;
-}
-
-/* Reads a primary key (JSON scalar) into storage for the key's C type. A
- * text key is malloc'd into *text. */
-static bool decode_pk(const memo_field_desc *pk, const char *s, size_t n, int64_t *num,
-                      char **text)
-{
-    json_t *j = json_loadb(s, n, JSON_DECODE_ANY, NULL);
-    bool ok = false;
-    if (j && pk->type != MEMO_TEXT && json_is_integer(j)) {
-        *num = json_integer_value(j);
-        ok = pk->type == MEMO_INT64 || (*num >= INT32_MIN && *num <= INT32_MAX);
-    } else if (j && pk->type == MEMO_TEXT && json_is_string(j)) {
-        *text = strdup(json_string_value(j));
-        ok = *text != NULL;
-    }
-    json_decref(j);
-    return ok;
-}
-
 static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
                                memop_buf *value, uint64_t *ttl)
 {
@@ -548,7 +509,8 @@ static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
     }
     if (st != MEMO_OK)
         return st;
-    return encode_pk(e->desc, ctx->row, value);
+    const memo_field_desc *pk = &e->desc->fields[e->desc->pk];
+    return memop_pk_encode(pk, (const char *)ctx->row + pk->offset, value);
 }
 
 memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
@@ -583,23 +545,24 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
         } else if (o == LOADED || o == FAILED) {
             st = r.st;
         } else {
-            int64_t num = 0;
-            char *text = NULL;
-            if (!decode_pk(&d->fields[d->pk], r.value.s, r.value.len, &num, &text)) {
+            /* the lookup holds the primary key */
+            union {
+                int32_t i32;
+                int64_t i64;
+                char *text;
+            } pk = {0};
+            if (!memop_pk_decode(&d->fields[d->pk], r.value.s, r.value.len, &pk)) {
                 discard(repo, e, &k, "not a primary key");
                 if (attempt == 0)
                     continue;
                 st = load_unique(repo, e, &ctx, &(memop_buf){0}, &(uint64_t){0});
                 break;
             }
-            int32_t num32 = (int32_t)num;
-            const void *pk = d->fields[d->pk].type == MEMO_TEXT   ? (const void *)&text
-                             : d->fields[d->pk].type == MEMO_INT32 ? (const void *)&num32
-                                                                   : (const void *)&num;
             bool row_hit;
-            st = get_row(repo, e, pk, out, &row_hit);
+            st = get_row(repo, e, &pk, out, &row_hit);
             hit = hit && row_hit;
-            free(text);
+            if (d->fields[d->pk].type == MEMO_TEXT)
+                free(pk.text);
         }
         break;
     }
@@ -1080,78 +1043,41 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx, memop
     memo_status st = query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->group, ctx->key, &res);
     if (st != MEMO_OK)
         return st;
-    json_t *arr = json_array();
-    for (int r = 0; arr && r < PQntuples(res); r++) {
+    memop_buf_puts(value, "[");
+    for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
+        union {
+            int32_t i32;
+            int64_t i64;
+            char *text;
+        } key = {0};
         const char *v = PQgetvalue(res, r, 0);
         int len = PQgetlength(res, r, 0);
-        json_t *j = NULL;
         if (pk->type == MEMO_TEXT) {
-            j = json_stringn(v, (size_t)len);
+            key.text = (char *)v; /* libpq's binary text is NUL-terminated */
         } else if ((pk->type == MEMO_INT64 && len == 8) || (pk->type == MEMO_INT32 && len == 4)) {
-            int64_t x = 0;
+            uint64_t x = 0;
             for (int i = 0; i < len; i++)
-                x = (int64_t)((uint64_t)x << 8 | (unsigned char)v[i]);
+                x = x << 8 | (unsigned char)v[i];
             if (len == 4)
-                x = (int32_t)(uint32_t)x;
-            j = json_integer(x);
+                key.i32 = (int32_t)(uint32_t)x;
+            else
+                key.i64 = (int64_t)x;
+        } else {
+            st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
+                            ctx->list->name, e->desc->table);
+            break;
         }
-        if (!j || json_array_append_new(arr, j) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
+        if (r > 0)
+            memop_buf_puts(value, ",");
+        if (memop_pk_encode(pk, &key, value) != MEMO_OK)
+            st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     }
     PQclear(res);
-    char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    if (!s)
-        return memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
-                          ctx->list->name, e->desc->table);
-    memop_buf_puts(value, s);
-    free(s);
+    memop_buf_puts(value, "]");
+    if (st != MEMO_OK)
+        return st;
     *ttl = memop_ttl_ms(ctx->list->ttl_ms, ctx->list->jitter_pct);
     return value->failed ? MEMO_ERR_NOMEM : MEMO_OK;
-}
-
-/* The keys of a list value, as an array of the key's C type. */
-static bool decode_list(const memo_field_desc *pk, const char *s, size_t n, void **keys,
-                        size_t *count)
-{
-    json_t *arr = json_loadb(s, n, 0, NULL);
-    if (!arr || !json_is_array(arr)) {
-        json_decref(arr);
-        return false;
-    }
-    size_t len = json_array_size(arr);
-    size_t width = pk->type == MEMO_TEXT ? sizeof(char *)
-                   : pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t);
-    char *out = calloc(len ? len : 1, width);
-    bool ok = out != NULL;
-    for (size_t i = 0; ok && i < len; i++) {
-        json_t *v = json_array_get(arr, i);
-        if (pk->type == MEMO_TEXT) {
-            char *t = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
-            ((char **)(void *)out)[i] = t;
-            ok = t != NULL;
-        } else if (json_is_integer(v)) {
-            if (pk->type == MEMO_INT32)
-                ((int32_t *)(void *)out)[i] = (int32_t)json_integer_value(v);
-            else
-                ((int64_t *)(void *)out)[i] = json_integer_value(v);
-        } else {
-            ok = false;
-        }
-    }
-    json_decref(arr);
-    if (!ok && out && pk->type == MEMO_TEXT)
-        for (size_t i = 0; i < len; i++)
-            free(((char **)(void *)out)[i]);
-    if (!ok) {
-        free(out);
-        return false;
-    }
-    *keys = out;
-    *count = len;
-    return true;
 }
 
 static void free_keys(const memo_field_desc *pk, void *keys, size_t n)
@@ -1195,7 +1121,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         }
         void *keys = NULL;
         size_t n = 0;
-        if (!decode_list(pk, r.value.s, r.value.len, &keys, &n)) {
+        if (!memop_pk_array_decode(pk, r.value.s, r.value.len, &keys, &n)) {
             if (o == HIT || o == NEG_HIT) {
                 discard(repo, e, &k, "not a list of keys");
                 if (attempt == 0)
@@ -1309,7 +1235,7 @@ memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l, con
     if ((st = load_list(tx->repo, e, &ctx, &value, &ttl)) == MEMO_OK) {
         void *keys = NULL;
         size_t n = 0;
-        if (!decode_list(pk, value.s, value.len, &keys, &n))
+        if (!memop_pk_array_decode(pk, value.s, value.len, &keys, &n))
             st = memop_fail(tx->repo, MEMO_ERR_NOMEM, "out of memory");
         else
             st = tx_many(tx, e, keys, n, out);

@@ -1,12 +1,13 @@
 /* Rows as JSON objects in Redis (jansson), and the row helpers every path
  * shares: clear, copy, compare. A row is the generated struct, described by
  * the entity's field table. */
+#include <errno.h>
+#include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "internal.h"
 
@@ -112,10 +113,13 @@ bool memop_row_equal(const memo_entity_desc *d, const void *a, const void *b)
                 return false;
             break;
         case MEMO_TEXT:
-        case MEMO_JSON:
-            if (strcmp(*(char *const *)pa, *(char *const *)pb) != 0)
+        case MEMO_JSON: {
+            /* a NULL in a field that is not nullable encodes as "": compare so */
+            const char *x = *(char *const *)pa, *y = *(char *const *)pb;
+            if (strcmp(x ? x : "", y ? y : "") != 0)
                 return false;
             break;
+        }
         }
     }
     return true;
@@ -123,171 +127,772 @@ bool memop_row_equal(const memo_entity_desc *d, const void *a, const void *b)
 
 /* ------------------------------------------------------------------ JSON */
 
-static json_t *field_json(const memo_field_desc *f, const void *row)
+/* Rows are flat JSON objects, so they are written and read here directly,
+ * field by field: no tree, no allocation but the row's own strings. The
+ * reader is strict (RFC 8259, UTF-8, no duplicate members) because anything
+ * it accepts becomes the caller's data; what it refuses is a corrupt entry. */
+
+/* The C library formats and parses numbers in the current locale; JSON's
+ * decimal point is always '.'. */
+static char locale_point(void)
 {
-    if (field_is_null(f, row))
-        return json_null();
-    const char *p = FIELD_CPTR(row, f);
-    switch (f->type) {
-    case MEMO_INT32:
-        return json_integer(*(const int32_t *)p);
-    case MEMO_INT64:
-    case MEMO_TIMESTAMP:
-        return json_integer(*(const int64_t *)p);
-    case MEMO_FLOAT64: {
-        double v = *(const double *)p;
-        /* JSON has no NaN or infinities; PostgreSQL's float8 does. */
-        if (isnan(v))
-            return json_string("NaN");
-        if (isinf(v))
-            return json_string(v > 0 ? "Infinity" : "-Infinity");
-        return json_real(v);
-    }
-    case MEMO_BOOL:
-        return json_boolean(*(const bool *)p);
-    case MEMO_TEXT:
-    case MEMO_JSON: {
-        const char *s = *(char *const *)p;
-        return json_string(s ? s : "");
-    }
-    }
-    return NULL;
+    const char *p = localeconv()->decimal_point;
+    return p && p[0] ? p[0] : '.';
 }
 
-static int append_cb(const char *data, size_t n, void *ctx)
+static void put_double(memop_buf *b, double v)
 {
-    memop_buf *b = ctx;
-    memop_buf_append(b, data, n);
-    return b->failed ? -1 : 0;
+    char s[40];
+    char point = locale_point();
+    /* the shortest of %.15g, %.16g, %.17g that reads back as the same bits */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, v);
+        if (point != '.')
+            for (char *c = s; *c; c++)
+                if (*c == point)
+                    *c = '.';
+        char copy[40];
+        memcpy(copy, s, sizeof copy);
+        if (point != '.')
+            for (char *c = copy; *c; c++)
+                if (*c == '.')
+                    *c = point;
+        if (strtod(copy, NULL) == v && signbit(strtod(copy, NULL)) == signbit(v))
+            break;
+    }
+    /* "2" would read as an integer elsewhere: a float keeps a fraction */
+    if (strspn(s, "-0123456789") == strlen(s))
+        strcat(s, ".0");
+    memop_buf_puts(b, s);
+}
+
+/* Length of the UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    /* overlong forms, surrogates and code points past U+10FFFF */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+/* Appends s as a JSON string; false if s is not UTF-8. */
+static bool put_string(memop_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    memop_buf_append(b, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        /* copy the longest run that needs no escaping at once */
+        size_t run = 0;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        memop_buf_append(b, p, run);
+        p += run;
+        n -= run;
+        if (n == 0)
+            break;
+        if (*p >= 0x80) {
+            size_t len = utf8_len(p, n);
+            if (len == 0)
+                return false;
+            memop_buf_append(b, p, len);
+            p += len;
+            n -= len;
+            continue;
+        }
+        char esc[7] = {'\\', 0};
+        switch (*p) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+        }
+        memop_buf_append(b, esc, strlen(esc));
+        p++;
+        n--;
+    }
+    memop_buf_append(b, "\"", 1);
+    return true;
 }
 
 memo_status memop_row_encode(const memo_entity_desc *d, const void *row, memop_buf *buf)
 {
-    json_t *obj = json_object();
-    if (!obj)
-        return MEMO_ERR_NOMEM;
-    memo_status st = MEMO_OK;
+    buf->len = 0;
+    memop_buf_append(buf, "{", 1);
     for (unsigned i = 0; i < d->nfields; i++) {
         const memo_field_desc *f = &d->fields[i];
-        json_t *v = field_json(f, row);
-        if (!v) {
-            /* text that is not UTF-8 cannot be a JSON string */
-            st = MEMO_ERR_ARG;
-            goto out;
+        if (i)
+            memop_buf_append(buf, ",", 1);
+        put_string(buf, f->name);
+        memop_buf_append(buf, ":", 1);
+        const char *p = FIELD_CPTR(row, f);
+        if (field_is_null(f, row)) {
+            memop_buf_puts(buf, "null");
+            continue;
         }
-        if (json_object_set_new_nocheck(obj, f->name, v) != 0) {
-            st = MEMO_ERR_NOMEM;
-            goto out;
+        switch (f->type) {
+        case MEMO_INT32:
+            memop_buf_printf(buf, "%" PRId32, *(const int32_t *)p);
+            break;
+        case MEMO_INT64:
+        case MEMO_TIMESTAMP:
+            memop_buf_printf(buf, "%" PRId64, *(const int64_t *)p);
+            break;
+        case MEMO_FLOAT64: {
+            double v = *(const double *)p;
+            /* JSON has no NaN or infinities; PostgreSQL's float8 does */
+            if (isnan(v))
+                memop_buf_puts(buf, "\"NaN\"");
+            else if (isinf(v))
+                memop_buf_puts(buf, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+            else
+                put_double(buf, v);
+            break;
+        }
+        case MEMO_BOOL:
+            memop_buf_puts(buf, *(const bool *)p ? "true" : "false");
+            break;
+        case MEMO_TEXT:
+        case MEMO_JSON: {
+            const char *str = *(char *const *)p;
+            if (!put_string(buf, str ? str : ""))
+                return MEMO_ERR_ARG; /* text that is not UTF-8 */
+            break;
+        }
         }
     }
-    buf->len = 0;
-    if (json_dump_callback(obj, append_cb, buf, JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0 ||
-        buf->failed)
-        st = MEMO_ERR_NOMEM;
-out:
-    json_decref(obj);
-    return st;
+    memop_buf_append(buf, "}", 1);
+    return buf->failed ? MEMO_ERR_NOMEM : MEMO_OK;
 }
 
-static bool decode_field(const memo_field_desc *f, json_t *v, void *row)
+typedef struct reader {
+    const char *p, *end;
+} reader;
+
+static void ws(reader *r)
 {
-    char *p = FIELD_PTR(row, f);
-    if (json_is_null(v)) {
-        if (!(f->flags & MEMO_FIELD_NULLABLE))
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+static bool lit(reader *r, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0)
+        return false;
+    r->p += n;
+    return true;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+static bool hex4(reader *r, uint32_t *out)
+{
+    if (r->end - r->p < 4)
+        return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(r->p[i]);
+        if (h < 0)
             return false;
-        set_null(f, row, true);
-        return true;
+        v = v << 4 | (uint32_t)h;
     }
-    switch (f->type) {
-    case MEMO_INT32: {
-        if (!json_is_integer(v))
-            return false;
-        json_int_t x = json_integer_value(v);
-        if (x < INT32_MIN || x > INT32_MAX)
-            return false;
-        *(int32_t *)p = (int32_t)x;
-        return true;
-    }
-    case MEMO_INT64:
-    case MEMO_TIMESTAMP:
-        if (!json_is_integer(v))
-            return false;
-        *(int64_t *)p = json_integer_value(v);
-        return true;
-    case MEMO_FLOAT64:
-        if (json_is_real(v) || json_is_integer(v)) {
-            *(double *)p = json_number_value(v);
+    r->p += 4;
+    *out = v;
+    return true;
+}
+
+/* Reads a string (r->p at its quote). With out, writes the unescaped bytes
+ * there (room for the raw length is enough: escapes only shrink) and their
+ * count in *len. Refuses bad escapes, lone surrogates, \u0000, control
+ * characters and bytes that are not UTF-8. */
+static bool string(reader *r, char *out, size_t *len)
+{
+    if (r->p >= r->end || *r->p != '"')
+        return false;
+    r->p++;
+    size_t k = 0;
+    while (r->p < r->end) {
+        unsigned char c = (unsigned char)*r->p;
+        if (c == '"') {
+            r->p++;
+            if (len)
+                *len = k;
             return true;
         }
-        if (json_is_string(v)) {
-            const char *s = json_string_value(v);
-            if (strcmp(s, "NaN") == 0)
-                *(double *)p = NAN;
-            else if (strcmp(s, "Infinity") == 0)
-                *(double *)p = INFINITY;
-            else if (strcmp(s, "-Infinity") == 0)
-                *(double *)p = -INFINITY;
-            else
+        if (c < 0x20)
+            return false;
+        if (c >= 0x80) {
+            size_t n = utf8_len((const unsigned char *)r->p, (size_t)(r->end - r->p));
+            if (n == 0)
+                return false;
+            if (out)
+                memcpy(out + k, r->p, n);
+            k += n;
+            r->p += n;
+            continue;
+        }
+        if (c != '\\') {
+            if (out)
+                out[k] = (char)c;
+            k++;
+            r->p++;
+            continue;
+        }
+        r->p++;
+        if (r->p >= r->end)
+            return false;
+        char e = *r->p++;
+        uint32_t cp;
+        switch (e) {
+        case '"': case '\\': case '/':
+            cp = (unsigned char)e;
+            break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (!hex4(r, &cp))
+                return false;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                uint32_t lo;
+                if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u')
+                    return false;
+                r->p += 2;
+                if (!hex4(r, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    return false;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return false;
+            }
+            if (cp == 0) /* a C string cannot hold it */
+                return false;
+            break;
+        default:
+            return false;
+        }
+        /* UTF-8 of cp */
+        unsigned char u[4];
+        size_t n;
+        if (cp < 0x80)
+            u[0] = (unsigned char)cp, n = 1;
+        else if (cp < 0x800)
+            u[0] = (unsigned char)(0xC0 | cp >> 6), u[1] = (unsigned char)(0x80 | (cp & 0x3F)),
+            n = 2;
+        else if (cp < 0x10000)
+            u[0] = (unsigned char)(0xE0 | cp >> 12),
+            u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)),
+            u[2] = (unsigned char)(0x80 | (cp & 0x3F)), n = 3;
+        else
+            u[0] = (unsigned char)(0xF0 | cp >> 18),
+            u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F)),
+            u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)),
+            u[3] = (unsigned char)(0x80 | (cp & 0x3F)), n = 4;
+        if (out)
+            memcpy(out + k, u, n);
+        k += n;
+    }
+    return false;
+}
+
+/* The span of a JSON number at r->p, and whether it is an integer. */
+static bool number(reader *r, const char **start, size_t *n, bool *integer)
+{
+    const char *p = r->p;
+    *start = p;
+    *integer = true;
+    if (p < r->end && *p == '-')
+        p++;
+    if (p >= r->end || *p < '0' || *p > '9')
+        return false;
+    if (*p == '0')
+        p++;
+    else
+        while (p < r->end && *p >= '0' && *p <= '9')
+            p++;
+    if (p < r->end && *p == '.') {
+        *integer = false;
+        p++;
+        if (p >= r->end || *p < '0' || *p > '9')
+            return false;
+        while (p < r->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < r->end && (*p == 'e' || *p == 'E')) {
+        *integer = false;
+        p++;
+        if (p < r->end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= r->end || *p < '0' || *p > '9')
+            return false;
+        while (p < r->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    *n = (size_t)(p - *start);
+    r->p = p;
+    return true;
+}
+
+static bool parse_int(const char *s, size_t n, int64_t *out)
+{
+    bool neg = s[0] == '-';
+    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (size_t i = neg; i < n; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (limit - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
+static bool parse_double(const char *s, size_t n, double *out)
+{
+    char buf[64];
+    if (n >= sizeof buf)
+        return false; /* no double needs more digits than that to be exact */
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char point = locale_point();
+    if (point != '.')
+        for (char *c = buf; *c; c++)
+            if (*c == '.')
+                *c = point;
+    errno = 0;
+    char *end;
+    double v = strtod(buf, &end);
+    if (end != buf + n || (errno == ERANGE && isinf(v)))
+        return false; /* 1e999 is not a double */
+    *out = v;
+    return true;
+}
+
+/* Skips any value (a member memo does not know), up to a depth. */
+static bool skip_value(reader *r, int depth)
+{
+    ws(r);
+    if (r->p >= r->end || depth > 64)
+        return false;
+    const char *s;
+    size_t n;
+    bool integer;
+    switch (*r->p) {
+    case '"':
+        return string(r, NULL, NULL);
+    case 't':
+        return lit(r, "true");
+    case 'f':
+        return lit(r, "false");
+    case 'n':
+        return lit(r, "null");
+    case '[':
+    case '{': {
+        char close = *r->p == '[' ? ']' : '}';
+        bool object = close == '}';
+        r->p++;
+        ws(r);
+        if (r->p < r->end && *r->p == close) {
+            r->p++;
+            return true;
+        }
+        for (;;) {
+            if (object) {
+                ws(r);
+                if (!string(r, NULL, NULL))
+                    return false;
+                ws(r);
+                if (r->p >= r->end || *r->p++ != ':')
+                    return false;
+            }
+            if (!skip_value(r, depth + 1))
+                return false;
+            ws(r);
+            if (r->p >= r->end)
+                return false;
+            if (*r->p == ',') {
+                r->p++;
+                continue;
+            }
+            if (*r->p++ != close)
                 return false;
             return true;
         }
-        return false;
-    case MEMO_BOOL:
-        if (!json_is_boolean(v))
-            return false;
-        *(bool *)p = json_is_true(v);
-        return true;
-    case MEMO_TEXT:
-    case MEMO_JSON: {
-        if (!json_is_string(v))
-            return false;
-        size_t n = json_string_length(v);
-        const char *s = json_string_value(v);
-        if (memchr(s, '\0', n)) /* a C string cannot hold it */
-            return false;
-        char *copy = strndup(s, n);
-        if (!copy)
-            return false;
-        *(char **)p = copy;
-        return true;
     }
+    default:
+        return number(r, &s, &n, &integer);
     }
-    return false;
+}
+
+enum { DECODED, WRONG, SYNTAX };
+
+/* Reads the value of field f into row: DECODED, WRONG (valid JSON of the
+ * wrong kind) or SYNTAX. */
+static int field_value(reader *r, const memo_field_desc *f, void *row)
+{
+    char *p = FIELD_PTR(row, f);
+    ws(r);
+    if (r->p >= r->end)
+        return SYNTAX;
+    char c = *r->p;
+    if (c == 'n') {
+        if (!lit(r, "null"))
+            return SYNTAX;
+        if (!(f->flags & MEMO_FIELD_NULLABLE))
+            return WRONG;
+        set_null(f, row, true);
+        return DECODED;
+    }
+    if (c == '"') {
+        const char *start = r->p;
+        if (f->type == MEMO_TEXT || f->type == MEMO_JSON) {
+            char *out = malloc((size_t)(r->end - r->p));
+            size_t len;
+            if (!out || !string(r, out, &len)) {
+                free(out);
+                return SYNTAX;
+            }
+            out[len] = '\0';
+            char *fit = realloc(out, len + 1); /* return what the escapes saved */
+            *(char **)p = fit ? fit : out;
+            return DECODED;
+        }
+        if (!string(r, NULL, NULL))
+            return SYNTAX;
+        if (f->type != MEMO_FLOAT64)
+            return WRONG;
+        size_t n = (size_t)(r->p - start);
+        if (n == 5 && memcmp(start, "\"NaN\"", 5) == 0)
+            *(double *)p = NAN;
+        else if (n == 10 && memcmp(start, "\"Infinity\"", 10) == 0)
+            *(double *)p = INFINITY;
+        else if (n == 11 && memcmp(start, "\"-Infinity\"", 11) == 0)
+            *(double *)p = -INFINITY;
+        else
+            return WRONG;
+        return DECODED;
+    }
+    if (c == 't' || c == 'f') {
+        if (!lit(r, c == 't' ? "true" : "false"))
+            return SYNTAX;
+        if (f->type != MEMO_BOOL)
+            return WRONG;
+        *(bool *)p = c == 't';
+        return DECODED;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        const char *s;
+        size_t n;
+        bool integer;
+        if (!number(r, &s, &n, &integer))
+            return SYNTAX;
+        if (f->type == MEMO_FLOAT64) {
+            double v;
+            return parse_double(s, n, &v) ? (*(double *)p = v, DECODED) : SYNTAX;
+        }
+        if (!integer) {
+            double v; /* a valid number, still: of the wrong kind */
+            return parse_double(s, n, &v) ? WRONG : SYNTAX;
+        }
+        int64_t v;
+        if (!parse_int(s, n, &v))
+            return SYNTAX; /* an integer past int64 */
+        if (f->type == MEMO_INT32) {
+            if (v < INT32_MIN || v > INT32_MAX)
+                return WRONG;
+            *(int32_t *)p = (int32_t)v;
+            return DECODED;
+        }
+        if (f->type == MEMO_INT64 || f->type == MEMO_TIMESTAMP) {
+            *(int64_t *)p = v;
+            return DECODED;
+        }
+        return WRONG;
+    }
+    if (c == '[' || c == '{')
+        return skip_value(r, 0) ? WRONG : SYNTAX;
+    return SYNTAX;
+}
+
+/* Finds the field with this name: the next in order first (values written
+ * by memo list fields in order), then any. */
+static int find_field(const memo_entity_desc *d, const char *name, size_t n, unsigned hint)
+{
+    for (unsigned k = 0; k < d->nfields; k++) {
+        unsigned i = (hint + k) % d->nfields;
+        const char *fn = d->fields[i].name;
+        if (strncmp(fn, name, n) == 0 && fn[n] == '\0')
+            return (int)i;
+    }
+    return -1;
 }
 
 memo_status memop_row_decode(const memo_entity_desc *d, const char *data, size_t len,
                              void *row, char *why, size_t whysize)
 {
-    json_error_t jerr;
-    json_t *obj = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    memo_status st = MEMO_OK;
-    if (!obj) {
-        snprintf(why, whysize, "not JSON: %s", jerr.text);
-        return MEMO_ERR_ARG;
+    reader r = {data, data + len};
+    uint64_t seen = 0;
+    unsigned hint = 0;
+    const char *what = NULL;
+    const memo_field_desc *bad = NULL;
+
+    ws(&r);
+    if (r.p >= r.end) {
+        what = "not JSON: empty";
+        goto fail;
     }
-    if (!json_is_object(obj)) {
-        snprintf(why, whysize, "not a JSON object");
-        st = MEMO_ERR_ARG;
-        goto out;
+    if (*r.p != '{') {
+        what = skip_value(&r, 0) ? "not a JSON object" : "not JSON: not a value";
+        goto fail;
     }
-    for (unsigned i = 0; i < d->nfields; i++) {
-        const memo_field_desc *f = &d->fields[i];
-        json_t *v = json_object_get(obj, f->name);
-        if (!v) {
-            snprintf(why, whysize, "member \"%s\" is missing", f->name);
-            st = MEMO_ERR_ARG;
-            goto out;
+    r.p++;
+    ws(&r);
+    bool empty = r.p < r.end && *r.p == '}';
+    if (empty)
+        r.p++;
+    while (!empty) {
+        ws(&r);
+        char name[72];
+        const char *start = r.p;
+        size_t nlen = 0;
+        /* names are short: a longer one is no field of ours */
+        if (!string(&r, NULL, NULL)) {
+            what = "not JSON: bad member name";
+            goto fail;
         }
-        if (!decode_field(f, v, row)) {
-            snprintf(why, whysize, "member \"%s\" is not a valid %s", f->name,
-                     f->flags & MEMO_FIELD_NULLABLE ? "value or null" : "value");
-            st = MEMO_ERR_ARG;
-            goto out;
+        if ((size_t)(r.p - start) <= sizeof name) {
+            reader again = {start, r.p};
+            string(&again, name, &nlen);
+        } else {
+            nlen = sizeof name; /* matches nothing */
+            memset(name, 0, sizeof name);
+        }
+        ws(&r);
+        if (r.p >= r.end || *r.p++ != ':') {
+            what = "not JSON: expected ':'";
+            goto fail;
+        }
+        int i = nlen < sizeof name ? find_field(d, name, nlen, hint) : -1;
+        if (i < 0) {
+            if (!skip_value(&r, 0)) {
+                what = "not JSON: bad value";
+                goto fail;
+            }
+        } else {
+            if (seen & (1ull << i)) {
+                what = "not JSON: duplicate member";
+                goto fail;
+            }
+            seen |= 1ull << i;
+            hint = (unsigned)i + 1;
+            int got = field_value(&r, &d->fields[i], row);
+            if (got == SYNTAX) {
+                what = "not JSON: bad value";
+                goto fail;
+            }
+            if (got == WRONG) {
+                bad = &d->fields[i];
+                goto fail;
+            }
+        }
+        ws(&r);
+        if (r.p < r.end && *r.p == ',') {
+            r.p++;
+            continue;
+        }
+        if (r.p < r.end && *r.p == '}') {
+            r.p++;
+            break;
+        }
+        what = "not JSON: expected ',' or '}'";
+        goto fail;
+    }
+    ws(&r);
+    if (r.p != r.end) {
+        what = "not JSON: text after the object";
+        goto fail;
+    }
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (!(seen & (1ull << i))) {
+            snprintf(why, whysize, "member \"%s\" is missing", d->fields[i].name);
+            memo_row_clear(d, row);
+            return MEMO_ERR_ARG;
+        }
+    return MEMO_OK;
+
+fail:
+    if (bad)
+        snprintf(why, whysize, "member \"%s\" is not a valid %s", bad->name,
+                 bad->flags & MEMO_FIELD_NULLABLE ? "value or null" : "value");
+    else
+        snprintf(why, whysize, "%s", what);
+    memo_row_clear(d, row);
+    return MEMO_ERR_ARG;
+}
+
+/* -------------------------------------------- keys: lookups and lists */
+
+/* A primary key as JSON: 42 or "abc". */
+memo_status memop_pk_encode(const memo_field_desc *pk, const void *value, memop_buf *buf)
+{
+    if (pk->type == MEMO_TEXT) {
+        if (!put_string(buf, *(const char *const *)value))
+            return MEMO_ERR_ARG;
+    } else if (pk->type == MEMO_INT32) {
+        memop_buf_printf(buf, "%" PRId32, *(const int32_t *)value);
+    } else {
+        memop_buf_printf(buf, "%" PRId64, *(const int64_t *)value);
+    }
+    return buf->failed ? MEMO_ERR_NOMEM : MEMO_OK;
+}
+
+/* One primary key at r into out (an int32_t, int64_t, or a malloc'd char *). */
+static bool pk_value(reader *r, const memo_field_desc *pk, void *out)
+{
+    ws(r);
+    if (pk->type == MEMO_TEXT) {
+        const char *start = r->p;
+        if (!string(r, NULL, NULL))
+            return false;
+        char *s = malloc((size_t)(r->p - start));
+        size_t len;
+        reader again = {start, r->p};
+        if (!s || !string(&again, s, &len)) {
+            free(s);
+            return false;
+        }
+        s[len] = '\0';
+        *(char **)out = s;
+        return true;
+    }
+    const char *s;
+    size_t n;
+    bool integer;
+    int64_t v;
+    if (!number(r, &s, &n, &integer) || !integer || !parse_int(s, n, &v))
+        return false;
+    if (pk->type == MEMO_INT32) {
+        if (v < INT32_MIN || v > INT32_MAX)
+            return false;
+        *(int32_t *)out = (int32_t)v;
+    } else {
+        *(int64_t *)out = v;
+    }
+    return true;
+}
+
+bool memop_pk_decode(const memo_field_desc *pk, const char *data, size_t len, void *out)
+{
+    reader r = {data, data + len};
+    if (!pk_value(&r, pk, out))
+        return false;
+    ws(&r);
+    if (r.p != r.end) {
+        if (pk->type == MEMO_TEXT)
+            free(*(char **)out);
+        return false;
+    }
+    return true;
+}
+
+size_t memop_pk_width(const memo_field_desc *pk)
+{
+    return pk->type == MEMO_TEXT ? sizeof(char *)
+           : pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t);
+}
+
+bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,
+                           void **keys, size_t *count)
+{
+    reader r = {data, data + len};
+    size_t width = memop_pk_width(pk), n = 0, cap = 0;
+    char *out = NULL;
+    ws(&r);
+    if (r.p >= r.end || *r.p++ != '[')
+        return false;
+    ws(&r);
+    bool ok = true;
+    if (r.p < r.end && *r.p == ']') {
+        r.p++;
+    } else {
+        for (;;) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                char *grown = realloc(out, cap * width);
+                if (!grown) {
+                    ok = false;
+                    break;
+                }
+                out = grown;
+            }
+            if (!pk_value(&r, pk, out + n * width)) {
+                ok = false;
+                break;
+            }
+            n++;
+            ws(&r);
+            if (r.p < r.end && *r.p == ',') {
+                r.p++;
+                continue;
+            }
+            ok = r.p < r.end && *r.p++ == ']';
+            break;
         }
     }
-out:
-    if (st != MEMO_OK)
-        memo_row_clear(d, row);
-    json_decref(obj);
-    return st;
+    ws(&r);
+    if (!ok || r.p != r.end) {
+        if (pk->type == MEMO_TEXT)
+            for (size_t i = 0; i < n; i++)
+                free(((char **)(void *)out)[i]);
+        free(out);
+        return false;
+    }
+    *keys = out;
+    *count = n;
+    return true;
 }

@@ -183,6 +183,15 @@ memo_status memop_row_encode(const memo_entity_desc *, const void *row, memop_bu
  * MEMO_ERR_ARG returned (a corrupt value), with a reason in why. */
 memo_status memop_row_decode(const memo_entity_desc *, const char *data, size_t len,
                              void *row, char *why, size_t whysize);
+/* Primary keys as JSON scalars (42, "abc"): the value of a unique lookup,
+ * and arrays of them: the value of a list. Decoding writes an int32_t, an
+ * int64_t or a malloc'd char * (memop_pk_width bytes each). */
+memo_status memop_pk_encode(const memo_field_desc *pk, const void *value, memop_buf *buf);
+bool memop_pk_decode(const memo_field_desc *pk, const char *data, size_t len, void *out);
+bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,
+                           void **keys, size_t *count);
+size_t memop_pk_width(const memo_field_desc *pk);
+
 /* Copies a row, deep: strings are duplicated. */
 memo_status memop_row_copy(const memo_entity_desc *, const void *src, void *dst);
 bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
