@@ -22,32 +22,6 @@ static bool eq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-/* Edit distance, for "did you mean" hints on short names. */
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
-        return 99;
-    size_t row[65];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 /* " (did you mean 'x'?)" when a candidate is close, else "". */
 static void suggest(char *buf, size_t size, const char *wrong, const char **cands,
                     size_t n)
@@ -55,7 +29,7 @@ static void suggest(char *buf, size_t size, const char *wrong, const char **cand
     const char *best = NULL;
     size_t bestd = (size_t)-1;
     for (size_t i = 0; i < n; i++) {
-        size_t dist = distance(wrong, cands[i]);
+        size_t dist = diag_distance(wrong, cands[i]);
         if (dist < bestd) {
             best = cands[i];
             bestd = dist;
@@ -92,7 +66,9 @@ static ast_list *find_list(ast_entity *e, const char *name)
     return NULL;
 }
 
-/* Resolves a field reference of entity e, or reports it. NULL if absent. */
+/* Resolves a field reference of entity e, or reports it. NULL if absent.
+ * role names the reference ("cache by"); NULL for a rule's field, which
+ * readers may take for the target's, so the message says whose it is. */
 static ast_field *need_field(checker *c, ast_entity *e, const ast_name *n,
                              const char *role)
 {
@@ -107,8 +83,13 @@ static ast_field *need_field(checker *c, ast_entity *e, const ast_name *n,
         cands[k++] = e->fields.v[i].name.text;
     char hint[128];
     suggest(hint, sizeof hint, n->text, cands, k);
-    diag_error(c->d, n->loc, "%s '%s' is not a field of entity '%s'%s", role, n->text,
-               e->name.text, hint);
+    if (role)
+        diag_error(c->d, n->loc, "%s '%s' is not a field of entity '%s'%s", role, n->text,
+                   e->name.text, hint);
+    else
+        diag_error(c->d, n->loc, "'%s' is not a field of entity '%s', which owns this "
+                                 "rule%s",
+                   n->text, e->name.text, hint);
     return NULL;
 }
 
@@ -337,8 +318,13 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
             char *name = xstrndup(t + i + 1, n);
             here.end_col = here.col + (int)n + 2;
             ast_field *f = find_field(e, name);
-            if (!f)
-                diag_error(c->d, here, "'{%s}' in key template is not a field of '%s'", name,
+            if (placeholders == 1)
+                diag_error(c->d, here,
+                           "key template has a second placeholder '{%s}'; it must contain "
+                           "exactly one, '{%s}'",
+                           name, key_field ? key_field->name.text : "field");
+            else if (!f)
+                diag_error(c->d, here, "'{%s}' in key template is not a field of entity '%s'", name,
                            e->name.text);
             else if (key_field && f != key_field)
                 diag_error(c->d, here,
@@ -353,15 +339,24 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
             return;
         } else if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
                      (t[i] >= '0' && t[i] <= '9') || strchr("_-.:/@", t[i]))) {
+            /* Show the byte itself when it is printable ASCII. */
+            char shown[8];
+            if (t[i] > ' ' && t[i] < 127)
+                snprintf(shown, sizeof shown, "'%c'", t[i]);
+            else if (t[i] == ' ')
+                snprintf(shown, sizeof shown, "space");
+            else
+                snprintf(shown, sizeof shown, "\\x%02X", (unsigned char)t[i]);
             diag_error(c->d, here,
-                       "key template may only contain letters, digits, '_-.:/@' and one "
-                       "'{field}'");
+                       "%s is not allowed in a key template: it may contain letters, "
+                       "digits, '_-.:/@' and one '{field}'",
+                       shown);
             return;
         }
     }
-    if (placeholders != 1)
-        diag_error(c->d, at, "key template must contain the looked-up field exactly once, "
-                             "as '{%s}'",
+    if (placeholders == 0)
+        diag_error(c->d, at, "key template has no placeholder; it must contain the field "
+                             "it is looked up by, as '{%s}'",
                    key_field ? key_field->name.text : "field");
 }
 
@@ -461,7 +456,7 @@ static void check_rules(checker *c, ast_entity *e)
 {
     for (size_t i = 0; i < e->rules.n; i++) {
         ast_rule *r = &e->rules.v[i];
-        r->resolved = need_field(c, e, &r->field, "field");
+        r->resolved = need_field(c, e, &r->field, NULL);
         r->target_entity = need_entity(c, &r->target);
         if (!r->target_entity)
             continue;
@@ -470,25 +465,41 @@ static void check_rules(checker *c, ast_entity *e)
         if (r->list.text) {
             r->target_list = find_list(r->target_entity, r->list.text);
             if (!r->target_list) {
-                if (!r->target_entity->damaged)
-                    diag_error(c->d, r->list.loc, "entity '%s' has no list '%s'",
-                               r->target_entity->name.text, r->list.text);
+                ast_entity *t = r->target_entity;
+                const char *cands[256];
+                size_t k = 0;
+                for (size_t j = 0; j < t->lists.n && k < 256; j++)
+                    cands[k++] = t->lists.v[j].name.text;
+                char hint[128];
+                suggest(hint, sizeof hint, r->list.text, cands, k);
+                if (!t->damaged)
+                    diag_error(c->d, r->list.loc, "entity '%s' has no list '%s'%s",
+                               t->name.text, r->list.text, hint);
                 continue;
             }
             want = r->target_list->group_field;
-            what = "the list's group field";
+            what = "group field";
         } else {
             want = r->target_entity->pk;
-            what = "its primary key";
+            what = "primary key";
         }
         if (r->resolved && want && r->resolved->type != AST_T_UNKNOWN &&
             want->type != AST_T_UNKNOWN && r->resolved->type != want->type) {
-            diag_error(c->d, r->field.loc,
-                       "'%s' is %s but %s of '%s' is keyed by %s, %s '%s'", r->field.text,
-                       ast_type_name(r->resolved->type),
-                       r->list.text ? "list" : "entity",
-                       r->list.text ? r->list.text : r->target.text,
-                       ast_type_name(want->type), what, want->name.text);
+            /* The rule's field supplies the target's key: the types must agree. */
+            if (r->list.text)
+                diag_error(c->d, r->field.loc,
+                           "'%s' is %s, but list '%s.%s' is keyed by its %s '%s', which "
+                           "is %s",
+                           r->field.text, ast_type_name(r->resolved->type), r->target.text,
+                           r->list.text, what, want->name.text, ast_type_name(want->type));
+            else
+                diag_error(c->d, r->field.loc,
+                           "'%s' is %s, but entity '%s' is keyed by its %s '%s', which "
+                           "is %s",
+                           r->field.text, ast_type_name(r->resolved->type), r->target.text,
+                           what, want->name.text, ast_type_name(want->type));
+            diag_note(c->d, want->name.loc, "'%s.%s' is declared here", r->target.text,
+                      want->name.text);
         }
     }
 }
@@ -496,7 +507,8 @@ static void check_rules(checker *c, ast_entity *e)
 /* Two schema items must not generate the same C identifier. */
 typedef struct symbol {
     char *name;
-    ast_loc loc;
+    char *owner; /* "entity 'user'", for messages */
+    ast_loc loc; /* line 0: the schema itself */
 } symbol;
 
 typedef struct symtab {
@@ -504,10 +516,13 @@ typedef struct symtab {
     size_t n, cap;
 } symtab;
 
-static void symbol_add(checker *c, symtab *t, ast_loc loc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static bool symbol_add(checker *c, symtab *t, const char *owner, ast_loc loc,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void symbol_add(checker *c, symtab *t, ast_loc loc, const char *fmt, ...)
+/* Records a name `owner` generates; on a clash reports it and returns false,
+ * so the caller reports one clash per item, not one per generated name. */
+static bool symbol_add(checker *c, symtab *t, const char *owner, ast_loc loc,
+                       const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -516,10 +531,11 @@ static void symbol_add(checker *c, symtab *t, ast_loc loc, const char *fmt, ...)
     va_end(ap);
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->v[i].name, buf) == 0) {
-            diag_error(c->d, loc, "this would generate '%s' a second time", buf);
+            diag_error(c->d, loc, "%s would generate '%s', which %s already generates",
+                       owner, buf, t->v[i].owner);
             if (t->v[i].loc.line)
-                diag_note(c->d, t->v[i].loc, "'%s' is first generated for this", buf);
-            return;
+                diag_note(c->d, t->v[i].loc, "%s is here", t->v[i].owner);
+            return false;
         }
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 64;
@@ -529,16 +545,19 @@ static void symbol_add(checker *c, symtab *t, ast_loc loc, const char *fmt, ...)
             exit(2);
         }
     }
-    t->v[t->n++] = (symbol){xstrdup(buf), loc};
+    t->v[t->n++] = (symbol){xstrdup(buf), xstrdup(owner), loc};
+    return true;
 }
 
 static void check_symbols(checker *c)
 {
     symtab t = {0};
     const char *s = c->s->name;
+    char owner[256];
     ast_loc none = {0};
-    symbol_add(c, &t, none, "%s_schema_desc", s);
-    symbol_add(c, &t, none, "%s_entities", s);
+    snprintf(owner, sizeof owner, "schema '%s'", s);
+    symbol_add(c, &t, owner, none, "%s_schema_desc", s);
+    symbol_add(c, &t, owner, none, "%s_entities", s);
     for (size_t i = 0; i < c->s->entities.n; i++) {
         ast_entity *e = c->s->entities.v[i];
         const char *n = e->name.text;
@@ -549,26 +568,30 @@ static void check_symbols(checker *c)
             /* static tables in the .c */
             "_fields", "_uniques", "_lists",  "_rules",
         };
+        snprintf(owner, sizeof owner, "entity '%s'", n);
         for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-            symbol_add(c, &t, e->name.loc, "%s_%s%s", s, n, ops[k]);
+            if (!symbol_add(c, &t, owner, e->name.loc, "%s_%s%s", s, n, ops[k]))
+                break;
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
             if (ca->resolved && ca->resolved != e->pk) {
-                symbol_add(c, &t, ca->field.loc, "%s_%s_get_by_%s", s, n,
-                           ca->resolved->name.text);
-                symbol_add(c, &t, ca->field.loc, "%s_%s_get_by_%s_tx", s, n,
-                           ca->resolved->name.text);
+                const char *f = ca->resolved->name.text;
+                snprintf(owner, sizeof owner, "cache by '%s' of entity '%s'", f, n);
+                if (symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s", s, n, f))
+                    symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s_tx", s, n, f);
             }
         }
         for (size_t k = 0; k < e->lists.n; k++) {
-            symbol_add(c, &t, e->lists.v[k].name.loc, "%s_%s_%s", s, n,
-                       e->lists.v[k].name.text);
-            symbol_add(c, &t, e->lists.v[k].name.loc, "%s_%s_%s_tx", s, n,
-                       e->lists.v[k].name.text);
+            const ast_list *l = &e->lists.v[k];
+            snprintf(owner, sizeof owner, "list '%s' of entity '%s'", l->name.text, n);
+            if (symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s", s, n, l->name.text))
+                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_tx", s, n, l->name.text);
         }
     }
-    for (size_t i = 0; i < t.n; i++)
+    for (size_t i = 0; i < t.n; i++) {
         free(t.v[i].name);
+        free(t.v[i].owner);
+    }
     free(t.v);
 }
 
@@ -584,12 +607,14 @@ static void check_schema_decl(checker *c)
     ast_schema_decl *first = &s->decls.v[0];
     s->name = first->name.text;
     check_identifier(c, &first->name, "schema");
-    if (first->entities_before > 0)
+    if (first->entities_before > 0) {
         diag_error(c->d, first->name.loc,
                    "'schema %s;' must come before the first entity", first->name.text);
+        diag_note(c->d, s->entities.v[0]->name.loc, "the first entity is here");
+    }
     for (size_t i = 1; i < s->decls.n; i++) {
-        diag_error(c->d, s->decls.v[i].name.loc, "a file declares one schema; '%s' is a "
-                                                 "second",
+        diag_error(c->d, s->decls.v[i].name.loc,
+                   "a second 'schema' declaration ('%s'); a file declares one schema",
                    s->decls.v[i].name.text);
         diag_note(c->d, first->name.loc, "the schema is declared here");
     }

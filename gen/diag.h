@@ -22,6 +22,8 @@ void diag_note(diag *, ast_loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 int diag_count(const diag *);
+/* Edit distance of two words, for "did you mean" hints (99 past 64 bytes). */
+size_t diag_distance(const char *a, const char *b);
 /* The source text at loc (one line at most), for messages; "" if none. */
 char *diag_text(const diag *, ast_loc);
 /* Prints every diagnostic, sorted, and forgets them. */

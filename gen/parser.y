@@ -1,6 +1,7 @@
 /* memoc's grammar. Actions only build the AST; meaning is check.c's job.
  * Errors recover at the next ';' inside an entity and at '}' around one, so
- * one run reports every error of a file. */
+ * one run reports every error of a file; yylex (at the end) inserts the ';'
+ * or '}' a reader would see is missing, so recovery loses less. */
 %require "3.8"
 %define api.pure full
 %locations
@@ -360,6 +361,149 @@ event:
 
 #include "lexer.h"
 
+/* ---- Tokens between the scanner and the parser.
+ * yylex wraps the scanner to recover from the two commonest slips the way a
+ * reader would: an entity left open before the next one (or the end of the
+ * file) gets its '}' inserted, and a ';' missing at the end of a line is
+ * inserted by yyreport_syntax_error putting ';' and the lookahead back. */
+
+static void token_free(struct token *t)
+{
+    if (t->kind == TOK_IDENT)
+        free(t->value.TOK_IDENT);
+    else if (t->kind == TOK_STRING)
+        free(t->value.TOK_STRING);
+}
+
+/* An identifier or a keyword: a word that may be an entity's name. */
+static bool namelike(int kind)
+{
+    return kind == TOK_IDENT || (kind >= TOK_SCHEMA && kind <= TOK_INVALIDATE);
+}
+
+/* The n-th token not yet given to the parser (0: the next), reading ahead. */
+static const struct token *peek(struct lex_extra *x, yyscan_t scanner, int n)
+{
+    while (x->nahead <= n) {
+        struct token *t = &x->ahead[x->nahead++];
+        memset(t, 0, sizeof *t);
+        t->kind = memoc_lex(&t->value, &t->loc, scanner);
+        if (t->kind == TOK_YYEOF) {
+            /* The scanner leaves no position for the end: put it right after
+             * the last token, where a missing ';' or '}' would go. */
+            t->loc = (YYLTYPE){x->lexed.last_line, x->lexed.last_column,
+                               x->lexed.last_line, x->lexed.last_column + 1};
+        } else {
+            x->lexed = t->loc;
+            x->swallowed = t->kind == TOK_BADCOMMENT;
+        }
+    }
+    return &x->ahead[n];
+}
+
+static struct token take(struct lex_extra *x, yyscan_t scanner)
+{
+    peek(x, scanner, 0);
+    struct token t = x->ahead[0];
+    x->nahead--;
+    memmove(&x->ahead[0], &x->ahead[1], (size_t)x->nahead * sizeof x->ahead[0]);
+    return t;
+}
+
+/* Puts t in front of the tokens not yet given to the parser. */
+static void put_back(struct lex_extra *x, struct token t)
+{
+    if (x->nahead == LEX_AHEAD) { /* cannot happen: at most 4 + 2 */
+        token_free(&t);
+        return;
+    }
+    memmove(&x->ahead[1], &x->ahead[0], (size_t)x->nahead * sizeof x->ahead[0]);
+    x->ahead[0] = t;
+    x->nahead++;
+}
+
+/* Inside an entity's body, `entity NAME [table NAME] {` can only be the next
+ * entity: no member contains '{'. */
+static bool next_entity_starts(struct lex_extra *x, yyscan_t scanner)
+{
+    if (!namelike(peek(x, scanner, 0)->kind))
+        return false;
+    int n = 1;
+    if (peek(x, scanner, 1)->kind == TOK_TABLE) {
+        if (!namelike(peek(x, scanner, 2)->kind))
+            return false;
+        n = 3;
+    }
+    return peek(x, scanner, n)->kind == '{';
+}
+
+/* Reports the entity left open when `at` (the next 'entity' or the end of
+ * the file) arrives, and returns the '}' that closes it. */
+static struct token close_entity(struct lex_extra *x, const struct token *at)
+{
+    char *name = x->entity.first_line ? diag_text(x->diag, loc_of(x->entity)) : NULL;
+    x->schema->syntax_errors = true;
+    diag_error(x->diag, loc_of(at->loc), "%s%s%s is not closed: expected '}' before %s",
+               name ? "entity '" : "the entity", name ? name : "", name ? "'" : "",
+               at->kind == TOK_YYEOF ? "end of file" : "'entity'");
+    diag_note(x->diag, loc_of(x->open), "to match this '{'");
+    free(name);
+    struct token close = {.kind = '}', .loc = at->loc, .made = true};
+    close.loc.last_line = close.loc.first_line;
+    close.loc.last_column = close.loc.first_column + 1;
+    return close;
+}
+
+int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner)
+{
+    struct lex_extra *x = yyget_extra(scanner);
+    struct token t = take(x, scanner);
+    if (x->in_body && !t.made && t.kind == TOK_YYEOF && x->swallowed) {
+        /* An unterminated comment ate the '}': that error says it all. */
+        put_back(x, t);
+        t = (struct token){.kind = '}', .loc = t.loc, .made = true};
+    } else if (x->in_body && !t.made &&
+        (t.kind == TOK_YYEOF || (t.kind == TOK_ENTITY && next_entity_starts(x, scanner)))) {
+        struct token close = close_entity(x, &t);
+        put_back(x, t);
+        t = close;
+    }
+
+    /* Bodies do not nest: a stray '{' inside one is the parser's to report. */
+    if (t.kind == '{' && !x->in_body) {
+        x->in_body = true;
+        x->open = t.loc;
+    } else if (t.kind == '}') {
+        x->in_body = false;
+    } else if (t.kind == TOK_ENTITY && !x->in_body) {
+        x->entity = (YYLTYPE){0};
+    } else if (x->last.kind == TOK_ENTITY && !x->in_body && namelike(t.kind)) {
+        x->entity = t.loc;
+    }
+
+    x->prev = x->last.loc;
+    x->last = t;
+    *lval = t.value;
+    *lloc = t.loc;
+    return t.kind;
+}
+
+/* After "expected ';'" on a lookahead that starts a new line: gives the
+ * parser a ';' and then the lookahead again, so error recovery (which
+ * discards the lookahead and resumes after a ';') loses only the unfinished
+ * member, not the next one too. */
+static void insert_semicolon(struct lex_extra *x, YYLTYPE at)
+{
+    struct token again = x->last;
+    again.made = false;
+    if (again.kind == TOK_IDENT)
+        again.value.TOK_IDENT = xstrdup(again.value.TOK_IDENT);
+    else if (again.kind == TOK_STRING)
+        again.value.TOK_STRING = xstrdup(again.value.TOK_STRING);
+    put_back(x, again);
+    put_back(x, (struct token){.kind = ';', .loc = at, .made = true});
+}
+
 /* Messages in gcc's manner: "expected ';' before '}'", or "unexpected
  * identifier 'prmary', expected 'primary', 'unique', ...". A state that takes
  * a name accepts every keyword that can be one; those collapse into "a name". */
@@ -376,10 +520,6 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
     switch (tok) {
     case YYSYMBOL_INVALID:
         diag_error(d, loc, "unexpected character '%s'", text);
-        free(text);
-        return 0;
-    case YYSYMBOL_BADNUMBER:
-        diag_error(d, loc, "invalid number '%s' (durations end in ms, s, m, h or d)", text);
         free(text);
         return 0;
     case YYSYMBOL_BADSTRING:
@@ -399,6 +539,41 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
     int n = yypcontext_expected_tokens(ctx, exp, MAX);
     if (n < 0)
         n = 0;
+
+    /* "10x": say what the place takes, a duration, a percentage or a count. */
+    if (tok == YYSYMBOL_BADNUMBER) {
+        const char *want = "";
+        for (int i = 0; i < n; i++)
+            if (exp[i] == YYSYMBOL_DURATION)
+                want = " (a duration ends in ms, s, m, h or d, as in '30s')";
+            else if (exp[i] == YYSYMBOL_PERCENT)
+                want = " (a percentage ends in %, as in '10%')";
+            else if (exp[i] == YYSYMBOL_NUMBER)
+                want = " (a count is digits only)";
+        diag_error(d, loc, "invalid number '%s'%s", text, want);
+        free(text);
+        return 0;
+    }
+
+    /* A ';' forgotten at the end of a line: say so where it belongs, after
+     * the previous token, like gcc, rather than at the next line's start. */
+    bool want_semi = false;
+    for (int i = 0; i < n; i++)
+        if (strcmp(yysymbol_name(exp[i]), "';'") == 0)
+            want_semi = true;
+    if (want_semi && tok != YYSYMBOL_YYEOF && x->prev.last_line > 0 &&
+        (x->last.made || l->first_line > x->prev.last_line)) {
+        YYLTYPE at = {x->prev.last_line, x->prev.last_column, x->prev.last_line,
+                      x->prev.last_column + 1};
+        char *after = diag_text(d, loc_of(x->prev));
+        diag_error(d, loc_of(at), "expected ';' after '%s'", after);
+        free(after);
+        free(text);
+        /* A '}' is taken by error recovery itself, and closes the entity. */
+        if (x->last.kind != '}')
+            insert_semicolon(x, at);
+        return 0;
+    }
 
     /* The keywords a name may be (see the `name` rule). */
     static const yysymbol_kind_t name_kw[] = {
@@ -428,6 +603,56 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
             continue;
         shown[m++] = exp[i] == YYSYMBOL_IDENT ? (takes_name ? "a name" : "a type")
                                                 : yysymbol_name(exp[i]);
+    }
+
+    /* A misspelt keyword, "uniqe" for 'unique': name the closest expected. */
+    char hint[64] = "";
+    if (tok == YYSYMBOL_IDENT) {
+        size_t best = (size_t)-1;
+        for (int i = 0; i < n; i++) {
+            const char *kw = yysymbol_name(exp[i]);
+            size_t len = strlen(kw);
+            if (kw[0] != '\'' || len < 4 || kw[1] < 'a' || kw[1] > 'z')
+                continue;
+            char bare[32];
+            snprintf(bare, sizeof bare, "%.*s", (int)(len - 2), kw + 1);
+            size_t dist = diag_distance(text, bare);
+            if (dist < best && dist <= (strlen(bare) > 4 ? 2u : 1u)) {
+                best = dist;
+                snprintf(hint, sizeof hint, " (did you mean %s?)", kw);
+            }
+        }
+    }
+    /* A misspelt 'cache' or 'on' reads as a field's name, so the error
+     * comes one word later, where a type was due: name the word. */
+    bool wants_type = false;
+    for (int i = 0; i < n; i++)
+        if (exp[i] == YYSYMBOL_IDENT && !takes_name)
+            wants_type = true;
+    if (wants_type && !hint[0] && x->prev.first_line > 0) {
+        /* Only when the word after it is what the keyword takes next. */
+        static const struct {
+            const char *kw;
+            yysymbol_kind_t next[4];
+        } starts[] = {
+            {"cache", {YYSYMBOL_TTL, YYSYMBOL_KEY, YYSYMBOL_JITTER, YYSYMBOL_NEGATIVE}},
+            {"on", {YYSYMBOL_CHANGE, YYSYMBOL_INSERT, YYSYMBOL_UPDATE, YYSYMBOL_DELETE}},
+        };
+        char *word = diag_text(d, loc_of(x->prev));
+        for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+            bool fits = false;
+            for (size_t k = 0; k < 4; k++)
+                fits |= tok == starts[i].next[k];
+            size_t dist = diag_distance(word, starts[i].kw);
+            if (fits && dist > 0 && dist <= (strlen(starts[i].kw) > 4 ? 2u : 1u)) {
+                diag_error(d, loc_of(x->prev), "unknown keyword '%s' (did you mean '%s'?)",
+                           word, starts[i].kw);
+                free(word);
+                free(text);
+                return 0;
+            }
+        }
+        free(word);
     }
 
     char what[256];
@@ -463,7 +688,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
     } else {
         snprintf(msg, sizeof msg, "unexpected %s", what);
     }
-    diag_error(d, loc, "%s", msg);
+    diag_error(d, loc, "%s%s", msg, hint);
     return 0;
 }
 
@@ -478,6 +703,9 @@ int memoc_parse(const char *src, size_t len, ast_schema *schema, diag *d)
     int before = diag_count(d);
     YY_BUFFER_STATE buf = yy_scan_bytes(src, (int)len, scanner);
     int rc = yyparse(scanner);
+    /* An aborted parse can leave tokens read ahead or put back. */
+    for (int i = 0; i < extra.nahead; i++)
+        token_free(&extra.ahead[i]);
     yy_delete_buffer(buf, scanner);
     yylex_destroy(scanner);
     if (rc == 2) {

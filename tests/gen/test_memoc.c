@@ -1,0 +1,584 @@
+/* memoc's error tests and command line.
+ *
+ * Every tests/gen/bad/NAME.memo must be rejected: exit status 1, exactly
+ * NAME.err on stderr, nothing on stdout, and nothing written, both with
+ * --check and with -o into a fresh directory. memoc runs in the case's
+ * directory with the bare file name, so the .err files name the file as
+ * `NAME.memo` wherever the tree lives. To add a case, write NAME.memo (first
+ * line: a `//` comment saying what it tests), then in tests/gen/bad run
+ * `../../../build/memoc --check NAME.memo 2> NAME.err` and read the result.
+ *
+ * Environment: MEMOC (default build/memoc), MEMO_BAD_DIR (default
+ * tests/gen/bad), MEMO_TOP (default .), for schemas/blog.memo. */
+#include "test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Absolute paths, resolved once: memoc runs in other directories. */
+static char *memoc;
+static char *bad_dir;
+static char *blog_schema;
+
+/* What one run of memoc did. */
+typedef struct result {
+    int status; /* exit status, or -1 if it did not exit (a signal) */
+    char *out;  /* stdout, malloc'd */
+    char *err;  /* stderr, malloc'd */
+} result;
+
+static void result_free(result *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+/* Reads a whole file, malloc'd and NUL-terminated; NULL if it cannot. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1)
+            break;
+        cap *= 2;
+        char *grown = realloc(buf, cap);
+        if (!grown)
+            free(buf);
+        buf = grown;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void make_temp_dir(char *buf, size_t size)
+{
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(buf, size, "%s/memoc-test-XXXXXX", tmp);
+    if (!mkdtemp(buf))
+        fail_msg("mkdtemp %s: %s", buf, strerror(errno));
+}
+
+/* Directory entries other than . and .., sorted, as "a b c" (malloc'd);
+ * NULL if the directory cannot be opened. */
+static char *listing(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    char *names[64];
+    size_t n = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) && n < 64) {
+        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0)
+            names[n++] = strdup(ent->d_name);
+    }
+    closedir(d);
+    /* insertion sort: a handful of names */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(names[i]) + 1;
+    char *s = calloc(1, len);
+    for (size_t i = 0; !s && i < n; i++)
+        free(names[i]);
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(s, " ");
+        strcat(s, names[i]);
+        free(names[i]);
+    }
+    return s;
+}
+
+/* Removes a directory of plain files (all memoc writes), then the directory. */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *ent;
+        while ((ent = readdir(d))) {
+            if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Runs memoc with argv (argv[0] is ignored) in directory cwd (NULL: here),
+ * no shell involved; stdout and stderr go through files in a private
+ * directory, so neither pipe can fill up and block. */
+static result run_in(const char *cwd, const char *const argv[])
+{
+    char io[4096], out_path[4200], err_path[4200];
+    make_temp_dir(io, sizeof io);
+    snprintf(out_path, sizeof out_path, "%s/stdout", io);
+    snprintf(err_path, sizeof err_path, "%s/stderr", io);
+
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    char **args = calloc(argc + 1, sizeof *args);
+    assert_non_null(args);
+    args[0] = memoc;
+    for (size_t i = 1; i < argc; i++)
+        args[i] = (char *)(uintptr_t)argv[i]; /* execv's argv is not const, for history */
+
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(126);
+        if (cwd && chdir(cwd) != 0)
+            _exit(126);
+        execv(memoc, args);
+        _exit(127);
+    }
+    free(args);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            fail_msg("waitpid: %s", strerror(errno));
+
+    result r = {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_path),
+                slurp(err_path)};
+    unlink(out_path);
+    unlink(err_path);
+    rmdir(io);
+    if (r.status == 126 || r.status == 127)
+        fail_msg("could not run %s (in %s)", memoc, cwd ? cwd : ".");
+    assert_non_null(r.out);
+    assert_non_null(r.err);
+    return r;
+}
+
+static result run(const char *const argv[])
+{
+    return run_in(NULL, argv);
+}
+
+/* Fails with both texts side by side, line by line, when they differ. */
+static void assert_text(const char *what, const char *expected, const char *got)
+{
+    if (strcmp(expected, got) == 0)
+        return;
+    print_error("%s differs (- expected, + got):\n", what);
+    const char *e = expected, *g = got;
+    int shown = 0;
+    while ((*e || *g) && shown < 80) {
+        size_t el = strcspn(e, "\n"), gl = strcspn(g, "\n");
+        if (el == gl && strncmp(e, g, el) == 0 && (e[el] == '\n') == (g[gl] == '\n')) {
+            print_error("  %.*s\n", (int)el, e);
+        } else {
+            if (*e)
+                print_error("- %.*s%s\n", (int)el, e, e[el] ? "" : "  [no newline]");
+            if (*g)
+                print_error("+ %.*s%s\n", (int)gl, g, g[gl] ? "" : "  [no newline]");
+        }
+        shown++;
+        e += el + (e[el] == '\n');
+        g += gl + (g[gl] == '\n');
+    }
+    fail_msg("%s is not as expected", what);
+}
+
+/* ------------------------------------------------------------ bad schemas */
+
+/* state: the case's path, ".../NAME.memo". */
+static void rejects_bad_schema(void **state)
+{
+    const char *path = *state;
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    char err_path[4096];
+    snprintf(err_path, sizeof err_path, "%.*s.err", (int)(strlen(path) - strlen(".memo")),
+             path);
+    char *expected = slurp(err_path);
+    if (!expected)
+        fail_msg("cannot read %s: every case needs its expected stderr", err_path);
+
+    const char *check[] = {"memoc", "--check", name, NULL};
+    result c = run_in(bad_dir, check);
+
+    char dir[4096];
+    make_temp_dir(dir, sizeof dir);
+    const char *gen[] = {"memoc", "-o", dir, name, NULL};
+    result o = run_in(bad_dir, gen);
+    char *written = listing(dir);
+    remove_dir(dir);
+
+    /* Compare after cleaning up: a failed assertion does not return. */
+    assert_text("stderr of --check", expected, c.err);
+    assert_int_equal(c.status, 1);
+    assert_string_equal(c.out, "");
+    assert_text("stderr of -o", expected, o.err);
+    assert_int_equal(o.status, 1);
+    assert_string_equal(o.out, "");
+    assert_non_null(written);
+    assert_string_equal(written, ""); /* a schema with errors writes nothing */
+
+    free(written);
+    result_free(&c);
+    result_free(&o);
+    free(expected);
+}
+
+/* ----------------------------------------------------------- command line */
+
+static void help_prints_usage(void **state)
+{
+    (void)state;
+    const char *argv[] = {"memoc", "--help", NULL};
+    result r = run(argv);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: memoc ", 13) == 0);
+    assert_non_null(strstr(r.out, "--check"));
+    assert_string_equal(r.err, "");
+    result_free(&r);
+
+    const char *short_argv[] = {"memoc", "-h", NULL};
+    r = run(short_argv);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: memoc ", 13) == 0);
+    result_free(&r);
+}
+
+static void version_prints_version(void **state)
+{
+    (void)state;
+    const char *argv[] = {"memoc", "--version", NULL};
+    result r = run(argv);
+    assert_int_equal(r.status, 0);
+    /* "memoc 0.1.0", maybe followed by more on the line */
+    assert_true(strncmp(r.out, "memoc 0.1.0", 11) == 0);
+    assert_true(r.out[11] == '\n' || r.out[11] == ' ');
+    assert_string_equal(r.err, "");
+    result_free(&r);
+}
+
+static void missing_file_is_usage_error(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_temp_dir(dir, sizeof dir);
+    const char *argv[] = {"memoc", "--check", "x", NULL};
+    result r = run_in(dir, argv);
+    remove_dir(dir);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "memoc: cannot read 'x': No such file or directory\n");
+    assert_string_equal(r.out, "");
+    result_free(&r);
+}
+
+static void no_file_is_usage_error(void **state)
+{
+    (void)state;
+    const char *argv[] = {"memoc", "--check", NULL};
+    result r = run(argv);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "memoc: no schema file given\n", 28) == 0);
+    result_free(&r);
+
+    const char *no_dir[] = {"memoc", "-o", NULL};
+    r = run(no_dir);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "memoc: -o needs a directory\n", 28) == 0);
+    result_free(&r);
+}
+
+static void unknown_option_is_usage_error(void **state)
+{
+    (void)state;
+    const char *argv[] = {"memoc", "--frobnicate", blog_schema, NULL};
+    result r = run(argv);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "memoc: unknown option '--frobnicate'\n", 37) == 0);
+    assert_non_null(strstr(r.err, "usage: memoc"));
+    assert_string_equal(r.out, "");
+    result_free(&r);
+}
+
+/* -o under a regular file, and -o naming one: exit 2, a message naming the
+ * path and the reason, and nothing created. */
+static void unwritable_output_is_io_error(void **state)
+{
+    (void)state;
+    char dir[4096], plain[4200], under[4300], want[4500];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(plain, sizeof plain, "%s/plain", dir);
+    write_text(plain, "not a directory\n");
+
+    snprintf(under, sizeof under, "%s/out", plain);
+    const char *argv[] = {"memoc", "-o", under, blog_schema, NULL};
+    result r = run(argv);
+    const char *file_argv[] = {"memoc", "-o", plain, blog_schema, NULL};
+    result f = run(file_argv);
+    char *left = listing(dir);
+    char *content = slurp(plain);
+    remove_dir(dir);
+
+    assert_int_equal(r.status, 2);
+    snprintf(want, sizeof want, "memoc: cannot create directory '%s': Not a directory\n",
+             under);
+    assert_text("stderr of -o under a file", want, r.err);
+    assert_int_equal(f.status, 2);
+    snprintf(want, sizeof want, "memoc: output '%s' is not a directory\n", plain);
+    assert_text("stderr of -o on a file", want, f.err);
+    assert_string_equal(left, "plain");
+    assert_string_equal(content, "not a directory\n");
+    free(left);
+    free(content);
+    result_free(&r);
+    result_free(&f);
+}
+
+static void good_schema_writes_three_files(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_temp_dir(dir, sizeof dir);
+    const char *argv[] = {"memoc", "-o", dir, blog_schema, NULL};
+    result r = run(argv);
+    char *written = listing(dir);
+    remove_dir(dir);
+    assert_text("stderr", "", r.err);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    /* exactly these: no temporary file left behind */
+    assert_string_equal(written, "blog.c blog.h blog.sql");
+    free(written);
+    result_free(&r);
+}
+
+/* -o into a directory that does not exist yet creates it. */
+static void output_dir_is_created(void **state)
+{
+    (void)state;
+    char dir[4096], sub[4200];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(sub, sizeof sub, "%s/gen", dir);
+    const char *argv[] = {"memoc", "-o", sub, blog_schema, NULL};
+    result r = run(argv);
+    char *written = listing(sub);
+    remove_dir(sub);
+    remove_dir(dir);
+    assert_int_equal(r.status, 0);
+    assert_non_null(written);
+    assert_string_equal(written, "blog.c blog.h blog.sql");
+    free(written);
+    result_free(&r);
+}
+
+static void check_writes_nothing(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_temp_dir(dir, sizeof dir);
+    const char *argv[] = {"memoc", "--check", blog_schema, NULL};
+    result r = run_in(dir, argv);
+    char *written = listing(dir);
+    remove_dir(dir);
+    assert_text("stderr", "", r.err);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    assert_string_equal(written, "");
+    free(written);
+    result_free(&r);
+}
+
+/* Two files with one schema name would write the same NAME.h: an error in
+ * the second, and nothing written for either. */
+static void same_schema_twice_is_error(void **state)
+{
+    (void)state;
+    static const char schema[] = "schema dup;\n"
+                                 "entity item {\n"
+                                 "    id int64 primary key;\n"
+                                 "    cache ttl 1m;\n"
+                                 "}\n";
+    char dir[4096], a[4200], b[4200];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(a, sizeof a, "%s/a.memo", dir);
+    snprintf(b, sizeof b, "%s/b.memo", dir);
+    write_text(a, schema);
+    write_text(b, schema);
+
+    const char *check[] = {"memoc", "--check", "a.memo", "b.memo", NULL};
+    result c = run_in(dir, check);
+    const char *gen[] = {"memoc", "-o", ".", "a.memo", "b.memo", NULL};
+    result o = run_in(dir, gen);
+    char *left = listing(dir);
+    remove_dir(dir);
+
+    static const char want[] =
+        "b.memo:1:8: error: schema 'dup' is also declared in a.memo; both would write "
+        "dup.h\n"
+        "    1 | schema dup;\n"
+        "      |        ^~~\n";
+    assert_int_equal(c.status, 1);
+    assert_text("stderr of --check", want, c.err);
+    assert_int_equal(o.status, 1);
+    assert_text("stderr of -o", want, o.err);
+    assert_string_equal(left, "a.memo b.memo");
+    free(left);
+    result_free(&c);
+    result_free(&o);
+}
+
+/* ------------------------------------------------------------------ main */
+
+/* path made absolute against the working directory (malloc'd), or NULL,
+ * reported, if nothing is there. */
+static char *absolute(const char *path, const char *what)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "test_memoc: %s '%s': %s\n", what, path, strerror(errno));
+        return NULL;
+    }
+    char cwd[4096] = "";
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd)) {
+        fprintf(stderr, "test_memoc: getcwd: %s\n", strerror(errno));
+        return NULL;
+    }
+    size_t len = strlen(cwd) + 1 + strlen(path) + 1;
+    char *abs = malloc(len);
+    if (abs)
+        snprintf(abs, len, "%s%s%s", cwd, cwd[0] ? "/" : "", path);
+    return abs;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(void)
+{
+    const char *env_memoc = getenv("MEMOC");
+    const char *env_bad = getenv("MEMO_BAD_DIR");
+    const char *env_top = getenv("MEMO_TOP");
+    memoc = absolute(env_memoc && *env_memoc ? env_memoc : "build/memoc", "memoc (MEMOC)");
+    bad_dir = absolute(env_bad && *env_bad ? env_bad : "tests/gen/bad",
+                       "case directory (MEMO_BAD_DIR)");
+    char blog[4096];
+    snprintf(blog, sizeof blog, "%s/schemas/blog.memo", env_top && *env_top ? env_top : ".");
+    blog_schema = absolute(blog, "example schema (MEMO_TOP)");
+    if (!memoc || !bad_dir || !blog_schema)
+        return 1;
+
+    /* One test per NAME.memo, found now, so a new case needs no code. */
+    DIR *d = opendir(bad_dir);
+    if (!d) {
+        fprintf(stderr, "test_memoc: cannot open %s: %s\n", bad_dir, strerror(errno));
+        return 1;
+    }
+    size_t n = 0, cap = 64;
+    char **names = malloc(cap * sizeof *names);
+    struct dirent *ent;
+    while (names && (ent = readdir(d))) {
+        size_t len = strlen(ent->d_name);
+        if (len <= 5 || strcmp(ent->d_name + len - 5, ".memo") != 0)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            char **grown = realloc(names, cap * sizeof *names);
+            if (!grown) {
+                free(names);
+                names = NULL;
+                break;
+            }
+            names = grown;
+        }
+        names[n++] = strdup(ent->d_name);
+    }
+    closedir(d);
+    if (!names || n == 0) {
+        fprintf(stderr, "test_memoc: no *.memo cases in %s\n", bad_dir);
+        return 1;
+    }
+    qsort(names, n, sizeof *names, by_name);
+
+    struct CMUnitTest *bad = calloc(n, sizeof *bad);
+    char **paths = calloc(n, sizeof *paths);
+    if (!bad || !paths)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(bad_dir) + 1 + strlen(names[i]) + 1;
+        paths[i] = malloc(len);
+        if (!paths[i])
+            return 1;
+        snprintf(paths[i], len, "%s/%s", bad_dir, names[i]);
+        bad[i] = (struct CMUnitTest){.name = names[i],
+                                     .test_func = rejects_bad_schema,
+                                     .initial_state = paths[i]};
+    }
+
+    const struct CMUnitTest cli[] = {
+        cmocka_unit_test(help_prints_usage),
+        cmocka_unit_test(version_prints_version),
+        cmocka_unit_test(missing_file_is_usage_error),
+        cmocka_unit_test(no_file_is_usage_error),
+        cmocka_unit_test(unknown_option_is_usage_error),
+        cmocka_unit_test(unwritable_output_is_io_error),
+        cmocka_unit_test(good_schema_writes_three_files),
+        cmocka_unit_test(output_dir_is_created),
+        cmocka_unit_test(check_writes_nothing),
+        cmocka_unit_test(same_schema_twice_is_error),
+    };
+
+    int failed = _cmocka_run_group_tests("memoc: bad schemas", bad, n, NULL, NULL);
+    failed += cmocka_run_group_tests_name("memoc: command line", cli, NULL, NULL);
+
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+        free(paths[i]);
+    }
+    free(names);
+    free(paths);
+    free(bad);
+    free(memoc);
+    free(bad_dir);
+    free(blog_schema);
+    return failed ? 1 : 0;
+}
