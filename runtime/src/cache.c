@@ -90,7 +90,6 @@ static void release_lease(memo_repo *repo, const memop_key *lease, const char *t
     size_t lens[] = {lease->len, strlen(token)};
     redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_RELEASE, 1, 2, argv, lens);
     memop_redis_release(repo, c, rep == NULL);
-    freeReplyObject(rep);
 }
 
 /* Runs the loader and fills under the lease (when token is given). */
@@ -133,7 +132,6 @@ static enum outcome load_and_fill(read_ctx *r, const memop_key *lease, const cha
         }
     }
     memop_redis_release(r->repo, c, rep == NULL);
-    freeReplyObject(rep);
     return LOADED;
 }
 
@@ -275,15 +273,14 @@ static enum outcome cached_read(read_ctx *r)
                 memop_redis_trip(repo); /* out of memory, read-only: an outage too */
             }
             memop_redis_release(repo, c, rep == NULL);
-            freeReplyObject(rep);
             break;
         }
-        memop_redis_release(repo, c, false);
+        /* the reply lives in the connection: take what is needed, then release */
         if (rep->type == REDIS_REPLY_STRING) {
             bool neg = is_null_value(rep->str, rep->len);
             r->value.len = 0;
             memop_buf_append(&r->value, rep->str, rep->len);
-            freeReplyObject(rep);
+            memop_redis_release(repo, c, false);
             if (!r->missed)
                 MEMOP_INC(*(neg ? &s->negative_hits : &s->hits));
             if (r->value.failed) {
@@ -293,7 +290,7 @@ static enum outcome cached_read(read_ctx *r)
             return neg ? NEG_HIT : HIT;
         }
         long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-        freeReplyObject(rep);
+        memop_redis_release(repo, c, false);
         if (!r->missed) {
             MEMOP_INC(s->misses);
             r->missed = true;
@@ -354,7 +351,6 @@ static void discard(memo_repo *repo, memop_entity *e, const memop_key *key, cons
     size_t lens[] = {3, key->len};
     redisReply *rep = memop_redis_command(repo, c, 2, argv, lens);
     memop_redis_release(repo, c, rep == NULL);
-    freeReplyObject(rep);
 }
 
 static void record(memop_entity *e, enum memop_op op, uint64_t t0, bool hit)
@@ -834,9 +830,6 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
             MEMOP_INC(*(r->integer == 1 ? &e->stats.fills : &e->stats.fill_rejects));
     }
 out:
-    if (calls)
-        for (size_t i = 0; i < count; i++)
-            freeReplyObject(calls[i].reply);
     if (values)
         for (size_t i = 0; i < count; i++)
             memop_buf_free(&values[i]);
@@ -914,7 +907,6 @@ static memo_status many(memo_repo *repo, memop_entity *e, const void *keys, size
             }
         }
         bool broken = r == NULL;
-        freeReplyObject(r);
 
         /* the misses: take their leases in one pipeline */
         if (!degraded && misses > 0) {
@@ -966,8 +958,6 @@ static memo_status many(memo_repo *repo, memop_entity *e, const void *keys, size
                         }
                     }
                 }
-                for (size_t j = 0; j < k; j++)
-                    freeReplyObject(calls[j].reply);
             }
             free(calls);
             free(leases);

@@ -40,19 +40,15 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         goto out;
     }
     /* GET, PTTL and the lease in one round trip */
-    redisAppendCommand(rc->ctx, "GET %b", k.s, k.len);
-    redisAppendCommand(rc->ctx, "PTTL %b", k.s, k.len);
-    redisAppendCommand(rc->ctx, "EXISTS %b", lease.s, lease.len);
-    for (int i = 0; i < 3; i++) {
-        void *reply;
-        if (redisGetReply(rc->ctx, &reply) != REDIS_OK) {
-            broken = true;
-            memop_redis_trip(repo);
-            st = memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s", repo->redis_name,
-                            rc->ctx->errstr);
-            goto out;
-        }
-        r[i] = reply;
+    const char *get[] = {"GET", k.s}, *pttl[] = {"PTTL", k.s}, *exists[] = {"EXISTS", lease.s};
+    size_t klens[] = {3, k.len}, plens[] = {4, k.len}, elens[] = {6, lease.len};
+    memop_redis_append(rc, 2, get, klens);
+    memop_redis_append(rc, 2, pttl, plens);
+    memop_redis_append(rc, 2, exists, elens);
+    if (memop_redis_exchange(repo, rc, 3, r, "GET") != 0) {
+        broken = true;
+        st = MEMO_ERR_REDIS;
+        goto out;
     }
     if (r[0]->type == REDIS_REPLY_STRING) {
         res->cached = true;
@@ -98,8 +94,6 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         memset(b, 0, d->size);
     }
 out:
-    for (int i = 0; i < 3; i++)
-        freeReplyObject(r[i]);
     if (rc)
         memop_redis_release(repo, rc, broken);
     PQclear(pr);

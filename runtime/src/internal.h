@@ -200,8 +200,20 @@ bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
 
 typedef struct memop_rconn {
     redisContext *ctx;
-    uint64_t epoch; /* the breaker epoch it was made in */
+    uint64_t epoch;            /* the breaker epoch it was made in */
+    memop_buf out;             /* commands waiting to be written */
+    struct memop_arena *first, *cur; /* where replies live until release */
 } memop_rconn;
+
+/* Formats one command into the connection's output buffer. */
+void memop_redis_append(memop_rconn *, int argc, const char *const *argv, const size_t *lens);
+/* Writes what was appended and reads n replies into replies[] (valid until
+ * the connection is released). 0, or -1 after recording the failure; then
+ * the connection is broken. `what` names the command for the message. */
+int memop_redis_exchange(memo_repo *, memop_rconn *, size_t n, redisReply **replies,
+                         const char *what);
+void memop_rconn_use_arena(memop_rconn *);
+void memop_rconn_free_arena(memop_rconn *);
 
 /* Takes a Redis connection from the pool, connecting if needed. NULL (with a
  * message recorded) when Redis is unavailable or the breaker is open. */

@@ -4,10 +4,12 @@
  * engine degrades to PostgreSQL, the breaker stops further attempts, and a
  * background prober closes it again when Redis answers. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -43,6 +45,8 @@ static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
     [MEMOP_SCRIPT_RELEASE] = script_release,
 };
 
+static void arena_reset(memop_rconn *c);
+
 static struct timeval tv_of(int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -74,6 +78,7 @@ static void rconn_free(memop_rconn *c)
     if (!c)
         return;
     redisFree(c->ctx);
+    memop_rconn_free_arena(c);
     free(c);
 }
 
@@ -175,6 +180,7 @@ static memop_rconn *rconn_new(memo_repo *repo, char *err, size_t errsize)
     }
     c->ctx = ctx;
     c->epoch = atomic_load(&repo->breaker_epoch);
+    memop_rconn_use_arena(c);
     return c;
 fail:
     freeReplyObject(r);
@@ -207,8 +213,10 @@ memop_rconn *memop_redis_acquire(memo_repo *repo)
     if (!c)
         p->live++;
     pthread_mutex_unlock(&p->lock);
-    if (c)
+    if (c) {
+        arena_reset(c); /* replies of the last user are done with */
         return c;
+    }
 
     char err[512];
     c = rconn_new(repo, err, sizeof err);
@@ -239,56 +247,250 @@ void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* --------------------------------------------------------------- transport */
+
+/* Commands are written as RESP from a buffer the connection keeps, straight
+ * to the socket; replies are built by hiredis' reader into an arena the
+ * connection keeps. Neither allocates once warm, so a cache hit costs no
+ * malloc but the caller's strings. Replies live until the connection is
+ * released; never freeReplyObject() them. */
+
+struct memop_arena {
+    struct memop_arena *next;
+    size_t cap, used;
+    _Alignas(max_align_t) char data[];
+};
+
+static void *arena_alloc(memop_rconn *c, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    while (c->cur && c->cur->used + n > c->cur->cap) {
+        c->cur = c->cur->next;
+        if (c->cur)
+            c->cur->used = 0;
+    }
+    if (!c->cur) {
+        size_t cap = n > 16384 ? n : 16384;
+        struct memop_arena *a = malloc(sizeof *a + cap);
+        if (!a)
+            return NULL;
+        a->next = NULL;
+        a->cap = cap;
+        a->used = 0;
+        /* append: blocks are reused in order after each reset */
+        struct memop_arena **tail = &c->first;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = a;
+        c->cur = a;
+    }
+    void *p = c->cur->data + c->cur->used;
+    c->cur->used += n;
+    return p;
+}
+
+static void arena_reset(memop_rconn *c)
+{
+    c->cur = c->first;
+    if (c->cur)
+        c->cur->used = 0;
+}
+
+static redisReply *arena_reply(const redisReadTask *task)
+{
+    memop_rconn *c = task->privdata;
+    redisReply *r = arena_alloc(c, sizeof *r);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->type = task->type;
+    if (task->parent) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+    return r;
+}
+
+static void *arena_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = arena_reply(task);
+    if (!r || !(r->str = arena_alloc(task->privdata, len + 1)))
+        return NULL;
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+
+static void *arena_array(const redisReadTask *task, int elements)
+{
+    redisReply *r = arena_reply(task);
+    if (!r)
+        return NULL;
+    if (elements > 0 &&
+        !(r->element = arena_alloc(task->privdata, (size_t)elements * sizeof *r->element)))
+        return NULL;
+    r->elements = (size_t)elements;
+    return r;
+}
+
+static void *arena_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = arena_reply(task);
+    if (r)
+        r->integer = value;
+    return r;
+}
+
+static void *arena_nil(const redisReadTask *task)
+{
+    /* the task says "bulk string" for $-1: nil is the reply's own type */
+    redisReply *r = arena_reply(task);
+    if (r)
+        r->type = REDIS_REPLY_NIL;
+    return r;
+}
+
+static void arena_free(void *reply)
+{
+    (void)reply; /* the arena owns it */
+}
+
+static redisReplyObjectFunctions arena_fns = {arena_string, arena_array, arena_integer,
+                                              arena_nil, arena_free};
+
+void memop_rconn_use_arena(memop_rconn *c)
+{
+    c->ctx->reader->fn = &arena_fns;
+    c->ctx->reader->privdata = c;
+}
+
+void memop_rconn_free_arena(memop_rconn *c)
+{
+    while (c->first) {
+        struct memop_arena *next = c->first->next;
+        free(c->first);
+        c->first = next;
+    }
+    c->cur = NULL;
+    memop_buf_free(&c->out);
+}
+
+void memop_redis_append(memop_rconn *c, int argc, const char *const *argv, const size_t *lens)
+{
+    memop_buf *b = &c->out;
+    char head[32];
+    int n = snprintf(head, sizeof head, "*%d\r\n", argc);
+    memop_buf_append(b, head, (size_t)n);
+    for (int i = 0; i < argc; i++) {
+        size_t len = lens ? lens[i] : strlen(argv[i]);
+        n = snprintf(head, sizeof head, "$%zu\r\n", len);
+        memop_buf_append(b, head, (size_t)n);
+        memop_buf_append(b, argv[i], len);
+        memop_buf_append(b, "\r\n", 2);
+    }
+}
+
+/* Records a transport failure: the connection is dead, the breaker opens. */
+static void transport_failed(memo_repo *repo, memop_rconn *c, const char *what)
+{
+    char why[256];
+    context_error(c->ctx, why, sizeof why);
+    if (!c->ctx->err) {
+        c->ctx->err = REDIS_ERR_IO;
+        snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%.100s", why);
+    }
+    memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s: %s", repo->redis_name, what, why);
+    memop_redis_trip(repo);
+}
+
+int memop_redis_exchange(memo_repo *repo, memop_rconn *c, size_t n, redisReply **replies,
+                         const char *what)
+{
+    memop_buf *b = &c->out;
+    if (b->failed) {
+        b->len = 0;
+        b->failed = false;
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    /* the socket has SO_SNDTIMEO: a frozen server times the write out */
+    size_t done = 0;
+    while (done < b->len) {
+        ssize_t w = write(c->ctx->fd, b->s + done, b->len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            b->len = 0;
+            if (w < 0) {
+                c->ctx->err = REDIS_ERR_IO;
+                snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%s",
+                         errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
+                                                                 : strerror(errno));
+            }
+            transport_failed(repo, c, what);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    b->len = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *reply = NULL;
+        if (redisGetReply(c->ctx, &reply) != REDIS_OK || !reply) {
+            transport_failed(repo, c, what);
+            return -1;
+        }
+        replies[i] = reply;
+    }
+    return 0;
+}
+
 redisReply *memop_redis_command(memo_repo *repo, memop_rconn *c, int argc, const char **argv,
                                 const size_t *lens)
 {
-    redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
-    if (!r) {
-        char why[256];
-        context_error(c->ctx, why, sizeof why);
-        memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s %s: %s", repo->redis_name, argv[0],
-                   argc > 1 ? argv[1] : "", why);
-        memop_redis_trip(repo);
+    memop_redis_append(c, argc, argv, lens);
+    redisReply *r = NULL;
+    return memop_redis_exchange(repo, c, 1, &r, argv[0]) == 0 ? r : NULL;
+}
+
+/* EVALSHA sha nkeys keys... args... into the connection's buffer. */
+static void append_script(memo_repo *repo, memop_rconn *c, enum memop_script which, bool sha,
+                          int nkeys, int argc, const char *const *argv, const size_t *lens)
+{
+    const char *av[16];
+    size_t al[16];
+    char nk[8];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    av[0] = sha ? "EVALSHA" : "EVAL";
+    al[0] = strlen(av[0]);
+    av[1] = sha ? repo->script_sha[which] : scripts[which];
+    al[1] = strlen(av[1]);
+    av[2] = nk;
+    al[2] = strlen(nk);
+    for (int i = 0; i < argc && i < 13; i++) {
+        av[3 + i] = argv[i];
+        al[3 + i] = lens[i];
     }
-    return r;
+    memop_redis_append(c, argc + 3, av, al);
+}
+
+static bool noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
 redisReply *memop_redis_script(memo_repo *repo, memop_rconn *c, enum memop_script which,
                                int nkeys, int argc, const char **argv, const size_t *lens)
 {
-    /* EVALSHA sha nkeys keys... args... */
-    const char *av[16];
-    size_t al[16];
-    char nk[8];
-    if (argc + 3 > 16)
+    redisReply *r = NULL;
+    append_script(repo, c, which, true, nkeys, argc, argv, lens);
+    if (memop_redis_exchange(repo, c, 1, &r, "EVALSHA") != 0)
         return NULL;
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    av[0] = "EVALSHA";
-    al[0] = 7;
-    av[1] = repo->script_sha[which];
-    al[1] = 40;
-    av[2] = nk;
-    al[2] = strlen(nk);
-    for (int i = 0; i < argc; i++) {
-        av[3 + i] = argv[i];
-        al[3 + i] = lens[i];
-    }
-    redisReply *r = redisCommandArgv(c->ctx, argc + 3, av, al);
-    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+    if (noscript(r)) {
         /* Redis restarted or was flushed: EVAL runs and caches it again */
-        freeReplyObject(r);
-        av[0] = "EVAL";
-        al[0] = 4;
-        av[1] = scripts[which];
-        al[1] = strlen(scripts[which]);
-        r = redisCommandArgv(c->ctx, argc + 3, av, al);
-    }
-    if (!r) {
-        char why[256];
-        context_error(c->ctx, why, sizeof why);
-        memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: script on %s: %s", repo->redis_name,
-                   nkeys > 0 ? argv[0] : "", why);
-        memop_redis_trip(repo);
+        append_script(repo, c, which, false, nkeys, argc, argv, lens);
+        if (memop_redis_exchange(repo, c, 1, &r, "EVAL") != 0)
+            return NULL;
     }
     return r;
 }
@@ -296,53 +498,24 @@ redisReply *memop_redis_script(memo_repo *repo, memop_rconn *c, enum memop_scrip
 int memop_redis_script_many(memo_repo *repo, memop_rconn *c, enum memop_script which,
                             int nkeys, memop_script_call *calls, size_t n)
 {
-    char nk[8];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    for (size_t i = 0; i < n; i++) {
-        const char *av[11];
-        size_t al[11];
-        av[0] = "EVALSHA";
-        al[0] = 7;
-        av[1] = repo->script_sha[which];
-        al[1] = 40;
-        av[2] = nk;
-        al[2] = strlen(nk);
-        for (int k = 0; k < calls[i].argc; k++) {
-            av[3 + k] = calls[i].argv[k];
-            al[3 + k] = calls[i].lens[k];
-        }
-        if (redisAppendCommandArgv(c->ctx, calls[i].argc + 3, av, al) != REDIS_OK)
-            goto fail;
+    for (size_t i = 0; i < n; i++)
+        append_script(repo, c, which, true, nkeys, calls[i].argc, calls[i].argv,
+                      calls[i].lens);
+    redisReply **replies = n <= 128 ? (redisReply *[128]){0} : calloc(n, sizeof *replies);
+    if (!replies)
+        return -1;
+    int rc = memop_redis_exchange(repo, c, n, replies, "EVALSHA pipeline");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        calls[i].reply = replies[i];
+        /* after a restart the scripts are gone: run those calls again */
+        if (noscript(replies[i]) &&
+            !(calls[i].reply = memop_redis_script(repo, c, which, nkeys, calls[i].argc,
+                                                  calls[i].argv, calls[i].lens)))
+            rc = -1;
     }
-    for (size_t i = 0; i < n; i++) {
-        void *reply;
-        if (redisGetReply(c->ctx, &reply) != REDIS_OK)
-            goto fail;
-        calls[i].reply = reply;
-    }
-    /* after a restart the scripts are gone: run those calls again by EVAL */
-    for (size_t i = 0; i < n; i++) {
-        redisReply *r = calls[i].reply;
-        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-            freeReplyObject(r);
-            calls[i].reply = memop_redis_script(repo, c, which, nkeys, calls[i].argc,
-                                                calls[i].argv, calls[i].lens);
-            if (!calls[i].reply)
-                return -1;
-        }
-    }
-    return 0;
-fail: {
-    char why[256];
-    context_error(c->ctx, why, sizeof why);
-    memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: pipeline: %s", repo->redis_name, why);
-    memop_redis_trip(repo);
-    for (size_t i = 0; i < n; i++) {
-        freeReplyObject(calls[i].reply);
-        calls[i].reply = NULL;
-    }
-    return -1;
-}
+    if (n > 128)
+        free(replies);
+    return rc;
 }
 
 /* ------------------------------------------------------- invalidation */
@@ -423,7 +596,6 @@ void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
             memop_redis_trip(repo);
     }
 out:
-    freeReplyObject(r);
     free(argv);
     free(lens);
     memop_redis_release(repo, c, broken);
@@ -466,7 +638,6 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
         redisReply *r = memop_redis_command(repo, c, 6, argv, lens);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING) {
-            freeReplyObject(r);
             removed = -1;
             break;
         }
@@ -489,11 +660,10 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
                 removed += u->integer;
             else
                 removed = -1;
-            freeReplyObject(u);
             free(av);
             free(al);
         }
-        freeReplyObject(r);
+        arena_reset(c); /* done with both replies: keep a big scan's memory flat */
     } while (removed >= 0 && strcmp(cursor, "0") != 0);
     memop_buf_free(&pat);
     return removed;
@@ -545,9 +715,8 @@ static bool pending_flush(memo_repo *repo, memop_rconn *c)
             argv[i + 1] = q->keys[done + i];
             lens[i + 1] = strlen(q->keys[done + i]);
         }
-        redisReply *r = redisCommandArgv(c->ctx, (int)batch + 1, argv, lens);
+        redisReply *r = memop_redis_command(repo, c, (int)batch + 1, argv, lens);
         ok = r && r->type == REDIS_REPLY_INTEGER;
-        freeReplyObject(r);
         if (ok)
             done += batch;
     }
@@ -596,9 +765,9 @@ static void *prober_main(void *arg)
         memop_rconn *c = rconn_new(repo, err, sizeof err);
         bool ok = false;
         if (c) {
-            redisReply *r = redisCommand(c->ctx, "PING");
+            const char *ping[] = {"PING"};
+            redisReply *r = memop_redis_command(repo, c, 1, ping, NULL);
             ok = r && r->type != REDIS_REPLY_ERROR;
-            freeReplyObject(r);
             if (ok)
                 ok = pending_flush(repo, c);
             rconn_free(c);

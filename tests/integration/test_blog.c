@@ -466,6 +466,7 @@ static void get_many_order_and_batching(void **state)
     assert_int_equal(STAT("user", "db_queries"), 1); /* one query for every miss */
     assert_int_equal(STAT("user", "hits"), 2);
     assert_int_equal(STAT("user", "misses"), 5);
+    assert_int_equal(STAT("user", "errors"), 0); /* a miss is not a corrupt value */
 
     /* now all of them are cached, the missing one negatively */
     assert_int_equal(blog_user_get_many(repo, ask, 7, &l), MEMO_OK);
