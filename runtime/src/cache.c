@@ -72,7 +72,14 @@ typedef struct read_ctx {
     bool degraded;
     bool missed; /* counted as a miss: the caller's latency is a miss's */
     bool filled; /* this call's fill was accepted */
+    char storage[1024]; /* where value starts: a typical row needs no malloc */
 } read_ctx;
+
+/* Sets up a read; value starts in the context's own storage. */
+#define READ_CTX(name, repo_, e_, key_, load_, ctx_)                                      \
+    read_ctx name = {.repo = (repo_), .e = (e_), .key = (key_), .load = (load_),            \
+                     .ctx = (ctx_), .st = MEMO_OK};                                          \
+    name.value = MEMOP_BUF_IN(name.storage)
 
 static bool is_null_value(const char *s, size_t n)
 {
@@ -444,7 +451,7 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     memop_key_build(repo, d, &d->row.key, part, plen, &k);
 
     row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
-    read_ctx r = {repo, e, &k, load_row, &ctx, {0}, MEMO_OK, false, false, false};
+    READ_CTX(r, repo, e, &k, load_row, &ctx);
     memo_status st = MEMO_OK;
     for (int attempt = 0;; attempt++) {
         enum outcome o = cached_read(&r);
@@ -509,6 +516,62 @@ static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
     return memop_pk_encode(pk, (const char *)ctx->row + pk->offset, value);
 }
 
+typedef union pk_value {
+    int32_t i32;
+    int64_t i64;
+    char *text;
+} pk_value;
+
+enum fast { FAST_MISS, FAST_ROW, FAST_NONE, FAST_PK };
+
+/* A unique lookup and its row in one round trip (the GET_BY script): the
+ * row (FAST_ROW, decoded into out), a negative entry (FAST_NONE), only the
+ * primary key (FAST_PK: the row is to be read as by get), or nothing usable
+ * (FAST_MISS: the lookup path with its lease). */
+static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memop_key *k, void *out,
+                             pk_value *pk)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pkf = &d->fields[d->pk];
+    memop_stats *s = &e->stats;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return FAST_MISS;
+    /* the row key around the primary key's part */
+    memop_key around;
+    memop_key_build(repo, d, &d->row.key, "", 0, &around);
+    size_t head = repo->key_prefix_len + strlen(d->schema) + 2 + strlen(d->row.key.head);
+    const char *argv[] = {k->s, around.s, around.s + head, pkf->type == MEMO_TEXT ? "1" : "0"};
+    size_t lens[] = {k->len, head, around.len - head, 1};
+    redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 4, argv, lens);
+    enum fast result = FAST_MISS;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        goto out;
+    const redisReply *v = rep->element[0];
+    if (is_null_value(v->str, v->len)) {
+        MEMOP_INC(s->negative_hits);
+        result = FAST_NONE;
+        goto out;
+    }
+    if (!memop_pk_decode(pkf, v->str, v->len, pk))
+        goto out; /* the lookup path finds it corrupt and heals it */
+    MEMOP_INC(s->hits);
+    result = FAST_PK;
+    if (rep->elements < 2 || rep->element[1]->type != REDIS_REPLY_STRING)
+        goto out;
+    const redisReply *row = rep->element[1];
+    char why[128];
+    if (is_null_value(row->str, row->len) ||
+        memop_row_decode(d, row->str, row->len, out, why, sizeof why) != MEMO_OK)
+        goto out; /* a row deleted since, or corrupt: the row path sorts it out */
+    MEMOP_INC(s->hits);
+    result = FAST_ROW;
+out:
+    memop_redis_release(repo, c, rep == NULL);
+    return result;
+}
+
 memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
                         const void *key, void *out)
 {
@@ -530,9 +593,30 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
     memop_key k;
     memop_key_build(repo, d, &l->key, part, plen, &k);
 
-    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
-    read_ctx r = {repo, e, &k, load_unique, &ctx, {0}, MEMO_OK, false, false, false};
     bool hit = false;
+    pk_value pk = {0};
+    bool text_pk = d->fields[d->pk].type == MEMO_TEXT;
+    switch (get_by_fast(repo, e, &k, out, &pk)) {
+    case FAST_ROW:
+        if (text_pk)
+            free(pk.text);
+        record(e, MEMOP_OP_GET_BY, t0, true);
+        return MEMO_OK;
+    case FAST_NONE:
+        record(e, MEMOP_OP_GET_BY, t0, true);
+        return MEMO_NOT_FOUND;
+    case FAST_PK:
+        st = get_row(repo, e, &pk, out, &hit);
+        if (text_pk)
+            free(pk.text);
+        record(e, MEMOP_OP_GET_BY, t0, hit);
+        return st;
+    case FAST_MISS:
+        break;
+    }
+
+    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
+    READ_CTX(r, repo, e, &k, load_unique, &ctx);
     for (int attempt = 0;; attempt++) {
         enum outcome o = cached_read(&r);
         hit = !r.missed;
@@ -542,11 +626,6 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
             st = r.st;
         } else {
             /* the lookup holds the primary key */
-            union {
-                int32_t i32;
-                int64_t i64;
-                char *text;
-            } pk = {0};
             if (!memop_pk_decode(&d->fields[d->pk], r.value.s, r.value.len, &pk)) {
                 discard(repo, e, &k, "not a primary key");
                 if (attempt == 0)
@@ -557,7 +636,7 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
             bool row_hit;
             st = get_row(repo, e, &pk, out, &row_hit);
             hit = hit && row_hit;
-            if (d->fields[d->pk].type == MEMO_TEXT)
+            if (text_pk)
                 free(pk.text);
         }
         break;
@@ -1101,7 +1180,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
     memop_key_build(repo, d, &ld->key, part, plen, &k);
 
     list_ctx ctx = {NULL, ld, MEMOP_SQL_LIST(d, l), g, key};
-    read_ctx r = {repo, e, &k, load_list, &ctx, {0}, MEMO_OK, false, false, false};
+    READ_CTX(r, repo, e, &k, load_list, &ctx);
     bool hit = false;
     for (int attempt = 0;; attempt++) {
         enum outcome o = cached_read(&r);

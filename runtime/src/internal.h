@@ -26,7 +26,12 @@ typedef struct memop_buf {
     char *s;
     size_t len, cap;
     bool failed;
+    bool borrowed; /* s is the caller's storage (on its stack): never freed */
 } memop_buf;
+
+/* A buffer that starts in storage the caller owns and moves to the heap only
+ * when it outgrows it. */
+#define MEMOP_BUF_IN(storage) ((memop_buf){(storage), 0, sizeof(storage), false, true})
 
 void memop_buf_append(memop_buf *, const void *data, size_t n);
 void memop_buf_puts(memop_buf *, const char *s);
@@ -230,6 +235,7 @@ enum memop_script {
     MEMOP_SCRIPT_GET_OR_LEASE, /* value, or 1 (lease taken), or 0 (held by another) */
     MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
     MEMOP_SCRIPT_RELEASE,      /* drop the lease if it is still ours */
+    MEMOP_SCRIPT_GET_BY,       /* a unique lookup and its row in one trip */
     MEMOP_SCRIPT_COUNT
 };
 

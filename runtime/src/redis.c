@@ -39,7 +39,28 @@ static const char script_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
 
+/* KEYS[1] a unique lookup; ARGV[1] and ARGV[2] the row key around the
+ * primary key's part, ARGV[3] "1" when the key is text. The lookup and the
+ * row in one round trip: {pk, row}, or {pk} when the row key could not be
+ * built here (a part long enough to be hashed) or the lookup is negative,
+ * or nil on a miss. The row key is not declared, so this runs on a single
+ * Redis, not across Cluster slots. The escaping is keys.c's, byte for byte. */
+static const char script_get_by[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return nil end\n"
+    "if v == 'null' then return {v} end\n"
+    "local part = v\n"
+    "if ARGV[3] == '1' then\n"
+    "  local ok, s = pcall(cjson.decode, v)\n"
+    "  if not ok or type(s) ~= 'string' then return {v} end\n"
+    "  part = string.gsub(s, '[^%w%-_%.@%+]', function(c)\n"
+    "    return string.format('%%%02X', string.byte(c)) end)\n"
+    "  if #part > 128 then return {v} end\n"
+    "end\n"
+    "return {v, redis.call('GET', ARGV[1] .. part .. ARGV[2])}\n";
+
 static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
+    [MEMOP_SCRIPT_GET_BY] = script_get_by,
     [MEMOP_SCRIPT_GET_OR_LEASE] = script_get_or_lease,
     [MEMOP_SCRIPT_FILL] = script_fill,
     [MEMOP_SCRIPT_RELEASE] = script_release,

@@ -47,10 +47,14 @@ static void buf_reserve(memop_buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra + 1)
         cap *= 2;
-    char *s = realloc(b->s, cap);
+    char *s = b->borrowed ? malloc(cap) : realloc(b->s, cap);
     if (!s) {
         b->failed = true;
         return;
+    }
+    if (b->borrowed) {
+        memcpy(s, b->s, b->len);
+        b->borrowed = false;
     }
     b->s = s;
     b->cap = cap;
@@ -92,7 +96,8 @@ void memop_buf_printf(memop_buf *b, const char *fmt, ...)
 
 void memop_buf_free(memop_buf *b)
 {
-    free(b->s);
+    if (!b->borrowed)
+        free(b->s);
     memset(b, 0, sizeof *b);
 }
 
