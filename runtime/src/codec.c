@@ -591,15 +591,18 @@ static int field_value(reader *r, const memo_field_desc *f, void *row)
     if (c == '"') {
         const char *start = r->p;
         if (f->type == MEMO_TEXT || f->type == MEMO_JSON) {
-            char *out = malloc((size_t)(r->end - r->p));
+            /* measure, then copy: the caller's string is its only allocation */
             size_t len;
-            if (!out || !string(r, out, &len)) {
+            if (!string(r, NULL, &len))
+                return SYNTAX;
+            char *out = malloc(len + 1);
+            reader again = {start, r->p};
+            if (!out || !string(&again, out, &len)) {
                 free(out);
                 return SYNTAX;
             }
             out[len] = '\0';
-            char *fit = realloc(out, len + 1); /* return what the escapes saved */
-            *(char **)p = fit ? fit : out;
+            *(char **)p = out;
             return DECODED;
         }
         if (!string(r, NULL, NULL))

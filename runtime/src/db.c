@@ -476,9 +476,16 @@ void memop_param_key(memop_params *ps, const memo_field_desc *f, const void *key
 memo_status memop_result_row(const memo_entity_desc *d, const PGresult *res, int r, int first,
                              void *row)
 {
-    for (unsigned i = 0; i < d->nfields; i++) {
+    return memop_result_fields(d, NULL, d->nfields, res, r, first, row);
+}
+
+memo_status memop_result_fields(const memo_entity_desc *d, const unsigned *which, unsigned n,
+                                const PGresult *res, int r, int first, void *row)
+{
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = which ? which[k] : k;
         const memo_field_desc *f = &d->fields[i];
-        int col = first + (int)i;
+        int col = first + (int)k;
         char *p = (char *)row + f->offset;
         if (PQgetisnull(res, r, col)) {
             if (!(f->flags & MEMO_FIELD_NULLABLE))

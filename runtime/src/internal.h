@@ -131,6 +131,11 @@ typedef struct memop_entity {
     memop_stmt *sql;
     unsigned nsql;
     _Atomic bool flush_pending; /* invalidations were dropped: drop all keys */
+    /* the fields a write's invalidation depends on, in field order: the key,
+     * cached unique fields, list group and order fields, rule fields. Writes
+     * return only these. */
+    unsigned keyfields[64];
+    unsigned nkeyfields;
 } memop_entity;
 
 enum memop_sql {
@@ -304,6 +309,10 @@ memo_status memop_db_run(memo_repo *, memo_tx *tx, memop_entity *e, unsigned stm
 void memop_param_field(memop_params *, const memo_field_desc *f, const void *row);
 /* Appends a key value (pointer to the field's C type). */
 void memop_param_key(memop_params *, const memo_field_desc *f, const void *key);
+/* Reads fields which[0..n) (NULL: every field) from columns first.. of
+ * result row r into a zeroed row. */
+memo_status memop_result_fields(const memo_entity_desc *, const unsigned *which, unsigned n,
+                                const PGresult *, int r, int first, void *row);
 /* Reads columns [first, first + nfields) of result row `r` into a zeroed row. */
 memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, int first,
                              void *row);

@@ -64,9 +64,35 @@ static memo_status finish(memop_stmt *st, memop_buf *b)
     return MEMO_OK;
 }
 
+/* "c1", "c2", ... of the fields a write's invalidation depends on. */
+static void key_columns(memop_buf *b, const memop_entity *e, const char *alias)
+{
+    for (unsigned k = 0; k < e->nkeyfields; k++)
+        memop_buf_printf(b, "%s%s%s\"%s\"", k ? ", " : "", alias ? alias : "", alias ? "." : "",
+                         e->desc->fields[e->keyfields[k]].name);
+}
+
+static void find_keyfields(memop_entity *e)
+{
+    const memo_entity_desc *d = e->desc;
+    bool use[64] = {false};
+    use[d->pk] = true;
+    for (unsigned u = 0; u < d->nuniques; u++)
+        use[d->uniques[u].field] = true;
+    for (unsigned l = 0; l < d->nlists; l++)
+        use[d->lists[l].group] = use[d->lists[l].order] = true;
+    for (unsigned r = 0; r < d->nrules; r++)
+        use[d->rules[r].field] = true;
+    e->nkeyfields = 0;
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (use[i])
+            e->keyfields[e->nkeyfields++] = i;
+}
+
 memo_status memop_sql_build(memop_entity *e)
 {
     const memo_entity_desc *d = e->desc;
+    find_keyfields(e);
     const memo_field_desc *pk = &d->fields[d->pk];
     e->nsql = MEMOP_SQL_FIXED + d->nuniques + d->nlists;
     e->sql = calloc(e->nsql, sizeof *e->sql);
@@ -106,7 +132,7 @@ memo_status memop_sql_build(memop_entity *e)
     }
     e->sql[MEMOP_SQL_INSERT].ntypes = (int)d->nfields;
     memop_buf_puts(&b, ") RETURNING ");
-    columns(&b, d, NULL);
+    key_columns(&b, e, NULL);
     if ((st = finish(&e->sql[MEMOP_SQL_INSERT], &b)) != MEMO_OK)
         return st;
 
@@ -127,7 +153,7 @@ memo_status memop_sql_build(memop_entity *e)
         }
     e->sql[MEMOP_SQL_INSERT_AUTO].ntypes = n;
     memop_buf_puts(&b, ") RETURNING ");
-    columns(&b, d, NULL);
+    key_columns(&b, e, NULL);
     if ((st = finish(&e->sql[MEMOP_SQL_INSERT_AUTO], &b)) != MEMO_OK)
         return st;
 
@@ -136,7 +162,7 @@ memo_status memop_sql_build(memop_entity *e)
      * round trip. Parameters in field order. */
     memset(&b, 0, sizeof b);
     memop_buf_puts(&b, "WITH o AS (SELECT ");
-    columns(&b, d, NULL);
+    key_columns(&b, e, NULL);
     memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
                      d->table, pk->name, d->pk + 1, d->table);
     n = 0;
@@ -149,16 +175,16 @@ memo_status memop_sql_build(memop_entity *e)
         memop_buf_printf(&b, "\"%s\" = o.\"%s\"", pk->name, pk->name);
     e->sql[MEMOP_SQL_UPDATE].ntypes = (int)d->nfields;
     memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\" RETURNING ", pk->name, pk->name);
-    columns(&b, d, "o");
+    key_columns(&b, e, "o");
     memop_buf_puts(&b, ", ");
-    columns(&b, d, "n");
+    key_columns(&b, e, "n");
     if ((st = finish(&e->sql[MEMOP_SQL_UPDATE], &b)) != MEMO_OK)
         return st;
 
     /* DELETE, returning the old row */
     memset(&b, 0, sizeof b);
     memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE \"%s\" = $1 RETURNING ", d->table, pk->name);
-    columns(&b, d, NULL);
+    key_columns(&b, e, NULL);
     e->sql[MEMOP_SQL_DELETE].types[0] = oid_of(pk->type);
     e->sql[MEMOP_SQL_DELETE].ntypes = 1;
     if ((st = finish(&e->sql[MEMOP_SQL_DELETE], &b)) != MEMO_OK)

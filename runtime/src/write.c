@@ -193,7 +193,8 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (PQntuples(res) != 1 || memop_result_row(d, res, 0, 0, new) != MEMO_OK) {
+    if (PQntuples(res) != 1 ||
+        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, new) != MEMO_OK) {
         st = memop_fail(repo, MEMO_ERR_SCHEMA, "insert into %s: unexpected result; apply "
                                                 "the schema's .sql file",
                         d->table);
@@ -243,8 +244,9 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (memop_result_row(d, res, 0, 0, old) != MEMO_OK ||
-        memop_result_row(d, res, 0, (int)d->nfields, new) != MEMO_OK) {
+    if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK ||
+        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, (int)e->nkeyfields, new) !=
+            MEMO_OK) {
         st = memop_fail(repo, MEMO_ERR_SCHEMA, "update of %s: unexpected result; apply the "
                                                 "schema's .sql file",
                         d->table);
@@ -289,7 +291,7 @@ static memo_status delete(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (memop_result_row(d, res, 0, 0, old) != MEMO_OK) {
+    if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
         st = memop_fail(repo, MEMO_ERR_SCHEMA, "delete from %s: unexpected result; apply "
                                                 "the schema's .sql file",
                         d->table);
