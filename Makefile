@@ -134,6 +134,11 @@ $(B)/tests/gen/%: tests/gen/%.c $(B)/tests/support.o $(LIBMEMO)
 	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(TEST_LIBS) -o $@
 
 TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
+# subsets, defined before the rules that use them: the threaded tests (for
+# ThreadSanitizer) and the long-running ones (make torture)
+TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
+           $(B)/tests/integration/test_blog
+TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)
 
 # The environment every test reads; servers come from tests/with-servers.sh.
@@ -154,7 +159,6 @@ run-check: tests
 # "failed" counts calls that returned an error where none was allowed, and
 # for the PostgreSQL restart the calls that needed the database while it was
 # down (they fail with MEMO_ERR_DB_CONN, as promised).
-TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage
 torture: deps
 	@$(MAKE) --no-print-directory run-torture
 
@@ -186,9 +190,7 @@ run-bench: all $(BENCH)
 	    --json $(B)/bench.jsonl $(BENCH_ARGS)
 	@echo "JSON lines: $(B)/bench.jsonl"
 
-# ThreadSanitizer on the tests that run threads.
-TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
-           $(B)/tests/integration/test_blog
+# ThreadSanitizer on the tests that run threads (TSAN_BIN, defined above).
 tsan: deps
 	@$(MAKE) --no-print-directory B=build/tsan SAN_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    TEST_BIN='$$(TSAN_BIN)' run-check

@@ -1,5 +1,5 @@
-/* Rows as JSON objects in Redis (jansson), and the row helpers every path
- * shares: clear, copy, compare. A row is the generated struct, described by
+/* Rows as JSON objects in Redis, and the row helpers every path shares:
+ * clear, copy, compare. A row is the generated struct, described by
  * the entity's field table. */
 #include <errno.h>
 #include <inttypes.h>

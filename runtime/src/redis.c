@@ -187,9 +187,14 @@ static memop_rconn *rconn_new(memo_repo *repo, char *err, size_t errsize)
             snprintf(err, errsize, "Redis %s: SCRIPT LOAD failed: %s", repo->redis_name, why);
             goto fail;
         }
+        /* The SHA1 of a script never changes: it is written once, by the
+         * first connection (in memo_open, or by the prober before the
+         * breaker first closes), before any call can read it. */
         pthread_mutex_lock(&repo->rpool.lock);
-        memcpy(repo->script_sha[i], r->str, 40);
-        repo->script_sha[i][40] = '\0';
+        if (memcmp(repo->script_sha[i], r->str, 40) != 0) {
+            memcpy(repo->script_sha[i], r->str, 40);
+            repo->script_sha[i][40] = '\0';
+        }
         pthread_mutex_unlock(&repo->rpool.lock);
         freeReplyObject(r);
         r = NULL;

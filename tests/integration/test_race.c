@@ -106,7 +106,7 @@ static void seed_hot(void)
 
 /* --------------------------------------------------------- stale-set race */
 
-static volatile bool stop;
+static _Atomic bool stop;
 static memo_repo *child_repo;
 
 /* The pause that makes the race happen often: a reader has read the row and
