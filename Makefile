@@ -50,7 +50,7 @@ $(B)/gen/lexer.c $(B)/gen/lexer.h: gen/lexer.l
 	@mkdir -p $(@D)
 	flex --header-file=$(B)/gen/lexer.h -o $(B)/gen/lexer.c $<
 
-GEN_INC = -Igen -I$(B)/gen -Iruntime/src
+GEN_INC = -Igen -I$(B)/gen -Iruntime/include -Iruntime/src
 
 $(B)/gen/%.o: gen/%.c $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(@D)
@@ -72,6 +72,7 @@ $(MEMOC): $(GEN_OBJ)
 all: $(MEMOC)
 
 
+
 # ---------------------------------------------------------------- libmemo
 
 RT_SRC = $(wildcard runtime/src/*.c)
@@ -88,6 +89,23 @@ $(LIBMEMO): $(RT_OBJ)
 	$(AR) rcs $@ $^
 
 all: $(LIBMEMO)
+
+# ------------------------------------------------------------- memo (tool)
+
+# The tool reads schema files with memoc's front end (gen/model.c builds the
+# descriptors), so one binary serves every schema.
+MEMO_TOOL = $(B)/memo
+TOOL_GEN_OBJ = $(filter-out $(B)/gen/main.o $(B)/gen/emit_h.o $(B)/gen/emit_c.o \
+                 $(B)/gen/emit_sql.o,$(GEN_OBJ)) $(B)/gen/model.o
+
+$(B)/cli/memo.o: cli/memo.c $(B)/gen/parser.h $(B)/gen/lexer.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(GEN_INC) $(PKG_CFLAGS) -c $< -o $@
+
+$(MEMO_TOOL): $(B)/cli/memo.o $(TOOL_GEN_OBJ) $(LIBMEMO)
+	$(CC) $(CFLAGS) $(SAN_CFLAGS) $^ $(LDLIBS_RT) -o $@
+
+all: $(MEMO_TOOL)
 
 # --------------------------------------------------- generated repositories
 

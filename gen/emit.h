@@ -8,6 +8,8 @@
 #include "ast.h"
 
 #define MEMOC_VERSION "0.1.0"
+/* A list without `limit` holds at most this many keys (also the maximum). */
+#define MEMOC_DEFAULT_LIST_LIMIT 10000u
 
 typedef struct emitter {
     FILE *out;

@@ -5,7 +5,6 @@
 
 #include "emit.h"
 
-#define DEFAULT_LIST_LIMIT 10000u
 
 static const char *memo_type_name(ast_type t)
 {
@@ -136,7 +135,7 @@ static void emit_tables(emitter *em, const ast_entity *e)
                       l->order_field->name.text);
             emit_line(em, ".descending = %s,", l->desc ? "true" : "false");
             emit_line(em, ".limit = %llu,",
-                      (unsigned long long)(l->limit.set ? l->limit.value : DEFAULT_LIST_LIMIT));
+                      (unsigned long long)(l->limit.set ? l->limit.value : MEMOC_DEFAULT_LIST_LIMIT));
             emit_line(em, ".ttl_ms = %llu,", (unsigned long long)l->ttl.value);
             emit_line(em, ".jitter_pct = %llu,",
                       (unsigned long long)(l->jitter.set ? l->jitter.value : 0));

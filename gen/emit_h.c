@@ -169,7 +169,7 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
         const char *t = c_key_type(g);
         emit_line(em, "/* The %ss with this %s, by %s%s, at most %llu: key", n, g->name.text,
                   l->order_field->name.text, l->desc ? " descending" : "",
-                  (unsigned long long)(l->limit.set ? l->limit.value : 10000));
+                  (unsigned long long)(l->limit.set ? l->limit.value : MEMOC_DEFAULT_LIST_LIMIT));
         emit_line(em, " * %s holds their %ss, the rows are", key, pk->name.text);
         emit_line(em, " * read as by %s_%s_get_many(). Overwrites *out; free it with", s, n);
         emit_line(em, " * %s_%s_list_clear(). */", s, n);

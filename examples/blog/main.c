@@ -13,8 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
-
 #include "blog.h"
 
 enum { ORGS = 20, USERS = 2000, POSTS = 4000 };
@@ -197,48 +195,34 @@ static void workload(long ops, counts *c)
     free(posts.cdf);
 }
 
-static long long num(json_t *o, const char *k)
-{
-    return (long long)json_integer_value(json_object_get(o, k));
-}
-
-/* The table: per entity, from memo_stats_json. */
+/* The table: per entity, from memo_stats_entity. */
 static void report(double secs, const counts *c)
 {
-    char *s = memo_stats_json(repo);
-    json_t *j = json_loads(s, 0, NULL);
-    free(s);
-    json_t *ents = json_object_get(j, "entities");
+    const memo_entity_desc *const entities[] = {&blog_org_desc, &blog_user_desc, &blog_post_desc,
+                                                &blog_comment_desc};
     printf("\n%-14s %8s %8s %7s %8s %9s %9s %8s\n", "entity", "calls", "keys", "hit %",
            "queries", "hit p50", "miss p50", "fills");
-    long long keys = 0, hits = 0, queries = 0, calls = 0;
-    const char *name;
-    json_t *e;
-    json_object_foreach(ents, name, e)
-    {
-        long long h = num(e, "hits") + num(e, "negative_hits");
-        long long k = h + num(e, "misses");
-        long long q = num(e, "db_queries");
-        long long n = 0;
-        const char *op;
-        json_t *o;
-        json_object_foreach(json_object_get(e, "ops"), op, o)
-        n += num(o, "calls");
-        if (n == 0 && k == 0)
-            continue; /* registered, not used */
-        printf("%-14s %8lld %8lld %6.1f%% %8lld %7lldus %7lldus %8lld\n", name, n, k,
-               k ? 100.0 * (double)h / (double)k : 0.0, q,
-               num(json_object_get(e, "hit_latency_us"), "p50"),
-               num(json_object_get(e, "miss_latency_us"), "p50"), num(e, "fills"));
+    unsigned long long keys = 0, hits = 0, queries = 0, calls = 0;
+    for (size_t i = 0; i < sizeof entities / sizeof entities[0]; i++) {
+        memo_entity_stats s;
+        CHECK("stats", memo_stats_entity(repo, entities[i], &s));
+        unsigned long long h = s.hits + s.negative_hits, k = h + s.misses;
+        if (s.calls == 0 && k == 0)
+            continue; /* not used by the workload */
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s", entities[i]->schema, entities[i]->name);
+        printf("%-14s %8llu %8llu %6.1f%% %8llu %7lluus %7lluus %8llu\n", name,
+               (unsigned long long)s.calls, k, k ? 100.0 * (double)h / (double)k : 0.0,
+               (unsigned long long)s.db_queries, (unsigned long long)s.hit_p50_us,
+               (unsigned long long)s.miss_p50_us, (unsigned long long)s.fills);
         keys += k;
         hits += h;
-        queries += q;
-        calls += n;
+        queries += s.db_queries;
+        calls += s.calls;
     }
-    json_decref(j);
-    printf("%-14s %8lld %8lld %6.1f%% %8lld\n", "all", calls, keys,
+    printf("%-14s %8llu %8llu %6.1f%% %8llu\n", "all", calls, keys,
            keys ? 100.0 * (double)hits / (double)keys : 0.0, queries);
-    printf("\n%ld reads and %ld writes in %.2f s (%.0f ops/s); PostgreSQL saw %lld queries,\n"
+    printf("\n%ld reads and %ld writes in %.2f s (%.0f ops/s); PostgreSQL saw %llu queries,\n"
            "%.2f per read instead of at least 1 without the cache.\n",
            c->reads, c->writes, secs, (double)(c->reads + c->writes) / secs, queries,
            (double)queries / (double)c->reads);

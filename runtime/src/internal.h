@@ -94,6 +94,7 @@ enum memop_op {
 /* A latency histogram in microseconds: 4 buckets per power of two. */
 typedef struct memop_hist {
     _Atomic uint64_t b[MEMOP_HIST_BUCKETS];
+    _Atomic uint64_t sum_us;
 } memop_hist;
 
 typedef struct memop_stats {
@@ -105,9 +106,21 @@ typedef struct memop_stats {
 } memop_stats;
 
 void memop_hist_add(memop_hist *, uint64_t us);
+/* The first microsecond past bucket b. */
+uint64_t memop_hist_upper(unsigned b);
 /* The q-quantile (0..1) in microseconds, 0 when empty. */
 uint64_t memop_hist_quantile(const memop_hist *, double q);
 const char *memop_op_name(enum memop_op);
+
+/* Writers over named stats: the repository's own, or sums across processes
+ * (the memo tool). raw: histogram buckets instead of percentiles. */
+void memop_stats_write_json(memop_buf *, const char *const *names,
+                            const memop_stats *const *stats, size_t n, bool raw);
+void memop_stats_write_prometheus(memop_buf *, const char *const *names,
+                                  const memop_stats *const *stats, size_t n);
+/* What the repository publishes to Redis: JSON with raw histograms and the
+ * given "process" object. malloc'd. */
+char *memop_stats_publication(memo_repo *, const char *process);
 
 #define MEMOP_INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
 #define MEMOP_ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
@@ -239,8 +252,9 @@ redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char
 enum memop_script {
     MEMOP_SCRIPT_GET_OR_LEASE, /* value, or 1 (lease taken), or 0 (held by another) */
     MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
-    MEMOP_SCRIPT_RELEASE,      /* drop the lease if it is still ours */
+    MEMOP_SCRIPT_RELEASE,      /* drop a lease or lock if it is still ours */
     MEMOP_SCRIPT_GET_BY,       /* a unique lookup and its row in one trip */
+    MEMOP_SCRIPT_LOCK_EXTEND,  /* pexpire a lock while its token is ours */
     MEMOP_SCRIPT_COUNT
 };
 
@@ -250,6 +264,9 @@ redisReply *memop_redis_script(memo_repo *, memop_rconn *, enum memop_script, in
 
 /* Drops every key of an entity (SCAN + UNLINK). Keys removed, -1 on failure. */
 long memop_redis_flush_entity(memo_repo *, memop_rconn *, const memo_entity_desc *);
+
+/* Publishes this process's statistics to Redis now (if the breaker is closed). */
+void memop_stats_publish(memo_repo *);
 
 /* How often the prober tries Redis while the breaker is open. */
 #define MEMOP_PROBE_INTERVAL_MS 100
@@ -416,6 +433,11 @@ struct memo_repo {
     bool closing;
 
     bool redis_opened, db_opened; /* what memo_close must undo */
+    /* statistics published for `memo stats`: a key per process, with an
+     * expiry, so the processes that stop publishing age out */
+    bool publish;
+    char stats_key[256];
+    char process_json[256];
     pthread_mutex_t flights_lock;
     memop_flight *flights[MEMOP_FLIGHT_BUCKETS];
     _Atomic uint64_t write_seq; /* committed writes of this process */

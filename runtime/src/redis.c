@@ -33,8 +33,9 @@ static const char script_fill[] =
     "end\n"
     "return 0\n";
 
-/* KEYS[1] lease; ARGV[1] token. Gives up a lease whose holder could not
- * load the row, so the others need not wait for it to expire. */
+/* KEYS[1] lease or lock; ARGV[1] token. Deletes it only while it is the
+ * caller's: a filler that could not load the row gives its lease up so others
+ * need not wait for it; a lock holder releases. */
 static const char script_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
@@ -59,7 +60,16 @@ static const char script_get_by[] =
     "end\n"
     "return {v, redis.call('GET', ARGV[1] .. part .. ARGV[2])}\n";
 
+/* KEYS[1] a lock; ARGV[1] the holder's token, ARGV[2] ms. (A lock is
+ * released by script_release, as a lease is.) */
+static const char script_lock_extend[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "end\n"
+    "return 0\n";
+
 static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
+    [MEMOP_SCRIPT_LOCK_EXTEND] = script_lock_extend,
     [MEMOP_SCRIPT_GET_BY] = script_get_by,
     [MEMOP_SCRIPT_GET_OR_LEASE] = script_get_or_lease,
     [MEMOP_SCRIPT_FILL] = script_fill,
@@ -639,8 +649,14 @@ static void glob_escape(memop_buf *b, const char *s, size_t n)
 
 /* Drops every key of one lookup or list: SCAN + UNLINK, never KEYS. Returns
  * the number of keys removed, or -1 when Redis failed. */
+typedef struct flush_progress {
+    void (*fn)(long removed, void *arg);
+    void *arg;
+    long before; /* removed by earlier key kinds */
+} flush_progress;
+
 static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d,
-                           const memo_key_desc *k)
+                           const memo_key_desc *k, const flush_progress *progress)
 {
     memop_buf pat = {0};
     glob_escape(&pat, repo->key_prefix, repo->key_prefix_len);
@@ -690,28 +706,73 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
             free(al);
         }
         arena_reset(c); /* done with both replies: keep a big scan's memory flat */
+        if (progress && progress->fn && removed >= 0)
+            progress->fn(progress->before + removed, progress->arg);
     } while (removed >= 0 && strcmp(cursor, "0") != 0);
     memop_buf_free(&pat);
     return removed;
 }
 
-long memop_redis_flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d)
+/* Every key of the entity, or of one list (list >= 0). */
+static long flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d, int list,
+                         flush_progress *progress)
 {
-    long total = 0, n;
-    if ((n = flush_key_desc(repo, c, d, &d->row.key)) < 0)
-        return -1;
-    total += n;
-    for (unsigned i = 0; i < d->nuniques; i++) {
-        if ((n = flush_key_desc(repo, c, d, &d->uniques[i].key)) < 0)
+    /* the key kinds: the row, each lookup, each list */
+    size_t n = list >= 0 ? 1 : 1 + d->nuniques + d->nlists;
+    long total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const memo_key_desc *k = list >= 0          ? &d->lists[list].key
+                                 : i == 0           ? &d->row.key
+                                 : i <= d->nuniques ? &d->uniques[i - 1].key
+                                                    : &d->lists[i - 1 - d->nuniques].key;
+        if (progress)
+            progress->before = total;
+        long got = flush_key_desc(repo, c, d, k, progress);
+        if (got < 0)
             return -1;
-        total += n;
-    }
-    for (unsigned i = 0; i < d->nlists; i++) {
-        if ((n = flush_key_desc(repo, c, d, &d->lists[i].key)) < 0)
-            return -1;
-        total += n;
+        total += got;
     }
     return total;
+}
+
+long memop_redis_flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d)
+{
+    return flush_entity(repo, c, d, -1, NULL);
+}
+
+memo_status memo_flush(memo_repo *repo, const memo_entity_desc *d, const char *list,
+                       void (*progress)(long removed, void *arg), void *arg, long *removed)
+{
+    if (!repo)
+        return MEMO_ERR_ARG;
+    if (removed)
+        *removed = 0;
+    memop_entity *e;
+    memo_status st;
+    if (!d)
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_flush: NULL descriptor");
+    if ((st = memop_entity_get(repo, d, &e)) != MEMO_OK)
+        return st;
+    int which = -1;
+    if (list) {
+        for (unsigned i = 0; i < d->nlists; i++)
+            if (strcmp(d->lists[i].name, list) == 0)
+                which = (int)i;
+        if (which < 0)
+            return memop_fail(repo, MEMO_ERR_ARG, "%s.%s has no list '%s'", d->schema, d->name,
+                              list);
+    }
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return MEMO_ERR_REDIS;
+    flush_progress p = {progress, arg, 0};
+    long n = flush_entity(repo, c, d, which, &p);
+    memop_redis_release(repo, c, n < 0);
+    if (n < 0)
+        return MEMO_ERR_REDIS;
+    if (removed)
+        *removed = n;
+    return MEMO_OK;
 }
 
 /* Sends what the outage kept back: first the wholesale drops of entities
@@ -774,15 +835,56 @@ void memop_redis_trip(memo_repo *repo)
     }
 }
 
-/* While the breaker is open: try Redis every probe interval; when it answers,
- * send what was kept back and close the breaker. */
+void memop_stats_publish(memo_repo *repo)
+{
+    if (!repo->publish || atomic_load(&repo->breaker) != MEMOP_BREAKER_CLOSED)
+        return;
+    char *json = memop_stats_publication(repo, repo->process_json);
+    memop_rconn *c = json ? memop_redis_acquire(repo) : NULL;
+    if (c) {
+        char ttl[24];
+        int ms = repo->cfg.stats_publish_ms * 3;
+        snprintf(ttl, sizeof ttl, "%d", ms < 500 ? 500 : ms);
+        const char *argv[] = {"SET", repo->stats_key, json, "PX", ttl};
+        size_t lens[] = {3, strlen(repo->stats_key), strlen(json), 2, strlen(ttl)};
+        redisReply *r = memop_redis_command(repo, c, 5, argv, lens);
+        memop_redis_release(repo, c, r == NULL);
+    }
+    free(json);
+}
+
+static void wait_ms(memo_repo *repo, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + ms * 1000000u;
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    pthread_cond_timedwait(&repo->prober_cond, &repo->prober_lock, &until);
+}
+
+/* The background thread. While the breaker is open it tries Redis every
+ * probe interval and, when Redis answers, sends what was kept back and closes
+ * the breaker. While it is closed it publishes the statistics every
+ * stats_publish_ms. */
 static void *prober_main(void *arg)
 {
     memo_repo *repo = arg;
+    uint64_t next_publish = memop_now_us() + (uint64_t)repo->cfg.stats_publish_ms * 1000u;
     pthread_mutex_lock(&repo->prober_lock);
     while (!repo->closing) {
         if (atomic_load(&repo->breaker) == MEMOP_BREAKER_CLOSED) {
-            pthread_cond_wait(&repo->prober_cond, &repo->prober_lock);
+            uint64_t now = memop_now_us();
+            if (!repo->publish) {
+                pthread_cond_wait(&repo->prober_cond, &repo->prober_lock);
+            } else if (now >= next_publish) {
+                pthread_mutex_unlock(&repo->prober_lock);
+                memop_stats_publish(repo);
+                pthread_mutex_lock(&repo->prober_lock);
+                next_publish = now + (uint64_t)repo->cfg.stats_publish_ms * 1000u;
+            } else {
+                wait_ms(repo, (next_publish - now + 999) / 1000);
+            }
             continue;
         }
         pthread_mutex_unlock(&repo->prober_lock);
@@ -800,14 +902,8 @@ static void *prober_main(void *arg)
         }
 
         pthread_mutex_lock(&repo->prober_lock);
-        if (!ok && !repo->closing) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            long ns = until.tv_nsec + (long)MEMOP_PROBE_INTERVAL_MS * 1000000L;
-            until.tv_sec += ns / 1000000000L;
-            until.tv_nsec = ns % 1000000000L;
-            pthread_cond_timedwait(&repo->prober_cond, &repo->prober_lock, &until);
-        }
+        if (!ok && !repo->closing)
+            wait_ms(repo, MEMOP_PROBE_INTERVAL_MS);
     }
     pthread_mutex_unlock(&repo->prober_lock);
     return NULL;
@@ -826,6 +922,18 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
         return MEMO_ERR_NOMEM;
     }
     atomic_store(&repo->breaker, MEMOP_BREAKER_CLOSED);
+    /* <prefix>memo:stats:<host>:<pid>:<random>, for `memo stats` */
+    repo->publish = !(repo->cfg.flags & MEMO_STATS_PRIVATE);
+    char host[128] = "unknown";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char hostpart[MEMOP_KEY_PART_MAX + 1];
+    size_t hlen = memop_key_part(host, strlen(host), hostpart);
+    snprintf(repo->stats_key, sizeof repo->stats_key, "%smemo:stats:%.*s:%ld:%08llx",
+             repo->key_prefix, (int)hlen, hostpart, (long)getpid(),
+             (unsigned long long)(repo->token_prefix & 0xffffffffu));
+    snprintf(repo->process_json, sizeof repo->process_json,
+             "{\"host\":\"%.*s\",\"pid\":%ld}", (int)hlen, hostpart, (long)getpid());
     memop_rconn *c = rconn_new(repo, err->message, sizeof err->message);
     if (c) {
         repo->rpool.free[repo->rpool.nfree++] = c;

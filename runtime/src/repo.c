@@ -130,6 +130,7 @@ static memo_status apply_defaults(memo_config *c, memo_error *err)
         {&c->negative_ttl_ms, 5000, 2000000000, "negative_ttl_ms"},
         {&c->lease_ms, 1000, 600000, "lease_ms"},
         {&c->lease_wait_ms, 0, 600000, "lease_wait_ms"},
+        {&c->stats_publish_ms, 1000, 3600000, "stats_publish_ms"},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (*ints[i].v < 0 || *ints[i].v > ints[i].max) {
@@ -232,8 +233,10 @@ void memo_close(memo_repo *repo)
 {
     if (!repo)
         return;
-    if (repo->redis_opened)
+    if (repo->redis_opened) {
+        memop_stats_publish(repo); /* the last word, for `memo stats` */
         memop_redis_close(repo);
+    }
     if (repo->db_opened)
         memop_db_close(repo);
     unsigned n = atomic_load(&repo->nentities);

@@ -30,6 +30,12 @@ static uint64_t bucket_lower(unsigned b)
 void memop_hist_add(memop_hist *h, uint64_t us)
 {
     MEMOP_INC(h->b[bucket_of(us)]);
+    MEMOP_ADD(h->sum_us, us);
+}
+
+uint64_t memop_hist_upper(unsigned b)
+{
+    return b + 1 < MEMOP_HIST_BUCKETS ? bucket_lower(b + 1) : UINT64_MAX;
 }
 
 uint64_t memop_hist_quantile(const memop_hist *h, double q)
@@ -67,16 +73,73 @@ static uint64_t load(const _Atomic uint64_t *x)
     return atomic_load_explicit(x, memory_order_relaxed);
 }
 
-static void hist_json(memop_buf *b, const char *name, const memop_hist *h)
+/* The counters of memop_stats, by name, in one place for every writer. */
+#define COUNTERS(X)                                                                        \
+    X(hits, "Cache lookups answered by Redis with a row or key list")                      \
+    X(misses, "Cache lookups Redis could not answer")                                      \
+    X(negative_hits, "Cache lookups answered by a remembered missing row")                 \
+    X(fills, "Values written to Redis under a lease")                                      \
+    X(fill_rejects, "Fills refused because a write broke the lease")                       \
+    X(lease_waits, "Reads that waited for another filler")                                 \
+    X(invalidations, "Keys deleted by writes")                                             \
+    X(db_queries, "Statements sent to PostgreSQL")                                         \
+    X(degraded, "Operations served without Redis")                                         \
+    X(errors, "Failed statements and corrupt cached values")
+
+static uint64_t hist_count(const memop_hist *h)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < MEMOP_HIST_BUCKETS; i++)
         n += load(&h->b[i]);
+    return n;
+}
+
+static void hist_json(memop_buf *b, const char *name, const memop_hist *h, bool raw)
+{
+    if (raw) {
+        /* the buckets themselves (sparse), so processes can be summed */
+        memop_buf_printf(b, "\"%s\":{\"sum\":%" PRIu64 ",\"b\":[", name, load(&h->sum_us));
+        bool first = true;
+        for (unsigned i = 0; i < MEMOP_HIST_BUCKETS; i++) {
+            uint64_t c = load(&h->b[i]);
+            if (c) {
+                memop_buf_printf(b, "%s[%u,%" PRIu64 "]", first ? "" : ",", i, c);
+                first = false;
+            }
+        }
+        memop_buf_puts(b, "]}");
+        return;
+    }
     memop_buf_printf(b,
                      "\"%s\":{\"count\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
                      ",\"p99\":%" PRIu64 "}",
-                     name, n, memop_hist_quantile(h, 0.5), memop_hist_quantile(h, 0.9),
-                     memop_hist_quantile(h, 0.99));
+                     name, hist_count(h), memop_hist_quantile(h, 0.5),
+                     memop_hist_quantile(h, 0.9), memop_hist_quantile(h, 0.99));
+}
+
+void memop_stats_write_json(memop_buf *b, const char *const *names,
+                            const memop_stats *const *stats, size_t n, bool raw)
+{
+    memop_buf_puts(b, "{");
+    for (size_t i = 0; i < n; i++) {
+        const memop_stats *s = stats[i];
+        memop_buf_printf(b, "%s\"%s\":{", i ? "," : "", names[i]);
+#define JSON_COUNTER(name, help) memop_buf_printf(b, "\"" #name "\":%" PRIu64 ",", load(&s->name));
+        COUNTERS(JSON_COUNTER)
+#undef JSON_COUNTER
+        hist_json(b, "hit_latency_us", &s->hit_latency, raw);
+        memop_buf_puts(b, ",");
+        hist_json(b, "miss_latency_us", &s->miss_latency, raw);
+        memop_buf_puts(b, ",\"ops\":{");
+        for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
+            memop_buf_printf(b, "%s\"%s\":{\"calls\":%" PRIu64 ",", op ? "," : "",
+                             memop_op_name(op), load(&s->ops[op]));
+            hist_json(b, "latency_us", &s->op_latency[op], raw);
+            memop_buf_puts(b, "}");
+        }
+        memop_buf_puts(b, "}}");
+    }
+    memop_buf_puts(b, "}");
 }
 
 /* A JSON string literal of s (a socket path may hold any byte). */
@@ -95,55 +158,183 @@ static void json_string_to(memop_buf *b, const char *s)
     memop_buf_puts(b, "\"");
 }
 
-char *memo_stats_json(memo_repo *repo)
+/* The repository's entities, for the writers. */
+static size_t entity_arrays(memo_repo *repo, char (*names)[160], const char **np,
+                            const memop_stats **sp)
 {
-    if (!repo)
-        return NULL;
-    memop_buf b = {0};
-    /* the connection to Redis: whether the breaker lets calls through, and
-     * how many invalidations wait for it */
-    pthread_mutex_lock(&repo->pending.lock);
-    size_t pending = repo->pending.n;
-    pthread_mutex_unlock(&repo->pending.lock);
-    memop_buf_puts(&b, "{\"redis\":{\"server\":");
-    json_string_to(&b, repo->redis_name);
-    memop_buf_printf(&b, ",\"breaker\":\"%s\",\"pending\":%zu},",
-                     atomic_load(&repo->breaker) == MEMOP_BREAKER_CLOSED ? "closed" : "open",
-                     pending);
-    memop_buf_puts(&b, "\"entities\":{");
-    unsigned n = atomic_load(&repo->nentities);
-    for (unsigned i = 0; i < n; i++) {
+    size_t n = atomic_load(&repo->nentities);
+    for (size_t i = 0; i < n; i++) {
         const memop_entity *e = repo->entity_list[i];
-        const memop_stats *s = &e->stats;
-        memop_buf_printf(&b,
-                         "%s\"%s.%s\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
-                         ",\"negative_hits\":%" PRIu64 ",\"fills\":%" PRIu64
-                         ",\"fill_rejects\":%" PRIu64 ",\"lease_waits\":%" PRIu64
-                         ",\"invalidations\":%" PRIu64 ",\"db_queries\":%" PRIu64
-                         ",\"degraded\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
-                         i ? "," : "", e->desc->schema, e->desc->name, load(&s->hits),
-                         load(&s->misses), load(&s->negative_hits), load(&s->fills),
-                         load(&s->fill_rejects), load(&s->lease_waits),
-                         load(&s->invalidations), load(&s->db_queries), load(&s->degraded),
-                         load(&s->errors));
-        hist_json(&b, "hit_latency_us", &s->hit_latency);
-        memop_buf_puts(&b, ",");
-        hist_json(&b, "miss_latency_us", &s->miss_latency);
-        memop_buf_puts(&b, ",\"ops\":{");
-        for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
-            memop_buf_printf(&b, "%s\"%s\":{\"calls\":%" PRIu64 ",", op ? "," : "",
-                             memop_op_name(op), load(&s->ops[op]));
-            hist_json(&b, "latency_us", &s->op_latency[op]);
-            memop_buf_puts(&b, "}");
-        }
-        memop_buf_puts(&b, "}}");
+        snprintf(names[i], sizeof names[i], "%s.%s", e->desc->schema, e->desc->name);
+        np[i] = names[i];
+        sp[i] = &e->stats;
     }
-    memop_buf_puts(&b, "}}");
+    return n;
+}
+
+static void redis_state(memo_repo *repo, bool *up, size_t *pending)
+{
+    pthread_mutex_lock(&repo->pending.lock);
+    *pending = repo->pending.n;
+    pthread_mutex_unlock(&repo->pending.lock);
+    *up = atomic_load(&repo->breaker) == MEMOP_BREAKER_CLOSED;
+}
+
+static char *stats_json(memo_repo *repo, bool raw, const char *process)
+{
+    static char names[MEMOP_MAX_ENTITIES][160];
+    const char *np[MEMOP_MAX_ENTITIES];
+    const memop_stats *sp[MEMOP_MAX_ENTITIES];
+    memop_buf b = {0};
+    bool up;
+    size_t pending;
+    redis_state(repo, &up, &pending);
+    memop_buf_puts(&b, "{");
+    if (process)
+        memop_buf_printf(&b, "\"process\":%s,", process);
+    memop_buf_puts(&b, "\"redis\":{\"server\":");
+    json_string_to(&b, repo->redis_name);
+    memop_buf_printf(&b, ",\"breaker\":\"%s\",\"pending\":%zu},\"entities\":",
+                     up ? "closed" : "open", pending);
+    pthread_mutex_lock(&repo->entities_lock); /* names[] is shared */
+    size_t n = entity_arrays(repo, names, np, sp);
+    memop_stats_write_json(&b, np, sp, n, raw);
+    pthread_mutex_unlock(&repo->entities_lock);
+    memop_buf_puts(&b, "}");
     if (b.failed) {
         memop_buf_free(&b);
         return NULL;
     }
     return b.s;
+}
+
+char *memo_stats_json(memo_repo *repo)
+{
+    return repo ? stats_json(repo, false, NULL) : NULL;
+}
+
+char *memop_stats_publication(memo_repo *repo, const char *process)
+{
+    return stats_json(repo, true, process);
+}
+
+/* --------------------------------------------------------- Prometheus */
+
+/* Prometheus buckets, in seconds: a fine bucket is counted under the first
+ * bound its upper end does not pass, so a count is never early. */
+static const double bounds_s[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                  0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
+                                  2.5,     5,      10};
+
+static void prom_histogram(memop_buf *b, const char *name, const char *labels,
+                           const memop_hist *h)
+{
+    uint64_t counts[MEMOP_HIST_BUCKETS], total = 0;
+    for (unsigned i = 0; i < MEMOP_HIST_BUCKETS; i++)
+        total += counts[i] = load(&h->b[i]);
+    for (size_t k = 0; k < sizeof bounds_s / sizeof bounds_s[0]; k++) {
+        uint64_t le = 0;
+        for (unsigned i = 0; i < MEMOP_HIST_BUCKETS; i++)
+            if (counts[i] && (double)memop_hist_upper(i) <= bounds_s[k] * 1e6)
+                le += counts[i];
+        memop_buf_printf(b, "%s_bucket{%s,le=\"%g\"} %" PRIu64 "\n", name, labels, bounds_s[k],
+                         le);
+    }
+    memop_buf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, labels, total);
+    memop_buf_printf(b, "%s_sum{%s} %.6f\n", name, labels, (double)load(&h->sum_us) / 1e6);
+    memop_buf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, total);
+}
+
+void memop_stats_write_prometheus(memop_buf *b, const char *const *names,
+                                  const memop_stats *const *stats, size_t n)
+{
+#define PROM_COUNTER(cname, help)                                                          \
+    memop_buf_puts(b, "# HELP memo_cache_" #cname "_total " help ".\n"                      \
+                      "# TYPE memo_cache_" #cname "_total counter\n");                      \
+    for (size_t i = 0; i < n; i++)                                                         \
+        memop_buf_printf(b, "memo_cache_" #cname "_total{entity=\"%s\"} %" PRIu64 "\n",     \
+                         names[i], load(&stats[i]->cname));
+    COUNTERS(PROM_COUNTER)
+#undef PROM_COUNTER
+    memop_buf_puts(b, "# HELP memo_operations_total Calls by entity and operation.\n"
+                      "# TYPE memo_operations_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        for (unsigned op = 0; op < MEMOP_OP_COUNT; op++)
+            memop_buf_printf(b, "memo_operations_total{entity=\"%s\",op=\"%s\"} %" PRIu64 "\n",
+                             names[i], memop_op_name(op), load(&stats[i]->ops[op]));
+    memop_buf_puts(b, "# HELP memo_operation_duration_seconds Latency of calls by entity and "
+                      "operation.\n"
+                      "# TYPE memo_operation_duration_seconds histogram\n");
+    for (size_t i = 0; i < n; i++)
+        for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
+            char labels[256];
+            snprintf(labels, sizeof labels, "entity=\"%s\",op=\"%s\"", names[i],
+                     memop_op_name(op));
+            prom_histogram(b, "memo_operation_duration_seconds", labels,
+                           &stats[i]->op_latency[op]);
+        }
+    memop_buf_puts(b, "# HELP memo_lookup_duration_seconds Latency of reads by whether the "
+                      "cache answered.\n"
+                      "# TYPE memo_lookup_duration_seconds histogram\n");
+    for (size_t i = 0; i < n; i++) {
+        char labels[256];
+        snprintf(labels, sizeof labels, "entity=\"%s\",result=\"hit\"", names[i]);
+        prom_histogram(b, "memo_lookup_duration_seconds", labels, &stats[i]->hit_latency);
+        snprintf(labels, sizeof labels, "entity=\"%s\",result=\"miss\"", names[i]);
+        prom_histogram(b, "memo_lookup_duration_seconds", labels, &stats[i]->miss_latency);
+    }
+}
+
+char *memo_stats_prometheus(memo_repo *repo)
+{
+    if (!repo)
+        return NULL;
+    static char names[MEMOP_MAX_ENTITIES][160];
+    const char *np[MEMOP_MAX_ENTITIES];
+    const memop_stats *sp[MEMOP_MAX_ENTITIES];
+    memop_buf b = {0};
+    pthread_mutex_lock(&repo->entities_lock);
+    size_t n = entity_arrays(repo, names, np, sp);
+    memop_stats_write_prometheus(&b, np, sp, n);
+    pthread_mutex_unlock(&repo->entities_lock);
+    bool up;
+    size_t pending;
+    redis_state(repo, &up, &pending);
+    memop_buf_printf(&b,
+                     "# HELP memo_redis_up Whether Redis answers (the circuit breaker is "
+                     "closed).\n# TYPE memo_redis_up gauge\nmemo_redis_up %d\n"
+                     "# HELP memo_redis_pending_invalidations Invalidations waiting for "
+                     "Redis.\n# TYPE memo_redis_pending_invalidations gauge\n"
+                     "memo_redis_pending_invalidations %zu\n",
+                     up ? 1 : 0, pending);
+    if (b.failed) {
+        memop_buf_free(&b);
+        return NULL;
+    }
+    return b.s;
+}
+
+memo_status memo_stats_entity(memo_repo *repo, const memo_entity_desc *d,
+                              memo_entity_stats *out)
+{
+    if (!repo || !d || !out)
+        return MEMO_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    const memop_stats *s = &e->stats;
+#define COPY_COUNTER(name, help) out->name = load(&s->name);
+    COUNTERS(COPY_COUNTER)
+#undef COPY_COUNTER
+    for (unsigned op = 0; op < MEMOP_OP_COUNT; op++)
+        out->calls += load(&s->ops[op]);
+    out->hit_p50_us = memop_hist_quantile(&s->hit_latency, 0.5);
+    out->hit_p99_us = memop_hist_quantile(&s->hit_latency, 0.99);
+    out->miss_p50_us = memop_hist_quantile(&s->miss_latency, 0.5);
+    out->miss_p99_us = memop_hist_quantile(&s->miss_latency, 0.99);
+    return MEMO_OK;
 }
 
 void memo_stats_reset(memo_repo *repo)
@@ -163,10 +354,13 @@ void memo_stats_reset(memo_repo *repo)
             atomic_store_explicit(&s->ops[op], 0, memory_order_relaxed);
             for (unsigned b = 0; b < MEMOP_HIST_BUCKETS; b++)
                 atomic_store_explicit(&s->op_latency[op].b[b], 0, memory_order_relaxed);
+            atomic_store_explicit(&s->op_latency[op].sum_us, 0, memory_order_relaxed);
         }
         for (unsigned b = 0; b < MEMOP_HIST_BUCKETS; b++) {
             atomic_store_explicit(&s->hit_latency.b[b], 0, memory_order_relaxed);
             atomic_store_explicit(&s->miss_latency.b[b], 0, memory_order_relaxed);
         }
+        atomic_store_explicit(&s->hit_latency.sum_us, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->miss_latency.sum_us, 0, memory_order_relaxed);
     }
 }

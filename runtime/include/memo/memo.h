@@ -40,7 +40,8 @@ extern "C" {
     X(MEMO_ERR_CONSTRAINT, -7, "database constraint violated")                         \
     X(MEMO_ERR_TIMEOUT, -8, "timed out")                                               \
     X(MEMO_ERR_SCHEMA, -9, "schema does not match the database or runtime")         \
-    X(MEMO_ERR_TX, -10, "transaction failed or misused")
+    X(MEMO_ERR_TX, -10, "transaction failed or misused")                             \
+    X(MEMO_ERR_LOCKED, -11, "lock held by another")
 
 typedef enum memo_status {
 #define MEMO_STATUS_ENUM(name, value, text) name = value,
@@ -59,6 +60,10 @@ typedef struct memo_error {
 } memo_error;
 
 /* ----------------------------------------------------------- configuration */
+
+/* Keep statistics in this process: do not publish them to Redis for the
+ * `memo stats` tool. */
+#define MEMO_STATS_PRIVATE 0x2u
 
 /* Open the repository even when Redis cannot be reached: it starts degraded
  * (reads and writes go to PostgreSQL) and reconnects by itself. Without this
@@ -79,8 +84,20 @@ typedef struct memo_config {
     int negative_ttl_ms;    /* missing rows, where `negative` is not given; 5000 */
     int lease_ms;           /* a filler's lease on a missed key; 1000 */
     int lease_wait_ms;      /* how long others wait for it, then read PostgreSQL; 1500 */
-    unsigned flags;         /* MEMO_OPEN_* */
+    int stats_publish_ms;   /* how often statistics go to Redis for `memo stats`; 1000 */
+    unsigned flags;         /* MEMO_OPEN_*, MEMO_STATS_PRIVATE */
 } memo_config;
+
+/* Fills *cfg from the environment, the way a service is configured:
+ *   MEMO_REDIS_URL (else REDIS_URL), MEMO_DATABASE_URL (else DATABASE_URL),
+ *   MEMO_KEY_PREFIX, MEMO_POOL_SIZE, and durations such as "500ms", "2s",
+ *   "10m" or plain milliseconds: MEMO_DEFAULT_TTL, MEMO_NEGATIVE_TTL,
+ *   MEMO_CONNECT_TIMEOUT, MEMO_COMMAND_TIMEOUT, MEMO_QUERY_TIMEOUT,
+ *   MEMO_LEASE, MEMO_LEASE_WAIT, MEMO_STATS_PUBLISH ("off": private);
+ *   MEMO_OPEN_DEGRADED=1.
+ * Unset variables leave the defaults. A bad value is MEMO_ERR_CONFIG with a
+ * message naming the variable. The strings point into the environment. */
+memo_status memo_config_from_env(memo_config *cfg, memo_error *err);
 
 /* ------------------------------------------------------------- repository */
 
@@ -111,6 +128,45 @@ char *memo_stats_json(memo_repo *);
 
 /* Sets every counter and histogram of the repository to zero. */
 void memo_stats_reset(memo_repo *);
+
+/* The same statistics in the Prometheus text exposition format (version
+ * 0.0.4), for a service's own /metrics: memo_cache_*_total counters per
+ * entity, memo_operation_duration_seconds histograms per entity and
+ * operation, memo_redis_up and memo_redis_pending_invalidations. Returns a
+ * string the caller frees with free(), or NULL when out of memory. */
+char *memo_stats_prometheus(memo_repo *);
+
+/* One entity's counters, without parsing JSON. Latencies in microseconds. */
+typedef struct memo_entity_stats {
+    uint64_t hits, misses, negative_hits, fills, fill_rejects, lease_waits, invalidations,
+        db_queries, degraded, errors;
+    uint64_t calls; /* every operation on the entity */
+    uint64_t hit_p50_us, hit_p99_us, miss_p50_us, miss_p99_us;
+} memo_entity_stats;
+
+struct memo_entity_desc;
+/* Fills *out for the entity (zeros when it was not used yet). */
+memo_status memo_stats_entity(memo_repo *, const struct memo_entity_desc *,
+                              memo_entity_stats *out);
+
+/* ------------------------------------------------------------------ locks */
+
+/* A lock for applications, on Redis: a random token set with SET NX PX, and
+ * released or extended only by a script that checks the token, so no holder
+ * can ever release or extend another's lock. */
+typedef struct memo_lock memo_lock;
+
+/* Takes the lock `name` for ttl_ms, waiting up to wait_ms (0: try once) with
+ * jittered back-off. MEMO_ERR_LOCKED when another holds it past the wait;
+ * MEMO_ERR_REDIS when Redis is unavailable. *out is freed by release. */
+memo_status memo_lock_acquire(memo_repo *, const char *name, int ttl_ms, int wait_ms,
+                              memo_lock **out);
+/* Sets the lock's time left to ttl_ms. MEMO_ERR_LOCKED if it expired and
+ * another took it (or nobody holds it): the caller no longer holds it. */
+memo_status memo_lock_extend(memo_lock *, int ttl_ms);
+/* Releases and frees the lock. MEMO_ERR_LOCKED if it had expired (another
+ * holder, if any, keeps theirs). NULL is fine. */
+memo_status memo_lock_release(memo_lock *);
 
 /* ----------------------------------------------------------- transactions */
 
@@ -279,6 +335,13 @@ memo_status memo_tx_get_many(memo_tx *, const memo_entity_desc *, const void *ke
 memo_status memo_tx_insert(memo_tx *, const memo_entity_desc *, void *row);
 memo_status memo_tx_update(memo_tx *, const memo_entity_desc *, const void *row);
 memo_status memo_tx_delete(memo_tx *, const memo_entity_desc *, const void *key);
+
+/* Drops cached entries of an entity with SCAN + UNLINK (never KEYS or
+ * FLUSHDB): all of them (rows, lookups, lists) when list is NULL, else the
+ * keys of that list. progress, if given, is called after each batch with the
+ * keys removed so far. *removed (may be NULL) gets the count. */
+memo_status memo_flush(memo_repo *, const memo_entity_desc *, const char *list,
+                       void (*progress)(long removed, void *arg), void *arg, long *removed);
 
 /* Frees a row's strings and zeroes it. NULL is allowed. */
 void memo_row_clear(const memo_entity_desc *, void *row);

@@ -1,0 +1,945 @@
+/* memo: see and steer a memo cache without writing code.
+ *
+ *   memo [--schema FILE] [--redis URL] [--db URL] COMMAND ...
+ *
+ * It reads a schema file with memoc's own front end and builds the same
+ * descriptors the generated code has, so it addresses the same keys; it
+ * talks to Redis and PostgreSQL through libmemo. Exit status: 0 done, 1 the
+ * command found a problem (a stale entry, an unreachable server), 2 usage. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ast.h"
+#include "check.h"
+#include "diag.h"
+#include "internal.h"
+#include "lex.h"
+#include "model.h"
+
+static const char usage[] =
+    "usage: memo [--schema FILE] [--redis URL] [--db URL] COMMAND [ARGS]\n"
+    "\n"
+    "  ping                         round trips and versions of Redis and PostgreSQL,\n"
+    "                               and entries left by an older schema\n"
+    "  stats [--json|--prom] [--watch SECONDS [--count N]]\n"
+    "                               statistics summed over every process using this Redis\n"
+    "  get ENTITY KEY... [--json]   what the cache holds next to what the database holds;\n"
+    "                               KEY is a primary key, FIELD=VALUE for a cached lookup,\n"
+    "                               or LIST=VALUE for a list\n"
+    "  flush ENTITY [--list NAME]   drop an entity's entries (SCAN + UNLINK)\n"
+    "  flush --all                  drop every entity's entries\n"
+    "  warm ENTITY (--ids FILE | --top N) [--json]\n"
+    "                               load rows through the cache (leases respected);\n"
+    "                               --top N: the N rows with the highest primary keys\n"
+    "\n"
+    "The schema is the .memo file the application's code was generated from\n"
+    "(--schema, else MEMO_SCHEMA); `stats` needs none. Servers come from --redis and\n"
+    "--db, else the environment memo_config_from_env() reads: MEMO_REDIS_URL or\n"
+    "REDIS_URL, MEMO_DATABASE_URL or DATABASE_URL, MEMO_KEY_PREFIX.\n";
+
+static memo_repo *repo;
+static model *mdl;
+static const char *schema_name;
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("memo: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------- schema */
+
+static ast_schema *schema_ast;
+static char *schema_src;
+
+static void load_schema(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die(2, "cannot read schema '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    schema_src = xmalloc(cap);
+    size_t got;
+    while ((got = fread(schema_src + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap)
+            schema_src = realloc(schema_src, cap *= 2);
+    }
+    fclose(f);
+    diag *d = diag_new(path, schema_src, n);
+    schema_ast = ast_schema_new(path);
+    memoc_parse(schema_src, n, schema_ast, d);
+    check_schema(schema_ast, d);
+    int errors = diag_count(d);
+    diag_flush(d, stderr);
+    diag_free(d);
+    if (errors)
+        die(2, "%s has errors (run memoc on it)", path);
+    mdl = model_build(schema_ast);
+    schema_name = schema_ast->name;
+}
+
+static const memo_entity_desc *entity(const char *name)
+{
+    if (!mdl)
+        die(2, "this command needs the schema: --schema FILE or MEMO_SCHEMA");
+    /* "user" or "blog.user" */
+    const char *dot = strchr(name, '.');
+    if (dot && (strncmp(name, schema_name, (size_t)(dot - name)) != 0 ||
+                schema_name[dot - name] != '\0'))
+        die(2, "entity '%s' is not in schema '%s'", name, schema_name);
+    const memo_entity_desc *d = model_entity(mdl, dot ? dot + 1 : name);
+    if (!d)
+        die(2, "schema '%s' has no entity '%s'", schema_name, dot ? dot + 1 : name);
+    return d;
+}
+
+/* A key value written on the command line, as the field's C type. */
+typedef union value {
+    int32_t i32;
+    int64_t i64;
+    bool b;
+    char *text;
+} value;
+
+static void parse_value(const memo_field_desc *f, const char *s, value *out)
+{
+    char *end;
+    errno = 0;
+    switch (f->type) {
+    case MEMO_INT32:
+    case MEMO_INT64:
+    case MEMO_TIMESTAMP: {
+        long long v = strtoll(s, &end, 10);
+        if (!*s || *end || errno || (f->type == MEMO_INT32 && (v < INT32_MIN || v > INT32_MAX)))
+            die(2, "'%s' is not a valid %s for %s", s,
+                f->type == MEMO_INT32 ? "int32" : "int64", f->name);
+        if (f->type == MEMO_INT32)
+            out->i32 = (int32_t)v;
+        else
+            out->i64 = v;
+        return;
+    }
+    case MEMO_BOOL:
+        if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
+            die(2, "'%s' is not true or false for %s", s, f->name);
+        out->b = s[0] == 't';
+        return;
+    case MEMO_TEXT:
+        out->text = (char *)s;
+        return;
+    case MEMO_FLOAT64:
+    case MEMO_JSON:
+        break;
+    }
+    die(2, "%s cannot be a key", f->name);
+}
+
+/* ------------------------------------------------------------- servers */
+
+static void open_repo(const char *redis_url, const char *db_url)
+{
+    memo_config cfg;
+    memo_error err;
+    if (memo_config_from_env(&cfg, &err) != MEMO_OK && !(redis_url && db_url)) {
+        /* say which is missing, unless the options give both */
+        if (!(redis_url || getenv("MEMO_REDIS_URL") || getenv("REDIS_URL")) ||
+            !(db_url || getenv("MEMO_DATABASE_URL") || getenv("DATABASE_URL")))
+            die(2, "%s (or pass --redis and --db)", err.message);
+        die(2, "%s", err.message);
+    }
+    if (redis_url)
+        cfg.redis_url = redis_url;
+    if (db_url)
+        cfg.database_url = db_url;
+    cfg.flags |= MEMO_STATS_PRIVATE; /* the tool's own reads are not the service's */
+    memo_status st = memo_open(&repo, &cfg, &err);
+    if (st != MEMO_OK)
+        die(1, "%s", err.message);
+}
+
+/* One command through the repository's pool: the reply is copied out. */
+static redisReply *redis_call(memop_rconn **c, int argc, const char **argv, const size_t *lens)
+{
+    if (!*c && !(*c = memop_redis_acquire(repo)))
+        die(1, "%s", memo_last_error(repo));
+    redisReply *r = memop_redis_command(repo, *c, argc, argv, lens);
+    if (!r)
+        die(1, "%s", memo_last_error(repo));
+    return r;
+}
+
+/* A direct connection to PostgreSQL for what the repository does not do:
+ * versions, round trips and the keys of `warm --top`. */
+static PGconn *pg_open(void)
+{
+    PGconn *pg = PQconnectdb(repo->database_url);
+    if (PQstatus(pg) != CONNECTION_OK)
+        die(1, "PostgreSQL: %s", PQerrorMessage(pg));
+    return pg;
+}
+
+/* ---------------------------------------------------------------- ping */
+
+static int cmd_ping(bool json)
+{
+    memop_rconn *c = NULL;
+    double best = 1e9;
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_ms();
+        const char *argv[] = {"PING"};
+        redis_call(&c, 1, argv, NULL);
+        double t = now_ms() - t0;
+        best = t < best ? t : best;
+    }
+    const char *info[] = {"INFO", "server"};
+    redisReply *r = redis_call(&c, 2, info, NULL);
+    char version[32] = "?";
+    const char *v = r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
+    if (v)
+        sscanf(v + 14, "%31[^\r\n]", version);
+    double redis_rtt = best;
+
+    PGconn *pg = pg_open();
+    best = 1e9;
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_ms();
+        PGresult *res = PQexec(pg, "SELECT 1");
+        double t = now_ms() - t0;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            die(1, "PostgreSQL: %s", PQerrorMessage(pg));
+        PQclear(res);
+        best = t < best ? t : best;
+    }
+    const char *pgv = PQparameterStatus(pg, "server_version");
+
+    /* Entries of this schema whose tag no lookup of the current schema has
+     * were written by an older shape of it: they are never read again and
+     * wait for their TTL. A bounded scan. */
+    long scanned = 0, older = 0;
+    char example[256] = "";
+    if (mdl) {
+        const memo_schema_desc *s = model_schema(mdl);
+        memop_buf pat = {0};
+        memop_buf_printf(&pat, "%s%s:{*", repo->key_prefix, s->name);
+        char cursor[32] = "0";
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pat.s, "COUNT", "1000"};
+            redisReply *sr = redis_call(&c, 6, argv, NULL);
+            if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
+                die(1, "SCAN: unexpected reply");
+            snprintf(cursor, sizeof cursor, "%s", sr->element[0]->str);
+            for (size_t i = 0; i < sr->element[1]->elements; i++) {
+                const char *key = sr->element[1]->element[i]->str;
+                const char *tag = strrchr(key, '}');
+                if (!tag || tag[1] != ':')
+                    continue;
+                tag += 2;
+                scanned++;
+                bool known = false;
+                for (unsigned k = 0; k < s->nentities && !known; k++) {
+                    const memo_entity_desc *d = s->entities[k];
+                    known = strncmp(tag, d->row.key.tag, 8) == 0;
+                    for (unsigned u = 0; u < d->nuniques && !known; u++)
+                        known = strncmp(tag, d->uniques[u].key.tag, 8) == 0;
+                    for (unsigned l = 0; l < d->nlists && !known; l++)
+                        known = strncmp(tag, d->lists[l].key.tag, 8) == 0;
+                }
+                if (!known && older++ == 0)
+                    snprintf(example, sizeof example, "%s", key);
+            }
+            memop_redis_release(repo, c, false); /* one batch of replies at a time */
+            c = NULL;
+        } while (strcmp(cursor, "0") != 0 && scanned < 1000000);
+        memop_buf_free(&pat);
+    }
+    if (c)
+        memop_redis_release(repo, c, false);
+
+    if (json) {
+        json_t *o = json_pack("{s:{s:s,s:s,s:f},s:{s:s,s:f}}", "redis", "server",
+                              repo->redis_name, "version", version, "rtt_ms", redis_rtt,
+                              "postgresql", "version", pgv ? pgv : "?", "rtt_ms", best);
+        if (mdl)
+            json_object_set_new(o, "schema",
+                                json_pack("{s:s,s:I,s:I,s:s}", "name", schema_name, "scanned",
+                                          (json_int_t)scanned, "older", (json_int_t)older,
+                                          "example", example));
+        char *s = json_dumps(o, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("redis       %-24s Redis %-10s round trip %.3f ms\n", repo->redis_name, version,
+               redis_rtt);
+        char where[160];
+        snprintf(where, sizeof where, "%s:%s/%s", PQhost(pg) ? PQhost(pg) : "?",
+                 PQport(pg) ? PQport(pg) : "?", PQdb(pg) ? PQdb(pg) : "?");
+        printf("postgresql  %-24s PostgreSQL %-10s round trip %.3f ms\n", where,
+               pgv ? pgv : "?", best);
+        if (mdl) {
+            printf("schema %s: %ld keys scanned, %ld of an older fingerprint", schema_name,
+                   scanned, older);
+            if (older)
+                printf(" (e.g. %s): no reader uses them; they expire by their TTL", example);
+            printf("\n");
+        }
+    }
+    PQfinish(pg);
+    return 0;
+}
+
+/* --------------------------------------------------------------- stats */
+
+typedef struct summed {
+    size_t n;
+    char **names;
+    memop_stats **stats;
+    int processes;
+} summed;
+
+static memop_stats *entry(summed *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], name) == 0)
+            return s->stats[i];
+    s->names = realloc(s->names, (s->n + 1) * sizeof *s->names);
+    s->stats = realloc(s->stats, (s->n + 1) * sizeof *s->stats);
+    if (!s->names || !s->stats)
+        die(1, "out of memory");
+    s->names[s->n] = xstrdup(name);
+    s->stats[s->n] = xcalloc(1, sizeof(memop_stats));
+    return s->stats[s->n++];
+}
+
+static void add(_Atomic uint64_t *to, json_t *v)
+{
+    if (json_is_integer(v))
+        atomic_fetch_add(to, (uint64_t)json_integer_value(v));
+}
+
+static void add_hist(memop_hist *h, json_t *v)
+{
+    add(&h->sum_us, json_object_get(v, "sum"));
+    size_t i;
+    json_t *pair;
+    json_array_foreach(json_object_get(v, "b"), i, pair)
+    {
+        json_int_t b = json_integer_value(json_array_get(pair, 0));
+        if (b >= 0 && b < MEMOP_HIST_BUCKETS)
+            add(&h->b[b], json_array_get(pair, 1));
+    }
+}
+
+/* Every process's publication, summed per entity. */
+static void collect(summed *out)
+{
+    memset(out, 0, sizeof *out);
+    memop_rconn *c = NULL;
+    char pattern[256];
+    snprintf(pattern, sizeof pattern, "%smemo:stats:*", repo->key_prefix);
+    char cursor[32] = "0";
+    char **keys = NULL;
+    size_t nkeys = 0;
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *r = redis_call(&c, 6, argv, NULL);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            die(1, "SCAN: unexpected reply");
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            keys = realloc(keys, (nkeys + 1) * sizeof *keys);
+            keys[nkeys++] = xstrdup(r->element[1]->element[i]->str);
+        }
+    } while (strcmp(cursor, "0") != 0);
+    for (size_t k = 0; k < nkeys; k++) {
+        const char *argv[] = {"GET", keys[k]};
+        redisReply *r = redis_call(&c, 2, argv, NULL);
+        json_t *doc = r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
+        free(keys[k]);
+        if (!doc)
+            continue; /* expired between SCAN and GET */
+        out->processes++;
+        const char *name;
+        json_t *e;
+        json_object_foreach(json_object_get(doc, "entities"), name, e)
+        {
+            memop_stats *s = entry(out, name);
+#define SUM(field) add(&s->field, json_object_get(e, #field));
+            SUM(hits) SUM(misses) SUM(negative_hits) SUM(fills) SUM(fill_rejects)
+                SUM(lease_waits) SUM(invalidations) SUM(db_queries) SUM(degraded) SUM(errors)
+#undef SUM
+            add_hist(&s->hit_latency, json_object_get(e, "hit_latency_us"));
+            add_hist(&s->miss_latency, json_object_get(e, "miss_latency_us"));
+            json_t *ops = json_object_get(e, "ops");
+            for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
+                json_t *o = json_object_get(ops, memop_op_name(op));
+                add(&s->ops[op], json_object_get(o, "calls"));
+                add_hist(&s->op_latency[op], json_object_get(o, "latency_us"));
+            }
+        }
+        json_decref(doc);
+    }
+    free(keys);
+    if (c)
+        memop_redis_release(repo, c, false);
+}
+
+static void summed_free(summed *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->names[i]);
+        free(s->stats[i]);
+    }
+    free(s->names);
+    free(s->stats);
+}
+
+static uint64_t v(const _Atomic uint64_t *x)
+{
+    return atomic_load(x);
+}
+
+static uint64_t calls_of(const memop_stats *s)
+{
+    uint64_t n = 0;
+    for (unsigned op = 0; op < MEMOP_OP_COUNT; op++)
+        n += v(&s->ops[op]);
+    return n;
+}
+
+static void table(const summed *s, const summed *before, double secs)
+{
+    printf("%d process%s publishing\n", s->processes, s->processes == 1 ? "" : "es");
+    printf("%-18s %10s %9s %7s %8s %7s %7s %8s %8s %8s %6s %14s %14s\n", "entity",
+           before ? "calls/s" : "calls", "lookups", "hit %", "neg hit", "fills", "waits",
+           "invalid.", "queries", "degraded", "errors", "hit p50/p99", "miss p50/p99");
+    for (size_t i = 0; i < s->n; i++) {
+        const memop_stats *t = s->stats[i];
+        uint64_t hits = v(&t->hits) + v(&t->negative_hits), keys = hits + v(&t->misses);
+        if (calls_of(t) == 0 && keys == 0)
+            continue; /* an entity a process knows but did not use */
+        double calls = (double)calls_of(t);
+        if (before) {
+            double prev = 0;
+            for (size_t k = 0; k < before->n; k++)
+                if (strcmp(before->names[k], s->names[i]) == 0)
+                    prev = (double)calls_of(before->stats[k]);
+            calls = (calls - prev) / secs;
+        }
+        char hp[32], mp[32];
+        snprintf(hp, sizeof hp, "%" PRIu64 "/%" PRIu64 " us",
+                 memop_hist_quantile(&t->hit_latency, 0.5),
+                 memop_hist_quantile(&t->hit_latency, 0.99));
+        snprintf(mp, sizeof mp, "%" PRIu64 "/%" PRIu64 " us",
+                 memop_hist_quantile(&t->miss_latency, 0.5),
+                 memop_hist_quantile(&t->miss_latency, 0.99));
+        printf("%-18s %10.0f %9" PRIu64 " %6.1f%% %8" PRIu64 " %7" PRIu64 " %7" PRIu64
+               " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %6" PRIu64 " %14s %14s\n",
+               s->names[i], calls, keys, keys ? 100.0 * (double)hits / (double)keys : 0.0,
+               v(&t->negative_hits), v(&t->fills), v(&t->lease_waits), v(&t->invalidations),
+               v(&t->db_queries), v(&t->degraded), v(&t->errors), hp, mp);
+    }
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static int cmd_stats(bool json, bool prom, double watch, long count)
+{
+    if (watch <= 0) {
+        summed s;
+        collect(&s);
+        memop_buf b = {0};
+        if (json || prom) {
+            if (json) {
+                memop_buf_printf(&b, "{\"processes\":%d,\"entities\":", s.processes);
+                memop_stats_write_json(&b, (const char *const *)s.names,
+                                       (const memop_stats *const *)s.stats, s.n, false);
+                memop_buf_puts(&b, "}\n");
+            } else {
+                memop_buf_printf(&b,
+                                 "# HELP memo_processes Processes publishing statistics.\n"
+                                 "# TYPE memo_processes gauge\nmemo_processes %d\n",
+                                 s.processes);
+                memop_stats_write_prometheus(&b, (const char *const *)s.names,
+                                             (const memop_stats *const *)s.stats, s.n);
+            }
+            fputs(b.s, stdout);
+        } else {
+            table(&s, NULL, 0);
+        }
+        memop_buf_free(&b);
+        summed_free(&s);
+        return 0;
+    }
+    /* like redis-cli --stat: a compact table again every interval */
+    signal(SIGINT, on_signal);
+    bool tty = isatty(STDOUT_FILENO);
+    summed prev;
+    collect(&prev);
+    double t0 = now_ms();
+    for (long i = 0; (count <= 0 || i < count) && !interrupted; i++) {
+        memop_sleep_us((uint64_t)(watch * 1e6));
+        summed cur;
+        collect(&cur);
+        double t1 = now_ms();
+        if (tty)
+            fputs("\033[H\033[2J", stdout);
+        time_t now = time(NULL);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
+        printf("%s  ", stamp);
+        table(&cur, &prev, (t1 - t0) / 1e3);
+        fflush(stdout);
+        summed_free(&prev);
+        prev = cur;
+        t0 = t1;
+    }
+    summed_free(&prev);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- get */
+
+static json_t *row_json(const memo_entity_desc *d, const void *row)
+{
+    memop_buf b = {0};
+    if (memop_row_encode(d, row, &b) != MEMO_OK)
+        return json_string("(not encodable)");
+    json_t *j = json_loadb(b.s, b.len, 0, NULL);
+    memop_buf_free(&b);
+    return j;
+}
+
+static json_t *raw_json(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_STRING)
+        return json_null();
+    json_t *j = json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL);
+    return j ? j : json_stringn(r->str, r->len); /* show a corrupt value as it is */
+}
+
+static json_t *get_row(const memo_entity_desc *d, const char *text)
+{
+    value key;
+    parse_value(&d->fields[d->pk], text, &key);
+    void *cached = xcalloc(1, d->size), *db = xcalloc(1, d->size);
+    memo_check_result r;
+    memo_status st = memo_check(repo, d, &key, cached, db, &r);
+    if (st != MEMO_OK)
+        die(1, "%s", memo_last_error(repo));
+    char part[MEMOP_KEY_PART_MAX + 1];
+    memop_key k;
+    memop_key_build(repo, d, &d->row.key, part,
+                    memop_key_value(&d->fields[d->pk], &key, part), &k);
+    json_t *o = json_pack("{s:s,s:s}", "key", text, "redis_key", k.s);
+    json_object_set_new(o, "cached",
+                        !r.cached ? json_null()
+                        : !r.cached_row ? json_string("(missing row)")
+                                        : row_json(d, cached));
+    json_object_set_new(o, "ttl_ms", json_integer(r.ttl_ms));
+    json_object_set_new(o, "leased", json_boolean(r.leased));
+    json_object_set_new(o, "database", r.in_db ? row_json(d, db) : json_null());
+    json_object_set_new(o, "agree", json_boolean(r.fresh));
+    memo_row_clear(d, cached);
+    memo_row_clear(d, db);
+    free(cached);
+    free(db);
+    return o;
+}
+
+/* FIELD=VALUE for a cached lookup, LIST=VALUE for a list: the raw entry next
+ * to what the database answers, in a read-only transaction. */
+static json_t *get_other(const memo_entity_desc *d, const char *name, const char *text)
+{
+    const memo_field_desc *pk = &d->fields[d->pk];
+    int lookup = -1, list = -1;
+    for (unsigned u = 0; u < d->nuniques; u++)
+        if (strcmp(d->fields[d->uniques[u].field].name, name) == 0)
+            lookup = (int)u;
+    for (unsigned l = 0; l < d->nlists; l++)
+        if (strcmp(d->lists[l].name, name) == 0)
+            list = (int)l;
+    if (lookup < 0 && list < 0)
+        die(2, "%s.%s has no cached lookup or list '%s'", d->schema, d->name, name);
+    const memo_field_desc *f =
+        lookup >= 0 ? &d->fields[d->uniques[lookup].field] : &d->fields[d->lists[list].group];
+    const memo_key_desc *kd = lookup >= 0 ? &d->uniques[lookup].key : &d->lists[list].key;
+    value key;
+    parse_value(f, text, &key);
+    char part[MEMOP_KEY_PART_MAX + 1];
+    memop_key k, lease;
+    memop_key_build(repo, d, kd, part, memop_key_value(f, &key, part), &k);
+    memop_key_lease(&k, &lease);
+
+    memop_rconn *c = NULL;
+    const char *g[] = {"GET", k.s}, *t[] = {"PTTL", k.s}, *e[] = {"EXISTS", lease.s};
+    json_t *cached = raw_json(redis_call(&c, 2, g, NULL));
+    long long ttl = redis_call(&c, 2, t, NULL)->integer;
+    bool leased = redis_call(&c, 2, e, NULL)->integer == 1;
+    memop_redis_release(repo, c, false);
+
+    /* what the database says, the way the cache would have stored it */
+    memo_tx *tx = memo_begin(repo);
+    if (!tx)
+        die(1, "%s", memo_last_error(repo));
+    json_t *db;
+    memo_status st;
+    if (lookup >= 0) {
+        void *row = xcalloc(1, d->size);
+        st = memo_tx_get_by(tx, d, (unsigned)lookup, &key, row);
+        if (st == MEMO_OK) {
+            memop_buf b = {0};
+            memop_pk_encode(pk, (char *)row + pk->offset, &b);
+            db = json_loadb(b.s, b.len, JSON_DECODE_ANY, NULL);
+            memop_buf_free(&b);
+        } else {
+            db = json_null();
+        }
+        memo_row_clear(d, row);
+        free(row);
+    } else {
+        memo_rows rows = {0};
+        st = memo_tx_list(tx, d, (unsigned)list, &key, &rows);
+        db = json_array();
+        for (size_t i = 0; i < rows.len && st == MEMO_OK; i++) {
+            const char *row = (const char *)rows.items + i * d->size;
+            memop_buf b = {0};
+            memop_pk_encode(pk, row + pk->offset, &b);
+            json_array_append_new(db, json_loadb(b.s, b.len, JSON_DECODE_ANY, NULL));
+            memop_buf_free(&b);
+        }
+        memo_rows_clear(d, &rows);
+    }
+    memo_rollback(tx);
+    if (st != MEMO_OK && st != MEMO_NOT_FOUND)
+        die(1, "%s", memo_last_error(repo));
+    /* an absent entry agrees with anything; a present one must be equal */
+    bool agree = json_is_null(cached) || json_equal(cached, db);
+    json_t *o = json_pack("{s:s,s:s}", "key", text, "redis_key", k.s);
+    json_object_set_new(o, "cached", cached);
+    json_object_set_new(o, "ttl_ms", json_integer(ttl));
+    json_object_set_new(o, "leased", json_boolean(leased));
+    json_object_set_new(o, "database", db);
+    json_object_set_new(o, "agree", json_boolean(agree));
+    return o;
+}
+
+static void print_value(const char *label, json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    printf("  %-9s %s\n", label, s ? s : "?");
+    free(s);
+}
+
+static int cmd_get(const char *name, char **keys, int n, bool json)
+{
+    const memo_entity_desc *d = entity(name);
+    json_t *all = json_array();
+    int status = 0;
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(keys[i], '=');
+        json_t *o;
+        if (eq) {
+            char field[128];
+            snprintf(field, sizeof field, "%.*s", (int)(eq - keys[i]), keys[i]);
+            o = get_other(d, field, eq + 1);
+        } else {
+            o = get_row(d, keys[i]);
+        }
+        if (!json_is_true(json_object_get(o, "agree")))
+            status = 1;
+        if (json) {
+            json_array_append_new(all, o);
+            continue;
+        }
+        printf("%s.%s %s\n", d->schema, d->name, keys[i]);
+        printf("  %-9s %s\n", "key", json_string_value(json_object_get(o, "redis_key")));
+        print_value("cache", json_object_get(o, "cached"));
+        long long ttl = json_integer_value(json_object_get(o, "ttl_ms"));
+        if (ttl >= 0)
+            printf("  %-9s %.1f s\n", "ttl", (double)ttl / 1e3);
+        printf("  %-9s %s\n", "lease",
+               json_is_true(json_object_get(o, "leased")) ? "held by a filler" : "none");
+        print_value("database", json_object_get(o, "database"));
+        printf("  %-9s %s\n", "agree",
+               json_is_true(json_object_get(o, "agree")) ? "yes"
+                                                          : "NO: the cache is stale");
+        json_decref(o);
+    }
+    if (json) {
+        char *s = json_dumps(all, JSON_COMPACT);
+        puts(s);
+        free(s);
+    }
+    json_decref(all);
+    return status;
+}
+
+/* --------------------------------------------------------------- flush */
+
+static bool progress_tty;
+static void flush_progress(long removed, void *arg)
+{
+    if (progress_tty)
+        fprintf(stderr, "\rflushing %s: %ld keys", (const char *)arg, removed);
+}
+
+static int cmd_flush(const char *name, const char *list, bool all, bool json)
+{
+    if (!mdl)
+        die(2, "flush needs the schema: --schema FILE or MEMO_SCHEMA");
+    progress_tty = isatty(STDERR_FILENO);
+    const memo_schema_desc *s = model_schema(mdl);
+    json_t *out = json_object();
+    for (unsigned i = 0; i < s->nentities; i++) {
+        const memo_entity_desc *d = s->entities[i];
+        if (!all && d != entity(name))
+            continue;
+        char full[160];
+        snprintf(full, sizeof full, "%s.%s", d->schema, d->name);
+        long removed = 0;
+        memo_status st = memo_flush(repo, d, list, flush_progress, full, &removed);
+        if (progress_tty)
+            fputc('\n', stderr);
+        if (st != MEMO_OK)
+            die(st == MEMO_ERR_ARG ? 2 : 1, "%s", memo_last_error(repo));
+        json_object_set_new(out, full, json_integer(removed));
+        if (!json)
+            printf("%s%s%s: %ld keys removed\n", full, list ? " list " : "", list ? list : "",
+                   removed);
+    }
+    if (json) {
+        char *t = json_dumps(out, JSON_COMPACT);
+        puts(t);
+        free(t);
+    }
+    json_decref(out);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- warm */
+
+/* Parses the keys (one per line) into an array of the key's C type. */
+static void *read_ids(const memo_entity_desc *d, const char *path, size_t *n)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f)
+        die(2, "cannot read %s: %s", path, strerror(errno));
+    const memo_field_desc *pk = &d->fields[d->pk];
+    size_t width = memop_pk_width(pk), cap = 1024;
+    char *ids = xmalloc(cap * width);
+    char line[4096];
+    *n = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0])
+            continue;
+        if (*n == cap)
+            ids = realloc(ids, (cap *= 2) * width);
+        value v;
+        parse_value(pk, line, &v);
+        if (pk->type == MEMO_TEXT)
+            v.text = xstrdup(line);
+        memcpy(ids + *n * width, &v, width);
+        (*n)++;
+    }
+    if (f != stdin)
+        fclose(f);
+    return ids;
+}
+
+static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
+{
+    const memo_field_desc *pk = &d->fields[d->pk];
+    PGconn *pg = pg_open();
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" ORDER BY \"%s\" DESC LIMIT %ld",
+             pk->name, d->table, pk->name, top);
+    PGresult *res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        die(1, "PostgreSQL: %s", PQerrorMessage(pg));
+    size_t width = memop_pk_width(pk);
+    *n = (size_t)PQntuples(res);
+    char *ids = xcalloc(*n ? *n : 1, width);
+    for (size_t i = 0; i < *n; i++) {
+        value v;
+        const char *text = PQgetvalue(res, (int)i, 0);
+        parse_value(pk, text, &v);
+        if (pk->type == MEMO_TEXT)
+            v.text = xstrdup(text);
+        memcpy(ids + i * width, &v, width);
+    }
+    PQclear(res);
+    PQfinish(pg);
+    return ids;
+}
+
+static int cmd_warm(const char *name, const char *ids_path, long top, bool json)
+{
+    const memo_entity_desc *d = entity(name);
+    const memo_field_desc *pk = &d->fields[d->pk];
+    size_t n;
+    char *ids = ids_path ? read_ids(d, ids_path, &n) : top_ids(d, top, &n);
+    size_t width = memop_pk_width(pk), found = 0;
+    memo_entity_stats before, after;
+    memo_stats_entity(repo, d, &before);
+    bool tty = isatty(STDERR_FILENO);
+    double t0 = now_ms();
+    /* through the batch path: one MGET, leases, one query, fills */
+    for (size_t at = 0; at < n; at += 100) {
+        size_t k = n - at < 100 ? n - at : 100;
+        memo_rows rows = {0};
+        memo_status st = memo_get_many(repo, d, ids + at * width, k, &rows);
+        if (st != MEMO_OK)
+            die(1, "%s", memo_last_error(repo));
+        found += rows.len;
+        memo_rows_clear(d, &rows);
+        if (tty) {
+            int bar = (int)(30.0 * (double)(at + k) / (double)n);
+            fprintf(stderr, "\r[%-30.*s] %zu/%zu", bar, "##############################",
+                    at + k, n);
+        }
+    }
+    if (tty && n)
+        fputc('\n', stderr);
+    memo_stats_entity(repo, d, &after);
+    if (pk->type == MEMO_TEXT)
+        for (size_t i = 0; i < n; i++)
+            free(((char **)(void *)ids)[i]);
+    free(ids);
+    unsigned long long filled = after.fills - before.fills;
+    unsigned long long cached = (after.hits - before.hits);
+    if (json)
+        printf("{\"entity\":\"%s.%s\",\"requested\":%zu,\"found\":%zu,\"filled\":%llu,"
+               "\"already_cached\":%llu,\"missing\":%zu,\"ms\":%.0f}\n",
+               d->schema, d->name, n, found, filled, cached, n - found, now_ms() - t0);
+    else
+        printf("warmed %s.%s: %zu keys, %llu filled, %llu already cached, %zu not in the "
+               "database (%.0f ms)\n",
+               d->schema, d->name, n, filled, cached, n - found, now_ms() - t0);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    const char *schema = getenv("MEMO_SCHEMA"), *redis_url = NULL, *db_url = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("memo %s\n", MEMO_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
+            schema = argv[++i];
+        } else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc) {
+            redis_url = argv[++i];
+        } else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            db_url = argv[++i];
+        } else {
+            fprintf(stderr, "memo: unknown option '%s'\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[i++];
+    /* the command's own options, anywhere after it */
+    bool json = false, prom = false, all = false;
+    double watch = 0;
+    long count = 0, top = 0;
+    const char *list = NULL, *ids = NULL;
+    char **args = xcalloc((size_t)argc, sizeof *args);
+    int nargs = 0;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0)
+            json = true;
+        else if (strcmp(a, "--prom") == 0)
+            prom = true;
+        else if (strcmp(a, "--all") == 0)
+            all = true;
+        else if (strcmp(a, "--watch") == 0 && i + 1 < argc)
+            watch = atof(argv[++i]);
+        else if (strcmp(a, "--count") == 0 && i + 1 < argc)
+            count = atol(argv[++i]);
+        else if (strcmp(a, "--list") == 0 && i + 1 < argc)
+            list = argv[++i];
+        else if (strcmp(a, "--ids") == 0 && i + 1 < argc)
+            ids = argv[++i];
+        else if (strcmp(a, "--top") == 0 && i + 1 < argc)
+            top = atol(argv[++i]);
+        else if (a[0] == '-' && a[1])
+            die(2, "unknown option '%s' for %s", a, cmd);
+        else
+            args[nargs++] = argv[i];
+    }
+
+    if (schema)
+        load_schema(schema);
+    bool known = strcmp(cmd, "ping") == 0 || strcmp(cmd, "stats") == 0 ||
+                 strcmp(cmd, "get") == 0 || strcmp(cmd, "flush") == 0 ||
+                 strcmp(cmd, "warm") == 0;
+    if (!known)
+        die(2, "unknown command '%s' (memo --help)", cmd);
+    if (strcmp(cmd, "get") == 0 && nargs < 2)
+        die(2, "usage: memo get ENTITY KEY...");
+    if (strcmp(cmd, "flush") == 0 && (all ? nargs != 0 : nargs != 1))
+        die(2, "usage: memo flush ENTITY [--list NAME] | memo flush --all");
+    if (strcmp(cmd, "warm") == 0 && (nargs != 1 || (!ids == !(top > 0))))
+        die(2, "usage: memo warm ENTITY (--ids FILE | --top N)");
+    if (json && prom)
+        die(2, "--json or --prom, not both");
+
+    open_repo(redis_url, db_url);
+    int rc;
+    if (strcmp(cmd, "ping") == 0)
+        rc = cmd_ping(json);
+    else if (strcmp(cmd, "stats") == 0)
+        rc = cmd_stats(json, prom, watch, count);
+    else if (strcmp(cmd, "get") == 0)
+        rc = cmd_get(args[0], args + 1, nargs - 1, json);
+    else if (strcmp(cmd, "flush") == 0)
+        rc = cmd_flush(all ? NULL : args[0], list, all, json);
+    else
+        rc = cmd_warm(args[0], ids, top, json);
+    memo_close(repo);
+    model_free(mdl);
+    ast_schema_free(schema_ast);
+    free(schema_src);
+    free(args);
+    return rc;
+}
