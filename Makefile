@@ -80,15 +80,27 @@ RT_OBJ = $(RT_SRC:%.c=$(B)/%.o)
 LIBMEMO = $(B)/libmemo.a
 RT_INC = -Iruntime/include -Iruntime/src
 
+# Position-independent, so the same objects make the static and the shared
+# library.
 $(B)/runtime/src/%.o: runtime/src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(RT_INC) $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -fPIC $(RT_INC) $(PKG_CFLAGS) -c $< -o $@
 
 $(LIBMEMO): $(RT_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-all: $(LIBMEMO)
+VERSION = 0.1.0
+SOMAJOR = 0
+LIBMEMO_SO = $(B)/libmemo.so.$(VERSION)
+$(LIBMEMO_SO): $(RT_OBJ) runtime/libmemo.map
+	$(CC) $(CFLAGS) $(SAN_CFLAGS) -shared -Wl,-soname,libmemo.so.$(SOMAJOR) \
+	    -Wl,--version-script=runtime/libmemo.map $(RT_OBJ) $(PKG_LIBS) -lpthread -lm -o $@
+
+$(B)/memo.pc: runtime/memo.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+all: $(LIBMEMO) $(LIBMEMO_SO)
 
 # ------------------------------------------------------------- memo (tool)
 
@@ -160,7 +172,8 @@ TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outag
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)
 
 # The environment every test reads; servers come from tests/with-servers.sh.
-TEST_ENV = MEMOC=$(abspath $(MEMOC)) MEMO_SCHEMAS_DIR=$(abspath $(B)/schemas) \
+TEST_ENV = MEMOC=$(abspath $(MEMOC)) MEMO_TOOL=$(abspath $(MEMO_TOOL)) \
+           MEMO_BUILD_DIR=$(abspath $(B)) MEMO_SCHEMAS_DIR=$(abspath $(B)/schemas) \
            MEMO_BAD_DIR=$(abspath tests/gen/bad) MEMO_TOP=$(CURDIR) \
            MEMO_CC="$(CC)" MEMO_SAN_CFLAGS="$(SAN_CFLAGS)"
 
@@ -212,6 +225,19 @@ run-bench: all $(BENCH)
 tsan: deps
 	@$(MAKE) --no-print-directory B=build/tsan SAN_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    TEST_BIN='$$(TSAN_BIN)' run-check
+
+# make install PREFIX=/usr/local (DESTDIR for staging): memoc, memo, the
+# static and shared libraries, the public header and memo.pc.
+install: all $(B)/memo.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/include/memo
+	install -m 755 $(MEMOC) $(MEMO_TOOL) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBMEMO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBMEMO_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libmemo.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmemo.so.$(SOMAJOR)
+	ln -sf libmemo.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libmemo.so
+	install -m 644 runtime/include/memo/memo.h $(DESTDIR)$(PREFIX)/include/memo/
+	install -m 644 $(B)/memo.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
 clean:
 	rm -rf build

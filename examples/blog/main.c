@@ -6,6 +6,7 @@
  *
  * `make demo` sets up everything (packages, private servers, tables) and
  * runs it. Exit status 1 if any cached row is stale. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, strdup */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

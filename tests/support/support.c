@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -273,4 +276,56 @@ const char *test_schemas_dir(void)
 {
     const char *d = getenv("MEMO_SCHEMAS_DIR");
     return d && *d ? d : "build/schemas";
+}
+
+int test_run(const char *const *argv, const char *input, char **out)
+{
+    int in[2], outp[2];
+    if (pipe(in) != 0 || pipe(outp) != 0)
+        fail_msg("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(outp[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(outp[0]);
+        close(outp[1]);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(in[0]);
+    close(outp[1]);
+    if (input) {
+        size_t n = strlen(input), done = 0;
+        while (done < n) {
+            ssize_t w = write(in[1], input + done, n - done);
+            if (w <= 0)
+                break;
+            done += (size_t)w;
+        }
+    }
+    close(in[1]);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf && (r = read(outp[0], buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    close(outp[0]);
+    if (buf)
+        buf[len] = '\0';
+    int status;
+    waitpid(pid, &status, 0);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

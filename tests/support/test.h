@@ -66,6 +66,11 @@ char *test_redis_state(memo_repo *, const char *member);
 /* Wall-clock milliseconds, monotonic. */
 double test_now_ms(void);
 
+/* Runs argv (the PATH is searched) with `input` (may be NULL) on its stdin.
+ * Returns its exit status (-1 if a signal ended it); its stdout, malloc'd,
+ * in *out when out is not NULL. stderr passes through. */
+int test_run(const char *const *argv, const char *input, char **out);
+
 /* The generated files' directory (build/schemas), from MEMO_SCHEMAS_DIR. */
 const char *test_schemas_dir(void);
 

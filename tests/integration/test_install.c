@@ -1,0 +1,80 @@
+/* make install into a fresh prefix, then build examples/blog out of tree
+ * against the installed copy with nothing but its memoc and
+ * `pkg-config --cflags --libs memo`, and run it on the private servers. */
+#define _DEFAULT_SOURCE 1 /* mkdtemp */
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int sh(const char *cmd, char **out)
+{
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    return test_run(argv, NULL, out);
+}
+
+static void install_and_build_out_of_tree(void **state)
+{
+    (void)state;
+    const char *top = test_env("MEMO_TOP"), *build = test_env("MEMO_BUILD_DIR");
+    const char *san = getenv("MEMO_SAN_CFLAGS") ? getenv("MEMO_SAN_CFLAGS") : "";
+    char prefix[] = "/tmp/memo-prefix-XXXXXX", work[] = "/tmp/memo-app-XXXXXX";
+    assert_non_null(mkdtemp(prefix));
+    assert_non_null(mkdtemp(work));
+    char cmd[4096];
+    char *out;
+
+    snprintf(cmd, sizeof cmd, "make -s -C '%s' B='%s' install PREFIX='%s' >&2", top, build,
+             prefix);
+    assert_int_equal(sh(cmd, NULL), 0);
+    static const char *const files[] = {"bin/memoc", "bin/memo", "lib/libmemo.a",
+                                        "lib/libmemo.so", "include/memo/memo.h",
+                                        "lib/pkgconfig/memo.pc"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(cmd, sizeof cmd, "test -e '%s/%s'", prefix, files[i]);
+        if (sh(cmd, NULL) != 0)
+            fail_msg("make install did not write %s", files[i]);
+    }
+
+    /* the application's side: its schema, the installed memoc, pkg-config */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && cp '%s/schemas/blog.memo' '%s/examples/blog/main.c' . && "
+             "'%s/bin/memoc' -o gen blog.memo && "
+             "export PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
+             "cc -std=c11 -Wall -Wextra -Werror %s $(pkg-config --cflags memo) -Igen "
+             "main.c gen/blog.c $(pkg-config --libs memo) -lm -o blog-demo",
+             work, top, top, prefix, prefix, san);
+    assert_int_equal(sh(cmd, NULL), 0);
+    /* it links the installed shared library */
+    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' ldd '%s/blog-demo'", prefix, work);
+    assert_int_equal(sh(cmd, &out), 0);
+    char want[600];
+    snprintf(want, sizeof want, "%s/lib/libmemo.so.0", prefix);
+    assert_non_null(strstr(out, want));
+    free(out);
+
+    char sql[600];
+    snprintf(sql, sizeof sql, "%s/gen/blog.sql", work);
+    test_sql_file(sql);
+    test_sql("TRUNCATE comments, posts, users, orgs RESTART IDENTITY CASCADE");
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' '%s/blog-demo' 500", prefix, work);
+    assert_int_equal(sh(cmd, &out), 0);
+    assert_non_null(strstr(out, "compared with PostgreSQL: 0 stale"));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "'%s/bin/memo' --version", prefix);
+    assert_int_equal(sh(cmd, &out), 0);
+    assert_string_equal(out, "memo 0.1.0\n");
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", prefix, work);
+    sh(cmd, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(install_and_build_out_of_tree)};
+    return cmocka_run_group_tests_name("install", tests, NULL, NULL);
+}

@@ -1,0 +1,139 @@
+/* Locks for applications, on the private Redis: two processes contend and
+ * the loser waits, then wins; an expired holder cannot release or extend the
+ * new holder's lock; extend keeps a lock alive; waiting is bounded. */
+#define _DEFAULT_SOURCE 1
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static memo_repo *repo;
+
+static void two_processes_contend(void **state)
+{
+    (void)state;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        memo_config cfg = {.redis_url = getenv("REDIS_URL"),
+                           .database_url = getenv("DATABASE_URL"),
+                           .flags = MEMO_STATS_PRIVATE};
+        memo_error err;
+        memo_repo *r;
+        memo_lock *l;
+        if (memo_open(&r, &cfg, &err) != MEMO_OK ||
+            memo_lock_acquire(r, "jobs:nightly", 5000, 0, &l) != MEMO_OK)
+            _exit(3);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(4);
+        usleep(400000); /* holds it for 400 ms */
+        int rc = memo_lock_release(l) == MEMO_OK ? 0 : 5;
+        memo_close(r);
+        _exit(rc);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1); /* the child holds it now */
+    memo_lock *mine;
+    double t0 = test_now_ms();
+    /* without waiting: refused at once */
+    assert_int_equal(memo_lock_acquire(repo, "jobs:nightly", 1000, 0, &mine), MEMO_ERR_LOCKED);
+    assert_null(mine);
+    assert_non_null(strstr(memo_last_error(repo), "jobs:nightly"));
+    assert_true(test_now_ms() - t0 < 100);
+    /* waiting: wins once the child releases */
+    assert_int_equal(memo_lock_acquire(repo, "jobs:nightly", 1000, 3000, &mine), MEMO_OK);
+    double waited = test_now_ms() - t0;
+    assert_true(waited >= 300 && waited < 1500);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(memo_lock_release(mine), MEMO_OK);
+    assert_int_equal(test_redis_count("memo:lock:*"), 0);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+static void expired_holder_cannot_release(void **state)
+{
+    (void)state;
+    memo_lock *old, *now;
+    assert_int_equal(memo_lock_acquire(repo, "report", 150, 0, &old), MEMO_OK);
+    usleep(250000); /* it expired */
+    assert_int_equal(memo_lock_acquire(repo, "report", 5000, 0, &now), MEMO_OK);
+    assert_int_equal(memo_lock_extend(old, 5000), MEMO_ERR_LOCKED);
+    assert_int_equal(memo_lock_release(old), MEMO_ERR_LOCKED); /* frees it, touches nothing */
+    assert_non_null(strstr(memo_last_error(repo), "no longer held"));
+    /* the new holder's lock is intact */
+    memo_lock *third;
+    assert_int_equal(memo_lock_acquire(repo, "report", 1000, 0, &third), MEMO_ERR_LOCKED);
+    assert_int_equal(memo_lock_release(now), MEMO_OK);
+    assert_int_equal(memo_lock_acquire(repo, "report", 1000, 0, &third), MEMO_OK);
+    assert_int_equal(memo_lock_release(third), MEMO_OK);
+}
+
+static void extend_keeps_it(void **state)
+{
+    (void)state;
+    memo_lock *l, *other;
+    assert_int_equal(memo_lock_acquire(repo, "migrate", 300, 0, &l), MEMO_OK);
+    for (int i = 0; i < 6; i++) { /* 900 ms in all, three times the TTL */
+        usleep(150000);
+        assert_int_equal(memo_lock_extend(l, 300), MEMO_OK);
+        assert_int_equal(memo_lock_acquire(repo, "migrate", 300, 0, &other), MEMO_ERR_LOCKED);
+    }
+    redisReply *r = test_redis_cmd("PTTL memo:lock:{migrate}");
+    assert_in_range(r->integer, 200, 300);
+    freeReplyObject(r);
+    assert_int_equal(memo_lock_release(l), MEMO_OK);
+    assert_false(test_redis_exists("memo:lock:{migrate}"));
+}
+
+static void bounded_wait(void **state)
+{
+    (void)state;
+    memo_lock *l, *other;
+    assert_int_equal(memo_lock_acquire(repo, "busy", 5000, 0, &l), MEMO_OK);
+    double t0 = test_now_ms();
+    assert_int_equal(memo_lock_acquire(repo, "busy", 1000, 250, &other), MEMO_ERR_LOCKED);
+    double waited = test_now_ms() - t0;
+    assert_true(waited >= 240 && waited < 600);
+    assert_int_equal(memo_lock_release(l), MEMO_OK);
+    /* names are escaped like every key part */
+    assert_int_equal(memo_lock_acquire(repo, "a:{b}*", 1000, 0, &l), MEMO_OK);
+    assert_true(test_redis_exists("memo:lock:{a%3A%7Bb%7D%2A}"));
+    assert_int_equal(memo_lock_release(l), MEMO_OK);
+    assert_int_equal(memo_lock_acquire(repo, NULL, 1000, 0, &l), MEMO_ERR_ARG);
+    assert_int_equal(memo_lock_acquire(repo, "x", 0, 0, &l), MEMO_ERR_ARG);
+    assert_int_equal(memo_lock_release(NULL), MEMO_OK);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
+    repo = test_open(&cfg);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    memo_close(repo);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(two_processes_contend),
+        cmocka_unit_test(expired_holder_cannot_release),
+        cmocka_unit_test(extend_keeps_it),
+        cmocka_unit_test(bounded_wait),
+    };
+    return cmocka_run_group_tests_name("locks", tests, group_setup, group_teardown);
+}

@@ -1,0 +1,386 @@
+/* The memo command on the private servers, with the blog schema: every
+ * command run as a user would, its output parsed (--json), not eyeballed.
+ * Also: statistics summed across two processes, a killed one ageing out,
+ * and the Prometheus text checked by promtool. */
+#define _DEFAULT_SOURCE 1
+#include "test.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blog.h"
+
+static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
+static char schema[512];
+
+enum { USERS = 40 };
+
+/* memo --schema schemas/blog.memo ARGS... --json, parsed; exit status in *rc. */
+static json_t *memo_json(int *rc, const char *a1, const char *a2, const char *a3,
+                         const char *a4, const char *a5)
+{
+    const char *argv[12] = {test_env("MEMO_TOOL"), "--schema", schema, a1, a2, a3, a4, a5};
+    int n = 3;
+    while (n < 8 && argv[n])
+        n++;
+    argv[n++] = "--json";
+    argv[n] = NULL;
+    char *out;
+    int status = test_run(argv, NULL, &out);
+    if (rc)
+        *rc = status;
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    if (!j)
+        fail_msg("memo %s: not JSON (%s): %s", a1, e.text, out);
+    free(out);
+    return j;
+}
+
+static memo_repo *repo;
+
+static void seed(void)
+{
+    test_reset(tables);
+    char slug[] = "t", name[] = "T", plan[] = "p";
+    blog_org o = {.slug = slug, .name = name, .plan = plan};
+    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+    for (int i = 0; i < USERS; i++) {
+        char email[32], uname[32];
+        snprintf(email, sizeof email, "u%d@t", i);
+        snprintf(uname, sizeof uname, "User %02d", i);
+        blog_user u = {.email = email, .name = uname, .org_id = o.id};
+        assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+    }
+}
+
+static char *user_key(int64_t id)
+{
+    static char key[128];
+    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
+    return key;
+}
+
+static void ping(void **state)
+{
+    (void)state;
+    seed();
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, 1, &u), MEMO_OK);
+    blog_user_clear(&u);
+    /* an entry written by an older shape of the schema */
+    freeReplyObject(test_redis_cmd("SET blog:{user:1}:0badf00d old"));
+    int rc;
+    json_t *j = memo_json(&rc, "ping", NULL, NULL, NULL, NULL);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(j, "redis"), "version")), "7."));
+    assert_true(json_real_value(json_object_get(json_object_get(j, "redis"), "rtt_ms")) > 0);
+    assert_non_null(strstr(
+        json_string_value(json_object_get(json_object_get(j, "postgresql"), "version")), "15"));
+    json_t *s = json_object_get(j, "schema");
+    assert_int_equal(json_integer_value(json_object_get(s, "scanned")), 2);
+    assert_int_equal(json_integer_value(json_object_get(s, "older")), 1);
+    assert_string_equal(json_string_value(json_object_get(s, "example")), "blog:{user:1}:0badf00d");
+    json_decref(j);
+}
+
+static void get(void **state)
+{
+    (void)state;
+    seed();
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, 3, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get_by_email(repo, "u4@t", &u), MEMO_OK);
+    blog_user_clear(&u);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, 1, &l), MEMO_OK);
+    blog_user_list_clear(&l);
+
+    int rc;
+    json_t *j = memo_json(&rc, "get", "user", "3", "email=u4@t", "by_org=1");
+    assert_int_equal(rc, 0);
+    assert_int_equal(json_array_size(j), 3);
+    json_t *row = json_array_get(j, 0);
+    assert_string_equal(json_string_value(json_object_get(row, "redis_key")), user_key(3));
+    assert_true(json_equal(json_object_get(row, "cached"), json_object_get(row, "database")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(row, "cached"), "email")), "u2@t");
+    assert_true(json_integer_value(json_object_get(row, "ttl_ms")) > 590000);
+    assert_true(json_is_true(json_object_get(row, "agree")));
+    json_t *look = json_array_get(j, 1);
+    assert_int_equal(json_integer_value(json_object_get(look, "cached")), 5); /* u4 is id 5 */
+    assert_true(json_is_true(json_object_get(look, "agree")));
+    json_t *list = json_array_get(j, 2);
+    assert_int_equal(json_array_size(json_object_get(list, "cached")), USERS);
+    assert_true(json_equal(json_object_get(list, "cached"), json_object_get(list, "database")));
+    json_decref(j);
+
+    /* a cached row that differs from the database: reported, exit status 1 */
+    char *v = test_redis_get(user_key(3));
+    char *at = strstr(v, "User 02");
+    assert_non_null(at);
+    memcpy(at, "Stale!!", 7);
+    freeReplyObject(test_redis_cmd("SET %s %s", user_key(3), v));
+    free(v);
+    j = memo_json(&rc, "get", "user", "3", NULL, NULL);
+    assert_int_equal(rc, 1);
+    assert_false(json_is_true(json_object_get(json_array_get(j, 0), "agree")));
+    json_decref(j);
+    /* a key not cached agrees with anything; a missing row is null on both */
+    j = memo_json(&rc, "get", "user", "999", NULL, NULL);
+    assert_int_equal(rc, 0);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 0), "database")));
+    json_decref(j);
+}
+
+static void flush(void **state)
+{
+    (void)state;
+    seed();
+    for (int64_t id = 1; id <= USERS; id++) {
+        blog_user u = {0};
+        assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, 1, &l), MEMO_OK);
+    blog_user_list_clear(&l);
+    blog_org o = {0};
+    assert_int_equal(blog_org_get(repo, 1, &o), MEMO_OK);
+    blog_org_clear(&o);
+
+    int rc;
+    json_t *j = memo_json(&rc, "flush", "user", "--list", "by_org", NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "blog.user")), 1);
+    json_decref(j);
+    assert_int_equal(test_redis_count("blog:{user:*"), USERS);
+
+    j = memo_json(&rc, "flush", "user", NULL, NULL, NULL);
+    assert_int_equal(json_integer_value(json_object_get(j, "blog.user")), USERS);
+    json_decref(j);
+    assert_int_equal(test_redis_count("blog:{user:*"), 0);
+    assert_int_equal(test_redis_count("blog:{org:*"), 1); /* others untouched */
+
+    j = memo_json(&rc, "flush", "--all", NULL, NULL, NULL);
+    assert_int_equal(json_integer_value(json_object_get(j, "blog.org")), 1);
+    json_decref(j);
+    assert_int_equal(test_redis_count("blog:*"), 0);
+}
+
+static void warm(void **state)
+{
+    (void)state;
+    seed();
+    int rc;
+    json_t *j = memo_json(&rc, "warm", "user", "--top", "10", NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "requested")), 10);
+    assert_int_equal(json_integer_value(json_object_get(j, "filled")), 10);
+    assert_int_equal(json_integer_value(json_object_get(j, "already_cached")), 0);
+    json_decref(j);
+    /* the highest keys: 31..40 */
+    assert_true(test_redis_exists(user_key(40)));
+    assert_true(test_redis_exists(user_key(31)));
+    assert_false(test_redis_exists(user_key(30)));
+
+    char path[] = "/tmp/memo-ids-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char ids[] = "1\n2\n40\n777\n";
+    assert_int_equal(write(fd, ids, sizeof ids - 1), (ssize_t)(sizeof ids - 1));
+    close(fd);
+    j = memo_json(&rc, "warm", "user", "--ids", path, NULL);
+    unlink(path);
+    assert_int_equal(json_integer_value(json_object_get(j, "requested")), 4);
+    assert_int_equal(json_integer_value(json_object_get(j, "found")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "missing")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "already_cached")), 1); /* 40 */
+    assert_int_equal(json_integer_value(json_object_get(j, "filled")), 3); /* 1, 2, null 777 */
+    json_decref(j);
+    char *v = test_redis_get(user_key(777));
+    assert_string_equal(v, "null");
+    free(v);
+}
+
+/* ------------------------------------------------------- stats, processes */
+
+/* A service process: n gets, then waits to be killed or told to stop. */
+static void service(int gets, int stop_fd, int stop_write)
+{
+    close(stop_write); /* else the read below never sees the parent close it */
+    memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL"),
+                       .stats_publish_ms = 200};
+    memo_error err;
+    memo_repo *r;
+    if (memo_open(&r, &cfg, &err) != MEMO_OK)
+        _exit(3);
+    for (int i = 0; i < gets; i++) {
+        blog_user u = {0};
+        int64_t id = 1 + i % USERS;
+        if (blog_user_get(r, id, &u) != MEMO_OK)
+            _exit(4);
+        blog_user_clear(&u);
+    }
+    char c;
+    ssize_t n = read(stop_fd, &c, 1); /* blocks until the parent says so */
+    (void)n;
+    memo_close(r);
+    _exit(0);
+}
+
+static long long summed(json_t *j, const char *counter)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(j, "entities"), "blog.user"), counter));
+}
+
+static void stats_across_processes(void **state)
+{
+    (void)state;
+    seed();
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+    int stop[2];
+    assert_int_equal(pipe(stop), 0);
+    pid_t a = fork();
+    if (a == 0)
+        service(100, stop[0], stop[1]);
+    pid_t b = fork();
+    if (b == 0)
+        service(60, stop[0], stop[1]);
+    /* both published within a few intervals */
+    json_t *j = NULL;
+    for (int i = 0; i < 50; i++) {
+        usleep(100000);
+        json_decref(j);
+        j = memo_json(NULL, "stats", NULL, NULL, NULL, NULL);
+        if (json_integer_value(json_object_get(j, "processes")) == 2 &&
+            summed(j, "hits") + summed(j, "misses") == 160)
+            break;
+    }
+    assert_int_equal(json_integer_value(json_object_get(j, "processes")), 2);
+    /* 40 distinct users: each process misses and fills each once, or
+     * finds it filled by the other; every get is one lookup */
+    assert_int_equal(summed(j, "hits") + summed(j, "misses"), 160);
+    assert_true(summed(j, "misses") >= 40 && summed(j, "misses") <= 80);
+    assert_int_equal(summed(j, "fills"), 40);
+    json_decref(j);
+
+    /* the Prometheus form of the sum parses with promtool */
+    const char *prom[] = {test_env("MEMO_TOOL"), "stats", "--prom", NULL};
+    char *text;
+    assert_int_equal(test_run(prom, NULL, &text), 0);
+    assert_non_null(strstr(text, "memo_processes 2\n"));
+    assert_non_null(strstr(text, "memo_cache_fills_total{entity=\"blog.user\"} 40\n"));
+    const char *check[] = {"promtool", "check", "metrics", NULL};
+    assert_int_equal(test_run(check, text, NULL), 0);
+    free(text);
+
+    /* --watch: a table per interval, then it stops (--count) */
+    const char *watch[] = {test_env("MEMO_TOOL"), "stats", "--watch", "0.2", "--count", "2", NULL};
+    assert_int_equal(test_run(watch, NULL, &text), 0);
+    int drawn = 0;
+    for (const char *p = text; (p = strstr(p, "processes publishing")); p++)
+        drawn++;
+    assert_int_equal(drawn, 2);
+    assert_non_null(strstr(text, "blog.user"));
+    free(text);
+
+    /* a killed process publishes no more and ages out (3 intervals) */
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    for (int i = 0; i < 30; i++) {
+        usleep(100000);
+        j = memo_json(NULL, "stats", NULL, NULL, NULL, NULL);
+        if (json_integer_value(json_object_get(j, "processes")) == 1)
+            break;
+        json_decref(j);
+    }
+    assert_int_equal(json_integer_value(json_object_get(j, "processes")), 1);
+    assert_int_equal(summed(j, "hits") + summed(j, "misses"), 60);
+    json_decref(j);
+    close(stop[1]); /* the other stops */
+    waitpid(b, NULL, 0);
+    close(stop[0]);
+}
+
+/* The library's own Prometheus text, straight from memo_stats_prometheus. */
+static void prometheus_in_process(void **state)
+{
+    (void)state;
+    seed();
+    memo_stats_reset(repo);
+    blog_user u = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(blog_user_get(repo, 2, &u), MEMO_OK);
+        blog_user_clear(&u);
+    }
+    char *text = memo_stats_prometheus(repo);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "memo_cache_hits_total{entity=\"blog.user\"} 2\n"));
+    assert_non_null(strstr(text, "memo_cache_misses_total{entity=\"blog.user\"} 1\n"));
+    assert_non_null(
+        strstr(text, "memo_operation_duration_seconds_count{entity=\"blog.user\",op=\"get\"} 3\n"));
+    assert_non_null(strstr(text, "memo_redis_up 1\n"));
+    const char *check[] = {"promtool", "check", "metrics", NULL};
+    assert_int_equal(test_run(check, text, NULL), 0);
+    free(text);
+}
+
+static void usage_errors(void **state)
+{
+    (void)state;
+    const char *tool = test_env("MEMO_TOOL");
+    char *out;
+    const char *help[] = {tool, "--help", NULL};
+    assert_int_equal(test_run(help, NULL, &out), 0);
+    assert_non_null(strstr(out, "usage: memo"));
+    free(out);
+    const char *bad[] = {tool, "--schema", schema, "get", "nosuch", "1", NULL};
+    assert_int_equal(test_run(bad, NULL, NULL), 2);
+    const char *noschema[] = {tool, "get", "user", "1", NULL};
+    assert_int_equal(test_run(noschema, NULL, NULL), 2);
+    const char *unknown[] = {tool, "frobnicate", NULL};
+    assert_int_equal(test_run(unknown, NULL, NULL), 2);
+    const char *dead[] = {tool, "--redis", "redis://127.0.0.1:1", "ping", NULL};
+    assert_int_equal(test_run(dead, NULL, NULL), 1);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(schema, sizeof schema, "%s/schemas/blog.memo", test_env("MEMO_TOP"));
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
+    repo = test_open(&cfg);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    memo_close(repo);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ping),
+        cmocka_unit_test(get),
+        cmocka_unit_test(flush),
+        cmocka_unit_test(warm),
+        cmocka_unit_test(stats_across_processes),
+        cmocka_unit_test(prometheus_in_process),
+        cmocka_unit_test(usage_errors),
+    };
+    return cmocka_run_group_tests_name("memo tool", tests, group_setup, group_teardown);
+}

@@ -1,0 +1,119 @@
+/* memo_config_from_env: what a service reads from its environment, and a
+ * clear error naming the variable when a value is wrong. */
+#define _DEFAULT_SOURCE 1 /* setenv */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const vars[] = {
+    "MEMO_REDIS_URL",   "REDIS_URL",          "MEMO_DATABASE_URL",    "DATABASE_URL",
+    "MEMO_KEY_PREFIX",  "MEMO_DEFAULT_TTL",   "MEMO_NEGATIVE_TTL",    "MEMO_CONNECT_TIMEOUT",
+    "MEMO_COMMAND_TIMEOUT", "MEMO_QUERY_TIMEOUT", "MEMO_LEASE",       "MEMO_LEASE_WAIT",
+    "MEMO_POOL_SIZE",   "MEMO_STATS_PUBLISH", "MEMO_OPEN_DEGRADED",
+};
+
+static int clean(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+    setenv("REDIS_URL", "redis://r:1/0", 1);
+    setenv("DATABASE_URL", "postgresql://d/x", 1);
+    return 0;
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    memo_config c;
+    memo_error e;
+    assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
+    assert_string_equal(c.redis_url, "redis://r:1/0");
+    assert_string_equal(c.database_url, "postgresql://d/x");
+    assert_null(c.key_prefix);
+    assert_int_equal(c.pool_size, 0); /* zero: memo_open's default */
+    assert_int_equal(c.default_ttl_ms, 0);
+    assert_int_equal(c.flags, 0);
+}
+
+static void memo_variables_win(void **state)
+{
+    (void)state;
+    setenv("MEMO_REDIS_URL", "redis://m:2", 1);
+    setenv("MEMO_DATABASE_URL", "host=m", 1);
+    setenv("MEMO_KEY_PREFIX", "app:", 1);
+    setenv("MEMO_DEFAULT_TTL", "10m", 1);
+    setenv("MEMO_NEGATIVE_TTL", "30s", 1);
+    setenv("MEMO_CONNECT_TIMEOUT", "1500", 1);
+    setenv("MEMO_COMMAND_TIMEOUT", "250ms", 1);
+    setenv("MEMO_QUERY_TIMEOUT", "1h", 1);
+    setenv("MEMO_LEASE", "2s", 1);
+    setenv("MEMO_LEASE_WAIT", "3s", 1);
+    setenv("MEMO_POOL_SIZE", "16", 1);
+    setenv("MEMO_STATS_PUBLISH", "off", 1);
+    setenv("MEMO_OPEN_DEGRADED", "1", 1);
+    memo_config c;
+    memo_error e;
+    assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
+    assert_string_equal(c.redis_url, "redis://m:2");
+    assert_string_equal(c.database_url, "host=m");
+    assert_string_equal(c.key_prefix, "app:");
+    assert_int_equal(c.default_ttl_ms, 600000);
+    assert_int_equal(c.negative_ttl_ms, 30000);
+    assert_int_equal(c.connect_timeout_ms, 1500);
+    assert_int_equal(c.command_timeout_ms, 250);
+    assert_int_equal(c.query_timeout_ms, 3600000);
+    assert_int_equal(c.lease_ms, 2000);
+    assert_int_equal(c.lease_wait_ms, 3000);
+    assert_int_equal(c.pool_size, 16);
+    assert_int_equal(c.flags, MEMO_STATS_PRIVATE | MEMO_OPEN_DEGRADED);
+    setenv("MEMO_STATS_PUBLISH", "5s", 1);
+    assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
+    assert_int_equal(c.stats_publish_ms, 5000);
+    assert_int_equal(c.flags & MEMO_STATS_PRIVATE, 0);
+}
+
+static void bad_values_name_the_variable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *var, *value;
+    } cases[] = {
+        {"MEMO_DEFAULT_TTL", "ten minutes"}, {"MEMO_DEFAULT_TTL", "0"},
+        {"MEMO_NEGATIVE_TTL", "5x"},         {"MEMO_LEASE", "-1s"},
+        {"MEMO_QUERY_TIMEOUT", "99999999d"}, {"MEMO_POOL_SIZE", "0"},
+        {"MEMO_POOL_SIZE", "many"},          {"MEMO_POOL_SIZE", "5000"},
+        {"MEMO_OPEN_DEGRADED", "yes"},       {"MEMO_STATS_PUBLISH", "sometimes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        clean(NULL);
+        setenv(cases[i].var, cases[i].value, 1);
+        memo_config c;
+        memo_error e;
+        assert_int_equal(memo_config_from_env(&c, &e), MEMO_ERR_CONFIG);
+        assert_int_equal(e.status, MEMO_ERR_CONFIG);
+        if (!strstr(e.message, cases[i].var) || !strstr(e.message, cases[i].value))
+            fail_msg("%s=%s: message \"%s\"", cases[i].var, cases[i].value, e.message);
+    }
+    clean(NULL);
+    unsetenv("REDIS_URL");
+    memo_config c;
+    memo_error e;
+    assert_int_equal(memo_config_from_env(&c, &e), MEMO_ERR_CONFIG);
+    assert_non_null(strstr(e.message, "REDIS_URL"));
+    clean(NULL);
+    unsetenv("DATABASE_URL");
+    assert_int_equal(memo_config_from_env(&c, NULL), MEMO_ERR_CONFIG);
+    assert_int_equal(memo_config_from_env(NULL, &e), MEMO_ERR_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(defaults, clean),
+        cmocka_unit_test_setup(memo_variables_win, clean),
+        cmocka_unit_test_setup(bad_values_name_the_variable, clean),
+    };
+    return cmocka_run_group_tests_name("configuration from the environment", tests, NULL, NULL);
+}
