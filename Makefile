@@ -23,6 +23,7 @@ PKGS = hiredis libpq jansson
 # -isystem: hiredis 0.14's sds.h is not clean under strict warnings.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+RT_LIBS := $(shell pkg-config --libs hiredis libpq 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
 ALL_CFLAGS = $(MEMO_CFLAGS) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
@@ -95,7 +96,7 @@ SOMAJOR = 0
 LIBMEMO_SO = $(B)/libmemo.so.$(VERSION)
 $(LIBMEMO_SO): $(RT_OBJ) runtime/libmemo.map
 	$(CC) $(CFLAGS) $(SAN_CFLAGS) -shared -Wl,-soname,libmemo.so.$(SOMAJOR) \
-	    -Wl,--version-script=runtime/libmemo.map $(RT_OBJ) $(PKG_LIBS) -lpthread -lm -o $@
+	    -Wl,--version-script=runtime/libmemo.map $(RT_OBJ) $(RT_LIBS) -lpthread -lm -o $@
 
 $(B)/memo.pc: runtime/memo.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
@@ -241,6 +242,9 @@ install: all $(B)/memo.pc
 
 clean:
 	rm -rf build
+
+# Flags live here: when this file changes, objects are rebuilt.
+$(GEN_OBJ) $(RT_OBJ) $(B)/gen/model.o $(B)/cli/memo.o: Makefile
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 

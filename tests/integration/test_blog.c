@@ -652,6 +652,141 @@ static void stats_are_exact(void **state)
     free(js);
 }
 
+/* Every generated function of blog.h, each with an assertion on what it
+ * returned (the cases above go deeper for users). */
+static void every_function(void **state)
+{
+    (void)state;
+    char slug[] = "every", name[] = "Every", plan[] = "pro";
+    blog_org o = {.slug = slug, .name = name, .plan = plan, .created_at = 7};
+    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+    blog_org og = {0};
+    assert_int_equal(blog_org_get(repo, o.id, &og), MEMO_OK);
+    assert_string_equal(og.plan, "pro");
+    assert_int_equal(og.created_at, 7);
+    blog_org_clear(&og);
+    assert_int_equal(blog_org_get_by_slug(repo, "every", &og), MEMO_OK);
+    assert_int_equal(og.id, o.id);
+    free(og.plan);
+    og.plan = strdup("free");
+    assert_int_equal(blog_org_update(repo, &og), MEMO_OK);
+    blog_org_clear(&og);
+    blog_org_list ol = {0};
+    int64_t oids[] = {o.id, 424242};
+    assert_int_equal(blog_org_get_many(repo, oids, 2, &ol), MEMO_OK);
+    assert_int_equal(ol.len, 1);
+    assert_string_equal(ol.items[0].plan, "free");
+    blog_org_list_clear(&ol);
+    blog_org_list_clear(NULL);
+    blog_org_clear(NULL);
+
+    int64_t author = new_user("author@every", "Author", o.id);
+    int64_t p1 = new_post(author, "One"), p2 = new_post(author, "Two");
+    blog_post_list pl = {0};
+    assert_int_equal(blog_post_by_author(repo, author, &pl), MEMO_OK);
+    assert_int_equal(pl.len, 2);
+    assert_int_equal(pl.items[0].id, p2); /* order by id desc */
+    assert_true(pl.items[0].published_at_is_null);
+    assert_true(pl.items[0].score == 1.5);
+    blog_post_list_clear(&pl);
+    int64_t pids[] = {p1, p2};
+    assert_int_equal(blog_post_get_many(repo, pids, 2, &pl), MEMO_OK);
+    assert_int_equal(pl.len, 2);
+    assert_string_equal(pl.items[1].title, "Two");
+    blog_post_list_clear(&pl);
+    blog_post pg = {0};
+    assert_int_equal(blog_post_get(repo, p1, &pg), MEMO_OK);
+    pg.published_at_is_null = false;
+    pg.published_at = 1234567;
+    assert_int_equal(blog_post_update(repo, &pg), MEMO_OK);
+    blog_post_clear(&pg);
+    assert_int_equal(blog_post_get(repo, p1, &pg), MEMO_OK);
+    assert_false(pg.published_at_is_null);
+    assert_int_equal(pg.published_at, 1234567);
+    blog_post_clear(&pg);
+
+    char body[] = "first!";
+    blog_comment c = {.post_id = p1, .author_id = author, .body = body, .created_at = 5};
+    assert_int_equal(blog_comment_insert(repo, &c), MEMO_OK);
+    blog_comment cg = {0};
+    assert_int_equal(blog_comment_get(repo, c.id, &cg), MEMO_OK);
+    assert_string_equal(cg.body, "first!");
+    blog_comment_clear(&cg);
+    blog_comment_list cl = {0};
+    assert_int_equal(blog_comment_by_post(repo, p1, &cl), MEMO_OK);
+    assert_int_equal(cl.len, 1);
+    blog_comment_list_clear(&cl);
+    assert_int_equal(blog_comment_get_many(repo, &c.id, 1, &cl), MEMO_OK);
+    assert_int_equal(cl.len, 1);
+    blog_comment_list_clear(&cl);
+    char edited[] = "edited";
+    c.body = edited;
+    assert_int_equal(blog_comment_update(repo, &c), MEMO_OK);
+    assert_int_equal(blog_comment_get(repo, c.id, &cg), MEMO_OK);
+    assert_string_equal(cg.body, "edited");
+    blog_comment_clear(&cg);
+
+    /* the _tx variants, in one transaction that reads its own writes */
+    memo_tx *tx = memo_begin(repo);
+    assert_non_null(tx);
+    char slug2[] = "in-tx";
+    blog_org o2 = {.slug = slug2, .name = name, .plan = plan};
+    assert_int_equal(blog_org_insert_tx(tx, &o2), MEMO_OK);
+    assert_int_equal(blog_org_get_by_slug_tx(tx, "in-tx", &og), MEMO_OK);
+    og.created_at = 99;
+    assert_int_equal(blog_org_update_tx(tx, &og), MEMO_OK);
+    blog_org_clear(&og);
+    assert_int_equal(blog_org_get_tx(tx, o2.id, &og), MEMO_OK);
+    assert_int_equal(og.created_at, 99);
+    blog_org_clear(&og);
+    int64_t both[] = {o.id, o2.id};
+    assert_int_equal(blog_org_get_many_tx(tx, both, 2, &ol), MEMO_OK);
+    assert_int_equal(ol.len, 2);
+    blog_org_list_clear(&ol);
+    blog_user_list ul = {0};
+    assert_int_equal(blog_user_by_org_tx(tx, o.id, &ul), MEMO_OK);
+    assert_int_equal(ul.len, 1);
+    blog_user_list_clear(&ul);
+    blog_user uu = {0};
+    assert_int_equal(blog_user_get_by_email_tx(tx, "author@every", &uu), MEMO_OK);
+    assert_int_equal(blog_user_get_many_tx(tx, &uu.id, 1, &ul), MEMO_OK);
+    assert_int_equal(ul.len, 1);
+    blog_user_list_clear(&ul);
+    blog_user_clear(&uu);
+    assert_int_equal(blog_post_by_author_tx(tx, author, &pl), MEMO_OK);
+    assert_int_equal(pl.len, 2);
+    blog_post_list_clear(&pl);
+    assert_int_equal(blog_comment_by_post_tx(tx, p1, &cl), MEMO_OK);
+    assert_int_equal(cl.len, 1);
+    blog_comment_list_clear(&cl);
+    assert_int_equal(blog_comment_delete_tx(tx, c.id), MEMO_OK);
+    assert_int_equal(blog_comment_get_tx(tx, c.id, &cg), MEMO_NOT_FOUND);
+    assert_int_equal(blog_post_delete_tx(tx, p2), MEMO_OK);
+    assert_int_equal(blog_post_get_tx(tx, p2, &pg), MEMO_NOT_FOUND);
+    pg = (blog_post){.author_id = author, .title = name, .body = body};
+    assert_int_equal(blog_post_insert_tx(tx, &pg), MEMO_OK);
+    assert_int_equal(blog_post_update_tx(tx, &pg), MEMO_OK);
+    int64_t p3 = pg.id;
+    assert_int_equal(blog_org_delete_tx(tx, o2.id), MEMO_OK);
+    blog_user nu = {.email = slug2, .name = name, .org_id = o.id};
+    assert_int_equal(blog_user_insert_tx(tx, &nu), MEMO_OK);
+    nu.karma = 3;
+    assert_int_equal(blog_user_update_tx(tx, &nu), MEMO_OK);
+    assert_int_equal(blog_user_delete_tx(tx, nu.id), MEMO_OK);
+    assert_int_equal(memo_commit(tx), MEMO_OK);
+    /* committed: outside the transaction too */
+    assert_int_equal(blog_comment_get(repo, c.id, &cg), MEMO_NOT_FOUND);
+    assert_int_equal(blog_post_get(repo, p2, &pg), MEMO_NOT_FOUND);
+    assert_int_equal(blog_org_get(repo, o2.id, &og), MEMO_NOT_FOUND);
+
+    assert_int_equal(blog_comment_delete(repo, c.id), MEMO_NOT_FOUND);
+    assert_int_equal(blog_post_delete(repo, p1), MEMO_OK);
+    assert_int_equal(blog_post_delete(repo, p3), MEMO_OK); /* inserted in the transaction */
+    assert_int_equal(blog_user_delete(repo, author), MEMO_OK);
+    assert_int_equal(blog_org_delete(repo, o.id), MEMO_OK);
+    assert_int_equal(blog_org_get(repo, o.id, &og), MEMO_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +804,7 @@ int main(void)
         cmocka_unit_test_setup(corrupt_value_heals, setup),
         cmocka_unit_test_setup(conflicts_and_errors, setup),
         cmocka_unit_test_setup(stats_are_exact, setup),
+        cmocka_unit_test_setup(every_function, setup),
     };
     return cmocka_run_group_tests_name("blog repository", tests, group_setup, group_teardown);
 }

@@ -211,28 +211,42 @@ static void warm(void **state)
 
 /* ------------------------------------------------------- stats, processes */
 
-/* A service process: n gets, then waits to be killed or told to stop. */
-static void service(int gets, int stop_fd, int stop_write)
+/* A service process: n gets, then waits on stdin to be killed or told to
+ * stop. It is this binary run again: a fork of a process with threads must
+ * not go on running library code. */
+static int service(int gets)
 {
-    close(stop_write); /* else the read below never sees the parent close it */
     memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL"),
                        .stats_publish_ms = 200};
     memo_error err;
     memo_repo *r;
     if (memo_open(&r, &cfg, &err) != MEMO_OK)
-        _exit(3);
+        return 3;
     for (int i = 0; i < gets; i++) {
         blog_user u = {0};
         int64_t id = 1 + i % USERS;
         if (blog_user_get(r, id, &u) != MEMO_OK)
-            _exit(4);
+            return 4;
         blog_user_clear(&u);
     }
     char c;
-    ssize_t n = read(stop_fd, &c, 1); /* blocks until the parent says so */
+    ssize_t n = read(0, &c, 1); /* blocks until the parent closes our stdin */
     (void)n;
     memo_close(r);
-    _exit(0);
+    return 0;
+}
+
+static pid_t spawn_service(const char *gets, int stop_read, int stop_write)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(stop_read, 0);
+        close(stop_read);
+        close(stop_write);
+        execl("/proc/self/exe", "test_tool", "--service", gets, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
 }
 
 static long long summed(json_t *j, const char *counter)
@@ -248,12 +262,8 @@ static void stats_across_processes(void **state)
     freeReplyObject(test_redis_cmd("FLUSHDB"));
     int stop[2];
     assert_int_equal(pipe(stop), 0);
-    pid_t a = fork();
-    if (a == 0)
-        service(100, stop[0], stop[1]);
-    pid_t b = fork();
-    if (b == 0)
-        service(60, stop[0], stop[1]);
+    pid_t a = spawn_service("100", stop[0], stop[1]);
+    pid_t b = spawn_service("60", stop[0], stop[1]);
     /* both published within a few intervals */
     json_t *j = NULL;
     for (int i = 0; i < 50; i++) {
@@ -371,8 +381,10 @@ static int group_teardown(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--service") == 0)
+        return service(atoi(argv[2]));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ping),
         cmocka_unit_test(get),
