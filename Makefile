@@ -98,9 +98,6 @@ $(LIBMEMO_SO): $(RT_OBJ) runtime/libmemo.map
 	$(CC) $(CFLAGS) $(SAN_CFLAGS) -shared -Wl,-soname,libmemo.so.$(SOMAJOR) \
 	    -Wl,--version-script=runtime/libmemo.map $(RT_OBJ) $(RT_LIBS) -lpthread -lm -o $@
 
-$(B)/memo.pc: runtime/memo.pc.in
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
-
 all: $(LIBMEMO) $(LIBMEMO_SO)
 
 # ------------------------------------------------------------- memo (tool)
@@ -229,7 +226,7 @@ tsan: deps
 
 # make install PREFIX=/usr/local (DESTDIR for staging): memoc, memo, the
 # static and shared libraries, the public header and memo.pc.
-install: all $(B)/memo.pc
+install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/include/memo
 	install -m 755 $(MEMOC) $(MEMO_TOOL) $(DESTDIR)$(PREFIX)/bin/
@@ -238,7 +235,8 @@ install: all $(B)/memo.pc
 	ln -sf libmemo.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmemo.so.$(SOMAJOR)
 	ln -sf libmemo.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libmemo.so
 	install -m 644 runtime/include/memo/memo.h $(DESTDIR)$(PREFIX)/include/memo/
-	install -m 644 $(B)/memo.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' runtime/memo.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/memo.pc
 
 clean:
 	rm -rf build

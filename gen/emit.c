@@ -185,3 +185,78 @@ void key_parts_free(key_parts *k)
     free(k->tail);
     k->head = k->tail = NULL;
 }
+
+/* ------------------------------------------------------------ signatures */
+
+const variant variant_repo = {"", "memo_repo *repo", "repo", "memo_"};
+const variant variant_tx = {"_tx", "memo_tx *tx", "tx", "memo_tx_"};
+
+/* "int64_t id" or "const char *slug": a parameter of field f's key type. */
+static void key_param(char *out, size_t size, const ast_field *f)
+{
+    const char *t = c_key_type(f);
+    snprintf(out, size, "%s%s%s", t, t[strlen(t) - 1] == '*' ? "" : " ", f->name.text);
+}
+
+void sig_get(char *out, size_t size, const emitter *em, const ast_entity *e, const variant *v)
+{
+    char p[160];
+    key_param(p, sizeof p, e->pk);
+    snprintf(out, size, "memo_status %s_%s_get%s(%s, %s, %s_%s *out)", em->s->name,
+             e->name.text, v->suffix, v->handle, p, em->s->name, e->name.text);
+}
+
+void sig_get_by(char *out, size_t size, const emitter *em, const ast_entity *e,
+                const ast_field *f, const variant *v)
+{
+    char p[160];
+    key_param(p, sizeof p, f);
+    snprintf(out, size, "memo_status %s_%s_get_by_%s%s(%s, %s, %s_%s *out)", em->s->name,
+             e->name.text, f->name.text, v->suffix, v->handle, p, em->s->name, e->name.text);
+}
+
+void sig_list(char *out, size_t size, const emitter *em, const ast_entity *e,
+              const ast_list *l, const variant *v)
+{
+    char p[160];
+    key_param(p, sizeof p, l->group_field);
+    snprintf(out, size, "memo_status %s_%s_%s%s(%s, %s, %s_%s_list *out)", em->s->name,
+             e->name.text, l->name.text, v->suffix, v->handle, p, em->s->name, e->name.text);
+}
+
+void sig_get_many(char *out, size_t size, const emitter *em, const ast_entity *e,
+                  const variant *v)
+{
+    const ast_field *pk = e->pk;
+    const char *t = pk->type == AST_T_TEXT    ? "const char *const *"
+                    : pk->type == AST_T_INT32 ? "const int32_t *"
+                                              : "const int64_t *";
+    /* the second line lines up under the first parameter */
+    int n = snprintf(out, size, "memo_status %s_%s_get_many%s(", em->s->name, e->name.text,
+                     v->suffix);
+    snprintf(out + n, size - (size_t)n, "%s, %s%ss, size_t n,\n%*s%s_%s_list *out)",
+             v->handle, t, pk->name.text, n, "", em->s->name, e->name.text);
+}
+
+void sig_insert(char *out, size_t size, const emitter *em, const ast_entity *e,
+                const variant *v)
+{
+    snprintf(out, size, "memo_status %s_%s_insert%s(%s, %s_%s *row)", em->s->name,
+             e->name.text, v->suffix, v->handle, em->s->name, e->name.text);
+}
+
+void sig_update(char *out, size_t size, const emitter *em, const ast_entity *e,
+                const variant *v)
+{
+    snprintf(out, size, "memo_status %s_%s_update%s(%s, const %s_%s *row)", em->s->name,
+             e->name.text, v->suffix, v->handle, em->s->name, e->name.text);
+}
+
+void sig_delete(char *out, size_t size, const emitter *em, const ast_entity *e,
+                const variant *v)
+{
+    char p[160];
+    key_param(p, sizeof p, e->pk);
+    snprintf(out, size, "memo_status %s_%s_delete%s(%s, %s)", em->s->name, e->name.text,
+             v->suffix, v->handle, p);
+}

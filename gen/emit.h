@@ -34,6 +34,29 @@ const char *table_of(const ast_entity *);
 size_t field_index(const ast_entity *, const ast_field *);
 size_t pk_cache_index(const ast_entity *); /* SIZE_MAX when none */
 
+/* The two faces of every operation: on a repository, and in a transaction
+ * (name suffix "_tx"); each calls the runtime function of its face. */
+typedef struct variant {
+    const char *suffix;  /* "" or "_tx" */
+    const char *handle;  /* "memo_repo *repo" or "memo_tx *tx" */
+    const char *arg;     /* "repo" or "tx" */
+    const char *runtime; /* "memo_" or "memo_tx_" */
+} variant;
+extern const variant variant_repo, variant_tx;
+
+/* The signature of each generated operation, without ';' or body, written
+ * into out (a get_many signature spans two lines). The header and the source
+ * both use these, so they cannot disagree. */
+void sig_get(char *out, size_t size, const emitter *, const ast_entity *, const variant *);
+void sig_get_by(char *out, size_t size, const emitter *, const ast_entity *, const ast_field *,
+                const variant *);
+void sig_list(char *out, size_t size, const emitter *, const ast_entity *, const ast_list *,
+              const variant *);
+void sig_get_many(char *out, size_t size, const emitter *, const ast_entity *, const variant *);
+void sig_insert(char *out, size_t size, const emitter *, const ast_entity *, const variant *);
+void sig_update(char *out, size_t size, const emitter *, const ast_entity *, const variant *);
+void sig_delete(char *out, size_t size, const emitter *, const ast_entity *, const variant *);
+
 /* Key layout of a lookup: <head><value><tail>, and its 8-hex-digit tag. */
 typedef struct key_parts {
     char *head, *tail;

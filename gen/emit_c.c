@@ -227,24 +227,17 @@ static void emit_tables(emitter *em, const ast_entity *e)
     key_parts_free(&rk);
 }
 
-static void param(char *out, size_t size, const ast_field *f)
+/* The wrappers of one face: each only hands the descriptor to the runtime. */
+static void emit_calls(emitter *em, const ast_entity *e, const variant *v)
 {
-    const char *t = c_key_type(f);
-    snprintf(out, size, "%s%s%s", t, t[strlen(t) - 1] == '*' ? "" : " ", f->name.text);
-}
-
-static void emit_wrappers(emitter *em, const ast_entity *e)
-{
-    const char *s = em->s->name, *n = e->name.text;
+    const char *s = em->s->name, *n = e->name.text, *a = v->arg, *rt = v->runtime;
     const ast_field *pk = e->pk;
-    char p[128];
+    char sig[1024];
 
-    emit_line(em, "/* ---- %s ---- */", n);
-    emit_blank(em);
-    param(p, sizeof p, pk);
-    emit_line(em, "memo_status %s_%s_get(memo_repo *repo, %s, %s_%s *out)", s, n, p, s, n);
+    sig_get(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return memo_get(repo, &%s_%s_desc, &%s, out);", s, n, pk->name.text);
+    emit_line(em, "    return %sget(%s, &%s_%s_desc, &%s, out);", rt, a, s, n, pk->name.text);
     emit_line(em, "}");
     emit_blank(em);
 
@@ -253,11 +246,10 @@ static void emit_wrappers(emitter *em, const ast_entity *e)
         const ast_cache *c = &e->caches.v[i];
         if (c->resolved == pk)
             continue;
-        param(p, sizeof p, c->resolved);
-        emit_line(em, "memo_status %s_%s_get_by_%s(memo_repo *repo, %s, %s_%s *out)", s, n,
-                  c->resolved->name.text, p, s, n);
+        sig_get_by(sig, sizeof sig, em, e, c->resolved, v);
+        emit_line(em, "%s", sig);
         emit_line(em, "{");
-        emit_line(em, "    return memo_get_by(repo, &%s_%s_desc, %u, &%s, out);", s, n, u++,
+        emit_line(em, "    return %sget_by(%s, &%s_%s_desc, %u, &%s, out);", rt, a, s, n, u++,
                   c->resolved->name.text);
         emit_line(em, "}");
         emit_blank(em);
@@ -265,12 +257,11 @@ static void emit_wrappers(emitter *em, const ast_entity *e)
 
     for (size_t i = 0; i < e->lists.n; i++) {
         const ast_list *l = &e->lists.v[i];
-        param(p, sizeof p, l->group_field);
-        emit_line(em, "memo_status %s_%s_%s(memo_repo *repo, %s, %s_%s_list *out)", s, n,
-                  l->name.text, p, s, n);
+        sig_list(sig, sizeof sig, em, e, l, v);
+        emit_line(em, "%s", sig);
         emit_line(em, "{");
         emit_line(em, "    memo_rows rows = {0};");
-        emit_line(em, "    memo_status st = memo_list(repo, &%s_%s_desc, %zu, &%s, &rows);", s,
+        emit_line(em, "    memo_status st = %slist(%s, &%s_%s_desc, %zu, &%s, &rows);", rt, a, s,
                   n, i, l->group_field->name.text);
         emit_line(em, "    out->items = rows.items;");
         emit_line(em, "    out->len = rows.len;");
@@ -279,105 +270,45 @@ static void emit_wrappers(emitter *em, const ast_entity *e)
         emit_blank(em);
     }
 
-    emit_line(em, "memo_status %s_%s_get_many(memo_repo *repo, %s%ss, size_t n,", s, n,
-              pk->type == AST_T_TEXT ? "const char *const *" : pk->type == AST_T_INT32
-                                                                 ? "const int32_t *"
-                                                                 : "const int64_t *",
-              pk->name.text);
-    emit_line(em, "%*s%s_%s_list *out)", (int)(strlen(s) + strlen(n) + 23), "", s, n);
+    sig_get_many(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s", sig);
     emit_line(em, "{");
     emit_line(em, "    memo_rows rows = {0};");
-    emit_line(em, "    memo_status st = memo_get_many(repo, &%s_%s_desc, %ss, n, &rows);", s, n,
-              pk->name.text);
-    emit_line(em, "    out->items = rows.items;");
-    emit_line(em, "    out->len = rows.len;");
-    emit_line(em, "    return st;");
-    emit_line(em, "}");
-    emit_blank(em);
-
-    emit_line(em, "memo_status %s_%s_insert(memo_repo *repo, %s_%s *row)", s, n, s, n);
-    emit_line(em, "{");
-    emit_line(em, "    return memo_insert(repo, &%s_%s_desc, row);", s, n);
-    emit_line(em, "}");
-    emit_blank(em);
-    emit_line(em, "memo_status %s_%s_update(memo_repo *repo, const %s_%s *row)", s, n, s, n);
-    emit_line(em, "{");
-    emit_line(em, "    return memo_update(repo, &%s_%s_desc, row);", s, n);
-    emit_line(em, "}");
-    emit_blank(em);
-    param(p, sizeof p, pk);
-    emit_line(em, "memo_status %s_%s_delete(memo_repo *repo, %s)", s, n, p);
-    emit_line(em, "{");
-    emit_line(em, "    return memo_delete(repo, &%s_%s_desc, &%s);", s, n, pk->name.text);
-    emit_line(em, "}");
-    emit_blank(em);
-    /* transaction variants: the same, on memo_tx_* */
-    param(p, sizeof p, pk);
-    emit_line(em, "memo_status %s_%s_get_tx(memo_tx *tx, %s, %s_%s *out)", s, n, p, s, n);
-    emit_line(em, "{");
-    emit_line(em, "    return memo_tx_get(tx, &%s_%s_desc, &%s, out);", s, n, pk->name.text);
-    emit_line(em, "}");
-    emit_blank(em);
-    u = 0;
-    for (size_t i = 0; i < e->caches.n; i++) {
-        const ast_cache *c = &e->caches.v[i];
-        if (c->resolved == pk)
-            continue;
-        param(p, sizeof p, c->resolved);
-        emit_line(em, "memo_status %s_%s_get_by_%s_tx(memo_tx *tx, %s, %s_%s *out)", s, n,
-                  c->resolved->name.text, p, s, n);
-        emit_line(em, "{");
-        emit_line(em, "    return memo_tx_get_by(tx, &%s_%s_desc, %u, &%s, out);", s, n, u++,
-                  c->resolved->name.text);
-        emit_line(em, "}");
-        emit_blank(em);
-    }
-    for (size_t i = 0; i < e->lists.n; i++) {
-        const ast_list *l = &e->lists.v[i];
-        param(p, sizeof p, l->group_field);
-        emit_line(em, "memo_status %s_%s_%s_tx(memo_tx *tx, %s, %s_%s_list *out)", s, n,
-                  l->name.text, p, s, n);
-        emit_line(em, "{");
-        emit_line(em, "    memo_rows rows = {0};");
-        emit_line(em, "    memo_status st = memo_tx_list(tx, &%s_%s_desc, %zu, &%s, &rows);", s,
-                  n, i, l->group_field->name.text);
-        emit_line(em, "    out->items = rows.items;");
-        emit_line(em, "    out->len = rows.len;");
-        emit_line(em, "    return st;");
-        emit_line(em, "}");
-        emit_blank(em);
-    }
-    emit_line(em, "memo_status %s_%s_get_many_tx(memo_tx *tx, %s%ss, size_t n,", s, n,
-              pk->type == AST_T_TEXT ? "const char *const *" : pk->type == AST_T_INT32
-                                                                 ? "const int32_t *"
-                                                                 : "const int64_t *",
-              pk->name.text);
-    emit_line(em, "%*s%s_%s_list *out)", (int)(strlen(s) + strlen(n) + 26), "", s, n);
-    emit_line(em, "{");
-    emit_line(em, "    memo_rows rows = {0};");
-    emit_line(em, "    memo_status st = memo_tx_get_many(tx, &%s_%s_desc, %ss, n, &rows);", s,
+    emit_line(em, "    memo_status st = %sget_many(%s, &%s_%s_desc, %ss, n, &rows);", rt, a, s,
               n, pk->name.text);
     emit_line(em, "    out->items = rows.items;");
     emit_line(em, "    out->len = rows.len;");
     emit_line(em, "    return st;");
     emit_line(em, "}");
     emit_blank(em);
-    emit_line(em, "memo_status %s_%s_insert_tx(memo_tx *tx, %s_%s *row)", s, n, s, n);
+
+    sig_insert(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return memo_tx_insert(tx, &%s_%s_desc, row);", s, n);
+    emit_line(em, "    return %sinsert(%s, &%s_%s_desc, row);", rt, a, s, n);
     emit_line(em, "}");
     emit_blank(em);
-    emit_line(em, "memo_status %s_%s_update_tx(memo_tx *tx, const %s_%s *row)", s, n, s, n);
+    sig_update(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return memo_tx_update(tx, &%s_%s_desc, row);", s, n);
+    emit_line(em, "    return %supdate(%s, &%s_%s_desc, row);", rt, a, s, n);
     emit_line(em, "}");
     emit_blank(em);
-    param(p, sizeof p, pk);
-    emit_line(em, "memo_status %s_%s_delete_tx(memo_tx *tx, %s)", s, n, p);
+    sig_delete(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return memo_tx_delete(tx, &%s_%s_desc, &%s);", s, n, pk->name.text);
+    emit_line(em, "    return %sdelete(%s, &%s_%s_desc, &%s);", rt, a, s, n, pk->name.text);
     emit_line(em, "}");
     emit_blank(em);
+}
+
+static void emit_wrappers(emitter *em, const ast_entity *e)
+{
+    const char *s = em->s->name, *n = e->name.text;
+    emit_line(em, "/* ---- %s ---- */", n);
+    emit_blank(em);
+    emit_calls(em, e, &variant_repo);
+    emit_calls(em, e, &variant_tx);
     emit_line(em, "void %s_%s_clear(%s_%s *row)", s, n, s, n);
     emit_line(em, "{");
     emit_line(em, "    memo_row_clear(&%s_%s_desc, row);", s, n);

@@ -125,6 +125,8 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
 {
     const char *s = em->s->name, *n = e->name.text;
     const ast_field *pk = e->pk;
+    const variant *v = &variant_repo;
+    char sig[1024];
     key_parts rk;
     row_key(e, &rk);
     char *rkey = key_text(em, &rk, pk->name.text);
@@ -135,9 +137,8 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
     emit_line(em, " * else table %s. MEMO_NOT_FOUND if there is none (remembered too).",
               table_of(e));
     emit_line(em, " * Fills *out; the caller frees it with %s_%s_clear(). */", s, n);
-    emit_line(em, "memo_status %s_%s_get(memo_repo *repo, %s%s%s, %s_%s *out);", s, n,
-              c_key_type(pk), c_key_type(pk)[strlen(c_key_type(pk)) - 1] == '*' ? "" : " ",
-              pk->name.text, s, n);
+    sig_get(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
     emit_blank(em);
 
     for (size_t i = 0; i < e->caches.n; i++) {
@@ -148,13 +149,11 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
         key_parts k;
         unique_key(e, c, &k);
         char *key = key_text(em, &k, f->name.text);
-        const char *t = c_key_type(f);
         emit_line(em, "/* Reads the %s with this %s: key %s", n, f->name.text, key);
         emit_line(em, " * holds its %s, then as %s_%s_get(). MEMO_NOT_FOUND if none has it. */",
                   pk->name.text, s, n);
-        emit_line(em, "memo_status %s_%s_get_by_%s(memo_repo *repo, %s%s%s, %s_%s *out);", s,
-                  n, f->name.text, t, t[strlen(t) - 1] == '*' ? "" : " ", f->name.text, s,
-                  n);
+        sig_get_by(sig, sizeof sig, em, e, f, v);
+        emit_line(em, "%s;", sig);
         emit_blank(em);
         free(key);
         key_parts_free(&k);
@@ -166,30 +165,24 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
         key_parts k;
         list_key(e, l, &k);
         char *key = key_text(em, &k, g->name.text);
-        const char *t = c_key_type(g);
         emit_line(em, "/* The %ss with this %s, by %s%s, at most %llu: key", n, g->name.text,
                   l->order_field->name.text, l->desc ? " descending" : "",
                   (unsigned long long)(l->limit.set ? l->limit.value : MEMOC_DEFAULT_LIST_LIMIT));
         emit_line(em, " * %s holds their %ss, the rows are", key, pk->name.text);
         emit_line(em, " * read as by %s_%s_get_many(). Overwrites *out; free it with", s, n);
         emit_line(em, " * %s_%s_list_clear(). */", s, n);
-        emit_line(em, "memo_status %s_%s_%s(memo_repo *repo, %s%s%s, %s_%s_list *out);", s, n,
-                  l->name.text, t, t[strlen(t) - 1] == '*' ? "" : " ", g->name.text, s, n);
+        sig_list(sig, sizeof sig, em, e, l, v);
+        emit_line(em, "%s;", sig);
         emit_blank(em);
         free(key);
         key_parts_free(&k);
     }
 
-    const char *kt = c_key_type(pk);
     emit_line(em, "/* Reads the rows of n %ss at once: one MGET, one query for the misses.",
               pk->name.text);
     emit_line(em, " * Found rows only, in the order asked. Overwrites *out. */");
-    emit_line(em, "memo_status %s_%s_get_many(memo_repo *repo, %s%ss, size_t n,", s, n,
-              pk->type == AST_T_TEXT ? "const char *const *" : pk->type == AST_T_INT32
-                                                                 ? "const int32_t *"
-                                                                 : "const int64_t *",
-              pk->name.text);
-    emit_line(em, "%*s%s_%s_list *out);", (int)(strlen(s) + strlen(n) + 23), "", s, n);
+    sig_get_many(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
     emit_blank(em);
 
     emit_line(em, "/* Inserts row into table %s. MEMO_CONFLICT if a unique value is taken.",
@@ -198,55 +191,48 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
         emit_line(em, " * A zero %s is assigned by the database and written back to row->%s.",
                   pk->name.text, pk->name.text);
     describe_invalidation(em, e, AST_ON_INSERT);
-    emit_line(em, "memo_status %s_%s_insert(memo_repo *repo, %s_%s *row);", s, n, s, n);
+    sig_insert(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
     emit_blank(em);
 
     emit_line(em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
               pk->name.text);
     emit_line(em, " * unique value is taken.");
     describe_invalidation(em, e, AST_ON_UPDATE);
-    emit_line(em, "memo_status %s_%s_update(memo_repo *repo, const %s_%s *row);", s, n, s, n);
+    sig_update(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
     emit_blank(em);
 
     emit_line(em, "/* Deletes the row with this %s. MEMO_NOT_FOUND if none.", pk->name.text);
     describe_invalidation(em, e, AST_ON_DELETE);
-    emit_line(em, "memo_status %s_%s_delete(memo_repo *repo, %s%s%s);", s, n, kt,
-              kt[strlen(kt) - 1] == '*' ? "" : " ", pk->name.text);
+    sig_delete(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
     emit_blank(em);
 
     /* the same calls inside a transaction */
     emit_line(em, "/* The calls above inside a transaction (memo_begin): reads go to the");
     emit_line(em, " * database and see the transaction's writes; invalidations wait for");
     emit_line(em, " * memo_commit() and are dropped by memo_rollback(). */");
-    char p[128];
-    snprintf(p, sizeof p, "%s%s%s", c_key_type(pk),
-             c_key_type(pk)[strlen(c_key_type(pk)) - 1] == '*' ? "" : " ", pk->name.text);
-    emit_line(em, "memo_status %s_%s_get_tx(memo_tx *tx, %s, %s_%s *out);", s, n, p, s, n);
-    for (size_t i = 0; i < e->caches.n; i++) {
-        const ast_cache *c = &e->caches.v[i];
-        if (c->resolved == pk)
-            continue;
-        const char *t = c_key_type(c->resolved);
-        emit_line(em, "memo_status %s_%s_get_by_%s_tx(memo_tx *tx, %s%s%s, %s_%s *out);", s, n,
-                  c->resolved->name.text, t, t[strlen(t) - 1] == '*' ? "" : " ",
-                  c->resolved->name.text, s, n);
-    }
+    v = &variant_tx;
+    sig_get(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
+    for (size_t i = 0; i < e->caches.n; i++)
+        if (e->caches.v[i].resolved != pk) {
+            sig_get_by(sig, sizeof sig, em, e, e->caches.v[i].resolved, v);
+            emit_line(em, "%s;", sig);
+        }
     for (size_t i = 0; i < e->lists.n; i++) {
-        const ast_list *l = &e->lists.v[i];
-        const char *t = c_key_type(l->group_field);
-        emit_line(em, "memo_status %s_%s_%s_tx(memo_tx *tx, %s%s%s, %s_%s_list *out);", s, n,
-                  l->name.text, t, t[strlen(t) - 1] == '*' ? "" : " ",
-                  l->group_field->name.text, s, n);
+        sig_list(sig, sizeof sig, em, e, &e->lists.v[i], v);
+        emit_line(em, "%s;", sig);
     }
-    emit_line(em, "memo_status %s_%s_get_many_tx(memo_tx *tx, %s%ss, size_t n,", s, n,
-              pk->type == AST_T_TEXT ? "const char *const *" : pk->type == AST_T_INT32
-                                                                 ? "const int32_t *"
-                                                                 : "const int64_t *",
-              pk->name.text);
-    emit_line(em, "%*s%s_%s_list *out);", (int)(strlen(s) + strlen(n) + 26), "", s, n);
-    emit_line(em, "memo_status %s_%s_insert_tx(memo_tx *tx, %s_%s *row);", s, n, s, n);
-    emit_line(em, "memo_status %s_%s_update_tx(memo_tx *tx, const %s_%s *row);", s, n, s, n);
-    emit_line(em, "memo_status %s_%s_delete_tx(memo_tx *tx, %s);", s, n, p);
+    sig_get_many(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
+    sig_insert(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
+    sig_update(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
+    sig_delete(sig, sizeof sig, em, e, v);
+    emit_line(em, "%s;", sig);
     emit_blank(em);
 
     emit_line(em, "/* Frees the strings the %s owns and zeroes it. NULL is allowed. */", n);

@@ -22,18 +22,6 @@ enum { KEYS = 20 };
 static int64_t ids[KEYS];
 static int64_t org_id;
 
-static void metric(const char *name, long ops, long stale, long failed, long degraded,
-                   double recovery_ms)
-{
-    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n", name, ops,
-           stale, failed, degraded, recovery_ms);
-    const char *path = getenv("MEMO_METRICS");
-    FILE *f = path ? fopen(path, "a") : NULL;
-    if (f) {
-        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded, recovery_ms);
-        fclose(f);
-    }
-}
 
 static void seed(void)
 {
@@ -189,7 +177,7 @@ static void redis_killed(void **state)
     load_stop(&l, t);
 
     long stale = stale_rows(l.repo);
-    metric("redis killed", l.reads + l.writes, stale, l.failed + l.wrong,
+    test_metric("redis killed", l.reads + l.writes, stale, l.failed + l.wrong,
            test_stat(l.repo, "blog.user", "degraded"), resumed);
     assert_int_equal(l.failed, 0);  /* no read or write failed */
     assert_int_equal(l.wrong, 0);   /* no read returned a stale or unknown value */
@@ -249,7 +237,7 @@ static void redis_frozen(void **state)
     assert_int_equal(u.karma, 4242); /* the queued DEL removed the old value */
     blog_user_clear(&u);
     long stale = stale_rows(repo);
-    metric("redis frozen", 12, stale, 0, degraded, closed);
+    test_metric("redis frozen", 12, stale, 0, degraded, closed);
     assert_true(first < 200 + 300);
     assert_true(ten < 100);
     assert_int_equal(degraded, 11);
@@ -301,7 +289,7 @@ static void queue_overflow_drops_entity(void **state)
         assert_int_equal(u.karma, 100 + i);
         blog_user_clear(&u);
     }
-    metric("invalidation queue overflow", 6, 0, 0, 6, closed);
+    test_metric("invalidation queue overflow", 6, 0, 0, 6, closed);
     memo_close(repo);
 }
 
@@ -345,7 +333,7 @@ static void postgres_restarted(void **state)
     assert_int_equal(blog_user_get(repo, ids[11], &u), MEMO_OK);
     assert_int_equal(u.karma, 5);
     blog_user_clear(&u);
-    metric("postgres restarted", 14, stale_rows(repo), failed, 0, test_now_ms() - up);
+    test_metric("postgres restarted", 14, stale_rows(repo), failed, 0, test_now_ms() - up);
     (void)down;
     assert_int_equal(stale_rows(repo), 0);
     memo_close(repo);

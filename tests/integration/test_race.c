@@ -48,18 +48,6 @@ static shared *shared_new(void)
     return s;
 }
 
-static void metric(const char *name, long ops, long stale, long failed, long degraded,
-                   double recovery_ms)
-{
-    const char *path = getenv("MEMO_METRICS");
-    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n", name, ops,
-           stale, failed, degraded, recovery_ms);
-    FILE *f = path ? fopen(path, "a") : NULL;
-    if (f) {
-        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded, recovery_ms);
-        fclose(f);
-    }
-}
 
 /* A child's own repository: a child never touches the parent's. */
 static memo_repo *child_open(void)
@@ -254,7 +242,7 @@ static long race(bool leases, int processes, int seconds, long *random_stale)
                          MEMO_OK);
         stale += !r.fresh;
     }
-    metric(leases ? "stale-set race, random (leases)" : "stale-set race, random (no leases)",
+    test_metric(leases ? "stale-set race, random (leases)" : "stale-set race, random (no leases)",
            shm->reads + shm->writes, stale, shm->failures, 0, 0);
     *random_stale = stale;
     /* then the same race on every key, certain to happen */
@@ -272,7 +260,7 @@ static long race(bool leases, int processes, int seconds, long *random_stale)
     munmap(shm, sizeof *shm);
     assert_int_equal(failures, 0);
     assert_true(reads > 100 && writes > 20);
-    metric(leases ? "stale-set race, certain (leases)" : "stale-set race, certain (no leases)",
+    test_metric(leases ? "stale-set race, certain (leases)" : "stale-set race, certain (no leases)",
            HOT, stale, 0, 0, 0);
     return stale;
 }
@@ -359,7 +347,7 @@ static void stampede(void **state)
                                  "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'");
     assert_string_equal(calls, "1");
     free(calls);
-    metric("stampede (2 x 64 threads)", shm->reads, 0, shm->failures, 0, 0);
+    test_metric("stampede (2 x 64 threads)", shm->reads, 0, shm->failures, 0, 0);
     munmap(shm, sizeof *shm);
 }
 
@@ -407,7 +395,7 @@ static void crashed_lease_holder(void **state)
     assert_true(waited < 1000 + 700);
     assert_true(test_redis_exists(key));
     assert_int_equal(test_stat(repo, "blog.user", "lease_waits"), 1);
-    metric("crashed lease holder", 1, 0, 0, 0, waited);
+    test_metric("crashed lease holder", 1, 0, 0, 0, waited);
     memo_close(repo);
 }
 
@@ -495,7 +483,7 @@ static void transactions(void **state)
     free(before);
     blog_user_clear(&u);
     memo_close(repo);
-    metric("transactions", 3, 0, 0, 0, 0);
+    test_metric("transactions", 3, 0, 0, 0, 0);
 }
 
 static int group_setup(void **state)

@@ -329,3 +329,16 @@ int test_run(const char *const *argv, const char *input, char **out)
         free(buf);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+void test_metric(const char *name, long ops, long stale, long failed, long degraded,
+                 double recovery_ms)
+{
+    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n", name, ops,
+           stale, failed, degraded, recovery_ms);
+    const char *path = getenv("MEMO_METRICS");
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (f) {
+        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded, recovery_ms);
+        fclose(f);
+    }
+}

@@ -71,6 +71,11 @@ double test_now_ms(void);
  * in *out when out is not NULL. stderr passes through. */
 int test_run(const char *const *argv, const char *input, char **out);
 
+/* One line of a fault or race test's outcome, printed and, under make
+ * torture, appended to $MEMO_METRICS for tests/torture-report.sh. */
+void test_metric(const char *name, long ops, long stale, long failed, long degraded,
+                 double recovery_ms);
+
 /* The generated files' directory (build/schemas), from MEMO_SCHEMAS_DIR. */
 const char *test_schemas_dir(void);
 
