@@ -165,7 +165,8 @@ TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
 # subsets, defined before the rules that use them: the threaded tests (for
 # ThreadSanitizer) and the long-running ones (make torture)
 TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
-           $(B)/tests/integration/test_blog
+           $(B)/tests/integration/test_blog $(B)/tests/integration/test_lock \
+           $(B)/tests/integration/test_tool
 TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)
 
