@@ -109,17 +109,21 @@ typedef struct memo_repo memo_repo;
  * of the process; close it with memo_close(). */
 memo_status memo_open(memo_repo **out, const memo_config *, memo_error *err);
 
-/* Closes connections and frees the repository. NULL is allowed. No call on
- * the repository may be running or follow. */
+/* Publishes the statistics a last time, closes connections and frees the
+ * repository. NULL is allowed. No call on the repository may be running or
+ * follow. */
 void memo_close(memo_repo *);
 
 /* This thread's last failure on this repository: a message like
- * "GET blog:{user:42}:9f2c1ab0: Connection reset by peer". Borrowed until
- * this thread's next call on the repository; "" when there was none. */
+ * "Redis 127.0.0.1:6379: EVALSHA: Connection reset by peer". It stays until
+ * this thread's next failure on the repository (a call that succeeds leaves
+ * it), and is valid until then or memo_close; "" when there was none.
+ * Degraded calls (Redis down, served by PostgreSQL) record why, too. */
 const char *memo_last_error(memo_repo *);
 
 /* Statistics as a JSON document:
- *   {"entities": {"blog.user": {"hits": 10, "misses": 2, "negative_hits": 0,
+ *   {"redis": {"server": "127.0.0.1:6379", "breaker": "closed", "pending": 0},
+ *    "entities": {"blog.user": {"hits": 10, "misses": 2, "negative_hits": 0,
  *     "fills": 2, "invalidations": 3, "db_queries": 2, "degraded": 0,
  *     "errors": 0, "hit_latency_us": {"p50":..., "p99":...}, ...}}}
  * Counters count since memo_open (or memo_stats_reset) in this process.
