@@ -96,54 +96,29 @@ static bool still_alive(memop_dconn *c)
 
 memo_status memop_db_acquire(memo_repo *repo, memop_dconn **out)
 {
-    memop_pool *p = &repo->dpool;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (p->nfree == 0 && p->live >= p->cap)
-            pthread_cond_wait(&p->cond, &p->lock);
-        memop_dconn *c = NULL;
-        if (p->nfree > 0)
-            c = p->free[--p->nfree];
-        else
-            p->live++;
-        pthread_mutex_unlock(&p->lock);
-
-        if (c) {
-            if (still_alive(c)) {
-                *out = c;
-                return MEMO_OK;
-            }
-            /* replace it with a fresh one below, keeping the slot */
-            dconn_free(c);
-        }
-        char err[512];
-        memo_status st = dconn_new(repo, &c, err, sizeof err);
-        if (st == MEMO_OK) {
-            *out = c;
-            return MEMO_OK;
-        }
-        pthread_mutex_lock(&p->lock);
-        p->live--;
-        pthread_cond_signal(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-        return memop_fail(repo, st, "%s", err);
+    memop_dconn *c = memop_pool_take(&repo->dpool);
+    if (c && still_alive(c)) {
+        *out = c;
+        return MEMO_OK;
     }
+    dconn_free(c); /* dead: a fresh one takes its slot */
+    char err[512];
+    memo_status st = dconn_new(repo, &c, err, sizeof err);
+    if (st == MEMO_OK) {
+        *out = c;
+        return MEMO_OK;
+    }
+    memop_pool_give(&repo->dpool, NULL);
+    return memop_fail(repo, st, "%s", err);
 }
 
 void memop_db_release(memo_repo *repo, memop_dconn *c, bool broken)
 {
-    memop_pool *p = &repo->dpool;
-    if (broken || (c && PQstatus(c->conn) != CONNECTION_OK)) {
+    if (c && (broken || PQstatus(c->conn) != CONNECTION_OK)) {
         dconn_free(c);
         c = NULL;
     }
-    pthread_mutex_lock(&p->lock);
-    if (c)
-        p->free[p->nfree++] = c;
-    else
-        p->live--;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    memop_pool_give(&repo->dpool, c);
 }
 
 /* Waits for the result of what was sent, within the deadline. NULL on

@@ -456,5 +456,11 @@ void memop_db_close(memo_repo *);
 
 void memop_pool_init(memop_pool *, size_t cap);
 void memop_pool_destroy(memop_pool *);
+/* Takes an idle connection; or, returning NULL, a slot for the caller to
+ * make one in. Waits while every slot is in use. */
+void *memop_pool_take(memop_pool *);
+/* Gives a connection back, or with NULL gives the slot up (the connection was
+ * dropped or could not be made). */
+void memop_pool_give(memop_pool *, void *conn);
 
 #endif

@@ -86,24 +86,6 @@ static struct timeval tv_of(int ms)
 
 /* ------------------------------------------------------------------ pool */
 
-void memop_pool_init(memop_pool *p, size_t cap)
-{
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    p->free = calloc(cap, sizeof *p->free);
-    p->cap = cap;
-    p->nfree = 0;
-    p->live = 0;
-}
-
-void memop_pool_destroy(memop_pool *p)
-{
-    free(p->free);
-    p->free = NULL;
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
-}
-
 static void rconn_free(memop_rconn *c)
 {
     if (!c)
@@ -231,37 +213,17 @@ memop_rconn *memop_redis_acquire(memo_repo *repo)
                    repo->redis_name);
         return NULL;
     }
-    memop_pool *p = &repo->rpool;
-    uint64_t epoch = atomic_load(&repo->breaker_epoch);
-    memop_rconn *c = NULL;
-    pthread_mutex_lock(&p->lock);
-    while (p->nfree == 0 && p->live >= p->cap)
-        pthread_cond_wait(&p->cond, &p->lock);
-    /* connections from before the last outage are not trusted */
-    while (p->nfree > 0) {
-        c = p->free[--p->nfree];
-        if (c->epoch == epoch)
-            break;
-        rconn_free(c);
-        c = NULL;
-        p->live--;
-    }
-    if (!c)
-        p->live++;
-    pthread_mutex_unlock(&p->lock);
-    if (c) {
+    memop_rconn *c = memop_pool_take(&repo->rpool);
+    /* a connection from before the last outage is not trusted */
+    if (c && c->epoch == atomic_load(&repo->breaker_epoch)) {
         arena_reset(c); /* replies of the last user are done with */
         return c;
     }
-
+    rconn_free(c);
     char err[512];
-    c = rconn_new(repo, err, sizeof err);
-    if (c)
+    if ((c = rconn_new(repo, err, sizeof err)))
         return c;
-    pthread_mutex_lock(&p->lock);
-    p->live--;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    memop_pool_give(&repo->rpool, NULL);
     memop_fail(repo, MEMO_ERR_REDIS, "%s", err);
     memop_redis_trip(repo);
     return NULL;
@@ -269,18 +231,11 @@ memop_rconn *memop_redis_acquire(memo_repo *repo)
 
 void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
 {
-    memop_pool *p = &repo->rpool;
     if (c && (broken || c->ctx->err || c->epoch != atomic_load(&repo->breaker_epoch))) {
         rconn_free(c);
         c = NULL;
     }
-    pthread_mutex_lock(&p->lock);
-    if (c)
-        p->free[p->nfree++] = c;
-    else
-        p->live--;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    memop_pool_give(&repo->rpool, c);
 }
 
 /* --------------------------------------------------------------- transport */
