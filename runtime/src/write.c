@@ -156,6 +156,12 @@ static memo_status begin(memo_repo *repo, const memo_entity_desc *d, const void 
     return memop_entity_get(repo, d, e);
 }
 
+/* A text primary key must be given: a NULL would silently match no row. */
+static bool missing_text_key(const memo_field_desc *pk, const void *value)
+{
+    return pk->type == MEMO_TEXT && !*(const char *const *)value;
+}
+
 static void finish(memop_entity *e, enum memop_op op, uint64_t t0)
 {
     uint64_t us = memop_now_us() - t0;
@@ -175,7 +181,7 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     /* a zero integer key is the database's to assign */
     bool assign = (pk->type == MEMO_INT64 && *(int64_t *)pkp == 0) ||
                   (pk->type == MEMO_INT32 && *(int32_t *)pkp == 0);
-    if (pk->type == MEMO_TEXT && !*(char **)pkp)
+    if (missing_text_key(pk, pkp))
         return memop_fail(repo, MEMO_ERR_ARG, "%s.%s: a text primary key must be given",
                           d->schema, d->name);
     memop_params ps;
@@ -220,10 +226,8 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     if (st != MEMO_OK || (st = check_row(repo, d, row)) != MEMO_OK)
         return st;
     const memo_field_desc *pk = &d->fields[d->pk];
-    if ((st = pk->type == MEMO_TEXT && !*(char *const *)((const char *)row + pk->offset)
-                  ? memop_fail(repo, MEMO_ERR_ARG, "memo_update: NULL primary key")
-                  : MEMO_OK) != MEMO_OK)
-        return st;
+    if (missing_text_key(pk, (const char *)row + pk->offset))
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_update: NULL primary key");
     uint64_t t0 = memop_now_us();
     memop_params ps;
     ps.n = 0;
@@ -271,7 +275,7 @@ static memo_status delete(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     if (st != MEMO_OK)
         return st;
     const memo_field_desc *pk = &d->fields[d->pk];
-    if (pk->type == MEMO_TEXT && !*(const char *const *)key)
+    if (missing_text_key(pk, key))
         return memop_fail(repo, MEMO_ERR_ARG, "memo_delete: NULL key");
     uint64_t t0 = memop_now_us();
     memop_params ps;
