@@ -555,10 +555,8 @@ static json_t *get_row(const memo_entity_desc *d, const char *text)
     memo_status st = memo_check(repo, d, &key, cached, db, &r);
     if (st != MEMO_OK)
         die(1, "%s", memo_last_error(repo));
-    char part[MEMOP_KEY_PART_MAX + 1];
     memop_key k;
-    memop_key_build(repo, d, &d->row.key, part,
-                    memop_key_value(&d->fields[d->pk], &key, part), &k);
+    memop_key_of(repo, d, &d->row.key, &d->fields[d->pk], &key, &k);
     json_t *o = json_pack("{s:s,s:s}", "key", text, "redis_key", k.s);
     json_object_set_new(o, "cached",
                         !r.cached ? json_null()
@@ -594,9 +592,8 @@ static json_t *get_other(const memo_entity_desc *d, const char *name, const char
     const memo_key_desc *kd = lookup >= 0 ? &d->uniques[lookup].key : &d->lists[list].key;
     value key;
     parse_value(f, text, &key);
-    char part[MEMOP_KEY_PART_MAX + 1];
     memop_key k, lease;
-    memop_key_build(repo, d, kd, part, memop_key_value(f, &key, part), &k);
+    memop_key_of(repo, d, kd, f, &key, &k);
     memop_key_lease(&k, &lease);
 
     memop_rconn *c = NULL;

@@ -445,10 +445,8 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
-    char part[MEMOP_KEY_PART_MAX + 1];
-    size_t plen = memop_key_value(pk, key, part);
     memop_key k;
-    memop_key_build(repo, d, &d->row.key, part, plen, &k);
+    memop_key_of(repo, d, &d->row.key, pk, key, &k);
 
     row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
     READ_CTX(r, repo, e, &k, load_row, &ctx);
@@ -588,10 +586,8 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
     if ((st = check_key(repo, f, key)) != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
-    char part[MEMOP_KEY_PART_MAX + 1];
-    size_t plen = memop_key_value(f, key, part);
     memop_key k;
-    memop_key_build(repo, d, &l->key, part, plen, &k);
+    memop_key_of(repo, d, &l->key, f, key, &k);
 
     bool hit = false;
     pk_value pk = {0};
@@ -1174,10 +1170,8 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
     if ((st = check_key(repo, g, key)) != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
-    char part[MEMOP_KEY_PART_MAX + 1];
-    size_t plen = memop_key_value(g, key, part);
     memop_key k;
-    memop_key_build(repo, d, &ld->key, part, plen, &k);
+    memop_key_of(repo, d, &ld->key, g, key, &k);
 
     list_ctx ctx = {NULL, ld, MEMOP_SQL_LIST(d, l), g, key};
     READ_CTX(r, repo, e, &k, load_list, &ctx);

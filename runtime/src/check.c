@@ -30,10 +30,8 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         goto out;
     }
 
-    char part[MEMOP_KEY_PART_MAX + 1];
-    size_t plen = memop_key_value(pk, key, part);
     memop_key k, lease;
-    memop_key_build(repo, d, &d->row.key, part, plen, &k);
+    memop_key_of(repo, d, &d->row.key, pk, key, &k);
     memop_key_lease(&k, &lease);
     if (!(rc = memop_redis_acquire(repo))) {
         st = MEMO_ERR_REDIS;

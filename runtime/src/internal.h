@@ -191,6 +191,9 @@ size_t memop_key_value(const memo_field_desc *f, const void *value, char *out);
 /* <prefix><schema>:{<head><part><tail>}:<tag> */
 void memop_key_build(memo_repo *, const memo_entity_desc *, const memo_key_desc *,
                      const char *part, size_t partlen, memop_key *out);
+/* The key of lookup or list k for a value of field f: the two above at once. */
+void memop_key_of(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
+                  const memo_field_desc *f, const void *value, memop_key *out);
 /* The lease key of a value key: <key>:lease */
 void memop_key_lease(const memop_key *key, memop_key *out);
 

@@ -102,3 +102,11 @@ void memop_key_lease(const memop_key *key, memop_key *out)
     memcpy(out->s + n, ":lease", 7);
     out->len = n + 6;
 }
+
+void memop_key_of(memo_repo *repo, const memo_entity_desc *d, const memo_key_desc *k,
+                  const memo_field_desc *f, const void *value, memop_key *out)
+{
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t n = memop_key_value(f, value, part);
+    memop_key_build(repo, d, k, part, n, out);
+}

@@ -52,10 +52,8 @@ static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
 {
     if (!row || field_null(f, row))
         return; /* NULL is in no lookup and no list */
-    char part[MEMOP_KEY_PART_MAX + 1];
-    size_t plen = memop_key_value(f, (const char *)row + f->offset, part);
     memop_key k;
-    memop_key_build(repo, owner->desc, kd, part, plen, &k);
+    memop_key_of(repo, owner->desc, kd, f, (const char *)row + f->offset, &k);
     inval_add(v, owner, &k);
 }
 

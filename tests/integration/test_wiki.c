@@ -62,25 +62,10 @@ static void put_page(const char *slug, const char *space, int32_t position)
     wiki_page_clear(&p);
 }
 
-/* One value of a query with one text parameter (hostile slugs stay data). */
-static char *sqlp(const char *sql, const char *param)
-{
-    const char *values[] = {param};
-    PGresult *res = PQexecParams(test_pg(), sql, 1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-        PQclear(res);
-        fail_msg("SQL failed: %s: %s", sql, msg);
-    }
-    char *v = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return v;
-}
 
 static void assert_sqlp(const char *sql, const char *param, const char *want)
 {
-    char *v = sqlp(sql, param);
+    char *v = test_sql_value_param(sql, param);
     if (!want) {
         assert_null(v);
     } else {
@@ -123,7 +108,7 @@ static char *part_of(const char *s)
     if (len <= 128)
         return out;
     free(out);
-    return sqlp("SELECT '~' || left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 32)",
+    return test_sql_value_param("SELECT '~' || left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 32)",
                 s);
 }
 

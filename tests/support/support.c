@@ -199,14 +199,9 @@ void test_sql(const char *sql)
     PQclear(res);
 }
 
-char *test_sql_value(const char *sql)
+/* One value of a result, checked: the string, NULL for SQL NULL. */
+static char *one_value(PGresult *res, const char *sql)
 {
-    PGresult *res = PQexec(test_pg(), sql);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        PQclear(res);
-        PQreset(pg);
-        res = PQexec(pg, sql);
-    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
@@ -216,6 +211,23 @@ char *test_sql_value(const char *sql)
     char *v = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
     return v;
+}
+
+char *test_sql_value(const char *sql)
+{
+    PGresult *res = PQexec(test_pg(), sql);
+    if (PQstatus(pg) != CONNECTION_OK) { /* restarted: once more */
+        PQclear(res);
+        PQreset(pg);
+        res = PQexec(pg, sql);
+    }
+    return one_value(res, sql);
+}
+
+char *test_sql_value_param(const char *sql, const char *param)
+{
+    const char *values[] = {param};
+    return one_value(PQexecParams(test_pg(), sql, 1, NULL, values, NULL, NULL, 0), sql);
 }
 
 void test_sql_file(const char *path)

@@ -39,6 +39,8 @@ long test_redis_count(const char *pattern);
 void test_sql(const char *sql);
 /* A single value of a query as a malloc'd string, NULL for SQL NULL. */
 char *test_sql_value(const char *sql);
+/* The same with one text parameter $1, so hostile values stay data. */
+char *test_sql_value_param(const char *sql, const char *param);
 /* Applies a .sql file (twice is harmless). */
 void test_sql_file(const char *path);
 
