@@ -69,6 +69,34 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* ------------------------------------------------------ untrusted text */
+
+/* What Redis holds is untrusted; shown, it goes through here. Printable
+ * ASCII stays, a backslash doubles, every other byte becomes \xHH: no
+ * control character (ESC, CR, newline) and no invalid UTF-8 reaches a
+ * terminal or a JSON string. At most max bytes of s are shown, then "...".
+ * malloc'd; the caller frees. */
+static char *escaped(const char *s, size_t len, size_t max)
+{
+    memop_buf b = {0};
+    memop_buf_puts(&b, "");
+    size_t n = len < max ? len : max;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\')
+            memop_buf_puts(&b, "\\\\");
+        else if (c >= 0x20 && c < 0x7f)
+            memop_buf_append(&b, &s[i], 1);
+        else
+            memop_buf_printf(&b, "\\x%02x", c);
+    }
+    if (n < len)
+        memop_buf_puts(&b, "...");
+    if (b.failed)
+        die(1, "out of memory");
+    return b.s;
+}
+
 /* ------------------------------------------------------------- schema */
 
 static ast_schema *schema_ast;
@@ -313,18 +341,53 @@ static int cmd_ping(bool json)
 
 /* --------------------------------------------------------------- stats */
 
+/* `memo stats` reads what any program may have written under memo:stats:*.
+ * A publication is summed only when it has the shape memo publishes: at most
+ * PUB_MAX_BYTES of JSON, an object whose "entities" maps `schema.entity`
+ * identifiers to counters that are whole numbers from 0 to 2^53 and to
+ * histograms whose buckets are in range. Anything else is ignored whole and
+ * counted, so no name or number from Redis reaches the output unchecked: a
+ * name is an identifier (no label can be closed, no line or escape
+ * injected), a sum saturates. The host and pid a process publishes are not
+ * shown. */
+enum {
+    PUB_MAX = 10000,              /* publications read */
+    PUB_MAX_BYTES = 1 << 20,      /* one publication */
+    PUB_MAX_ENTITIES = 1024,      /* distinct entities, over all publications */
+    ENTITY_NAME_MAX = 127,        /* "schema.entity" */
+};
+/* Exact in a double, the way Prometheus reads a sample. */
+#define COUNTER_MAX ((json_int_t)1 << 53)
+
+/* The counters of an entity in a publication. */
+#define PUB_COUNTERS(X)                                                                    \
+    X(hits) X(misses) X(negative_hits) X(fills) X(fill_rejects) X(lease_waits)             \
+        X(invalidations) X(db_queries) X(degraded) X(errors)
+
 typedef struct summed {
     size_t n;
     char **names;
     memop_stats **stats;
     int processes;
+    int ignored;       /* publications that are not memo's */
+    const char *why;   /* the first one's reason */
+    char *example;     /* ... and its key, escaped */
+    bool truncated;    /* more than PUB_MAX publications: the rest unread */
 } summed;
 
-static memop_stats *entry(summed *s, const char *name)
+static memop_stats *find_entry(const summed *s, const char *name)
 {
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->names[i], name) == 0)
             return s->stats[i];
+    return NULL;
+}
+
+static memop_stats *entry(summed *s, const char *name)
+{
+    memop_stats *found = find_entry(s, name);
+    if (found)
+        return found;
     s->names = realloc(s->names, (s->n + 1) * sizeof *s->names);
     s->stats = realloc(s->stats, (s->n + 1) * sizeof *s->stats);
     if (!s->names || !s->stats)
@@ -334,23 +397,155 @@ static memop_stats *entry(summed *s, const char *name)
     return s->stats[s->n++];
 }
 
-static void add(_Atomic uint64_t *to, json_t *v)
+static bool is_ident(const char *s, size_t n)
 {
-    if (json_is_integer(v))
-        atomic_fetch_add(to, (uint64_t)json_integer_value(v));
+    if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
 }
 
-static void add_hist(memop_hist *h, json_t *v)
+/* "schema.entity", both memoc identifiers. */
+static bool entity_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    const char *dot = strchr(name, '.');
+    return len <= ENTITY_NAME_MAX && dot && is_ident(name, (size_t)(dot - name)) &&
+           is_ident(dot + 1, len - (size_t)(dot + 1 - name));
+}
+
+/* Absent (zero), or a whole number from 0 to COUNTER_MAX. */
+static bool counter_ok(const json_t *v)
+{
+    return !v || (json_is_integer(v) && json_integer_value(v) >= 0 &&
+                  json_integer_value(v) <= COUNTER_MAX);
+}
+
+/* Absent, or {"sum": N, "b": [[bucket, count], ...]} with buckets in range. */
+static bool hist_ok(const json_t *h)
+{
+    if (!h)
+        return true;
+    const json_t *b = json_object_get(h, "b");
+    if (!json_is_object(h) || !counter_ok(json_object_get(h, "sum")) ||
+        (b && !json_is_array(b)) || json_array_size(b) > MEMOP_HIST_BUCKETS)
+        return false;
+    for (size_t i = 0; i < json_array_size(b); i++) {
+        const json_t *pair = json_array_get(b, i), *at = json_array_get(pair, 0),
+                     *count = json_array_get(pair, 1);
+        if (json_array_size(pair) != 2 || !json_is_integer(at) || json_integer_value(at) < 0 ||
+            json_integer_value(at) >= MEMOP_HIST_BUCKETS || !count || !counter_ok(count))
+            return false;
+    }
+    return true;
+}
+
+/* Why a publication is not memo's, or NULL when it is. s: what is summed so
+ * far, for the bound on distinct entities. */
+static const char *publication_problem(const json_t *doc, const summed *s)
+{
+    static const char bad_counter[] = "a counter that is not a whole number from 0 to 2^53",
+                      bad_hist[] = "a histogram that is not memo's";
+    const json_t *entities = json_object_get(doc, "entities");
+    if (!json_is_object(doc) || !json_is_object(entities))
+        return "not a JSON object with an \"entities\" object";
+    size_t fresh = 0;
+    const char *name;
+    json_t *e;
+    json_object_foreach((json_t *)entities, name, e)
+    {
+        if (!entity_name_ok(name))
+            return "an entity name that is not schema.entity";
+        if (!json_is_object(e))
+            return "an entity that is not an object";
+#define CHECK(field)                                                                       \
+    if (!counter_ok(json_object_get(e, #field)))                                           \
+        return bad_counter;
+        PUB_COUNTERS(CHECK)
+#undef CHECK
+        if (!hist_ok(json_object_get(e, "hit_latency_us")) ||
+            !hist_ok(json_object_get(e, "miss_latency_us")))
+            return bad_hist;
+        const json_t *ops = json_object_get(e, "ops");
+        if (ops && !json_is_object(ops))
+            return "\"ops\" that is not an object";
+        for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
+            const json_t *o = json_object_get(ops, memop_op_name(op));
+            if (o && (!json_is_object(o) || !counter_ok(json_object_get(o, "calls"))))
+                return bad_counter;
+            if (!hist_ok(json_object_get(o, "latency_us")))
+                return bad_hist;
+        }
+        fresh += !find_entry(s, name);
+    }
+    if (s->n + fresh > PUB_MAX_ENTITIES)
+        return "more entities than memo stats sums (1024)";
+    return NULL;
+}
+
+/* Adds a checked counter; a sum saturates instead of wrapping. */
+static void add(_Atomic uint64_t *to, const json_t *v)
+{
+    uint64_t a = atomic_load(to), b = (uint64_t)json_integer_value(v);
+    atomic_store(to, a > UINT64_MAX - b ? UINT64_MAX : a + b);
+}
+
+static void add_hist(memop_hist *h, const json_t *v)
 {
     add(&h->sum_us, json_object_get(v, "sum"));
-    size_t i;
-    json_t *pair;
-    json_array_foreach(json_object_get(v, "b"), i, pair)
-    {
-        json_int_t b = json_integer_value(json_array_get(pair, 0));
-        if (b >= 0 && b < MEMOP_HIST_BUCKETS)
-            add(&h->b[b], json_array_get(pair, 1));
+    const json_t *b = json_object_get(v, "b");
+    for (size_t i = 0; i < json_array_size(b); i++) {
+        const json_t *pair = json_array_get(b, i);
+        add(&h->b[json_integer_value(json_array_get(pair, 0))], json_array_get(pair, 1));
     }
+}
+
+/* Sums a publication publication_problem accepted. */
+static void add_publication(summed *out, const json_t *doc)
+{
+    const char *name;
+    json_t *e;
+    json_object_foreach(json_object_get(doc, "entities"), name, e)
+    {
+        memop_stats *s = entry(out, name);
+#define SUM(field) add(&s->field, json_object_get(e, #field));
+        PUB_COUNTERS(SUM)
+#undef SUM
+        add_hist(&s->hit_latency, json_object_get(e, "hit_latency_us"));
+        add_hist(&s->miss_latency, json_object_get(e, "miss_latency_us"));
+        const json_t *ops = json_object_get(e, "ops");
+        for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
+            const json_t *o = json_object_get(ops, memop_op_name(op));
+            add(&s->ops[op], json_object_get(o, "calls"));
+            add_hist(&s->op_latency[op], json_object_get(o, "latency_us"));
+        }
+    }
+    out->processes++;
+}
+
+static void ignore(summed *out, const char *key, size_t len, const char *why)
+{
+    if (out->ignored++ == 0) {
+        out->why = why;
+        out->example = escaped(key, len, 120);
+    }
+}
+
+typedef struct rkey {
+    char *s;
+    size_t len;
+} rkey;
+
+static int rkey_cmp(const void *a, const void *b)
+{
+    const rkey *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
 /* Every process's publication, summed per entity. */
@@ -361,50 +556,80 @@ static void collect(summed *out)
     char pattern[256];
     snprintf(pattern, sizeof pattern, "%smemo:stats:*", repo->key_prefix);
     char cursor[32] = "0";
-    char **keys = NULL;
+    rkey *keys = NULL;
     size_t nkeys = 0;
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
         redisReply *r = redis_call(&c, 6, argv, NULL);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY)
             die(1, "SCAN: unexpected reply");
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
-            keys = realloc(keys, (nkeys + 1) * sizeof *keys);
-            keys[nkeys++] = xstrdup(r->element[1]->element[i]->str);
-        }
-    } while (strcmp(cursor, "0") != 0);
-    for (size_t k = 0; k < nkeys; k++) {
-        const char *argv[] = {"GET", keys[k]};
-        redisReply *r = redis_call(&c, 2, argv, NULL);
-        json_t *doc = r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
-        free(keys[k]);
-        if (!doc)
-            continue; /* expired between SCAN and GET */
-        out->processes++;
-        const char *name;
-        json_t *e;
-        json_object_foreach(json_object_get(doc, "entities"), name, e)
-        {
-            memop_stats *s = entry(out, name);
-#define SUM(field) add(&s->field, json_object_get(e, #field));
-            SUM(hits) SUM(misses) SUM(negative_hits) SUM(fills) SUM(fill_rejects)
-                SUM(lease_waits) SUM(invalidations) SUM(db_queries) SUM(degraded) SUM(errors)
-#undef SUM
-            add_hist(&s->hit_latency, json_object_get(e, "hit_latency_us"));
-            add_hist(&s->miss_latency, json_object_get(e, "miss_latency_us"));
-            json_t *ops = json_object_get(e, "ops");
-            for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
-                json_t *o = json_object_get(ops, memop_op_name(op));
-                add(&s->ops[op], json_object_get(o, "calls"));
-                add_hist(&s->op_latency[op], json_object_get(o, "latency_us"));
+            const redisReply *k = r->element[1]->element[i];
+            if (k->type != REDIS_REPLY_STRING)
+                continue;
+            if (nkeys == PUB_MAX) {
+                out->truncated = true;
+                break;
             }
+            keys = realloc(keys, (nkeys + 1) * sizeof *keys);
+            if (!keys)
+                die(1, "out of memory");
+            keys[nkeys].s = xmalloc(k->len + 1);
+            memcpy(keys[nkeys].s, k->str, k->len + 1);
+            keys[nkeys++].len = k->len;
         }
-        json_decref(doc);
+        memop_redis_release(repo, c, false); /* one batch of replies at a time */
+        c = NULL;
+    } while (strcmp(cursor, "0") != 0 && !out->truncated);
+    /* SCAN may return a key twice */
+    if (nkeys)
+        qsort(keys, nkeys, sizeof *keys, rkey_cmp);
+    char range[16];
+    snprintf(range, sizeof range, "%d", PUB_MAX_BYTES); /* inclusive: one byte more */
+    for (size_t k = 0; k < nkeys; k++) {
+        if (k > 0 && rkey_cmp(&keys[k - 1], &keys[k]) == 0)
+            continue;
+        const char *argv[] = {"GETRANGE", keys[k].s, "0", range};
+        size_t lens[] = {8, keys[k].len, 1, strlen(range)};
+        redisReply *r = redis_call(&c, 4, argv, lens);
+        if (r->type != REDIS_REPLY_STRING) {
+            ignore(out, keys[k].s, keys[k].len, "not a string");
+        } else if (r->len == 0) {
+            /* expired between SCAN and GETRANGE */
+        } else if (r->len > PUB_MAX_BYTES) {
+            ignore(out, keys[k].s, keys[k].len, "larger than 1 MiB");
+        } else {
+            json_t *doc = json_loadb(r->str, r->len, 0, NULL);
+            const char *why = doc ? publication_problem(doc, out) : "not JSON";
+            if (why)
+                ignore(out, keys[k].s, keys[k].len, why);
+            else
+                add_publication(out, doc);
+            json_decref(doc);
+        }
+        memop_redis_release(repo, c, false); /* one reply at a time: they can be large */
+        c = NULL;
     }
+    for (size_t k = 0; k < nkeys; k++)
+        free(keys[k].s);
     free(keys);
-    if (c)
-        memop_redis_release(repo, c, false);
+}
+
+/* What was not summed, on stderr: the output itself stays clean. */
+static void report_ignored(const summed *s)
+{
+    if (s->ignored)
+        fprintf(stderr,
+                "memo: ignored %d publication%s under %smemo:stats:* that %s not memo "
+                "statistics (%s: %s)\n",
+                s->ignored, s->ignored == 1 ? "" : "s", repo->key_prefix,
+                s->ignored == 1 ? "is" : "are", s->example, s->why);
+    if (s->truncated)
+        fprintf(stderr, "memo: more than %d publications: summed the first %d\n", PUB_MAX,
+                PUB_MAX);
 }
 
 static void summed_free(summed *s)
@@ -415,6 +640,7 @@ static void summed_free(summed *s)
     }
     free(s->names);
     free(s->stats);
+    free(s->example);
 }
 
 static uint64_t v(const _Atomic uint64_t *x)
@@ -432,7 +658,11 @@ static uint64_t calls_of(const memop_stats *s)
 
 static void table(const summed *s, const summed *before, double secs)
 {
-    printf("%d process%s publishing\n", s->processes, s->processes == 1 ? "" : "es");
+    printf("%d process%s publishing", s->processes, s->processes == 1 ? "" : "es");
+    if (s->ignored)
+        printf(", %d publication%s ignored (not memo statistics)", s->ignored,
+               s->ignored == 1 ? "" : "s");
+    printf("\n");
     printf("%-18s %10s %9s %7s %8s %7s %7s %8s %8s %8s %6s %14s %14s\n", "entity",
            before ? "calls/s" : "calls", "lookups", "hit %", "neg hit", "fills", "waits",
            "invalid.", "queries", "degraded", "errors", "hit p50/p99", "miss p50/p99");
@@ -476,10 +706,12 @@ static int cmd_stats(bool json, bool prom, double watch, long count)
     if (watch <= 0) {
         summed s;
         collect(&s);
+        report_ignored(&s);
         memop_buf b = {0};
         if (json || prom) {
             if (json) {
-                memop_buf_printf(&b, "{\"processes\":%d,\"entities\":", s.processes);
+                memop_buf_printf(&b, "{\"processes\":%d,\"ignored\":%d,\"entities\":",
+                                 s.processes, s.ignored);
                 memop_stats_write_json(&b, (const char *const *)s.names,
                                        (const memop_stats *const *)s.stats, s.n, false);
                 memop_buf_puts(&b, "}\n");

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,22 @@ static json_t *memo_json(int *rc, const char *a1, const char *a2, const char *a3
         fail_msg("memo %s: not JSON (%s): %s", a1, e.text, out);
     free(out);
     return j;
+}
+
+/* memo --schema schemas/blog.memo ARGS... (NULL-terminated): the exit
+ * status, its stdout in *out; with merge, its stderr too (for messages). */
+static int tool(char **out, bool merge, ...)
+{
+    const char *argv[32] = {"sh", "-c", merge ? "exec \"$0\" \"$@\" 2>&1" : "exec \"$0\" \"$@\"",
+                            test_env("MEMO_TOOL"), "--schema", schema};
+    int n = 6;
+    va_list ap;
+    va_start(ap, merge);
+    for (const char *a; n < 31 && (a = va_arg(ap, const char *));)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return test_run(argv, NULL, out);
 }
 
 static memo_repo *repo;
@@ -343,6 +360,87 @@ static void prometheus_in_process(void **state)
     free(text);
 }
 
+/* Publications under memo:stats:* are untrusted: anything may write there.
+ * Only what memo itself writes is summed; the rest is counted as ignored and
+ * never reaches the output (an entity name with a newline would inject a
+ * Prometheus line, one with ESC would drive the terminal). */
+static void stats_untrusted(void **state)
+{
+    (void)state;
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+    freeReplyObject(test_redis_cmd(
+        "SET memo:stats:h:1:00000001 %s",
+        "{\"process\":{\"host\":\"h\",\"pid\":1},\"entities\":{\"blog.user\":{\"hits\":7,"
+        "\"misses\":1,\"fills\":1,\"hit_latency_us\":{\"sum\":70,\"b\":[[9,7]]},"
+        "\"ops\":{\"get\":{\"calls\":8,\"latency_us\":{\"sum\":90,\"b\":[[9,8]]}}}}}}"));
+    static const char *const forged[] = {
+        /* a name that closes the label and adds a metric line */
+        "{\"entities\":{\"blog.user\\\"} 1\\nmemo_injected_total 1\\n#\":{\"hits\":5}}}",
+        /* a name that clears the screen and turns it red */
+        "{\"entities\":{\"blog.\\u001b[2J\\u001b[31mred\":{\"hits\":5}}}",
+        "{\"entities\":{\"blog\":{\"hits\":5}}}",
+        "{\"entities\":{\"blog.user.x\":{\"hits\":5}}}",
+        "[1,2,3]",
+        "not json",
+        "{\"entities\":[]}",
+        "{\"entities\":{\"blog.user\":[]}}",
+        "{\"entities\":{\"blog.user\":{\"hits\":-5}}}",
+        "{\"entities\":{\"blog.user\":{\"hits\":1.5}}}",
+        "{\"entities\":{\"blog.user\":{\"hits\":\"5\"}}}",
+        "{\"entities\":{\"blog.user\":{\"hits\":9007199254740993}}}", /* 2^53 + 1 */
+        "{\"entities\":{\"blog.user\":{\"hits\":5,\"hit_latency_us\":{\"b\":[[128,1]]}}}}",
+        "{\"entities\":{\"blog.user\":{\"hits\":5,\"hit_latency_us\":{\"b\":[[1]]}}}}",
+        "{\"entities\":{\"blog.user\":{\"ops\":{\"get\":{\"calls\":-1}}}}}",
+    };
+    size_t nforged = sizeof forged / sizeof forged[0];
+    for (size_t i = 0; i < nforged; i++)
+        freeReplyObject(test_redis_cmd("SET memo:stats:evil:%d:0 %s", (int)i, forged[i]));
+    /* not a string, and a string too large to be a publication (2 MiB) */
+    freeReplyObject(test_redis_cmd("HSET memo:stats:evil:hash:0 entities x"));
+    size_t big = 2u << 20;
+    char *pad = malloc(big + 64);
+    assert_non_null(pad);
+    int at = snprintf(pad, 64, "{\"entities\":{\"blog.user\":{\"hits\":5}},\"pad\":\"");
+    memset(pad + at, 'x', big);
+    strcpy(pad + at + big, "\"}");
+    freeReplyObject(test_redis_cmd("SET memo:stats:evil:big:0 %s", pad));
+    free(pad);
+    long long ignored = (long long)nforged + 2;
+
+    /* --json: the honest publication only, the rest counted */
+    int rc;
+    json_t *j = memo_json(&rc, "stats", NULL, NULL, NULL, NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "processes")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "ignored")), ignored);
+    assert_int_equal(json_object_size(json_object_get(j, "entities")), 1);
+    assert_int_equal(summed(j, "hits"), 7);
+    assert_int_equal(summed(j, "misses"), 1);
+    json_decref(j);
+
+    /* --prom: no injected line, and promtool accepts it */
+    char *text;
+    assert_int_equal(tool(&text, false, "stats", "--prom", NULL), 0);
+    assert_null(strstr(text, "injected"));
+    assert_null(strstr(text, "\033"));
+    assert_non_null(strstr(text, "memo_processes 1\n"));
+    assert_non_null(strstr(text, "memo_cache_hits_total{entity=\"blog.user\"} 7\n"));
+    const char *check[] = {"promtool", "check", "metrics", NULL};
+    assert_int_equal(test_run(check, text, NULL), 0);
+    free(text);
+
+    /* the table: no terminal escapes, the honest entity, a note on stderr */
+    assert_int_equal(tool(&text, true, "stats", NULL), 0);
+    assert_null(strchr(text, '\033'));
+    assert_null(strstr(text, "[31m"));
+    assert_non_null(strstr(text, "blog.user"));
+    char note[96];
+    snprintf(note, sizeof note, "ignored %lld publications", ignored);
+    assert_non_null(strstr(text, note));
+    free(text);
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+}
+
 static void usage_errors(void **state)
 {
     (void)state;
@@ -391,6 +489,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(flush),
         cmocka_unit_test(warm),
         cmocka_unit_test(stats_across_processes),
+        cmocka_unit_test(stats_untrusted),
         cmocka_unit_test(prometheus_in_process),
         cmocka_unit_test(usage_errors),
     };
