@@ -6,8 +6,10 @@
  * descriptors the generated code has, so it addresses the same keys; it
  * talks to Redis and PostgreSQL through libmemo. Exit status: 0 done, 1 the
  * command found a problem (a stale entry, an unreachable server), 2 usage. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,7 +33,8 @@ static const char usage[] =
     "  ping                         round trips and versions of Redis and PostgreSQL,\n"
     "                               and entries left by an older schema\n"
     "  stats [--json|--prom] [--watch SECONDS [--count N]]\n"
-    "                               statistics summed over every process using this Redis\n"
+    "                               statistics summed over every process using this Redis;\n"
+    "                               --watch: a table every SECONDS (0.1 to 3600), N times\n"
     "  get ENTITY KEY... [--json]   what the cache holds next to what the database holds;\n"
     "                               KEY is a primary key, FIELD=VALUE for a cached lookup,\n"
     "                               or LIST=VALUE for a list\n"
@@ -40,6 +43,7 @@ static const char usage[] =
     "  warm ENTITY (--ids FILE | --top N) [--json]\n"
     "                               load rows through the cache (leases respected);\n"
     "                               --top N: the N rows with the highest primary keys\n"
+    "                               (N from 1 to 10000000)\n"
     "\n"
     "The schema is the .memo file the application's code was generated from\n"
     "(--schema, else MEMO_SCHEMA); `stats` needs none. Servers come from --redis and\n"
@@ -737,7 +741,7 @@ static int cmd_stats(bool json, bool prom, double watch, long count)
     summed prev;
     collect(&prev);
     double t0 = now_ms();
-    for (long i = 0; (count <= 0 || i < count) && !interrupted; i++) {
+    for (long i = 0; (count == 0 || i < count) && !interrupted; i++) {
         memop_sleep_us((uint64_t)(watch * 1e6));
         summed cur;
         collect(&cur);
@@ -1079,6 +1083,62 @@ static int cmd_warm(const char *name, const char *ids_path, long top, bool json)
 
 /* ---------------------------------------------------------------- main */
 
+/* Bounds of the numeric options. */
+#define WATCH_MIN_S 0.1
+#define WATCH_MAX_S 3600.0
+enum { COUNT_MAX = 1000000, TOP_MAX = 10000000 };
+
+/* The options each command takes, besides --json. */
+static const struct command {
+    const char *name, *options;
+} commands[] = {
+    {"ping", ""},
+    {"stats", "--prom --watch --count"},
+    {"get", ""},
+    {"flush", "--all --list"},
+    {"warm", "--ids --top"},
+};
+
+static bool in_list(const char *list, const char *opt)
+{
+    size_t n = strlen(opt);
+    for (const char *p = list; (p = strstr(p, opt)); p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* The value of the option at argv[*i]: the next argument, not an option. */
+static const char *option_value(int argc, char **argv, int *i)
+{
+    const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!next || (next[0] == '-' && next[1] == '-' && next[2]))
+        die(2, "option %s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The whole of s as a number: no blanks, nothing after it. */
+static long long whole_option(const char *opt, const char *s, long long lo, long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || isspace((unsigned char)*s) || *end || errno || v < lo || v > hi)
+        die(2, "option %s needs a whole number from %lld to %lld, not '%s'", opt, lo, hi, s);
+    return v;
+}
+
+static double seconds_option(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || isspace((unsigned char)*s) || *end || errno || !isfinite(v) || v < lo ||
+        v > hi)
+        die(2, "option %s needs a number of seconds from %g to %g, not '%s'", opt, lo, hi, s);
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     const char *schema = getenv("MEMO_SCHEMA"), *redis_url = NULL, *db_url = NULL;
@@ -1090,12 +1150,12 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("memo %s\n", MEMO_VERSION);
             return 0;
-        } else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
-            schema = argv[++i];
-        } else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc) {
-            redis_url = argv[++i];
-        } else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
-            db_url = argv[++i];
+        } else if (strcmp(argv[i], "--schema") == 0) {
+            schema = option_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--redis") == 0) {
+            redis_url = option_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--db") == 0) {
+            db_url = option_value(argc, argv, &i);
         } else {
             fprintf(stderr, "memo: unknown option '%s'\n%s", argv[i], usage);
             return 2;
@@ -1106,6 +1166,12 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[i++];
+    const struct command *command = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(cmd, commands[k].name) == 0)
+            command = &commands[k];
+    if (!command)
+        die(2, "unknown command '%s' (memo --help)", cmd);
     /* the command's own options, anywhere after it */
     bool json = false, prom = false, all = false;
     double watch = 0;
@@ -1115,44 +1181,51 @@ int main(int argc, char **argv)
     int nargs = 0;
     for (; i < argc; i++) {
         const char *a = argv[i];
+        /* "-" is stdin, "-5" a key */
+        if (a[0] != '-' || !a[1] || (a[1] >= '0' && a[1] <= '9')) {
+            args[nargs++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--json") != 0 && !in_list(command->options, a)) {
+            for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+                if (in_list(commands[k].options, a))
+                    die(2, "option %s does not apply to %s", a, cmd);
+            die(2, "unknown option '%s' for %s", a, cmd);
+        }
         if (strcmp(a, "--json") == 0)
             json = true;
         else if (strcmp(a, "--prom") == 0)
             prom = true;
         else if (strcmp(a, "--all") == 0)
             all = true;
-        else if (strcmp(a, "--watch") == 0 && i + 1 < argc)
-            watch = atof(argv[++i]);
-        else if (strcmp(a, "--count") == 0 && i + 1 < argc)
-            count = atol(argv[++i]);
-        else if (strcmp(a, "--list") == 0 && i + 1 < argc)
-            list = argv[++i];
-        else if (strcmp(a, "--ids") == 0 && i + 1 < argc)
-            ids = argv[++i];
-        else if (strcmp(a, "--top") == 0 && i + 1 < argc)
-            top = atol(argv[++i]);
-        else if (a[0] == '-' && a[1])
-            die(2, "unknown option '%s' for %s", a, cmd);
-        else
-            args[nargs++] = argv[i];
+        else if (strcmp(a, "--watch") == 0)
+            watch = seconds_option(a, option_value(argc, argv, &i), WATCH_MIN_S, WATCH_MAX_S);
+        else if (strcmp(a, "--count") == 0)
+            count = (long)whole_option(a, option_value(argc, argv, &i), 1, COUNT_MAX);
+        else if (strcmp(a, "--list") == 0)
+            list = option_value(argc, argv, &i);
+        else if (strcmp(a, "--ids") == 0)
+            ids = option_value(argc, argv, &i);
+        else if (strcmp(a, "--top") == 0)
+            top = (long)whole_option(a, option_value(argc, argv, &i), 1, TOP_MAX);
     }
+    if (json && prom)
+        die(2, "--json or --prom, not both");
+    if (count && !watch)
+        die(2, "option --count needs --watch (it counts the tables --watch draws)");
+    if (watch && (json || prom))
+        die(2, "--watch draws a table: not with --json or --prom");
+    if (strcmp(cmd, "get") == 0 && nargs < 2)
+        die(2, "usage: memo get ENTITY KEY...");
+    if (strcmp(cmd, "flush") == 0 && (all ? nargs != 0 || list : nargs != 1))
+        die(2, "usage: memo flush ENTITY [--list NAME] | memo flush --all");
+    if (strcmp(cmd, "warm") == 0 && (nargs != 1 || !ids == !top))
+        die(2, "usage: memo warm ENTITY (--ids FILE | --top N)");
+    if ((strcmp(cmd, "ping") == 0 || strcmp(cmd, "stats") == 0) && nargs != 0)
+        die(2, "%s takes no arguments: '%s'", cmd, args[0]);
 
     if (schema)
         load_schema(schema);
-    bool known = strcmp(cmd, "ping") == 0 || strcmp(cmd, "stats") == 0 ||
-                 strcmp(cmd, "get") == 0 || strcmp(cmd, "flush") == 0 ||
-                 strcmp(cmd, "warm") == 0;
-    if (!known)
-        die(2, "unknown command '%s' (memo --help)", cmd);
-    if (strcmp(cmd, "get") == 0 && nargs < 2)
-        die(2, "usage: memo get ENTITY KEY...");
-    if (strcmp(cmd, "flush") == 0 && (all ? nargs != 0 : nargs != 1))
-        die(2, "usage: memo flush ENTITY [--list NAME] | memo flush --all");
-    if (strcmp(cmd, "warm") == 0 && (nargs != 1 || (!ids == !(top > 0))))
-        die(2, "usage: memo warm ENTITY (--ids FILE | --top N)");
-    if (json && prom)
-        die(2, "--json or --prom, not both");
-
     open_repo(redis_url, db_url);
     int rc;
     if (strcmp(cmd, "ping") == 0)

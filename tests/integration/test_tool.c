@@ -460,6 +460,52 @@ static void usage_errors(void **state)
     assert_int_equal(test_run(dead, NULL, NULL), 1);
 }
 
+/* memo ARGS... must fail with status 2 and say `message` (stdout and stderr
+ * together), before it prints any result. */
+#define USAGE(message, ...)                                                                 \
+    do {                                                                                   \
+        char *out_;                                                                        \
+        assert_int_equal(tool(&out_, true, __VA_ARGS__, NULL), 2);                         \
+        if (!strstr(out_, message))                                                        \
+            fail_msg("expected '%s' in: %s", message, out_);                               \
+        free(out_);                                                                        \
+    } while (0)
+
+/* Options: a missing value is named as such, numbers are checked whole and
+ * in range, and options that need each other or exclude each other say so. */
+static void option_errors(void **state)
+{
+    (void)state;
+    USAGE("option --watch needs a value", "stats", "--watch");
+    USAGE("option --watch needs a value", "stats", "--watch", "--count", "2");
+    USAGE("option --top needs a value", "warm", "user", "--top");
+    USAGE("option --ids needs a value", "warm", "user", "--ids");
+    USAGE("option --list needs a value", "flush", "user", "--list");
+    USAGE("option --count needs a value", "stats", "--watch", "1", "--count");
+    USAGE("option --redis needs a value", "--redis");
+    /* not a number, not all of it a number, out of range */
+    USAGE("option --watch needs", "stats", "--watch", "0");
+    USAGE("option --watch needs", "stats", "--watch", "-1");
+    USAGE("option --watch needs", "stats", "--watch", "abc");
+    USAGE("option --watch needs", "stats", "--watch", "1x");
+    USAGE("option --watch needs", "stats", "--watch", "nan");
+    USAGE("option --watch needs", "stats", "--watch", "inf");
+    USAGE("option --watch needs", "stats", "--watch", "86400");
+    USAGE("option --count needs", "stats", "--watch", "1", "--count", "0");
+    USAGE("option --count needs", "stats", "--watch", "1", "--count", "1.5");
+    USAGE("option --top needs", "warm", "user", "--top", "0");
+    USAGE("option --top needs", "warm", "user", "--top", "10abc");
+    USAGE("option --top needs", "warm", "user", "--top", " 10");
+    USAGE("option --top needs", "warm", "user", "--top", "99999999999999999999");
+    /* --count counts redraws of --watch */
+    USAGE("option --count needs --watch", "stats", "--count", "2");
+    USAGE("not with --json or --prom", "stats", "--watch", "1", "--json");
+    /* an option of another command */
+    USAGE("option --top does not apply to stats", "stats", "--top", "5");
+    USAGE("option --watch does not apply to get", "get", "user", "1", "--watch", "1");
+    USAGE("unknown option '--frob' for stats", "stats", "--frob");
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -492,6 +538,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(stats_untrusted),
         cmocka_unit_test(prometheus_in_process),
         cmocka_unit_test(usage_errors),
+        cmocka_unit_test(option_errors),
     };
     return cmocka_run_group_tests_name("memo tool", tests, group_setup, group_teardown);
 }
