@@ -37,7 +37,9 @@ static const char usage[] =
     "                               --watch: a table every SECONDS (0.1 to 3600), N times\n"
     "  get ENTITY KEY... [--json]   what the cache holds next to what the database holds;\n"
     "                               KEY is a primary key, FIELD=VALUE for a cached lookup,\n"
-    "                               or LIST=VALUE for a list\n"
+    "                               or LIST=VALUE for a list; the entry is none, a value,\n"
+    "                               negative (the row does not exist) or corrupt (shown\n"
+    "                               escaped; exit status 1), \"entry\" in --json\n"
     "  flush ENTITY [--list NAME]   drop an entity's entries (SCAN + UNLINK)\n"
     "  flush --all                  drop every entity's entries\n"
     "  warm ENTITY (--ids FILE | --top N) [--json]\n"
@@ -148,7 +150,8 @@ static const memo_entity_desc *entity(const char *name)
     return d;
 }
 
-/* A key value written on the command line, as the field's C type. */
+/* A key value written on the command line or in a file, as the field's C
+ * type. */
 typedef union value {
     int32_t i32;
     int64_t i64;
@@ -156,37 +159,56 @@ typedef union value {
     char *text;
 } value;
 
-static void parse_value(const memo_field_desc *f, const char *s, value *out)
+/* Parses s, all of it, as field f's C type into *out (text is borrowed).
+ * False, with the reason in why, when it is not one. */
+static bool value_of(const memo_field_desc *f, const char *s, value *out, char *why,
+                     size_t whysize)
 {
-    char *end;
-    errno = 0;
+    const char *want = NULL;
     switch (f->type) {
     case MEMO_INT32:
     case MEMO_INT64:
     case MEMO_TIMESTAMP: {
+        char *end;
+        errno = 0;
         long long v = strtoll(s, &end, 10);
-        if (!*s || *end || errno || (f->type == MEMO_INT32 && (v < INT32_MIN || v > INT32_MAX)))
-            die(2, "'%s' is not a valid %s for %s", s,
-                f->type == MEMO_INT32 ? "int32" : "int64", f->name);
-        if (f->type == MEMO_INT32)
-            out->i32 = (int32_t)v;
-        else
-            out->i64 = v;
-        return;
-    }
-    case MEMO_BOOL:
-        if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
-            die(2, "'%s' is not true or false for %s", s, f->name);
-        out->b = s[0] == 't';
-        return;
-    case MEMO_TEXT:
-        out->text = (char *)s;
-        return;
-    case MEMO_FLOAT64:
-    case MEMO_JSON:
+        if (end != s && !isspace((unsigned char)*s) && !*end && !errno &&
+            (f->type != MEMO_INT32 || (v >= INT32_MIN && v <= INT32_MAX))) {
+            if (f->type == MEMO_INT32)
+                out->i32 = (int32_t)v;
+            else
+                out->i64 = v;
+            return true;
+        }
+        want = f->type == MEMO_INT32 ? "a valid int32" : "a valid int64";
         break;
     }
-    die(2, "%s cannot be a key", f->name);
+    case MEMO_BOOL:
+        if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+            out->b = s[0] == 't';
+            return true;
+        }
+        want = "true or false";
+        break;
+    case MEMO_TEXT:
+        out->text = (char *)s;
+        return true;
+    case MEMO_FLOAT64:
+    case MEMO_JSON:
+        snprintf(why, whysize, "%s cannot be a key", f->name);
+        return false;
+    }
+    char *shown = escaped(s, strlen(s), 60);
+    snprintf(why, whysize, "'%s' is not %s for %s", shown, want, f->name);
+    free(shown);
+    return false;
+}
+
+static void parse_value(const memo_field_desc *f, const char *s, value *out)
+{
+    char why[256];
+    if (!value_of(f, s, out, why, sizeof why))
+        die(2, "%s", why);
 }
 
 /* ------------------------------------------------------------- servers */
@@ -764,6 +786,71 @@ static int cmd_stats(bool json, bool prom, double watch, long count)
 
 /* ----------------------------------------------------------------- get */
 
+/* A KEY argument of `memo get`, parsed. All of them are parsed before
+ * anything is printed, so a bad one is a usage error with no half output. */
+typedef struct get_arg {
+    const char *text;             /* as written */
+    int lookup, list;             /* the cached lookup or list; both -1: the row */
+    const memo_field_desc *field; /* the key's field */
+    value key;
+} get_arg;
+
+static void parse_get_arg(const memo_entity_desc *d, const char *arg, get_arg *out)
+{
+    out->text = arg;
+    out->lookup = out->list = -1;
+    out->field = &d->fields[d->pk];
+    json_t *utf8 = json_string(arg);
+    if (!utf8)
+        die(2, "a key must be UTF-8 text");
+    json_decref(utf8);
+    const char *eq = strchr(arg, '='), *text = arg;
+    if (eq) {
+        size_t n = (size_t)(eq - arg);
+        for (unsigned u = 0; u < d->nuniques; u++) {
+            const char *name = d->fields[d->uniques[u].field].name;
+            if (strlen(name) == n && strncmp(name, arg, n) == 0)
+                out->lookup = (int)u;
+        }
+        for (unsigned l = 0; l < d->nlists; l++)
+            if (strlen(d->lists[l].name) == n && strncmp(d->lists[l].name, arg, n) == 0)
+                out->list = (int)l;
+        if (out->lookup < 0 && out->list < 0)
+            die(2, "%s.%s has no cached lookup or list '%.*s'", d->schema, d->name,
+                (int)n, arg);
+        out->field = out->lookup >= 0 ? &d->fields[d->uniques[out->lookup].field]
+                                      : &d->fields[d->lists[out->list].group];
+        text = eq + 1;
+    }
+    parse_value(out->field, text, &out->key);
+}
+
+/* Bytes of a corrupt value shown. */
+enum { RAW_SHOWN = 200 };
+
+/* The cached entry, as `memo get` reports it: "entry" says which it is and
+ * "cached" holds it:
+ *   "none"      null
+ *   "negative"  {"missing_row": true}: the row is remembered as missing
+ *   "corrupt"   {"corrupt": true, "why": ..., "bytes": N, "raw": the first
+ *               RAW_SHOWN bytes, escaped}
+ *   "value"     the row, the lookup's primary key, the list's keys */
+static void set_entry(json_t *o, const char *entry, json_t *cached)
+{
+    json_object_set_new(o, "entry", json_string(entry));
+    json_object_set_new(o, "cached", cached);
+}
+
+static json_t *corrupt_json(const redisReply *r, const char *why)
+{
+    bool str = r->type == REDIS_REPLY_STRING;
+    char *raw = escaped(str ? r->str : "", str ? r->len : 0, RAW_SHOWN);
+    json_t *j = json_pack("{s:b,s:s,s:I,s:s}", "corrupt", 1, "why", why, "bytes",
+                          (json_int_t)(str ? r->len : 0), "raw", raw);
+    free(raw);
+    return j;
+}
+
 static json_t *row_json(const memo_entity_desc *d, const void *row)
 {
     memop_buf b = {0};
@@ -774,30 +861,37 @@ static json_t *row_json(const memo_entity_desc *d, const void *row)
     return j;
 }
 
-static json_t *raw_json(const redisReply *r)
+static json_t *get_row(const memo_entity_desc *d, const get_arg *a)
 {
-    if (!r || r->type != REDIS_REPLY_STRING)
-        return json_null();
-    json_t *j = json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL);
-    return j ? j : json_stringn(r->str, r->len); /* show a corrupt value as it is */
-}
-
-static json_t *get_row(const memo_entity_desc *d, const char *text)
-{
-    value key;
-    parse_value(&d->fields[d->pk], text, &key);
     void *cached = xcalloc(1, d->size), *db = xcalloc(1, d->size);
     memo_check_result r;
-    memo_status st = memo_check(repo, d, &key, cached, db, &r);
+    memo_status st = memo_check(repo, d, &a->key, cached, db, &r);
     if (st != MEMO_OK)
         die(1, "%s", memo_last_error(repo));
     memop_key k;
-    memop_key_of(repo, d, &d->row.key, &d->fields[d->pk], &key, &k);
-    json_t *o = json_pack("{s:s,s:s}", "key", text, "redis_key", k.s);
-    json_object_set_new(o, "cached",
-                        !r.cached ? json_null()
-                        : !r.cached_row ? json_string("(missing row)")
-                                        : row_json(d, cached));
+    memop_key_of(repo, d, &d->row.key, a->field, &a->key, &k);
+    json_t *o = json_pack("{s:s,s:s}", "key", a->text, "redis_key", k.s);
+    if (!r.cached) {
+        set_entry(o, "none", json_null());
+    } else if (!r.cached_row) {
+        set_entry(o, "negative", json_pack("{s:b}", "missing_row", 1));
+    } else if (r.corrupt) {
+        /* memo_check keeps no bytes: read them again, and why they do not decode */
+        memop_rconn *c = NULL;
+        const char *g[] = {"GET", k.s};
+        redisReply *raw = redis_call(&c, 2, g, NULL);
+        char why[128] = "not a string";
+        void *row = xcalloc(1, d->size);
+        if (raw->type == REDIS_REPLY_STRING &&
+            memop_row_decode(d, raw->str, raw->len, row, why, sizeof why) == MEMO_OK)
+            snprintf(why, sizeof why, "replaced while read: run again");
+        memo_row_clear(d, row);
+        free(row);
+        set_entry(o, "corrupt", corrupt_json(raw, why));
+        memop_redis_release(repo, c, false);
+    } else {
+        set_entry(o, "value", row_json(d, cached));
+    }
     json_object_set_new(o, "ttl_ms", json_integer(r.ttl_ms));
     json_object_set_new(o, "leased", json_boolean(r.leased));
     json_object_set_new(o, "database", r.in_db ? row_json(d, db) : json_null());
@@ -809,34 +903,69 @@ static json_t *get_row(const memo_entity_desc *d, const char *text)
     return o;
 }
 
-/* FIELD=VALUE for a cached lookup, LIST=VALUE for a list: the raw entry next
- * to what the database answers, in a read-only transaction. */
-static json_t *get_other(const memo_entity_desc *d, const char *name, const char *text)
+/* A lookup's or a list's entry; a reply of GET. */
+static void other_entry(const memo_entity_desc *d, const get_arg *a, const redisReply *r,
+                        json_t *o)
 {
     const memo_field_desc *pk = &d->fields[d->pk];
-    int lookup = -1, list = -1;
-    for (unsigned u = 0; u < d->nuniques; u++)
-        if (strcmp(d->fields[d->uniques[u].field].name, name) == 0)
-            lookup = (int)u;
-    for (unsigned l = 0; l < d->nlists; l++)
-        if (strcmp(d->lists[l].name, name) == 0)
-            list = (int)l;
-    if (lookup < 0 && list < 0)
-        die(2, "%s.%s has no cached lookup or list '%s'", d->schema, d->name, name);
-    const memo_field_desc *f =
-        lookup >= 0 ? &d->fields[d->uniques[lookup].field] : &d->fields[d->lists[list].group];
-    const memo_key_desc *kd = lookup >= 0 ? &d->uniques[lookup].key : &d->lists[list].key;
-    value key;
-    parse_value(f, text, &key);
+    if (r->type == REDIS_REPLY_NIL) {
+        set_entry(o, "none", json_null());
+        return;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        set_entry(o, "corrupt", corrupt_json(r, "not a string"));
+        return;
+    }
+    const char *why;
+    if (a->lookup >= 0) {
+        if (r->len == 4 && memcmp(r->str, memop_null_value, 4) == 0) {
+            set_entry(o, "negative", json_pack("{s:b}", "missing_row", 1));
+            return;
+        }
+        value v;
+        bool ok = memop_pk_decode(pk, r->str, r->len, &v);
+        if (ok && pk->type == MEMO_TEXT)
+            free(v.text);
+        why = ok ? NULL : "not a primary key";
+    } else {
+        void *keys = NULL;
+        size_t n = 0;
+        bool ok = memop_pk_array_decode(pk, r->str, r->len, &keys, &n);
+        if (ok && pk->type == MEMO_TEXT)
+            for (size_t i = 0; i < n; i++)
+                free(((char **)keys)[i]);
+        free(keys);
+        why = !ok                           ? "not a list of primary keys"
+              : n > d->lists[a->list].limit ? "more keys than the list's limit"
+                                            : NULL;
+    }
+    json_t *j = why ? NULL : json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL);
+    if (j)
+        set_entry(o, "value", j);
+    else
+        set_entry(o, "corrupt", corrupt_json(r, why ? why : "not JSON"));
+}
+
+/* FIELD=VALUE for a cached lookup, LIST=VALUE for a list: the raw entry next
+ * to what the database answers, in a read-only transaction. */
+static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
+{
+    const memo_field_desc *pk = &d->fields[d->pk];
+    const memo_key_desc *kd =
+        a->lookup >= 0 ? &d->uniques[a->lookup].key : &d->lists[a->list].key;
     memop_key k, lease;
-    memop_key_of(repo, d, kd, f, &key, &k);
+    memop_key_of(repo, d, kd, a->field, &a->key, &k);
     memop_key_lease(&k, &lease);
 
+    json_t *o = json_pack("{s:s,s:s}", "key", a->text, "redis_key", k.s);
     memop_rconn *c = NULL;
     const char *g[] = {"GET", k.s}, *t[] = {"PTTL", k.s}, *e[] = {"EXISTS", lease.s};
-    json_t *cached = raw_json(redis_call(&c, 2, g, NULL));
-    long long ttl = redis_call(&c, 2, t, NULL)->integer;
-    bool leased = redis_call(&c, 2, e, NULL)->integer == 1;
+    other_entry(d, a, redis_call(&c, 2, g, NULL), o);
+    const redisReply *ttl = redis_call(&c, 2, t, NULL);
+    json_object_set_new(
+        o, "ttl_ms", json_integer(ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : -2));
+    json_object_set_new(o, "leased",
+                        json_boolean(redis_call(&c, 2, e, NULL)->integer == 1));
     memop_redis_release(repo, c, false);
 
     /* what the database says, the way the cache would have stored it */
@@ -845,9 +974,9 @@ static json_t *get_other(const memo_entity_desc *d, const char *name, const char
         die(1, "%s", memo_last_error(repo));
     json_t *db;
     memo_status st;
-    if (lookup >= 0) {
+    if (a->lookup >= 0) {
         void *row = xcalloc(1, d->size);
-        st = memo_tx_get_by(tx, d, (unsigned)lookup, &key, row);
+        st = memo_tx_get_by(tx, d, (unsigned)a->lookup, &a->key, row);
         if (st == MEMO_OK) {
             memop_buf b = {0};
             memop_pk_encode(pk, (char *)row + pk->offset, &b);
@@ -860,7 +989,7 @@ static json_t *get_other(const memo_entity_desc *d, const char *name, const char
         free(row);
     } else {
         memo_rows rows = {0};
-        st = memo_tx_list(tx, d, (unsigned)list, &key, &rows);
+        st = memo_tx_list(tx, d, (unsigned)a->list, &a->key, &rows);
         db = json_array();
         for (size_t i = 0; i < rows.len && st == MEMO_OK; i++) {
             const char *row = (const char *)rows.items + i * d->size;
@@ -874,62 +1003,96 @@ static json_t *get_other(const memo_entity_desc *d, const char *name, const char
     memo_rollback(tx);
     if (st != MEMO_OK && st != MEMO_NOT_FOUND)
         die(1, "%s", memo_last_error(repo));
-    /* an absent entry agrees with anything; a present one must be equal */
-    bool agree = json_is_null(cached) || json_equal(cached, db);
-    json_t *o = json_pack("{s:s,s:s}", "key", text, "redis_key", k.s);
-    json_object_set_new(o, "cached", cached);
-    json_object_set_new(o, "ttl_ms", json_integer(ttl));
-    json_object_set_new(o, "leased", json_boolean(leased));
+    /* no entry agrees with anything; a negative one with no row; a value
+     * must be equal */
+    const char *entry = json_string_value(json_object_get(o, "entry"));
+    bool agree =
+        strcmp(entry, "none") == 0 ||
+        (strcmp(entry, "negative") == 0 && json_is_null(db)) ||
+        (strcmp(entry, "value") == 0 && json_equal(json_object_get(o, "cached"), db));
     json_object_set_new(o, "database", db);
     json_object_set_new(o, "agree", json_boolean(agree));
     return o;
 }
 
+/* JSON text on a terminal: what jansson leaves as it is, DEL and the C1
+ * controls (U+0080..U+009F, some terminals obey them), is escaped too. */
+static void put_json(const char *s, FILE *out)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == 0x7f) {
+            fputs("\\u007f", out);
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            fprintf(out, "\\u%04x", p[1]);
+            p++;
+        } else {
+            fputc(*p, out);
+        }
+    }
+}
+
 static void print_value(const char *label, json_t *v)
 {
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    printf("  %-9s %s\n", label, s ? s : "?");
+    printf("  %-9s ", label);
+    put_json(s ? s : "?", stdout);
+    putchar('\n');
     free(s);
 }
 
-static int cmd_get(const char *name, char **keys, int n, bool json)
+static int cmd_get(const memo_entity_desc *d, const get_arg *keys, int n, bool json)
 {
-    const memo_entity_desc *d = entity(name);
     json_t *all = json_array();
     int status = 0;
     for (int i = 0; i < n; i++) {
-        const char *eq = strchr(keys[i], '=');
-        json_t *o;
-        if (eq) {
-            char field[128];
-            snprintf(field, sizeof field, "%.*s", (int)(eq - keys[i]), keys[i]);
-            o = get_other(d, field, eq + 1);
-        } else {
-            o = get_row(d, keys[i]);
-        }
+        json_t *o = keys[i].lookup < 0 && keys[i].list < 0 ? get_row(d, &keys[i])
+                                                           : get_other(d, &keys[i]);
         if (!json_is_true(json_object_get(o, "agree")))
             status = 1;
         if (json) {
             json_array_append_new(all, o);
             continue;
         }
-        printf("%s.%s %s\n", d->schema, d->name, keys[i]);
+        printf("%s.%s %s\n", d->schema, d->name, keys[i].text);
         printf("  %-9s %s\n", "key", json_string_value(json_object_get(o, "redis_key")));
-        print_value("cache", json_object_get(o, "cached"));
+        const char *entry = json_string_value(json_object_get(o, "entry"));
+        json_t *cached = json_object_get(o, "cached");
+        if (strcmp(entry, "none") == 0) {
+            printf("  %-9s (no entry)\n", "cache");
+        } else if (strcmp(entry, "negative") == 0) {
+            printf("  %-9s negative: the row does not exist\n", "cache");
+        } else if (strcmp(entry, "corrupt") == 0) {
+            json_int_t bytes = json_integer_value(json_object_get(cached, "bytes"));
+            printf("  %-9s corrupt (%s", "cache",
+                   json_string_value(json_object_get(cached, "why")));
+            if (bytes)
+                printf("; %" JSON_INTEGER_FORMAT " bytes)\n  %-9s %s\n", bytes, "raw",
+                       json_string_value(json_object_get(cached, "raw")));
+            else
+                printf(")\n");
+        } else {
+            print_value("cache", cached);
+        }
         long long ttl = json_integer_value(json_object_get(o, "ttl_ms"));
         if (ttl >= 0)
             printf("  %-9s %.1f s\n", "ttl", (double)ttl / 1e3);
         printf("  %-9s %s\n", "lease",
                json_is_true(json_object_get(o, "leased")) ? "held by a filler" : "none");
-        print_value("database", json_object_get(o, "database"));
+        json_t *db = json_object_get(o, "database");
+        if (json_is_null(db))
+            printf("  %-9s (no row)\n", "database");
+        else
+            print_value("database", db);
         printf("  %-9s %s\n", "agree",
                json_is_true(json_object_get(o, "agree")) ? "yes"
-                                                          : "NO: the cache is stale");
+               : strcmp(entry, "corrupt") == 0 ? "NO: the cached value is corrupt"
+                                               : "NO: the cache is stale");
         json_decref(o);
     }
     if (json) {
         char *s = json_dumps(all, JSON_COMPACT);
-        puts(s);
+        put_json(s, stdout);
+        putchar('\n');
         free(s);
     }
     json_decref(all);
@@ -1226,6 +1389,15 @@ int main(int argc, char **argv)
 
     if (schema)
         load_schema(schema);
+    /* the keys of get, all of them, before any output */
+    const memo_entity_desc *d = NULL;
+    get_arg *keys = NULL;
+    if (strcmp(cmd, "get") == 0) {
+        d = entity(args[0]);
+        keys = xcalloc((size_t)nargs, sizeof *keys);
+        for (int k = 1; k < nargs; k++)
+            parse_get_arg(d, args[k], &keys[k - 1]);
+    }
     open_repo(redis_url, db_url);
     int rc;
     if (strcmp(cmd, "ping") == 0)
@@ -1233,7 +1405,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "stats") == 0)
         rc = cmd_stats(json, prom, watch, count);
     else if (strcmp(cmd, "get") == 0)
-        rc = cmd_get(args[0], args + 1, nargs - 1, json);
+        rc = cmd_get(d, keys, nargs - 1, json);
     else if (strcmp(cmd, "flush") == 0)
         rc = cmd_flush(all ? NULL : args[0], list, all, json);
     else
@@ -1242,6 +1414,7 @@ int main(int argc, char **argv)
     model_free(mdl);
     ast_schema_free(schema_ast);
     free(schema_src);
+    free(keys);
     free(args);
     return rc;
 }

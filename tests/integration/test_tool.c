@@ -156,6 +156,104 @@ static void get(void **state)
     json_decref(j);
 }
 
+/* `memo get` on entries that are not plain values: no entry, a negative
+ * entry (the row does not exist), a corrupt value (shown raw, escaped and
+ * bounded; exit status 1), and a key argument that does not parse (status
+ * 2, before any output). */
+static void get_entries(void **state)
+{
+    (void)state;
+    seed();
+    /* every key is checked before anything is printed */
+    char *out;
+    assert_int_equal(tool(&out, false, "get", "user", "1", "abc", NULL), 2);
+    assert_string_equal(out, "");
+    free(out);
+    assert_int_equal(tool(&out, false, "get", "user", "1", "nosuch=3", NULL), 2);
+    assert_string_equal(out, "");
+    free(out);
+    assert_int_equal(
+        tool(&out, false, "get", "user", "1", "email=u1@t", "by_org=x", NULL), 2);
+    assert_string_equal(out, "");
+    free(out);
+
+    /* no entry, and a negative entry */
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, 999, &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_get_by_email(repo, "nobody@t", &u), MEMO_NOT_FOUND);
+    int rc;
+    json_t *j = memo_json(&rc, "get", "user", "998", "999", "email=nobody@t");
+    assert_int_equal(rc, 0);
+    json_t *none = json_array_get(j, 0), *neg = json_array_get(j, 1),
+           *look = json_array_get(j, 2);
+    assert_string_equal(json_string_value(json_object_get(none, "entry")), "none");
+    assert_true(json_is_null(json_object_get(none, "cached")));
+    assert_string_equal(json_string_value(json_object_get(neg, "entry")), "negative");
+    assert_true(
+        json_is_true(json_object_get(json_object_get(neg, "cached"), "missing_row")));
+    assert_true(json_is_true(json_object_get(neg, "agree")));
+    assert_string_equal(json_string_value(json_object_get(look, "entry")), "negative");
+    assert_true(
+        json_is_true(json_object_get(json_object_get(look, "cached"), "missing_row")));
+    assert_true(json_is_true(json_object_get(look, "agree")));
+    json_decref(j);
+    assert_int_equal(tool(&out, false, "get", "user", "998", "999", NULL), 0);
+    assert_non_null(strstr(out, "  cache     (no entry)\n"));
+    assert_non_null(strstr(out, "  cache     negative: the row does not exist\n"));
+    assert_non_null(strstr(out, "  database  (no row)\n"));
+    free(out);
+    /* a negative lookup entry while the row exists (written behind memo's back) */
+    test_sql("UPDATE users SET email = 'nobody@t' WHERE id = 6");
+    j = memo_json(&rc, "get", "user", "email=nobody@t", NULL, NULL);
+    assert_int_equal(rc, 1);
+    assert_false(json_is_true(json_object_get(json_array_get(j, 0), "agree")));
+    json_decref(j);
+
+    /* a corrupt row: its bytes, escaped and cut, not an empty row */
+    char bad[1200];
+    int n = snprintf(bad, sizeof bad, "{\"id\":3,\"name\":\"\033[31mred\r\"");
+    memset(bad + n, 'x', 1000);
+    bad[n + 1000] = '\0';
+    freeReplyObject(test_redis_cmd("SET %s %s", user_key(3), bad));
+    j = memo_json(&rc, "get", "user", "3", NULL, NULL);
+    assert_int_equal(rc, 1);
+    json_t *row = json_array_get(j, 0);
+    assert_string_equal(json_string_value(json_object_get(row, "entry")), "corrupt");
+    json_t *cached = json_object_get(row, "cached");
+    assert_true(json_is_true(json_object_get(cached, "corrupt")));
+    assert_int_equal(json_integer_value(json_object_get(cached, "bytes")),
+                     (long long)strlen(bad));
+    const char *raw = json_string_value(json_object_get(cached, "raw"));
+    assert_non_null(raw);
+    assert_non_null(strstr(raw, "{\"id\":3,\"name\":\"\\x1b[31mred\\x0d\"xxx"));
+    assert_true(strlen(raw) < 400);
+    assert_non_null(strstr(raw, "..."));
+    assert_false(json_is_true(json_object_get(row, "agree")));
+    json_decref(j);
+    assert_int_equal(tool(&out, false, "get", "user", "3", NULL), 1);
+    assert_null(strchr(out, '\033'));
+    assert_null(strchr(out, '\r'));
+    assert_null(strstr(out, "\"id\":0"));
+    assert_non_null(strstr(out, "  cache     corrupt ("));
+    assert_non_null(strstr(out, "  raw       {\"id\":3,\"name\":\"\\x1b[31mred"));
+    free(out);
+
+    /* a corrupt lookup entry */
+    assert_int_equal(blog_user_get_by_email(repo, "u4@t", &u), MEMO_OK);
+    blog_user_clear(&u);
+    j = memo_json(&rc, "get", "user", "email=u4@t", NULL, NULL);
+    char key[256];
+    snprintf(key, sizeof key, "%s",
+             json_string_value(json_object_get(json_array_get(j, 0), "redis_key")));
+    json_decref(j);
+    freeReplyObject(test_redis_cmd("SET %s %s", key, "\"five\""));
+    j = memo_json(&rc, "get", "user", "email=u4@t", NULL, NULL);
+    assert_int_equal(rc, 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "entry")),
+                        "corrupt");
+    json_decref(j);
+}
+
 static void flush(void **state)
 {
     (void)state;
@@ -532,6 +630,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ping),
         cmocka_unit_test(get),
+        cmocka_unit_test(get_entries),
         cmocka_unit_test(flush),
         cmocka_unit_test(warm),
         cmocka_unit_test(stats_across_processes),
