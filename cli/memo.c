@@ -1143,31 +1143,44 @@ static int cmd_flush(const char *name, const char *list, bool all, bool json)
 
 /* ---------------------------------------------------------------- warm */
 
-/* Parses the keys (one per line) into an array of the key's C type. */
+/* Parses the keys, one per line of any length, into an array of the key's
+ * C type. Empty lines are skipped; a bad line is a usage error that names
+ * FILE:LINE, before anything is warmed. */
 static void *read_ids(const memo_entity_desc *d, const char *path, size_t *n)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    bool std = strcmp(path, "-") == 0;
+    const char *name = std ? "<stdin>" : path;
+    FILE *f = std ? stdin : fopen(path, "r");
     if (!f)
         die(2, "cannot read %s: %s", path, strerror(errno));
     const memo_field_desc *pk = &d->fields[d->pk];
     size_t width = memop_pk_width(pk), cap = 1024;
-    char *ids = xmalloc(cap * width);
-    char line[4096];
+    char *ids = xmalloc(cap * width), *line = NULL;
+    size_t linecap = 0;
+    ssize_t len;
     *n = 0;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (!line[0])
+    for (long lineno = 1; (len = getline(&line, &linecap, f)) >= 0; lineno++) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
             continue;
-        if (*n == cap)
-            ids = realloc(ids, (cap *= 2) * width);
         value v;
-        parse_value(pk, line, &v);
+        char why[256];
+        if (strlen(line) != (size_t)len)
+            die(2, "%s:%ld: a NUL byte in a key", name, lineno);
+        if (!value_of(pk, line, &v, why, sizeof why))
+            die(2, "%s:%ld: %s", name, lineno, why);
+        if (*n == cap && !(ids = realloc(ids, (cap *= 2) * width)))
+            die(1, "out of memory");
         if (pk->type == MEMO_TEXT)
             v.text = xstrdup(line);
         memcpy(ids + *n * width, &v, width);
         (*n)++;
     }
-    if (f != stdin)
+    if (ferror(f))
+        die(2, "cannot read %s: %s", name, strerror(errno));
+    free(line);
+    if (!std)
         fclose(f);
     return ids;
 }
@@ -1198,12 +1211,12 @@ static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
     return ids;
 }
 
-static int cmd_warm(const char *name, const char *ids_path, long top, bool json)
+/* ids: read by read_ids (n of them), or NULL to warm the top rows. */
+static int cmd_warm(const memo_entity_desc *d, char *ids, size_t n, long top, bool json)
 {
-    const memo_entity_desc *d = entity(name);
     const memo_field_desc *pk = &d->fields[d->pk];
-    size_t n;
-    char *ids = ids_path ? read_ids(d, ids_path, &n) : top_ids(d, top, &n);
+    if (!ids)
+        ids = top_ids(d, top, &n);
     size_t width = memop_pk_width(pk), found = 0;
     memo_entity_stats before, after;
     memo_stats_entity(repo, d, &before);
@@ -1389,14 +1402,22 @@ int main(int argc, char **argv)
 
     if (schema)
         load_schema(schema);
-    /* the keys of get, all of them, before any output */
+    /* the keys of get and warm --ids, all of them, before any output */
     const memo_entity_desc *d = NULL;
     get_arg *keys = NULL;
+    char *warm_ids = NULL;
+    size_t nwarm = 0;
     if (strcmp(cmd, "get") == 0) {
         d = entity(args[0]);
         keys = xcalloc((size_t)nargs, sizeof *keys);
         for (int k = 1; k < nargs; k++)
             parse_get_arg(d, args[k], &keys[k - 1]);
+    } else if (strcmp(cmd, "warm") == 0) {
+        d = entity(args[0]);
+        if (ids)
+            warm_ids = read_ids(d, ids, &nwarm);
+    } else if (strcmp(cmd, "flush") == 0 && !all) {
+        entity(args[0]);
     }
     open_repo(redis_url, db_url);
     int rc;
@@ -1409,7 +1430,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "flush") == 0)
         rc = cmd_flush(all ? NULL : args[0], list, all, json);
     else
-        rc = cmd_warm(args[0], ids, top, json);
+        rc = cmd_warm(d, warm_ids, nwarm, top, json);
     memo_close(repo);
     model_free(mdl);
     ast_schema_free(schema_ast);

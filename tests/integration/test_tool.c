@@ -5,6 +5,7 @@
 #define _DEFAULT_SOURCE 1
 #include "test.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -324,6 +325,66 @@ static void warm(void **state)
     free(v);
 }
 
+/* warm --ids: a bad line is named by FILE:LINE before anything is warmed;
+ * a line is read whole, however long. */
+static void warm_ids_file(void **state)
+{
+    (void)state;
+    seed();
+    char path[] = "/tmp/memo-ids-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char bad[] = "1\n2\n\nabc\n4\n";
+    assert_int_equal(write(fd, bad, sizeof bad - 1), (ssize_t)(sizeof bad - 1));
+    close(fd);
+    char *out, where[128];
+    assert_int_equal(tool(&out, true, "warm", "user", "--ids", path, NULL), 2);
+    snprintf(where, sizeof where, "%s:4: 'abc' is not a valid int64 for id", path);
+    if (!strstr(out, where))
+        fail_msg("expected '%s' in: %s", where, out);
+    free(out);
+    assert_false(test_redis_exists(user_key(1)));
+
+    /* the same from stdin */
+    const char *argv[] = {"sh",
+                          "-c",
+                          "exec \"$0\" \"$@\" 2>&1",
+                          test_env("MEMO_TOOL"),
+                          "--schema",
+                          schema,
+                          "warm",
+                          "user",
+                          "--ids",
+                          "-",
+                          NULL};
+    assert_int_equal(test_run(argv, "7\n\n8x\n", &out), 2);
+    assert_non_null(strstr(out, "<stdin>:3: '8x' is not a valid int64 for id"));
+    free(out);
+
+    /* a line of 5000 bytes is one key (7, with leading zeros), not two */
+    size_t zeros = 5000;
+    char *ids = malloc(zeros + 16);
+    assert_non_null(ids);
+    strcpy(ids, "1\n");
+    memset(ids + 2, '0', zeros);
+    strcpy(ids + 2 + zeros, "7\n3\n");
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, ids, strlen(ids)), (ssize_t)strlen(ids));
+    close(fd);
+    free(ids);
+    int rc;
+    json_t *j = memo_json(&rc, "warm", "user", "--ids", path, NULL);
+    unlink(path);
+    assert_int_equal(rc, 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "requested")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "found")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "missing")), 0);
+    json_decref(j);
+    assert_true(test_redis_exists(user_key(7)));
+    assert_false(test_redis_exists(user_key(0)));
+}
+
 /* ------------------------------------------------------- stats, processes */
 
 /* A service process: n gets, then waits on stdin to be killed or told to
@@ -633,6 +694,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(get_entries),
         cmocka_unit_test(flush),
         cmocka_unit_test(warm),
+        cmocka_unit_test(warm_ids_file),
         cmocka_unit_test(stats_across_processes),
         cmocka_unit_test(stats_untrusted),
         cmocka_unit_test(prometheus_in_process),
