@@ -377,10 +377,10 @@ static int cmd_ping(bool json)
  * injected), a sum saturates. The host and pid a process publishes are not
  * shown. */
 enum {
-    PUB_MAX = 10000,              /* publications read */
-    PUB_MAX_BYTES = 1 << 20,      /* one publication */
-    PUB_MAX_ENTITIES = 1024,      /* distinct entities, over all publications */
-    ENTITY_NAME_MAX = 127,        /* "schema.entity" */
+    PUB_MAX = 10000,         /* publications read */
+    PUB_MAX_BYTES = 1 << 20, /* one publication */
+    PUB_MAX_ENTITIES = 1024, /* distinct entities, over all publications */
+    ENTITY_NAME_MAX = 127,   /* "schema.entity" */
 };
 /* Exact in a double, the way Prometheus reads a sample. */
 #define COUNTER_MAX ((json_int_t)1 << 53)
@@ -395,10 +395,10 @@ typedef struct summed {
     char **names;
     memop_stats **stats;
     int processes;
-    int ignored;       /* publications that are not memo's */
-    const char *why;   /* the first one's reason */
-    char *example;     /* ... and its key, escaped */
-    bool truncated;    /* more than PUB_MAX publications: the rest unread */
+    int ignored;     /* publications that are not memo's */
+    const char *why; /* the first one's reason */
+    char *example;   /* ... and its key, escaped */
+    bool truncated;  /* more than PUB_MAX publications: the rest unread */
 } summed;
 
 static memop_stats *find_entry(const summed *s, const char *name)
@@ -429,8 +429,8 @@ static bool is_ident(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_'))
             return false;
     }
     return true;
@@ -464,8 +464,9 @@ static bool hist_ok(const json_t *h)
     for (size_t i = 0; i < json_array_size(b); i++) {
         const json_t *pair = json_array_get(b, i), *at = json_array_get(pair, 0),
                      *count = json_array_get(pair, 1);
-        if (json_array_size(pair) != 2 || !json_is_integer(at) || json_integer_value(at) < 0 ||
-            json_integer_value(at) >= MEMOP_HIST_BUCKETS || !count || !counter_ok(count))
+        if (json_array_size(pair) != 2 || !json_is_integer(at) ||
+            json_integer_value(at) < 0 || json_integer_value(at) >= MEMOP_HIST_BUCKETS ||
+            !count || !counter_ok(count))
             return false;
     }
     return true;
@@ -475,7 +476,8 @@ static bool hist_ok(const json_t *h)
  * far, for the bound on distinct entities. */
 static const char *publication_problem(const json_t *doc, const summed *s)
 {
-    static const char bad_counter[] = "a counter that is not a whole number from 0 to 2^53",
+    static const char bad_counter[] =
+        "a counter that is not a whole number from 0 to 2^53",
                       bad_hist[] = "a histogram that is not memo's";
     const json_t *entities = json_object_get(doc, "entities");
     if (!json_is_object(doc) || !json_is_object(entities))
@@ -489,8 +491,8 @@ static const char *publication_problem(const json_t *doc, const summed *s)
             return "an entity name that is not schema.entity";
         if (!json_is_object(e))
             return "an entity that is not an object";
-#define CHECK(field)                                                                       \
-    if (!counter_ok(json_object_get(e, #field)))                                           \
+#define CHECK(field)                                                                     \
+    if (!counter_ok(json_object_get(e, #field)))                                         \
         return bad_counter;
         PUB_COUNTERS(CHECK)
 #undef CHECK
@@ -1300,7 +1302,8 @@ static long long whole_option(const char *opt, const char *s, long long lo, long
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (end == s || isspace((unsigned char)*s) || *end || errno || v < lo || v > hi)
-        die(2, "option %s needs a whole number from %lld to %lld, not '%s'", opt, lo, hi, s);
+        die(2, "option %s needs a whole number from %lld to %lld, not '%s'", opt, lo, hi,
+            s);
     return v;
 }
 
@@ -1309,9 +1312,10 @@ static double seconds_option(const char *opt, const char *s, double lo, double h
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || isspace((unsigned char)*s) || *end || errno || !isfinite(v) || v < lo ||
-        v > hi)
-        die(2, "option %s needs a number of seconds from %g to %g, not '%s'", opt, lo, hi, s);
+    if (end == s || isspace((unsigned char)*s) || *end || errno || !isfinite(v) ||
+        v < lo || v > hi)
+        die(2, "option %s needs a number of seconds from %g to %g, not '%s'", opt, lo, hi,
+            s);
     return v;
 }
 
@@ -1375,7 +1379,8 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--all") == 0)
             all = true;
         else if (strcmp(a, "--watch") == 0)
-            watch = seconds_option(a, option_value(argc, argv, &i), WATCH_MIN_S, WATCH_MAX_S);
+            watch =
+                seconds_option(a, option_value(argc, argv, &i), WATCH_MIN_S, WATCH_MAX_S);
         else if (strcmp(a, "--count") == 0)
             count = (long)whole_option(a, option_value(argc, argv, &i), 1, COUNT_MAX);
         else if (strcmp(a, "--list") == 0)

@@ -48,8 +48,8 @@ static json_t *memo_json(int *rc, const char *a1, const char *a2, const char *a3
  * status, its stdout in *out; with merge, its stderr too (for messages). */
 static int tool(char **out, bool merge, ...)
 {
-    const char *argv[32] = {"sh", "-c", merge ? "exec \"$0\" \"$@\" 2>&1" : "exec \"$0\" \"$@\"",
-                            test_env("MEMO_TOOL"), "--schema", schema};
+    const char *sh = merge ? "exec \"$0\" \"$@\" 2>&1" : "exec \"$0\" \"$@\"";
+    const char *argv[32] = {"sh", "-c", sh, test_env("MEMO_TOOL"), "--schema", schema};
     int n = 6;
     va_list ap;
     va_start(ap, merge);
@@ -547,7 +547,7 @@ static void stats_untrusted(void **state)
         "{\"entities\":{\"blog.user\":{\"hits\":1.5}}}",
         "{\"entities\":{\"blog.user\":{\"hits\":\"5\"}}}",
         "{\"entities\":{\"blog.user\":{\"hits\":9007199254740993}}}", /* 2^53 + 1 */
-        "{\"entities\":{\"blog.user\":{\"hits\":5,\"hit_latency_us\":{\"b\":[[128,1]]}}}}",
+        "{\"entities\":{\"blog.user\":{\"hit_latency_us\":{\"b\":[[128,1]]}}}}",
         "{\"entities\":{\"blog.user\":{\"hits\":5,\"hit_latency_us\":{\"b\":[[1]]}}}}",
         "{\"entities\":{\"blog.user\":{\"ops\":{\"get\":{\"calls\":-1}}}}}",
     };
@@ -621,13 +621,13 @@ static void usage_errors(void **state)
 
 /* memo ARGS... must fail with status 2 and say `message` (stdout and stderr
  * together), before it prints any result. */
-#define USAGE(message, ...)                                                                 \
-    do {                                                                                   \
-        char *out_;                                                                        \
-        assert_int_equal(tool(&out_, true, __VA_ARGS__, NULL), 2);                         \
-        if (!strstr(out_, message))                                                        \
-            fail_msg("expected '%s' in: %s", message, out_);                               \
-        free(out_);                                                                        \
+#define USAGE(message, ...)                                                              \
+    do {                                                                                 \
+        char *out_;                                                                      \
+        assert_int_equal(tool(&out_, true, __VA_ARGS__, NULL), 2);                       \
+        if (!strstr(out_, message))                                                      \
+            fail_msg("expected '%s' in: %s", message, out_);                             \
+        free(out_);                                                                      \
     } while (0)
 
 /* Options: a missing value is named as such, numbers are checked whole and
