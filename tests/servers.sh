@@ -43,20 +43,23 @@ pick_port() {
     die "no free port found"
 }
 
-# A killed daemon whose parent never reaps it stays a zombie: that is dead too.
+# PID is a live NAME process. A killed daemon whose parent never reaps it
+# stays a zombie: that is dead too; and once it is reaped, its PID may soon
+# belong to another program (PIDs wrap at 32768 here), which is not ours.
 alive() {
     [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-    local state
+    local state comm
     state=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-    [ "$state" != "Z" ]
+    comm=$(cat "/proc/$1/comm" 2>/dev/null || true)
+    [ "$state" != "Z" ] && [ "${comm#"$2"}" != "$comm" ]
 }
 
-# Waits for PID to exit; SIGKILL after $2 seconds.
+# Waits for PID (a NAME process, $3) to exit; SIGKILL after $2 seconds.
 wait_gone() {
     local pid=$1 i
-    for i in $(seq 1 $(($2 * 10))); do alive "$pid" || return 0; sleep 0.1; done
+    for i in $(seq 1 $(($2 * 10))); do alive "$pid" "$3" || return 0; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do alive "$pid" || return 0; sleep 0.1; done
+    for i in $(seq 1 50); do alive "$pid" "$3" || return 0; sleep 0.1; done
 }
 
 redis_pid() { cat "$dir/redis.pid" 2>/dev/null || true; }
@@ -65,7 +68,7 @@ pg_pid() { head -n 1 "$dir/pg/data/postmaster.pid" 2>/dev/null || true; }
 redis_start() {
     local port
     port=$(cat "$dir/redis.port")
-    alive "$(redis_pid)" && return 0
+    alive "$(redis_pid)" redis-server && return 0
     rm -f "$dir/redis.pid"
     redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
         --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
@@ -83,7 +86,7 @@ redis_start() {
 redis_stop() {
     local pid
     pid=$(redis_pid)
-    if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; wait_gone "$pid" 10; fi
+    if alive "$pid" redis-server; then kill -TERM "$pid" 2>/dev/null || true; wait_gone "$pid" 10 redis-server; fi
     rm -f "$dir/redis.pid"
 }
 
@@ -92,7 +95,7 @@ pg_start() {
     port=$(cat "$dir/pg.port")
     bin=$(pg_bin)
     pgdir=$(readlink -f "$dir/pg")
-    alive "$(pg_pid)" && return 0
+    alive "$(pg_pid)" postgres && return 0
     as_pg "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -t 30 -s \
         -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements -c max_connections=200" \
         start >/dev/null
@@ -102,7 +105,7 @@ pg_stop() {
     local pid
     pid=$(pg_pid)
     # SIGINT is PostgreSQL's fast shutdown: clients are disconnected.
-    if alive "$pid"; then kill -INT "$pid" 2>/dev/null || true; wait_gone "$pid" 20; fi
+    if alive "$pid" postgres; then kill -INT "$pid" 2>/dev/null || true; wait_gone "$pid" 20 postgres; fi
 }
 
 print_env() {
@@ -111,7 +114,7 @@ print_env() {
 }
 
 start() {
-    if [ -f "$dir/env" ] && alive "$(redis_pid)" && alive "$(pg_pid)"; then
+    if [ -f "$dir/env" ] && alive "$(redis_pid)" redis-server && alive "$(pg_pid)" postgres; then
         print_env; return
     fi
     mkdir -p "$dir"
