@@ -215,19 +215,18 @@ static void parse_value(const memo_field_desc *f, const char *s, value *out)
 
 static void open_repo(const char *redis_url, const char *db_url)
 {
-    memo_config cfg;
+    memo_config cfg = {0};
     memo_error err;
-    if (memo_config_from_env(&cfg, &err) != MEMO_OK && !(redis_url && db_url)) {
-        /* say which is missing, unless the options give both */
-        if (!(redis_url || getenv("MEMO_REDIS_URL") || getenv("REDIS_URL")) ||
-            !(db_url || getenv("MEMO_DATABASE_URL") || getenv("DATABASE_URL")))
-            die(2, "%s (or pass --redis and --db)", err.message);
+    if (memo_config_from_env(&cfg, &err) != MEMO_OK)
         die(2, "%s", err.message);
-    }
     if (redis_url)
         cfg.redis_url = redis_url;
     if (db_url)
         cfg.database_url = db_url;
+    if (!cfg.redis_url)
+        die(2, "no Redis URL: set MEMO_REDIS_URL or REDIS_URL, or pass --redis");
+    if (!cfg.database_url)
+        die(2, "no database URL: set MEMO_DATABASE_URL or DATABASE_URL, or pass --db");
     cfg.flags |= MEMO_STATS_PRIVATE; /* the tool's own reads are not the service's */
     memo_status st = memo_open(&repo, &cfg, &err);
     if (st != MEMO_OK)
@@ -247,11 +246,25 @@ static redisReply *redis_call(memop_rconn **c, int argc, const char **argv, cons
 
 /* A direct connection to PostgreSQL for what the repository does not do:
  * versions, round trips and the keys of `warm --top`. */
+static void pg_die(PGconn *pg)
+{
+    char msg[512]; /* libpq may quote the conninfo: masked */
+    memop_pg_message(repo->database_url, PQerrorMessage(pg), msg, sizeof msg);
+    die(1, "PostgreSQL: %s", msg);
+}
+
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static PGconn *pg_open(void)
 {
     PGconn *pg = PQconnectdb(repo->database_url);
     if (PQstatus(pg) != CONNECTION_OK)
-        die(1, "PostgreSQL: %s", PQerrorMessage(pg));
+        pg_die(pg);
+    PQsetNoticeProcessor(pg, ignore_notice, NULL);
     return pg;
 }
 
@@ -283,7 +296,7 @@ static int cmd_ping(bool json)
         PGresult *res = PQexec(pg, "SELECT 1");
         double t = now_ms() - t0;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
-            die(1, "PostgreSQL: %s", PQerrorMessage(pg));
+            pg_die(pg);
         PQclear(res);
         best = t < best ? t : best;
     }
@@ -932,12 +945,14 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
     } else {
         void *keys = NULL;
         size_t n = 0;
-        bool ok = memop_pk_array_decode(pk, r->str, r->len, &keys, &n);
+        /* one more than the limit tells a list too long from one not a list */
+        bool ok = memop_pk_array_decode(pk, r->str, r->len,
+                                        (size_t)d->lists[a->list].limit + 1, &keys, &n);
         if (ok && pk->type == MEMO_TEXT)
             for (size_t i = 0; i < n; i++)
                 free(((char **)keys)[i]);
         free(keys);
-        why = !ok                           ? "not a list of primary keys"
+        why = !ok                           ? "not a list of primary keys (or far too long)"
               : n > d->lists[a->list].limit ? "more keys than the list's limit"
                                             : NULL;
     }
@@ -1196,7 +1211,7 @@ static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
              pk->name, d->table, pk->name, top);
     PGresult *res = PQexec(pg, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        die(1, "PostgreSQL: %s", PQerrorMessage(pg));
+        pg_die(pg);
     size_t width = memop_pk_width(pk);
     *n = (size_t)PQntuples(res);
     char *ids = xcalloc(*n ? *n : 1, width);

@@ -72,6 +72,14 @@ typedef struct read_ctx {
     bool degraded;
     bool missed; /* counted as a miss: the caller's latency is a miss's */
     bool filled; /* this call's fill was accepted */
+    bool healed; /* a corrupt value at the key was deleted once already */
+    uint64_t drop_gen; /* the entity's drop generation when the read began */
+    /* A second value the loader found, filled with the first under its
+     * lease: a unique lookup's row (see load_unique). */
+    bool also;
+    memop_key also_key;
+    memop_buf also_value;
+    uint64_t also_ttl;
     char storage[1024]; /* where value starts: a typical row needs no malloc */
 } read_ctx;
 
@@ -81,9 +89,49 @@ typedef struct read_ctx {
                      .ctx = (ctx_), .st = MEMO_OK};                                          \
     name.value = MEMOP_BUF_IN(name.storage)
 
+static void read_ctx_free(read_ctx *r)
+{
+    memop_buf_free(&r->value);
+    memop_buf_free(&r->also_value);
+}
+
 static bool is_null_value(const char *s, size_t n)
 {
     return n == 4 && memcmp(s, memop_null_value, 4) == 0;
+}
+
+/* Deletes values that are not what their keys name (a wrong type, not
+ * decodable, too large, another row's), so the next read refills them: on
+ * the caller's connection when it has one (a second one from the pool could
+ * be the one it waits for), else on a connection of their own. */
+static void discard(memo_repo *repo, memop_entity *e, memop_rconn *c, const memop_key *keys,
+                    size_t n, const char *why)
+{
+    if (n == 0)
+        return;
+    MEMOP_ADD(e->stats.corrupt, n);
+    memop_fail(repo, MEMO_ERR_ARG, "corrupt value at %s (%s): deleted, read from PostgreSQL",
+               keys[0].s, why);
+    bool own = c == NULL;
+    if (own && !(c = memop_redis_acquire(repo)))
+        return;
+    for (size_t i = 0; i < n; i += 64) {
+        const char *argv[65];
+        size_t lens[65], k = 0;
+        argv[k] = "DEL";
+        lens[k++] = 3;
+        for (size_t j = i; j < n && j < i + 64; j++) {
+            argv[k] = keys[j].s;
+            lens[k++] = keys[j].len;
+        }
+        redisReply *rep = memop_redis_command(repo, c, (int)k, argv, lens);
+        if (!rep) /* the transport recorded it; the caller sees the broken context */
+            break;
+        if (rep->type == REDIS_REPLY_ERROR)
+            memop_redis_reply_failed(repo, rep, "DEL (corrupt value)");
+    }
+    if (own)
+        memop_redis_release(repo, c, c->ctx->err != 0);
 }
 
 /* The loader failed: let the next reader try at once rather than wait out
@@ -99,46 +147,98 @@ static void release_lease(memo_repo *repo, const memop_key *lease, const char *t
     memop_redis_release(repo, c, rep == NULL);
 }
 
-/* Runs the loader and fills under the lease (when token is given). */
+/* A fill that raced a drop of the whole entity (its invalidations were
+ * lost) may have put back what the drop had to remove: delete it again.
+ * The drop began after the write that needs it committed, so a fill that
+ * read before that write either landed before the drop's SCAN (which
+ * finds it) or sees the new generation here. */
+static void undo_fill_if_dropped(memo_repo *repo, memop_entity *e, memop_rconn *c,
+                                 uint64_t gen, const memop_key *keys, size_t n)
+{
+    if (atomic_load(&e->drop_gen) == gen || n == 0)
+        return;
+    const char *argv[3] = {"DEL", keys[0].s, n > 1 ? keys[1].s : NULL};
+    size_t lens[3] = {3, keys[0].len, n > 1 ? keys[1].len : 0};
+    redisReply *rep = memop_redis_command(repo, c, n > 1 ? 3 : 2, argv, lens);
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        memop_redis_reply_failed(repo, rep, "DEL (after a drop)");
+}
+
+/* Runs the loader and fills under the lease (when token is given), keeping
+ * the lease alive while the query runs (lease.c). */
 static enum outcome load_and_fill(read_ctx *r, const memop_key *lease, const char *token)
 {
+    memo_repo *repo = r->repo;
     uint64_t ttl = 0;
     r->value.len = 0;
-    r->st = r->load(r->repo, r->e, r->ctx, &r->value, &ttl);
+    r->also = false;
+    memop_lease_hold hold;
+    if (token)
+        memop_lease_hold_start(repo, &hold, lease, &token, 1);
+    r->st = r->load(repo, r->e, r->ctx, &r->value, &ttl);
+    if (token)
+        memop_lease_hold_end(repo, &hold);
     if (r->st != MEMO_OK && r->st != MEMO_NOT_FOUND) {
         if (token)
-            release_lease(r->repo, lease, token);
+            release_lease(repo, lease, token);
         return FAILED;
     }
     if (!token)
         return LOADED;
+    if (r->value.len > (size_t)repo->cfg.max_value_bytes) {
+        /* it would be refused as corrupt when read back: not cached */
+        release_lease(repo, lease, token);
+        return LOADED;
+    }
+    bool also = r->also && r->also_value.len <= (size_t)repo->cfg.max_value_bytes &&
+                !r->also_value.failed;
     if (memop_test_hooks.before_fill)
         memop_test_hooks.before_fill(r->key->s);
-    memop_rconn *c = memop_redis_acquire(r->repo);
+    memop_rconn *c = memop_redis_acquire(repo);
     if (!c)
         return LOADED; /* the value is fresh; only the cache misses out */
-    char ttlbuf[24];
+    char ttlbuf[24], alsottl[24];
     snprintf(ttlbuf, sizeof ttlbuf, "%" PRIu64, ttl ? ttl : 1);
+    snprintf(alsottl, sizeof alsottl, "%" PRIu64, r->also_ttl ? r->also_ttl : 1);
     redisReply *rep;
     if (memop_test_hooks.no_leases) {
         /* the naive cache-aside the tests must be able to catch */
         const char *argv[] = {"SET", r->key->s, r->value.s, "PX", ttlbuf};
         size_t lens[] = {3, r->key->len, r->value.len, 2, strlen(ttlbuf)};
-        rep = memop_redis_command(r->repo, c, 5, argv, lens);
+        rep = memop_redis_command(repo, c, 5, argv, lens);
         if (rep && rep->type == REDIS_REPLY_STATUS) {
             r->filled = true;
             MEMOP_INC(r->e->stats.fills);
         }
     } else {
-        const char *argv[] = {r->key->s, lease->s, token, r->value.s, ttlbuf};
-        size_t lens[] = {r->key->len, lease->len, strlen(token), r->value.len, strlen(ttlbuf)};
-        rep = memop_redis_script(r->repo, c, MEMOP_SCRIPT_FILL, 2, 5, argv, lens);
+        const char *argv[] = {r->key->s,   lease->s,     also ? r->also_key.s : NULL,
+                              token,       r->value.s,   ttlbuf,
+                              also ? r->also_value.s : NULL, alsottl};
+        size_t lens[] = {r->key->len,     lease->len,
+                         also ? r->also_key.len : 0, strlen(token),
+                         r->value.len,    strlen(ttlbuf),
+                         also ? r->also_value.len : 0, strlen(alsottl)};
+        if (also) {
+            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL_PAIR, 3, 8, argv, lens);
+        } else {
+            const char *av[] = {argv[0], argv[1], argv[3], argv[4], argv[5]};
+            size_t al[] = {lens[0], lens[1], lens[3], lens[4], lens[5]};
+            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL, 2, 5, av, al);
+        }
         if (rep && rep->type == REDIS_REPLY_INTEGER) {
             r->filled = rep->integer == 1;
             MEMOP_INC(*(r->filled ? &r->e->stats.fills : &r->e->stats.fill_rejects));
+            if (r->filled) {
+                memop_key both[2] = {*r->key};
+                if (also)
+                    both[1] = r->also_key;
+                undo_fill_if_dropped(repo, r->e, c, r->drop_gen, both, also ? 2 : 1);
+            }
+        } else if (rep) {
+            memop_redis_reply_failed(repo, rep, "EVALSHA (fill)");
         }
     }
-    memop_redis_release(r->repo, c, rep == NULL);
+    memop_redis_release(repo, c, rep == NULL || c->ctx->err);
     return LOADED;
 }
 
@@ -261,26 +361,47 @@ static enum outcome cached_read(read_ctx *r)
     memop_key_lease(r->key, &lease);
     char token[40];
     make_token(repo, token, sizeof token);
-    char lease_ms[16];
+    char lease_ms[16], max[16];
     snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    r->drop_gen = atomic_load(&r->e->drop_gen);
 
     uint64_t deadline = 0, backoff = 500;
-    for (;;) {
+    /* an entity whose invalidations were lost is not read from the cache
+     * until all its entries are dropped */
+    while (!memop_entity_dropping(r->e)) {
         memop_rconn *c = memop_redis_acquire(repo);
         if (!c)
             break;
-        const char *argv[] = {r->key->s, lease.s, token, lease_ms};
-        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms)};
+        const char *argv[] = {r->key->s, lease.s, token, lease_ms, max};
+        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms), strlen(max)};
         redisReply *rep =
-            memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 4, argv, lens);
+            memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 5, argv, lens);
+        bool corrupt = false;
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            if (rep) {
-                memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %.*s", repo->redis_name,
-                           (int)rep->len, rep->str);
-                memop_redis_trip(repo); /* out of memory, read-only: an outage too */
+            enum memop_redis_error kind =
+                memop_redis_reply_failed(repo, rep, "EVALSHA (get-or-lease)");
+            if (kind == MEMOP_REDIS_WRONGTYPE) {
+                corrupt = true; /* someone stored a list or a set here */
+            } else {
+                if (kind != MEMOP_REDIS_OUTAGE)
+                    MEMOP_INC(s->errors);
+                memop_redis_release(repo, c, rep == NULL);
+                break;
             }
-            memop_redis_release(repo, c, rep == NULL);
-            break;
+        } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 2) {
+            corrupt = true; /* larger than any value memo writes */
+        }
+        if (corrupt) {
+            if (r->healed) { /* back at once: do without the cache */
+                memop_redis_release(repo, c, false);
+                break;
+            }
+            r->healed = true;
+            discard(repo, r->e, c, r->key, 1,
+                    rep->type == REDIS_REPLY_ERROR ? "wrong type" : "too large");
+            memop_redis_release(repo, c, false);
+            continue;
         }
         /* the reply lives in the connection: take what is needed, then release */
         if (rep->type == REDIS_REPLY_STRING) {
@@ -306,10 +427,10 @@ static enum outcome cached_read(read_ctx *r)
             return lead(r, flight_lead(repo, r->key), &lease, token);
         if (got != 0)
             break;
-        /* Another holds the lease: it is querying now. A thread of this
-         * process shares its flight; else ask Redis again after a short,
-         * jittered back-off, up to the bound, then read the database
-         * without filling. */
+        /* Another holds the lease: it is querying now, and keeps its lease
+         * alive while it does. A thread of this process shares its flight;
+         * else ask Redis again after a short, jittered back-off, up to the
+         * bound, then read the database without filling. */
         uint64_t now = memop_now_us();
         if (deadline == 0) {
             deadline = now + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
@@ -327,9 +448,10 @@ static enum outcome cached_read(read_ctx *r)
         if (backoff < 50000)
             backoff *= 2;
     }
-    /* Redis is unavailable: PostgreSQL answers, nothing is filled, and the
-     * threads of this process that miss the same key share one query, so an
-     * outage does not become a stampede. */
+    /* Without the cache (Redis is unavailable, refused the call, or the
+     * entity's entries are being dropped): PostgreSQL answers, nothing is
+     * filled, and the threads of this process that miss the same key share
+     * one query, so an outage does not become a stampede. */
     if (!r->missed) {
         MEMOP_INC(s->misses);
         r->missed = true;
@@ -343,21 +465,6 @@ static enum outcome cached_read(read_ctx *r)
     if (flight_wait(repo, r->key, until, &r->value))
         return is_null_value(r->value.s, r->value.len) ? NEG_HIT : HIT;
     return load_and_fill(r, NULL, NULL);
-}
-
-/* Deletes a value that did not decode, so the next read refills it. */
-static void discard(memo_repo *repo, memop_entity *e, const memop_key *key, const char *why)
-{
-    MEMOP_INC(e->stats.errors);
-    memop_fail(repo, MEMO_ERR_ARG, "corrupt value at %s (%s): read from PostgreSQL",
-               key->s, why);
-    memop_rconn *c = memop_redis_acquire(repo);
-    if (!c)
-        return;
-    const char *argv[] = {"DEL", key->s};
-    size_t lens[] = {3, key->len};
-    redisReply *rep = memop_redis_command(repo, c, 2, argv, lens);
-    memop_redis_release(repo, c, rep == NULL);
 }
 
 static void record(memop_entity *e, enum memop_op op, uint64_t t0, bool hit)
@@ -388,6 +495,7 @@ typedef struct row_ctx {
     const memo_lookup_desc *lookup;
     void *row;   /* filled on LOADED and found */
     bool found;
+    struct read_ctx *read; /* load_unique: where the row's own value goes */
 } row_ctx;
 
 /* A row by a key field: the value is the row, or null. */
@@ -411,9 +519,7 @@ static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx, memop_
     st = memop_result_row(e->desc, res, 0, 0, ctx->row);
     PQclear(res);
     if (st == MEMO_ERR_SCHEMA)
-        return memop_fail(repo, st, "table %s does not match entity %s.%s: apply the "
-                                    "schema's .sql file",
-                          e->desc->table, e->desc->schema, e->desc->name);
+        return memop_schema_mismatch(repo, e, NULL);
     if (st != MEMO_OK)
         return memop_fail(repo, st, "out of memory");
     ctx->found = true;
@@ -438,6 +544,18 @@ static memo_status check_key(memo_repo *repo, const memo_field_desc *f, const vo
     return MEMO_OK;
 }
 
+/* Field f of a row holds the key value: a value read from Redis must be the
+ * one its key names, or it is corrupt (copied under another key by a bug or
+ * by someone else). */
+static bool row_has(const memo_field_desc *f, const void *row, const void *key)
+{
+    const char *p = (const char *)row + f->offset;
+    if ((f->flags & MEMO_FIELD_NULLABLE) && f->type != MEMO_TEXT && f->type != MEMO_JSON &&
+        *(const bool *)((const char *)row + f->null_offset))
+        return false;
+    return memop_key_equal(f, p, key);
+}
+
 /* ------------------------------------------------------------------ get */
 
 static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, void *out,
@@ -448,10 +566,10 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     memop_key k;
     memop_key_of(repo, d, &d->row.key, pk, key, &k);
 
-    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false, NULL};
     READ_CTX(r, repo, e, &k, load_row, &ctx);
     memo_status st = MEMO_OK;
-    for (int attempt = 0;; attempt++) {
+    for (;;) {
         enum outcome o = cached_read(&r);
         *hit = !r.missed;
         if (o == NEG_HIT) {
@@ -459,21 +577,27 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
         } else if (o == LOADED || o == FAILED) {
             st = r.st;
         } else {
-            char why[128];
+            char why[128] = "another row's value";
             st = memop_row_decode(d, r.value.s, r.value.len, out, why, sizeof why);
+            if (st == MEMO_OK && !row_has(pk, out, key)) {
+                memo_row_clear(d, out);
+                st = MEMO_ERR_ARG;
+            }
             if (st != MEMO_OK) {
                 /* corrupt: count it, drop it, and read again (then from
                  * PostgreSQL, which refills it) */
-                discard(repo, e, &k, why);
-                if (attempt == 0)
+                discard(repo, e, NULL, &k, 1, why);
+                if (!r.healed) {
+                    r.healed = true;
                     continue;
+                }
                 r.value.len = 0;
                 st = load_row(repo, e, &ctx, &r.value, &(uint64_t){0});
             }
         }
         break;
     }
-    memop_buf_free(&r.value);
+    read_ctx_free(&r);
     return st;
 }
 
@@ -497,20 +621,38 @@ memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key
 
 /* --------------------------------------------------------------- get_by */
 
+/* A unique lookup's value is the primary key of its row. The row the query
+ * found goes to the cache with it, under the lookup's lease, so the next
+ * read by either key is a hit. That is safe because every write of a row
+ * deletes the leases of its unique lookups, changed or not (write.c): a
+ * write that commits after this query breaks the lease, and the fill of
+ * both values is refused. */
 static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
                                memop_buf *value, uint64_t *ttl)
 {
     row_ctx *ctx = vctx;
-    memop_buf row = {0};
-    memo_status st = load_row(repo, e, ctx, &row, ttl);
-    memop_buf_free(&row);
+    read_ctx *r = ctx->read;
+    const memo_entity_desc *d = e->desc;
+    memop_buf tmp = {0};
+    memop_buf *row = r ? &r->also_value : &tmp;
+    row->len = 0;
+    memo_status st = load_row(repo, e, ctx, row, &(uint64_t){0});
+    memop_buf_free(&tmp);
     if (st == MEMO_NOT_FOUND) {
         memop_buf_puts(value, memop_null_value);
+        *ttl = negative_ttl(repo, ctx->lookup);
         return st;
     }
     if (st != MEMO_OK)
         return st;
-    const memo_field_desc *pk = &e->desc->fields[e->desc->pk];
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if (r) {
+        memop_key_of(repo, d, &d->row.key, pk, (const char *)ctx->row + pk->offset,
+                     &r->also_key);
+        r->also_ttl = row_ttl(repo, &d->row);
+        r->also = true;
+    }
+    *ttl = row_ttl(repo, ctx->lookup);
     return memop_pk_encode(pk, (const char *)ctx->row + pk->offset, value);
 }
 
@@ -525,13 +667,16 @@ enum fast { FAST_MISS, FAST_ROW, FAST_NONE, FAST_PK };
 /* A unique lookup and its row in one round trip (the GET_BY script): the
  * row (FAST_ROW, decoded into out), a negative entry (FAST_NONE), only the
  * primary key (FAST_PK: the row is to be read as by get), or nothing usable
- * (FAST_MISS: the lookup path with its lease). */
-static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memop_key *k, void *out,
-                             pk_value *pk)
+ * (FAST_MISS: the lookup path with its lease, which also sorts out what is
+ * corrupt). */
+static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_desc *f,
+                             const void *key, const memop_key *k, void *out, pk_value *pk)
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pkf = &d->fields[d->pk];
     memop_stats *s = &e->stats;
+    if (memop_entity_dropping(e))
+        return FAST_MISS;
     memop_rconn *c = memop_redis_acquire(repo);
     if (!c)
         return FAST_MISS;
@@ -539,10 +684,16 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memop_key *
     memop_key around;
     memop_key_build(repo, d, &d->row.key, "", 0, &around);
     size_t head = repo->key_prefix_len + strlen(d->schema) + 2 + strlen(d->row.key.head);
-    const char *argv[] = {k->s, around.s, around.s + head, pkf->type == MEMO_TEXT ? "1" : "0"};
-    size_t lens[] = {k->len, head, around.len - head, 1};
-    redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 4, argv, lens);
+    char max[16];
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    const char *argv[] = {k->s, around.s, around.s + head, pkf->type == MEMO_TEXT ? "1" : "0",
+                          max};
+    size_t lens[] = {k->len, head, around.len - head, 1, strlen(max)};
+    redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 5, argv, lens);
     enum fast result = FAST_MISS;
+    if (rep && rep->type == REDIS_REPLY_ERROR &&
+        memop_redis_error_kind(rep) == MEMOP_REDIS_OUTAGE)
+        memop_redis_reply_failed(repo, rep, "EVALSHA (get-by)");
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
         rep->element[0]->type != REDIS_REPLY_STRING)
         goto out;
@@ -563,6 +714,11 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memop_key *
     if (is_null_value(row->str, row->len) ||
         memop_row_decode(d, row->str, row->len, out, why, sizeof why) != MEMO_OK)
         goto out; /* a row deleted since, or corrupt: the row path sorts it out */
+    if (!row_has(pkf, out, pk) || !row_has(f, out, key)) {
+        /* not the row of this lookup: the slow paths check both keys */
+        memo_row_clear(d, out);
+        goto out;
+    }
     MEMOP_INC(s->hits);
     result = FAST_ROW;
 out:
@@ -589,10 +745,12 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
     memop_key k;
     memop_key_of(repo, d, &l->key, f, key, &k);
 
-    bool hit = false;
+    bool hit = false, text_pk = d->fields[d->pk].type == MEMO_TEXT;
     pk_value pk = {0};
-    bool text_pk = d->fields[d->pk].type == MEMO_TEXT;
-    switch (get_by_fast(repo, e, &k, out, &pk)) {
+    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false, NULL};
+    READ_CTX(r, repo, e, &k, load_unique, &ctx);
+    ctx.read = &r;
+    switch (get_by_fast(repo, e, f, key, &k, out, &pk)) {
     case FAST_ROW:
         if (text_pk)
             free(pk.text);
@@ -601,19 +759,27 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
     case FAST_NONE:
         record(e, MEMOP_OP_GET_BY, t0, true);
         return MEMO_NOT_FOUND;
-    case FAST_PK:
+    case FAST_PK: {
         st = get_row(repo, e, &pk, out, &hit);
         if (text_pk)
             free(pk.text);
-        record(e, MEMOP_OP_GET_BY, t0, hit);
-        return st;
+        bool belongs = st == MEMO_OK && row_has(f, out, key);
+        if (belongs || (st != MEMO_OK && st != MEMO_NOT_FOUND)) {
+            record(e, MEMOP_OP_GET_BY, t0, hit);
+            return st;
+        }
+        /* the lookup names a row that is gone or has another value: stale
+         * or forged; the lookup path deletes it and asks the database */
+        memo_row_clear(d, out);
+        discard(repo, e, NULL, &k, 1, "names a row that does not have this value");
+        r.healed = true;
+        break;
+    }
     case FAST_MISS:
         break;
     }
 
-    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
-    READ_CTX(r, repo, e, &k, load_unique, &ctx);
-    for (int attempt = 0;; attempt++) {
+    for (;;) {
         enum outcome o = cached_read(&r);
         hit = !r.missed;
         if (o == NEG_HIT) {
@@ -621,23 +787,35 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
         } else if (o == LOADED || o == FAILED) {
             st = r.st;
         } else {
-            /* the lookup holds the primary key */
-            if (!memop_pk_decode(&d->fields[d->pk], r.value.s, r.value.len, &pk)) {
-                discard(repo, e, &k, "not a primary key");
-                if (attempt == 0)
+            /* the lookup holds the primary key of a row with this value */
+            bool ok = memop_pk_decode(&d->fields[d->pk], r.value.s, r.value.len, &pk);
+            bool row_hit = false;
+            if (ok) {
+                st = get_row(repo, e, &pk, out, &row_hit);
+                if (text_pk)
+                    free(pk.text);
+                ok = (st != MEMO_OK && st != MEMO_NOT_FOUND) ||
+                     (st == MEMO_OK && row_has(f, out, key));
+                if (!ok)
+                    memo_row_clear(d, out);
+            }
+            if (!ok) {
+                discard(repo, e, NULL, &k, 1, "not the primary key of a row with this value");
+                if (!r.healed) {
+                    r.healed = true;
                     continue;
-                st = load_unique(repo, e, &ctx, &(memop_buf){0}, &(uint64_t){0});
+                }
+                ctx.read = NULL; /* read the database; fill nothing */
+                memop_buf v = {0};
+                st = load_unique(repo, e, &ctx, &v, &(uint64_t){0});
+                memop_buf_free(&v);
                 break;
             }
-            bool row_hit;
-            st = get_row(repo, e, &pk, out, &row_hit);
             hit = hit && row_hit;
-            if (text_pk)
-                free(pk.text);
         }
         break;
     }
-    memop_buf_free(&r.value);
+    read_ctx_free(&r);
     record(e, MEMOP_OP_GET_BY, t0, hit);
     return st;
 }
@@ -647,13 +825,17 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
 /* A batch of keys: their parts, keys, what the cache said, and the rows. */
 typedef struct batch {
     size_t n;
+    const void *keys; /* the caller's, width bytes each */
+    size_t width;
     char (*parts)[MEMOP_KEY_PART_MAX + 1];
     size_t *plens;
-    memop_key *keys;
+    memop_key *keys_r;    /* their Redis keys */
     unsigned char *state; /* enum below */
     bool *found;          /* a row is in rows[i] */
+    bool *bad;            /* Redis held a corrupt value: to delete */
     char (*tokens)[40];   /* lease tokens of B_OURS positions */
     void *rows;           /* n row structs */
+    uint64_t drop_gen;    /* the entity's drop generation when the batch began */
 } batch;
 
 enum { B_HIT, B_NONE, B_MISS, B_OURS };
@@ -665,9 +847,11 @@ static void batch_free(batch *b, const memo_entity_desc *d)
             memo_row_clear(d, (char *)b->rows + i * d->size);
     free(b->parts);
     free(b->plens);
-    free(b->keys);
+    free(b->keys_r);
     free(b->state);
     free(b->found);
+    free(b->bad);
+    free(b->tokens);
     free(b->rows);
     memset(b, 0, sizeof *b);
 }
@@ -678,28 +862,31 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
     memset(b, 0, sizeof *b);
+    size_t m = n ? n : 1;
     b->n = n;
-    b->parts = malloc((n ? n : 1) * sizeof *b->parts);
-    b->plens = malloc((n ? n : 1) * sizeof *b->plens);
-    b->keys = malloc((n ? n : 1) * sizeof *b->keys);
-    b->state = calloc(n ? n : 1, 1);
-    b->found = calloc(n ? n : 1, sizeof *b->found);
-    b->rows = calloc(n ? n : 1, d->size);
-    if (!b->parts || !b->plens || !b->keys || !b->state || !b->found || !b->rows) {
+    b->keys = keys;
+    b->width = memop_pk_width(pk);
+    b->parts = malloc(m * sizeof *b->parts);
+    b->plens = malloc(m * sizeof *b->plens);
+    b->keys_r = malloc(m * sizeof *b->keys_r);
+    b->state = calloc(m, 1);
+    b->found = calloc(m, sizeof *b->found);
+    b->bad = calloc(m, sizeof *b->bad);
+    b->rows = calloc(m, d->size);
+    if (!b->parts || !b->plens || !b->keys_r || !b->state || !b->found || !b->bad ||
+        !b->rows) {
         batch_free(b, d);
         return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     }
-    size_t width = pk->type == MEMO_TEXT ? sizeof(char *)
-                   : pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t);
     for (size_t i = 0; i < n; i++) {
-        const void *key = (const char *)keys + i * width;
+        const void *key = (const char *)keys + i * b->width;
         memo_status st = check_key(repo, pk, key);
         if (st != MEMO_OK) {
             batch_free(b, d);
             return st;
         }
         b->plens[i] = memop_key_value(pk, key, b->parts[i]);
-        memop_key_build(repo, d, &d->row.key, b->parts[i], b->plens[i], &b->keys[i]);
+        memop_key_build(repo, d, &d->row.key, b->parts[i], b->plens[i], &b->keys_r[i]);
         b->state[i] = B_MISS;
     }
     return MEMO_OK;
@@ -791,9 +978,8 @@ static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e, cons
         }
         if ((st = memop_result_row(d, res, r, 0, tmp)) != MEMO_OK) {
             free(tmp);
-            st = memop_fail(repo, st, "table %s does not match entity %s.%s: apply the "
-                                      "schema's .sql file",
-                            d->table, d->schema, d->name);
+            st = st == MEMO_ERR_SCHEMA ? memop_schema_mismatch(repo, e, NULL)
+                                       : memop_fail(repo, st, "out of memory");
             break;
         }
         size_t plen = memop_key_value(pk, (char *)tmp + pk->offset, part);
@@ -845,6 +1031,143 @@ static void batch_take(batch *b, const memo_entity_desc *d, memo_rows *out)
     b->rows = NULL;
 }
 
+/* A value Redis returned for position i: a row of that key, or a negative
+ * entry. False when it is neither (too large, not decodable, another
+ * row's): corrupt. */
+static bool batch_value(memo_repo *repo, const memo_entity_desc *d, batch *b, size_t i,
+                        const redisReply *v)
+{
+    if (is_null_value(v->str, v->len)) {
+        b->state[i] = B_NONE;
+        return true;
+    }
+    if (v->len > (size_t)repo->cfg.max_value_bytes)
+        return false;
+    void *row = (char *)b->rows + i * d->size;
+    char why[128];
+    if (memop_row_decode(d, v->str, v->len, row, why, sizeof why) != MEMO_OK)
+        return false;
+    if (!row_has(&d->fields[d->pk], row, (const char *)b->keys + i * b->width)) {
+        memo_row_clear(d, row);
+        return false;
+    }
+    b->state[i] = B_HIT;
+    b->found[i] = true;
+    return true;
+}
+
+/* Deletes the corrupt values the batch found, on its own connection. */
+static void batch_discard(memo_repo *repo, memop_entity *e, memop_rconn *c, batch *b)
+{
+    size_t n = 0, first = SIZE_MAX;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->bad[i]) {
+            n++;
+            if (first == SIZE_MAX)
+                first = i;
+        }
+    if (n == 0)
+        return;
+    memop_key *keys = n == 1 ? &b->keys_r[first] : malloc(n * sizeof *keys);
+    if (!keys) {
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return; /* they stay misses; a later read deletes them */
+    }
+    if (n > 1)
+        for (size_t i = 0, k = 0; i < b->n; i++)
+            if (b->bad[i])
+                keys[k++] = b->keys_r[i];
+    discard(repo, e, c, keys, n, "not a row of its key");
+    if (n > 1)
+        free(keys);
+    memset(b->bad, 0, b->n * sizeof *b->bad);
+}
+
+/* Takes the leases of the misses in one pipeline of GET_OR_LEASE. A value
+ * filled since the MGET is taken as it is. A corrupt value (the wrong type,
+ * too large, not its key's row) is deleted and its lease asked for once
+ * more, so it is refilled now. False when the connection failed. */
+static bool batch_lease(memo_repo *repo, memop_entity *e, memop_rconn *c, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    size_t misses = 0;
+    for (size_t i = 0; i < b->n; i++)
+        misses += b->state[i] == B_MISS;
+    if (misses == 0)
+        return true;
+    memop_script_call *calls = calloc(misses, sizeof *calls);
+    memop_key *leases = malloc(misses * sizeof *leases);
+    size_t *pos = malloc(misses * sizeof *pos);
+    bool *again = calloc(b->n, sizeof *again);
+    char lease_ms[16], max[16];
+    snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    bool ok = true;
+    if (!calls || !leases || !pos || !again)
+        goto out; /* no leases: the misses are read without filling */
+    for (int round = 0; round < 2; round++) {
+        size_t k = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->state[i] != B_MISS || (round > 0 && !again[i]))
+                continue;
+            make_token(repo, b->tokens[i], sizeof b->tokens[i]);
+            memop_key_lease(&b->keys_r[i], &leases[k]);
+            memop_script_call *call = &calls[k];
+            memset(call, 0, sizeof *call);
+            call->argv[0] = b->keys_r[i].s;
+            call->lens[0] = b->keys_r[i].len;
+            call->argv[1] = leases[k].s;
+            call->lens[1] = leases[k].len;
+            call->argv[2] = b->tokens[i];
+            call->lens[2] = strlen(b->tokens[i]);
+            call->argv[3] = lease_ms;
+            call->lens[3] = strlen(lease_ms);
+            call->argv[4] = max;
+            call->lens[4] = strlen(max);
+            call->argc = 5;
+            pos[k++] = i;
+        }
+        if (k == 0)
+            break;
+        if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) != 0) {
+            ok = false;
+            break;
+        }
+        bool any = false;
+        for (size_t j = 0; j < k; j++) {
+            redisReply *v = calls[j].reply;
+            size_t i = pos[j];
+            if (v->type == REDIS_REPLY_INTEGER && v->integer == 1) {
+                b->state[i] = B_OURS;
+            } else if (v->type == REDIS_REPLY_INTEGER && v->integer == 2) {
+                b->bad[i] = true; /* too large */
+            } else if (v->type == REDIS_REPLY_STRING) {
+                if (!batch_value(repo, d, b, i, v)) /* filled since the MGET, corrupt */
+                    b->bad[i] = true;
+            } else if (v->type == REDIS_REPLY_ERROR) {
+                enum memop_redis_error kind =
+                    memop_redis_reply_failed(repo, v, "EVALSHA (get-or-lease)");
+                if (kind == MEMOP_REDIS_WRONGTYPE)
+                    b->bad[i] = true;
+                else if (kind != MEMOP_REDIS_OUTAGE)
+                    MEMOP_INC(e->stats.errors);
+            }
+            /* 0: another filler holds it; this call reads it without filling */
+            again[i] = b->bad[i];
+            any |= b->bad[i];
+        }
+        batch_discard(repo, e, c, b);
+        if (!any)
+            break;
+    }
+out:
+    free(calls);
+    free(leases);
+    free(pos);
+    free(again);
+    return ok;
+}
+
 /* Fills the keys this call holds leases for, in one pipeline. */
 static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
 {
@@ -860,9 +1183,10 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
     memop_buf *values = calloc(count, sizeof *values);
     memop_script_call *calls = calloc(count, sizeof *calls);
     memop_key *leases = malloc(count * sizeof *leases);
+    size_t *pos = malloc(count * sizeof *pos);
     char (*ttls)[24] = malloc(count * sizeof *ttls);
     bool broken = false;
-    if (!values || !calls || !leases || !ttls)
+    if (!values || !calls || !leases || !pos || !ttls)
         goto out;
     size_t k = 0;
     for (size_t i = 0; i < b->n; i++) {
@@ -877,13 +1201,16 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
             memop_buf_puts(&values[k], memop_null_value);
             ttl = negative_ttl(repo, &d->row);
         }
-        if (values[k].failed)
+        /* a value too large to read back is not cached */
+        if (values[k].failed || values[k].len > (size_t)repo->cfg.max_value_bytes) {
+            memop_buf_free(&values[k]);
             continue;
-        memop_key_lease(&b->keys[i], &leases[k]);
+        }
+        memop_key_lease(&b->keys_r[i], &leases[k]);
         snprintf(ttls[k], sizeof ttls[k], "%" PRIu64, ttl ? ttl : 1);
         memop_script_call *call = &calls[k];
-        call->argv[0] = b->keys[i].s;
-        call->lens[0] = b->keys[i].len;
+        call->argv[0] = b->keys_r[i].s;
+        call->lens[0] = b->keys_r[i].len;
         call->argv[1] = leases[k].s;
         call->lens[1] = leases[k].len;
         call->argv[2] = b->tokens[i];
@@ -893,16 +1220,22 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
         call->argv[4] = ttls[k];
         call->lens[4] = strlen(ttls[k]);
         call->argc = 5;
-        k++;
+        pos[k++] = i;
     }
     if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 2, calls, k) != 0) {
         broken = true;
         goto out;
     }
-    for (size_t i = 0; i < k; i++) {
-        redisReply *r = calls[i].reply;
-        if (r && r->type == REDIS_REPLY_INTEGER)
+    bool dropped = atomic_load(&e->drop_gen) != b->drop_gen;
+    for (size_t j = 0; j < k; j++) {
+        redisReply *r = calls[j].reply;
+        if (r->type == REDIS_REPLY_INTEGER) {
             MEMOP_INC(*(r->integer == 1 ? &e->stats.fills : &e->stats.fill_rejects));
+            if (r->integer == 1 && dropped)
+                undo_fill_if_dropped(repo, e, c, b->drop_gen, &b->keys_r[pos[j]], 1);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            memop_redis_reply_failed(repo, r, "EVALSHA (fill)");
+        }
     }
 out:
     if (values)
@@ -911,8 +1244,59 @@ out:
     free(values);
     free(calls);
     free(leases);
+    free(pos);
     free(ttls);
     memop_redis_release(repo, c, broken);
+}
+
+/* Reads the batch's keys with one MGET. True when Redis answered; false
+ * means do without the cache. A reply over its byte budget (some value far
+ * too large) is no outage: every key goes to the lease pipeline, whose
+ * script measures each value before sending it. */
+static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    memop_rconn *c = *cp;
+    const char **argv = malloc((b->n + 1) * sizeof *argv);
+    size_t *lens = malloc((b->n + 1) * sizeof *lens);
+    redisReply *r = NULL;
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < b->n; i++) {
+        argv[i + 1] = b->keys_r[i].s;
+        lens[i + 1] = b->keys_r[i].len;
+    }
+    c->budget = memop_redis_reply_budget(repo, b->n);
+    r = memop_redis_command(repo, c, (int)b->n + 1, argv, lens);
+    free(argv);
+    free(lens);
+    if (!r && c->oversize) {
+        memop_redis_release(repo, c, true);
+        *cp = memop_redis_acquire(repo);
+        return *cp != NULL;
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
+        if (r)
+            memop_redis_reply_failed(repo, r->type == REDIS_REPLY_ERROR ? r : NULL, "MGET");
+        return false;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        redisReply *v = r->element[i];
+        if (v->type != REDIS_REPLY_STRING)
+            continue; /* a miss (MGET answers nil for a key of another type too) */
+        if (!batch_value(repo, d, b, i, v))
+            b->bad[i] = true;
+        else
+            MEMOP_INC(*(b->state[i] == B_NONE ? &e->stats.negative_hits : &e->stats.hits));
+    }
+    batch_discard(repo, e, c, b);
+    return true;
 }
 
 /* The batch path: one MGET; for the misses one pipeline of GET_OR_LEASE and
@@ -936,135 +1320,65 @@ static memo_status many(memo_repo *repo, memop_entity *e, const void *keys, size
         batch_free(&b, d);
         return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     }
+    b.drop_gen = atomic_load(&e->drop_gen);
 
-    size_t misses = n;
     bool degraded = true;
-    memop_rconn *c = memop_redis_acquire(repo);
-    if (c) {
-        const char **argv = malloc((n + 1) * sizeof *argv);
-        size_t *lens = malloc((n + 1) * sizeof *lens);
-        redisReply *r = NULL;
-        if (argv && lens) {
-            argv[0] = "MGET";
-            lens[0] = 4;
-            for (size_t i = 0; i < n; i++) {
-                argv[i + 1] = b.keys[i].s;
-                lens[i + 1] = b.keys[i].len;
-            }
-            r = memop_redis_command(repo, c, (int)n + 1, argv, lens);
-        }
-        free(argv);
-        free(lens);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == n) {
-            degraded = false;
-            misses = 0;
-            for (size_t i = 0; i < n; i++) {
-                redisReply *v = r->element[i];
-                if (v->type != REDIS_REPLY_STRING) {
-                    misses++;
-                    continue;
-                }
-                if (is_null_value(v->str, v->len)) {
-                    b.state[i] = B_NONE;
-                    MEMOP_INC(s->negative_hits);
-                    continue;
-                }
-                char why[128];
-                if (memop_row_decode(d, v->str, v->len, (char *)b.rows + i * d->size, why,
-                                     sizeof why) != MEMO_OK) {
-                    discard(repo, e, &b.keys[i], why);
-                    misses++;
-                    continue;
-                }
-                b.state[i] = B_HIT;
-                b.found[i] = true;
-                MEMOP_INC(s->hits);
-            }
-        }
-        bool broken = r == NULL;
-
-        /* the misses: take their leases in one pipeline */
-        if (!degraded && misses > 0) {
-            MEMOP_ADD(s->misses, misses);
-            memop_script_call *calls = calloc(misses, sizeof *calls);
-            memop_key *leases = malloc(misses * sizeof *leases);
-            size_t *pos = malloc(misses * sizeof *pos);
-            char lease_ms[16];
-            snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
-            if (calls && leases && pos) {
-                size_t k = 0;
-                for (size_t i = 0; i < n; i++) {
-                    if (b.state[i] != B_MISS)
-                        continue;
-                    make_token(repo, b.tokens[i], sizeof b.tokens[i]);
-                    memop_key_lease(&b.keys[i], &leases[k]);
-                    memop_script_call *call = &calls[k];
-                    call->argv[0] = b.keys[i].s;
-                    call->lens[0] = b.keys[i].len;
-                    call->argv[1] = leases[k].s;
-                    call->lens[1] = leases[k].len;
-                    call->argv[2] = b.tokens[i];
-                    call->lens[2] = strlen(b.tokens[i]);
-                    call->argv[3] = lease_ms;
-                    call->lens[3] = strlen(lease_ms);
-                    call->argc = 4;
-                    pos[k++] = i;
-                }
-                if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) !=
-                    0) {
-                    broken = true;
-                } else {
-                    for (size_t j = 0; j < k; j++) {
-                        redisReply *v = calls[j].reply;
-                        size_t i = pos[j];
-                        if (v && v->type == REDIS_REPLY_INTEGER && v->integer == 1) {
-                            b.state[i] = B_OURS;
-                        } else if (v && v->type == REDIS_REPLY_STRING) {
-                            /* filled since the MGET */
-                            char why[128];
-                            if (is_null_value(v->str, v->len)) {
-                                b.state[i] = B_NONE;
-                            } else if (memop_row_decode(d, v->str, v->len,
-                                                        (char *)b.rows + i * d->size, why,
-                                                        sizeof why) == MEMO_OK) {
-                                b.state[i] = B_HIT;
-                                b.found[i] = true;
-                            }
-                        }
-                    }
-                }
-            }
-            free(calls);
-            free(leases);
-            free(pos);
-        }
-        memop_redis_release(repo, c, broken);
+    memop_rconn *c = memop_entity_dropping(e) ? NULL : memop_redis_acquire(repo);
+    if (c && batch_mget(repo, e, &c, &b)) {
+        degraded = false;
+        size_t misses = 0;
+        for (size_t i = 0; i < n; i++)
+            misses += b.state[i] == B_MISS;
+        MEMOP_ADD(s->misses, misses);
+        *all_hit = misses == 0;
     }
+    bool broken = c && !degraded && !batch_lease(repo, e, c, &b);
+    if (c)
+        memop_redis_release(repo, c, broken || c->ctx->err);
     if (degraded) {
         MEMOP_ADD(s->misses, n);
         MEMOP_INC(s->degraded);
+        *all_hit = false;
     }
-    *all_hit = misses == 0 && !degraded;
 
+    size_t owned = 0;
     bool need_db = false;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         need_db |= b.state[i] == B_MISS || b.state[i] == B_OURS;
+        owned += b.state[i] == B_OURS;
+    }
     if (need_db) {
+        /* the leases taken stay alive while the query runs */
+        memop_key *leases = owned ? malloc(owned * sizeof *leases) : NULL;
+        const char **tokens = owned ? malloc(owned * sizeof *tokens) : NULL;
+        memop_lease_hold hold;
+        bool held = leases && tokens;
+        if (held) {
+            for (size_t i = 0, k = 0; i < n; i++)
+                if (b.state[i] == B_OURS) {
+                    memop_key_lease(&b.keys_r[i], &leases[k]);
+                    tokens[k++] = b.tokens[i];
+                }
+            memop_lease_hold_start(repo, &hold, leases, tokens, owned);
+        }
         st = load_many(repo, NULL, e, keys, &b);
+        if (held)
+            memop_lease_hold_end(repo, &hold);
+        free(leases);
+        free(tokens);
         if (st == MEMO_OK) {
             fill_many(repo, e, &b);
         } else {
             for (size_t i = 0; i < n; i++) /* nobody should wait for these */
                 if (b.state[i] == B_OURS) {
                     memop_key lease;
-                    memop_key_lease(&b.keys[i], &lease);
+                    memop_key_lease(&b.keys_r[i], &lease);
                     release_lease(repo, &lease, b.tokens[i]);
                 }
         }
     }
     if (st == MEMO_OK)
         batch_take(&b, d, out);
-    free(b.tokens);
     batch_free(&b, d);
     return st;
 }
@@ -1176,7 +1490,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
     list_ctx ctx = {NULL, ld, MEMOP_SQL_LIST(d, l), g, key};
     READ_CTX(r, repo, e, &k, load_list, &ctx);
     bool hit = false;
-    for (int attempt = 0;; attempt++) {
+    for (;;) {
         enum outcome o = cached_read(&r);
         if (o == FAILED) {
             st = r.st;
@@ -1184,22 +1498,64 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         }
         void *keys = NULL;
         size_t n = 0;
-        if (!memop_pk_array_decode(pk, r.value.s, r.value.len, &keys, &n)) {
-            if (o == HIT || o == NEG_HIT) {
-                discard(repo, e, &k, "not a list of keys");
-                if (attempt == 0)
-                    continue;
+        bool cached = o == HIT || o == NEG_HIT;
+        /* more keys than the list's limit is as corrupt as no list at all */
+        if (!memop_pk_array_decode(pk, r.value.s, r.value.len, ld->limit, &keys, &n)) {
+            if (!cached) {
+                st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys", ld->name);
+                break;
             }
-            st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys", ld->name);
-            break;
+            discard(repo, e, NULL, &k, 1, "not a list of at most `limit` keys");
+            if (!r.healed) {
+                r.healed = true;
+                continue;
+            }
+            r.value.len = 0; /* back at once: the database's list, not cached */
+            if ((st = load_list(repo, e, &ctx, &r.value, &(uint64_t){0})) != MEMO_OK)
+                break;
+            cached = false;
+            if (!memop_pk_array_decode(pk, r.value.s, r.value.len, SIZE_MAX, &keys, &n)) {
+                st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+                break;
+            }
         }
         bool rows_hit;
         st = many(repo, e, keys, n, out, &rows_hit);
-        hit = !r.missed && rows_hit;
         free_keys(pk, keys, n);
+        hit = !r.missed && rows_hit;
+        if (st != MEMO_OK)
+            break;
+        /* A cached list names rows of its group: one that names another
+         * group's rows is stale (a write is deleting it right now) or
+         * forged. Drop it and ask again; a row that moved meanwhile is left
+         * out. */
+        size_t kept = 0;
+        for (size_t i = 0; i < out->len; i++) {
+            char *row = (char *)out->items + i * d->size;
+            if (!row_has(g, row, key)) {
+                memo_row_clear(d, row);
+                continue;
+            }
+            if (kept != i) {
+                memcpy((char *)out->items + kept * d->size, row, d->size);
+                memset(row, 0, d->size);
+            }
+            kept++;
+        }
+        if (kept != out->len && cached && !r.healed) {
+            memo_rows_clear(d, out);
+            discard(repo, e, NULL, &k, 1, "names rows of another group");
+            r.healed = true;
+            continue;
+        }
+        out->len = kept;
+        if (kept == 0) {
+            free(out->items);
+            out->items = NULL;
+        }
         break;
     }
-    memop_buf_free(&r.value);
+    read_ctx_free(&r);
     record(e, MEMOP_OP_LIST, t0, hit);
     return st;
 }
@@ -1229,7 +1585,7 @@ memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key,
     const memo_field_desc *pk = &d->fields[d->pk];
     if ((st = check_key(tx->repo, pk, key)) != MEMO_OK)
         return st;
-    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false, NULL};
     return load_row(tx->repo, e, &ctx, NULL, NULL);
 }
 
@@ -1246,7 +1602,7 @@ memo_status memo_tx_get_by(memo_tx *tx, const memo_entity_desc *d, unsigned u, c
     const memo_field_desc *f = &d->fields[d->uniques[u].field];
     if ((st = check_key(tx->repo, f, key)) != MEMO_OK)
         return st;
-    row_ctx ctx = {tx, MEMOP_SQL_UNIQUE(d, u), f, key, &d->uniques[u], out, false};
+    row_ctx ctx = {tx, MEMOP_SQL_UNIQUE(d, u), f, key, &d->uniques[u], out, false, NULL};
     return load_row(tx->repo, e, &ctx, NULL, NULL);
 }
 
@@ -1298,7 +1654,7 @@ memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l, con
     if ((st = load_list(tx->repo, e, &ctx, &value, &ttl)) == MEMO_OK) {
         void *keys = NULL;
         size_t n = 0;
-        if (!memop_pk_array_decode(pk, value.s, value.len, &keys, &n))
+        if (!memop_pk_array_decode(pk, value.s, value.len, SIZE_MAX, &keys, &n))
             st = memop_fail(tx->repo, MEMO_ERR_NOMEM, "out of memory");
         else
             st = tx_many(tx, e, keys, n, out);

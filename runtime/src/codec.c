@@ -850,7 +850,7 @@ size_t memop_pk_width(const memo_field_desc *pk)
 }
 
 bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,
-                           void **keys, size_t *count)
+                           size_t max, void **keys, size_t *count)
 {
     reader r = {data, data + len};
     size_t width = memop_pk_width(pk), n = 0, cap = 0;
@@ -864,6 +864,10 @@ bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t l
         r.p++;
     } else {
         for (;;) {
+            if (n == max) { /* more keys than the list may hold: corrupt */
+                ok = false;
+                break;
+            }
             if (n == cap) {
                 cap = cap ? 2 * cap : 16;
                 char *grown = realloc(out, cap * width);

@@ -18,15 +18,10 @@ struct memop_dconn {
 /* Binary timestamps count microseconds from 2000-01-01; ours from 1970. */
 #define PG_EPOCH_US 946684800000000LL
 
-/* libpq's messages end in newlines and may span lines: one line for ours. */
-static void one_line(char *s)
+static void ignore_notice(void *arg, const char *message)
 {
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-        s[--n] = '\0';
-    for (char *p = s; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
+    (void)arg;
+    (void)message;
 }
 
 static void dconn_free(memop_dconn *c)
@@ -61,10 +56,12 @@ static memo_status dconn_new(memo_repo *repo, memop_dconn **out, char *err, size
         snprintf(err, errsize, "out of memory");
         return MEMO_ERR_NOMEM;
     }
+    /* the server's notices (a FATAL before it closes the connection, say)
+     * are not for the application's stderr, where libpq would print them */
+    PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
     if (PQstatus(c->conn) != CONNECTION_OK) {
         char msg[400];
-        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->conn));
-        one_line(msg);
+        memop_pg_message(repo->database_url, PQerrorMessage(c->conn), msg, sizeof msg);
         snprintf(err, errsize, "connect to PostgreSQL: %s", msg);
         dconn_free(c);
         /* a bad conninfo is the caller's mistake, not an outage */
@@ -96,7 +93,17 @@ static bool still_alive(memop_dconn *c)
 
 memo_status memop_db_acquire(memo_repo *repo, memop_dconn **out)
 {
-    memop_dconn *c = memop_pool_take(&repo->dpool);
+    void *taken;
+    if (!memop_pool_take(&repo->dpool, (uint64_t)repo->cfg.pool_wait_ms, &taken)) {
+        int txs = atomic_load(&repo->open_txs);
+        return memop_fail(repo, MEMO_ERR_TIMEOUT,
+                          "PostgreSQL: no free connection within %d ms: all %d of the pool "
+                          "are in use, %d of them by open transactions (a transaction holds "
+                          "its connection until memo_commit or memo_rollback; raise "
+                          "pool_size or end transactions sooner)",
+                          repo->cfg.pool_wait_ms, repo->cfg.pool_size, txs);
+    }
+    memop_dconn *c = taken;
     if (c && still_alive(c)) {
         *out = c;
         return MEMO_OK;
@@ -170,8 +177,7 @@ static memo_status result_failure(memo_repo *repo, memop_dconn *c, memop_entity 
     const char *table = e->desc->table;
     if (!res || PQstatus(c->conn) != CONNECTION_OK) {
         char msg[400];
-        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->conn));
-        one_line(msg);
+        memop_pg_message(repo->database_url, PQerrorMessage(c->conn), msg, sizeof msg);
         *broken = true;
         return memop_fail(repo, MEMO_ERR_DB_CONN, "PostgreSQL, table %s: %s", table,
                           msg[0] ? msg : "connection lost");
@@ -195,10 +201,99 @@ static memo_status result_failure(memo_repo *repo, memop_dconn *c, memop_entity 
         st = MEMO_ERR_DB_CONN;
         *broken = true;
     }
-    return memop_fail(repo, st, "PostgreSQL, table %s: %s%s%s (SQLSTATE %s)%s", table,
+    if (st == MEMO_ERR_SCHEMA) /* say what differs, on this connection if it is free */
+        return memop_schema_mismatch(repo, e,
+                                     PQtransactionStatus(c->conn) == PQTRANS_IDLE ? c : NULL);
+    return memop_fail(repo, st, "PostgreSQL, table %s: %s%s%s (SQLSTATE %s)", table,
                       primary ? primary : "error", detail ? ": " : "", detail ? detail : "",
-                      state ? state : "?",
-                      st == MEMO_ERR_SCHEMA ? "; apply the schema's .sql file" : "");
+                      state ? state : "?");
+}
+
+/* ------------------------------------------------------- schema mismatch */
+
+/* The table's columns, from information_schema, against the entity's
+ * fields: a table created by an older schema keeps its shape, because the
+ * generated .sql only creates what is missing (IF NOT EXISTS). */
+static void diagnose(memo_repo *repo, memop_dconn *c, const memo_entity_desc *d, memop_buf *b)
+{
+    static const char query[] =
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = $1 AND table_schema = ANY (current_schemas(false))";
+    const char *params[] = {d->table};
+    uint64_t deadline = memop_now_us() + (uint64_t)repo->cfg.query_timeout_ms * 1000u;
+    bool timed_out = false;
+    PGresult *res = NULL;
+    if (PQsendQueryParams(c->conn, query, 1, NULL, params, NULL, NULL, 0))
+        res = await_result(repo, c, deadline, &timed_out);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        memop_buf_printf(b, ": the table does not exist; create it with the schema's .sql "
+                            "file (psql -f %s.sql)",
+                         d->schema);
+        PQclear(res);
+        return;
+    }
+    unsigned problems = 0;
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const memo_field_desc *f = &d->fields[i];
+        const char *want = memop_sql_type(f->type), *have = NULL;
+        for (int r = 0; r < PQntuples(res) && !have; r++)
+            if (strcmp(PQgetvalue(res, r, 0), f->name) == 0)
+                have = PQgetvalue(res, r, 1);
+        if (have && strcmp(have, want) == 0)
+            continue;
+        if (problems++ == 0)
+            memop_buf_puts(b, ":");
+        else
+            memop_buf_puts(b, ";");
+        if (!have)
+            memop_buf_printf(b, " column \"%s\" is missing (ALTER TABLE \"%s\" ADD COLUMN "
+                                "\"%s\" %s%s)",
+                             f->name, d->table, f->name, want,
+                             f->flags & MEMO_FIELD_NULLABLE ? "" : ", then fill it and SET NOT NULL");
+        else
+            memop_buf_printf(b, " column \"%s\" is %s, the entity says %s (ALTER TABLE \"%s\" "
+                                "ALTER COLUMN \"%s\" TYPE %s)",
+                             f->name, have, want, d->table, f->name, want);
+    }
+    if (problems)
+        memop_buf_puts(b, ". The schema's .sql file does not change a table that exists "
+                          "(CREATE TABLE IF NOT EXISTS)");
+    PQclear(res);
+}
+
+memo_status memop_schema_mismatch(memo_repo *repo, memop_entity *e, memop_dconn *c)
+{
+    const memo_entity_desc *d = e->desc;
+    memop_buf b = {0};
+    memop_buf_printf(&b, "table \"%s\" does not match entity %s.%s", d->table, d->schema,
+                     d->name);
+    /* on the caller's connection, else a free one: never wait for one */
+    bool own = false;
+    void *taken;
+    if (!c && memop_pool_take(&repo->dpool, 0, &taken)) {
+        own = true;
+        if ((c = taken) && !still_alive(c)) {
+            dconn_free(c);
+            c = NULL;
+        }
+        char err[256];
+        if (!c && dconn_new(repo, &c, err, sizeof err) != MEMO_OK)
+            c = NULL;
+    }
+    size_t before = b.len;
+    if (c)
+        diagnose(repo, c, d, &b);
+    if (own)
+        memop_db_release(repo, c, false);
+    if (b.len == before)
+        memop_buf_puts(&b, "; compare the table with the schema's .sql file");
+    memo_status st = memop_fail(repo, MEMO_ERR_SCHEMA, "%s", b.failed ? "out of memory" : b.s);
+    memop_buf_free(&b);
+    return st;
 }
 
 static bool *prepared_slot(memop_dconn *c, memop_entity *e, unsigned stmt)
@@ -299,9 +394,9 @@ memo_status memop_db_simple(memo_repo *repo, memop_dconn *c, const char *sql, bo
     memo_status st = MEMO_OK;
     if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
         char msg[400];
-        snprintf(msg, sizeof msg, "%s",
-                 res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn));
-        one_line(msg);
+        memop_pg_message(repo->database_url,
+                         res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn), msg,
+                         sizeof msg);
         if (timed_out || !res || PQstatus(c->conn) != CONNECTION_OK)
             *broken = true;
         st = memop_fail(repo, timed_out ? MEMO_ERR_TIMEOUT
@@ -311,6 +406,15 @@ memo_status memop_db_simple(memo_repo *repo, memop_dconn *c, const char *sql, bo
     }
     PQclear(res);
     return st;
+}
+
+/* errors count failures of the system; rejected, data the server refused */
+static void count_failure(memop_entity *e, memo_status st)
+{
+    if (st == MEMO_CONFLICT || st == MEMO_ERR_CONSTRAINT || st == MEMO_ERR_ARG)
+        MEMOP_INC(e->stats.rejected);
+    else
+        MEMOP_INC(e->stats.errors);
 }
 
 memo_status memop_db_run(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned stmt,
@@ -328,8 +432,7 @@ memo_status memop_db_run(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned
         if (st != MEMO_OK) {
             tx->failed = true;
             tx->broken |= broken;
-            if (st != MEMO_CONFLICT && st != MEMO_ERR_CONSTRAINT && st != MEMO_ERR_ARG)
-                MEMOP_INC(e->stats.errors);
+            count_failure(e, st);
         }
         return st;
     }
@@ -341,9 +444,8 @@ memo_status memop_db_run(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned
                            &broken);
         memop_db_release(repo, dc, broken);
     }
-    /* errors count failures of the system, not refusals of bad data */
-    if (st != MEMO_OK && st != MEMO_CONFLICT && st != MEMO_ERR_CONSTRAINT && st != MEMO_ERR_ARG)
-        MEMOP_INC(e->stats.errors);
+    if (st != MEMO_OK)
+        count_failure(e, st);
     return st;
 }
 

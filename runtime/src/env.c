@@ -44,28 +44,18 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
 {
     if (!cfg)
         return MEMO_ERR_ARG;
-    memset(cfg, 0, sizeof *cfg);
     if (err)
         memset(err, 0, sizeof *err);
+    /* only what the environment sets: the caller's other fields stay */
     const char *v;
-    cfg->redis_url = (v = getenv("MEMO_REDIS_URL")) && *v ? v : getenv("REDIS_URL");
-    cfg->database_url = (v = getenv("MEMO_DATABASE_URL")) && *v ? v : getenv("DATABASE_URL");
-    if (!cfg->redis_url || !*cfg->redis_url) {
-        if (err) {
-            err->status = MEMO_ERR_CONFIG;
-            snprintf(err->message, sizeof err->message,
-                     "neither MEMO_REDIS_URL nor REDIS_URL is set");
-        }
-        return MEMO_ERR_CONFIG;
-    }
-    if (!cfg->database_url || !*cfg->database_url) {
-        if (err) {
-            err->status = MEMO_ERR_CONFIG;
-            snprintf(err->message, sizeof err->message,
-                     "neither MEMO_DATABASE_URL nor DATABASE_URL is set");
-        }
-        return MEMO_ERR_CONFIG;
-    }
+    if ((v = getenv("MEMO_REDIS_URL")) && *v)
+        cfg->redis_url = v;
+    else if ((v = getenv("REDIS_URL")) && *v)
+        cfg->redis_url = v;
+    if ((v = getenv("MEMO_DATABASE_URL")) && *v)
+        cfg->database_url = v;
+    else if ((v = getenv("DATABASE_URL")) && *v)
+        cfg->database_url = v;
     if ((v = getenv("MEMO_KEY_PREFIX")) && *v)
         cfg->key_prefix = v;
 
@@ -80,6 +70,7 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
         {"MEMO_QUERY_TIMEOUT", offsetof(memo_config, query_timeout_ms)},
         {"MEMO_LEASE", offsetof(memo_config, lease_ms)},
         {"MEMO_LEASE_WAIT", offsetof(memo_config, lease_wait_ms)},
+        {"MEMO_POOL_WAIT", offsetof(memo_config, pool_wait_ms)},
     };
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         if (!(v = getenv(durations[i].var)) || !*v)
@@ -93,6 +84,8 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
             cfg->flags |= MEMO_STATS_PRIVATE;
         else if (!duration_ms(v, &cfg->stats_publish_ms) || cfg->stats_publish_ms == 0)
             return bad(err, "MEMO_STATS_PUBLISH", v, "a duration or \"off\"");
+        else
+            cfg->flags &= ~MEMO_STATS_PRIVATE;
     }
     if ((v = getenv("MEMO_POOL_SIZE")) && *v) {
         char *end;
@@ -101,10 +94,19 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
             return bad(err, "MEMO_POOL_SIZE", v, "a number from 1 to 1024");
         cfg->pool_size = (int)n;
     }
+    if ((v = getenv("MEMO_MAX_VALUE_BYTES")) && *v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || n < 1024 || n > 512L << 20)
+            return bad(err, "MEMO_MAX_VALUE_BYTES", v, "a number of bytes from 1024 to 536870912");
+        cfg->max_value_bytes = (int)n;
+    }
     if ((v = getenv("MEMO_OPEN_DEGRADED")) && *v) {
         if (strcmp(v, "1") == 0)
             cfg->flags |= MEMO_OPEN_DEGRADED;
-        else if (strcmp(v, "0") != 0)
+        else if (strcmp(v, "0") == 0)
+            cfg->flags &= ~MEMO_OPEN_DEGRADED;
+        else
             return bad(err, "MEMO_OPEN_DEGRADED", v, "0 or 1");
     }
     return MEMO_OK;

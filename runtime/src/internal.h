@@ -48,10 +48,16 @@ typedef struct memop_hooks {
     void (*before_fill)(const char *key);
     bool no_leases;
     size_t pending_max; /* a smaller bound for the invalidation queue */
+    bool fail_collect;  /* collecting a write's keys fails, as out of memory would */
 } memop_hooks;
 extern memop_hooks memop_test_hooks;
 
 /* ------------------------------------------------------------------ errors */
+
+/* Each thread's memo_last_error buffer (util.c). */
+typedef struct memop_err_buf memop_err_buf;
+void memop_err_buf_destroy(void *buf); /* the thread-specific key's destructor */
+void memop_err_bufs_free(memo_repo *); /* every thread's, at memo_close */
 
 /* Records this thread's failure message for memo_last_error and returns st. */
 memo_status memop_fail(memo_repo *, memo_status st, const char *fmt, ...)
@@ -73,6 +79,10 @@ typedef struct memop_redis_target {
 memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char *err,
                                   size_t errsize);
 void memop_redis_target_free(memop_redis_target *);
+/* Copies a message of libpq into out, on one line, with every spelling of
+ * the password that conninfo holds (even a conninfo libpq could not parse)
+ * replaced by "***". */
+void memop_pg_message(const char *conninfo, const char *text, char *out, size_t size);
 /* "127.0.0.1:6379" or "unix:/path", for messages. */
 void memop_redis_target_name(const memop_redis_target *, char *out, size_t size);
 
@@ -97,9 +107,28 @@ typedef struct memop_hist {
     _Atomic uint64_t sum_us;
 } memop_hist;
 
+/* The counters of memop_stats, by name and meaning, in one place for every
+ * writer (JSON, Prometheus, memo_stats_entity, the memo tool). */
+#define MEMOP_COUNTERS(X)                                                                  \
+    X(hits, "Cache lookups answered by Redis with a row or key list")                      \
+    X(misses, "Cache lookups Redis could not answer")                                      \
+    X(negative_hits, "Cache lookups answered by a remembered missing row")                 \
+    X(fills, "Values written to Redis under a lease")                                      \
+    X(fill_rejects, "Fills refused because a write broke the lease")                       \
+    X(lease_waits, "Reads that waited for another filler")                                 \
+    X(invalidations, "Keys deleted by writes")                                             \
+    X(db_queries, "Statements sent to PostgreSQL")                                         \
+    X(degraded, "Operations served without the cache")                                     \
+    X(errors, "Failed statements and Redis commands: lost connections, time-outs, "        \
+              "refusals by the server's configuration or the schema")                      \
+    X(rejected, "Writes PostgreSQL refused for their data: unique conflicts, "             \
+                "constraint violations, invalid values")                                   \
+    X(corrupt, "Cached values that did not belong to their key and were deleted")
+
 typedef struct memop_stats {
-    _Atomic uint64_t hits, misses, negative_hits, fills, fill_rejects, lease_waits,
-        invalidations, db_queries, degraded, errors;
+#define MEMOP_COUNTER_FIELD(name, help) _Atomic uint64_t name;
+    MEMOP_COUNTERS(MEMOP_COUNTER_FIELD)
+#undef MEMOP_COUNTER_FIELD
     _Atomic uint64_t ops[MEMOP_OP_COUNT];
     memop_hist hit_latency, miss_latency;
     memop_hist op_latency[MEMOP_OP_COUNT];
@@ -127,6 +156,8 @@ char *memop_stats_publication(memo_repo *, const char *process);
 
 /* --------------------------------------------------------------- entities */
 
+#define MEMOP_MAX_ENTITIES 256
+
 /* What the repository keeps per entity: statistics and the SQL built from the
  * descriptor, once. Registered on first use. */
 /* A statement: its text and the types of its parameters. */
@@ -143,12 +174,18 @@ typedef struct memop_entity {
     /* SQL, one per statement; see sql.c for the numbering */
     memop_stmt *sql;
     unsigned nsql;
-    _Atomic bool flush_pending; /* invalidations were dropped: drop all keys */
+    /* Invalidations were lost (the queue overflowed, or collecting them
+     * failed): every cached entry of the entity is to be dropped. Requests
+     * count up drop_gen; the prober copies it into dropped_gen once it has
+     * dropped everything. While they differ, reads bypass the cache. */
+    _Atomic uint64_t drop_gen, dropped_gen;
     /* the fields a write's invalidation depends on, in field order: the key,
      * cached unique fields, list group and order fields, rule fields. Writes
      * return only these. */
     unsigned keyfields[64];
     unsigned nkeyfields;
+    /* the entity of each rule's target, registered with this one */
+    struct memop_entity **targets;
 } memop_entity;
 
 enum memop_sql {
@@ -165,6 +202,11 @@ enum memop_sql {
 #define MEMOP_SQL_LIST(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + (l))
 
 memo_status memop_entity_get(memo_repo *, const memo_entity_desc *, memop_entity **out);
+/* Asks for every cached entry of e to be dropped (SCAN + UNLINK, by the
+ * background thread), for when some of its invalidations were lost. */
+void memop_entity_drop(memo_repo *, memop_entity *e);
+/* A drop of e's entries was asked for and has not finished. */
+bool memop_entity_dropping(memop_entity *e);
 /* Builds every statement of an entity; NULL entries on allocation failure. */
 memo_status memop_sql_build(memop_entity *);
 void memop_sql_free(memop_entity *);
@@ -194,6 +236,9 @@ void memop_key_build(memo_repo *, const memo_entity_desc *, const memo_key_desc 
 /* The key of lookup or list k for a value of field f: the two above at once. */
 void memop_key_of(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                   const memo_field_desc *f, const void *value, memop_key *out);
+/* Two values of key field f (pointers to its C type) are equal; a NULL
+ * text equals nothing. */
+bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
 /* The lease key of a value key: <key>:lease */
 void memop_key_lease(const memop_key *key, memop_key *out);
 
@@ -214,8 +259,9 @@ memo_status memop_row_decode(const memo_entity_desc *, const char *data, size_t 
  * int64_t or a malloc'd char * (memop_pk_width bytes each). */
 memo_status memop_pk_encode(const memo_field_desc *pk, const void *value, memop_buf *buf);
 bool memop_pk_decode(const memo_field_desc *pk, const char *data, size_t len, void *out);
+/* An array of at most max keys; more is a corrupt value (false). */
 bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,
-                           void **keys, size_t *count);
+                           size_t max, void **keys, size_t *count);
 size_t memop_pk_width(const memo_field_desc *pk);
 
 /* Copies a row, deep: strings are duplicated. */
@@ -229,15 +275,39 @@ typedef struct memop_rconn {
     uint64_t epoch;            /* the breaker epoch it was made in */
     memop_buf out;             /* commands waiting to be written */
     struct memop_arena *first, *cur; /* where replies live until release */
+    size_t budget;  /* bytes the next exchange may read; 0: by its reply count */
+    bool oversize;  /* the last exchange stopped at its budget */
 } memop_rconn;
 
 /* Formats one command into the connection's output buffer. */
 void memop_redis_append(memop_rconn *, int argc, const char *const *argv, const size_t *lens);
 /* Writes what was appended and reads n replies into replies[] (valid until
  * the connection is released). 0, or -1 after recording the failure; then
- * the connection is broken. `what` names the command for the message. */
+ * the connection is broken. `what` names the command for the message.
+ * It reads at most c->budget bytes (else memop_redis_reply_budget(n)):
+ * past that it sets c->oversize and fails without opening the breaker. */
 int memop_redis_exchange(memo_repo *, memop_rconn *, size_t n, redisReply **replies,
                          const char *what);
+/* The bytes replies carrying `values` values of at most max_value_bytes may
+ * take. */
+size_t memop_redis_reply_budget(memo_repo *, size_t values);
+
+/* What an error reply means. Only an outage opens the breaker; the others
+ * refuse one command and leave the cache working for the rest. */
+enum memop_redis_error {
+    MEMOP_REDIS_OUTAGE,    /* no reply, LOADING, BUSY, READONLY, OOM, ...: Redis cannot serve */
+    MEMOP_REDIS_WRONGTYPE, /* a key holds another type: a corrupt entry */
+    MEMOP_REDIS_NOPERM,    /* the ACL user may not run the command or touch the key */
+    MEMOP_REDIS_REFUSED    /* any other error reply */
+};
+enum memop_redis_error memop_redis_error_kind(const redisReply *);
+/* An error reply's text on one line, for a message. */
+void memop_redis_error_text(const redisReply *r, char *out, size_t size);
+/* A failed command: records "Redis host: what: reply" for memo_last_error,
+ * opens the breaker for an outage, and says which kind it was. r NULL is a
+ * transport failure (already recorded). */
+enum memop_redis_error memop_redis_reply_failed(memo_repo *, const redisReply *r,
+                                                const char *what);
 void memop_rconn_use_arena(memop_rconn *);
 void memop_rconn_free_arena(memop_rconn *);
 
@@ -253,11 +323,12 @@ redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char
                                 const size_t *lens);
 
 enum memop_script {
-    MEMOP_SCRIPT_GET_OR_LEASE, /* value, or 1 (lease taken), or 0 (held by another) */
+    MEMOP_SCRIPT_GET_OR_LEASE, /* value, 1 (lease taken), 0 (held by another), 2 (too large) */
     MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
+    MEMOP_SCRIPT_FILL_PAIR,    /* a unique lookup and its row, under the lookup's lease */
     MEMOP_SCRIPT_RELEASE,      /* drop a lease or lock if it is still ours */
     MEMOP_SCRIPT_GET_BY,       /* a unique lookup and its row in one trip */
-    MEMOP_SCRIPT_LOCK_EXTEND,  /* pexpire a lock while its token is ours */
+    MEMOP_SCRIPT_EXTEND,       /* pexpire a lease or lock while its token is ours */
     MEMOP_SCRIPT_COUNT
 };
 
@@ -307,6 +378,14 @@ memo_status memop_db_exec(memo_repo *, memop_dconn *, memop_entity *e, unsigned 
                           int nparams, const char *const *values, const int *lengths,
                           const int *formats, PGresult **out, bool *broken);
 
+/* The table of e does not have the entity's shape: records a message that
+ * says what differs (missing columns, other types, no table) and what to
+ * run, looked up on c when given (an idle connection), else on a free one.
+ * Returns MEMO_ERR_SCHEMA. */
+memo_status memop_schema_mismatch(memo_repo *, memop_entity *e, memop_dconn *c);
+/* The SQL type of a memo type, as information_schema names it. */
+const char *memop_sql_type(memo_type);
+
 /* Runs a statement without parameters or results (BEGIN, COMMIT). */
 memo_status memop_db_simple(memo_repo *, memop_dconn *, const char *sql, bool *broken);
 
@@ -339,16 +418,29 @@ memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, 
 
 /* ---------------------------------------------------------- invalidation */
 
-/* The keys a write deletes; each value key is followed by its lease. */
+/* The keys a write deletes: value keys, each followed by its lease, and
+ * leases alone. */
 typedef struct memop_inval {
     memop_key *keys;
     memop_entity **owners;
+    bool *is_value; /* counted as an invalidation; else a lease */
     size_t n, cap;
-    bool failed;
+    bool failed;    /* some keys could not be collected */
+    unsigned char drop[MEMOP_MAX_ENTITIES / 8]; /* entities to drop whole, by index */
 } memop_inval;
 
 void memop_inval_free(memop_inval *);
-/* Sends the keys in one DEL (or queues them) and counts the value keys. */
+/* Adds to v every key a change of e's row from `old` to `new` (either NULL
+ * for an insert or a delete) makes wrong, for an event MEMO_ON_*: the row
+ * and its lease; the unique lookups and lists of the old and new values
+ * (those whose fields changed; the leases of unchanged lookups); the
+ * targets of the entity's rules for the event. Pure: no I/O. When keys could
+ * not be added (out of memory), sets v->failed and marks e and its rules'
+ * targets to be dropped whole. */
+void memop_inval_collect(memo_repo *, memop_entity *e, unsigned event, const void *old,
+                         const void *new, memop_inval *v);
+/* Sends the keys in one DEL (or queues them), counts the value keys, and
+ * drops the marked entities. */
 void memop_inval_send(memo_repo *, memop_inval *);
 
 /* ------------------------------------------------------------ transactions */
@@ -360,6 +452,36 @@ struct memo_tx {
     bool broken;         /* the connection is lost */
     memop_inval inval;   /* sent once, after COMMIT */
 };
+
+/* ------------------------------------------------------------------ leases */
+
+/* Leases a filler holds while its query runs (lease.c). The hold lives on
+ * the filler's stack, in the keeper's list from start to end. */
+typedef struct memop_lease_hold {
+    struct memop_lease_hold *next, *prev;
+    const memop_key *leases;
+    const char *const *tokens;
+    size_t n;
+    uint64_t id;
+    uint64_t since_us; /* taken or last extended */
+} memop_lease_hold;
+
+typedef struct memop_lease_keeper {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    memop_lease_hold *holds;
+    uint64_t next_id;
+    uint64_t extended; /* extensions sent, for the statistics */
+    bool idle, closing, initialised, started;
+    pthread_t thread;
+} memop_lease_keeper;
+
+/* Keeps leases[0..n) (with their tokens) alive until hold_end. */
+void memop_lease_hold_start(memo_repo *, memop_lease_hold *, const memop_key *leases,
+                            const char *const *tokens, size_t n);
+void memop_lease_hold_end(memo_repo *, memop_lease_hold *);
+memo_status memop_lease_keeper_start(memo_repo *);
+void memop_lease_keeper_stop(memo_repo *);
 
 /* ----------------------------------------------------------- single flight */
 
@@ -401,7 +523,6 @@ typedef struct memop_pending {
 } memop_pending;
 
 #define MEMOP_PENDING_MAX 10000
-#define MEMOP_MAX_ENTITIES 256
 
 struct memo_repo {
     /* configuration, with defaults applied and strings owned */
@@ -426,7 +547,9 @@ struct memo_repo {
     memop_entity *entity_list[MEMOP_MAX_ENTITIES];
     _Atomic unsigned nentities;
 
-    pthread_key_t err_key;
+    pthread_key_t err_key; /* this thread's memop_err_buf */
+    pthread_mutex_t errs_lock;
+    memop_err_buf *errs;   /* every thread's, for memo_close */
 
     /* the background thread: probes Redis while the breaker is open */
     pthread_t prober;
@@ -444,6 +567,9 @@ struct memo_repo {
     pthread_mutex_t flights_lock;
     memop_flight *flights[MEMOP_FLIGHT_BUCKETS];
     _Atomic uint64_t write_seq; /* committed writes of this process */
+    _Atomic int open_txs;       /* transactions holding a database connection */
+
+    memop_lease_keeper keeper;
 
     uint64_t token_prefix; /* random, so lease tokens differ across processes */
     _Atomic uint64_t token_counter;
@@ -459,9 +585,14 @@ void memop_db_close(memo_repo *);
 
 void memop_pool_init(memop_pool *, size_t cap);
 void memop_pool_destroy(memop_pool *);
-/* Takes an idle connection; or, returning NULL, a slot for the caller to
- * make one in. Waits while every slot is in use. */
-void *memop_pool_take(memop_pool *);
+/* Takes an idle connection into *conn; or, leaving it NULL, a slot for the
+ * caller to make one in. Waits while every slot is in use, at most wait_ms:
+ * false when the time ran out (then the caller holds nothing). */
+bool memop_pool_take(memop_pool *, uint64_t wait_ms, void **conn);
+/* A deadline of memop_now_us()'s clock as a timespec, for timed waits on
+ * condition variables made with CLOCK_MONOTONIC. */
+struct timespec;
+void memop_deadline_ts(uint64_t deadline_us, struct timespec *ts);
 /* Gives a connection back, or with NULL gives the slot up (the connection was
  * dropped or could not be made). */
 void memop_pool_give(memop_pool *, void *conn);

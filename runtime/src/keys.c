@@ -110,3 +110,24 @@ void memop_key_of(memo_repo *repo, const memo_entity_desc *d, const memo_key_des
     size_t n = memop_key_value(f, value, part);
     memop_key_build(repo, d, k, part, n, out);
 }
+
+bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b)
+{
+    switch (f->type) {
+    case MEMO_INT32:
+        return *(const int32_t *)a == *(const int32_t *)b;
+    case MEMO_INT64:
+    case MEMO_TIMESTAMP:
+        return *(const int64_t *)a == *(const int64_t *)b;
+    case MEMO_BOOL:
+        return *(const bool *)a == *(const bool *)b;
+    case MEMO_TEXT: {
+        const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+        return x && y && strcmp(x, y) == 0;
+    }
+    case MEMO_FLOAT64:
+    case MEMO_JSON:
+        break; /* never keys */
+    }
+    return false;
+}

@@ -57,6 +57,8 @@ memo_status memo_lock_acquire(memo_repo *repo, const char *name, int ttl_ms, int
         redisReply *r = memop_redis_command(repo, c, 6, argv, lens);
         bool ok = r && r->type == REDIS_REPLY_STATUS;
         bool failed = !r || r->type == REDIS_REPLY_ERROR;
+        if (failed)
+            memop_redis_reply_failed(repo, r, "SET (lock)");
         memop_redis_release(repo, c, r == NULL);
         if (ok) {
             *out = l;
@@ -93,6 +95,10 @@ static int own(memo_lock *l, enum memop_script which, const char *arg)
     size_t lens[] = {l->key.len, strlen(l->token), arg ? strlen(arg) : 0};
     redisReply *r = memop_redis_script(l->repo, c, which, 1, arg ? 3 : 2, argv, lens);
     int rc = !r || r->type != REDIS_REPLY_INTEGER ? -1 : r->integer == 1 ? 1 : 0;
+    if (rc < 0)
+        memop_redis_reply_failed(l->repo, r && r->type == REDIS_REPLY_ERROR ? r : NULL,
+                                 which == MEMOP_SCRIPT_EXTEND ? "EVALSHA (extend lock)"
+                                                              : "EVALSHA (release lock)");
     memop_redis_release(l->repo, c, r == NULL);
     return rc;
 }
@@ -105,7 +111,7 @@ memo_status memo_lock_extend(memo_lock *l, int ttl_ms)
         return memop_fail(l->repo, MEMO_ERR_ARG, "memo_lock_extend: ttl_ms must be > 0");
     char ttl[16];
     snprintf(ttl, sizeof ttl, "%d", ttl_ms);
-    int rc = own(l, MEMOP_SCRIPT_LOCK_EXTEND, ttl);
+    int rc = own(l, MEMOP_SCRIPT_EXTEND, ttl);
     if (rc < 0)
         return MEMO_ERR_REDIS;
     if (rc == 0)

@@ -46,63 +46,111 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
     return MEMO_OK;
 }
 
-memo_status memop_entity_get(memo_repo *repo, const memo_entity_desc *d, memop_entity **out)
+static memop_entity *find(memo_repo *repo, const memo_entity_desc *d)
 {
     size_t h = slot_of(d);
     for (size_t i = 0; i < MEMOP_MAX_ENTITIES * 2; i++) {
-        memop_entity *e = atomic_load_explicit(&repo->entity_slots[(h + i) % (MEMOP_MAX_ENTITIES * 2)],
-                                               memory_order_acquire);
-        if (!e)
-            break;
-        if (e->desc == d) {
-            *out = e;
-            return MEMO_OK;
-        }
+        memop_entity *e = atomic_load_explicit(
+            &repo->entity_slots[(h + i) % (MEMOP_MAX_ENTITIES * 2)], memory_order_acquire);
+        if (!e || e->desc == d)
+            return e;
     }
+    return NULL;
+}
 
-    /* First use: build it under the lock, publish it with a release store. */
-    memo_status st = MEMO_OK;
-    pthread_mutex_lock(&repo->entities_lock);
-    size_t free_slot = SIZE_MAX;
-    for (size_t i = 0; i < MEMOP_MAX_ENTITIES * 2; i++) {
-        size_t s = (h + i) % (MEMOP_MAX_ENTITIES * 2);
-        memop_entity *e = atomic_load(&repo->entity_slots[s]);
-        if (!e) {
-            free_slot = s;
-            break;
-        }
-        if (e->desc == d) {
-            *out = e;
-            goto out;
-        }
-    }
+static void entity_free(memop_entity *e)
+{
+    if (!e)
+        return;
+    memop_sql_free(e);
+    free(e->targets);
+    free(e);
+}
+
+/* Registers d together with every entity its rules reach, all or none: a
+ * write's invalidation then finds each target registered (and so can
+ * never fail to name it). Under entities_lock. */
+static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
+{
+    const memo_entity_desc *todo[MEMOP_MAX_ENTITIES];
+    memop_entity *made[MEMOP_MAX_ENTITIES] = {0};
+    size_t ntodo = 0;
     unsigned n = atomic_load(&repo->nentities);
-    if (n >= MEMOP_MAX_ENTITIES || free_slot == SIZE_MAX) {
-        st = memop_fail(repo, MEMO_ERR_SCHEMA, "more than %d entities in one repository",
-                        MEMOP_MAX_ENTITIES);
-        goto out;
+    memo_status st = MEMO_OK;
+    todo[ntodo++] = d;
+    for (size_t i = 0; i < ntodo; i++) {
+        if ((st = check_desc(repo, todo[i])) != MEMO_OK)
+            return st;
+        for (unsigned r = 0; r < todo[i]->nrules; r++) {
+            const memo_entity_desc *t = todo[i]->rules[r].target;
+            bool known = find(repo, t) != NULL;
+            for (size_t k = 0; k < ntodo && !known; k++)
+                known = todo[k] == t;
+            if (known)
+                continue;
+            if (n + ntodo >= MEMOP_MAX_ENTITIES)
+                return memop_fail(repo, MEMO_ERR_SCHEMA,
+                                  "more than %d entities in one repository",
+                                  MEMOP_MAX_ENTITIES);
+            todo[ntodo++] = t;
+        }
     }
-    if ((st = check_desc(repo, d)) != MEMO_OK)
-        goto out;
-    memop_entity *e = calloc(1, sizeof *e);
-    if (!e) {
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        goto out;
+    if (n + ntodo > MEMOP_MAX_ENTITIES)
+        return memop_fail(repo, MEMO_ERR_SCHEMA, "more than %d entities in one repository",
+                          MEMOP_MAX_ENTITIES);
+    for (size_t i = 0; i < ntodo; i++) {
+        memop_entity *e = made[i] = calloc(1, sizeof *e);
+        if (!e || (todo[i]->nrules && !(e->targets = calloc(todo[i]->nrules,
+                                                              sizeof *e->targets)))) {
+            st = MEMO_ERR_NOMEM;
+            goto fail;
+        }
+        e->desc = todo[i];
+        e->index = n + (unsigned)i;
+        if ((st = memop_sql_build(e)) != MEMO_OK)
+            goto fail;
     }
-    e->desc = d;
-    e->index = n;
-    if (memop_sql_build(e) != MEMO_OK) {
-        memop_sql_free(e);
-        free(e);
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        goto out;
+    for (size_t i = 0; i < ntodo; i++)
+        for (unsigned r = 0; r < todo[i]->nrules; r++) {
+            const memo_entity_desc *t = todo[i]->rules[r].target;
+            memop_entity *target = find(repo, t);
+            for (size_t k = 0; k < ntodo && !target; k++)
+                if (todo[k] == t)
+                    target = made[k];
+            made[i]->targets[r] = target;
+        }
+    /* publish: the list first, then the count, then the slots readers use */
+    for (size_t i = 0; i < ntodo; i++)
+        repo->entity_list[n + i] = made[i];
+    atomic_store(&repo->nentities, n + (unsigned)ntodo);
+    for (size_t i = 0; i < ntodo; i++) {
+        size_t h = slot_of(todo[i]);
+        while (atomic_load(&repo->entity_slots[h]))
+            h = (h + 1) % (MEMOP_MAX_ENTITIES * 2);
+        atomic_store_explicit(&repo->entity_slots[h], made[i], memory_order_release);
     }
-    repo->entity_list[n] = e;
-    atomic_store(&repo->nentities, n + 1);
-    atomic_store_explicit(&repo->entity_slots[free_slot], e, memory_order_release);
-    *out = e;
-out:
+    return MEMO_OK;
+fail:
+    for (size_t i = 0; i < ntodo; i++)
+        entity_free(made[i]);
+    return memop_fail(repo, st, "out of memory");
+}
+
+memo_status memop_entity_get(memo_repo *repo, const memo_entity_desc *d, memop_entity **out)
+{
+    memop_entity *e = find(repo, d);
+    if (e) {
+        *out = e;
+        return MEMO_OK;
+    }
+    /* First use: register it under the lock, published with release stores. */
+    pthread_mutex_lock(&repo->entities_lock);
+    memo_status st = MEMO_OK;
+    if (!(e = find(repo, d)) && (st = register_locked(repo, d)) == MEMO_OK)
+        e = find(repo, d);
     pthread_mutex_unlock(&repo->entities_lock);
+    if (st == MEMO_OK)
+        *out = e;
     return st;
 }
 
@@ -126,11 +174,13 @@ static memo_status apply_defaults(memo_config *c, memo_error *err)
         {&c->command_timeout_ms, 500, 3600000, "command_timeout_ms"},
         {&c->query_timeout_ms, 30000, 86400000, "query_timeout_ms"},
         {&c->pool_size, 8, 1024, "pool_size"},
+        {&c->pool_wait_ms, 5000, 3600000, "pool_wait_ms"},
         {&c->default_ttl_ms, 60000, 2000000000, "default_ttl_ms"},
         {&c->negative_ttl_ms, 5000, 2000000000, "negative_ttl_ms"},
         {&c->lease_ms, 1000, 600000, "lease_ms"},
         {&c->lease_wait_ms, 0, 600000, "lease_wait_ms"},
         {&c->stats_publish_ms, 1000, 3600000, "stats_publish_ms"},
+        {&c->max_value_bytes, 4 << 20, 512 << 20, "max_value_bytes"},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (*ints[i].v < 0 || *ints[i].v > ints[i].max) {
@@ -143,10 +193,12 @@ static memo_status apply_defaults(memo_config *c, memo_error *err)
         if (*ints[i].v == 0)
             *ints[i].v = ints[i].def;
     }
-    /* waiters outlast a lease, so a crashed holder's lease expires first and
-     * one of them fills; past that they read PostgreSQL */
+    /* A filler keeps its lease alive while its query runs, which takes at
+     * most query_timeout_ms: waiters outlast that, so a slow row is still
+     * read once per stampede. A filler that dies frees its lease within
+     * lease_ms, and one of the waiters takes it over. */
     if (c->lease_wait_ms == 0)
-        c->lease_wait_ms = c->lease_ms + c->lease_ms / 2;
+        c->lease_wait_ms = c->query_timeout_ms + c->lease_ms;
     return MEMO_OK;
 }
 
@@ -200,9 +252,11 @@ memo_status memo_open(memo_repo **out, const memo_config *config, memo_error *er
     repo->cfg.key_prefix = repo->key_prefix;
     pthread_mutex_init(&repo->entities_lock, NULL);
     pthread_mutex_init(&repo->flights_lock, NULL);
-    if (pthread_key_create(&repo->err_key, free) != 0) {
+    pthread_mutex_init(&repo->errs_lock, NULL);
+    if (pthread_key_create(&repo->err_key, memop_err_buf_destroy) != 0) {
         pthread_mutex_destroy(&repo->entities_lock);
         pthread_mutex_destroy(&repo->flights_lock);
+        pthread_mutex_destroy(&repo->errs_lock);
         free(repo->database_url);
         free(repo->key_prefix);
         memop_redis_target_free(&repo->redis);
@@ -240,14 +294,12 @@ void memo_close(memo_repo *repo)
     if (repo->db_opened)
         memop_db_close(repo);
     unsigned n = atomic_load(&repo->nentities);
-    for (unsigned i = 0; i < n; i++) {
-        memop_sql_free(repo->entity_list[i]);
-        free(repo->entity_list[i]);
-    }
-    /* this thread's message; other threads' are freed as they exit */
-    free(pthread_getspecific(repo->err_key));
-    pthread_setspecific(repo->err_key, NULL);
+    for (unsigned i = 0; i < n; i++)
+        entity_free(repo->entity_list[i]);
+    /* every thread's message: once the key is gone no thread frees its own */
     pthread_key_delete(repo->err_key);
+    memop_err_bufs_free(repo);
+    pthread_mutex_destroy(&repo->errs_lock);
     pthread_mutex_destroy(&repo->entities_lock);
     pthread_mutex_destroy(&repo->flights_lock);
     memop_redis_target_free(&repo->redis);

@@ -41,6 +41,27 @@ static Oid oid_of(memo_type t)
     return 0;
 }
 
+const char *memop_sql_type(memo_type t)
+{
+    switch (t) {
+    case MEMO_INT32:
+        return "integer";
+    case MEMO_INT64:
+        return "bigint";
+    case MEMO_FLOAT64:
+        return "double precision";
+    case MEMO_BOOL:
+        return "boolean";
+    case MEMO_TEXT:
+        return "text";
+    case MEMO_TIMESTAMP:
+        return "timestamp with time zone";
+    case MEMO_JSON:
+        return "jsonb";
+    }
+    return "?";
+}
+
 static Oid array_oid_of(memo_type t)
 {
     return t == MEMO_INT32 ? OID_INT4_ARRAY : t == MEMO_INT64 ? OID_INT8_ARRAY : OID_TEXT_ARRAY;

@@ -73,18 +73,7 @@ static uint64_t load(const _Atomic uint64_t *x)
     return atomic_load_explicit(x, memory_order_relaxed);
 }
 
-/* The counters of memop_stats, by name, in one place for every writer. */
-#define COUNTERS(X)                                                                        \
-    X(hits, "Cache lookups answered by Redis with a row or key list")                      \
-    X(misses, "Cache lookups Redis could not answer")                                      \
-    X(negative_hits, "Cache lookups answered by a remembered missing row")                 \
-    X(fills, "Values written to Redis under a lease")                                      \
-    X(fill_rejects, "Fills refused because a write broke the lease")                       \
-    X(lease_waits, "Reads that waited for another filler")                                 \
-    X(invalidations, "Keys deleted by writes")                                             \
-    X(db_queries, "Statements sent to PostgreSQL")                                         \
-    X(degraded, "Operations served without Redis")                                         \
-    X(errors, "Failed statements and corrupt cached values")
+#define COUNTERS MEMOP_COUNTERS
 
 static uint64_t hist_count(const memop_hist *h)
 {
@@ -180,11 +169,19 @@ static void redis_state(memo_repo *repo, bool *up, size_t *pending)
     *up = atomic_load(&repo->breaker) == MEMOP_BREAKER_CLOSED;
 }
 
-static char *stats_json(memo_repo *repo, bool raw, const char *process)
-{
-    static char names[MEMOP_MAX_ENTITIES][160];
+/* Names and counters of every entity, for the writers: per call, since
+ * repositories and threads may write at once. */
+typedef struct named {
+    char names[MEMOP_MAX_ENTITIES][160];
     const char *np[MEMOP_MAX_ENTITIES];
     const memop_stats *sp[MEMOP_MAX_ENTITIES];
+} named;
+
+static char *stats_json(memo_repo *repo, bool raw, const char *process)
+{
+    named *t = malloc(sizeof *t);
+    if (!t)
+        return NULL;
     memop_buf b = {0};
     bool up;
     size_t pending;
@@ -194,12 +191,19 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
         memop_buf_printf(&b, "\"process\":%s,", process);
     memop_buf_puts(&b, "\"redis\":{\"server\":");
     json_string_to(&b, repo->redis_name);
-    memop_buf_printf(&b, ",\"breaker\":\"%s\",\"pending\":%zu},\"entities\":",
-                     up ? "closed" : "open", pending);
-    pthread_mutex_lock(&repo->entities_lock); /* names[] is shared */
-    size_t n = entity_arrays(repo, names, np, sp);
-    memop_stats_write_json(&b, np, sp, n, raw);
-    pthread_mutex_unlock(&repo->entities_lock);
+    uint64_t extended = 0;
+    if (repo->keeper.initialised) {
+        pthread_mutex_lock(&repo->keeper.lock);
+        extended = repo->keeper.extended;
+        pthread_mutex_unlock(&repo->keeper.lock);
+    }
+    memop_buf_printf(&b,
+                     ",\"breaker\":\"%s\",\"pending\":%zu,\"lease_extensions\":%" PRIu64
+                     "},\"entities\":",
+                     up ? "closed" : "open", pending, extended);
+    size_t n = entity_arrays(repo, t->names, t->np, t->sp);
+    memop_stats_write_json(&b, t->np, t->sp, n, raw);
+    free(t);
     memop_buf_puts(&b, "}");
     if (b.failed) {
         memop_buf_free(&b);
@@ -289,14 +293,13 @@ char *memo_stats_prometheus(memo_repo *repo)
 {
     if (!repo)
         return NULL;
-    static char names[MEMOP_MAX_ENTITIES][160];
-    const char *np[MEMOP_MAX_ENTITIES];
-    const memop_stats *sp[MEMOP_MAX_ENTITIES];
+    named *t = malloc(sizeof *t);
+    if (!t)
+        return NULL;
     memop_buf b = {0};
-    pthread_mutex_lock(&repo->entities_lock);
-    size_t n = entity_arrays(repo, names, np, sp);
-    memop_stats_write_prometheus(&b, np, sp, n);
-    pthread_mutex_unlock(&repo->entities_lock);
+    size_t n = entity_arrays(repo, t->names, t->np, t->sp);
+    memop_stats_write_prometheus(&b, t->np, t->sp, n);
+    free(t);
     bool up;
     size_t pending;
     redis_state(repo, &up, &pending);
@@ -344,12 +347,9 @@ void memo_stats_reset(memo_repo *repo)
     unsigned n = atomic_load(&repo->nentities);
     for (unsigned i = 0; i < n; i++) {
         memop_stats *s = &repo->entity_list[i]->stats;
-        _Atomic uint64_t *counters[] = {&s->hits,         &s->misses,      &s->negative_hits,
-                                        &s->fills,        &s->fill_rejects, &s->lease_waits,
-                                        &s->invalidations, &s->db_queries, &s->degraded,
-                                        &s->errors};
-        for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++)
-            atomic_store_explicit(counters[k], 0, memory_order_relaxed);
+#define ZERO_COUNTER(name, help) atomic_store_explicit(&s->name, 0, memory_order_relaxed);
+        COUNTERS(ZERO_COUNTER)
+#undef ZERO_COUNTER
         for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
             atomic_store_explicit(&s->ops[op], 0, memory_order_relaxed);
             for (unsigned b = 0; b < MEMOP_HIST_BUCKETS; b++)

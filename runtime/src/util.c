@@ -105,17 +105,59 @@ void memop_buf_free(memop_buf *b)
 
 #define ERR_SIZE 512
 
+/* Each thread's message buffer for a repository. The buffers are listed in
+ * the repository, so that memo_close frees those of threads that are still
+ * running too; a thread that ends first frees its own (the key's
+ * destructor). */
+struct memop_err_buf {
+    struct memop_err_buf *next, *prev;
+    memo_repo *repo;
+    char msg[ERR_SIZE];
+};
+
+void memop_err_buf_destroy(void *p)
+{
+    memop_err_buf *b = p;
+    memo_repo *repo = b->repo;
+    pthread_mutex_lock(&repo->errs_lock);
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        repo->errs = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    pthread_mutex_unlock(&repo->errs_lock);
+    free(b);
+}
+
+void memop_err_bufs_free(memo_repo *repo)
+{
+    while (repo->errs) {
+        memop_err_buf *next = repo->errs->next;
+        free(repo->errs);
+        repo->errs = next;
+    }
+}
+
 static char *thread_error(memo_repo *repo)
 {
-    char *msg = pthread_getspecific(repo->err_key);
-    if (!msg) {
-        msg = calloc(1, ERR_SIZE);
-        if (!msg || pthread_setspecific(repo->err_key, msg) != 0) {
-            free(msg);
+    memop_err_buf *b = pthread_getspecific(repo->err_key);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)))
+            return NULL;
+        b->repo = repo;
+        if (pthread_setspecific(repo->err_key, b) != 0) {
+            free(b);
             return NULL;
         }
+        pthread_mutex_lock(&repo->errs_lock);
+        b->next = repo->errs;
+        if (b->next)
+            b->next->prev = b;
+        repo->errs = b;
+        pthread_mutex_unlock(&repo->errs_lock);
     }
-    return msg;
+    return b->msg;
 }
 
 memo_status memop_fail(memo_repo *repo, memo_status st, const char *fmt, ...)
@@ -134,8 +176,8 @@ const char *memo_last_error(memo_repo *repo)
 {
     if (!repo)
         return "no repository";
-    const char *msg = pthread_getspecific(repo->err_key);
-    return msg ? msg : "";
+    const memop_err_buf *b = pthread_getspecific(repo->err_key);
+    return b ? b->msg : "";
 }
 
 const char *memo_status_str(memo_status st)

@@ -1,118 +1,10 @@
 /* Writes: insert, update and delete, each one statement that returns the
- * old and/or new row, and then, after COMMIT, one DEL of every key the change
- * makes wrong: the row and its lease, the unique lookups and lists of the old
- * and new values, and the targets of the entity's `on ... invalidate` rules. */
+ * old and/or new row (the fields invalidation needs), and then, after
+ * COMMIT, one DEL of every key the change makes wrong (invalidate.c). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key)
-{
-    for (size_t i = 0; i < v->n; i++) /* old and new values are often equal */
-        if (v->keys[i].len == key->len && memcmp(v->keys[i].s, key->s, key->len) == 0)
-            return;
-    if (v->n + 2 > v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        memop_key *k = realloc(v->keys, cap * sizeof *k);
-        if (k)
-            v->keys = k;
-        memop_entity **o = k ? realloc(v->owners, cap * sizeof *o) : NULL;
-        if (!k || !o) {
-            v->failed = true;
-            return;
-        }
-        v->owners = o;
-        v->cap = cap;
-    }
-    v->keys[v->n] = *key;
-    v->owners[v->n++] = owner;
-    memop_key_lease(key, &v->keys[v->n]);
-    v->owners[v->n++] = owner;
-}
-
-void memop_inval_free(memop_inval *v)
-{
-    free(v->keys);
-    free(v->owners);
-    memset(v, 0, sizeof *v);
-}
-
-static bool field_null(const memo_field_desc *f, const void *row)
-{
-    const char *p = (const char *)row + f->offset;
-    if (f->type == MEMO_TEXT || f->type == MEMO_JSON)
-        return *(char *const *)p == NULL;
-    return (f->flags & MEMO_FIELD_NULLABLE) && *(const bool *)((const char *)row + f->null_offset);
-}
-
-/* The key of `kd` (of entity `owner`) for the value of field f in row. */
-static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
-                       const memo_key_desc *kd, const memo_field_desc *f, const void *row)
-{
-    if (!row || field_null(f, row))
-        return; /* NULL is in no lookup and no list */
-    memop_key k;
-    memop_key_of(repo, owner->desc, kd, f, (const char *)row + f->offset, &k);
-    inval_add(v, owner, &k);
-}
-
-static bool same_value(const memo_field_desc *f, const void *a, const void *b)
-{
-    memo_entity_desc one = {.nfields = 1, .fields = f};
-    return memop_row_equal(&one, a, b);
-}
-
-/* Every key a change from `old` to `new` (either may be NULL) invalidates. */
-static memo_status collect(memo_repo *repo, memop_entity *e, unsigned event, const void *old,
-                          const void *new, memop_inval *v)
-{
-    const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pk = &d->fields[d->pk];
-    const void *any = new ? new : old;
-
-    /* The row: its value (a negative entry, for an insert) and lease. */
-    add_key_of(repo, v, e, &d->row.key, pk, any);
-
-    for (unsigned u = 0; u < d->nuniques; u++) {
-        const memo_field_desc *f = &d->fields[d->uniques[u].field];
-        if (old && new && same_value(f, old, new))
-            continue; /* the lookup still points at the same row */
-        add_key_of(repo, v, e, &d->uniques[u].key, f, old);
-        add_key_of(repo, v, e, &d->uniques[u].key, f, new);
-    }
-    for (unsigned l = 0; l < d->nlists; l++) {
-        const memo_list_desc *ld = &d->lists[l];
-        const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];
-        /* membership and order depend on the group and order fields only */
-        if (old && new && same_value(g, old, new) && same_value(o, old, new))
-            continue;
-        add_key_of(repo, v, e, &ld->key, g, old);
-        add_key_of(repo, v, e, &ld->key, g, new);
-    }
-    for (unsigned i = 0; i < d->nrules; i++) {
-        const memo_rule_desc *r = &d->rules[i];
-        if (!(r->events & event))
-            continue;
-        memop_entity *target;
-        memo_status st = memop_entity_get(repo, r->target, &target);
-        if (st != MEMO_OK)
-            return st;
-        const memo_key_desc *kd =
-            r->list < 0 ? &r->target->row.key : &r->target->lists[r->list].key;
-        add_key_of(repo, v, target, kd, &d->fields[r->field], old);
-        add_key_of(repo, v, target, kd, &d->fields[r->field], new);
-    }
-    return v->failed ? memop_fail(repo, MEMO_ERR_NOMEM, "out of memory") : MEMO_OK;
-}
-
-/* Sends the DEL and counts the value keys under the entity owning each. */
-void memop_inval_send(memo_repo *repo, memop_inval *v)
-{
-    for (size_t i = 0; i < v->n; i += 2)
-        MEMOP_INC(v->owners[i]->stats.invalidations);
-    memop_redis_invalidate(repo, v->owners, v->keys, v->n);
-}
 
 /* Non-nullable strings must be there: SQL would say NOT NULL less clearly. */
 static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const void *row)
@@ -129,19 +21,22 @@ static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const v
 }
 
 /* After COMMIT: a transaction keeps the keys for its own COMMIT, a single
- * statement (which committed on its own) sends them now. */
+ * statement (which committed on its own) sends them now. The write
+ * succeeded either way: keys that could not be collected become a drop of
+ * the entities concerned (invalidate.c). */
 static memo_status settle(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned event,
                           const void *old, const void *new)
 {
     atomic_fetch_add(&repo->write_seq, 1);
-    if (tx)
-        return collect(repo, e, event, old, new, &tx->inval);
+    if (tx) {
+        memop_inval_collect(repo, e, event, old, new, &tx->inval);
+        return MEMO_OK;
+    }
     memop_inval v = {0};
-    memo_status st = collect(repo, e, event, old, new, &v);
-    if (st == MEMO_OK)
-        memop_inval_send(repo, &v);
+    memop_inval_collect(repo, e, event, old, new, &v);
+    memop_inval_send(repo, &v);
     memop_inval_free(&v);
-    return st;
+    return MEMO_OK;
 }
 
 static memo_status begin(memo_repo *repo, const memo_entity_desc *d, const void *arg,
@@ -199,9 +94,7 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     }
     if (PQntuples(res) != 1 ||
         memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, new) != MEMO_OK) {
-        st = memop_fail(repo, MEMO_ERR_SCHEMA, "insert into %s: unexpected result; apply "
-                                                "the schema's .sql file",
-                        d->table);
+        st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
     if (assign)
@@ -249,9 +142,7 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK ||
         memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, (int)e->nkeyfields, new) !=
             MEMO_OK) {
-        st = memop_fail(repo, MEMO_ERR_SCHEMA, "update of %s: unexpected result; apply the "
-                                                "schema's .sql file",
-                        d->table);
+        st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
     st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
@@ -294,9 +185,7 @@ static memo_status delete(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         goto out;
     }
     if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
-        st = memop_fail(repo, MEMO_ERR_SCHEMA, "delete from %s: unexpected result; apply "
-                                                "the schema's .sql file",
-                        d->table);
+        st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
     st = settle(repo, tx, e, MEMO_ON_DELETE, old, NULL);
@@ -360,11 +249,13 @@ memo_tx *memo_begin(memo_repo *repo)
         free(tx);
         return NULL;
     }
+    atomic_fetch_add(&repo->open_txs, 1);
     return tx;
 }
 
 static void tx_free(memo_tx *tx)
 {
+    atomic_fetch_sub(&tx->repo->open_txs, 1);
     memop_inval_free(&tx->inval);
     free(tx);
 }

@@ -1,12 +1,15 @@
 /* The blog repository on the real servers: every generated function, and
  * each invalidation case checked by looking into Redis and at the stats. */
+#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blog.h"
+#include "internal.h" /* the test hooks */
 
 static memo_repo *repo;
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
@@ -466,7 +469,7 @@ static void get_many_order_and_batching(void **state)
     assert_int_equal(STAT("user", "db_queries"), 1); /* one query for every miss */
     assert_int_equal(STAT("user", "hits"), 2);
     assert_int_equal(STAT("user", "misses"), 5);
-    assert_int_equal(STAT("user", "errors"), 0); /* a miss is not a corrupt value */
+    assert_int_equal(STAT("user", "corrupt"), 0); /* a miss is not a corrupt value */
 
     /* now all of them are cached, the missing one negatively */
     assert_int_equal(blog_user_get_many(repo, ask, 7, &l), MEMO_OK);
@@ -557,12 +560,13 @@ static void corrupt_value_heals(void **state)
     static const char *const junk[] = {"{not json", "[1,2]", "{\"id\":\"x\"}", "42", ""};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         freeReplyObject(test_redis_cmd("SET %s %s", key, junk[i]));
-        long long errors = STAT("user", "errors");
+        long long errors = STAT("user", "errors"), corrupt = STAT("user", "corrupt");
         blog_user u = {0};
         assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
         assert_string_equal(u.name, "Carol");
         blog_user_clear(&u);
-        assert_int_equal(STAT("user", "errors") - errors, 1);
+        assert_int_equal(STAT("user", "corrupt") - corrupt, 1);
+        assert_int_equal(STAT("user", "errors") - errors, 0); /* nothing failed */
         assert_non_null(strstr(memo_last_error(repo), "corrupt"));
         /* overwritten with the real row */
         char *v = test_redis_get(key);
@@ -590,6 +594,7 @@ static void conflicts_and_errors(void **state)
 {
     (void)state;
     int64_t org = new_org("e");
+    memo_stats_reset(repo);
     new_user("dup@e", "D", org);
     blog_user u = {.email = (char *)"dup@e", .name = (char *)"E", .org_id = org};
     assert_int_equal(blog_user_insert(repo, &u), MEMO_CONFLICT);
@@ -623,6 +628,10 @@ static void conflicts_and_errors(void **state)
     assert_int_equal(blog_user_update(repo, &m), MEMO_CONFLICT);
     assert_true(test_redis_exists(key));
     blog_user_clear(&m);
+    /* refusals of the data are counted apart from failures of the system:
+     * two conflicts, a foreign key, a value that is not UTF-8 */
+    assert_int_equal(STAT("user", "rejected"), 4);
+    assert_int_equal(STAT("user", "errors"), 0);
 }
 
 static void stats_are_exact(void **state)
@@ -787,6 +796,143 @@ static void every_function(void **state)
     assert_int_equal(blog_org_get(repo, o.id, &og), MEMO_NOT_FOUND);
 }
 
+/* --------------------------------------------------- a lookup and its row */
+
+/* A get_by miss reads the row once and caches both the lookup and the row:
+ * the next read by either key is a hit. */
+static void get_by_fills_the_row_too(void **state)
+{
+    (void)state;
+    int64_t org = new_org("pair");
+    int64_t id = new_user("pair@x", "Pat", org);
+    memo_stats_reset(repo);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get_by_email(repo, "pair@x", &u), MEMO_OK);
+    assert_int_equal(u.id, id);
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "db_queries"), 1);
+    char key[256];
+    user_key(key, sizeof key, id);
+    assert_true(test_redis_exists(key));
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    assert_string_equal(u.name, "Pat");
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "db_queries"), 1); /* a hit */
+    assert_int_equal(STAT("user", "hits"), 1);
+}
+
+static memo_repo *other;
+static int64_t pair_id;
+
+/* Between the reader's query and its fill, another process renames the
+ * row; the email (the lookup's value) does not change. */
+static void rename_before_fill(const char *key)
+{
+    (void)key;
+    memop_test_hooks.before_fill = NULL;
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(other, pair_id, &u), MEMO_OK);
+    free(u.name);
+    u.name = strdup("Renamed");
+    assert_int_equal(blog_user_update(other, &u), MEMO_OK);
+    blog_user_clear(&u);
+}
+
+/* Filling the row with the lookup is as safe as filling it alone: a write
+ * of the row deletes the lookup's lease even when the email stays, so the
+ * pair's fill is refused and no old row is left behind. */
+static void get_by_fill_refused_after_a_write(void **state)
+{
+    (void)state;
+    int64_t org = new_org("race");
+    pair_id = new_user("race@x", "Old", org);
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
+    other = test_open(&cfg);
+    memo_stats_reset(repo);
+    memop_test_hooks.before_fill = rename_before_fill;
+    blog_user u = {0};
+    assert_int_equal(blog_user_get_by_email(repo, "race@x", &u), MEMO_OK);
+    memop_test_hooks.before_fill = NULL;
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "fill_rejects"), 1);
+    assert_int_equal(STAT("user", "fills"), 0);
+    char key[256], ek[256];
+    user_key(key, sizeof key, pair_id);
+    email_key(ek, sizeof ek, "race@x");
+    assert_false(test_redis_exists(key));
+    assert_false(test_redis_exists(ek));
+    assert_int_equal(blog_user_get_by_email(repo, "race@x", &u), MEMO_OK);
+    assert_string_equal(u.name, "Renamed");
+    blog_user_clear(&u);
+    memo_close(other);
+}
+
+/* ------------------------------------------- keys that could not be collected */
+
+/* Waits (bounded) until `key` is gone; true if it went. */
+static bool gone(const char *key)
+{
+    double t0 = test_now_ms();
+    while (test_redis_exists(key) && test_now_ms() - t0 < 5000)
+        usleep(10000);
+    return !test_redis_exists(key);
+}
+
+/* A committed write whose keys could not all be collected (out of memory)
+ * still succeeds, sends what it has, and drops every entry of the entity
+ * and of its rules' targets: no old value survives. */
+static void lost_invalidation_drops_the_entity(void **state)
+{
+    (void)state;
+    int64_t org = new_org("lost");
+    int64_t a = new_user("a@lost", "A", org), b = new_user("b@lost", "B", org);
+    int64_t p = new_post(a, "T");
+    blog_user u = {0};
+    blog_post po = {0};
+    assert_int_equal(blog_user_get(repo, a, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_post_get(repo, p, &po), MEMO_OK);
+    char ka[256], kb[256], kp[256];
+    user_key(ka, sizeof ka, a);
+    user_key(kb, sizeof kb, b);
+    post_key(kp, sizeof kp, p);
+    assert_true(test_redis_exists(kb));
+
+    /* a post: its own entity and the rule's target (users) are dropped */
+    free(po.title);
+    po.title = strdup("New");
+    memop_test_hooks.fail_collect = true;
+    assert_int_equal(blog_post_update(repo, &po), MEMO_OK);
+    memop_test_hooks.fail_collect = false;
+    blog_post_clear(&po);
+    assert_true(gone(kp));
+    assert_true(gone(kb)); /* a row no rule names: dropped with the rest */
+    assert_int_equal(blog_post_get(repo, p, &po), MEMO_OK);
+    assert_string_equal(po.title, "New");
+    blog_post_clear(&po);
+
+    /* in a transaction: at its commit */
+    assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
+    assert_true(test_redis_exists(kb));
+    memo_tx *tx = memo_begin(repo);
+    assert_non_null(tx);
+    assert_int_equal(blog_user_get_tx(tx, a, &u), MEMO_OK);
+    free(u.name);
+    u.name = strdup("A2");
+    memop_test_hooks.fail_collect = true;
+    assert_int_equal(blog_user_update_tx(tx, &u), MEMO_OK);
+    memop_test_hooks.fail_collect = false;
+    blog_user_clear(&u);
+    assert_true(test_redis_exists(kb)); /* nothing before COMMIT */
+    assert_int_equal(memo_commit(tx), MEMO_OK);
+    assert_true(gone(kb));
+    assert_int_equal(blog_user_get(repo, a, &u), MEMO_OK);
+    assert_string_equal(u.name, "A2");
+    blog_user_clear(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -805,6 +951,9 @@ int main(void)
         cmocka_unit_test_setup(conflicts_and_errors, setup),
         cmocka_unit_test_setup(stats_are_exact, setup),
         cmocka_unit_test_setup(every_function, setup),
+        cmocka_unit_test_setup(get_by_fills_the_row_too, setup),
+        cmocka_unit_test_setup(get_by_fill_refused_after_a_write, setup),
+        cmocka_unit_test_setup(lost_invalidation_drops_the_entity, setup),
     };
     return cmocka_run_group_tests_name("blog repository", tests, group_setup, group_teardown);
 }

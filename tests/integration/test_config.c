@@ -89,9 +89,17 @@ static void wrong_redis_password(void **state)
     const char *real = test_env("REDIS_URL");
     snprintf(url, sizeof url, "redis://:hunter2@%s", real + strlen("redis://"));
     memo_error err;
-    assert_int_equal(try_open(url, test_env("DATABASE_URL"), &err), MEMO_ERR_REDIS);
+    /* Redis answered and refused: a mistake to fix, not an outage */
+    assert_int_equal(try_open(url, test_env("DATABASE_URL"), &err), MEMO_ERR_CONFIG);
     assert_non_null(strstr(err.message, "AUTH"));
     assert_null(strstr(err.message, "hunter2"));
+    /* so it is refused even by a service that may start without Redis */
+    memo_config cfg = {.redis_url = url, .database_url = test_env("DATABASE_URL"),
+                       .flags = MEMO_OPEN_DEGRADED};
+    memo_repo *repo = NULL;
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
+    assert_null(repo);
+    assert_non_null(strstr(err.message, "AUTH"));
 }
 
 static void unreachable_database(void **state)
@@ -114,6 +122,21 @@ static void unreachable_database(void **state)
     snprintf(nodb, sizeof nodb, "%.*s/no_such_db", (int)(strrchr(real, '/') - real), real);
     assert_int_equal(try_open(test_env("REDIS_URL"), nodb, &err), MEMO_ERR_DB_CONN);
     assert_non_null(strstr(err.message, "no_such_db"));
+
+    /* libpq quotes what it cannot use; memo masks the password in it */
+    char typo[256];
+    snprintf(typo, sizeof typo, "postgresql://memo:Sup3rS%%zzecret@%s",
+             strchr(real + strlen("postgresql://"), '@') + 1);
+    assert_int_equal(try_open(test_env("REDIS_URL"), typo, &err), MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "percent-encoded"));
+    assert_null(strstr(err.message, "Sup3rS"));
+    assert_null(strstr(err.message, "zzecret"));
+    snprintf(typo, sizeof typo, "postgres//memo:Sup3rSecret@%s",
+             strchr(real + strlen("postgresql://"), '@') + 1);
+    memo_status st = try_open(test_env("REDIS_URL"), typo, &err);
+    assert_true(st == MEMO_ERR_DB_CONN || st == MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "PostgreSQL"));
+    assert_null(strstr(err.message, "Sup3rSecret"));
 
     assert_int_equal(try_open(test_env("REDIS_URL"), "host=127.0.0.1 bogus_option=1", &err),
                      MEMO_ERR_CONFIG);
@@ -192,13 +215,64 @@ static void key_prefix(void **state)
     memo_close(repo);
 }
 
+/* A table of an older shape: memo says which column differs and what to
+ * run, since the schema's .sql file leaves existing tables alone. */
+static void table_differs_from_entity(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
+    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('t', 'T', 'p', now())");
+    test_sql("INSERT INTO users (email, name, org_id, karma, active, created_at) "
+             "VALUES ('t@t', 'T', 1, 3, true, now())");
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
+
+    test_sql("ALTER TABLE orgs DROP COLUMN plan");
+    memo_repo *repo = test_open(&cfg);
+    blog_org o = {0};
+    assert_int_equal(blog_org_get(repo, 1, &o), MEMO_ERR_SCHEMA);
+    const char *msg = memo_last_error(repo);
+    assert_non_null(strstr(msg, "column \"plan\" is missing"));
+    assert_non_null(strstr(msg, "ALTER TABLE \"orgs\" ADD COLUMN \"plan\" text"));
+    assert_non_null(strstr(msg, "does not change a table that exists"));
+    memo_close(repo);
+    test_sql("ALTER TABLE orgs ADD COLUMN plan text NOT NULL DEFAULT 'p'");
+
+    test_sql("ALTER TABLE users ALTER COLUMN karma TYPE bigint");
+    repo = test_open(&cfg);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, 1, &u), MEMO_ERR_SCHEMA);
+    msg = memo_last_error(repo);
+    assert_non_null(strstr(msg, "column \"karma\" is bigint, the entity says integer"));
+    assert_non_null(strstr(msg, "ALTER COLUMN \"karma\" TYPE integer"));
+    test_sql("ALTER TABLE users ALTER COLUMN karma TYPE integer");
+    memo_close(repo);
+
+    test_sql("ALTER TABLE comments RENAME TO comments_moved");
+    repo = test_open(&cfg);
+    blog_comment c = {0};
+    assert_int_equal(blog_comment_get(repo, 1, &c), MEMO_ERR_SCHEMA);
+    assert_non_null(strstr(memo_last_error(repo), "does not exist"));
+    assert_non_null(strstr(memo_last_error(repo), "psql -f blog.sql"));
+    memo_close(repo);
+    test_sql("ALTER TABLE comments_moved RENAME TO comments");
+
+    repo = test_open(&cfg);
+    assert_int_equal(blog_user_get(repo, 1, &u), MEMO_OK);
+    assert_int_equal(u.karma, 3);
+    blog_user_clear(&u);
+    memo_close(repo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_redis_urls),       cmocka_unit_test(unreachable_redis),
         cmocka_unit_test(wrong_redis_password), cmocka_unit_test(unreachable_database),
         cmocka_unit_test(bad_values),           cmocka_unit_test(degraded_start),
-        cmocka_unit_test(key_prefix),
+        cmocka_unit_test(key_prefix),           cmocka_unit_test(table_differs_from_entity),
     };
     return cmocka_run_group_tests_name("configuration", tests, NULL, NULL);
 }

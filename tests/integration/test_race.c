@@ -351,6 +351,65 @@ static void stampede(void **state)
     munmap(shm, sizeof *shm);
 }
 
+/* ---------------------------------------------------- a query slower than a lease */
+
+/* A row whose query takes longer than a lease (1.2 s against 1 s): its
+ * filler keeps the lease alive while the query runs, so 200 readers in 4
+ * processes still cost one query, and the row is cached by the first read. */
+enum { SLOW_PROCS = 4, SLOW_THREADS = 50 };
+
+static void slow_child(int64_t id)
+{
+    child_repo = child_open();
+    pthread_t t[SLOW_THREADS];
+    pthread_barrier_init(&barrier, NULL, SLOW_THREADS);
+    for (int i = 0; i < SLOW_THREADS; i++)
+        pthread_create(&t[i], NULL, stampede_thread, &id);
+    for (int i = 0; i < SLOW_THREADS; i++)
+        pthread_join(t[i], NULL);
+    atomic_fetch_add(&shm->queries, test_stat(child_repo, "blog.user", "db_queries"));
+    memo_close(child_repo);
+    _exit(0);
+}
+
+static void slow_query_stampede(void **state)
+{
+    (void)state;
+    seed_hot();
+    test_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    test_sql("SELECT pg_stat_statements_reset()");
+    shm = shared_new();
+    shm->start_ms = test_now_ms() + 500;
+    /* the query waits for this lock: it takes 1.2 s, longer than a lease */
+    test_sql("BEGIN");
+    test_sql("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    pid_t pids[SLOW_PROCS];
+    for (int p = 0; p < SLOW_PROCS; p++) {
+        fflush(NULL);
+        pids[p] = fork();
+        if (pids[p] == 0)
+            slow_child(hot_ids[3]);
+    }
+    while (test_now_ms() < shm->start_ms + 1200)
+        usleep(10000);
+    test_sql("COMMIT");
+    wait_children(pids, SLOW_PROCS);
+    assert_int_equal(shm->failures, 0);
+    assert_int_equal(shm->reads, SLOW_PROCS * SLOW_THREADS);
+    assert_int_equal(shm->queries, 1);
+    char *calls = test_sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                                 "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'");
+    assert_string_equal(calls, "1");
+    free(calls);
+    /* cached by that one query */
+    char key[128];
+    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)hot_ids[3],
+             blog_user_desc.row.key.tag);
+    assert_true(test_redis_exists(key));
+    test_metric("slow query stampede (4 x 50 threads)", shm->reads, 0, shm->failures, 0, 0);
+    munmap(shm, sizeof *shm);
+}
+
 /* ------------------------------------------------------ crashed lease holder */
 
 static void die_before_fill(const char *key)
@@ -502,6 +561,7 @@ int main(void)
         cmocka_unit_test(stale_set_race),
         cmocka_unit_test(race_is_visible_without_leases),
         cmocka_unit_test(stampede),
+        cmocka_unit_test(slow_query_stampede),
         cmocka_unit_test(crashed_lease_holder),
         cmocka_unit_test(transactions),
     };

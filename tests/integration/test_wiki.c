@@ -204,7 +204,8 @@ static void doctor(const char *key, const char *member, const char *value)
 /* ------------------------------------------------------------------ stats */
 
 typedef struct counts {
-    long long hits, misses, negative_hits, fills, invalidations, db_queries, errors;
+    long long hits, misses, negative_hits, fills, invalidations, db_queries, errors, rejected,
+        corrupt;
 } counts;
 
 static counts counts_of(const char *entity)
@@ -213,7 +214,8 @@ static counts counts_of(const char *entity)
         test_stat(repo, entity, "hits"),          test_stat(repo, entity, "misses"),
         test_stat(repo, entity, "negative_hits"), test_stat(repo, entity, "fills"),
         test_stat(repo, entity, "invalidations"), test_stat(repo, entity, "db_queries"),
-        test_stat(repo, entity, "errors"),
+        test_stat(repo, entity, "errors"),        test_stat(repo, entity, "rejected"),
+        test_stat(repo, entity, "corrupt"),
     };
     return c;
 }
@@ -1478,6 +1480,7 @@ static void write_statuses(void **state)
     counts c = counts_of(PAGE);
     assert_int_equal(wiki_page_insert(repo, &p), MEMO_CONFLICT);
     assert_int_equal(DELTA(c, PAGE, errors), 0);
+    assert_int_equal(DELTA(c, PAGE, rejected), 1);
     assert_int_equal(DELTA(c, PAGE, invalidations), 0);
     assert_sql("SELECT title || space FROM pages WHERE slug = 'dup'", "firsts");
     assert_true(test_redis_exists(space_key("s")));
@@ -1569,7 +1572,8 @@ static void corrupt_value(void **state)
     assert_int_equal(wiki_page_get(repo, "p", &g), MEMO_OK);
     assert_string_equal(g.title, "a title");
     wiki_page_clear(&g);
-    assert_int_equal(DELTA(c, PAGE, errors), 1);
+    assert_int_equal(DELTA(c, PAGE, corrupt), 1);
+    assert_int_equal(DELTA(c, PAGE, errors), 0);
     assert_int_equal(DELTA(c, PAGE, db_queries), 1);
     assert_cached_member(page_key("p"), "slug", "p");
 }

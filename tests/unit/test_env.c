@@ -10,7 +10,8 @@ static const char *const vars[] = {
     "MEMO_REDIS_URL",   "REDIS_URL",          "MEMO_DATABASE_URL",    "DATABASE_URL",
     "MEMO_KEY_PREFIX",  "MEMO_DEFAULT_TTL",   "MEMO_NEGATIVE_TTL",    "MEMO_CONNECT_TIMEOUT",
     "MEMO_COMMAND_TIMEOUT", "MEMO_QUERY_TIMEOUT", "MEMO_LEASE",       "MEMO_LEASE_WAIT",
-    "MEMO_POOL_SIZE",   "MEMO_STATS_PUBLISH", "MEMO_OPEN_DEGRADED",
+    "MEMO_POOL_SIZE",   "MEMO_STATS_PUBLISH", "MEMO_OPEN_DEGRADED", "MEMO_POOL_WAIT",
+    "MEMO_MAX_VALUE_BYTES",
 };
 
 static int clean(void **state)
@@ -26,7 +27,7 @@ static int clean(void **state)
 static void defaults(void **state)
 {
     (void)state;
-    memo_config c;
+    memo_config c = {0};
     memo_error e;
     assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
     assert_string_equal(c.redis_url, "redis://r:1/0");
@@ -53,7 +54,9 @@ static void memo_variables_win(void **state)
     setenv("MEMO_POOL_SIZE", "16", 1);
     setenv("MEMO_STATS_PUBLISH", "off", 1);
     setenv("MEMO_OPEN_DEGRADED", "1", 1);
-    memo_config c;
+    setenv("MEMO_POOL_WAIT", "250ms", 1);
+    setenv("MEMO_MAX_VALUE_BYTES", "65536", 1);
+    memo_config c = {0};
     memo_error e;
     assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
     assert_string_equal(c.redis_url, "redis://m:2");
@@ -67,6 +70,8 @@ static void memo_variables_win(void **state)
     assert_int_equal(c.lease_ms, 2000);
     assert_int_equal(c.lease_wait_ms, 3000);
     assert_int_equal(c.pool_size, 16);
+    assert_int_equal(c.pool_wait_ms, 250);
+    assert_int_equal(c.max_value_bytes, 65536);
     assert_int_equal(c.flags, MEMO_STATS_PRIVATE | MEMO_OPEN_DEGRADED);
     setenv("MEMO_STATS_PUBLISH", "5s", 1);
     assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
@@ -85,27 +90,59 @@ static void bad_values_name_the_variable(void **state)
         {"MEMO_QUERY_TIMEOUT", "99999999d"}, {"MEMO_POOL_SIZE", "0"},
         {"MEMO_POOL_SIZE", "many"},          {"MEMO_POOL_SIZE", "5000"},
         {"MEMO_OPEN_DEGRADED", "yes"},       {"MEMO_STATS_PUBLISH", "sometimes"},
+        {"MEMO_POOL_WAIT", "soon"},          {"MEMO_MAX_VALUE_BYTES", "12"},
+        {"MEMO_MAX_VALUE_BYTES", "1G"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clean(NULL);
         setenv(cases[i].var, cases[i].value, 1);
-        memo_config c;
+        memo_config c = {0};
         memo_error e;
         assert_int_equal(memo_config_from_env(&c, &e), MEMO_ERR_CONFIG);
         assert_int_equal(e.status, MEMO_ERR_CONFIG);
         if (!strstr(e.message, cases[i].var) || !strstr(e.message, cases[i].value))
             fail_msg("%s=%s: message \"%s\"", cases[i].var, cases[i].value, e.message);
     }
-    clean(NULL);
-    unsetenv("REDIS_URL");
-    memo_config c;
+    memo_config c = {0};
     memo_error e;
-    assert_int_equal(memo_config_from_env(&c, &e), MEMO_ERR_CONFIG);
-    assert_non_null(strstr(e.message, "REDIS_URL"));
-    clean(NULL);
-    unsetenv("DATABASE_URL");
-    assert_int_equal(memo_config_from_env(&c, NULL), MEMO_ERR_CONFIG);
     assert_int_equal(memo_config_from_env(NULL, &e), MEMO_ERR_ARG);
+    clean(NULL);
+    setenv("MEMO_LEASE", "nope", 1);
+    assert_int_equal(memo_config_from_env(&c, NULL), MEMO_ERR_CONFIG); /* err may be NULL */
+}
+
+/* Unset variables keep what the caller set, URLs included: the environment
+ * only overrides. */
+static void unset_variables_keep_the_callers_values(void **state)
+{
+    (void)state;
+    unsetenv("REDIS_URL");
+    unsetenv("DATABASE_URL");
+    setenv("MEMO_REDIS_URL", "", 1); /* empty is unset */
+    memo_config c = {.redis_url = "redis://mine", .database_url = "host=mine",
+                     .key_prefix = "mine:", .pool_size = 4, .lease_ms = 700,
+                     .flags = MEMO_STATS_PRIVATE};
+    memo_error e;
+    assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
+    assert_string_equal(c.redis_url, "redis://mine");
+    assert_string_equal(c.database_url, "host=mine");
+    assert_string_equal(c.key_prefix, "mine:");
+    assert_int_equal(c.pool_size, 4);
+    assert_int_equal(c.lease_ms, 700);
+    assert_int_equal(c.flags, MEMO_STATS_PRIVATE);
+    /* what the environment sets wins */
+    setenv("MEMO_POOL_SIZE", "12", 1);
+    setenv("DATABASE_URL", "host=env", 1);
+    assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
+    assert_int_equal(c.pool_size, 12);
+    assert_string_equal(c.database_url, "host=env");
+    assert_string_equal(c.redis_url, "redis://mine");
+    /* nothing set at all is no error: memo_open says what is missing */
+    memo_config none = {0};
+    unsetenv("DATABASE_URL");
+    assert_int_equal(memo_config_from_env(&none, &e), MEMO_OK);
+    assert_null(none.redis_url);
+    assert_null(none.database_url);
 }
 
 int main(void)
@@ -114,6 +151,7 @@ int main(void)
         cmocka_unit_test_setup(defaults, clean),
         cmocka_unit_test_setup(memo_variables_win, clean),
         cmocka_unit_test_setup(bad_values_name_the_variable, clean),
+        cmocka_unit_test_setup(unset_variables_keep_the_callers_values, clean),
     };
     return cmocka_run_group_tests_name("configuration from the environment", tests, NULL, NULL);
 }

@@ -131,6 +131,14 @@ static void test_unix(void **state)
     assert_parses("unix:///p?db=3", (want){.path = "/p", .port = 6379, .db = 3});
     assert_parses("unix://:pw@/path",
                   (want){.path = "/path", .port = 6379, .password = "pw"});
+    /* a password holding "@/" stays whole: the path starts at the last "@/" */
+    assert_parses("unix://:pa@/ss@/run/r.sock",
+                  (want){NULL, "/run/r.sock", NULL, "pa@/ss", 6379, 0});
+    assert_parses("unix://u:a@/b@/c@/run/r.sock?db=2",
+                  (want){NULL, "/run/r.sock", "u", "a@/b@/c", 6379, 2});
+    /* without userinfo, a path may hold '@' */
+    assert_parses("unix:///run/redis@main/r.sock",
+                  (want){NULL, "/run/redis@main/r.sock", NULL, NULL, 6379, 0});
     assert_parses("unix://bob:pw@/run/redis.sock?db=12",
                   (want){.path = "/run/redis.sock", .port = 6379, .db = 12, .user = "bob",
                          .password = "pw"});
@@ -168,10 +176,14 @@ static void test_refused(void **state)
     assert_refused("redis://[]:6379", "no host");
     assert_refused("redis://u:p@", "no host");
     assert_refused("redis://:p@:6379/0", "no host");
-    assert_refused("redis://:pa%zzss@h", "bad %-escape in the password");
-    assert_refused("redis://:pass%4@h", "bad %-escape in the password");
-    assert_refused("redis://:pass%@h", "bad %-escape in the password");
-    assert_refused("redis://us%g1er:p@h", "bad %-escape in the user name");
+    assert_refused("redis://:pa%zzss@h", "bad %-escape (or %00) in the password");
+    assert_refused("redis://:pass%4@h", "bad %-escape (or %00) in the password");
+    assert_refused("redis://:pass%@h", "bad %-escape (or %00) in the password");
+    assert_refused("redis://us%g1er:p@h", "bad %-escape (or %00) in the user name");
+    /* %00 would cut the secret short: the server would see another one */
+    assert_refused("redis://:pass%00word@h", "(or %00) in the password");
+    assert_refused("redis://us%00er:p@h", "(or %00) in the user name");
+    assert_refused("unix://:pass%00@/run/r.sock", "(or %00) in the password");
     assert_refused("unix://relative.sock", "absolute");
     assert_refused("unix://", "absolute");
     assert_refused("unix:///", "empty socket path");
@@ -209,6 +221,8 @@ static void test_message_never_holds_the_password(void **state)
         {"unix://:Xyzzy4711@/?db=1", "Xyzzy4711"},
         {"unix://u:Xyzzy4711@/p?db=x", "Xyzzy4711"},
         {"unix://u:Xyzzy%zz@/p", "Xyzzy"},
+        {"unix://:Xy@/zzy4711@/p?db=x", "zzy4711"},
+        {"redis://:Xyzzy%004711@h:abc", "4711"},
         /* a password given the way some clients take it, as an option */
         {"redis://h:6379/0?password=Xyzzy4711", "Xyzzy"},
         {"redis://h/0?password=Xyzzy4711&x=1", "Xyzzy"},
@@ -269,6 +283,56 @@ static void test_target_name(void **state)
     memop_redis_target_free(&t);
 }
 
+/* ------------------------------------------------- PostgreSQL messages */
+
+/* libpq's message about a conninfo, masked: no spelling of the password
+ * survives, and the rest of the message does. */
+static void assert_masked(const char *conninfo, const char *message, const char *secret,
+                          const char *kept)
+{
+    char out[256];
+    memop_pg_message(conninfo, message, out, sizeof out);
+    if (strstr(out, secret))
+        fail_msg("%s: \"%s\" still shows \"%s\"", conninfo, out, secret);
+    if (kept && !strstr(out, kept))
+        fail_msg("%s: \"%s\" lost \"%s\"", conninfo, out, kept);
+    assert_null(strchr(out, '\n'));
+}
+
+static void test_pg_message_masks_the_password(void **state)
+{
+    (void)state;
+    /* the cases a review found, with libpq's real messages */
+    assert_masked("postgresql://memo:Sup3rS%zzecret@127.0.0.1:5432/memo",
+                  "invalid percent-encoded token: \"Sup3rS%zzecret\"\n", "Sup3rS",
+                  "invalid percent-encoded token");
+    assert_masked("postgres//memo:Sup3rSecret@127.0.0.1:5432/memo",
+                  "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  database "
+                  "\"postgres//memo:Sup3rSecret@127.0.0.1:5432/memo\" does not exist\n",
+                  "Sup3rSecret", "does not exist");
+    /* %-encoded and decoded spellings */
+    assert_masked("postgresql://u:p%40ss%2Fword@h/db", "x p@ss/word y", "p@ss/word", "x ");
+    assert_masked("postgresql://u:p%40ss%2Fword@h/db", "x p%40ss%2Fword y", "p%40ss", " y");
+    /* key=value conninfo, quoted or not, and a URL parameter */
+    assert_masked("host=h password='it\\'s a secret' dbname=d", "bad: it's a secret",
+                  "secret", "bad:");
+    assert_masked("host=h password='it\\'s a secret' dbname=d", "bad: it\\'s a secret",
+                  "secret", "bad:");
+    assert_masked("host=h password = hunter22 dbname=d", "unknown hunter22", "hunter22",
+                  "unknown");
+    assert_masked("postgresql://h/db?password=hunter22&sslmode=x", "q hunter22 q", "hunter22",
+                  "q ");
+    /* short passwords: every occurrence, and "***" growing the text is safe */
+    char out[16];
+    memop_pg_message("postgresql://u:*@h/d", "a*b*c*d*e*f*g*h*i", out, sizeof out);
+    assert_string_equal(out, "a***b***c***d"); /* cut where the next mask cannot fit */
+    memop_pg_message("postgresql://u:x@h/d", "0123456789abcdx", out, sizeof out);
+    assert_string_equal(out, "0123456789abcd");
+    /* no conninfo: one line, nothing else changed */
+    memop_pg_message(NULL, "two\nlines\n", out, sizeof out);
+    assert_string_equal(out, "two lines");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_message_never_holds_the_password),
         cmocka_unit_test(test_small_message_buffer),
         cmocka_unit_test(test_target_name),
+        cmocka_unit_test(test_pg_message_masks_the_password),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
 }

@@ -80,23 +80,33 @@ typedef struct memo_config {
     int command_timeout_ms; /* each Redis command; 500 */
     int query_timeout_ms;   /* each PostgreSQL statement; 30000 */
     int pool_size;          /* connections to each server; 8 */
+    int pool_wait_ms;       /* how long a call waits for a free connection, then
+                               fails with MEMO_ERR_TIMEOUT; 5000 */
     int default_ttl_ms;     /* rows of entities without a `cache` line; 60000 */
     int negative_ttl_ms;    /* missing rows, where `negative` is not given; 5000 */
-    int lease_ms;           /* a filler's lease on a missed key; 1000 */
-    int lease_wait_ms;      /* how long others wait for it, then read PostgreSQL; 1500 */
+    int lease_ms;           /* a filler's lease on a missed key, renewed while its
+                               query runs: how soon a dead filler's key is free; 1000 */
+    int lease_wait_ms;      /* how long others wait for the filler, then read
+                               PostgreSQL themselves; query_timeout_ms + lease_ms */
     int stats_publish_ms;   /* how often statistics go to Redis for `memo stats`; 1000 */
+    int max_value_bytes;    /* the largest value memo caches or reads back; a larger
+                               one in Redis is corrupt; 4 MiB */
     unsigned flags;         /* MEMO_OPEN_*, MEMO_STATS_PRIVATE */
 } memo_config;
 
-/* Fills *cfg from the environment, the way a service is configured:
+/* Sets the fields of *cfg that the environment gives, the way a service is
+ * configured; a variable that is unset or empty leaves its field as the
+ * caller had it (so initialise cfg first: `memo_config cfg = {0};`, or
+ * with your own values, which the environment then overrides):
  *   MEMO_REDIS_URL (else REDIS_URL), MEMO_DATABASE_URL (else DATABASE_URL),
- *   MEMO_KEY_PREFIX, MEMO_POOL_SIZE, and durations such as "500ms", "2s",
- *   "10m" or plain milliseconds: MEMO_DEFAULT_TTL, MEMO_NEGATIVE_TTL,
- *   MEMO_CONNECT_TIMEOUT, MEMO_COMMAND_TIMEOUT, MEMO_QUERY_TIMEOUT,
- *   MEMO_LEASE, MEMO_LEASE_WAIT, MEMO_STATS_PUBLISH ("off": private);
- *   MEMO_OPEN_DEGRADED=1.
- * Unset variables leave the defaults. A bad value is MEMO_ERR_CONFIG with a
- * message naming the variable. The strings point into the environment. */
+ *   MEMO_KEY_PREFIX, MEMO_POOL_SIZE, MEMO_MAX_VALUE_BYTES, and durations
+ *   such as "500ms", "2s", "10m" or plain milliseconds: MEMO_DEFAULT_TTL,
+ *   MEMO_NEGATIVE_TTL, MEMO_CONNECT_TIMEOUT, MEMO_COMMAND_TIMEOUT,
+ *   MEMO_QUERY_TIMEOUT, MEMO_POOL_WAIT, MEMO_LEASE, MEMO_LEASE_WAIT,
+ *   MEMO_STATS_PUBLISH ("off": private); MEMO_OPEN_DEGRADED=1.
+ * A bad value is MEMO_ERR_CONFIG with a message naming the variable (and
+ * then *cfg may be partly set). A missing URL is memo_open's to report. The
+ * strings point into the environment. */
 memo_status memo_config_from_env(memo_config *cfg, memo_error *err);
 
 /* ------------------------------------------------------------- repository */
@@ -122,7 +132,8 @@ void memo_close(memo_repo *);
 const char *memo_last_error(memo_repo *);
 
 /* Statistics as a JSON document:
- *   {"redis": {"server": "127.0.0.1:6379", "breaker": "closed", "pending": 0},
+ *   {"redis": {"server": "127.0.0.1:6379", "breaker": "closed", "pending": 0,
+ *              "lease_extensions": 0},
  *    "entities": {"blog.user": {"hits": 10, "misses": 2, "negative_hits": 0,
  *     "fills": 2, "invalidations": 3, "db_queries": 2, "degraded": 0,
  *     "errors": 0, "hit_latency_us": {"p50":..., "p99":...}, ...}}}
@@ -143,9 +154,16 @@ char *memo_stats_prometheus(memo_repo *);
 /* One entity's counters, without parsing JSON. Latencies in microseconds. */
 typedef struct memo_entity_stats {
     uint64_t hits, misses, negative_hits, fills, fill_rejects, lease_waits, invalidations,
-        db_queries, degraded, errors;
+        db_queries, degraded;
+    uint64_t errors;   /* failures of the system: lost connections, time-outs, refusals by
+                          the servers' configuration (permissions, schema) */
     uint64_t calls; /* every operation on the entity */
     uint64_t hit_p50_us, hit_p99_us, miss_p50_us, miss_p99_us;
+    uint64_t rejected; /* writes PostgreSQL refused for their data (unique conflicts,
+                          constraint violations, invalid values) */
+    uint64_t corrupt;  /* cached values that were not what their key names (wrong type,
+                          not decodable, too large, another row's): deleted, then read
+                          from PostgreSQL */
 } memo_entity_stats;
 
 struct memo_entity_desc;
@@ -178,10 +196,19 @@ memo_status memo_lock_release(memo_lock *);
  * are sent once, after COMMIT, and dropped on ROLLBACK; reads in it go to
  * the database, so it reads its own writes. A transaction holds one database
  * connection from memo_begin to memo_commit/memo_rollback and is used by one
- * thread at a time. Generated code has `_tx` variants of every call. */
+ * thread at a time. Generated code has `_tx` variants of every call.
+ *
+ * The held connection is one of the pool's pool_size: while transactions
+ * hold them all, a call that needs the database (a cache miss, a write,
+ * another memo_begin) waits pool_wait_ms for one and then fails with
+ * MEMO_ERR_TIMEOUT, its message saying how many transactions hold
+ * connections. In particular a thread that reads outside its own open
+ * transaction, with pool_size 1, always gets that error: read through the
+ * transaction (the `_tx` calls) instead. */
 typedef struct memo_tx memo_tx;
 
-/* Starts a transaction; NULL on failure (memo_last_error says why). */
+/* Starts a transaction; NULL on failure (memo_last_error says why: the
+ * database is unavailable, or the pool is exhausted, see above). */
 memo_tx *memo_begin(memo_repo *);
 /* Commits, then invalidates. If a statement of the transaction failed, it
  * rolls back instead and returns MEMO_ERR_TX. Frees the transaction in every

@@ -1,0 +1,148 @@
+/* Which keys a change makes wrong: (entity, event, old row, new row) -> key
+ * set, rules included. memop_inval_collect is pure (no I/O; the repository
+ * only lends its key prefix), so it is tested table by table and shared by
+ * every path that learns of a change. memop_inval_send is the I/O: one DEL
+ * after COMMIT, and a wholesale drop of the entities whose keys could not
+ * all be collected. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Adds a value key and its lease, or (value false) the lease alone. */
+static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key, bool value)
+{
+    for (size_t i = 0; i < v->n; i++) /* old and new values are often equal */
+        if (v->is_value[i] && v->keys[i].len == key->len &&
+            memcmp(v->keys[i].s, key->s, key->len) == 0)
+            return;
+    if (v->n + 2 > v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        memop_key *k = realloc(v->keys, cap * sizeof *k);
+        if (k)
+            v->keys = k;
+        memop_entity **o = k ? realloc(v->owners, cap * sizeof *o) : NULL;
+        if (o)
+            v->owners = o;
+        bool *iv = o ? realloc(v->is_value, cap * sizeof *iv) : NULL;
+        if (!iv) {
+            v->failed = true;
+            return;
+        }
+        v->is_value = iv;
+        v->cap = cap;
+    }
+    if (value) {
+        v->keys[v->n] = *key;
+        v->owners[v->n] = owner;
+        v->is_value[v->n++] = true;
+    }
+    memop_key_lease(key, &v->keys[v->n]);
+    v->owners[v->n] = owner;
+    v->is_value[v->n++] = false;
+}
+
+void memop_inval_free(memop_inval *v)
+{
+    free(v->keys);
+    free(v->owners);
+    free(v->is_value);
+    memset(v, 0, sizeof *v);
+}
+
+static bool field_null(const memo_field_desc *f, const void *row)
+{
+    const char *p = (const char *)row + f->offset;
+    if (f->type == MEMO_TEXT || f->type == MEMO_JSON)
+        return *(char *const *)p == NULL;
+    return (f->flags & MEMO_FIELD_NULLABLE) && *(const bool *)((const char *)row + f->null_offset);
+}
+
+/* The key of `kd` (of entity `owner`) for the value of field f in row. */
+static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
+                       const memo_key_desc *kd, const memo_field_desc *f, const void *row,
+                       bool value)
+{
+    if (!row || field_null(f, row))
+        return; /* NULL is in no lookup and no list */
+    memop_key k;
+    memop_key_of(repo, owner->desc, kd, f, (const char *)row + f->offset, &k);
+    inval_add(v, owner, &k, value);
+}
+
+static bool same_value(const memo_field_desc *f, const void *a, const void *b)
+{
+    memo_entity_desc one = {.nfields = 1, .fields = f};
+    return memop_row_equal(&one, a, b);
+}
+
+static void mark_drop(memop_inval *v, const memop_entity *e)
+{
+    v->drop[e->index / 8] |= (unsigned char)(1u << (e->index % 8));
+}
+
+void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event, const void *old,
+                         const void *new, memop_inval *v)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    const void *any = new ? new : old;
+
+    /* The row: its value (a negative entry, for an insert) and lease. */
+    add_key_of(repo, v, e, &d->row.key, pk, any, true);
+
+    for (unsigned u = 0; u < d->nuniques; u++) {
+        const memo_field_desc *f = &d->fields[d->uniques[u].field];
+        const memo_key_desc *kd = &d->uniques[u].key;
+        if (old && new && same_value(f, old, new)) {
+            /* The lookup still points at the same row, but a reader that
+             * missed it may be about to fill it together with the row
+             * (load_unique): its lease goes, so that fill is refused. */
+            add_key_of(repo, v, e, kd, f, old, false);
+            continue;
+        }
+        add_key_of(repo, v, e, kd, f, old, true);
+        add_key_of(repo, v, e, kd, f, new, true);
+    }
+    for (unsigned l = 0; l < d->nlists; l++) {
+        const memo_list_desc *ld = &d->lists[l];
+        const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];
+        /* membership and order depend on the group and order fields only */
+        if (old && new && same_value(g, old, new) && same_value(o, old, new))
+            continue;
+        add_key_of(repo, v, e, &ld->key, g, old, true);
+        add_key_of(repo, v, e, &ld->key, g, new, true);
+    }
+    for (unsigned i = 0; i < d->nrules; i++) {
+        const memo_rule_desc *r = &d->rules[i];
+        if (!(r->events & event))
+            continue;
+        memop_entity *target = e->targets[i];
+        const memo_key_desc *kd =
+            r->list < 0 ? &r->target->row.key : &r->target->lists[r->list].key;
+        add_key_of(repo, v, target, kd, &d->fields[r->field], old, true);
+        add_key_of(repo, v, target, kd, &d->fields[r->field], new, true);
+    }
+    if (v->failed || memop_test_hooks.fail_collect) {
+        /* Some keys may be missing (out of memory): the entity and every
+         * target of its rules are dropped whole instead. */
+        v->failed = true;
+        mark_drop(v, e);
+        for (unsigned i = 0; i < d->nrules; i++)
+            mark_drop(v, e->targets[i]);
+    }
+}
+
+void memop_inval_send(memo_repo *repo, memop_inval *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (v->is_value[i])
+            MEMOP_INC(v->owners[i]->stats.invalidations);
+    memop_redis_invalidate(repo, v->owners, v->keys, v->n);
+    /* after what could be sent: the drop covers the rest, and (having begun
+     * after COMMIT) every fill that read the old rows */
+    unsigned n = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < n; i++)
+        if (v->drop[i / 8] & (1u << (i % 8)))
+            memop_entity_drop(repo, repo->entity_list[i]);
+}

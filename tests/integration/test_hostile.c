@@ -1,0 +1,399 @@
+/* What Redis holds is untrusted input: another program, a bug or an
+ * attacker may have written any key. A key of the wrong type, a value too
+ * large, a list longer than its limit, a row under another row's key: each
+ * is a corrupt entry, counted, deleted and read again from PostgreSQL,
+ * never an outage (the breaker stays closed) and never a wrong answer. */
+#define _GNU_SOURCE 1 /* mallinfo2 */
+#include "test.h"
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blog.h"
+#include "wiki.h"
+
+static const char *const tables[] = {"revisions", "pages",  "comments", "posts",
+                                     "users",     "orgs",   NULL};
+static memo_repo *repo;
+static int64_t org_a, org_b, ann, bob, cid; /* ann and cid in org a, bob in org b */
+
+#define STAT(entity, counter) test_stat(repo, "blog." entity, counter)
+
+static void row_key(char *out, size_t size, int64_t id)
+{
+    snprintf(out, size, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
+}
+
+static void list_key(char *out, size_t size, int64_t org)
+{
+    snprintf(out, size, "blog:{user:by_org=%lld}:%s", (long long)org,
+             blog_user_desc.lists[0].key.tag);
+}
+
+static void email_key(char *out, size_t size, const char *escaped)
+{
+    snprintf(out, size, "blog:{user:email=%s}:%s", escaped, blog_user_desc.uniques[0].key.tag);
+}
+
+static int64_t add_user(const char *email, const char *name, int64_t org)
+{
+    blog_user u = {.email = (char *)email, .name = (char *)name, .org_id = org, .karma = 1};
+    assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
+    return u.id;
+}
+
+static void assert_breaker_closed(void)
+{
+    char *b = test_redis_state(repo, "breaker");
+    assert_string_equal(b, "closed");
+    free(b);
+    assert_int_equal(STAT("user", "degraded"), 0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
+    test_sql_file(path);
+    snprintf(path, sizeof path, "%s/wiki.sql", test_schemas_dir());
+    test_sql_file(path);
+    memo_config cfg = {.max_value_bytes = 65536, .flags = MEMO_STATS_PRIVATE};
+    repo = test_open(&cfg);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    memo_close(repo);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    test_reset(tables);
+    blog_org a = {.slug = (char *)"a", .name = (char *)"A", .plan = (char *)"p"};
+    blog_org b = {.slug = (char *)"b", .name = (char *)"B", .plan = (char *)"p"};
+    assert_int_equal(blog_org_insert(repo, &a), MEMO_OK);
+    assert_int_equal(blog_org_insert(repo, &b), MEMO_OK);
+    org_a = a.id;
+    org_b = b.id;
+    ann = add_user("ann@x", "Ann", org_a);
+    bob = add_user("bob@x", "Bob", org_b);
+    cid = add_user("cid@x", "Cid", org_a);
+    memo_stats_reset(repo);
+    return 0;
+}
+
+/* ------------------------------------------------------- wrong types */
+
+static void wrong_type_is_corrupt_not_an_outage(void **state)
+{
+    (void)state;
+    char key[128], ek[128], lk[128];
+    row_key(key, sizeof key, ann);
+    email_key(ek, sizeof ek, "ann@x");
+    list_key(lk, sizeof lk, org_a);
+    freeReplyObject(test_redis_cmd("RPUSH %s x", key));
+    freeReplyObject(test_redis_cmd("HSET %s f v", ek));
+    freeReplyObject(test_redis_cmd("SADD %s m", lk));
+    blog_user u = {0};
+    for (int i = 0; i < 3; i++) { /* again and again: never an outage */
+        assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+        assert_string_equal(u.name, "Ann");
+        blog_user_clear(&u);
+    }
+    assert_int_equal(blog_user_get_by_email(repo, "ann@x", &u), MEMO_OK);
+    assert_int_equal(u.id, ann);
+    blog_user_clear(&u);
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org_a, &l), MEMO_OK);
+    assert_int_equal(l.len, 2);
+    blog_user_list_clear(&l);
+    assert_breaker_closed();
+    assert_int_equal(STAT("user", "corrupt"), 3);
+    assert_int_equal(STAT("user", "errors"), 0);
+    /* each key holds memo's value again, and is a hit */
+    char *v = test_redis_get(key);
+    assert_non_null(v);
+    assert_non_null(strstr(v, "\"name\":\"Ann\""));
+    free(v);
+    long long hits = STAT("user", "hits");
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "hits") - hits, 1);
+
+    /* in a batch: MGET answers nil for it; the lease script finds it */
+    freeReplyObject(test_redis_cmd("DEL %s", key));
+    freeReplyObject(test_redis_cmd("ZADD %s 1 m", key));
+    int64_t ids[] = {bob, ann, cid};
+    assert_int_equal(blog_user_get_many(repo, ids, 3, &l), MEMO_OK);
+    assert_int_equal(l.len, 3);
+    assert_int_equal(l.items[1].id, ann);
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "corrupt"), 4);
+    assert_breaker_closed();
+    v = test_redis_get(key);
+    assert_non_null(v);
+    free(v);
+}
+
+/* A lease key nobody set to expire (memo's always do) is not waited for. */
+static void lease_without_expiry_is_taken_over(void **state)
+{
+    (void)state;
+    char key[128], lease[160];
+    row_key(key, sizeof key, bob);
+    snprintf(lease, sizeof lease, "%s:lease", key);
+    freeReplyObject(test_redis_cmd("SET %s forged", lease));
+    memo_config cfg = {.lease_wait_ms = 300, .flags = MEMO_STATS_PRIVATE};
+    memo_repo *r = test_open(&cfg);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(r, bob, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(test_stat(r, "blog.user", "lease_waits"), 0);
+    assert_int_equal(test_stat(r, "blog.user", "fills"), 1);
+    assert_true(test_redis_exists(key));
+    assert_false(test_redis_exists(lease));
+    memo_close(r);
+}
+
+/* ------------------------------------------------------- sizes */
+
+/* bytes Redis has sent to its clients so far */
+static long long net_output(void)
+{
+    redisReply *r = test_redis_cmd("INFO stats");
+    const char *p = strstr(r->str, "total_net_output_bytes:");
+    long long n = p ? atoll(p + strlen("total_net_output_bytes:")) : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+static void set_big(const char *key, size_t n)
+{
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[0] = '{';
+    big[n] = '\0';
+    freeReplyObject(test_redis_cmd("SET %s %b", key, big, n));
+    free(big);
+}
+
+/* Larger than max_value_bytes (64 KiB here): not sent over the wire at all
+ * on the single-key path, deleted, read from PostgreSQL. */
+static void oversized_value(void **state)
+{
+    (void)state;
+    char key[128];
+    row_key(key, sizeof key, ann);
+    set_big(key, 8u << 20);
+    long long sent = net_output();
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+    assert_string_equal(u.name, "Ann");
+    blog_user_clear(&u);
+    assert_true(net_output() - sent < 65536); /* the 8 MB stayed in Redis */
+    assert_int_equal(STAT("user", "corrupt"), 1);
+    assert_breaker_closed();
+    char *v = test_redis_get(key);
+    assert_non_null(v);
+    assert_true(strlen(v) < 1000);
+    free(v);
+
+    /* in a batch, over the reply's budget: the connection is let go (not an
+     * outage), and each key is measured by the lease script instead */
+    set_big(key, 8u << 20);
+    int64_t ids[] = {ann, bob, cid};
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_get_many(repo, ids, 3, &l), MEMO_OK);
+    assert_int_equal(l.len, 3);
+    assert_string_equal(l.items[0].name, "Ann");
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "corrupt"), 2);
+    assert_breaker_closed();
+
+    /* within the budget but over max_value_bytes: corrupt all the same */
+    set_big(key, 200000);
+    assert_int_equal(blog_user_get_many(repo, ids, 3, &l), MEMO_OK);
+    assert_int_equal(l.len, 3);
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "corrupt"), 3);
+    v = test_redis_get(key);
+    assert_true(v && strlen(v) < 1000);
+    free(v);
+}
+
+/* A large reply's memory goes back when the connection returns to the
+ * pool: it does not stay resident for the life of the connection. */
+static void large_reply_memory_is_returned(void **state)
+{
+    (void)state;
+    memo_config cfg = {.max_value_bytes = 8 << 20, .pool_size = 1,
+                       .flags = MEMO_STATS_PRIVATE};
+    memo_repo *r = test_open(&cfg);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(r, ann, &u), MEMO_OK); /* warm */
+    blog_user_clear(&u);
+    char key[128];
+    row_key(key, sizeof key, cid);
+    set_big(key, 4u << 20); /* within max_value_bytes, and corrupt */
+    size_t before = mallinfo2().uordblks;
+    assert_int_equal(blog_user_get(r, cid, &u), MEMO_OK);
+    blog_user_clear(&u);
+    size_t after = mallinfo2().uordblks;
+    assert_int_equal(test_stat(r, "blog.user", "corrupt"), 1);
+    if (after > before + (1u << 20))
+        fail_msg("%zu bytes still held after a 4 MB reply", after - before);
+    memo_close(r);
+}
+
+/* ------------------------------------------------------- lists */
+
+static void list_longer_than_its_limit(void **state)
+{
+    (void)state;
+    char lk[128];
+    list_key(lk, sizeof lk, org_a);
+    /* 100 000 ids: the limit is 500 */
+    size_t cap = 100000 * 8 + 16, n = 0;
+    char *ids = malloc(cap);
+    n += (size_t)snprintf(ids + n, cap - n, "[%lld", (long long)ann);
+    for (int i = 1; i < 100000; i++)
+        n += (size_t)snprintf(ids + n, cap - n, ",%d", 1000000 + i);
+    snprintf(ids + n, cap - n, "]");
+    freeReplyObject(test_redis_cmd("SET %s %s", lk, ids));
+    free(ids);
+    long long queries = STAT("user", "db_queries");
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org_a, &l), MEMO_OK);
+    assert_int_equal(l.len, 2); /* ann and cid, from PostgreSQL */
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "corrupt"), 1);
+    /* the forged ids were never looked up: the list and its two rows */
+    assert_int_equal(STAT("user", "db_queries") - queries, 2);
+    char *v = test_redis_get(lk);
+    assert_non_null(v);
+    assert_true(strlen(v) < 100);
+    free(v);
+}
+
+/* A list naming rows of another group: dropped and read again. */
+static void list_with_rows_of_another_group(void **state)
+{
+    (void)state;
+    char lk[128], forged[64];
+    list_key(lk, sizeof lk, org_a);
+    snprintf(forged, sizeof forged, "[%lld,%lld]", (long long)ann, (long long)bob);
+    freeReplyObject(test_redis_cmd("SET %s %s", lk, forged));
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_by_org(repo, org_a, &l), MEMO_OK);
+    assert_int_equal(l.len, 2);
+    for (size_t i = 0; i < l.len; i++)
+        assert_int_equal(l.items[i].org_id, org_a); /* never bob */
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "corrupt"), 1);
+    assert_breaker_closed();
+}
+
+/* ------------------------------------------------------- keys */
+
+/* Another row's value under a row's key, a lookup naming another row: the
+ * answer is always the row asked for. */
+static void row_under_another_key(void **state)
+{
+    (void)state;
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, bob, &u), MEMO_OK);
+    blog_user_clear(&u);
+    char ak[128], bk[128];
+    row_key(ak, sizeof ak, ann);
+    row_key(bk, sizeof bk, bob);
+    char *bobs = test_redis_get(bk);
+    freeReplyObject(test_redis_cmd("SET %s %s", ak, bobs));
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+    assert_int_equal(u.id, ann);
+    assert_string_equal(u.name, "Ann");
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "corrupt"), 1);
+
+    freeReplyObject(test_redis_cmd("SET %s %s", ak, bobs));
+    int64_t ids[] = {ann};
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_get_many(repo, ids, 1, &l), MEMO_OK);
+    assert_int_equal(l.len, 1);
+    assert_int_equal(l.items[0].id, ann);
+    blog_user_list_clear(&l);
+    assert_int_equal(STAT("user", "corrupt"), 2);
+    free(bobs);
+
+    /* a lookup naming another row, cached or not */
+    char ek[128], pk[32];
+    email_key(ek, sizeof ek, "ann@x");
+    snprintf(pk, sizeof pk, "%lld", (long long)bob);
+    freeReplyObject(test_redis_cmd("SET %s %s", ek, pk));
+    assert_int_equal(blog_user_get_by_email(repo, "ann@x", &u), MEMO_OK);
+    assert_int_equal(u.id, ann);
+    blog_user_clear(&u);
+    freeReplyObject(test_redis_cmd("DEL %s", bk));
+    freeReplyObject(test_redis_cmd("SET %s %s", ek, pk));
+    assert_int_equal(blog_user_get_by_email(repo, "ann@x", &u), MEMO_OK);
+    assert_int_equal(u.id, ann);
+    blog_user_clear(&u);
+    /* a lookup naming a row that does not exist is no proof of absence */
+    freeReplyObject(test_redis_cmd("SET %s %s", ek, "987654"));
+    assert_int_equal(blog_user_get_by_email(repo, "ann@x", &u), MEMO_OK);
+    assert_int_equal(u.id, ann);
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "corrupt"), 5);
+    assert_breaker_closed();
+}
+
+/* Text keys (the review's case): the key of m1 holding m2's row. */
+static void text_key_holding_another_row(void **state)
+{
+    (void)state;
+    wiki_page p = {.slug = (char *)"m1", .title = (char *)"one", .body = (char *)"b",
+                   .meta = (char *)"{}", .space = (char *)"s", .views_is_null = true,
+                   .rating_is_null = true, .locked_is_null = true, .edited_at_is_null = true};
+    assert_int_equal(wiki_page_insert(repo, &p), MEMO_OK);
+    p.slug = (char *)"m2";
+    p.title = (char *)"two";
+    p.position = 1;
+    assert_int_equal(wiki_page_insert(repo, &p), MEMO_OK);
+    wiki_page g = {0};
+    assert_int_equal(wiki_page_get(repo, "m2", &g), MEMO_OK);
+    wiki_page_clear(&g);
+    char k1[128], k2[128];
+    snprintf(k1, sizeof k1, "wiki:{page/m1}:%s", wiki_page_desc.row.key.tag);
+    snprintf(k2, sizeof k2, "wiki:{page/m2}:%s", wiki_page_desc.row.key.tag);
+    char *v = test_redis_get(k2);
+    assert_non_null(v);
+    freeReplyObject(test_redis_cmd("SET %s %s", k1, v));
+    free(v);
+    assert_int_equal(wiki_page_get(repo, "m1", &g), MEMO_OK);
+    assert_string_equal(g.slug, "m1");
+    assert_string_equal(g.title, "one");
+    wiki_page_clear(&g);
+    assert_int_equal(test_stat(repo, "wiki.page", "corrupt"), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(wrong_type_is_corrupt_not_an_outage, setup),
+        cmocka_unit_test_setup(lease_without_expiry_is_taken_over, setup),
+        cmocka_unit_test_setup(oversized_value, setup),
+        cmocka_unit_test_setup(large_reply_memory_is_returned, setup),
+        cmocka_unit_test_setup(list_longer_than_its_limit, setup),
+        cmocka_unit_test_setup(list_with_rows_of_another_group, setup),
+        cmocka_unit_test_setup(row_under_another_key, setup),
+        cmocka_unit_test_setup(text_key_holding_another_row, setup),
+    };
+    return cmocka_run_group_tests_name("untrusted Redis contents", tests, group_setup,
+                                       group_teardown);
+}
