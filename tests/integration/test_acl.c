@@ -229,6 +229,32 @@ static void refused_invalidation_is_retried(void **state)
     memo_close(repo);
 }
 
+/* Locks and flushes that Redis refuses say why, in memo_last_error, the
+ * way every other failed call does. */
+static void lock_and_flush_say_why(void **state)
+{
+    (void)state;
+    set_user("minimal", "reset " MINIMAL_ACL);
+    memo_repo *repo;
+    memo_error err;
+    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    memo_lock *lock = NULL;
+    assert_int_equal(memo_lock_acquire(repo, "job", 5000, 0, &lock), MEMO_OK);
+    set_user("minimal", "-set -evalsha -scan");
+    memo_lock *other = NULL;
+    assert_int_equal(memo_lock_acquire(repo, "job2", 1000, 0, &other), MEMO_ERR_REDIS);
+    assert_non_null(strstr(memo_last_error(repo), "SET (lock)"));
+    assert_true(mentions(memo_last_error(repo), "permission"));
+    assert_int_equal(memo_lock_extend(lock, 5000), MEMO_ERR_REDIS);
+    assert_non_null(strstr(memo_last_error(repo), "extend lock"));
+    assert_int_equal(memo_flush(repo, &blog_org_desc, NULL, NULL, NULL, NULL), MEMO_ERR_REDIS);
+    assert_non_null(strstr(memo_last_error(repo), "SCAN"));
+    assert_int_equal(memo_lock_release(lock), MEMO_ERR_REDIS);
+    assert_non_null(strstr(memo_last_error(repo), "release lock"));
+    set_user("minimal", "+set +evalsha +scan");
+    memo_close(repo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +262,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(minimal_acl_is_enough, setup, teardown),
         cmocka_unit_test_setup_teardown(permission_lost_at_run_time, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_invalidation_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(lock_and_flush_say_why, setup, teardown),
     };
     return cmocka_run_group_tests_name("redis permissions", tests, NULL, NULL);
 }
