@@ -612,6 +612,11 @@ static void check_schema_decl(checker *c)
                    "'schema %s;' must come before the first entity", first->name.text);
         diag_note(c->d, s->entities.v[0]->name.loc, "the first entity is here");
     }
+    /* Nothing to generate: the descriptor table would be an empty array,
+     * which C does not allow. A syntax error may have swallowed entities. */
+    if (s->entities.n == 0 && !s->lost_items)
+        diag_error(c->d, first->name.loc, "schema '%s' declares no entities",
+                   first->name.text);
     for (size_t i = 1; i < s->decls.n; i++) {
         diag_error(c->d, s->decls.v[i].name.loc,
                    "a second 'schema' declaration ('%s'); a file declares one schema",
