@@ -9,7 +9,8 @@
  * `../../../build/memoc --check NAME.memo 2> NAME.err` and read the result.
  *
  * Environment: MEMOC (default build/memoc), MEMO_BAD_DIR (default
- * tests/gen/bad), MEMO_TOP (default .), for schemas/blog.memo. */
+ * tests/gen/bad), MEMO_TOP (default .), for schemas/blog.memo and the
+ * runtime's headers, MEMO_CC (default cc), to compile generated code. */
 #include "test.h"
 
 #include <dirent.h>
@@ -26,6 +27,7 @@
 static char *memoc;
 static char *bad_dir;
 static char *blog_schema;
+static char *top;
 
 /* What one run of memoc did. */
 typedef struct result {
@@ -142,10 +144,11 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
-/* Runs memoc with argv (argv[0] is ignored) in directory cwd (NULL: here),
- * no shell involved; stdout and stderr go through files in a private
- * directory, so neither pipe can fill up and block. */
-static result run_in(const char *cwd, const char *const argv[])
+/* Runs prog (searched in PATH if it has no '/') with argv (argv[0] is
+ * ignored) in directory cwd (NULL: here), no shell involved; stdout and
+ * stderr go through files in a private directory, so neither pipe can fill
+ * up and block. */
+static result spawn_in(const char *prog, const char *cwd, const char *const argv[])
 {
     char io[4096], out_path[4200], err_path[4200];
     make_temp_dir(io, sizeof io);
@@ -157,7 +160,7 @@ static result run_in(const char *cwd, const char *const argv[])
         argc++;
     char **args = calloc(argc + 1, sizeof *args);
     assert_non_null(args);
-    args[0] = memoc;
+    args[0] = (char *)(uintptr_t)prog;
     for (size_t i = 1; i < argc; i++)
         args[i] = (char *)(uintptr_t)argv[i]; /* execv's argv is not const, for history */
 
@@ -172,7 +175,7 @@ static result run_in(const char *cwd, const char *const argv[])
             _exit(126);
         if (cwd && chdir(cwd) != 0)
             _exit(126);
-        execv(memoc, args);
+        execvp(prog, args);
         _exit(127);
     }
     free(args);
@@ -187,10 +190,16 @@ static result run_in(const char *cwd, const char *const argv[])
     unlink(err_path);
     rmdir(io);
     if (r.status == 126 || r.status == 127)
-        fail_msg("could not run %s (in %s)", memoc, cwd ? cwd : ".");
+        fail_msg("could not run %s (in %s)", prog, cwd ? cwd : ".");
     assert_non_null(r.out);
     assert_non_null(r.err);
     return r;
+}
+
+/* Runs memoc, as spawn_in. */
+static result run_in(const char *cwd, const char *const argv[])
+{
+    return spawn_in(memoc, cwd, argv);
 }
 
 static result run(const char *const argv[])
@@ -465,6 +474,77 @@ static void same_schema_twice_is_error(void **state)
     result_free(&o);
 }
 
+/* The first line of an output file (malloc'd, without the newline), or NULL. */
+static char *first_line(const char *path)
+{
+    char *text = slurp(path);
+    if (text)
+        text[strcspn(text, "\n")] = '\0';
+    return text;
+}
+
+/* memoc names the schema's path in each output's first line. A path can hold
+ * any byte: here a star-slash (a directory "x*"), newlines around a line of
+ * C, an escape. The outputs still compile under -Werror -pedantic, and the
+ * line holds the path cleaned: printable ASCII but '*', the rest '?'. */
+static void hostile_path_is_cleaned(void **state)
+{
+    (void)state;
+    static const char schema[] = "schema evil;\n"
+                                 "entity item {\n"
+                                 "    id int64 primary key;\n"
+                                 "    cache ttl 1m;\n"
+                                 "}\n";
+    char dir[4096], sub[4200], path[4300], out[4200], src[4300], obj[4300], inc[4200];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(sub, sizeof sub, "%s/x*", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(path, sizeof path, "%s/\n#error injected\n\x1b[1m.memo", sub);
+    write_text(path, schema);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(src, sizeof src, "%s/evil.c", out);
+    snprintf(obj, sizeof obj, "%s/evil.o", out);
+    snprintf(inc, sizeof inc, "-I%s/runtime/include", top);
+
+    const char *gen[] = {"memoc", "-o", out, path, NULL};
+    result g = run(gen);
+    const char *cc = getenv("MEMO_CC") && *getenv("MEMO_CC") ? getenv("MEMO_CC") : "cc";
+    const char *compile[] = {cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                             "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
+                             "-Wwrite-strings", "-Wconversion", inc, "-c", src, "-o", obj,
+                             NULL};
+    result c = spawn_in(cc, NULL, compile);
+    char h_path[4300], sql_path[4300];
+    snprintf(h_path, sizeof h_path, "%s/evil.h", out);
+    snprintf(sql_path, sizeof sql_path, "%s/evil.sql", out);
+    char *lines[] = {first_line(src), first_line(h_path), first_line(sql_path)};
+    unlink(path);
+    remove_dir(out);
+    remove_dir(sub);
+    remove_dir(dir);
+
+    assert_text("stderr of memoc", "", g.err);
+    assert_int_equal(g.status, 0);
+    assert_text("stderr of the compiler", "", c.err);
+    assert_int_equal(c.status, 0);
+    char clean[4400], want[4600];
+    snprintf(clean, sizeof clean, "%s/x?/?#error injected??[1m.memo", dir);
+    for (size_t i = 0; i < 3; i++) {
+        assert_non_null(lines[i]);
+        snprintf(want, sizeof want, "%s Generated by memoc 0.1.0 from %s. DO NOT EDIT.%s",
+                 i < 2 ? "/*" : "--", clean, i < 2 ? " */" : "");
+        assert_text("first line", want, lines[i]);
+        /* what the exact text implies, said plainly */
+        const char *end = strstr(lines[i], "*/");
+        assert_true(!end || end[2] == '\0');
+        for (const char *p = lines[i]; *p; p++)
+            assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+        free(lines[i]);
+    }
+    result_free(&g);
+    result_free(&c);
+}
+
 /* ------------------------------------------------------------------ main */
 
 /* path made absolute against the working directory (malloc'd), or NULL,
@@ -504,7 +584,8 @@ int main(void)
     char blog[4096];
     snprintf(blog, sizeof blog, "%s/schemas/blog.memo", env_top && *env_top ? env_top : ".");
     blog_schema = absolute(blog, "example schema (MEMO_TOP)");
-    if (!memoc || !bad_dir || !blog_schema)
+    top = absolute(env_top && *env_top ? env_top : ".", "source tree (MEMO_TOP)");
+    if (!memoc || !bad_dir || !blog_schema || !top)
         return 1;
 
     /* One test per NAME.memo, found now, so a new case needs no code. */
@@ -565,6 +646,7 @@ int main(void)
         cmocka_unit_test(output_dir_is_created),
         cmocka_unit_test(check_writes_nothing),
         cmocka_unit_test(same_schema_twice_is_error),
+        cmocka_unit_test(hostile_path_is_cleaned),
     };
 
     int failed = _cmocka_run_group_tests("memoc: bad schemas", bad, n, NULL, NULL);
@@ -580,5 +662,6 @@ int main(void)
     free(memoc);
     free(bad_dir);
     free(blog_schema);
+    free(top);
     return failed ? 1 : 0;
 }
