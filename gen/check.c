@@ -549,6 +549,17 @@ static bool symbol_add(checker *c, symtab *t, const char *owner, ast_loc loc,
     return true;
 }
 
+/* Is cache k of e the first by its field? A second one is reported already. */
+static bool first_cache(const ast_entity *e, size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (e->caches.v[j].resolved == e->caches.v[k].resolved)
+            return false;
+    return true;
+}
+
+/* Runs with the other checks, whatever they found: items reported already as
+ * duplicates are left out, since they would clash with their first. */
 static void check_symbols(checker *c)
 {
     symtab t = {0};
@@ -561,6 +572,8 @@ static void check_symbols(checker *c)
     for (size_t i = 0; i < c->s->entities.n; i++) {
         ast_entity *e = c->s->entities.v[i];
         const char *n = e->name.text;
+        if (find_entity(c->s, n) != e)
+            continue;
         static const char *const ops[] = {
             "",        "_list",    "_desc",   "_get",   "_get_many", "_insert",
             "_update", "_delete",  "_clear",  "_list_clear",
@@ -574,7 +587,7 @@ static void check_symbols(checker *c)
                 break;
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
-            if (ca->resolved && ca->resolved != e->pk) {
+            if (ca->resolved && ca->resolved != e->pk && first_cache(e, k)) {
                 const char *f = ca->resolved->name.text;
                 snprintf(owner, sizeof owner, "cache by '%s' of entity '%s'", f, n);
                 if (symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s", s, n, f))
@@ -583,6 +596,8 @@ static void check_symbols(checker *c)
         }
         for (size_t k = 0; k < e->lists.n; k++) {
             const ast_list *l = &e->lists.v[k];
+            if (find_list(e, l->name.text) != l)
+                continue;
             snprintf(owner, sizeof owner, "list '%s' of entity '%s'", l->name.text, n);
             if (symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s", s, n, l->name.text))
                 symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_tx", s, n, l->name.text);
@@ -666,7 +681,7 @@ int check_schema(ast_schema *s, diag *d)
     }
     for (size_t i = 0; i < s->entities.n; i++)
         check_rules(&c, s->entities.v[i]);
-    if (diag_count(d) == before && s->name)
+    if (s->name)
         check_symbols(&c);
     return diag_count(d) - before;
 }
