@@ -38,7 +38,7 @@ LDLIBS_RT = $(PKG_LIBS) -lpthread -lm
 
 # ------------------------------------------------------------------ memoc
 
-GEN_SRC = gen/ast.c gen/diag.c gen/check.c gen/emit.c gen/emit_h.c gen/emit_c.c \
+GEN_SRC = gen/ast.c gen/diag.c gen/names.c gen/check.c gen/emit.c gen/emit_h.c gen/emit_c.c \
           gen/emit_sql.c gen/main.c
 GEN_OBJ = $(GEN_SRC:%.c=$(B)/%.o) $(B)/gen/parser.o $(B)/gen/lexer.o $(B)/gen/sha256.o
 MEMOC = $(B)/memoc

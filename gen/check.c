@@ -7,14 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
+
 /* Limits of the language; README "Schema language" documents them. */
 #define MAX_DURATION_MS (365ull * 24 * 3600 * 1000) /* one year */
 #define MAX_LIST_LIMIT 10000u
 #define MAX_SQL_NAME 63 /* PostgreSQL's NAMEDATALEN - 1 */
 
+/* Every lookup by name goes through a hash map, so checking is linear in
+ * the schema's size. Each map holds the first item of a name; a later one of
+ * the same name is a duplicate, found as it is added. */
 typedef struct checker {
     ast_schema *s;
     diag *d;
+    name_map entities; /* entity name -> its slot in s->entities (ast_entity **) */
+    name_map tables;   /* table name -> its entity's slot in s->entities */
+    name_map fields;   /* (entity, field name) -> ast_field * */
+    name_map lists;    /* (entity, list name) -> ast_list * */
+    name_map caches;   /* (the field looked up by, "") -> ast_cache * */
 } checker;
 
 static bool eq(const char *a, const char *b)
@@ -42,28 +52,23 @@ static void suggest(char *buf, size_t size, const char *wrong, const char **cand
         buf[0] = '\0';
 }
 
-static ast_field *find_field(ast_entity *e, const char *name)
+/* The first field of e with this name; e's fields are added by check_fields. */
+static ast_field *find_field(const checker *c, const ast_entity *e, const char *name)
 {
-    for (size_t i = 0; i < e->fields.n; i++)
-        if (eq(e->fields.v[i].name.text, name))
-            return &e->fields.v[i];
-    return NULL;
+    return name ? name_map_get(&c->fields, e, name) : NULL;
 }
 
-static ast_entity *find_entity(ast_schema *s, const char *name)
+/* The first entity with this name; all are added by the first pass. */
+static ast_entity *find_entity(const checker *c, const char *name)
 {
-    for (size_t i = 0; i < s->entities.n; i++)
-        if (eq(s->entities.v[i]->name.text, name))
-            return s->entities.v[i];
-    return NULL;
+    ast_entity **slot = name ? name_map_get(&c->entities, NULL, name) : NULL;
+    return slot ? *slot : NULL;
 }
 
-static ast_list *find_list(ast_entity *e, const char *name)
+/* The first list of e with this name; lists are added by check_lists. */
+static ast_list *find_list(const checker *c, const ast_entity *e, const char *name)
 {
-    for (size_t i = 0; i < e->lists.n; i++)
-        if (eq(e->lists.v[i].name.text, name))
-            return &e->lists.v[i];
-    return NULL;
+    return name ? name_map_get(&c->lists, e, name) : NULL;
 }
 
 /* Resolves a field reference of entity e, or reports it. NULL if absent.
@@ -74,7 +79,7 @@ static ast_field *need_field(checker *c, ast_entity *e, const ast_name *n,
 {
     if (!n->text)
         return NULL;
-    ast_field *f = find_field(e, n->text);
+    ast_field *f = find_field(c, e, n->text);
     if (f || e->damaged)
         return f;
     const char *cands[256];
@@ -95,7 +100,7 @@ static ast_field *need_field(checker *c, ast_entity *e, const ast_name *n,
 
 static ast_entity *need_entity(checker *c, const ast_name *n)
 {
-    ast_entity *t = find_entity(c->s, n->text);
+    ast_entity *t = find_entity(c, n->text);
     if (t || c->s->lost_items)
         return t;
     const char *cands[256];
@@ -220,16 +225,19 @@ static void check_fields(checker *c, ast_entity *e)
     if (e->fields.n > 60)
         diag_error(c->d, e->name.loc, "entity '%s' has %zu fields; at most 60 are allowed",
                    e->name.text, e->fields.n);
+    /* All first, so a field can be looked up before its declaration. */
+    for (size_t i = 0; i < e->fields.n; i++)
+        if (e->fields.v[i].name.text)
+            name_map_add(&c->fields, e, e->fields.v[i].name.text, &e->fields.v[i]);
     for (size_t i = 0; i < e->fields.n; i++) {
         ast_field *f = &e->fields.v[i];
         check_identifier(c, &f->name, "field");
-        for (size_t j = 0; j < i; j++)
-            if (eq(e->fields.v[j].name.text, f->name.text)) {
-                diag_error(c->d, f->name.loc, "duplicate field '%s' in entity '%s'",
-                           f->name.text, e->name.text);
-                diag_note(c->d, e->fields.v[j].name.loc, "previous definition is here");
-                break;
-            }
+        ast_field *first = find_field(c, e, f->name.text);
+        if (first && first != f) {
+            diag_error(c->d, f->name.loc, "duplicate field '%s' in entity '%s'",
+                       f->name.text, e->name.text);
+            diag_note(c->d, first->name.loc, "previous definition is here");
+        }
         check_type(c, f);
 
         if (f->flags & AST_F_PRIMARY) {
@@ -257,7 +265,7 @@ static void check_fields(checker *c, ast_entity *e)
         if (len > 8 && strcmp(f->name.text + len - 8, "_is_null") == 0) {
             char base[128];
             snprintf(base, sizeof base, "%.*s", (int)(len - 8), f->name.text);
-            ast_field *b = find_field(e, base);
+            ast_field *b = find_field(c, e, base);
             if (b && (b->flags & AST_F_NULLABLE)) {
                 diag_error(c->d, f->name.loc,
                            "field '%s' clashes with the null flag of nullable '%s'",
@@ -317,7 +325,7 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
             size_t n = (size_t)(close - (t + i)) - 1;
             char *name = xstrndup(t + i + 1, n);
             here.end_col = here.col + (int)n + 2;
-            ast_field *f = find_field(e, name);
+            ast_field *f = find_field(c, e, name);
             if (placeholders == 1)
                 diag_error(c->d, here,
                            "key template has a second placeholder '{%s}'; it must contain "
@@ -384,21 +392,15 @@ static void check_caches(checker *c, ast_entity *e)
         }
         k->resolved = f ? f : e->pk;
         bool lookup_ok = !k->field.text || f || (e->pk && eq(k->field.text, e->pk->name.text));
-        if (lookup_ok) {
-            for (size_t j = 0; j < i; j++) {
-                ast_cache *p = &e->caches.v[j];
-                if (p->resolved == k->resolved && p->resolved) {
-                    if (k->resolved == e->pk)
-                        diag_error(c->d, k->loc,
-                                   "entity '%s' is already cached by its primary key",
-                                   e->name.text);
-                    else
-                        diag_error(c->d, k->field.loc, "entity '%s' is already cached by '%s'",
-                                   e->name.text, k->resolved->name.text);
-                    diag_note(c->d, p->loc, "previous cache is here");
-                    break;
-                }
-            }
+        ast_cache *p = k->resolved ? name_map_add(&c->caches, k->resolved, "", k) : NULL;
+        if (lookup_ok && p) {
+            if (k->resolved == e->pk)
+                diag_error(c->d, k->loc, "entity '%s' is already cached by its primary key",
+                           e->name.text);
+            else
+                diag_error(c->d, k->field.loc, "entity '%s' is already cached by '%s'",
+                           e->name.text, k->resolved->name.text);
+            diag_note(c->d, p->loc, "previous cache is here");
         }
         if (!k->ttl.set)
             diag_error(c->d, k->loc, "cache needs a ttl, as in 'ttl 10m'");
@@ -420,13 +422,12 @@ static void check_lists(checker *c, ast_entity *e)
     for (size_t i = 0; i < e->lists.n; i++) {
         ast_list *l = &e->lists.v[i];
         check_identifier(c, &l->name, "list");
-        for (size_t j = 0; j < i; j++)
-            if (eq(e->lists.v[j].name.text, l->name.text)) {
-                diag_error(c->d, l->name.loc, "duplicate list '%s' in entity '%s'",
-                           l->name.text, e->name.text);
-                diag_note(c->d, e->lists.v[j].name.loc, "previous definition is here");
-                break;
-            }
+        ast_list *first = l->name.text ? name_map_add(&c->lists, e, l->name.text, l) : NULL;
+        if (first) {
+            diag_error(c->d, l->name.loc, "duplicate list '%s' in entity '%s'", l->name.text,
+                       e->name.text);
+            diag_note(c->d, first->name.loc, "previous definition is here");
+        }
         l->group_field = need_field(c, e, &l->group, "list group");
         if (l->group_field && !groupable(l->group_field->type) &&
             l->group_field->type != AST_T_UNKNOWN)
@@ -463,7 +464,7 @@ static void check_rules(checker *c, ast_entity *e)
         ast_field *want = NULL;
         const char *what = NULL;
         if (r->list.text) {
-            r->target_list = find_list(r->target_entity, r->list.text);
+            r->target_list = find_list(c, r->target_entity, r->list.text);
             if (!r->target_list) {
                 ast_entity *t = r->target_entity;
                 const char *cands[256];
@@ -512,8 +513,8 @@ typedef struct symbol {
 } symbol;
 
 typedef struct symtab {
-    symbol *v;
-    size_t n, cap;
+    name_map names;         /* generated name -> symbol */
+    AST_VEC(symbol *) all;  /* to free them */
 } symtab;
 
 static bool symbol_add(checker *c, symtab *t, const char *owner, ast_loc loc,
@@ -529,32 +530,20 @@ static bool symbol_add(checker *c, symtab *t, const char *owner, ast_loc loc,
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->v[i].name, buf) == 0) {
-            diag_error(c->d, loc, "%s would generate '%s', which %s already generates",
-                       owner, buf, t->v[i].owner);
-            if (t->v[i].loc.line)
-                diag_note(c->d, t->v[i].loc, "%s is here", t->v[i].owner);
-            return false;
-        }
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 64;
-        t->v = realloc(t->v, t->cap * sizeof *t->v);
-        if (!t->v) {
-            fputs("memoc: out of memory\n", stderr);
-            exit(2);
-        }
+    symbol *sym = xmalloc(sizeof *sym);
+    *sym = (symbol){xstrdup(buf), xstrdup(owner), loc};
+    symbol *prev = name_map_add(&t->names, NULL, sym->name, sym);
+    if (prev) {
+        diag_error(c->d, loc, "%s would generate '%s', which %s already generates", owner,
+                   buf, prev->owner);
+        if (prev->loc.line)
+            diag_note(c->d, prev->loc, "%s is here", prev->owner);
+        free(sym->name);
+        free(sym->owner);
+        free(sym);
+        return false;
     }
-    t->v[t->n++] = (symbol){xstrdup(buf), xstrdup(owner), loc};
-    return true;
-}
-
-/* Is cache k of e the first by its field? A second one is reported already. */
-static bool first_cache(const ast_entity *e, size_t k)
-{
-    for (size_t j = 0; j < k; j++)
-        if (e->caches.v[j].resolved == e->caches.v[k].resolved)
-            return false;
+    *(symbol **)AST_PUSH(t->all) = sym;
     return true;
 }
 
@@ -572,7 +561,7 @@ static void check_symbols(checker *c)
     for (size_t i = 0; i < c->s->entities.n; i++) {
         ast_entity *e = c->s->entities.v[i];
         const char *n = e->name.text;
-        if (find_entity(c->s, n) != e)
+        if (find_entity(c, n) != e)
             continue;
         static const char *const ops[] = {
             "",        "_list",    "_desc",   "_get",   "_get_many", "_insert",
@@ -587,7 +576,9 @@ static void check_symbols(checker *c)
                 break;
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
-            if (ca->resolved && ca->resolved != e->pk && first_cache(e, k)) {
+            /* a second cache by one field is reported already */
+            if (ca->resolved && ca->resolved != e->pk &&
+                name_map_get(&c->caches, ca->resolved, "") == ca) {
                 const char *f = ca->resolved->name.text;
                 snprintf(owner, sizeof owner, "cache by '%s' of entity '%s'", f, n);
                 if (symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s", s, n, f))
@@ -596,18 +587,20 @@ static void check_symbols(checker *c)
         }
         for (size_t k = 0; k < e->lists.n; k++) {
             const ast_list *l = &e->lists.v[k];
-            if (find_list(e, l->name.text) != l)
+            if (find_list(c, e, l->name.text) != l)
                 continue;
             snprintf(owner, sizeof owner, "list '%s' of entity '%s'", l->name.text, n);
             if (symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s", s, n, l->name.text))
                 symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_tx", s, n, l->name.text);
         }
     }
-    for (size_t i = 0; i < t.n; i++) {
-        free(t.v[i].name);
-        free(t.v[i].owner);
+    for (size_t i = 0; i < t.all.n; i++) {
+        free(t.all.v[i]->name);
+        free(t.all.v[i]->owner);
+        free(t.all.v[i]);
     }
-    free(t.v);
+    free(t.all.v);
+    name_map_free(&t.names);
 }
 
 static void check_schema_decl(checker *c)
@@ -642,30 +635,31 @@ static void check_schema_decl(checker *c)
 
 int check_schema(ast_schema *s, diag *d)
 {
-    checker c = {s, d};
+    checker c = {.s = s, .d = d};
     int before = diag_count(d);
     check_schema_decl(&c);
 
     for (size_t i = 0; i < s->entities.n; i++) {
         ast_entity *e = s->entities.v[i];
         check_identifier(&c, &e->name, "entity");
-        for (size_t j = 0; j < i; j++) {
-            ast_entity *p = s->entities.v[j];
-            if (eq(p->name.text, e->name.text)) {
-                diag_error(d, e->name.loc, "duplicate entity '%s'", e->name.text);
-                diag_note(d, p->name.loc, "previous definition is here");
-                break;
-            }
-            const char *pt = p->table.text ? p->table.text : p->name.text;
-            const char *et = e->table.text ? e->table.text : e->name.text;
-            if (eq(pt, et)) {
-                ast_loc at = e->table.text ? e->table.loc : e->name.loc;
-                diag_error(d, at, "entities '%s' and '%s' use the same table '%s'",
-                           p->name.text, e->name.text, et);
-                diag_note(d, p->table.text ? p->table.loc : p->name.loc,
-                          "'%s' uses it here", p->name.text);
-                break;
-            }
+        /* The first earlier entity with this name or this table is reported;
+         * both maps point into s->entities, so the earlier is the lower. */
+        ast_entity **slot = &s->entities.v[i];
+        const char *et = e->table.text ? e->table.text : e->name.text;
+        ast_entity **same_name = e->name.text ? name_map_add(&c.entities, NULL, e->name.text,
+                                                             slot)
+                                              : NULL;
+        ast_entity **same_table = et ? name_map_add(&c.tables, NULL, et, slot) : NULL;
+        if (same_name && (!same_table || same_name <= same_table)) {
+            diag_error(d, e->name.loc, "duplicate entity '%s'", e->name.text);
+            diag_note(d, (*same_name)->name.loc, "previous definition is here");
+        } else if (same_table) {
+            ast_entity *p = *same_table;
+            ast_loc at = e->table.text ? e->table.loc : e->name.loc;
+            diag_error(d, at, "entities '%s' and '%s' use the same table '%s'", p->name.text,
+                       e->name.text, et);
+            diag_note(d, p->table.text ? p->table.loc : p->name.loc, "'%s' uses it here",
+                      p->name.text);
         }
         if (e->table.text && strlen(e->table.text) > MAX_SQL_NAME)
             diag_error(d, e->table.loc, "table name '%s' is longer than %d characters",
@@ -683,5 +677,10 @@ int check_schema(ast_schema *s, diag *d)
         check_rules(&c, s->entities.v[i]);
     if (s->name)
         check_symbols(&c);
+    name_map_free(&c.entities);
+    name_map_free(&c.tables);
+    name_map_free(&c.fields);
+    name_map_free(&c.lists);
+    name_map_free(&c.caches);
     return diag_count(d) - before;
 }

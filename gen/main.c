@@ -12,6 +12,7 @@
 #include "diag.h"
 #include "emit.h"
 #include "lex.h"
+#include "names.h"
 
 static const char usage[] =
     "usage: memoc [-o DIR] [--check] FILE...\n"
@@ -184,6 +185,7 @@ int main(int argc, char **argv)
     }
 
     unit *units = xcalloc(nfiles, sizeof *units);
+    name_map clean = {0}; /* schema name -> the first clean unit declaring it */
     int status = 0;
     for (size_t i = 0; i < nfiles; i++) {
         unit *u = &units[i];
@@ -198,17 +200,18 @@ int main(int argc, char **argv)
         u->schema = ast_schema_new(u->path);
         memoc_parse(u->src, u->len, u->schema, d);
         check_schema(u->schema, d);
-        for (size_t j = 0; j < i && u->schema->name; j++)
-            if (units[j].schema && units[j].schema->name &&
-                strcmp(units[j].schema->name, u->schema->name) == 0) {
-                diag_error(d, u->schema->decls.v[0].name.loc,
-                           "schema '%s' is also declared in %s; both would write %s.h",
-                           u->schema->name, units[j].path, u->schema->name);
-            }
+        const unit *first = u->schema->name ? name_map_get(&clean, NULL, u->schema->name)
+                                            : NULL;
+        if (first)
+            diag_error(d, u->schema->decls.v[0].name.loc,
+                       "schema '%s' is also declared in %s; both would write %s.h",
+                       u->schema->name, first->path, u->schema->name);
         if (diag_count(d) > 0 && status == 0)
             status = 1;
         if (diag_count(d) > 0)
             u->schema->name = NULL; /* nothing to emit */
+        else
+            name_map_add(&clean, NULL, u->schema->name, u);
         diag_flush(d, stderr);
         diag_free(d);
     }
@@ -226,6 +229,7 @@ int main(int argc, char **argv)
         }
     }
 
+    name_map_free(&clean);
     for (size_t i = 0; i < nfiles; i++) {
         ast_schema_free(units[i].schema);
         free(units[i].src);
