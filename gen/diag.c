@@ -6,6 +6,7 @@
 
 typedef struct entry {
     ast_loc loc;
+    size_t seq; /* order of reporting, to sort stably */
     char *msg;
     struct entry *notes; /* array */
     size_t nnotes;
@@ -15,6 +16,8 @@ struct diag {
     const char *file;
     const char *src;
     size_t len;
+    size_t *lines; /* offset of each line's start: lines[0] is line 1's */
+    size_t nlines;
     entry *v;
     size_t n, cap;
     int errors;
@@ -26,6 +29,16 @@ diag *diag_new(const char *file, const char *src, size_t len)
     d->file = file;
     d->src = src;
     d->len = len;
+    /* Indexed once, so showing a line costs the same wherever it is. */
+    if (src) {
+        size_t n = 1;
+        for (const char *p = src; (p = memchr(p, '\n', len - (size_t)(p - src))); p++)
+            n++;
+        d->lines = xcalloc(n, sizeof *d->lines);
+        d->nlines = 1;
+        for (const char *p = src; (p = memchr(p, '\n', len - (size_t)(p - src))); p++)
+            d->lines[d->nlines++] = (size_t)(p + 1 - src);
+    }
     return d;
 }
 
@@ -44,6 +57,7 @@ void diag_free(diag *d)
     for (size_t i = 0; i < d->n; i++)
         entry_free(&d->v[i]);
     free(d->v);
+    free(d->lines);
     free(d);
 }
 
@@ -68,9 +82,10 @@ void diag_error(diag *d, ast_loc loc, const char *fmt, ...)
             exit(2);
         }
     }
-    entry *e = &d->v[d->n++];
+    entry *e = &d->v[d->n];
     memset(e, 0, sizeof *e);
     e->loc = loc;
+    e->seq = d->n++;
     va_list ap;
     va_start(ap, fmt);
     e->msg = vformat(fmt, ap);
@@ -130,15 +145,9 @@ size_t diag_distance(const char *a, const char *b)
 /* Start and length of 1-based line `line`, or NULL. */
 static const char *line_at(const diag *d, int line, size_t *len)
 {
-    if (line < 1 || !d->src)
+    if (line < 1 || !d->src || (size_t)line > d->nlines)
         return NULL;
-    const char *p = d->src, *end = d->src + d->len;
-    for (int l = 1; l < line; l++) {
-        p = memchr(p, '\n', (size_t)(end - p));
-        if (!p)
-            return NULL;
-        p++;
-    }
+    const char *p = d->src + d->lines[line - 1], *end = d->src + d->len;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     *len = (size_t)((nl ? nl : end) - p);
     if (*len > 0 && p[*len - 1] == '\r')
@@ -222,21 +231,14 @@ static int by_position(const void *a, const void *b)
         return x->loc.line < y->loc.line ? -1 : 1;
     if (x->loc.col != y->loc.col)
         return x->loc.col < y->loc.col ? -1 : 1;
-    return 0;
+    /* qsort is not stable: keep report order for equal positions. */
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 void diag_flush(diag *d, FILE *out)
 {
-    /* qsort is not stable: keep report order for equal positions. */
-    for (size_t i = 1; i < d->n; i++) {
-        entry t = d->v[i];
-        size_t j = i;
-        while (j > 0 && by_position(&d->v[j - 1], &t) > 0) {
-            d->v[j] = d->v[j - 1];
-            j--;
-        }
-        d->v[j] = t;
-    }
+    if (d->n > 1)
+        qsort(d->v, d->n, sizeof *d->v, by_position);
     for (size_t i = 0; i < d->n; i++) {
         print_one(d, out, &d->v[i], "error");
         for (size_t k = 0; k < d->v[i].nnotes; k++)

@@ -568,8 +568,9 @@ static void put(FILE *f, int *line, const char *fmt, ...)
  * another two, forward and back, so every lookup is by name across the file
  * and the tables' order has cycles. With errors, three more entities follow,
  * each wrong by a name it shares with one far above: where they start is
- * returned in lines[3]. */
-static void write_big(const char *path, bool errors, int lines[3])
+ * returned in lines[3]. With bad_types, every entity has a field of an
+ * unknown type. */
+static void write_big(const char *path, bool errors, bool bad_types, int lines[3])
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -578,7 +579,7 @@ static void write_big(const char *path, bool errors, int lines[3])
     for (int i = 0; i < BIG_ENTITIES; i++) {
         put(f, &line, "entity e%d {", i);
         put(f, &line, "    id       int64 primary key;");
-        put(f, &line, "    slug     text unique;");
+        put(f, &line, "    slug     %s unique;", bad_types ? "txt" : "text");
         put(f, &line, "    other_id int64 references e%d;", (i * 7 + 3) % BIG_ENTITIES);
         put(f, &line, "    cache ttl 5m;");
         put(f, &line, "    cache slug ttl 5m;");
@@ -611,10 +612,11 @@ static size_t count(const char *haystack, const char *needle)
     return n;
 }
 
-/* memoc finds names through hash maps, so its work grows linearly with the
- * schema (it was quadratic: 6000 entities took half a minute). Tests never
- * time anything: this one checks that a schema of that size is checked, and
- * correctly, clean and with errors among names far apart. */
+/* memoc finds names through hash maps and source lines through an index, so
+ * its work grows linearly with the schema (it was quadratic: 6000 entities
+ * took half a minute). Tests never time anything: this one checks that a
+ * schema of that size is checked correctly, clean, with errors among names
+ * far apart, and with an error in every entity. */
 static void many_entities(void **state)
 {
     (void)state;
@@ -622,11 +624,13 @@ static void many_entities(void **state)
     make_temp_dir(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/big.memo", dir);
     int lines[3];
-    write_big(path, false, lines);
+    write_big(path, false, false, lines);
     const char *check[] = {"memoc", "--check", "big.memo", NULL};
     result clean = run_in(dir, check);
-    write_big(path, true, lines);
+    write_big(path, true, false, lines);
     result bad = run_in(dir, check);
+    write_big(path, false, true, lines);
+    result types = run_in(dir, check);
     unlink(path);
     remove_dir(dir);
 
@@ -651,8 +655,26 @@ static void many_entities(void **state)
     /* the notes point back at the first of each name */
     assert_non_null(strstr(bad.err, "big.memo:2:8: note: previous definition is here\n"));
     assert_int_equal(count(bad.err, ": note: "), 3);
+
+    /* every error of the file, in order, each with its line */
+    assert_int_equal(types.status, 1);
+    assert_int_equal(count(types.err, ": error: unknown type 'txt' (did you mean 'text'?)"),
+                     BIG_ENTITIES);
+    assert_int_equal(count(types.err, ": error: "), BIG_ENTITIES);
+    int last = 1 + 10 * (BIG_ENTITIES - 1) + 3;
+    char tail[512];
+    snprintf(tail, sizeof tail,
+             "big.memo:%d:14: error: unknown type 'txt' (did you mean 'text'?); the types are "
+             "int32, int64, float64, bool, text, timestamp and json\n"
+             "%5d |     slug     txt unique;\n"
+             "      |              ^~~\n",
+             last, last);
+    size_t len = strlen(types.err), tlen = strlen(tail);
+    assert_true(len >= tlen);
+    assert_text("the last error", tail, types.err + len - tlen);
     result_free(&clean);
     result_free(&bad);
+    result_free(&types);
 }
 
 /* ------------------------------------------------------------------ main */
