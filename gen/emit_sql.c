@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "emit.h"
+#include "names.h"
 #include "sha256.h"
 
 static const char *sql_type(const ast_field *f)
@@ -43,59 +44,122 @@ static void sql_name(char *out, size_t size, const char *name)
     snprintf(out, size, "%.54s_%s", name, h);
 }
 
-/* Does an entity reach `to` through references (not counting self)? Used to
- * emit a table after the tables it references, and to spot cycles. */
-static bool refers(const ast_entity *from, const ast_entity *to)
+/* Entity e's index in the schema; idx maps (entity, "") to it. */
+static size_t index_of(const name_map *idx, const ast_entity *e)
 {
-    for (size_t i = 0; i < from->fields.n; i++)
-        if (from->fields.v[i].ref == to && to != from)
-            return true;
-    return false;
+    return *(const size_t *)name_map_get(idx, e, "");
 }
 
-static size_t position(ast_entity *const *order, size_t n, const ast_entity *e)
+/* A min-heap of entity indexes: the tables ready to be created, first in
+ * schema order first. */
+typedef struct heap {
+    size_t *v, n;
+} heap;
+
+static void heap_push(heap *h, size_t x)
 {
+    size_t i = h->n++;
+    for (; i > 0 && h->v[(i - 1) / 2] > x; i = (i - 1) / 2)
+        h->v[i] = h->v[(i - 1) / 2];
+    h->v[i] = x;
+}
+
+static size_t heap_pop(heap *h)
+{
+    size_t top = h->v[0], last = h->v[--h->n], i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && h->v[c + 1] < h->v[c])
+            c++;
+        if (h->v[c] >= last)
+            break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n > 0)
+        h->v[i] = last;
+    return top;
+}
+
+/* The order of the CREATE TABLEs: schema order, each table after the ones it
+ * references (itself aside); when a cycle leaves none ready, the first
+ * remaining table, whose foreign keys are added afterwards. Kahn's algorithm
+ * with a heap, so linear but for the heap's log. Fills order[n] and
+ * rank[i], the place of entity i; idx maps an entity to its index. */
+static void table_order(const ast_schema *sc, const name_map *idx, ast_entity **order,
+                        size_t *rank)
+{
+    size_t n = sc->entities.n;
+    size_t *waits = xcalloc(n, sizeof *waits); /* references to tables not placed */
+    /* the entities that reference entity j are by[first[j] .. first[j + 1]) */
+    size_t *first = xcalloc(n + 1, sizeof *first);
+    size_t nrefs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ast_entity *e = sc->entities.v[i];
+        for (size_t k = 0; k < e->fields.n; k++)
+            if (e->fields.v[k].ref && e->fields.v[k].ref != e) {
+                first[index_of(idx, e->fields.v[k].ref) + 1]++;
+                waits[i]++;
+                nrefs++;
+            }
+    }
+    for (size_t j = 0; j < n; j++)
+        first[j + 1] += first[j];
+    size_t *by = xcalloc(nrefs, sizeof *by), *fill = xcalloc(n, sizeof *fill);
+    for (size_t i = 0; i < n; i++) {
+        const ast_entity *e = sc->entities.v[i];
+        for (size_t k = 0; k < e->fields.n; k++)
+            if (e->fields.v[k].ref && e->fields.v[k].ref != e) {
+                size_t j = index_of(idx, e->fields.v[k].ref);
+                by[first[j] + fill[j]++] = i;
+            }
+    }
+
+    heap ready = {xcalloc(n, sizeof *ready.v), 0};
+    bool *done = xcalloc(n, sizeof *done);
     for (size_t i = 0; i < n; i++)
-        if (order[i] == e)
-            return i;
-    return n;
+        if (waits[i] == 0)
+            heap_push(&ready, i);
+    size_t next = 0; /* no table before it is left */
+    for (size_t placed = 0; placed < n; placed++) {
+        size_t i;
+        if (ready.n > 0) {
+            i = heap_pop(&ready);
+        } else {
+            while (done[next])
+                next++;
+            i = next;
+        }
+        done[i] = true;
+        order[placed] = sc->entities.v[i];
+        rank[i] = placed;
+        for (size_t r = first[i]; r < first[i + 1]; r++)
+            if (--waits[by[r]] == 0 && !done[by[r]])
+                heap_push(&ready, by[r]);
+    }
+    free(waits);
+    free(first);
+    free(by);
+    free(fill);
+    free(ready.v);
+    free(done);
 }
 
 void emit_sql(emitter *em)
 {
     const ast_schema *sc = em->s;
     size_t n = sc->entities.n;
-    ast_entity **order = xcalloc(n, sizeof *order);
-    bool *done = xcalloc(n, sizeof *done);
-
-    /* Tables in schema order, each after the ones it references; a cycle
-     * takes the first remaining table and adds its foreign keys afterwards. */
-    size_t placed = 0;
-    while (placed < n) {
-        bool progress = false;
-        for (size_t i = 0; i < n; i++) {
-            if (done[i])
-                continue;
-            bool ready = true;
-            for (size_t j = 0; j < n; j++)
-                if (!done[j] && j != i && refers(sc->entities.v[i], sc->entities.v[j]))
-                    ready = false;
-            if (ready) {
-                order[placed++] = sc->entities.v[i];
-                done[i] = true;
-                progress = true;
-                break;
-            }
-        }
-        if (!progress) {
-            for (size_t i = 0; i < n; i++)
-                if (!done[i]) {
-                    order[placed++] = sc->entities.v[i];
-                    done[i] = true;
-                    break;
-                }
-        }
+    size_t *ids = xcalloc(n, sizeof *ids);
+    name_map idx = {0}; /* (entity, "") -> its index, in ids */
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = i;
+        name_map_add(&idx, sc->entities.v[i], "", &ids[i]);
     }
+    ast_entity **order = xcalloc(n, sizeof *order);
+    size_t *rank = xcalloc(n, sizeof *rank);
+    table_order(sc, &idx, order, rank);
 
     emit_generated_by(em, "--", "");
     emit_line(em, "-- Safe to apply again: every statement is IF NOT EXISTS.");
@@ -122,7 +186,7 @@ void emit_sql(emitter *em)
                     len += (size_t)snprintf(line + len, sizeof line - len, " UNIQUE");
             }
             /* A reference to a table created later waits for ALTER TABLE. */
-            if (f->ref && position(order, n, f->ref) <= k)
+            if (f->ref && rank[index_of(&idx, f->ref)] <= k)
                 len += (size_t)snprintf(line + len, sizeof line - len,
                                             " REFERENCES \"%s\" (\"%s\")", table_of(f->ref),
                                             f->ref->pk->name.text);
@@ -152,7 +216,7 @@ void emit_sql(emitter *em)
         const ast_entity *e = order[k];
         for (size_t i = 0; i < e->fields.n; i++) {
             const ast_field *f = &e->fields.v[i];
-            if (!f->ref || position(order, n, f->ref) <= k)
+            if (!f->ref || rank[index_of(&idx, f->ref)] <= k)
                 continue;
             char raw[256], name[80];
             snprintf(raw, sizeof raw, "%s_%s_fkey", table_of(e), f->name.text);
@@ -171,5 +235,7 @@ void emit_sql(emitter *em)
     }
     emit_line(em, "COMMIT;");
     free(order);
-    free(done);
+    free(rank);
+    free(ids);
+    name_map_free(&idx);
 }
