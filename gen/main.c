@@ -210,7 +210,7 @@ int main(int argc, char **argv)
             status = 1;
         if (diag_count(d) > 0)
             u->schema->name = NULL; /* nothing to emit */
-        else
+        else if (u->schema->name)
             name_map_add(&clean, NULL, u->schema->name, u);
         diag_flush(d, stderr);
         diag_free(d);
