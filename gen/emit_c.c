@@ -228,6 +228,24 @@ static void emit_tables(emitter *em, const ast_entity *e)
 }
 
 /* The wrappers of one face: each only hands the descriptor to the runtime. */
+/* The body of a call that returns rows: the runtime fills a memo_rows and
+ * the caller's typed list takes them. A NULL list goes to the runtime as
+ * NULL, which refuses it as it refuses every NULL argument. `call` is the
+ * runtime call up to its last argument. */
+static void emit_rows_body(emitter *em, const char *call)
+{
+    emit_line(em, "{");
+    emit_line(em, "    memo_rows rows = {0};");
+    emit_line(em, "    memo_status st = %s, out ? &rows : NULL);", call);
+    emit_line(em, "    if (out) {");
+    emit_line(em, "        out->items = rows.items;");
+    emit_line(em, "        out->len = rows.len;");
+    emit_line(em, "    }");
+    emit_line(em, "    return st;");
+    emit_line(em, "}");
+    emit_blank(em);
+}
+
 static void emit_calls(emitter *em, const ast_entity *e, const variant *v)
 {
     const char *s = em->s->name, *n = e->name.text, *a = v->arg, *rt = v->runtime;
@@ -259,28 +277,18 @@ static void emit_calls(emitter *em, const ast_entity *e, const variant *v)
         const ast_list *l = &e->lists.v[i];
         sig_list(sig, sizeof sig, em, e, l, v);
         emit_line(em, "%s", sig);
-        emit_line(em, "{");
-        emit_line(em, "    memo_rows rows = {0};");
-        emit_line(em, "    memo_status st = %slist(%s, &%s_%s_desc, %zu, &%s, &rows);", rt, a, s,
-                  n, i, l->group_field->name.text);
-        emit_line(em, "    out->items = rows.items;");
-        emit_line(em, "    out->len = rows.len;");
-        emit_line(em, "    return st;");
-        emit_line(em, "}");
-        emit_blank(em);
+        char call[512];
+        snprintf(call, sizeof call, "%slist(%s, &%s_%s_desc, %zu, &%s", rt, a, s, n, i,
+                 l->group_field->name.text);
+        emit_rows_body(em, call);
     }
 
     sig_get_many(sig, sizeof sig, em, e, v);
     emit_line(em, "%s", sig);
-    emit_line(em, "{");
-    emit_line(em, "    memo_rows rows = {0};");
-    emit_line(em, "    memo_status st = %sget_many(%s, &%s_%s_desc, %ss, n, &rows);", rt, a, s,
-              n, pk->name.text);
-    emit_line(em, "    out->items = rows.items;");
-    emit_line(em, "    out->len = rows.len;");
-    emit_line(em, "    return st;");
-    emit_line(em, "}");
-    emit_blank(em);
+    char call[512];
+    snprintf(call, sizeof call, "%sget_many(%s, &%s_%s_desc, %ss, n", rt, a, s, n,
+             pk->name.text);
+    emit_rows_body(em, call);
 
     sig_insert(sig, sizeof sig, em, e, v);
     emit_line(em, "%s", sig);

@@ -688,6 +688,19 @@ static void every_function(void **state)
     blog_org_list_clear(&ol);
     blog_org_list_clear(NULL);
     blog_org_clear(NULL);
+    /* every function refuses a NULL result the same way (lists used to
+     * write through it) */
+    assert_int_equal(blog_org_get(repo, o.id, NULL), MEMO_ERR_ARG);
+    assert_int_equal(blog_org_get_by_slug(repo, "every", NULL), MEMO_ERR_ARG);
+    assert_int_equal(blog_org_get_many(repo, oids, 2, NULL), MEMO_ERR_ARG);
+    assert_int_equal(blog_user_by_org(repo, o.id, NULL), MEMO_ERR_ARG);
+    assert_non_null(strstr(memo_last_error(repo), "memo_list"));
+    memo_tx *ntx = memo_begin(repo);
+    assert_non_null(ntx);
+    assert_int_equal(blog_org_get_tx(ntx, o.id, NULL), MEMO_ERR_ARG);
+    assert_int_equal(blog_org_get_many_tx(ntx, oids, 2, NULL), MEMO_ERR_ARG);
+    assert_int_equal(blog_user_by_org_tx(ntx, o.id, NULL), MEMO_ERR_ARG);
+    assert_int_equal(memo_rollback(ntx), MEMO_OK);
 
     int64_t author = new_user("author@every", "Author", o.id);
     int64_t p1 = new_post(author, "One"), p2 = new_post(author, "Two");
