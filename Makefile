@@ -3,11 +3,15 @@
 #
 #   make            memoc and libmemo.a
 #   make demo       set up (packages, private servers), run examples/blog
-#   make check      set up, build with -Werror, run every test
-#   make sanitize   the tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make tsan       the threaded tests under ThreadSanitizer
+#   make check      set up, then every test three times: built as is, under
+#                   AddressSanitizer + UndefinedBehaviorSanitizer (with
+#                   LeakSanitizer), and the threaded ones under ThreadSanitizer
+#   make test       just the first of those (the quick loop while working)
+#   make sanitize   just the second; make tsan just the third
 #   make bench      the benchmark against raw hiredis and libpq
 #   make install PREFIX=/usr/local
+#
+# CFLAGS, CPPFLAGS and LDFLAGS are yours: they are added to ours.
 #
 # The set-up targets run tests/deps.sh first, then make themselves again so
 # that pkg-config sees the freshly installed libraries.
@@ -26,10 +30,12 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 RT_LIBS := $(shell pkg-config --libs hiredis libpq 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
-ALL_CFLAGS = $(MEMO_CFLAGS) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
+ALL_CFLAGS = $(MEMO_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
+# what every link adds
+ALL_LDFLAGS = $(CFLAGS) $(SAN_CFLAGS) $(LDFLAGS)
 LDLIBS_RT = $(PKG_LIBS) -lpthread -lm
 
-.PHONY: all check sanitize tsan demo bench torture install clean deps \
+.PHONY: all check test sanitize tsan demo bench torture install clean deps \
         run-check run-demo run-bench run-torture tests
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
@@ -43,11 +49,12 @@ GEN_SRC = gen/ast.c gen/diag.c gen/names.c gen/check.c gen/emit.c gen/emit_h.c g
 GEN_OBJ = $(GEN_SRC:%.c=$(B)/%.o) $(B)/gen/parser.o $(B)/gen/lexer.o $(B)/gen/sha256.o
 MEMOC = $(B)/memoc
 
-$(B)/gen/parser.c $(B)/gen/parser.h: gen/parser.y
+# grouped (&:): one bison run makes both, even under make -j
+$(B)/gen/parser.c $(B)/gen/parser.h &: gen/parser.y
 	@mkdir -p $(@D)
 	bison -Wall -Werror --header=$(B)/gen/parser.h -o $(B)/gen/parser.c $<
 
-$(B)/gen/lexer.c $(B)/gen/lexer.h: gen/lexer.l
+$(B)/gen/lexer.c $(B)/gen/lexer.h &: gen/lexer.l
 	@mkdir -p $(@D)
 	flex --header-file=$(B)/gen/lexer.h -o $(B)/gen/lexer.c $<
 
@@ -68,7 +75,7 @@ $(B)/gen/sha256.o: runtime/src/sha256.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(MEMOC): $(GEN_OBJ)
-	$(CC) $(CFLAGS) $(SAN_CFLAGS) $^ -o $@
+	$(CC) $(ALL_LDFLAGS) $^ -o $@
 
 all: $(MEMOC)
 
@@ -95,7 +102,7 @@ VERSION = 0.1.0
 SOMAJOR = 0
 LIBMEMO_SO = $(B)/libmemo.so.$(VERSION)
 $(LIBMEMO_SO): $(RT_OBJ) runtime/libmemo.map
-	$(CC) $(CFLAGS) $(SAN_CFLAGS) -shared -Wl,-soname,libmemo.so.$(SOMAJOR) \
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libmemo.so.$(SOMAJOR) \
 	    -Wl,--version-script=runtime/libmemo.map $(RT_OBJ) $(RT_LIBS) -lpthread -lm -o $@
 
 all: $(LIBMEMO) $(LIBMEMO_SO)
@@ -113,7 +120,7 @@ $(B)/cli/memo.o: cli/memo.c $(B)/gen/parser.h $(B)/gen/lexer.h
 	$(CC) $(ALL_CFLAGS) $(GEN_INC) $(PKG_CFLAGS) -c $< -o $@
 
 $(MEMO_TOOL): $(B)/cli/memo.o $(TOOL_GEN_OBJ) $(LIBMEMO)
-	$(CC) $(CFLAGS) $(SAN_CFLAGS) $^ $(LDLIBS_RT) -o $@
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS_RT) -o $@
 
 all: $(MEMO_TOOL)
 
@@ -131,7 +138,7 @@ $(B)/schemas/%.c $(B)/schemas/%.h $(B)/schemas/%.sql: schemas/%.memo $(MEMOC)
 	$(MEMOC) -o $(B)/schemas $<
 
 $(B)/schemas/%.o: $(B)/schemas/%.c $(B)/schemas/%.h
-	$(CC) $(GENERATED_CFLAGS) $(CFLAGS) $(SAN_CFLAGS) -Iruntime/include $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(GENERATED_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(SAN_CFLAGS) -Iruntime/include $(PKG_CFLAGS) -c $< -o $@
 
 # ------------------------------------------------------------------- tests
 
@@ -146,27 +153,29 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
 $(B)/tests/unit/%: tests/unit/%.c $(LIBMEMO) $(B)/tests/support.o
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(LDFLAGS) $(TEST_LIBS) -o $@
 
 INTEG_SRC = $(wildcard tests/integration/test_*.c)
 INTEG_BIN = $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
 $(INTEG_BIN): $(SCHEMA_OBJ)
 $(B)/tests/integration/%: tests/integration/%.c $(LIBMEMO) $(B)/tests/support.o $(SCHEMA_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(SCHEMA_OBJ) $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(SCHEMA_OBJ) $(LDFLAGS) \
+	    $(TEST_LIBS) -o $@
 
 GENTEST_SRC = $(wildcard tests/gen/test_*.c)
 GENTEST_BIN = $(GENTEST_SRC:tests/gen/%.c=$(B)/tests/gen/%)
 $(B)/tests/gen/%: tests/gen/%.c $(B)/tests/support.o $(LIBMEMO)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(LDFLAGS) $(TEST_LIBS) -o $@
 
 TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
 # subsets, defined before the rules that use them: the threaded tests (for
 # ThreadSanitizer) and the long-running ones (make torture)
 TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
            $(B)/tests/integration/test_blog $(B)/tests/integration/test_lock \
-           $(B)/tests/integration/test_tool
+           $(B)/tests/integration/test_tool $(B)/tests/integration/test_pool \
+           $(B)/tests/integration/test_config
 TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)
 
@@ -179,7 +188,20 @@ TEST_ENV = MEMOC=$(abspath $(MEMOC)) MEMO_TOOL=$(abspath $(MEMO_TOOL)) \
 deps:
 	@tests/deps.sh
 
+# Builds run two jobs at a time; the three suites run one after another,
+# each on servers of its own (the fault and race tests measure time: two
+# suites at once on two cores would make them lie).
 check: deps
+	@$(MAKE) --no-print-directory -j2 tests
+	@$(MAKE) --no-print-directory run-check
+	@$(MAKE) --no-print-directory -j2 B=build/asan SAN_CFLAGS="$(SAN)" tests
+	@$(MAKE) --no-print-directory B=build/asan SAN_CFLAGS="$(SAN)" run-check
+	@$(MAKE) --no-print-directory -j2 B=build/tsan SAN_CFLAGS="$(TSAN)" tests
+	@$(MAKE) --no-print-directory B=build/tsan SAN_CFLAGS="$(TSAN)" TEST_BIN='$$(TSAN_BIN)' \
+	    run-check
+
+test: deps
+	@$(MAKE) --no-print-directory -j2 tests
 	@$(MAKE) --no-print-directory run-check
 
 run-check: tests
@@ -199,7 +221,9 @@ run-torture: tests
 	@tests/torture-report.sh $(B)/torture.metrics
 
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN = -fsanitize=thread -fno-omit-frame-pointer
 sanitize: deps
+	@$(MAKE) --no-print-directory -j2 B=build/asan SAN_CFLAGS="$(SAN)" tests
 	@$(MAKE) --no-print-directory B=build/asan SAN_CFLAGS="$(SAN)" run-check
 
 # ------------------------------------------------------------------ bench
@@ -208,7 +232,7 @@ BENCH = $(B)/bench/bench
 $(BENCH): bench/bench.c $(B)/schemas/blog.o $(LIBMEMO)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
-	    $(B)/schemas/blog.o $(LIBMEMO) $(LDLIBS_RT) -o $@
+	    $(B)/schemas/blog.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
 
 # BENCH_PIN=0 pins the benchmark and both servers to CPU 0; BENCH_ARGS adds
 # options (--rounds N, --quick).
@@ -222,11 +246,13 @@ run-bench: all $(BENCH)
 
 # ThreadSanitizer on the tests that run threads (TSAN_BIN, defined above).
 tsan: deps
-	@$(MAKE) --no-print-directory B=build/tsan SAN_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
-	    TEST_BIN='$$(TSAN_BIN)' run-check
+	@$(MAKE) --no-print-directory -j2 B=build/tsan SAN_CFLAGS="$(TSAN)" tests
+	@$(MAKE) --no-print-directory B=build/tsan SAN_CFLAGS="$(TSAN)" TEST_BIN='$$(TSAN_BIN)' \
+	    run-check
 
 # make install PREFIX=/usr/local (DESTDIR for staging): memoc, memo, the
-# static and shared libraries, the public header and memo.pc.
+# static and shared libraries, the public header, memo.pc (links libmemo.so)
+# and memo-static.pc (links libmemo.a, with hiredis and libpq shared).
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/include/memo
@@ -236,8 +262,10 @@ install: all
 	ln -sf libmemo.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmemo.so.$(SOMAJOR)
 	ln -sf libmemo.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libmemo.so
 	install -m 644 runtime/include/memo/memo.h $(DESTDIR)$(PREFIX)/include/memo/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' runtime/memo.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/memo.pc
+	for pc in memo memo-static; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' runtime/$$pc.pc.in \
+	        > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc || exit 1; \
+	done
 
 clean:
 	rm -rf build
@@ -253,7 +281,7 @@ DEMO = $(B)/examples/blog/blog-demo
 $(DEMO): examples/blog/main.c $(B)/schemas/blog.o $(LIBMEMO)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
-	    $(B)/schemas/blog.o $(LIBMEMO) $(LDLIBS_RT) -o $@
+	    $(B)/schemas/blog.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
 
 demo: deps
 	@$(MAKE) --no-print-directory run-demo

@@ -2,6 +2,7 @@
  * message naming what failed, never a password, never a crash or a leak. */
 #include "test.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,57 @@ static void table_differs_from_entity(void **state)
     memo_close(repo);
 }
 
+/* A thread's last error is its own, and memo_close frees the message
+ * buffers of threads that are still running (LeakSanitizer, in make
+ * sanitize, finds one left behind). */
+typedef struct err_thread {
+    memo_repo *repo;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int step; /* 1: failed a call, 2: the repository is closed */
+    char seen[128];
+} err_thread;
+
+static void *fail_and_wait(void *arg)
+{
+    err_thread *t = arg;
+    blog_org o = {0};
+    memo_status st = blog_org_get_by_slug(t->repo, NULL, &o);
+    pthread_mutex_lock(&t->lock);
+    snprintf(t->seen, sizeof t->seen, "%d %s", st, memo_last_error(t->repo));
+    t->step = 1;
+    pthread_cond_broadcast(&t->cond);
+    while (t->step < 2)
+        pthread_cond_wait(&t->cond, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+static void error_messages_per_thread(void **state)
+{
+    (void)state;
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
+    err_thread t = {.repo = test_open(&cfg)};
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.cond, NULL);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fail_and_wait, &t), 0);
+    pthread_mutex_lock(&t.lock);
+    while (t.step < 1)
+        pthread_cond_wait(&t.cond, &t.lock);
+    pthread_mutex_unlock(&t.lock);
+    assert_non_null(strstr(t.seen, "NULL key"));
+    assert_string_equal(memo_last_error(t.repo), ""); /* not this thread's */
+    memo_close(t.repo); /* the other thread still runs */
+    pthread_mutex_lock(&t.lock);
+    t.step = 2;
+    pthread_cond_broadcast(&t.cond);
+    pthread_mutex_unlock(&t.lock);
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&t.lock);
+    pthread_cond_destroy(&t.cond);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +325,7 @@ int main(void)
         cmocka_unit_test(wrong_redis_password), cmocka_unit_test(unreachable_database),
         cmocka_unit_test(bad_values),           cmocka_unit_test(degraded_start),
         cmocka_unit_test(key_prefix),           cmocka_unit_test(table_differs_from_entity),
+        cmocka_unit_test(error_messages_per_thread),
     };
     return cmocka_run_group_tests_name("configuration", tests, NULL, NULL);
 }

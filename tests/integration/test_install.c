@@ -64,6 +64,25 @@ static void install_and_build_out_of_tree(void **state)
     assert_non_null(strstr(out, "compared with PostgreSQL: 0 stale"));
     free(out);
 
+    /* libmemo.a through memo-static.pc: nothing of memo is loaded at run
+     * time, and no LD_LIBRARY_PATH is needed */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && export PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
+             "cc -std=c11 -Wall -Wextra -Werror %s $(pkg-config --cflags memo-static) -Igen "
+             "main.c gen/blog.c $(pkg-config --libs memo-static) -o blog-static",
+             work, prefix, san);
+    assert_int_equal(sh(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "ldd '%s/blog-static'", work);
+    assert_int_equal(sh(cmd, &out), 0);
+    assert_null(strstr(out, "libmemo"));
+    free(out);
+    test_sql("TRUNCATE comments, posts, users, orgs RESTART IDENTITY CASCADE");
+    freeReplyObject(test_redis_cmd("FLUSHDB"));
+    snprintf(cmd, sizeof cmd, "'%s/blog-static' 200", work);
+    assert_int_equal(sh(cmd, &out), 0);
+    assert_non_null(strstr(out, "compared with PostgreSQL: 0 stale"));
+    free(out);
+
     snprintf(cmd, sizeof cmd, "'%s/bin/memo' --version", prefix);
     assert_int_equal(sh(cmd, &out), 0);
     assert_string_equal(out, "memo 0.1.0\n");
@@ -73,8 +92,57 @@ static void install_and_build_out_of_tree(void **state)
     sh(cmd, NULL);
 }
 
+/* How many lines of `text` start with `word` and a space. */
+static int lines_starting(const char *text, const char *word)
+{
+    int n = 0;
+    size_t len = strlen(word);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        n += strncmp(p, word, len) == 0 && p[len] == ' ';
+    return n;
+}
+
+/* The Makefile runs each generator once, even under -j, and adds the
+ * user's CPPFLAGS and LDFLAGS to every compile and link (dry runs, into a
+ * build directory of their own). */
+static void makefile_honours_the_users_flags(void **state)
+{
+    (void)state;
+    const char *top = test_env("MEMO_TOP");
+    char dir[] = "/tmp/memo-make-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[2048], *out;
+    snprintf(cmd, sizeof cmd,
+             "make -n -j2 -C '%s' B='%s' CPPFLAGS=-DMEMO_PROBE_CPP LDFLAGS=-Wl,-O1,--probe-ld "
+             "'%s/memoc' '%s/libmemo.so.0.1.0'",
+             top, dir, dir, dir);
+    assert_int_equal(sh(cmd, &out), 0);
+    assert_int_equal(lines_starting(out, "bison"), 1);
+    assert_int_equal(lines_starting(out, "flex"), 1);
+    int compiles = 0, links = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "cc ", 3) != 0)
+            continue;
+        if (strstr(line, " -c ")) {
+            compiles++;
+            if (!strstr(line, "-DMEMO_PROBE_CPP"))
+                fail_msg("compiled without CPPFLAGS: %s", line);
+        } else {
+            links++;
+            if (!strstr(line, "--probe-ld"))
+                fail_msg("linked without LDFLAGS: %s", line);
+        }
+    }
+    assert_true(compiles > 10);
+    assert_int_equal(links, 2); /* memoc and libmemo.so */
+    free(out);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    sh(cmd, NULL);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(install_and_build_out_of_tree)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(install_and_build_out_of_tree),
+                                       cmocka_unit_test(makefile_honours_the_users_flags)};
     return cmocka_run_group_tests_name("install", tests, NULL, NULL);
 }
