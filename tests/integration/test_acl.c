@@ -132,6 +132,7 @@ static void minimal_acl_is_enough(void **state)
     assert_int_equal(blog_org_get(repo, org, &o), MEMO_OK); /* miss, fill */
     blog_org_clear(&o);
     assert_int_equal(blog_org_get(repo, org, &o), MEMO_OK); /* hit */
+    blog_org_clear(&o);
     assert_int_equal(test_stat(repo, "blog.org", "hits"), 1);
     assert_int_equal(blog_org_get_by_slug(repo, "acl", &o), MEMO_OK);
     free(o.name);

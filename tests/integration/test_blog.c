@@ -979,6 +979,7 @@ static void lost_invalidation_drops_the_entity(void **state)
 
     /* in a transaction: at its commit */
     assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
+    blog_user_clear(&u);
     assert_true(test_redis_exists(kb));
     memo_tx *tx = memo_begin(repo);
     assert_non_null(tx);
