@@ -193,4 +193,5 @@ void memop_lease_keeper_stop(memo_repo *repo)
     }
     pthread_mutex_destroy(&k->lock);
     pthread_cond_destroy(&k->cond);
+    k->initialised = false;
 }

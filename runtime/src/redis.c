@@ -1242,21 +1242,21 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
         err->message[0] = '\0';
         atomic_store(&repo->breaker, MEMOP_BREAKER_OPEN);
     }
+    /* the keeper first: the prober publishes statistics, which read it */
+    if (memop_lease_keeper_start(repo) != MEMO_OK) {
+        snprintf(err->message, sizeof err->message, "cannot start the lease keeper thread");
+        return MEMO_ERR_NOMEM;
+    }
     if (pthread_create(&repo->prober, NULL, prober_main, repo) != 0) {
         snprintf(err->message, sizeof err->message, "cannot start the Redis prober thread");
         return MEMO_ERR_NOMEM;
     }
     repo->prober_started = true;
-    if (memop_lease_keeper_start(repo) != MEMO_OK) {
-        snprintf(err->message, sizeof err->message, "cannot start the lease keeper thread");
-        return MEMO_ERR_NOMEM;
-    }
     return MEMO_OK;
 }
 
 void memop_redis_close(memo_repo *repo)
 {
-    memop_lease_keeper_stop(repo);
     if (repo->prober_started) {
         pthread_mutex_lock(&repo->prober_lock);
         repo->closing = true;
@@ -1264,6 +1264,7 @@ void memop_redis_close(memo_repo *repo)
         pthread_mutex_unlock(&repo->prober_lock);
         pthread_join(repo->prober, NULL);
     }
+    memop_lease_keeper_stop(repo); /* after the prober, which reads it */
     memop_pool *p = &repo->rpool;
     for (size_t i = 0; i < p->nfree; i++)
         rconn_free(p->free[i]);
