@@ -98,7 +98,8 @@ $(LIBMEMO): $(RT_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-VERSION = 0.1.0
+# the version is memo.h's MEMO_VERSION, defined there only
+VERSION := $(shell sed -n 's/^\#define MEMO_VERSION "\(.*\)"/\1/p' runtime/include/memo/memo.h)
 SOMAJOR = 0
 LIBMEMO_SO = $(B)/libmemo.so.$(VERSION)
 $(LIBMEMO_SO): $(RT_OBJ) runtime/libmemo.map

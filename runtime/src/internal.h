@@ -163,7 +163,7 @@ char *memop_stats_publication(memo_repo *, const char *process);
 /* A statement: its text and the types of its parameters. */
 typedef struct memop_stmt {
     char *text;
-    Oid types[64];
+    Oid types[MEMO_MAX_FIELDS];
     int ntypes;
 } memop_stmt;
 
@@ -182,7 +182,7 @@ typedef struct memop_entity {
     /* the fields a write's invalidation depends on, in field order: the key,
      * cached unique fields, list group and order fields, rule fields. Writes
      * return only these. */
-    unsigned keyfields[64];
+    unsigned keyfields[MEMO_MAX_FIELDS];
     unsigned nkeyfields;
     /* the entity of each rule's target, registered with this one */
     struct memop_entity **targets;
@@ -391,10 +391,10 @@ memo_status memop_db_simple(memo_repo *, memop_dconn *, const char *sql, bool *b
 
 /* Parameters of a row's fields, in binary form where it is cheaper. */
 typedef struct memop_params {
-    const char *values[64];
-    int lengths[64];
-    int formats[64];
-    char scratch[64][8];
+    const char *values[MEMO_MAX_FIELDS];
+    int lengths[MEMO_MAX_FIELDS];
+    int formats[MEMO_MAX_FIELDS];
+    char scratch[MEMO_MAX_FIELDS][8];
     int n;
 } memop_params;
 

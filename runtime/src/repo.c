@@ -30,7 +30,7 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
                           "regenerate it with this memoc",
                           d->name ? d->name : "?", d->abi, MEMO_ABI);
     if (!d->schema || !d->name || !d->table || !d->fields || d->nfields == 0 ||
-        d->nfields > 64 || d->pk >= d->nfields || d->row.field != d->pk)
+        d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk)
         return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed descriptor",
                           d->name ? d->name : "?");
     for (unsigned i = 0; i < d->nuniques; i++)

@@ -16,6 +16,7 @@
 extern "C" {
 #endif
 
+/* The one definition of the version: the Makefile and memoc read it here. */
 #define MEMO_VERSION "0.1.0"
 
 /* Generated code checks this at compile time: descriptors of another ABI
@@ -232,6 +233,10 @@ typedef enum memo_type {
                        INT64_MAX are PostgreSQL's -infinity and infinity */
     MEMO_JSON       /* char *, JSON text, owned by the struct */
 } memo_type;
+
+/* The most fields an entity may have (memoc refuses more, the runtime
+ * refuses a descriptor with more). */
+#define MEMO_MAX_FIELDS 64
 
 #define MEMO_FIELD_PK 0x1u
 #define MEMO_FIELD_UNIQUE 0x2u
