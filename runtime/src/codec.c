@@ -1,6 +1,8 @@
-/* Rows as JSON objects in Redis, and the row helpers every path shares:
- * clear, copy, compare. A row is the generated struct, described by
- * the entity's field table. */
+/* Rows as JSON objects in Redis: the writer and the strict reader, and the
+ * JSON of primary keys (the values of lookups and lists). One file, though
+ * past 500 lines: the reader must accept exactly what the writer emits (one
+ * contract, tested together by tests/unit/test_codec.c), and it is a single
+ * recursive-descent parser whose helpers serve both rows and keys. */
 #include <errno.h>
 #include <inttypes.h>
 #include <locale.h>
@@ -12,120 +14,6 @@
 #include "internal.h"
 
 const char memop_null_value[] = "null";
-
-#define FIELD_PTR(row, f) ((char *)(row) + (f)->offset)
-#define FIELD_CPTR(row, f) ((const char *)(row) + (f)->offset)
-
-static bool is_string(memo_type t)
-{
-    return t == MEMO_TEXT || t == MEMO_JSON;
-}
-
-/* Nullable scalars carry a flag; nullable strings are NULL. */
-static bool field_is_null(const memo_field_desc *f, const void *row)
-{
-    if (!(f->flags & MEMO_FIELD_NULLABLE))
-        return false;
-    if (is_string(f->type))
-        return *(char *const *)FIELD_CPTR(row, f) == NULL;
-    return *(const bool *)((const char *)row + f->null_offset);
-}
-
-static void set_null(const memo_field_desc *f, void *row, bool null)
-{
-    if ((f->flags & MEMO_FIELD_NULLABLE) && !is_string(f->type))
-        *(bool *)((char *)row + f->null_offset) = null;
-}
-
-void memo_row_clear(const memo_entity_desc *d, void *row)
-{
-    if (!d || !row)
-        return;
-    for (unsigned i = 0; i < d->nfields; i++) {
-        const memo_field_desc *f = &d->fields[i];
-        if (is_string(f->type))
-            free(*(char **)FIELD_PTR(row, f));
-    }
-    memset(row, 0, d->size);
-}
-
-void memo_rows_clear(const memo_entity_desc *d, memo_rows *rows)
-{
-    if (!d || !rows)
-        return;
-    for (size_t i = 0; i < rows->len; i++)
-        memo_row_clear(d, (char *)rows->items + i * d->size);
-    free(rows->items);
-    rows->items = NULL;
-    rows->len = 0;
-}
-
-memo_status memop_row_copy(const memo_entity_desc *d, const void *src, void *dst)
-{
-    memcpy(dst, src, d->size);
-    for (unsigned i = 0; i < d->nfields; i++) {
-        const memo_field_desc *f = &d->fields[i];
-        if (!is_string(f->type))
-            continue;
-        const char *s = *(char *const *)FIELD_CPTR(src, f);
-        char **to = (char **)FIELD_PTR(dst, f);
-        *to = NULL;
-        if (s && !(*to = strdup(s))) {
-            /* strings after this one still point into src: cut them off */
-            for (unsigned j = i + 1; j < d->nfields; j++)
-                if (is_string(d->fields[j].type))
-                    *(char **)FIELD_PTR(dst, &d->fields[j]) = NULL;
-            memo_row_clear(d, dst);
-            return MEMO_ERR_NOMEM;
-        }
-    }
-    return MEMO_OK;
-}
-
-bool memop_row_equal(const memo_entity_desc *d, const void *a, const void *b)
-{
-    for (unsigned i = 0; i < d->nfields; i++) {
-        const memo_field_desc *f = &d->fields[i];
-        bool na = field_is_null(f, a), nb = field_is_null(f, b);
-        if (na != nb)
-            return false;
-        if (na)
-            continue;
-        const char *pa = FIELD_CPTR(a, f), *pb = FIELD_CPTR(b, f);
-        switch (f->type) {
-        case MEMO_INT32:
-            if (*(const int32_t *)pa != *(const int32_t *)pb)
-                return false;
-            break;
-        case MEMO_INT64:
-        case MEMO_TIMESTAMP:
-            if (*(const int64_t *)pa != *(const int64_t *)pb)
-                return false;
-            break;
-        case MEMO_FLOAT64: {
-            double x = *(const double *)pa, y = *(const double *)pb;
-            if (!(x == y || (isnan(x) && isnan(y))))
-                return false;
-            break;
-        }
-        case MEMO_BOOL:
-            if (*(const bool *)pa != *(const bool *)pb)
-                return false;
-            break;
-        case MEMO_TEXT:
-        case MEMO_JSON: {
-            /* a NULL in a field that is not nullable encodes as "": compare so */
-            const char *x = *(char *const *)pa, *y = *(char *const *)pb;
-            if (strcmp(x ? x : "", y ? y : "") != 0)
-                return false;
-            break;
-        }
-        }
-    }
-    return true;
-}
-
-/* ------------------------------------------------------------------ JSON */
 
 /* Rows are flat JSON objects, so they are written and read here directly,
  * field by field: no tree, no allocation but the row's own strings. The
@@ -262,8 +150,8 @@ memo_status memop_row_encode(const memo_entity_desc *d, const void *row, memop_b
             memop_buf_append(buf, ",", 1);
         put_string(buf, f->name);
         memop_buf_append(buf, ":", 1);
-        const char *p = FIELD_CPTR(row, f);
-        if (field_is_null(f, row)) {
+        const char *p = MEMOP_FIELD_CPTR(row, f);
+        if (memop_field_null(f, row)) {
             memop_buf_puts(buf, "null");
             continue;
         }
@@ -575,7 +463,7 @@ enum { DECODED, WRONG, SYNTAX };
  * wrong kind) or SYNTAX. */
 static int field_value(reader *r, const memo_field_desc *f, void *row)
 {
-    char *p = FIELD_PTR(row, f);
+    char *p = MEMOP_FIELD_PTR(row, f);
     ws(r);
     if (r->p >= r->end)
         return SYNTAX;
@@ -585,7 +473,7 @@ static int field_value(reader *r, const memo_field_desc *f, void *row)
             return SYNTAX;
         if (!(f->flags & MEMO_FIELD_NULLABLE))
             return WRONG;
-        set_null(f, row, true);
+        memop_field_set_null(f, row, true);
         return DECODED;
     }
     if (c == '"') {

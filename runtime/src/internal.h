@@ -264,6 +264,14 @@ bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t l
                            size_t max, void **keys, size_t *count);
 size_t memop_pk_width(const memo_field_desc *pk);
 
+/* Where field f lives in a row struct. */
+#define MEMOP_FIELD_PTR(row, f) ((char *)(row) + (f)->offset)
+#define MEMOP_FIELD_CPTR(row, f) ((const char *)(row) + (f)->offset)
+/* Text and json fields are char *; the rest are values (row.c). */
+bool memop_field_is_text(memo_type);
+/* Field f of row is SQL NULL: a NULL string, or a nullable scalar's flag. */
+bool memop_field_null(const memo_field_desc *f, const void *row);
+void memop_field_set_null(const memo_field_desc *f, void *row, bool null);
 /* Copies a row, deep: strings are duplicated. */
 memo_status memop_row_copy(const memo_entity_desc *, const void *src, void *dst);
 bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
@@ -310,6 +318,18 @@ enum memop_redis_error memop_redis_reply_failed(memo_repo *, const redisReply *r
                                                 const char *what);
 void memop_rconn_use_arena(memop_rconn *);
 void memop_rconn_free_arena(memop_rconn *);
+/* Replies of the last user are done with: the arena starts over. */
+void memop_rconn_reset_arena(memop_rconn *);
+/* After a large reply: gives memory back (false when it cannot, then the
+ * connection must go). */
+bool memop_rconn_trim(memop_rconn *);
+/* Why a context failed, in words ("timed out" for hiredis 0.14's EAGAIN). */
+void memop_redis_context_error(const redisContext *ctx, char *out, size_t size);
+/* A new connection: AUTH, SELECT and SCRIPT LOAD done. NULL with a message
+ * in err, and *refused when Redis answered but said no (a wrong password, a
+ * missing permission). */
+memop_rconn *memop_rconn_new(memo_repo *, char *err, size_t errsize, bool *refused);
+void memop_rconn_free(memop_rconn *);
 
 /* Takes a Redis connection from the pool, connecting if needed. NULL (with a
  * message recorded) when Redis is unavailable or the breaker is open. */
@@ -332,6 +352,13 @@ enum memop_script {
     MEMOP_SCRIPT_COUNT
 };
 
+/* The text of a script (for SCRIPT LOAD and EVAL). */
+const char *memop_script_text(enum memop_script);
+/* Appends EVALSHA (or EVAL when sha is false) of a script with at most 13
+ * arguments to the connection's output. */
+void memop_redis_append_script(memo_repo *, memop_rconn *, enum memop_script, bool sha,
+                               int nkeys, int argc, const char *const *argv,
+                               const size_t *lens);
 /* Runs a script by EVALSHA, loading it again when Redis lost it. */
 redisReply *memop_redis_script(memo_repo *, memop_rconn *, enum memop_script, int nkeys,
                                int argc, const char **argv, const size_t *lens);
@@ -341,6 +368,14 @@ long memop_redis_flush_entity(memo_repo *, memop_rconn *, const memo_entity_desc
 
 /* Publishes this process's statistics to Redis now (if the breaker is closed). */
 void memop_stats_publish(memo_repo *);
+
+/* Sends what an outage or a refusal kept back (pending.c): the drops of
+ * entities, then the queued keys; closes the breaker when all went out. */
+bool memop_pending_flush(memo_repo *, memop_rconn *);
+/* The prober (breaker.c): wakes it (work for it, or the breaker opened). */
+void memop_prober_wake(memo_repo *);
+bool memop_prober_start(memo_repo *);
+void memop_prober_stop(memo_repo *);
 
 /* How often the prober tries Redis while the breaker is open. */
 #define MEMOP_PROBE_INTERVAL_MS 100
@@ -574,6 +609,96 @@ struct memo_repo {
     uint64_t token_prefix; /* random, so lease tokens differ across processes */
     _Atomic uint64_t token_counter;
 };
+
+/* ------------------------------------------------------------ the read engine */
+
+/* fill.c: one key through the cache. */
+enum memop_outcome {
+    MEMOP_HIT,        /* value holds what Redis had */
+    MEMOP_NEG_HIT,    /* Redis remembered that there is nothing */
+    MEMOP_LOADED,     /* the loader ran: its context holds the result */
+    MEMOP_FAILED      /* the loader failed; the status says how */
+};
+
+/* Loads from PostgreSQL. Writes the value to cache into `value` (the
+ * literal null when there is no row) and its TTL into *ttl_ms. */
+typedef memo_status (*memop_loader_fn)(memo_repo *, memop_entity *, void *ctx, memop_buf *value,
+                                 uint64_t *ttl_ms);
+
+typedef struct memop_read {
+    memo_repo *repo;
+    memop_entity *e;
+    const memop_key *key;
+    memop_loader_fn load;
+    void *ctx;
+    memop_buf value;
+    memo_status st;
+    bool degraded;
+    bool missed; /* counted as a miss: the caller's latency is a miss's */
+    bool filled; /* this call's fill was accepted */
+    bool healed; /* a corrupt value at the key was deleted once already */
+    uint64_t drop_gen; /* the entity's drop generation when the read began */
+    /* A second value the loader found, filled with the first under its
+     * lease: a unique lookup's row (see load_unique). */
+    bool also;
+    memop_key also_key;
+    memop_buf also_value;
+    uint64_t also_ttl;
+    char storage[1024]; /* where value starts: a typical row needs no malloc */
+} memop_read;
+
+/* Sets up a read; value starts in the context's own storage. */
+#define MEMOP_READ(name, repo_, e_, key_, load_, ctx_)                                      \
+    memop_read name = {.repo = (repo_), .e = (e_), .key = (key_), .load = (load_),            \
+                     .ctx = (ctx_), .st = MEMO_OK};                                          \
+    name.value = MEMOP_BUF_IN(name.storage)
+
+void memop_read_free(memop_read *);
+/* The value is the literal null: a remembered missing row. */
+bool memop_is_null_value(const char *s, size_t n);
+/* One key through the cache; on MEMOP_HIT the value is in r->value. */
+enum memop_outcome memop_cached_read(memop_read *r);
+/* Deletes keys[0..n) holding corrupt values (on c if given: a caller that
+ * holds a connection must never ask the pool for a second), counts them and
+ * records why. */
+void memop_discard(memo_repo *, memop_entity *, memop_rconn *c, const memop_key *keys, size_t n,
+                   const char *why);
+/* Gives a lease back (the loader failed): the next reader need not wait. */
+void memop_release_lease(memo_repo *, const memop_key *lease, const char *token);
+/* After an accepted fill: if a drop of the entity began since `gen`, delete
+ * the keys filled. */
+void memop_undo_fill_if_dropped(memo_repo *, memop_entity *, memop_rconn *c, uint64_t gen,
+                                const memop_key *keys, size_t n);
+/* Counts an operation and its latency (a hit's or a miss's). */
+void memop_record(memop_entity *, enum memop_op, uint64_t t0, bool hit);
+
+/* flight.c: single flight within the process. */
+memop_flight *memop_flight_lead(memo_repo *, const memop_key *);
+void memop_flight_finish(memo_repo *, memop_flight *, const memop_buf *value, bool shareable);
+bool memop_flight_wait(memo_repo *, const memop_key *, uint64_t deadline, memop_buf *out);
+
+/* get.c */
+memo_status memop_check_key(memo_repo *, const memo_field_desc *f, const void *key);
+/* Field f of a row holds the key value (a NULL never does). */
+bool memop_row_has(const memo_field_desc *f, const void *row, const void *key);
+/* Runs a statement with one key parameter. */
+memo_status memop_query_one_key(memo_repo *, memo_tx *, memop_entity *, unsigned stmt,
+                                const memo_field_desc *f, const void *key, PGresult **res);
+memo_status memop_tx_entity(memo_tx *, const memo_entity_desc *, const void *arg,
+                            memop_entity **e);
+
+/* batch.c: rows by primary key, through the cache (or, in a transaction,
+ * the database); found rows only, in the order asked. */
+memo_status memop_many(memo_repo *, memop_entity *, const void *keys, size_t n, memo_rows *out,
+                       bool *all_hit);
+memo_status memop_tx_many(memo_tx *, memop_entity *, const void *keys, size_t n,
+                          memo_rows *out);
+
+/* util.c: TTLs and tokens. */
+uint64_t memop_row_ttl(memo_repo *, const memo_lookup_desc *);
+uint64_t memop_negative_ttl(memo_repo *, const memo_lookup_desc *);
+/* A lease or lock token, unique across processes. */
+void memop_make_token(memo_repo *, char *out, size_t size);
 
 /* Opens and closes the Redis side: pool, scripts, breaker, prober. */
 memo_status memop_redis_open(memo_repo *, memo_error *err);

@@ -50,20 +50,12 @@ void memop_inval_free(memop_inval *v)
     memset(v, 0, sizeof *v);
 }
 
-static bool field_null(const memo_field_desc *f, const void *row)
-{
-    const char *p = (const char *)row + f->offset;
-    if (f->type == MEMO_TEXT || f->type == MEMO_JSON)
-        return *(char *const *)p == NULL;
-    return (f->flags & MEMO_FIELD_NULLABLE) && *(const bool *)((const char *)row + f->null_offset);
-}
-
 /* The key of `kd` (of entity `owner`) for the value of field f in row. */
 static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
                        const memo_key_desc *kd, const memo_field_desc *f, const void *row,
                        bool value)
 {
-    if (!row || field_null(f, row))
+    if (!row || memop_field_null(f, row))
         return; /* NULL is in no lookup and no list */
     memop_key k;
     memop_key_of(repo, owner->desc, kd, f, (const char *)row + f->offset, &k);

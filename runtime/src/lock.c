@@ -39,9 +39,7 @@ memo_status memo_lock_acquire(memo_repo *repo, const char *name, int ttl_ms, int
     l->repo = repo;
     lock_key(repo, name, &l->key);
     snprintf(l->name, sizeof l->name, "%s", name);
-    uint64_t n = atomic_fetch_add(&repo->token_counter, 1);
-    snprintf(l->token, sizeof l->token, "%016" PRIx64 "%016" PRIx64, repo->token_prefix,
-             n ^ memop_random());
+    memop_make_token(repo, l->token, sizeof l->token);
     char ttl[16];
     snprintf(ttl, sizeof ttl, "%d", ttl_ms);
 

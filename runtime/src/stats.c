@@ -364,3 +364,26 @@ void memo_stats_reset(memo_repo *repo)
         atomic_store_explicit(&s->miss_latency.sum_us, 0, memory_order_relaxed);
     }
 }
+
+/* ------------------------------------------------------------- publishing */
+
+/* Every stats_publish_ms (the prober calls it) and at memo_close: the
+ * process's statistics to <prefix>memo:stats:<host>:<pid>:<random>, which
+ * expires after three intervals, so `memo stats` sums the processes alive. */
+void memop_stats_publish(memo_repo *repo)
+{
+    if (!repo->publish || atomic_load(&repo->breaker) != MEMOP_BREAKER_CLOSED)
+        return;
+    char *json = memop_stats_publication(repo, repo->process_json);
+    memop_rconn *c = json ? memop_redis_acquire(repo) : NULL;
+    if (c) {
+        char ttl[24];
+        int ms = repo->cfg.stats_publish_ms * 3;
+        snprintf(ttl, sizeof ttl, "%d", ms < 500 ? 500 : ms);
+        const char *argv[] = {"SET", repo->stats_key, json, "PX", ttl};
+        size_t lens[] = {3, strlen(repo->stats_key), strlen(json), 2, strlen(ttl)};
+        redisReply *r = memop_redis_command(repo, c, 5, argv, lens);
+        memop_redis_release(repo, c, r == NULL);
+    }
+    free(json);
+}

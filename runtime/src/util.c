@@ -1,5 +1,6 @@
 /* Small tools: clocks, randomness, growable strings, error messages. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,4 +191,34 @@ const char *memo_status_str(memo_status st)
 #undef MEMO_STATUS_CASE
     }
     return "unknown status";
+}
+
+/* ------------------------------------------------------- TTLs and tokens */
+
+uint64_t memop_ttl_ms(uint64_t ttl_ms, unsigned jitter_pct)
+{
+    if (jitter_pct == 0 || ttl_ms == 0)
+        return ttl_ms;
+    /* uniform in [ttl, ttl * (1 + jitter)]: keys filled together expire apart */
+    uint64_t spread = ttl_ms * jitter_pct / 100;
+    return ttl_ms + memop_random() % (spread + 1);
+}
+
+void memop_make_token(memo_repo *repo, char *out, size_t size)
+{
+    uint64_t n = atomic_fetch_add(&repo->token_counter, 1);
+    snprintf(out, size, "%016" PRIx64 "%016" PRIx64, repo->token_prefix, n ^ memop_random());
+}
+
+uint64_t memop_row_ttl(memo_repo *repo, const memo_lookup_desc *l)
+{
+    return memop_ttl_ms(l->ttl_ms ? l->ttl_ms : (uint64_t)repo->cfg.default_ttl_ms,
+                        l->jitter_pct);
+}
+
+uint64_t memop_negative_ttl(memo_repo *repo, const memo_lookup_desc *l)
+{
+    return memop_ttl_ms(l->negative_ttl_ms ? l->negative_ttl_ms
+                                           : (uint64_t)repo->cfg.negative_ttl_ms,
+                        l->jitter_pct);
 }

@@ -1,0 +1,618 @@
+/* The batch path, for get_many and the rows of lists: one MGET; for the
+ * misses one pipeline of GET_OR_LEASE (the corrupt deleted and asked again),
+ * one query, one pipeline of fills. It is the engine's longest job, kept in
+ * one file because its phases share the batch's state arrays. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* A batch of keys: their parts, keys, what the cache said, and the rows. */
+typedef struct batch {
+    size_t n;
+    const void *keys; /* the caller's, width bytes each */
+    size_t width;
+    char (*parts)[MEMOP_KEY_PART_MAX + 1];
+    size_t *plens;
+    memop_key *keys_r;    /* their Redis keys */
+    unsigned char *state; /* enum below */
+    bool *found;          /* a row is in rows[i] */
+    bool *bad;            /* Redis held a corrupt value: to delete */
+    char (*tokens)[40];   /* lease tokens of B_OURS positions */
+    void *rows;           /* n row structs */
+    uint64_t drop_gen;    /* the entity's drop generation when the batch began */
+} batch;
+
+enum { B_HIT, B_NONE, B_MISS, B_OURS };
+
+static void batch_free(batch *b, const memo_entity_desc *d)
+{
+    if (b->rows)
+        for (size_t i = 0; i < b->n; i++)
+            memo_row_clear(d, (char *)b->rows + i * d->size);
+    free(b->parts);
+    free(b->plens);
+    free(b->keys_r);
+    free(b->state);
+    free(b->found);
+    free(b->bad);
+    free(b->tokens);
+    free(b->rows);
+    memset(b, 0, sizeof *b);
+}
+
+static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
+                              batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    memset(b, 0, sizeof *b);
+    size_t m = n ? n : 1;
+    b->n = n;
+    b->keys = keys;
+    b->width = memop_pk_width(pk);
+    b->parts = malloc(m * sizeof *b->parts);
+    b->plens = malloc(m * sizeof *b->plens);
+    b->keys_r = malloc(m * sizeof *b->keys_r);
+    b->state = calloc(m, 1);
+    b->found = calloc(m, sizeof *b->found);
+    b->bad = calloc(m, sizeof *b->bad);
+    b->rows = calloc(m, d->size);
+    if (!b->parts || !b->plens || !b->keys_r || !b->state || !b->found || !b->bad ||
+        !b->rows) {
+        batch_free(b, d);
+        return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const void *key = (const char *)keys + i * b->width;
+        memo_status st = memop_check_key(repo, pk, key);
+        if (st != MEMO_OK) {
+            batch_free(b, d);
+            return st;
+        }
+        b->plens[i] = memop_key_value(pk, key, b->parts[i]);
+        memop_key_build(repo, d, &d->row.key, b->parts[i], b->plens[i], &b->keys_r[i]);
+        b->state[i] = B_MISS;
+    }
+    return MEMO_OK;
+}
+
+/* Builds the text array literal {1,2,3} or {"a","b"} of the missed keys. */
+static void pk_array(memop_buf *out, const memo_field_desc *pk, const void *keys, batch *b)
+{
+    memop_buf_puts(out, "{");
+    bool first = true;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->state[i] != B_MISS && b->state[i] != B_OURS)
+            continue;
+        if (!first)
+            memop_buf_puts(out, ",");
+        first = false;
+        if (pk->type == MEMO_INT32) {
+            memop_buf_printf(out, "%" PRId32, ((const int32_t *)keys)[i]);
+        } else if (pk->type == MEMO_INT64) {
+            memop_buf_printf(out, "%" PRId64, ((const int64_t *)keys)[i]);
+        } else {
+            const char *s = ((const char *const *)keys)[i];
+            memop_buf_puts(out, "\"");
+            for (; *s; s++) {
+                if (*s == '"' || *s == '\\')
+                    memop_buf_puts(out, "\\");
+                memop_buf_append(out, s, 1);
+            }
+            memop_buf_puts(out, "\"");
+        }
+    }
+    memop_buf_puts(out, "}");
+}
+
+static uint64_t hash_part(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Reads the missed rows with one query and puts each where it was asked:
+ * an open-addressing table maps key parts to positions, and a key asked
+ * twice gets a copy at each position. */
+static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e, const void *keys,
+                             batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    size_t cap = 16;
+    while (cap < b->n * 2)
+        cap *= 2;
+    size_t *table = malloc(cap * sizeof *table);
+    memop_buf arr = {0};
+    memo_status st = MEMO_OK;
+    PGresult *res = NULL;
+    if (!table) {
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < cap; i++)
+        table[i] = SIZE_MAX;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->state[i] != B_MISS && b->state[i] != B_OURS)
+            continue;
+        size_t h = hash_part(b->parts[i], b->plens[i]) & (cap - 1);
+        while (table[h] != SIZE_MAX)
+            h = (h + 1) & (cap - 1);
+        table[h] = i;
+    }
+    pk_array(&arr, pk, keys, b);
+    if (arr.failed) {
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    /* the ids as one array parameter, in text form */
+    memop_params ps = {.values = {arr.s}, .lengths = {0}, .formats = {0}, .n = 1};
+    if ((st = memop_db_run(repo, tx, e, MEMOP_SQL_SELECT_MANY, &ps, &res)) != MEMO_OK)
+        goto out;
+    for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
+        /* read the row into the first position of its key... */
+        size_t first = SIZE_MAX;
+        char part[MEMOP_KEY_PART_MAX + 1];
+        void *tmp = calloc(1, d->size);
+        if (!tmp) {
+            st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if ((st = memop_result_row(d, res, r, 0, tmp)) != MEMO_OK) {
+            free(tmp);
+            st = st == MEMO_ERR_SCHEMA ? memop_schema_mismatch(repo, e, NULL)
+                                       : memop_fail(repo, st, "out of memory");
+            break;
+        }
+        size_t plen = memop_key_value(pk, (char *)tmp + pk->offset, part);
+        for (size_t h = hash_part(part, plen) & (cap - 1); table[h] != SIZE_MAX;
+             h = (h + 1) & (cap - 1)) {
+            size_t i = table[h];
+            if (b->plens[i] != plen || memcmp(b->parts[i], part, plen) != 0)
+                continue;
+            void *dst = (char *)b->rows + i * d->size;
+            /* ...and a copy into every other position of the same key */
+            if (first == SIZE_MAX) {
+                memcpy(dst, tmp, d->size);
+                memset(tmp, 0, d->size);
+                first = i;
+            } else if ((st = memop_row_copy(d, (char *)b->rows + first * d->size, dst)) !=
+                       MEMO_OK) {
+                memop_fail(repo, st, "out of memory");
+                break;
+            }
+            b->found[i] = true;
+        }
+        memo_row_clear(d, tmp);
+        free(tmp);
+    }
+out:
+    PQclear(res);
+    memop_buf_free(&arr);
+    free(table);
+    return st;
+}
+
+/* Hands the found rows to out, moved to the front in the order asked. */
+static void batch_take(batch *b, const memo_entity_desc *d, memo_rows *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->found[i])
+            continue;
+        if (k != i) {
+            memcpy((char *)b->rows + k * d->size, (char *)b->rows + i * d->size, d->size);
+            memset((char *)b->rows + i * d->size, 0, d->size);
+        }
+        k++;
+    }
+    out->items = k ? b->rows : NULL;
+    out->len = k;
+    if (k == 0)
+        free(b->rows);
+    b->rows = NULL;
+}
+
+/* A value Redis returned for position i: a row of that key, or a negative
+ * entry. False when it is neither (too large, not decodable, another
+ * row's): corrupt. */
+static bool batch_value(memo_repo *repo, const memo_entity_desc *d, batch *b, size_t i,
+                        const redisReply *v)
+{
+    if (memop_is_null_value(v->str, v->len)) {
+        b->state[i] = B_NONE;
+        return true;
+    }
+    if (v->len > (size_t)repo->cfg.max_value_bytes)
+        return false;
+    void *row = (char *)b->rows + i * d->size;
+    char why[128];
+    if (memop_row_decode(d, v->str, v->len, row, why, sizeof why) != MEMO_OK)
+        return false;
+    if (!memop_row_has(&d->fields[d->pk], row, (const char *)b->keys + i * b->width)) {
+        memo_row_clear(d, row);
+        return false;
+    }
+    b->state[i] = B_HIT;
+    b->found[i] = true;
+    return true;
+}
+
+/* Deletes the corrupt values the batch found, on its own connection. */
+static void batch_discard(memo_repo *repo, memop_entity *e, memop_rconn *c, batch *b)
+{
+    size_t n = 0, first = SIZE_MAX;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->bad[i]) {
+            n++;
+            if (first == SIZE_MAX)
+                first = i;
+        }
+    if (n == 0)
+        return;
+    memop_key *keys = n == 1 ? &b->keys_r[first] : malloc(n * sizeof *keys);
+    if (!keys) {
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return; /* they stay misses; a later read deletes them */
+    }
+    if (n > 1)
+        for (size_t i = 0, k = 0; i < b->n; i++)
+            if (b->bad[i])
+                keys[k++] = b->keys_r[i];
+    memop_discard(repo, e, c, keys, n, "not a row of its key");
+    if (n > 1)
+        free(keys);
+    memset(b->bad, 0, b->n * sizeof *b->bad);
+}
+
+/* Takes the leases of the misses in one pipeline of GET_OR_LEASE. A value
+ * filled since the MGET is taken as it is. A corrupt value (the wrong type,
+ * too large, not its key's row) is deleted and its lease asked for once
+ * more, so it is refilled now. False when the connection failed. */
+static bool batch_lease(memo_repo *repo, memop_entity *e, memop_rconn *c, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    size_t misses = 0;
+    for (size_t i = 0; i < b->n; i++)
+        misses += b->state[i] == B_MISS;
+    if (misses == 0)
+        return true;
+    memop_script_call *calls = calloc(misses, sizeof *calls);
+    memop_key *leases = malloc(misses * sizeof *leases);
+    size_t *pos = malloc(misses * sizeof *pos);
+    bool *again = calloc(b->n, sizeof *again);
+    char lease_ms[16], max[16];
+    snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    bool ok = true;
+    if (!calls || !leases || !pos || !again)
+        goto out; /* no leases: the misses are read without filling */
+    for (int round = 0; round < 2; round++) {
+        size_t k = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->state[i] != B_MISS || (round > 0 && !again[i]))
+                continue;
+            memop_make_token(repo, b->tokens[i], sizeof b->tokens[i]);
+            memop_key_lease(&b->keys_r[i], &leases[k]);
+            memop_script_call *call = &calls[k];
+            memset(call, 0, sizeof *call);
+            call->argv[0] = b->keys_r[i].s;
+            call->lens[0] = b->keys_r[i].len;
+            call->argv[1] = leases[k].s;
+            call->lens[1] = leases[k].len;
+            call->argv[2] = b->tokens[i];
+            call->lens[2] = strlen(b->tokens[i]);
+            call->argv[3] = lease_ms;
+            call->lens[3] = strlen(lease_ms);
+            call->argv[4] = max;
+            call->lens[4] = strlen(max);
+            call->argc = 5;
+            pos[k++] = i;
+        }
+        if (k == 0)
+            break;
+        if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) != 0) {
+            ok = false;
+            break;
+        }
+        bool any = false;
+        for (size_t j = 0; j < k; j++) {
+            redisReply *v = calls[j].reply;
+            size_t i = pos[j];
+            if (v->type == REDIS_REPLY_INTEGER && v->integer == 1) {
+                b->state[i] = B_OURS;
+            } else if (v->type == REDIS_REPLY_INTEGER && v->integer == 2) {
+                b->bad[i] = true; /* too large */
+            } else if (v->type == REDIS_REPLY_STRING) {
+                if (!batch_value(repo, d, b, i, v)) /* filled since the MGET, corrupt */
+                    b->bad[i] = true;
+            } else if (v->type == REDIS_REPLY_ERROR) {
+                enum memop_redis_error kind =
+                    memop_redis_reply_failed(repo, v, "EVALSHA (get-or-lease)");
+                if (kind == MEMOP_REDIS_WRONGTYPE)
+                    b->bad[i] = true;
+                else if (kind != MEMOP_REDIS_OUTAGE)
+                    MEMOP_INC(e->stats.errors);
+            }
+            /* 0: another filler holds it; this call reads it without filling */
+            again[i] = b->bad[i];
+            any |= b->bad[i];
+        }
+        batch_discard(repo, e, c, b);
+        if (!any)
+            break;
+    }
+out:
+    free(calls);
+    free(leases);
+    free(pos);
+    free(again);
+    return ok;
+}
+
+/* Fills the keys this call holds leases for, in one pipeline. */
+static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    size_t count = 0;
+    for (size_t i = 0; i < b->n; i++)
+        count += b->state[i] == B_OURS;
+    if (count == 0)
+        return;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return;
+    memop_buf *values = calloc(count, sizeof *values);
+    memop_script_call *calls = calloc(count, sizeof *calls);
+    memop_key *leases = malloc(count * sizeof *leases);
+    size_t *pos = malloc(count * sizeof *pos);
+    char (*ttls)[24] = malloc(count * sizeof *ttls);
+    bool broken = false;
+    if (!values || !calls || !leases || !pos || !ttls)
+        goto out;
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->state[i] != B_OURS)
+            continue;
+        uint64_t ttl;
+        if (b->found[i]) {
+            if (memop_row_encode(d, (char *)b->rows + i * d->size, &values[k]) != MEMO_OK)
+                continue;
+            ttl = memop_row_ttl(repo, &d->row);
+        } else {
+            memop_buf_puts(&values[k], memop_null_value);
+            ttl = memop_negative_ttl(repo, &d->row);
+        }
+        /* a value too large to read back is not cached */
+        if (values[k].failed || values[k].len > (size_t)repo->cfg.max_value_bytes) {
+            memop_buf_free(&values[k]);
+            continue;
+        }
+        memop_key_lease(&b->keys_r[i], &leases[k]);
+        snprintf(ttls[k], sizeof ttls[k], "%" PRIu64, ttl ? ttl : 1);
+        memop_script_call *call = &calls[k];
+        call->argv[0] = b->keys_r[i].s;
+        call->lens[0] = b->keys_r[i].len;
+        call->argv[1] = leases[k].s;
+        call->lens[1] = leases[k].len;
+        call->argv[2] = b->tokens[i];
+        call->lens[2] = strlen(b->tokens[i]);
+        call->argv[3] = values[k].s;
+        call->lens[3] = values[k].len;
+        call->argv[4] = ttls[k];
+        call->lens[4] = strlen(ttls[k]);
+        call->argc = 5;
+        pos[k++] = i;
+    }
+    if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 2, calls, k) != 0) {
+        broken = true;
+        goto out;
+    }
+    bool dropped = atomic_load(&e->drop_gen) != b->drop_gen;
+    for (size_t j = 0; j < k; j++) {
+        redisReply *r = calls[j].reply;
+        if (r->type == REDIS_REPLY_INTEGER) {
+            MEMOP_INC(*(r->integer == 1 ? &e->stats.fills : &e->stats.fill_rejects));
+            if (r->integer == 1 && dropped)
+                memop_undo_fill_if_dropped(repo, e, c, b->drop_gen, &b->keys_r[pos[j]], 1);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            memop_redis_reply_failed(repo, r, "EVALSHA (fill)");
+        }
+    }
+out:
+    if (values)
+        for (size_t i = 0; i < count; i++)
+            memop_buf_free(&values[i]);
+    free(values);
+    free(calls);
+    free(leases);
+    free(pos);
+    free(ttls);
+    memop_redis_release(repo, c, broken);
+}
+
+/* Reads the batch's keys with one MGET. True when Redis answered; false
+ * means do without the cache. A reply over its byte budget (some value far
+ * too large) is no outage: every key goes to the lease pipeline, whose
+ * script measures each value before sending it. */
+static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch *b)
+{
+    const memo_entity_desc *d = e->desc;
+    memop_rconn *c = *cp;
+    const char **argv = malloc((b->n + 1) * sizeof *argv);
+    size_t *lens = malloc((b->n + 1) * sizeof *lens);
+    redisReply *r = NULL;
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < b->n; i++) {
+        argv[i + 1] = b->keys_r[i].s;
+        lens[i + 1] = b->keys_r[i].len;
+    }
+    c->budget = memop_redis_reply_budget(repo, b->n);
+    r = memop_redis_command(repo, c, (int)b->n + 1, argv, lens);
+    free(argv);
+    free(lens);
+    if (!r && c->oversize) {
+        memop_redis_release(repo, c, true);
+        *cp = memop_redis_acquire(repo);
+        return *cp != NULL;
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
+        if (r)
+            memop_redis_reply_failed(repo, r->type == REDIS_REPLY_ERROR ? r : NULL, "MGET");
+        return false;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        redisReply *v = r->element[i];
+        if (v->type != REDIS_REPLY_STRING)
+            continue; /* a miss (MGET answers nil for a key of another type too) */
+        if (!batch_value(repo, d, b, i, v))
+            b->bad[i] = true;
+        else
+            MEMOP_INC(*(b->state[i] == B_NONE ? &e->stats.negative_hits : &e->stats.hits));
+    }
+    batch_discard(repo, e, c, b);
+    return true;
+}
+
+/* The batch path: one MGET; for the misses one pipeline of GET_OR_LEASE and
+ * one query; fills for the leases taken. Rows come back in the order asked,
+ * found rows only. Sets *all_hit when no key missed. */
+memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
+                        memo_rows *out, bool *all_hit)
+{
+    const memo_entity_desc *d = e->desc;
+    memop_stats *s = &e->stats;
+    batch b;
+    memo_status st = batch_init(repo, e, keys, n, &b);
+    *all_hit = true;
+    if (st != MEMO_OK || n == 0) {
+        if (st == MEMO_OK)
+            batch_free(&b, d);
+        return st;
+    }
+    b.tokens = calloc(n, sizeof *b.tokens);
+    if (!b.tokens) {
+        batch_free(&b, d);
+        return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    }
+    b.drop_gen = atomic_load(&e->drop_gen);
+
+    bool degraded = true;
+    memop_rconn *c = memop_entity_dropping(e) ? NULL : memop_redis_acquire(repo);
+    if (c && batch_mget(repo, e, &c, &b)) {
+        degraded = false;
+        size_t misses = 0;
+        for (size_t i = 0; i < n; i++)
+            misses += b.state[i] == B_MISS;
+        MEMOP_ADD(s->misses, misses);
+        *all_hit = misses == 0;
+    }
+    bool broken = c && !degraded && !batch_lease(repo, e, c, &b);
+    if (c)
+        memop_redis_release(repo, c, broken || c->ctx->err);
+    if (degraded) {
+        MEMOP_ADD(s->misses, n);
+        MEMOP_INC(s->degraded);
+        *all_hit = false;
+    }
+
+    size_t owned = 0;
+    bool need_db = false;
+    for (size_t i = 0; i < n; i++) {
+        need_db |= b.state[i] == B_MISS || b.state[i] == B_OURS;
+        owned += b.state[i] == B_OURS;
+    }
+    if (need_db) {
+        /* the leases taken stay alive while the query runs */
+        memop_key *leases = owned ? malloc(owned * sizeof *leases) : NULL;
+        const char **tokens = owned ? malloc(owned * sizeof *tokens) : NULL;
+        memop_lease_hold hold;
+        bool held = leases && tokens;
+        if (held) {
+            for (size_t i = 0, k = 0; i < n; i++)
+                if (b.state[i] == B_OURS) {
+                    memop_key_lease(&b.keys_r[i], &leases[k]);
+                    tokens[k++] = b.tokens[i];
+                }
+            memop_lease_hold_start(repo, &hold, leases, tokens, owned);
+        }
+        st = load_many(repo, NULL, e, keys, &b);
+        if (held)
+            memop_lease_hold_end(repo, &hold);
+        free(leases);
+        free(tokens);
+        if (st == MEMO_OK) {
+            fill_many(repo, e, &b);
+        } else {
+            for (size_t i = 0; i < n; i++) /* nobody should wait for these */
+                if (b.state[i] == B_OURS) {
+                    memop_key lease;
+                    memop_key_lease(&b.keys_r[i], &lease);
+                    memop_release_lease(repo, &lease, b.tokens[i]);
+                }
+        }
+    }
+    if (st == MEMO_OK)
+        batch_take(&b, d, out);
+    batch_free(&b, d);
+    return st;
+}
+
+memo_status memo_get_many(memo_repo *repo, const memo_entity_desc *d, const void *keys,
+                          size_t n, memo_rows *out)
+{
+    if (!repo || !d || !out || (!keys && n > 0))
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get_many: NULL argument")
+                    : MEMO_ERR_ARG;
+    out->items = NULL;
+    out->len = 0;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    bool hit;
+    st = memop_many(repo, e, keys, n, out, &hit);
+    memop_record(e, MEMOP_OP_GET_MANY, t0, hit);
+    return st;
+}
+
+memo_status memop_tx_many(memo_tx *tx, memop_entity *e, const void *keys, size_t n,
+                           memo_rows *out)
+{
+    batch b;
+    memo_status st = batch_init(tx->repo, e, keys, n, &b);
+    if (st != MEMO_OK)
+        return st;
+    if (n > 0 && (st = load_many(tx->repo, tx, e, keys, &b)) == MEMO_OK)
+        batch_take(&b, e->desc, out);
+    batch_free(&b, e->desc);
+    return st;
+}
+
+memo_status memo_tx_get_many(memo_tx *tx, const memo_entity_desc *d, const void *keys,
+                             size_t n, memo_rows *out)
+{
+    memop_entity *e;
+    memo_status st = memop_tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    out->items = NULL;
+    out->len = 0;
+    if (!keys && n > 0)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_get_many: NULL keys");
+    return memop_tx_many(tx, e, keys, n, out);
+}

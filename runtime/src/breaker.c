@@ -1,0 +1,133 @@
+/* The circuit breaker and the background thread (the prober). An outage
+ * opens the breaker: calls skip Redis at once and read PostgreSQL. While it
+ * is open the prober tries Redis every probe interval; when Redis answers it
+ * sends what was kept back (pending.c) and closes the breaker. While it is
+ * closed the prober publishes the statistics, and retries invalidations a
+ * refusal kept back. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+void memop_prober_wake(memo_repo *repo)
+{
+    pthread_mutex_lock(&repo->prober_lock);
+    pthread_cond_signal(&repo->prober_cond);
+    pthread_mutex_unlock(&repo->prober_lock);
+}
+
+void memop_redis_trip(memo_repo *repo)
+{
+    int closed = MEMOP_BREAKER_CLOSED;
+    if (atomic_compare_exchange_strong(&repo->breaker, &closed, MEMOP_BREAKER_OPEN)) {
+        atomic_fetch_add(&repo->breaker_epoch, 1);
+        memop_prober_wake(repo);
+    }
+}
+
+
+static void wait_ms(memo_repo *repo, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + ms * 1000000u;
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    pthread_cond_timedwait(&repo->prober_cond, &repo->prober_lock, &until);
+}
+
+/* Something the prober must send: queued invalidations or an entity to drop. */
+static bool work_pending(memo_repo *repo)
+{
+    if (atomic_load(&repo->pending.any))
+        return true;
+    unsigned n = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < n; i++)
+        if (memop_entity_dropping(repo->entity_list[i]))
+            return true;
+    return false;
+}
+
+/* On a connection of its own: Redis answers, and what was kept back went. */
+static bool probe_and_flush(memo_repo *repo)
+{
+    char err[512];
+    bool refused;
+    memop_rconn *c = memop_rconn_new(repo, err, sizeof err, &refused);
+    if (!c)
+        return false;
+    const char *ping[] = {"PING"};
+    redisReply *r = memop_redis_command(repo, c, 1, ping, NULL);
+    bool ok = r && r->type != REDIS_REPLY_ERROR && memop_pending_flush(repo, c);
+    memop_rconn_free(c);
+    return ok;
+}
+
+/* How long a refused invalidation waits before it is tried again while
+ * Redis is up (a permission taken away at run time, say). */
+#define RETRY_CLOSED_MS 1000
+
+/* The background thread. While the breaker is open it tries Redis every
+ * probe interval and, when Redis answers, sends what was kept back and closes
+ * the breaker. While it is closed it publishes the statistics every
+ * stats_publish_ms, and retries what a refusal kept back. */
+static void *prober_main(void *arg)
+{
+    memo_repo *repo = arg;
+    uint64_t next_publish = memop_now_us() + (uint64_t)repo->cfg.stats_publish_ms * 1000u;
+    uint64_t retry_at = 0;
+    pthread_mutex_lock(&repo->prober_lock);
+    while (!repo->closing) {
+        uint64_t now = memop_now_us();
+        bool open = atomic_load(&repo->breaker) != MEMOP_BREAKER_CLOSED;
+        bool work = work_pending(repo);
+        if (open || (work && now >= retry_at)) {
+            pthread_mutex_unlock(&repo->prober_lock);
+            bool ok = probe_and_flush(repo);
+            pthread_mutex_lock(&repo->prober_lock);
+            if (!ok && open && !repo->closing)
+                wait_ms(repo, MEMOP_PROBE_INTERVAL_MS);
+            else if (!ok)
+                retry_at = memop_now_us() + RETRY_CLOSED_MS * 1000u;
+            continue;
+        }
+        if (repo->publish && now >= next_publish) {
+            pthread_mutex_unlock(&repo->prober_lock);
+            memop_stats_publish(repo);
+            pthread_mutex_lock(&repo->prober_lock);
+            next_publish = now + (uint64_t)repo->cfg.stats_publish_ms * 1000u;
+            continue;
+        }
+        uint64_t wake = repo->publish ? next_publish : UINT64_MAX;
+        if (work && retry_at < wake)
+            wake = retry_at;
+        if (wake == UINT64_MAX)
+            pthread_cond_wait(&repo->prober_cond, &repo->prober_lock);
+        else
+            wait_ms(repo, (wake - now + 999) / 1000);
+    }
+    pthread_mutex_unlock(&repo->prober_lock);
+    return NULL;
+}
+
+bool memop_prober_start(memo_repo *repo)
+{
+    if (pthread_create(&repo->prober, NULL, prober_main, repo) != 0)
+        return false;
+    repo->prober_started = true;
+    return true;
+}
+
+void memop_prober_stop(memo_repo *repo)
+{
+    if (!repo->prober_started)
+        return;
+    pthread_mutex_lock(&repo->prober_lock);
+    repo->closing = true;
+    pthread_cond_signal(&repo->prober_cond);
+    pthread_mutex_unlock(&repo->prober_lock);
+    pthread_join(repo->prober, NULL);
+    repo->prober_started = false;
+}

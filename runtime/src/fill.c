@@ -1,0 +1,314 @@
+/* How a miss is filled: one key through the cache, with leases (the fix of
+ * Facebook's memcache paper). Every read (get, get_by, list) goes through
+ * memop_cached_read; the batch path (batch.c) does the same for many keys
+ * at once.
+ *
+ *   GET_OR_LEASE  -> value: a hit (or a negative hit)
+ *                 -> lease taken: query PostgreSQL (the lease kept alive
+ *                    meanwhile, lease.c), FILL while the lease holds
+ *                 -> lease held by another: back off and ask again, and past
+ *                    the bound read PostgreSQL without filling
+ *                 -> corrupt (another type, too large): delete, ask again
+ *   Redis failing, or the entity being dropped -> read PostgreSQL
+ *                    (degraded), fill nothing
+ *
+ * A write deletes value and lease after COMMIT, so a fill that read the old
+ * row before the write is refused: no stale value survives a write. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+void memop_read_free(memop_read *r)
+{
+    memop_buf_free(&r->value);
+    memop_buf_free(&r->also_value);
+}
+
+bool memop_is_null_value(const char *s, size_t n)
+{
+    return n == 4 && memcmp(s, memop_null_value, 4) == 0;
+}
+
+/* Deletes values that are not what their keys name (a wrong type, not
+ * decodable, too large, another row's), so the next read refills them: on
+ * the caller's connection when it has one (a second one from the pool could
+ * be the one it waits for), else on a connection of their own. */
+void memop_discard(memo_repo *repo, memop_entity *e, memop_rconn *c, const memop_key *keys,
+                    size_t n, const char *why)
+{
+    if (n == 0)
+        return;
+    MEMOP_ADD(e->stats.corrupt, n);
+    memop_fail(repo, MEMO_ERR_ARG, "corrupt value at %s (%s): deleted, read from PostgreSQL",
+               keys[0].s, why);
+    bool own = c == NULL;
+    if (own && !(c = memop_redis_acquire(repo)))
+        return;
+    for (size_t i = 0; i < n; i += 64) {
+        const char *argv[65];
+        size_t lens[65], k = 0;
+        argv[k] = "DEL";
+        lens[k++] = 3;
+        for (size_t j = i; j < n && j < i + 64; j++) {
+            argv[k] = keys[j].s;
+            lens[k++] = keys[j].len;
+        }
+        redisReply *rep = memop_redis_command(repo, c, (int)k, argv, lens);
+        if (!rep) /* the transport recorded it; the caller sees the broken context */
+            break;
+        if (rep->type == REDIS_REPLY_ERROR)
+            memop_redis_reply_failed(repo, rep, "DEL (corrupt value)");
+    }
+    if (own)
+        memop_redis_release(repo, c, c->ctx->err != 0);
+}
+
+/* The loader failed: let the next reader try at once rather than wait out
+ * the lease. */
+void memop_release_lease(memo_repo *repo, const memop_key *lease, const char *token)
+{
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return;
+    const char *argv[] = {lease->s, token};
+    size_t lens[] = {lease->len, strlen(token)};
+    redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_RELEASE, 1, 2, argv, lens);
+    memop_redis_release(repo, c, rep == NULL);
+}
+
+/* A fill that raced a drop of the whole entity (its invalidations were
+ * lost) may have put back what the drop had to remove: delete it again.
+ * The drop began after the write that needs it committed, so a fill that
+ * read before that write either landed before the drop's SCAN (which
+ * finds it) or sees the new generation here. */
+void memop_undo_fill_if_dropped(memo_repo *repo, memop_entity *e, memop_rconn *c,
+                                 uint64_t gen, const memop_key *keys, size_t n)
+{
+    if (atomic_load(&e->drop_gen) == gen || n == 0)
+        return;
+    const char *argv[3] = {"DEL", keys[0].s, n > 1 ? keys[1].s : NULL};
+    size_t lens[3] = {3, keys[0].len, n > 1 ? keys[1].len : 0};
+    redisReply *rep = memop_redis_command(repo, c, n > 1 ? 3 : 2, argv, lens);
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        memop_redis_reply_failed(repo, rep, "DEL (after a drop)");
+}
+
+/* Runs the loader and fills under the lease (when token is given), keeping
+ * the lease alive while the query runs (lease.c). */
+static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease, const char *token)
+{
+    memo_repo *repo = r->repo;
+    uint64_t ttl = 0;
+    r->value.len = 0;
+    r->also = false;
+    memop_lease_hold hold;
+    if (token)
+        memop_lease_hold_start(repo, &hold, lease, &token, 1);
+    r->st = r->load(repo, r->e, r->ctx, &r->value, &ttl);
+    if (token)
+        memop_lease_hold_end(repo, &hold);
+    if (r->st != MEMO_OK && r->st != MEMO_NOT_FOUND) {
+        if (token)
+            memop_release_lease(repo, lease, token);
+        return MEMOP_FAILED;
+    }
+    if (!token)
+        return MEMOP_LOADED;
+    if (r->value.len > (size_t)repo->cfg.max_value_bytes) {
+        /* it would be refused as corrupt when read back: not cached */
+        memop_release_lease(repo, lease, token);
+        return MEMOP_LOADED;
+    }
+    bool also = r->also && r->also_value.len <= (size_t)repo->cfg.max_value_bytes &&
+                !r->also_value.failed;
+    if (memop_test_hooks.before_fill)
+        memop_test_hooks.before_fill(r->key->s);
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return MEMOP_LOADED; /* the value is fresh; only the cache misses out */
+    char ttlbuf[24], alsottl[24];
+    snprintf(ttlbuf, sizeof ttlbuf, "%" PRIu64, ttl ? ttl : 1);
+    snprintf(alsottl, sizeof alsottl, "%" PRIu64, r->also_ttl ? r->also_ttl : 1);
+    redisReply *rep;
+    if (memop_test_hooks.no_leases) {
+        /* the naive cache-aside the tests must be able to catch */
+        const char *argv[] = {"SET", r->key->s, r->value.s, "PX", ttlbuf};
+        size_t lens[] = {3, r->key->len, r->value.len, 2, strlen(ttlbuf)};
+        rep = memop_redis_command(repo, c, 5, argv, lens);
+        if (rep && rep->type == REDIS_REPLY_STATUS) {
+            r->filled = true;
+            MEMOP_INC(r->e->stats.fills);
+        }
+    } else {
+        const char *argv[] = {r->key->s,   lease->s,     also ? r->also_key.s : NULL,
+                              token,       r->value.s,   ttlbuf,
+                              also ? r->also_value.s : NULL, alsottl};
+        size_t lens[] = {r->key->len,     lease->len,
+                         also ? r->also_key.len : 0, strlen(token),
+                         r->value.len,    strlen(ttlbuf),
+                         also ? r->also_value.len : 0, strlen(alsottl)};
+        if (also) {
+            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL_PAIR, 3, 8, argv, lens);
+        } else {
+            const char *av[] = {argv[0], argv[1], argv[3], argv[4], argv[5]};
+            size_t al[] = {lens[0], lens[1], lens[3], lens[4], lens[5]};
+            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL, 2, 5, av, al);
+        }
+        if (rep && rep->type == REDIS_REPLY_INTEGER) {
+            r->filled = rep->integer == 1;
+            MEMOP_INC(*(r->filled ? &r->e->stats.fills : &r->e->stats.fill_rejects));
+            if (r->filled) {
+                memop_key both[2] = {*r->key};
+                if (also)
+                    both[1] = r->also_key;
+                memop_undo_fill_if_dropped(repo, r->e, c, r->drop_gen, both, also ? 2 : 1);
+            }
+        } else if (rep) {
+            memop_redis_reply_failed(repo, rep, "EVALSHA (fill)");
+        }
+    }
+    memop_redis_release(repo, c, rep == NULL || c->ctx->err);
+    return MEMOP_LOADED;
+}
+
+/* The value read from PostgreSQL may go to waiters only if no write of this
+ * process committed meanwhile: a waiter that began after such a write must
+ * not get what was read before it. */
+static enum memop_outcome lead(memop_read *r, memop_flight *f, const memop_key *lease,
+                         const char *token)
+{
+    uint64_t seq = atomic_load(&r->repo->write_seq);
+    enum memop_outcome o = load_and_fill(r, lease, token);
+    if (f)
+        memop_flight_finish(r->repo, f, &r->value,
+                      o == MEMOP_LOADED && (!token || r->filled) &&
+                          atomic_load(&r->repo->write_seq) == seq);
+    return o;
+}
+
+/* One key through the cache. On MEMOP_HIT the value is in r->value. */
+enum memop_outcome memop_cached_read(memop_read *r)
+{
+    memo_repo *repo = r->repo;
+    memop_stats *s = &r->e->stats;
+    memop_key lease;
+    memop_key_lease(r->key, &lease);
+    char token[40];
+    memop_make_token(repo, token, sizeof token);
+    char lease_ms[16], max[16];
+    snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    r->drop_gen = atomic_load(&r->e->drop_gen);
+
+    uint64_t deadline = 0, backoff = 500;
+    /* an entity whose invalidations were lost is not read from the cache
+     * until all its entries are dropped */
+    while (!memop_entity_dropping(r->e)) {
+        memop_rconn *c = memop_redis_acquire(repo);
+        if (!c)
+            break;
+        const char *argv[] = {r->key->s, lease.s, token, lease_ms, max};
+        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms), strlen(max)};
+        redisReply *rep =
+            memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 5, argv, lens);
+        bool corrupt = false;
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            enum memop_redis_error kind =
+                memop_redis_reply_failed(repo, rep, "EVALSHA (get-or-lease)");
+            if (kind == MEMOP_REDIS_WRONGTYPE) {
+                corrupt = true; /* someone stored a list or a set here */
+            } else {
+                if (kind != MEMOP_REDIS_OUTAGE)
+                    MEMOP_INC(s->errors);
+                memop_redis_release(repo, c, rep == NULL);
+                break;
+            }
+        } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 2) {
+            corrupt = true; /* larger than any value memo writes */
+        }
+        if (corrupt) {
+            if (r->healed) { /* back at once: do without the cache */
+                memop_redis_release(repo, c, false);
+                break;
+            }
+            r->healed = true;
+            memop_discard(repo, r->e, c, r->key, 1,
+                    rep->type == REDIS_REPLY_ERROR ? "wrong type" : "too large");
+            memop_redis_release(repo, c, false);
+            continue;
+        }
+        /* the reply lives in the connection: take what is needed, then release */
+        if (rep->type == REDIS_REPLY_STRING) {
+            bool neg = memop_is_null_value(rep->str, rep->len);
+            r->value.len = 0;
+            memop_buf_append(&r->value, rep->str, rep->len);
+            memop_redis_release(repo, c, false);
+            if (!r->missed)
+                MEMOP_INC(*(neg ? &s->negative_hits : &s->hits));
+            if (r->value.failed) {
+                r->st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+                return MEMOP_FAILED;
+            }
+            return neg ? MEMOP_NEG_HIT : MEMOP_HIT;
+        }
+        long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+        memop_redis_release(repo, c, false);
+        if (!r->missed) {
+            MEMOP_INC(s->misses);
+            r->missed = true;
+        }
+        if (got == 1)
+            return lead(r, memop_flight_lead(repo, r->key), &lease, token);
+        if (got != 0)
+            break;
+        /* Another holds the lease: it is querying now, and keeps its lease
+         * alive while it does. A thread of this process shares its flight;
+         * else ask Redis again after a short, jittered back-off, up to the
+         * bound, then read the database without filling. */
+        uint64_t now = memop_now_us();
+        if (deadline == 0) {
+            deadline = now + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
+            MEMOP_INC(s->lease_waits);
+        }
+        if (memop_flight_wait(repo, r->key, deadline, &r->value))
+            return memop_is_null_value(r->value.s, r->value.len) ? MEMOP_NEG_HIT : MEMOP_HIT;
+        now = memop_now_us();
+        if (now >= deadline)
+            return load_and_fill(r, NULL, NULL);
+        uint64_t sleep = backoff / 2 + memop_random() % (backoff / 2 + 1);
+        if (now + sleep > deadline)
+            sleep = deadline - now;
+        memop_sleep_us(sleep);
+        if (backoff < 50000)
+            backoff *= 2;
+    }
+    /* Without the cache (Redis is unavailable, refused the call, or the
+     * entity's entries are being dropped): PostgreSQL answers, nothing is
+     * filled, and the threads of this process that miss the same key share
+     * one query, so an outage does not become a stampede. */
+    if (!r->missed) {
+        MEMOP_INC(s->misses);
+        r->missed = true;
+    }
+    r->degraded = true;
+    MEMOP_INC(s->degraded);
+    memop_flight *f = memop_flight_lead(repo, r->key);
+    if (f)
+        return lead(r, f, NULL, NULL);
+    uint64_t until = memop_now_us() + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
+    if (memop_flight_wait(repo, r->key, until, &r->value))
+        return memop_is_null_value(r->value.s, r->value.len) ? MEMOP_NEG_HIT : MEMOP_HIT;
+    return load_and_fill(r, NULL, NULL);
+}
+
+void memop_record(memop_entity *e, enum memop_op op, uint64_t t0, bool hit)
+{
+    uint64_t us = memop_now_us() - t0;
+    MEMOP_INC(e->stats.ops[op]);
+    memop_hist_add(&e->stats.op_latency[op], us);
+    memop_hist_add(hit ? &e->stats.hit_latency : &e->stats.miss_latency, us);
+}

@@ -1,0 +1,400 @@
+/* Reads of one row: get by primary key and get_by a unique lookup (the
+ * lookup holds the primary key; a miss reads the row once and fills both),
+ * their loaders, the checks that a value belongs to its key, and their
+ * transaction variants (which read the database only). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------- loaders */
+
+/* Runs a statement with one key parameter. */
+memo_status memop_query_one_key(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned stmt,
+                                 const memo_field_desc *f, const void *key, PGresult **res)
+{
+    memop_params ps;
+    ps.n = 0;
+    memop_param_key(&ps, f, key);
+    return memop_db_run(repo, tx, e, stmt, &ps, res);
+}
+
+typedef struct row_ctx {
+    memo_tx *tx;
+    unsigned stmt;
+    const memo_field_desc *field;
+    const void *key;
+    const memo_lookup_desc *lookup;
+    void *row;   /* filled on MEMOP_LOADED and found */
+    bool found;
+    struct memop_read *read; /* load_unique: where the row's own value goes */
+} row_ctx;
+
+/* A row by a key field: the value is the row, or null. */
+static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx, memop_buf *value,
+                            uint64_t *ttl)
+{
+    row_ctx *ctx = vctx;
+    PGresult *res;
+    memo_status st = memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->field, ctx->key, &res);
+    if (st != MEMO_OK)
+        return st;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        ctx->found = false;
+        if (value) {
+            memop_buf_puts(value, memop_null_value);
+            *ttl = memop_negative_ttl(repo, ctx->lookup);
+        }
+        return MEMO_NOT_FOUND;
+    }
+    st = memop_result_row(e->desc, res, 0, 0, ctx->row);
+    PQclear(res);
+    if (st == MEMO_ERR_SCHEMA)
+        return memop_schema_mismatch(repo, e, NULL);
+    if (st != MEMO_OK)
+        return memop_fail(repo, st, "out of memory");
+    ctx->found = true;
+    if (!value)
+        return MEMO_OK; /* a transaction's read: nothing to cache */
+    st = memop_row_encode(e->desc, ctx->row, value);
+    if (st != MEMO_OK) {
+        memo_row_clear(e->desc, ctx->row);
+        ctx->found = false;
+        return memop_fail(repo, st, "cannot encode a row of %s", e->desc->table);
+    }
+    *ttl = memop_row_ttl(repo, ctx->lookup);
+    return MEMO_OK;
+}
+
+/* ----------------------------------------------------------- validation */
+
+memo_status memop_check_key(memo_repo *repo, const memo_field_desc *f, const void *key)
+{
+    if (!key || (f->type == MEMO_TEXT && !*(const char *const *)key))
+        return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL key", f->name);
+    return MEMO_OK;
+}
+
+/* Field f of a row holds the key value: a value read from Redis must be the
+ * one its key names, or it is corrupt (copied under another key by a bug or
+ * by someone else). */
+bool memop_row_has(const memo_field_desc *f, const void *row, const void *key)
+{
+    const char *p = (const char *)row + f->offset;
+    if ((f->flags & MEMO_FIELD_NULLABLE) && f->type != MEMO_TEXT && f->type != MEMO_JSON &&
+        *(const bool *)((const char *)row + f->null_offset))
+        return false;
+    return memop_key_equal(f, p, key);
+}
+
+/* ------------------------------------------------------------------ get */
+
+static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, void *out,
+                           bool *hit)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    memop_key k;
+    memop_key_of(repo, d, &d->row.key, pk, key, &k);
+
+    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false, NULL};
+    MEMOP_READ(r, repo, e, &k, load_row, &ctx);
+    memo_status st = MEMO_OK;
+    for (;;) {
+        enum memop_outcome o = memop_cached_read(&r);
+        *hit = !r.missed;
+        if (o == MEMOP_NEG_HIT) {
+            st = MEMO_NOT_FOUND;
+        } else if (o == MEMOP_LOADED || o == MEMOP_FAILED) {
+            st = r.st;
+        } else {
+            char why[128] = "another row's value";
+            st = memop_row_decode(d, r.value.s, r.value.len, out, why, sizeof why);
+            if (st == MEMO_OK && !memop_row_has(pk, out, key)) {
+                memo_row_clear(d, out);
+                st = MEMO_ERR_ARG;
+            }
+            if (st != MEMO_OK) {
+                /* corrupt: count it, drop it, and read again (then from
+                 * PostgreSQL, which refills it) */
+                memop_discard(repo, e, NULL, &k, 1, why);
+                if (!r.healed) {
+                    r.healed = true;
+                    continue;
+                }
+                r.value.len = 0;
+                st = load_row(repo, e, &ctx, &r.value, &(uint64_t){0});
+            }
+        }
+        break;
+    }
+    memop_read_free(&r);
+    return st;
+}
+
+memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key, void *out)
+{
+    if (!repo || !d || !out)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get: NULL argument") : MEMO_ERR_ARG;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    memset(out, 0, d->size);
+    if ((st = memop_check_key(repo, &d->fields[d->pk], key)) != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    bool hit;
+    st = get_row(repo, e, key, out, &hit);
+    memop_record(e, MEMOP_OP_GET, t0, hit);
+    return st;
+}
+
+/* --------------------------------------------------------------- get_by */
+
+/* A unique lookup's value is the primary key of its row. The row the query
+ * found goes to the cache with it, under the lookup's lease, so the next
+ * read by either key is a hit. That is safe because every write of a row
+ * deletes the leases of its unique lookups, changed or not (write.c): a
+ * write that commits after this query breaks the lease, and the fill of
+ * both values is refused. */
+static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
+                               memop_buf *value, uint64_t *ttl)
+{
+    row_ctx *ctx = vctx;
+    memop_read *r = ctx->read;
+    const memo_entity_desc *d = e->desc;
+    memop_buf tmp = {0};
+    memop_buf *row = r ? &r->also_value : &tmp;
+    row->len = 0;
+    memo_status st = load_row(repo, e, ctx, row, &(uint64_t){0});
+    memop_buf_free(&tmp);
+    if (st == MEMO_NOT_FOUND) {
+        memop_buf_puts(value, memop_null_value);
+        *ttl = memop_negative_ttl(repo, ctx->lookup);
+        return st;
+    }
+    if (st != MEMO_OK)
+        return st;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if (r) {
+        memop_key_of(repo, d, &d->row.key, pk, (const char *)ctx->row + pk->offset,
+                     &r->also_key);
+        r->also_ttl = memop_row_ttl(repo, &d->row);
+        r->also = true;
+    }
+    *ttl = memop_row_ttl(repo, ctx->lookup);
+    return memop_pk_encode(pk, (const char *)ctx->row + pk->offset, value);
+}
+
+typedef union pk_value {
+    int32_t i32;
+    int64_t i64;
+    char *text;
+} pk_value;
+
+enum fast { FAST_MISS, FAST_ROW, FAST_NONE, FAST_PK };
+
+/* A unique lookup and its row in one round trip (the GET_BY script): the
+ * row (FAST_ROW, decoded into out), a negative entry (FAST_NONE), only the
+ * primary key (FAST_PK: the row is to be read as by get), or nothing usable
+ * (FAST_MISS: the lookup path with its lease, which also sorts out what is
+ * corrupt). */
+static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_desc *f,
+                             const void *key, const memop_key *k, void *out, pk_value *pk)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pkf = &d->fields[d->pk];
+    memop_stats *s = &e->stats;
+    if (memop_entity_dropping(e))
+        return FAST_MISS;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return FAST_MISS;
+    /* the row key around the primary key's part */
+    memop_key around;
+    memop_key_build(repo, d, &d->row.key, "", 0, &around);
+    size_t head = repo->key_prefix_len + strlen(d->schema) + 2 + strlen(d->row.key.head);
+    char max[16];
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    const char *argv[] = {k->s, around.s, around.s + head, pkf->type == MEMO_TEXT ? "1" : "0",
+                          max};
+    size_t lens[] = {k->len, head, around.len - head, 1, strlen(max)};
+    redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 5, argv, lens);
+    enum fast result = FAST_MISS;
+    if (rep && rep->type == REDIS_REPLY_ERROR &&
+        memop_redis_error_kind(rep) == MEMOP_REDIS_OUTAGE)
+        memop_redis_reply_failed(repo, rep, "EVALSHA (get-by)");
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        goto out;
+    const redisReply *v = rep->element[0];
+    if (memop_is_null_value(v->str, v->len)) {
+        MEMOP_INC(s->negative_hits);
+        result = FAST_NONE;
+        goto out;
+    }
+    if (!memop_pk_decode(pkf, v->str, v->len, pk))
+        goto out; /* the lookup path finds it corrupt and heals it */
+    MEMOP_INC(s->hits);
+    result = FAST_PK;
+    if (rep->elements < 2 || rep->element[1]->type != REDIS_REPLY_STRING)
+        goto out;
+    const redisReply *row = rep->element[1];
+    char why[128];
+    if (memop_is_null_value(row->str, row->len) ||
+        memop_row_decode(d, row->str, row->len, out, why, sizeof why) != MEMO_OK)
+        goto out; /* a row deleted since, or corrupt: the row path sorts it out */
+    if (!memop_row_has(pkf, out, pk) || !memop_row_has(f, out, key)) {
+        /* not the row of this lookup: the slow paths check both keys */
+        memo_row_clear(d, out);
+        goto out;
+    }
+    MEMOP_INC(s->hits);
+    result = FAST_ROW;
+out:
+    memop_redis_release(repo, c, rep == NULL);
+    return result;
+}
+
+memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
+                        const void *key, void *out)
+{
+    if (!repo || !d || !out || u >= d->nuniques)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get_by: bad argument")
+                    : MEMO_ERR_ARG;
+    memop_entity *e;
+    memo_status st = memop_entity_get(repo, d, &e);
+    if (st != MEMO_OK)
+        return st;
+    memset(out, 0, d->size);
+    const memo_lookup_desc *l = &d->uniques[u];
+    const memo_field_desc *f = &d->fields[l->field];
+    if ((st = memop_check_key(repo, f, key)) != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
+    memop_key k;
+    memop_key_of(repo, d, &l->key, f, key, &k);
+
+    bool hit = false, text_pk = d->fields[d->pk].type == MEMO_TEXT;
+    pk_value pk = {0};
+    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false, NULL};
+    MEMOP_READ(r, repo, e, &k, load_unique, &ctx);
+    ctx.read = &r;
+    switch (get_by_fast(repo, e, f, key, &k, out, &pk)) {
+    case FAST_ROW:
+        if (text_pk)
+            free(pk.text);
+        memop_record(e, MEMOP_OP_GET_BY, t0, true);
+        return MEMO_OK;
+    case FAST_NONE:
+        memop_record(e, MEMOP_OP_GET_BY, t0, true);
+        return MEMO_NOT_FOUND;
+    case FAST_PK: {
+        st = get_row(repo, e, &pk, out, &hit);
+        if (text_pk)
+            free(pk.text);
+        bool belongs = st == MEMO_OK && memop_row_has(f, out, key);
+        if (belongs || (st != MEMO_OK && st != MEMO_NOT_FOUND)) {
+            memop_record(e, MEMOP_OP_GET_BY, t0, hit);
+            return st;
+        }
+        /* the lookup names a row that is gone or has another value: stale
+         * or forged; the lookup path deletes it and asks the database */
+        memo_row_clear(d, out);
+        memop_discard(repo, e, NULL, &k, 1, "names a row that does not have this value");
+        r.healed = true;
+        break;
+    }
+    case FAST_MISS:
+        break;
+    }
+
+    for (;;) {
+        enum memop_outcome o = memop_cached_read(&r);
+        hit = !r.missed;
+        if (o == MEMOP_NEG_HIT) {
+            st = MEMO_NOT_FOUND;
+        } else if (o == MEMOP_LOADED || o == MEMOP_FAILED) {
+            st = r.st;
+        } else {
+            /* the lookup holds the primary key of a row with this value */
+            bool ok = memop_pk_decode(&d->fields[d->pk], r.value.s, r.value.len, &pk);
+            bool row_hit = false;
+            if (ok) {
+                st = get_row(repo, e, &pk, out, &row_hit);
+                if (text_pk)
+                    free(pk.text);
+                ok = (st != MEMO_OK && st != MEMO_NOT_FOUND) ||
+                     (st == MEMO_OK && memop_row_has(f, out, key));
+                if (!ok)
+                    memo_row_clear(d, out);
+            }
+            if (!ok) {
+                memop_discard(repo, e, NULL, &k, 1, "not the primary key of a row with this value");
+                if (!r.healed) {
+                    r.healed = true;
+                    continue;
+                }
+                ctx.read = NULL; /* read the database; fill nothing */
+                memop_buf v = {0};
+                st = load_unique(repo, e, &ctx, &v, &(uint64_t){0});
+                memop_buf_free(&v);
+                break;
+            }
+            hit = hit && row_hit;
+        }
+        break;
+    }
+    memop_read_free(&r);
+    memop_record(e, MEMOP_OP_GET_BY, t0, hit);
+    return st;
+}
+
+/* Reads in a transaction see its own writes: they go to the database, on the
+ * transaction's connection, and fill nothing. */
+
+memo_status memop_tx_entity(memo_tx *tx, const memo_entity_desc *d, const void *arg,
+                             memop_entity **e)
+{
+    if (!tx)
+        return MEMO_ERR_ARG;
+    if (!d || !arg)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "NULL argument");
+    return memop_entity_get(tx->repo, d, e);
+}
+
+memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key, void *out)
+{
+    memop_entity *e;
+    memo_status st = memop_tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    memset(out, 0, d->size);
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if ((st = memop_check_key(tx->repo, pk, key)) != MEMO_OK)
+        return st;
+    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false, NULL};
+    return load_row(tx->repo, e, &ctx, NULL, NULL);
+}
+
+memo_status memo_tx_get_by(memo_tx *tx, const memo_entity_desc *d, unsigned u, const void *key,
+                           void *out)
+{
+    memop_entity *e;
+    memo_status st = memop_tx_entity(tx, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    if (u >= d->nuniques)
+        return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_get_by: no lookup %u", u);
+    memset(out, 0, d->size);
+    const memo_field_desc *f = &d->fields[d->uniques[u].field];
+    if ((st = memop_check_key(tx->repo, f, key)) != MEMO_OK)
+        return st;
+    row_ctx ctx = {tx, MEMOP_SQL_UNIQUE(d, u), f, key, &d->uniques[u], out, false, NULL};
+    return load_row(tx->repo, e, &ctx, NULL, NULL);
+}

@@ -1,0 +1,153 @@
+/* Invalidations that could not be sent: a bounded queue kept for the
+ * prober, which sends it when Redis answers (or, after a refusal, retries
+ * it); over the bound, and when a write's keys could not all be collected,
+ * whole entities are marked to be dropped. Also the one DEL a write sends. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Keeps keys for later. Over the bound, the owners are flagged instead: on
+ * reconnect all their keys are dropped, so nothing stale survives. */
+static void pending_add(memo_repo *repo, memop_entity *const *owners, const memop_key *keys,
+                        size_t n)
+{
+    memop_pending *q = &repo->pending;
+    size_t max = memop_test_hooks.pending_max ? memop_test_hooks.pending_max : MEMOP_PENDING_MAX;
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (memop_entity_dropping(owners[i]))
+            continue; /* the drop will cover this key: it happens after now */
+        char *copy = NULL;
+        if (q->n < max) {
+            if (q->n == q->cap) {
+                size_t cap = q->cap ? q->cap * 2 : 64;
+                char **k = realloc(q->keys, cap * sizeof *k);
+                memop_entity **o = k ? realloc(q->owners, cap * sizeof *o) : NULL;
+                if (k)
+                    q->keys = k;
+                if (o) {
+                    q->owners = o;
+                    q->cap = cap;
+                }
+            }
+            if (q->n < q->cap)
+                copy = strdup(keys[i].s);
+        }
+        if (!copy) {
+            memop_entity_drop(repo, owners[i]);
+            continue;
+        }
+        q->keys[q->n] = copy;
+        q->owners[q->n] = owners[i];
+        q->n++;
+    }
+    atomic_store(&q->any, true);
+    pthread_mutex_unlock(&q->lock);
+    memop_prober_wake(repo);
+}
+
+void memop_entity_drop(memo_repo *repo, memop_entity *e)
+{
+    atomic_fetch_add(&e->drop_gen, 1);
+    memop_prober_wake(repo);
+}
+
+bool memop_entity_dropping(memop_entity *e)
+{
+    return atomic_load(&e->drop_gen) != atomic_load(&e->dropped_gen);
+}
+
+void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
+                            const memop_key *keys, size_t n)
+{
+    if (n == 0)
+        return;
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c) {
+        pending_add(repo, owners, keys, n);
+        return;
+    }
+    /* one DEL for every key: one round trip, applied at once */
+    const char **argv = malloc((n + 1) * sizeof *argv);
+    size_t *lens = malloc((n + 1) * sizeof *lens);
+    redisReply *r = NULL;
+    bool broken = false;
+    if (!argv || !lens) {
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        pending_add(repo, owners, keys, n);
+        goto out;
+    }
+    argv[0] = "DEL";
+    lens[0] = 3;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = keys[i].s;
+        lens[i + 1] = keys[i].len;
+    }
+    r = memop_redis_command(repo, c, (int)n + 1, argv, lens);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        /* kept for the prober: after an outage, or (a refusal) until the
+         * permission is back; an outage opens the breaker here */
+        broken = r == NULL;
+        memop_redis_reply_failed(repo, r, "DEL");
+        pending_add(repo, owners, keys, n);
+    }
+out:
+    free(argv);
+    free(lens);
+    memop_redis_release(repo, c, broken);
+}
+
+/* Sends what the outage kept back: first the wholesale drops of entities
+ * whose queue overflowed, then the queued keys. True when all went out. */
+bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
+{
+    unsigned n = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < n; i++) {
+        memop_entity *e = repo->entity_list[i];
+        uint64_t asked = atomic_load(&e->drop_gen);
+        if (asked == atomic_load(&e->dropped_gen))
+            continue;
+        if (memop_redis_flush_entity(repo, c, e->desc) < 0)
+            return false;
+        /* a drop asked for meanwhile keeps the entity dropping: next round */
+        atomic_store(&e->dropped_gen, asked);
+    }
+    memop_pending *q = &repo->pending;
+    pthread_mutex_lock(&q->lock);
+    bool ok = true;
+    size_t done = 0;
+    while (done < q->n && ok) {
+        size_t batch = q->n - done < 500 ? q->n - done : 500;
+        const char *argv[501];
+        size_t lens[501];
+        argv[0] = "DEL";
+        lens[0] = 3;
+        for (size_t i = 0; i < batch; i++) {
+            argv[i + 1] = q->keys[done + i];
+            lens[i + 1] = strlen(q->keys[done + i]);
+        }
+        redisReply *r = memop_redis_command(repo, c, (int)batch + 1, argv, lens);
+        ok = r && r->type == REDIS_REPLY_INTEGER;
+        if (ok)
+            done += batch;
+        else if (r)
+            memop_redis_reply_failed(repo, r, "DEL (queued invalidations)");
+    }
+    for (size_t i = 0; i < done; i++)
+        free(q->keys[i]);
+    if (done > 0 && done < q->n) {
+        memmove(q->keys, q->keys + done, (q->n - done) * sizeof *q->keys);
+        memmove(q->owners, q->owners + done, (q->n - done) * sizeof *q->owners);
+    }
+    q->n -= done;
+    if (ok) {
+        atomic_store(&q->any, false);
+        /* closed under the queue's lock: a key queued from now on comes
+         * with a trip that opens the breaker again */
+        atomic_store_explicit(&repo->breaker, MEMOP_BREAKER_CLOSED, memory_order_release);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return ok;
+}
