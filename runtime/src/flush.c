@@ -7,16 +7,6 @@
 
 #include "internal.h"
 
-/* Glob-escapes s into b for a SCAN pattern. */
-static void glob_escape(memop_buf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strchr("*?[]\\", s[i]))
-            memop_buf_append(b, "\\", 1);
-        memop_buf_append(b, &s[i], 1);
-    }
-}
-
 /* Drops every key of one lookup or list: SCAN + UNLINK, never KEYS. Returns
  * the number of keys removed, or -1 when Redis failed. */
 typedef struct flush_progress {
@@ -29,15 +19,7 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
                            const memo_key_desc *k, const flush_progress *progress)
 {
     memop_buf pat = {0};
-    glob_escape(&pat, repo->key_prefix, repo->key_prefix_len);
-    glob_escape(&pat, d->schema, strlen(d->schema));
-    memop_buf_puts(&pat, ":{");
-    glob_escape(&pat, k->head, strlen(k->head));
-    memop_buf_puts(&pat, "*");
-    glob_escape(&pat, k->tail, strlen(k->tail));
-    memop_buf_puts(&pat, "}:");
-    glob_escape(&pat, k->tag, strlen(k->tag));
-    memop_buf_puts(&pat, "*");
+    memop_key_pattern(repo, d, k, &pat);
     if (pat.failed) {
         memop_buf_free(&pat);
         return -1;

@@ -216,14 +216,13 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
     if (!c)
         return FAST_MISS;
     /* the row key around the primary key's part */
-    memop_key around;
-    memop_key_build(repo, d, &d->row.key, "", 0, &around);
-    size_t head = repo->key_prefix_len + strlen(d->schema) + 2 + strlen(d->row.key.head);
+    memop_key before, after;
+    memop_key_around(repo, d, &d->row.key, &before, &after);
     char max[16];
     snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
-    const char *argv[] = {k->s, around.s, around.s + head, pkf->type == MEMO_TEXT ? "1" : "0",
+    const char *argv[] = {k->s, before.s, after.s, pkf->type == MEMO_TEXT ? "1" : "0",
                           max};
-    size_t lens[] = {k->len, head, around.len - head, 1, strlen(max)};
+    size_t lens[] = {k->len, before.len, after.len, 1, strlen(max)};
     redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 5, argv, lens);
     enum fast result = FAST_MISS;
     if (rep && rep->type == REDIS_REPLY_ERROR &&

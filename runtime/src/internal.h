@@ -239,6 +239,23 @@ void memop_key_of(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
 /* Two values of key field f (pointers to its C type) are equal; a NULL
  * text equals nothing. */
 bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
+/* The key of lookup or list k cut around its value: <before><part><after>
+ * (for a script that builds keys from values it reads). */
+void memop_key_around(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
+                      memop_key *before, memop_key *after);
+/* Appends the SCAN pattern that matches every key of k (values and leases). */
+void memop_key_pattern(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
+                       memop_buf *out);
+/* memo's own keys: <prefix>memo:<kind>:{<name escaped>} (kind "lock", "probe"). */
+void memop_key_memo(memo_repo *, const char *kind, const char *name, memop_key *out);
+/* The key a process publishes its statistics under (host already a key part). */
+void memop_key_stats(memo_repo *, const char *host, long pid, unsigned long tag,
+                     memop_key *out);
+/* The Lua pattern class of the bytes memop_key_part keeps (for the GET_BY
+ * script), and the longest part as a string. */
+#define MEMOP_KEY_PLAIN_LUA "%w%-_%.@%+"
+#define MEMOP_STR_(x) #x
+#define MEMOP_STR(x) MEMOP_STR_(x)
 /* The lease key of a value key: <key>:lease */
 void memop_key_lease(const memop_key *key, memop_key *out);
 
@@ -366,6 +383,8 @@ redisReply *memop_redis_script(memo_repo *, memop_rconn *, enum memop_script, in
 /* Drops every key of an entity (SCAN + UNLINK). Keys removed, -1 on failure. */
 long memop_redis_flush_entity(memo_repo *, memop_rconn *, const memo_entity_desc *);
 
+/* Sets the key and the process description statistics are published under. */
+void memop_stats_identity(memo_repo *);
 /* Publishes this process's statistics to Redis now (if the breaker is closed). */
 void memop_stats_publish(memo_repo *);
 
@@ -597,7 +616,7 @@ struct memo_repo {
     /* statistics published for `memo stats`: a key per process, with an
      * expiry, so the processes that stop publishing age out */
     bool publish;
-    char stats_key[256];
+    memop_key stats_key;
     char process_json[256];
     pthread_mutex_t flights_lock;
     memop_flight *flights[MEMOP_FLIGHT_BUCKETS];

@@ -1,6 +1,9 @@
-/* Redis keys: <prefix><schema>:{<head><part><tail>}:<tag>. The braces are a
- * Redis Cluster hash tag, so a value and its lease share a slot. User parts
- * are escaped, so no input can forge another key or match a pattern. */
+/* Redis keys, all of them: <prefix><schema>:{<head><part><tail>}:<tag> for
+ * rows, lookups and lists (their leases add ":lease"), the SCAN patterns
+ * that match them, and <prefix>memo:<kind>:{<name>} for memo's own (locks,
+ * the permission probe). The braces are a Redis Cluster hash tag, so a
+ * value and its lease share a slot. User parts are escaped, so no input can
+ * forge another key or match a pattern. Every other file asks here. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +12,9 @@
 #include "sha256.h"
 
 /* Bytes that stay as they are; everything else, including ':', '{', '}',
- * '*', '?', '[', ']', '%', '~', whitespace and non-ASCII, becomes %XX. */
+ * '*', '?', '[', ']', '%', '~', whitespace and non-ASCII, becomes %XX. The
+ * GET_BY script escapes in Lua with MEMOP_KEY_PLAIN_LUA, the same set
+ * (tests/unit/test_keys.c holds the two to each other, byte by byte). */
 static bool plain(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -91,6 +96,66 @@ void memop_key_build(memo_repo *repo, const memo_entity_desc *d, const memo_key_
 #undef PUT
     s[n] = '\0';
     out->len = n;
+}
+
+void memop_key_around(memo_repo *repo, const memo_entity_desc *d, const memo_key_desc *k,
+                      memop_key *before, memop_key *after)
+{
+    memop_key all;
+    memop_key_build(repo, d, k, "", 0, &all);
+    /* <prefix><schema>:{<head> | <tail>}:<tag> */
+    size_t at = repo->key_prefix_len + strlen(d->schema) + 2 + strlen(k->head);
+    if (at > all.len)
+        at = all.len;
+    memcpy(before->s, all.s, at);
+    before->s[at] = '\0';
+    before->len = at;
+    memcpy(after->s, all.s + at, all.len - at + 1);
+    after->len = all.len - at;
+}
+
+/* Glob-escapes s into b, for a SCAN pattern. */
+static void glob_escape(memop_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strchr("*?[]\\", s[i]))
+            memop_buf_append(b, "\\", 1);
+        memop_buf_append(b, &s[i], 1);
+    }
+}
+
+void memop_key_pattern(memo_repo *repo, const memo_entity_desc *d, const memo_key_desc *k,
+                       memop_buf *out)
+{
+    glob_escape(out, repo->key_prefix, repo->key_prefix_len);
+    glob_escape(out, d->schema, strlen(d->schema));
+    memop_buf_puts(out, ":{");
+    glob_escape(out, k->head, strlen(k->head));
+    memop_buf_puts(out, "*");
+    glob_escape(out, k->tail, strlen(k->tail));
+    memop_buf_puts(out, "}:");
+    glob_escape(out, k->tag, strlen(k->tag));
+    memop_buf_puts(out, "*"); /* the value key and its lease */
+}
+
+void memop_key_memo(memo_repo *repo, const char *kind, const char *name, memop_key *out)
+{
+    /* <prefix>memo:<kind>:{<escaped name>}: a key of its own slot */
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t plen = memop_key_part(name, strlen(name), part);
+    int n = snprintf(out->s, sizeof out->s, "%smemo:%s:{%.*s}", repo->key_prefix, kind,
+                     (int)plen, part);
+    out->len = n < 0 ? 0 : (size_t)n < sizeof out->s ? (size_t)n : sizeof out->s - 1;
+}
+
+void memop_key_stats(memo_repo *repo, const char *host, long pid, unsigned long tag,
+                     memop_key *out)
+{
+    /* <prefix>memo:stats:<host>:<pid>:<random>: one per process (`memo stats`
+     * reads memo:stats:*) */
+    int n = snprintf(out->s, sizeof out->s, "%smemo:stats:%s:%ld:%08lx", repo->key_prefix,
+                     host, pid, tag);
+    out->len = n < 0 ? 0 : (size_t)n < sizeof out->s ? (size_t)n : sizeof out->s - 1;
 }
 
 void memop_key_lease(const memop_key *key, memop_key *out)

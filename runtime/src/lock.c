@@ -14,16 +14,6 @@ struct memo_lock {
     char name[64]; /* for messages, cut */
 };
 
-static void lock_key(memo_repo *repo, const char *name, memop_key *out)
-{
-    /* <prefix>memo:lock:{<escaped name>}: one slot per lock */
-    char part[MEMOP_KEY_PART_MAX + 1];
-    size_t plen = memop_key_part(name, strlen(name), part);
-    int n = snprintf(out->s, sizeof out->s, "%smemo:lock:{%.*s}", repo->key_prefix, (int)plen,
-                     part);
-    out->len = n < 0 ? 0 : (size_t)n;
-}
-
 memo_status memo_lock_acquire(memo_repo *repo, const char *name, int ttl_ms, int wait_ms,
                               memo_lock **out)
 {
@@ -37,7 +27,7 @@ memo_status memo_lock_acquire(memo_repo *repo, const char *name, int ttl_ms, int
     if (!l)
         return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     l->repo = repo;
-    lock_key(repo, name, &l->key);
+    memop_key_memo(repo, "lock", name, &l->key); /* one slot per lock */
     snprintf(l->name, sizeof l->name, "%s", name);
     memop_make_token(repo, l->token, sizeof l->token);
     char ttl[16];

@@ -190,8 +190,11 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
     char token[40], key[MEMOP_KEY_MAX], lease[MEMOP_KEY_MAX + 8], other[MEMOP_KEY_MAX + 8];
     snprintf(token, sizeof token, "%016llx%08x", (unsigned long long)repo->token_prefix,
              (unsigned)memop_random());
-    snprintf(key, sizeof key, "%smemo:probe:{%s}", repo->key_prefix, token);
-    snprintf(lease, sizeof lease, "%s:lease", key);
+    memop_key pk, pl;
+    memop_key_memo(repo, "probe", token, &pk);
+    memop_key_lease(&pk, &pl);
+    snprintf(key, sizeof key, "%s", pk.s);
+    snprintf(lease, sizeof lease, "%s", pl.s);
     snprintf(other, sizeof other, "%s:other", key);
     char max[16];
     snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
@@ -265,18 +268,7 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
         return MEMO_ERR_NOMEM;
     }
     atomic_store(&repo->breaker, MEMOP_BREAKER_CLOSED);
-    /* <prefix>memo:stats:<host>:<pid>:<random>, for `memo stats` */
-    repo->publish = !(repo->cfg.flags & MEMO_STATS_PRIVATE);
-    char host[128] = "unknown";
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    char hostpart[MEMOP_KEY_PART_MAX + 1];
-    size_t hlen = memop_key_part(host, strlen(host), hostpart);
-    snprintf(repo->stats_key, sizeof repo->stats_key, "%smemo:stats:%.*s:%ld:%08llx",
-             repo->key_prefix, (int)hlen, hostpart, (long)getpid(),
-             (unsigned long long)(repo->token_prefix & 0xffffffffu));
-    snprintf(repo->process_json, sizeof repo->process_json,
-             "{\"host\":\"%.*s\",\"pid\":%ld}", (int)hlen, hostpart, (long)getpid());
+    memop_stats_identity(repo);
     bool refused;
     memop_rconn *c = memop_rconn_new(repo, err->message, sizeof err->message, &refused);
     memo_status st = c ? check_permissions(repo, c, err->message, sizeof err->message)

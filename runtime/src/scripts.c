@@ -67,7 +67,7 @@ static const char script_release[] =
  * enough to be hashed), the row is too large, or the lookup is negative, or
  * nil on a miss or a lookup too large (the lookup path sorts those out).
  * The row key is not declared, so this runs on a single Redis, not across
- * Cluster slots. The escaping is keys.c's, byte for byte. */
+ * Cluster slots. The escaping is keys.c's (MEMOP_KEY_PLAIN_LUA). */
 static const char script_get_by[] =
     "local max = tonumber(ARGV[4])\n"
     "if redis.call('STRLEN', KEYS[1]) > max then return nil end\n"
@@ -78,9 +78,9 @@ static const char script_get_by[] =
     "if ARGV[3] == '1' then\n"
     "  local ok, s = pcall(cjson.decode, v)\n"
     "  if not ok or type(s) ~= 'string' then return {v} end\n"
-    "  part = string.gsub(s, '[^%w%-_%.@%+]', function(c)\n"
+    "  part = string.gsub(s, '[^" MEMOP_KEY_PLAIN_LUA "]', function(c)\n"
     "    return string.format('%%%02X', string.byte(c)) end)\n"
-    "  if #part > 128 then return {v} end\n"
+    "  if #part > " MEMOP_STR(MEMOP_KEY_PART_MAX) " then return {v} end\n"
     "end\n"
     "local row = ARGV[1] .. part .. ARGV[2]\n"
     "if redis.call('STRLEN', row) > max then return {v} end\n"

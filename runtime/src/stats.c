@@ -1,8 +1,10 @@
 /* Statistics: exact counters and latency histograms per entity, lock-free on
  * the hot path (relaxed atomics), read as JSON. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -367,6 +369,20 @@ void memo_stats_reset(memo_repo *repo)
 
 /* ------------------------------------------------------------- publishing */
 
+void memop_stats_identity(memo_repo *repo)
+{
+    repo->publish = !(repo->cfg.flags & MEMO_STATS_PRIVATE);
+    char host[128] = "unknown";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char hostpart[MEMOP_KEY_PART_MAX + 1];
+    size_t hlen = memop_key_part(host, strlen(host), hostpart);
+    memop_key_stats(repo, hostpart, (long)getpid(), repo->token_prefix & 0xffffffffu,
+                    &repo->stats_key);
+    snprintf(repo->process_json, sizeof repo->process_json,
+             "{\"host\":\"%.*s\",\"pid\":%ld}", (int)hlen, hostpart, (long)getpid());
+}
+
 /* Every stats_publish_ms (the prober calls it) and at memo_close: the
  * process's statistics to <prefix>memo:stats:<host>:<pid>:<random>, which
  * expires after three intervals, so `memo stats` sums the processes alive. */
@@ -380,8 +396,8 @@ void memop_stats_publish(memo_repo *repo)
         char ttl[24];
         int ms = repo->cfg.stats_publish_ms * 3;
         snprintf(ttl, sizeof ttl, "%d", ms < 500 ? 500 : ms);
-        const char *argv[] = {"SET", repo->stats_key, json, "PX", ttl};
-        size_t lens[] = {3, strlen(repo->stats_key), strlen(json), 2, strlen(ttl)};
+        const char *argv[] = {"SET", repo->stats_key.s, json, "PX", ttl};
+        size_t lens[] = {3, repo->stats_key.len, strlen(json), 2, strlen(ttl)};
         redisReply *r = memop_redis_command(repo, c, 5, argv, lens);
         memop_redis_release(repo, c, r == NULL);
     }

@@ -413,6 +413,66 @@ static void test_build_layout(void **state)
     assert_string_equal(k.s, "p-blog:{post:by_author:42:list}:77");
 }
 
+/* The GET_BY script escapes text keys in Lua with MEMOP_KEY_PLAIN_LUA: for
+ * every byte, that class keeps exactly what memop_key_part keeps. */
+static bool lua_class_has(const char *cls, unsigned char c)
+{
+    for (const char *p = cls; *p; p++) {
+        if (*p == '%' && p[1] == 'w') {
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+                return true;
+            p++;
+        } else if (*p == '%' && p[1]) {
+            if ((unsigned char)*++p == c)
+                return true;
+        } else if ((unsigned char)*p == c) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_lua_class_matches_escaping(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 256; b++) {
+        char in = (char)b, out[OUT_SIZE];
+        size_t len = part(&in, 1, out);
+        bool kept = len == 1 && out[0] == in;
+        if (kept != lua_class_has(MEMOP_KEY_PLAIN_LUA, (unsigned char)b))
+            fail_msg("byte 0x%02X: escaping %s it, the Lua class %s it", b,
+                     kept ? "keeps" : "escapes", kept ? "escapes" : "keeps");
+    }
+}
+
+/* The parts around a value, the SCAN pattern of a key kind, memo's own
+ * keys: all from the one layout. */
+static void test_around_pattern_memo(void **state)
+{
+    (void)state;
+    memo_repo repo;
+    memset(&repo, 0, sizeof repo);
+    repo.key_prefix = (char *)"a*[b]:";
+    repo.key_prefix_len = strlen(repo.key_prefix);
+    memop_key before, after, whole;
+    memop_key_around(&repo, &user_desc, &user_uniques[0].key, &before, &after);
+    memop_key_build(&repo, &user_desc, &user_uniques[0].key, "V", 1, &whole);
+    char joined[2 * MEMOP_KEY_MAX];
+    snprintf(joined, sizeof joined, "%sV%s", before.s, after.s);
+    assert_string_equal(joined, whole.s);
+    assert_int_equal(before.len + 1 + after.len, whole.len);
+
+    memop_buf pat = {0};
+    memop_key_pattern(&repo, &user_desc, &user_desc.row.key, &pat);
+    assert_string_equal(pat.s, "a\\*\\[b\\]:blog:{user:*}:9f2c1ab0*");
+    memop_buf_free(&pat);
+
+    memop_key m;
+    memop_key_memo(&repo, "lock", "nightly job:1", &m);
+    assert_string_equal(m.s, "a*[b]:memo:lock:{nightly%20job%3A1}");
+    assert_int_equal(m.len, strlen(m.s));
+}
+
 /* A hostile value cannot close the hash tag or add a separator. */
 static void test_build_no_forgery(void **state)
 {
@@ -471,6 +531,8 @@ int main(void)
         cmocka_unit_test(test_build_no_forgery),
         cmocka_unit_test(test_lease),
         cmocka_unit_test(test_lease_of_longest_key),
+        cmocka_unit_test(test_lua_class_matches_escaping),
+        cmocka_unit_test(test_around_pattern_memo),
     };
     return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }
