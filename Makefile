@@ -152,9 +152,12 @@ $(B)/tests/support.o: tests/support/support.c tests/support/test.h
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
-$(B)/tests/unit/%: tests/unit/%.c $(LIBMEMO) $(B)/tests/support.o
+# unit tests may use the example schemas' descriptors (no servers)
+$(UNIT_BIN): $(SCHEMA_OBJ)
+$(B)/tests/unit/%: tests/unit/%.c $(LIBMEMO) $(B)/tests/support.o $(SCHEMA_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(LDFLAGS) $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(SCHEMA_OBJ) $(LDFLAGS) \
+	    $(TEST_LIBS) -o $@
 
 INTEG_SRC = $(wildcard tests/integration/test_*.c)
 INTEG_BIN = $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
