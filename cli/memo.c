@@ -1235,7 +1235,7 @@ static int cmd_warm(const memo_entity_desc *d, char *ids, size_t n, long top, bo
     if (!ids)
         ids = top_ids(d, top, &n);
     size_t width = memop_pk_width(pk), found = 0;
-    memo_entity_stats before, after;
+    memo_entity_stats before = MEMO_ENTITY_STATS_INIT, after = MEMO_ENTITY_STATS_INIT;
     memo_stats_entity(repo, d, &before);
     bool tty = isatty(STDERR_FILENO);
     double t0 = now_ms();

@@ -205,7 +205,7 @@ static void report(double secs, const counts *c)
            "queries", "hit p50", "miss p50", "fills");
     unsigned long long keys = 0, hits = 0, queries = 0, calls = 0;
     for (size_t i = 0; i < sizeof entities / sizeof entities[0]; i++) {
-        memo_entity_stats s;
+        memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
         CHECK("stats", memo_stats_entity(repo, entities[i], &s));
         unsigned long long h = s.hits + s.negative_hits, k = h + s.misses;
         if (s.calls == 0 && k == 0)

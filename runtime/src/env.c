@@ -40,6 +40,14 @@ static bool duration_ms(const char *s, int *out)
     return true;
 }
 
+/* The field at offset off, n bytes long, is in the caller's struct (an
+ * application built with an older memo.h has fewer fields). */
+static bool fits(const memo_config *cfg, size_t off, size_t n)
+{
+    return off + n <= (cfg->size ? cfg->size : sizeof *cfg);
+}
+#define HAS(cfg, field) fits((cfg), offsetof(memo_config, field), sizeof((cfg)->field))
+
 memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
 {
     if (!cfg)
@@ -75,6 +83,8 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         if (!(v = getenv(durations[i].var)) || !*v)
             continue;
+        if (!fits(cfg, durations[i].offset, sizeof(int)))
+            continue; /* a field this application does not have */
         int *field = (int *)(void *)((char *)cfg + durations[i].offset);
         if (!duration_ms(v, field) || *field == 0)
             return bad(err, durations[i].var, v, "a duration such as 500ms, 2s or 10m");
@@ -94,7 +104,7 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
             return bad(err, "MEMO_POOL_SIZE", v, "a number from 1 to 1024");
         cfg->pool_size = (int)n;
     }
-    if ((v = getenv("MEMO_MAX_VALUE_BYTES")) && *v) {
+    if ((v = getenv("MEMO_MAX_VALUE_BYTES")) && *v && HAS(cfg, max_value_bytes)) {
         char *end;
         long n = strtol(v, &end, 10);
         if (*end || n < 1024 || n > 512L << 20)

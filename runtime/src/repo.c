@@ -1,5 +1,6 @@
 /* The repository: configuration, open and close, and the registry of the
  * entities it has seen. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,7 +226,18 @@ memo_status memo_open(memo_repo **out, const memo_config *config, memo_error *er
     if (!repo)
         return config_error(err, MEMO_ERR_NOMEM, "out of memory");
     memo_status st;
-    repo->cfg = *config;
+    /* an application built with an older memo.h has fewer fields: the rest
+     * keep their defaults; one built with a newer one asks for what this
+     * library cannot do */
+    size_t size = config->size ? config->size : sizeof *config;
+    if (size > sizeof *config || size < offsetof(memo_config, redis_url)) {
+        free(repo);
+        return config_error(err, MEMO_ERR_CONFIG,
+                            "memo_config.size does not match this libmemo: rebuild the "
+                            "application against its memo.h");
+    }
+    memcpy(&repo->cfg, config, size);
+    repo->cfg.size = sizeof repo->cfg;
     if ((st = apply_defaults(&repo->cfg, err)) != MEMO_OK) {
         free(repo);
         return st;

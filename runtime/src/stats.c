@@ -324,11 +324,18 @@ memo_status memo_stats_entity(memo_repo *repo, const memo_entity_desc *d,
 {
     if (!repo || !d || !out)
         return MEMO_ERR_ARG;
-    memset(out, 0, sizeof *out);
+    /* only the fields the caller's struct has (see memo_config) */
+    size_t size = out->size ? out->size : sizeof *out;
+    if (size > sizeof *out || size < sizeof out->size)
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_entity_stats.size does not match this "
+                                              "libmemo: rebuild against its memo.h");
+    memo_entity_stats all = {.size = out->size};
     memop_entity *e;
     memo_status st = memop_entity_get(repo, d, &e);
     if (st != MEMO_OK)
         return st;
+    memo_entity_stats *theirs = out;
+    out = &all;
     const memop_stats *s = &e->stats;
 #define COPY_COUNTER(name, help) out->name = load(&s->name);
     COUNTERS(COPY_COUNTER)
@@ -339,6 +346,7 @@ memo_status memo_stats_entity(memo_repo *repo, const memo_entity_desc *d,
     out->hit_p99_us = memop_hist_quantile(&s->hit_latency, 0.99);
     out->miss_p50_us = memop_hist_quantile(&s->miss_latency, 0.5);
     out->miss_p99_us = memop_hist_quantile(&s->miss_latency, 0.99);
+    memcpy(theirs, &all, size);
     return MEMO_OK;
 }
 

@@ -181,6 +181,11 @@ const char *memo_last_error(memo_repo *repo)
     return b ? b->msg : "";
 }
 
+const char *memo_version(void)
+{
+    return MEMO_VERSION;
+}
+
 const char *memo_status_str(memo_status st)
 {
     switch (st) {

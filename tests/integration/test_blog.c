@@ -656,6 +656,23 @@ static void stats_are_exact(void **state)
     assert_int_equal(STAT("user", "db_queries"), 3);
     assert_int_equal(STAT("user", "degraded"), 0);
     assert_int_equal(STAT("user", "errors"), 0);
+    /* as a struct, and into a shorter one (an application built with an
+     * older memo.h) without writing past it */
+    memo_entity_stats es = MEMO_ENTITY_STATS_INIT;
+    assert_int_equal(memo_stats_entity(repo, &blog_user_desc, &es), MEMO_OK);
+    assert_int_equal(es.hits, 4);
+    assert_int_equal(es.calls, 8);
+    assert_int_equal(es.size, sizeof es);
+    union {
+        memo_entity_stats s;
+        unsigned char bytes[sizeof(memo_entity_stats)];
+    } old;
+    memset(&old, 0xA5, sizeof old);
+    old.s.size = offsetof(memo_entity_stats, rejected);
+    assert_int_equal(memo_stats_entity(repo, &blog_user_desc, &old.s), MEMO_OK);
+    assert_int_equal(old.s.misses, 3);
+    for (size_t i = offsetof(memo_entity_stats, rejected); i < sizeof old; i++)
+        assert_int_equal(old.bytes[i], 0xA5);
     char *js = memo_stats_json(repo);
     assert_non_null(strstr(js, "\"hit_latency_us\":{\"count\":5"));
     assert_non_null(strstr(js, "\"miss_latency_us\":{\"count\":3"));

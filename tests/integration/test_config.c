@@ -159,6 +159,12 @@ static void bad_values(void **state)
     cfg.key_prefix = "app{1}:";
     assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
     assert_non_null(strstr(err.message, "key_prefix"));
+    /* an application built with a newer memo.h: refused, not misread */
+    cfg.key_prefix = NULL;
+    cfg.size = sizeof cfg + 8;
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "memo_config.size"));
+    cfg.size = 0;
     assert_int_equal(memo_open(NULL, &cfg, &err), MEMO_ERR_ARG);
     assert_int_equal(memo_open(&repo, NULL, NULL), MEMO_ERR_ARG);
     memo_close(NULL);

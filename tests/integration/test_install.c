@@ -85,7 +85,9 @@ static void install_and_build_out_of_tree(void **state)
 
     snprintf(cmd, sizeof cmd, "'%s/bin/memo' --version", prefix);
     assert_int_equal(sh(cmd, &out), 0);
-    assert_string_equal(out, "memo 0.1.0\n");
+    char version[64];
+    snprintf(version, sizeof version, "memo %s\n", memo_version());
+    assert_string_equal(out, version);
     free(out);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", prefix, work);
@@ -140,9 +142,64 @@ static void makefile_honours_the_users_flags(void **state)
     sh(cmd, NULL);
 }
 
+/* Words of the form memo_xxx that `text` holds, each once, sorted. */
+static size_t names(const char *text, bool calls_only, char (*out)[64], size_t max)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, "memo_")) != NULL;) {
+        bool start = p == text || !(p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z'));
+        size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+        bool call = p[len] == '(';
+        if (start && (!calls_only || call) && len < 64 && n < max) {
+            char word[64];
+            memcpy(word, p, len);
+            word[len] = '\0';
+            bool seen = false;
+            for (size_t i = 0; i < n && !seen; i++)
+                seen = strcmp(out[i], word) == 0;
+            if (!seen)
+                snprintf(out[n++], 64, "%s", word);
+        }
+        p += len;
+    }
+    qsort(out, n, 64, (int (*)(const void *, const void *))strcmp);
+    return n;
+}
+
+/* The API is locked: the functions memo.h declares, the version script's
+ * list and what libmemo.so exports are the same set. */
+static void exported_symbols_are_the_api(void **state)
+{
+    (void)state;
+    const char *top = test_env("MEMO_TOP"), *build = test_env("MEMO_BUILD_DIR");
+    char cmd[1024], *header, *map, *exported;
+    snprintf(cmd, sizeof cmd, "cat '%s/runtime/include/memo/memo.h'", top);
+    assert_int_equal(sh(cmd, &header), 0);
+    snprintf(cmd, sizeof cmd, "sed -n 's/^ *\\(memo_[a-z_]*\\);$/\\1(/p' '%s/runtime/libmemo.map'",
+             top);
+    assert_int_equal(sh(cmd, &map), 0);
+    snprintf(cmd, sizeof cmd,
+             "nm -D --defined-only '%s/libmemo.so.%s' | awk '$2 == \"T\" {sub(/@.*/, \"\", $3); print $3 \"(\"}'",
+             build, memo_version());
+    assert_int_equal(sh(cmd, &exported), 0);
+    static char h[128][64], m[128][64], x[128][64];
+    size_t nh = names(header, true, h, 128), nm = names(map, true, m, 128),
+           nx = names(exported, true, x, 128);
+    assert_true(nh > 30);
+    for (size_t i = 0; i < nh || i < nm || i < nx; i++) {
+        const char *a = i < nh ? h[i] : "-", *b = i < nm ? m[i] : "-", *c = i < nx ? x[i] : "-";
+        if (strcmp(a, b) != 0 || strcmp(a, c) != 0)
+            fail_msg("memo.h, libmemo.map and libmemo.so differ at %s / %s / %s", a, b, c);
+    }
+    free(header);
+    free(map);
+    free(exported);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(install_and_build_out_of_tree),
-                                       cmocka_unit_test(makefile_honours_the_users_flags)};
+                                       cmocka_unit_test(makefile_honours_the_users_flags),
+                                       cmocka_unit_test(exported_symbols_are_the_api)};
     return cmocka_run_group_tests_name("install", tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE 1 /* setenv */
 #include "test.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +146,29 @@ static void unset_variables_keep_the_callers_values(void **state)
     assert_null(none.database_url);
 }
 
+/* An application built with an older memo.h has a shorter memo_config: its
+ * size says so, and nothing past it is written. */
+static void older_struct_is_not_overrun(void **state)
+{
+    (void)state;
+    setenv("MEMO_MAX_VALUE_BYTES", "65536", 1);
+    setenv("MEMO_LEASE", "2s", 1);
+    union {
+        memo_config c;
+        unsigned char bytes[sizeof(memo_config) + 16];
+    } u;
+    memset(&u, 0xA5, sizeof u);
+    size_t older = offsetof(memo_config, max_value_bytes);
+    memset(&u.c, 0, older);
+    u.c.size = older;
+    memo_error e;
+    assert_int_equal(memo_config_from_env(&u.c, &e), MEMO_OK);
+    assert_int_equal(u.c.lease_ms, 2000); /* a field it has */
+    for (size_t i = older; i < sizeof u; i++)
+        if (u.bytes[i] != 0xA5)
+            fail_msg("byte %zu past the struct's size was written", i);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +176,7 @@ int main(void)
         cmocka_unit_test_setup(memo_variables_win, clean),
         cmocka_unit_test_setup(bad_values_name_the_variable, clean),
         cmocka_unit_test_setup(unset_variables_keep_the_callers_values, clean),
+        cmocka_unit_test_setup(older_struct_is_not_overrun, clean),
     };
     return cmocka_run_group_tests_name("configuration from the environment", tests, NULL, NULL);
 }

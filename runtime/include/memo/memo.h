@@ -50,6 +50,10 @@ typedef enum memo_status {
 #undef MEMO_STATUS_ENUM
 } memo_status;
 
+/* The version of the library linked at run time, such as "0.2.0" (the
+ * header's is MEMO_VERSION). */
+const char *memo_version(void);
+
 /* A static description of a status, such as "not found". Never NULL. */
 const char *memo_status_str(memo_status);
 
@@ -71,7 +75,13 @@ typedef struct memo_error {
  * flag an unreachable Redis makes memo_open fail, so a wrong URL is noticed. */
 #define MEMO_OPEN_DEGRADED 0x1u
 
+/* Caller-allocated structs that may grow (memo_config, memo_entity_stats)
+ * start with their size as the application was compiled, so that a later
+ * libmemo reads and writes only the fields the application knows: set it
+ * with the _INIT macro, or leave it 0 to mean this header's size. */
+
 typedef struct memo_config {
+    size_t size;              /* sizeof(memo_config), or 0: see above */
     const char *redis_url;    /* redis://[user:pass@]host[:port][/db] or unix:///path[?db=N] */
     const char *database_url; /* any libpq conninfo or postgresql:// URL */
     const char *key_prefix;   /* prepended to every Redis key; NULL: none */
@@ -94,6 +104,8 @@ typedef struct memo_config {
                                one in Redis is corrupt; 4 MiB */
     unsigned flags;         /* MEMO_OPEN_*, MEMO_STATS_PRIVATE */
 } memo_config;
+
+#define MEMO_CONFIG_INIT {.size = sizeof(memo_config)}
 
 /* Sets the fields of *cfg that the environment gives, the way a service is
  * configured; a variable that is unset or empty leaves its field as the
@@ -154,6 +166,7 @@ char *memo_stats_prometheus(memo_repo *);
 
 /* One entity's counters, without parsing JSON. Latencies in microseconds. */
 typedef struct memo_entity_stats {
+    size_t size; /* sizeof(memo_entity_stats), or 0: see memo_config */
     uint64_t hits, misses, negative_hits, fills, fill_rejects, lease_waits, invalidations,
         db_queries, degraded;
     uint64_t errors;   /* failures of the system: lost connections, time-outs, refusals by
@@ -167,8 +180,11 @@ typedef struct memo_entity_stats {
                           from PostgreSQL */
 } memo_entity_stats;
 
+#define MEMO_ENTITY_STATS_INIT {.size = sizeof(memo_entity_stats)}
+
 struct memo_entity_desc;
-/* Fills *out for the entity (zeros when it was not used yet). */
+/* Fills *out for the entity (zeros when it was not used yet): the fields
+ * out->size covers, out->size kept. */
 memo_status memo_stats_entity(memo_repo *, const struct memo_entity_desc *,
                               memo_entity_stats *out);
 
