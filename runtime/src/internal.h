@@ -158,8 +158,6 @@ char *memop_stats_publication(memo_repo *, const char *process);
 
 #define MEMOP_MAX_ENTITIES 256
 
-/* What the repository keeps per entity: statistics and the SQL built from the
- * descriptor, once. Registered on first use. */
 /* A statement: its text and the types of its parameters. */
 typedef struct memop_stmt {
     char *text;
@@ -167,6 +165,9 @@ typedef struct memop_stmt {
     int ntypes;
 } memop_stmt;
 
+/* What the repository keeps per entity: statistics and the SQL built from the
+ * descriptor, once. Registered on first use, with every entity its rules
+ * reach. */
 typedef struct memop_entity {
     const memo_entity_desc *desc;
     unsigned index; /* dense, for per-connection prepared-statement tables */
@@ -349,7 +350,8 @@ memop_rconn *memop_rconn_new(memo_repo *, char *err, size_t errsize, bool *refus
 void memop_rconn_free(memop_rconn *);
 
 /* Takes a Redis connection from the pool, connecting if needed. NULL (with a
- * message recorded) when Redis is unavailable or the breaker is open. */
+ * message recorded) when Redis is unavailable, the breaker is open, or no
+ * connection came free within pool_wait_ms. */
 memop_rconn *memop_redis_acquire(memo_repo *);
 /* Returns it; `broken` drops it (a hiredis context that failed is dead). */
 void memop_redis_release(memo_repo *, memop_rconn *, bool broken);
@@ -412,7 +414,8 @@ typedef struct memop_script_call {
 int memop_redis_script_many(memo_repo *, memop_rconn *, enum memop_script, int nkeys,
                             memop_script_call *calls, size_t n);
 
-/* Sends every key in one DEL; on failure queues them for when Redis is back. */
+/* Sends every key in one DEL; on failure (an outage, or a refusal) queues
+ * them for the prober, which sends them when Redis takes them. */
 void memop_redis_invalidate(memo_repo *, memop_entity *const *owners, const memop_key *keys,
                             size_t n);
 

@@ -1,6 +1,6 @@
 /* The SQL of an entity, built once from its descriptor. Every identifier is
  * quoted and every value a parameter. Statements are numbered as enum
- * memop_stmt says: fixed ones, then one per unique lookup, then one per list. */
+ * memop_sql says: fixed ones, then one per unique lookup, then one per list. */
 #include <stdlib.h>
 #include <string.h>
 
