@@ -146,7 +146,12 @@ $(B)/schemas/%.o: $(B)/schemas/%.c $(B)/schemas/%.h
 TEST_INC = -Itests/support -Iruntime/include -Iruntime/src -I$(B)/schemas $(PKG_CFLAGS)
 TEST_LIBS = $(LIBMEMO) $(CMOCKA_LIBS) $(LDLIBS_RT)
 
-$(B)/tests/support.o: tests/support/support.c tests/support/test.h
+# tests/support: what every test links, and what the integration tests add
+# (it includes the generated headers)
+SUPPORT_OBJ = $(B)/tests/support.o $(B)/tests/process.o
+INTEG_SUPPORT_OBJ = $(B)/tests/schema_keys.o
+$(INTEG_SUPPORT_OBJ): $(SCHEMA_OBJ)
+$(B)/tests/%.o: tests/support/%.c tests/support/test.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TEST_INC) -c $< -o $@
 
@@ -154,24 +159,25 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
 # unit tests may use the example schemas' descriptors (no servers)
 $(UNIT_BIN): $(SCHEMA_OBJ)
-$(B)/tests/unit/%: tests/unit/%.c $(LIBMEMO) $(B)/tests/support.o $(SCHEMA_OBJ)
+$(B)/tests/unit/%: tests/unit/%.c $(LIBMEMO) $(SUPPORT_OBJ) $(SCHEMA_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(SCHEMA_OBJ) $(LDFLAGS) \
-	    $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(SUPPORT_OBJ) $(SCHEMA_OBJ) $(LDFLAGS) $(TEST_LIBS) \
+	    -o $@
 
 INTEG_SRC = $(wildcard tests/integration/test_*.c)
 INTEG_BIN = $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
 $(INTEG_BIN): $(SCHEMA_OBJ)
-$(B)/tests/integration/%: tests/integration/%.c $(LIBMEMO) $(B)/tests/support.o $(SCHEMA_OBJ)
+$(B)/tests/integration/%: tests/integration/%.c $(LIBMEMO) $(SUPPORT_OBJ) \
+                          $(INTEG_SUPPORT_OBJ) $(SCHEMA_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(SCHEMA_OBJ) $(LDFLAGS) \
-	    $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(SUPPORT_OBJ) $(INTEG_SUPPORT_OBJ) $(SCHEMA_OBJ) \
+	    $(LDFLAGS) $(TEST_LIBS) -o $@
 
 GENTEST_SRC = $(wildcard tests/gen/test_*.c)
 GENTEST_BIN = $(GENTEST_SRC:tests/gen/%.c=$(B)/tests/gen/%)
-$(B)/tests/gen/%: tests/gen/%.c $(B)/tests/support.o $(LIBMEMO)
+$(B)/tests/gen/%: tests/gen/%.c $(SUPPORT_OBJ) $(LIBMEMO)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(B)/tests/support.o $(LDFLAGS) $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(SUPPORT_OBJ) $(LDFLAGS) $(TEST_LIBS) -o $@
 
 TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
 # subsets, defined before the rules that use them: the threaded tests (for

@@ -2,8 +2,8 @@
  * command memo needs and names the one missing; the minimal ACL of the
  * README is enough; a permission taken away at run time costs the calls
  * that need it (they read PostgreSQL and say why), never the breaker. */
-#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
+#include "schema_keys.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,12 +64,20 @@ static memo_status open_as(const char *user, unsigned flags, memo_repo **repo,
     return memo_open(repo, &cfg, err);
 }
 
+/* A repository as the user "minimal", who has the README's minimal ACL. */
+static memo_repo *open_minimal(void)
+{
+    set_user("minimal", "reset " MINIMAL_ACL);
+    memo_repo *repo;
+    memo_error err;
+    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    return repo;
+}
+
 static int setup(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
     test_reset(tables);
     return 0;
 }
@@ -123,10 +131,7 @@ static void missing_command_named(void **state)
 static void minimal_acl_is_enough(void **state)
 {
     (void)state;
-    set_user("minimal", "reset " MINIMAL_ACL);
-    memo_repo *repo;
-    memo_error err;
-    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    memo_repo *repo = open_minimal();
     int64_t org = seed_org(repo);
     blog_org o = {0};
     assert_int_equal(blog_org_get(repo, org, &o), MEMO_OK); /* miss, fill */
@@ -164,10 +169,7 @@ static void minimal_acl_is_enough(void **state)
 static void permission_lost_at_run_time(void **state)
 {
     (void)state;
-    set_user("minimal", "reset " MINIMAL_ACL);
-    memo_repo *repo;
-    memo_error err;
-    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    memo_repo *repo = open_minimal();
     int64_t org = seed_org(repo);
     set_user("minimal", "-evalsha");
     blog_org o = {0};
@@ -178,9 +180,7 @@ static void permission_lost_at_run_time(void **state)
     }
     assert_non_null(strstr(memo_last_error(repo), "evalsha"));
     assert_non_null(strstr(memo_last_error(repo), "permission"));
-    char *breaker = test_redis_state(repo, "breaker");
-    assert_string_equal(breaker, "closed");
-    free(breaker);
+    test_assert_redis_state(repo, "breaker", "closed");
     assert_int_equal(test_stat(repo, "blog.org", "errors"), 3);
     assert_int_equal(test_stat(repo, "blog.org", "degraded"), 3);
     set_user("minimal", "+evalsha");
@@ -197,33 +197,23 @@ static void permission_lost_at_run_time(void **state)
 static void refused_invalidation_is_retried(void **state)
 {
     (void)state;
-    set_user("minimal", "reset " MINIMAL_ACL);
-    memo_repo *repo;
-    memo_error err;
-    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    memo_repo *repo = open_minimal();
     int64_t org = seed_org(repo);
     blog_org o = {0};
     assert_int_equal(blog_org_get(repo, org, &o), MEMO_OK);
-    char key[128];
-    snprintf(key, sizeof key, "blog:{org:%lld}:%s", (long long)org, blog_org_desc.row.key.tag);
+    const char *key = test_org_key(org);
     assert_true(test_redis_exists(key));
     set_user("minimal", "-del");
     free(o.name);
     o.name = strdup("Renamed");
     assert_int_equal(blog_org_update(repo, &o), MEMO_OK);
     blog_org_clear(&o);
-    char *pending = test_redis_state(repo, "pending");
-    assert_string_equal(pending, "3"); /* the row, its lease, the slug lookup's lease */
-    free(pending);
-    char *breaker = test_redis_state(repo, "breaker");
-    assert_string_equal(breaker, "closed");
-    free(breaker);
+    /* the row, its lease, the slug lookup's lease */
+    test_assert_redis_state(repo, "pending", "3");
+    test_assert_redis_state(repo, "breaker", "closed");
     assert_true(test_redis_exists(key));
     set_user("minimal", "+del");
-    double t0 = test_now_ms();
-    while (test_redis_exists(key) && test_now_ms() - t0 < 5000)
-        usleep(20000);
-    assert_false(test_redis_exists(key)); /* the prober sent it */
+    assert_true(test_redis_gone(key)); /* the prober sent it */
     assert_int_equal(blog_org_get(repo, org, &o), MEMO_OK);
     assert_string_equal(o.name, "Renamed");
     blog_org_clear(&o);
@@ -235,10 +225,7 @@ static void refused_invalidation_is_retried(void **state)
 static void lock_and_flush_say_why(void **state)
 {
     (void)state;
-    set_user("minimal", "reset " MINIMAL_ACL);
-    memo_repo *repo;
-    memo_error err;
-    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    memo_repo *repo = open_minimal();
     memo_lock *lock = NULL;
     assert_int_equal(memo_lock_acquire(repo, "job", 5000, 0, &lock), MEMO_OK);
     set_user("minimal", "-set -evalsha -scan");

@@ -1,7 +1,7 @@
 /* The blog repository on the real servers: every generated function, and
  * each invalidation case checked by looking into Redis and at the stats. */
-#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
+#include "schema_keys.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -16,27 +16,6 @@ static memo_repo *repo;
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
 
 /* ------------------------------------------------------------- helpers */
-
-static void user_key(char *out, size_t size, int64_t id)
-{
-    snprintf(out, size, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
-}
-
-static void email_key(char *out, size_t size, const char *escaped)
-{
-    snprintf(out, size, "blog:{user:email=%s}:%s", escaped, blog_user_desc.uniques[0].key.tag);
-}
-
-static void org_list_key(char *out, size_t size, int64_t org)
-{
-    snprintf(out, size, "blog:{user:by_org=%lld}:%s", (long long)org,
-             blog_user_desc.lists[0].key.tag);
-}
-
-static void post_key(char *out, size_t size, int64_t id)
-{
-    snprintf(out, size, "blog:{post:%lld}:%s", (long long)id, blog_post_desc.row.key.tag);
-}
 
 static int64_t new_org(const char *slug)
 {
@@ -70,18 +49,8 @@ static int64_t new_post(int64_t author, const char *title)
 
 static int group_setup(void **state)
 {
-    (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
-    repo = test_open(NULL);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    memo_close(repo);
+    test_schema_sql("blog");
+    repo = *state = test_open(NULL);
     return 0;
 }
 
@@ -100,8 +69,7 @@ static void get_miss_then_hit(void **state)
     (void)state;
     int64_t org = new_org("acme");
     int64_t id = new_user("ann@example.com", "Ann", org);
-    char key[256];
-    user_key(key, sizeof key, id);
+    const char *key = test_user_key(id);
     assert_false(test_redis_exists(key)); /* the insert filled nothing */
 
     memo_stats_reset(repo);
@@ -140,13 +108,10 @@ static void get_miss_then_hit(void **state)
 static void negative_cache(void **state)
 {
     (void)state;
-    char key[256];
-    user_key(key, sizeof key, 4242);
+    const char *key = test_user_key(4242);
     blog_user u = {0};
     assert_int_equal(blog_user_get(repo, 4242, &u), MEMO_NOT_FOUND);
-    char *v = test_redis_get(key);
-    assert_string_equal(v, "null");
-    free(v);
+    test_assert_redis_value(key, "null");
     /* negative 30s, jitter 10%: [30s, 33s] */
     long long pttl = test_redis_pttl(key);
     assert_in_range(pttl, 29000, 33000);
@@ -167,12 +132,9 @@ static void negative_cache(void **state)
     blog_user_clear(&u);
 
     /* and for a unique lookup */
-    char ekey[256];
-    email_key(ekey, sizeof ekey, "nobody@x");
+    const char *ekey = test_email_key("nobody@x");
     assert_int_equal(blog_user_get_by_email(repo, "nobody@x", &u), MEMO_NOT_FOUND);
-    v = test_redis_get(ekey);
-    assert_string_equal(v, "null");
-    free(v);
+    test_assert_redis_value(ekey, "null");
     new_user("nobody@x", "Nobody", org);
     assert_false(test_redis_exists(ekey));
     assert_int_equal(blog_user_get_by_email(repo, "nobody@x", &u), MEMO_OK);
@@ -184,7 +146,6 @@ static void ttl_with_jitter(void **state)
 {
     (void)state;
     int64_t org = new_org("ttl");
-    char key[256];
     /* ttl 10m jitter 10%: every fill lands in [600 s, 660 s] */
     long long lo = 1LL << 62, hi = 0;
     for (int i = 0; i < 20; i++) {
@@ -194,8 +155,7 @@ static void ttl_with_jitter(void **state)
         blog_user u = {0};
         assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
         blog_user_clear(&u);
-        user_key(key, sizeof key, id);
-        long long pttl = test_redis_pttl(key);
+        long long pttl = test_redis_pttl(test_user_key(id));
         assert_in_range(pttl, 599000, 660000);
         lo = pttl < lo ? pttl : lo;
         hi = pttl > hi ? pttl : hi;
@@ -206,8 +166,7 @@ static void ttl_with_jitter(void **state)
     assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
     assert_int_equal(l.len, 20);
     blog_user_list_clear(&l);
-    org_list_key(key, sizeof key, org);
-    assert_in_range(test_redis_pttl(key), 59000, 60000);
+    assert_in_range(test_redis_pttl(test_by_org_key(org)), 59000, 60000);
 }
 
 static void unique_field_moved(void **state)
@@ -217,9 +176,8 @@ static void unique_field_moved(void **state)
     int64_t id = new_user("old@x", "Ann", org);
     blog_user u = {0};
     assert_int_equal(blog_user_get_by_email(repo, "old@x", &u), MEMO_OK);
-    char oldk[256], newk[256];
-    email_key(oldk, sizeof oldk, "old@x");
-    email_key(newk, sizeof newk, "new@x");
+    const char *oldk = test_email_key("old@x");
+    const char *newk = test_email_key("new@x");
     char *v = test_redis_get(oldk);
     char want[32];
     snprintf(want, sizeof want, "%lld", (long long)id);
@@ -258,9 +216,8 @@ static void list_group_moved(void **state)
     assert_int_equal(blog_user_by_org(repo, b, &lb), MEMO_OK);
     assert_int_equal(la.len, 2);
     assert_int_equal(lb.len, 1);
-    char ka[256], kb[256];
-    org_list_key(ka, sizeof ka, a);
-    org_list_key(kb, sizeof kb, b);
+    const char *ka = test_by_org_key(a);
+    const char *kb = test_by_org_key(b);
     char *v = test_redis_get(ka);
     assert_non_null(v); /* the list caches ids, ordered by name */
     char want[64];
@@ -299,8 +256,7 @@ static void order_field_changed(void **state)
     assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
     assert_string_equal(l.items[0].name, "Alice");
     blog_user_list_clear(&l);
-    char k[256];
-    org_list_key(k, sizeof k, org);
+    const char *k = test_by_org_key(org);
     assert_true(test_redis_exists(k));
 
     blog_user u = {0};
@@ -325,9 +281,8 @@ static void edit_keeps_list(void **state)
     blog_user_list l = {0};
     assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
     blog_user_list_clear(&l);
-    char lk[256], rk[256];
-    org_list_key(lk, sizeof lk, org);
-    user_key(rk, sizeof rk, id);
+    const char *lk = test_by_org_key(org);
+    const char *rk = test_user_key(id);
     assert_true(test_redis_exists(lk));
     assert_true(test_redis_exists(rk));
 
@@ -358,8 +313,7 @@ static void insert_and_delete_in_list(void **state)
     assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
     assert_int_equal(l.len, 1);
     blog_user_list_clear(&l);
-    char lk[256];
-    org_list_key(lk, sizeof lk, org);
+    const char *lk = test_by_org_key(org);
     assert_true(test_redis_exists(lk));
 
     int64_t b = new_user("b@l", "B", org);
@@ -384,9 +338,8 @@ static void rules_across_entities(void **state)
     (void)state;
     int64_t org = new_org("r");
     int64_t ann = new_user("ann@r", "Ann", org), bob = new_user("bob@r", "Bob", org);
-    char ak[256], bk[256];
-    user_key(ak, sizeof ak, ann);
-    user_key(bk, sizeof bk, bob);
+    const char *ak = test_user_key(ann);
+    const char *bk = test_user_key(bob);
     blog_user u = {0};
 
     /* insert: on change invalidate user(author_id) */
@@ -420,8 +373,7 @@ static void rules_across_entities(void **state)
 
     /* comments: on insert and on delete invalidate post(post_id), not on update */
     post = new_post(ann, "Again");
-    char pk[256];
-    post_key(pk, sizeof pk, post);
+    const char *pk = test_post_key(post);
     assert_int_equal(blog_post_get(repo, post, &p), MEMO_OK);
     blog_post_clear(&p);
     assert_true(test_redis_exists(pk));
@@ -556,8 +508,7 @@ static void corrupt_value_heals(void **state)
     (void)state;
     int64_t org = new_org("c");
     int64_t id = new_user("c@c", "Carol", org);
-    char key[256];
-    user_key(key, sizeof key, id);
+    const char *key = test_user_key(id);
     static const char *const junk[] = {"{not json", "[1,2]", "{\"id\":\"x\"}", "42", ""};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         freeReplyObject(test_redis_cmd("SET %s %s", key, junk[i]));
@@ -576,9 +527,8 @@ static void corrupt_value_heals(void **state)
         free(v);
     }
     /* a corrupt unique lookup and list heal too */
-    char ek[256], lk[256];
-    email_key(ek, sizeof ek, "c@c");
-    org_list_key(lk, sizeof lk, org);
+    const char *ek = test_email_key("c@c");
+    const char *lk = test_by_org_key(org);
     freeReplyObject(test_redis_cmd("SET %s %s", ek, "{oops"));
     freeReplyObject(test_redis_cmd("SET %s %s", lk, "[\"x\""));
     blog_user u = {0};
@@ -611,10 +561,7 @@ static void conflicts_and_errors(void **state)
     assert_int_equal(blog_user_get_by_email(repo, NULL, &u), MEMO_ERR_ARG);
     /* a read the database refuses (not UTF-8) gives its lease back at once */
     assert_int_equal(blog_user_get_by_email(repo, "\xff", &u), MEMO_ERR_ARG);
-    char lease[256];
-    email_key(lease, sizeof lease, "%FF");
-    strcat(lease, ":lease");
-    assert_false(test_redis_exists(lease));
+    assert_false(test_redis_exists(test_lease_key(test_email_key("%FF"))));
     /* updates of missing rows */
     blog_user ghost = {.id = 5555, .email = (char *)"g@e", .name = (char *)"G", .org_id = org};
     assert_int_equal(blog_user_update(repo, &ghost), MEMO_NOT_FOUND);
@@ -624,8 +571,7 @@ static void conflicts_and_errors(void **state)
     assert_int_equal(blog_user_get(repo, id, &m), MEMO_OK);
     free(m.email);
     m.email = strdup("dup@e");
-    char key[256];
-    user_key(key, sizeof key, id);
+    const char *key = test_user_key(id);
     assert_int_equal(blog_user_update(repo, &m), MEMO_CONFLICT);
     assert_true(test_redis_exists(key));
     blog_user_clear(&m);
@@ -892,8 +838,7 @@ static void get_by_fills_the_row_too(void **state)
     assert_int_equal(u.id, id);
     blog_user_clear(&u);
     assert_int_equal(STAT("user", "db_queries"), 1);
-    char key[256];
-    user_key(key, sizeof key, id);
+    const char *key = test_user_key(id);
     assert_true(test_redis_exists(key));
     assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
     assert_string_equal(u.name, "Pat");
@@ -937,9 +882,8 @@ static void get_by_fill_refused_after_a_write(void **state)
     blog_user_clear(&u);
     assert_int_equal(STAT("user", "fill_rejects"), 1);
     assert_int_equal(STAT("user", "fills"), 0);
-    char key[256], ek[256];
-    user_key(key, sizeof key, pair_id);
-    email_key(ek, sizeof ek, "race@x");
+    const char *key = test_user_key(pair_id);
+    const char *ek = test_email_key("race@x");
     assert_false(test_redis_exists(key));
     assert_false(test_redis_exists(ek));
     assert_int_equal(blog_user_get_by_email(repo, "race@x", &u), MEMO_OK);
@@ -949,15 +893,6 @@ static void get_by_fill_refused_after_a_write(void **state)
 }
 
 /* ------------------------------------------- keys that could not be collected */
-
-/* Waits (bounded) until `key` is gone; true if it went. */
-static bool gone(const char *key)
-{
-    double t0 = test_now_ms();
-    while (test_redis_exists(key) && test_now_ms() - t0 < 5000)
-        usleep(10000);
-    return !test_redis_exists(key);
-}
 
 /* A committed write whose keys could not all be collected (out of memory)
  * still succeeds, sends what it has, and drops every entry of the entity
@@ -975,10 +910,8 @@ static void lost_invalidation_drops_the_entity(void **state)
     assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
     blog_user_clear(&u);
     assert_int_equal(blog_post_get(repo, p, &po), MEMO_OK);
-    char ka[256], kb[256], kp[256];
-    user_key(ka, sizeof ka, a);
-    user_key(kb, sizeof kb, b);
-    post_key(kp, sizeof kp, p);
+    const char *kb = test_user_key(b);
+    const char *kp = test_post_key(p);
     assert_true(test_redis_exists(kb));
 
     /* a post: its own entity and the rule's target (users) are dropped */
@@ -988,8 +921,8 @@ static void lost_invalidation_drops_the_entity(void **state)
     assert_int_equal(blog_post_update(repo, &po), MEMO_OK);
     memop_test_hooks.fail_collect = false;
     blog_post_clear(&po);
-    assert_true(gone(kp));
-    assert_true(gone(kb)); /* a row no rule names: dropped with the rest */
+    assert_true(test_redis_gone(kp));
+    assert_true(test_redis_gone(kb)); /* a row no rule names: dropped with the rest */
     assert_int_equal(blog_post_get(repo, p, &po), MEMO_OK);
     assert_string_equal(po.title, "New");
     blog_post_clear(&po);
@@ -1009,7 +942,7 @@ static void lost_invalidation_drops_the_entity(void **state)
     blog_user_clear(&u);
     assert_true(test_redis_exists(kb)); /* nothing before COMMIT */
     assert_int_equal(memo_commit(tx), MEMO_OK);
-    assert_true(gone(kb));
+    assert_true(test_redis_gone(kb));
     assert_int_equal(blog_user_get(repo, a, &u), MEMO_OK);
     assert_string_equal(u.name, "A2");
     blog_user_clear(&u);
@@ -1038,5 +971,6 @@ int main(void)
         cmocka_unit_test_setup(get_by_fill_refused_after_a_write, setup),
         cmocka_unit_test_setup(lost_invalidation_drops_the_entity, setup),
     };
-    return cmocka_run_group_tests_name("blog repository", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("blog repository", tests, group_setup,
+                                       test_group_close);
 }

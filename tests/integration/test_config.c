@@ -175,9 +175,7 @@ static void degraded_start(void **state)
 {
     (void)state;
     /* with MEMO_OPEN_DEGRADED a dead Redis does not stop the service */
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
     test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
     test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('d', 'D', 'p', now())");
     char url[64];
@@ -195,18 +193,14 @@ static void degraded_start(void **state)
     /* writes still commit */
     blog_org n = {.slug = (char *)"n", .name = (char *)"N", .plan = (char *)"p"};
     assert_int_equal(blog_org_insert(repo, &n), MEMO_OK);
-    char *count = test_sql_value("SELECT count(*) FROM orgs");
-    assert_string_equal(count, "2");
-    free(count);
+    test_assert_sql("SELECT count(*) FROM orgs", "2");
     memo_close(repo);
 }
 
 static void key_prefix(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
     test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
     test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('p', 'P', 'p', now())");
     freeReplyObject(test_redis_cmd("FLUSHDB"));
@@ -227,9 +221,7 @@ static void key_prefix(void **state)
 static void table_differs_from_entity(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
     test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
     test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('t', 'T', 'p', now())");
     test_sql("INSERT INTO users (email, name, org_id, karma, active, created_at) "

@@ -5,6 +5,7 @@
  * never an outage (the breaker stays closed) and never a wrong answer. */
 #define _GNU_SOURCE 1 /* mallinfo2 */
 #include "test.h"
+#include "schema_keys.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -21,22 +22,6 @@ static int64_t org_a, org_b, ann, bob, cid; /* ann and cid in org a, bob in org 
 
 #define STAT(entity, counter) test_stat(repo, "blog." entity, counter)
 
-static void row_key(char *out, size_t size, int64_t id)
-{
-    snprintf(out, size, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
-}
-
-static void list_key(char *out, size_t size, int64_t org)
-{
-    snprintf(out, size, "blog:{user:by_org=%lld}:%s", (long long)org,
-             blog_user_desc.lists[0].key.tag);
-}
-
-static void email_key(char *out, size_t size, const char *escaped)
-{
-    snprintf(out, size, "blog:{user:email=%s}:%s", escaped, blog_user_desc.uniques[0].key.tag);
-}
-
 static int64_t add_user(const char *email, const char *name, int64_t org)
 {
     blog_user u = {.email = (char *)email, .name = (char *)name, .org_id = org, .karma = 1};
@@ -46,29 +31,16 @@ static int64_t add_user(const char *email, const char *name, int64_t org)
 
 static void assert_breaker_closed(void)
 {
-    char *b = test_redis_state(repo, "breaker");
-    assert_string_equal(b, "closed");
-    free(b);
+    test_assert_redis_state(repo, "breaker", "closed");
     assert_int_equal(STAT("user", "degraded"), 0);
 }
 
 static int group_setup(void **state)
 {
-    (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
-    snprintf(path, sizeof path, "%s/wiki.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
+    test_schema_sql("wiki");
     memo_config cfg = {.max_value_bytes = 65536, .flags = MEMO_STATS_PRIVATE};
-    repo = test_open(&cfg);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    memo_close(repo);
+    repo = *state = test_open(&cfg);
     return 0;
 }
 
@@ -94,10 +66,9 @@ static int setup(void **state)
 static void wrong_type_is_corrupt_not_an_outage(void **state)
 {
     (void)state;
-    char key[128], ek[128], lk[128];
-    row_key(key, sizeof key, ann);
-    email_key(ek, sizeof ek, "ann@x");
-    list_key(lk, sizeof lk, org_a);
+    const char *key = test_user_key(ann);
+    const char *ek = test_email_key("ann@x");
+    const char *lk = test_by_org_key(org_a);
     freeReplyObject(test_redis_cmd("RPUSH %s x", key));
     freeReplyObject(test_redis_cmd("HSET %s f v", ek));
     freeReplyObject(test_redis_cmd("SADD %s m", lk));
@@ -146,9 +117,8 @@ static void wrong_type_is_corrupt_not_an_outage(void **state)
 static void lease_without_expiry_is_taken_over(void **state)
 {
     (void)state;
-    char key[128], lease[160];
-    row_key(key, sizeof key, bob);
-    snprintf(lease, sizeof lease, "%s:lease", key);
+    const char *key = test_user_key(bob);
+    const char *lease = test_lease_key(key);
     freeReplyObject(test_redis_cmd("SET %s forged", lease));
     memo_config cfg = {.lease_wait_ms = 300, .flags = MEMO_STATS_PRIVATE};
     memo_repo *r = test_open(&cfg);
@@ -167,11 +137,7 @@ static void lease_without_expiry_is_taken_over(void **state)
 /* bytes Redis has sent to its clients so far */
 static long long net_output(void)
 {
-    redisReply *r = test_redis_cmd("INFO stats");
-    const char *p = strstr(r->str, "total_net_output_bytes:");
-    long long n = p ? atoll(p + strlen("total_net_output_bytes:")) : -1;
-    freeReplyObject(r);
-    return n;
+    return test_redis_info("stats", "total_net_output_bytes:");
 }
 
 static void set_big(const char *key, size_t n)
@@ -189,8 +155,7 @@ static void set_big(const char *key, size_t n)
 static void oversized_value(void **state)
 {
     (void)state;
-    char key[128];
-    row_key(key, sizeof key, ann);
+    const char *key = test_user_key(ann);
     set_big(key, 8u << 20);
     long long sent = net_output();
     blog_user u = {0};
@@ -239,8 +204,7 @@ static void large_reply_memory_is_returned(void **state)
     blog_user u = {0};
     assert_int_equal(blog_user_get(r, ann, &u), MEMO_OK); /* warm */
     blog_user_clear(&u);
-    char key[128];
-    row_key(key, sizeof key, cid);
+    const char *key = test_user_key(cid);
     set_big(key, 4u << 20); /* within max_value_bytes, and corrupt */
     size_t before = mallinfo2().uordblks;
     assert_int_equal(blog_user_get(r, cid, &u), MEMO_OK);
@@ -257,8 +221,7 @@ static void large_reply_memory_is_returned(void **state)
 static void list_longer_than_its_limit(void **state)
 {
     (void)state;
-    char lk[128];
-    list_key(lk, sizeof lk, org_a);
+    const char *lk = test_by_org_key(org_a);
     /* 100 000 ids: the limit is 500 */
     size_t cap = 100000 * 8 + 16, n = 0;
     char *ids = malloc(cap);
@@ -286,8 +249,8 @@ static void list_longer_than_its_limit(void **state)
 static void list_with_rows_of_another_group(void **state)
 {
     (void)state;
-    char lk[128], forged[64];
-    list_key(lk, sizeof lk, org_a);
+    char forged[64];
+    const char *lk = test_by_org_key(org_a);
     snprintf(forged, sizeof forged, "[%lld,%lld]", (long long)ann, (long long)bob);
     freeReplyObject(test_redis_cmd("SET %s %s", lk, forged));
     blog_user_list l = {0};
@@ -310,9 +273,8 @@ static void row_under_another_key(void **state)
     blog_user u = {0};
     assert_int_equal(blog_user_get(repo, bob, &u), MEMO_OK);
     blog_user_clear(&u);
-    char ak[128], bk[128];
-    row_key(ak, sizeof ak, ann);
-    row_key(bk, sizeof bk, bob);
+    const char *ak = test_user_key(ann);
+    const char *bk = test_user_key(bob);
     char *bobs = test_redis_get(bk);
     freeReplyObject(test_redis_cmd("SET %s %s", ak, bobs));
     assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
@@ -332,8 +294,8 @@ static void row_under_another_key(void **state)
     free(bobs);
 
     /* a lookup naming another row, cached or not */
-    char ek[128], pk[32];
-    email_key(ek, sizeof ek, "ann@x");
+    char pk[32];
+    const char *ek = test_email_key("ann@x");
     snprintf(pk, sizeof pk, "%lld", (long long)bob);
     freeReplyObject(test_redis_cmd("SET %s %s", ek, pk));
     assert_int_equal(blog_user_get_by_email(repo, "ann@x", &u), MEMO_OK);
@@ -368,9 +330,7 @@ static void text_key_holding_another_row(void **state)
     wiki_page g = {0};
     assert_int_equal(wiki_page_get(repo, "m2", &g), MEMO_OK);
     wiki_page_clear(&g);
-    char k1[128], k2[128];
-    snprintf(k1, sizeof k1, "wiki:{page/m1}:%s", wiki_page_desc.row.key.tag);
-    snprintf(k2, sizeof k2, "wiki:{page/m2}:%s", wiki_page_desc.row.key.tag);
+    const char *k1 = test_page_key("m1"), *k2 = test_page_key("m2");
     char *v = test_redis_get(k2);
     assert_non_null(v);
     freeReplyObject(test_redis_cmd("SET %s %s", k1, v));
@@ -395,5 +355,5 @@ int main(void)
         cmocka_unit_test_setup(text_key_holding_another_row, setup),
     };
     return cmocka_run_group_tests_name("untrusted Redis contents", tests, group_setup,
-                                       group_teardown);
+                                       test_group_close);
 }

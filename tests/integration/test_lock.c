@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static memo_repo *repo;
@@ -18,13 +17,10 @@ static memo_repo *repo;
  * running library code). */
 static int holder(void)
 {
-    memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL"),
-                       .flags = MEMO_STATS_PRIVATE};
-    memo_error err;
-    memo_repo *r;
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
+    memo_repo *r = test_child_open(&cfg);
     memo_lock *l;
-    if (memo_open(&r, &cfg, &err) != MEMO_OK ||
-        memo_lock_acquire(r, "jobs:nightly", 5000, 0, &l) != MEMO_OK)
+    if (memo_lock_acquire(r, "jobs:nightly", 5000, 0, &l) != MEMO_OK)
         return 3;
     if (write(3, "x", 1) != 1)
         return 4;
@@ -39,12 +35,8 @@ static void two_processes_contend(void **state)
     (void)state;
     int ready[2];
     assert_int_equal(pipe(ready), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(ready[1], 3);
-        execl("/proc/self/exe", "test_lock", "--holder", (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = test_spawn_self((const char *const[]){"test_lock", "--holder", NULL}, -1,
+                                ready[1]);
     close(ready[1]);
     struct pollfd p = {ready[0], POLLIN, 0};
     assert_int_equal(poll(&p, 1, 10000), 1); /* bounded: never hang the suite */
@@ -61,9 +53,7 @@ static void two_processes_contend(void **state)
     assert_int_equal(memo_lock_acquire(repo, "jobs:nightly", 1000, 3000, &mine), MEMO_OK);
     double waited = test_now_ms() - t0;
     assert_true(waited >= 300 && waited < 1500);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    test_wait_children(&pid, 1);
     assert_int_equal(memo_lock_release(mine), MEMO_OK);
     assert_int_equal(test_redis_count("memo:lock:*"), 0);
     close(ready[0]);
@@ -125,17 +115,9 @@ static void bounded_wait(void **state)
 
 static int group_setup(void **state)
 {
-    (void)state;
     freeReplyObject(test_redis_cmd("FLUSHDB"));
     memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
-    repo = test_open(&cfg);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    memo_close(repo);
+    repo = *state = test_open(&cfg);
     return 0;
 }
 
@@ -149,5 +131,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(extend_keeps_it),
         cmocka_unit_test(bounded_wait),
     };
-    return cmocka_run_group_tests_name("locks", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("locks", tests, group_setup, test_group_close);
 }

@@ -4,6 +4,7 @@
  * MEMO_TORTURE=1 makes the runs longer (make torture). */
 #define _GNU_SOURCE 1 /* mkostemp */
 #include "test.h"
+#include "schema_keys.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -17,12 +18,10 @@
 #include "internal.h"
 
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
-static bool torture;
 
 enum { KEYS = 20 };
 static int64_t ids[KEYS];
 static int64_t org_id;
-
 
 static void seed(void)
 {
@@ -42,17 +41,10 @@ static void seed(void)
     memo_close(repo);
 }
 
+/* Cached users that differ from PostgreSQL. */
 static long stale_rows(memo_repo *repo)
 {
-    long stale = 0;
-    for (int i = 0; i < KEYS; i++) {
-        memo_check_result r;
-        memset(&r, 0, sizeof r);
-        if (memo_check(repo, &blog_user_desc, &ids[i], NULL, NULL, &r) != MEMO_OK)
-            fail_msg("memo_check: %s", memo_last_error(repo));
-        stale += !r.fresh;
-    }
-    return stale;
+    return test_stale_rows(repo, &blog_user_desc, ids, KEYS);
 }
 
 static void user_of(int i, int32_t karma, blog_user *u, char *email, size_t size)
@@ -63,20 +55,6 @@ static void user_of(int i, int32_t karma, blog_user *u, char *email, size_t size
                      .karma = karma};
 }
 
-/* Waits for the breaker to read `state`; milliseconds it took, or -1. */
-static double wait_breaker(memo_repo *repo, const char *state, double limit_ms)
-{
-    double t0 = test_now_ms();
-    while (test_now_ms() - t0 < limit_ms) {
-        char *s = test_redis_state(repo, "breaker");
-        bool done = strcmp(s, state) == 0;
-        free(s);
-        if (done)
-            return test_now_ms() - t0;
-        usleep(5000);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------- mixed load */
 
@@ -154,7 +132,7 @@ static void redis_killed(void **state)
     memo_config cfg = {.command_timeout_ms = 200};
     load l = {.repo = test_open(&cfg)};
     pthread_t t[READERS + 1];
-    int phase_ms = torture ? 5000 : 1000;
+    int phase_ms = test_torture() ? 5000 : 1000;
     load_start(&l, t);
     usleep((useconds_t)phase_ms * 1000);
 
@@ -208,9 +186,7 @@ static void redis_frozen(void **state)
     assert_int_equal(blog_user_get(repo, ids[0], &u), MEMO_OK);
     double first = test_now_ms() - t0;
     blog_user_clear(&u);
-    char *b = test_redis_state(repo, "breaker");
-    assert_string_equal(b, "open");
-    free(b);
+    test_assert_redis_state(repo, "breaker", "open");
     /* then the breaker is open: no more time-outs */
     t0 = test_now_ms();
     for (int i = 0; i < 10; i++) {
@@ -224,17 +200,13 @@ static void redis_frozen(void **state)
     blog_user w;
     user_of(1, 4242, &w, email, sizeof email);
     assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
-    char *pending = test_redis_state(repo, "pending");
     /* the row and its lease, and the lease of its (unchanged) email lookup */
-    assert_string_equal(pending, "3");
-    free(pending);
+    test_assert_redis_state(repo, "pending", "3");
     long degraded = test_stat(repo, "blog.user", "degraded");
 
     kill(pid, SIGCONT);
-    double closed = wait_breaker(repo, "closed", 3000);
-    pending = test_redis_state(repo, "pending");
-    assert_string_equal(pending, "0");
-    free(pending);
+    double closed = test_wait_breaker(repo, "closed", 3000);
+    test_assert_redis_state(repo, "pending", "0");
     assert_int_equal(blog_user_get(repo, ids[1], &u), MEMO_OK);
     assert_int_equal(u.karma, 4242); /* the queued DEL removed the old value */
     blog_user_clear(&u);
@@ -276,15 +248,12 @@ static void queue_overflow_drops_entity(void **state)
         assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
     }
     kill(pid, SIGCONT);
-    double closed = wait_breaker(repo, "closed", 3000);
+    double closed = test_wait_breaker(repo, "closed", 3000);
     memop_test_hooks.pending_max = 0;
     assert_true(closed >= 0);
     /* every user entry went, the other entities' stayed */
     assert_int_equal(test_redis_count(pattern), 0);
-    char okey[128];
-    snprintf(okey, sizeof okey, "blog:{org:%lld}:%s", (long long)org_id,
-             blog_org_desc.row.key.tag);
-    assert_true(test_redis_exists(okey));
+    assert_true(test_redis_exists(test_org_key(org_id)));
     assert_int_equal(stale_rows(repo), 0);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(blog_user_get(repo, ids[i], &u), MEMO_OK);
@@ -361,27 +330,7 @@ static void postgres_restarted(void **state)
 static int restore(void **state)
 {
     (void)state;
-    FILE *f;
-    char path[512];
-    snprintf(path, sizeof path, "%s/redis.pid", getenv("MEMO_TEST_SERVERS_DIR"));
-    if ((f = fopen(path, "r"))) {
-        int pid;
-        if (fscanf(f, "%d", &pid) == 1)
-            kill(pid, SIGCONT);
-        fclose(f);
-    }
-    test_servers("redis-start");
-    test_servers("pg-start");
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    torture = getenv("MEMO_TORTURE") && atoi(getenv("MEMO_TORTURE")) > 0;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_servers_restore();
     return 0;
 }
 
@@ -393,5 +342,5 @@ int main(void)
         cmocka_unit_test_teardown(queue_overflow_drops_entity, restore),
         cmocka_unit_test_teardown(postgres_restarted, restore),
     };
-    return cmocka_run_group_tests_name("outages", tests, group_setup, NULL);
+    return cmocka_run_group_tests_name("outages", tests, test_group_blog_tables, NULL);
 }

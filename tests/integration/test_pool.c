@@ -4,6 +4,7 @@
  * that would wait forever). Each test runs under an alarm: a hang fails it. */
 #define _DEFAULT_SOURCE 1 /* alarm */
 #include "test.h"
+#include "schema_keys.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,7 @@ static int64_t org_id, user_ids[3];
 static int setup(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
     test_reset(tables);
     memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
     memo_repo *repo = test_open(&cfg);
@@ -61,10 +60,7 @@ static void transaction_holds_the_only_connection(void **state)
     assert_non_null(strstr(msg, "no free connection within 200 ms"));
     assert_non_null(strstr(msg, "1 of them by open transactions"));
     /* the reader gave its lease back: the next reader is not kept waiting */
-    char lease[128];
-    snprintf(lease, sizeof lease, "blog:{org:%lld}:%s:lease", (long long)org_id,
-             blog_org_desc.row.key.tag);
-    assert_false(test_redis_exists(lease));
+    assert_false(test_redis_exists(test_lease_key(test_org_key(org_id))));
     /* a second transaction cannot start either */
     assert_null(memo_begin(repo));
     assert_non_null(strstr(memo_last_error(repo), "no free connection"));
@@ -113,9 +109,7 @@ static void corrupt_row_in_a_batch_with_one_connection(void **state)
     blog_user_list l = {0};
     assert_int_equal(blog_user_get_many(repo, user_ids, 3, &l), MEMO_OK); /* fills */
     blog_user_list_clear(&l);
-    char key[128];
-    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)user_ids[1],
-             blog_user_desc.row.key.tag);
+    const char *key = test_user_key(user_ids[1]);
     freeReplyObject(test_redis_cmd("SET %s %s", key, "{\"id\": oops"));
     long long corrupt = test_stat(repo, "blog.user", "corrupt");
     assert_int_equal(blog_user_get_many(repo, user_ids, 3, &l), MEMO_OK);

@@ -10,15 +10,15 @@
  *  - transactions: rollback invalidates nothing, commit exactly once.
  *
  * MEMO_TORTURE=1 makes the runs longer (make torture). */
-#define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS */
+#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
+#include "schema_keys.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,7 +27,6 @@
 #include "internal.h"
 
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
-static bool torture;
 
 enum { HOT = 8 };
 
@@ -39,38 +38,6 @@ typedef struct shared {
 } shared;
 
 static shared *shm;
-
-static shared *shared_new(void)
-{
-    shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(s != MAP_FAILED);
-    memset(s, 0, sizeof *s);
-    return s;
-}
-
-
-/* A child's own repository: a child never touches the parent's. */
-static memo_repo *child_open(void)
-{
-    memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL")};
-    memo_error err;
-    memo_repo *r = NULL;
-    if (memo_open(&r, &cfg, &err) != MEMO_OK) {
-        fprintf(stderr, "child: memo_open: %s\n", err.message);
-        _exit(3);
-    }
-    return r;
-}
-
-static void wait_children(pid_t *pids, int n)
-{
-    for (int i = 0; i < n; i++) {
-        int status;
-        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fail_msg("child %d ended with status %d", i, status);
-    }
-}
 
 static int64_t hot_ids[HOT];
 
@@ -140,7 +107,7 @@ static void *race_writer(void *arg)
 
 static void race_child(int seconds)
 {
-    child_repo = child_open();
+    child_repo = test_child_open(NULL);
     enum { READERS = 3 };
     pthread_t t[READERS + 1];
     for (int i = 0; i < READERS; i++)
@@ -220,44 +187,31 @@ static void certain_race(memo_repo *repo)
 static long race(bool leases, int processes, int seconds, long *random_stale)
 {
     seed_hot();
-    shm = shared_new();
+    shm = test_shared_new(sizeof *shm);
     memop_test_hooks.no_leases = !leases;
     memop_test_hooks.before_fill = pause_before_fill;
     pid_t pids[8];
     for (int p = 0; p < processes; p++) {
-        pids[p] = fork();
-        assert_true(pids[p] >= 0);
+        pids[p] = test_fork();
         if (pids[p] == 0)
             race_child(seconds);
     }
-    wait_children(pids, processes);
+    test_wait_children(pids, processes);
     memop_test_hooks.before_fill = NULL;
 
     /* quiet now: every cached row must equal the database */
     memo_repo *repo = test_open(NULL);
-    long stale = 0;
-    for (int i = 0; i < HOT; i++) {
-        memo_check_result r;
-        assert_int_equal(memo_check(repo, &blog_user_desc, &hot_ids[i], NULL, NULL, &r),
-                         MEMO_OK);
-        stale += !r.fresh;
-    }
+    long stale = test_stale_rows(repo, &blog_user_desc, hot_ids, HOT);
     test_metric(leases ? "stale-set race, random (leases)" : "stale-set race, random (no leases)",
            shm->reads + shm->writes, stale, shm->failures, 0, 0);
     *random_stale = stale;
     /* then the same race on every key, certain to happen */
     certain_race(repo);
     memop_test_hooks.no_leases = false;
-    stale = 0;
-    for (int i = 0; i < HOT; i++) {
-        memo_check_result r;
-        assert_int_equal(memo_check(repo, &blog_user_desc, &hot_ids[i], NULL, NULL, &r),
-                         MEMO_OK);
-        stale += !r.fresh;
-    }
+    stale = test_stale_rows(repo, &blog_user_desc, hot_ids, HOT);
     memo_close(repo);
     long reads = shm->reads, writes = shm->writes, failures = shm->failures;
-    munmap(shm, sizeof *shm);
+    test_shared_free(shm, sizeof *shm);
     assert_int_equal(failures, 0);
     assert_true(reads > 100 && writes > 20);
     test_metric(leases ? "stale-set race, certain (leases)" : "stale-set race, certain (no leases)",
@@ -268,7 +222,7 @@ static long race(bool leases, int processes, int seconds, long *random_stale)
 static void stale_set_race(void **state)
 {
     (void)state;
-    int seconds = torture ? 20 : 3;
+    int seconds = test_torture() ? 20 : 3;
     long random_stale;
     assert_int_equal(race(true, 3, seconds, &random_stale), 0);
     assert_int_equal(random_stale, 0);
@@ -309,14 +263,16 @@ static void *stampede_thread(void *arg)
     return NULL;
 }
 
-static void stampede_child(int64_t id)
+/* A child process of a stampede: `threads` readers (at most
+ * STAMPEDE_THREADS) of one row, starting together. */
+static void stampede_child(int64_t id, int threads)
 {
-    child_repo = child_open();
+    child_repo = test_child_open(NULL);
     pthread_t t[STAMPEDE_THREADS];
-    pthread_barrier_init(&barrier, NULL, STAMPEDE_THREADS);
-    for (int i = 0; i < STAMPEDE_THREADS; i++)
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+    for (int i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, stampede_thread, &id);
-    for (int i = 0; i < STAMPEDE_THREADS; i++)
+    for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
     atomic_fetch_add(&shm->queries, test_stat(child_repo, "blog.user", "db_queries"));
     memo_close(child_repo);
@@ -329,26 +285,25 @@ static void stampede(void **state)
     seed_hot();
     test_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     test_sql("SELECT pg_stat_statements_reset()");
-    shm = shared_new();
+    shm = test_shared_new(sizeof *shm);
     shm->start_ms = test_now_ms() + 700; /* all threads of both start together */
     memop_test_hooks.before_fill = slow_fill;
     pid_t pids[2];
     for (int p = 0; p < 2; p++) {
-        pids[p] = fork();
+        pids[p] = test_fork();
         if (pids[p] == 0)
-            stampede_child(hot_ids[0]);
+            stampede_child(hot_ids[0], STAMPEDE_THREADS);
     }
-    wait_children(pids, 2);
+    test_wait_children(pids, 2);
     memop_test_hooks.before_fill = NULL;
     assert_int_equal(shm->failures, 0);
     assert_int_equal(shm->reads, 2 * STAMPEDE_THREADS);
     assert_int_equal(shm->queries, 1);
-    char *calls = test_sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                                 "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'");
-    assert_string_equal(calls, "1");
-    free(calls);
+    test_assert_sql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                    "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'",
+                    "1");
     test_metric("stampede (2 x 64 threads)", shm->reads, 0, shm->failures, 0, 0);
-    munmap(shm, sizeof *shm);
+    test_shared_free(shm, sizeof *shm);
 }
 
 /* ---------------------------------------------------- a query slower than a lease */
@@ -357,20 +312,7 @@ static void stampede(void **state)
  * filler keeps the lease alive while the query runs, so 200 readers in 4
  * processes still cost one query, and the row is cached by the first read. */
 enum { SLOW_PROCS = 4, SLOW_THREADS = 50 };
-
-static void slow_child(int64_t id)
-{
-    child_repo = child_open();
-    pthread_t t[SLOW_THREADS];
-    pthread_barrier_init(&barrier, NULL, SLOW_THREADS);
-    for (int i = 0; i < SLOW_THREADS; i++)
-        pthread_create(&t[i], NULL, stampede_thread, &id);
-    for (int i = 0; i < SLOW_THREADS; i++)
-        pthread_join(t[i], NULL);
-    atomic_fetch_add(&shm->queries, test_stat(child_repo, "blog.user", "db_queries"));
-    memo_close(child_repo);
-    _exit(0);
-}
+_Static_assert((int)SLOW_THREADS <= (int)STAMPEDE_THREADS, "stampede_child's threads");
 
 static void slow_query_stampede(void **state)
 {
@@ -378,36 +320,31 @@ static void slow_query_stampede(void **state)
     seed_hot();
     test_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     test_sql("SELECT pg_stat_statements_reset()");
-    shm = shared_new();
+    shm = test_shared_new(sizeof *shm);
     shm->start_ms = test_now_ms() + 500;
     /* the query waits for this lock: it takes 1.2 s, longer than a lease */
     test_sql("BEGIN");
     test_sql("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
     pid_t pids[SLOW_PROCS];
     for (int p = 0; p < SLOW_PROCS; p++) {
-        fflush(NULL);
-        pids[p] = fork();
+        pids[p] = test_fork();
         if (pids[p] == 0)
-            slow_child(hot_ids[3]);
+            stampede_child(hot_ids[3], SLOW_THREADS);
     }
     while (test_now_ms() < shm->start_ms + 1200)
         usleep(10000);
     test_sql("COMMIT");
-    wait_children(pids, SLOW_PROCS);
+    test_wait_children(pids, SLOW_PROCS);
     assert_int_equal(shm->failures, 0);
     assert_int_equal(shm->reads, SLOW_PROCS * SLOW_THREADS);
     assert_int_equal(shm->queries, 1);
-    char *calls = test_sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                                 "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'");
-    assert_string_equal(calls, "1");
-    free(calls);
+    test_assert_sql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                    "WHERE query LIKE 'SELECT %FROM \"users\" WHERE \"id\" = $1'",
+                    "1");
     /* cached by that one query */
-    char key[128];
-    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)hot_ids[3],
-             blog_user_desc.row.key.tag);
-    assert_true(test_redis_exists(key));
+    assert_true(test_redis_exists(test_user_key(hot_ids[3])));
     test_metric("slow query stampede (4 x 50 threads)", shm->reads, 0, shm->failures, 0, 0);
-    munmap(shm, sizeof *shm);
+    test_shared_free(shm, sizeof *shm);
 }
 
 /* ------------------------------------------------------ crashed lease holder */
@@ -422,10 +359,10 @@ static void crashed_lease_holder(void **state)
 {
     (void)state;
     seed_hot();
-    pid_t pid = fork();
+    pid_t pid = test_fork();
     if (pid == 0) {
         memop_test_hooks.before_fill = die_before_fill;
-        memo_repo *r = child_open();
+        memo_repo *r = test_child_open(NULL);
         blog_user u = {0};
         blog_user_get(r, hot_ids[1], &u);
         _exit(4); /* not reached */
@@ -434,10 +371,7 @@ static void crashed_lease_holder(void **state)
     waitpid(pid, &status, 0);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
-    char key[128], lease[160];
-    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)hot_ids[1],
-             blog_user_desc.row.key.tag);
-    snprintf(lease, sizeof lease, "%s:lease", key);
+    const char *key = test_user_key(hot_ids[1]), *lease = test_lease_key(key);
     assert_true(test_redis_exists(lease)); /* the dead process holds it */
     assert_false(test_redis_exists(key));
 
@@ -466,8 +400,7 @@ static void transactions(void **state)
     seed_hot();
     memo_repo *repo = test_open(NULL);
     int64_t id = hot_ids[2];
-    char key[128];
-    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
+    const char *key = test_user_key(id);
     blog_user u = {0};
     assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
     assert_true(test_redis_exists(key));
@@ -496,12 +429,8 @@ static void transactions(void **state)
     blog_user_clear(&out);
     assert_int_equal(memo_rollback(tx), MEMO_OK);
     assert_int_equal(test_redis_calls("del"), dels);
-    char *after = test_redis_get(key);
-    assert_string_equal(after, before);
-    free(after);
-    char *name = test_sql_value("SELECT name FROM users WHERE id = 3");
-    assert_string_equal(name, "Hot 2");
-    free(name);
+    test_assert_redis_value(key, before);
+    test_assert_sql("SELECT name FROM users WHERE id = 3", "Hot 2");
 
     /* commit: two writes, one DEL, after COMMIT */
     tx = memo_begin(repo);
@@ -534,25 +463,13 @@ static void transactions(void **state)
     assert_int_equal(blog_user_get_tx(tx, id, &out), MEMO_ERR_TX);
     assert_int_equal(memo_commit(tx), MEMO_ERR_TX);
     assert_true(test_redis_exists(key));
-    char *karma = test_sql_value("SELECT karma FROM users WHERE id = 3");
-    assert_string_equal(karma, "0");
-    free(karma);
+    test_assert_sql("SELECT karma FROM users WHERE id = 3", "0");
     assert_int_equal(test_redis_calls("del"), dels);
 
     free(before);
     blog_user_clear(&u);
     memo_close(repo);
     test_metric("transactions", 3, 0, 0, 0, 0);
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    torture = getenv("MEMO_TORTURE") && atoi(getenv("MEMO_TORTURE")) > 0;
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
-    return 0;
 }
 
 int main(void)
@@ -565,5 +482,6 @@ int main(void)
         cmocka_unit_test(crashed_lease_holder),
         cmocka_unit_test(transactions),
     };
-    return cmocka_run_group_tests_name("concurrency", tests, group_setup, NULL);
+    return cmocka_run_group_tests_name("concurrency", tests, test_group_blog_tables,
+                                       NULL);
 }

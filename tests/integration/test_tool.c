@@ -4,6 +4,7 @@
  * and the Prometheus text checked by promtool. */
 #define _DEFAULT_SOURCE 1
 #include "test.h"
+#include "schema_keys.h"
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -77,13 +78,6 @@ static void seed(void)
     }
 }
 
-static char *user_key(int64_t id)
-{
-    static char key[128];
-    snprintf(key, sizeof key, "blog:{user:%lld}:%s", (long long)id, blog_user_desc.row.key.tag);
-    return key;
-}
-
 static void ping(void **state)
 {
     (void)state;
@@ -125,7 +119,8 @@ static void get(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(json_array_size(j), 3);
     json_t *row = json_array_get(j, 0);
-    assert_string_equal(json_string_value(json_object_get(row, "redis_key")), user_key(3));
+    assert_string_equal(json_string_value(json_object_get(row, "redis_key")),
+                        test_user_key(3));
     assert_true(json_equal(json_object_get(row, "cached"), json_object_get(row, "database")));
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(row, "cached"), "email")), "u2@t");
@@ -140,11 +135,11 @@ static void get(void **state)
     json_decref(j);
 
     /* a cached row that differs from the database: reported, exit status 1 */
-    char *v = test_redis_get(user_key(3));
+    char *v = test_redis_get(test_user_key(3));
     char *at = strstr(v, "User 02");
     assert_non_null(at);
     memcpy(at, "Stale!!", 7);
-    freeReplyObject(test_redis_cmd("SET %s %s", user_key(3), v));
+    freeReplyObject(test_redis_cmd("SET %s %s", test_user_key(3), v));
     free(v);
     j = memo_json(&rc, "get", "user", "3", NULL, NULL);
     assert_int_equal(rc, 1);
@@ -215,7 +210,7 @@ static void get_entries(void **state)
     int n = snprintf(bad, sizeof bad, "{\"id\":3,\"name\":\"\033[31mred\r\"");
     memset(bad + n, 'x', 1000);
     bad[n + 1000] = '\0';
-    freeReplyObject(test_redis_cmd("SET %s %s", user_key(3), bad));
+    freeReplyObject(test_redis_cmd("SET %s %s", test_user_key(3), bad));
     j = memo_json(&rc, "get", "user", "3", NULL, NULL);
     assert_int_equal(rc, 1);
     json_t *row = json_array_get(j, 0);
@@ -302,9 +297,9 @@ static void warm(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "already_cached")), 0);
     json_decref(j);
     /* the highest keys: 31..40 */
-    assert_true(test_redis_exists(user_key(40)));
-    assert_true(test_redis_exists(user_key(31)));
-    assert_false(test_redis_exists(user_key(30)));
+    assert_true(test_redis_exists(test_user_key(40)));
+    assert_true(test_redis_exists(test_user_key(31)));
+    assert_false(test_redis_exists(test_user_key(30)));
 
     char path[] = "/tmp/memo-ids-XXXXXX";
     int fd = mkstemp(path);
@@ -320,9 +315,7 @@ static void warm(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "already_cached")), 1); /* 40 */
     assert_int_equal(json_integer_value(json_object_get(j, "filled")), 3); /* 1, 2, null 777 */
     json_decref(j);
-    char *v = test_redis_get(user_key(777));
-    assert_string_equal(v, "null");
-    free(v);
+    test_assert_redis_value(test_user_key(777), "null");
 }
 
 /* warm --ids: a bad line is named by FILE:LINE before anything is warmed;
@@ -343,7 +336,7 @@ static void warm_ids_file(void **state)
     if (!strstr(out, where))
         fail_msg("expected '%s' in: %s", where, out);
     free(out);
-    assert_false(test_redis_exists(user_key(1)));
+    assert_false(test_redis_exists(test_user_key(1)));
 
     /* the same from stdin */
     const char *argv[] = {"sh",
@@ -381,8 +374,8 @@ static void warm_ids_file(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "found")), 3);
     assert_int_equal(json_integer_value(json_object_get(j, "missing")), 0);
     json_decref(j);
-    assert_true(test_redis_exists(user_key(7)));
-    assert_false(test_redis_exists(user_key(0)));
+    assert_true(test_redis_exists(test_user_key(7)));
+    assert_false(test_redis_exists(test_user_key(0)));
 }
 
 /* ------------------------------------------------------- stats, processes */
@@ -392,12 +385,8 @@ static void warm_ids_file(void **state)
  * not go on running library code. */
 static int service(int gets)
 {
-    memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL"),
-                       .stats_publish_ms = 200};
-    memo_error err;
-    memo_repo *r;
-    if (memo_open(&r, &cfg, &err) != MEMO_OK)
-        return 3;
+    memo_config cfg = {.stats_publish_ms = 200};
+    memo_repo *r = test_child_open(&cfg);
     for (int i = 0; i < gets; i++) {
         blog_user u = {0};
         int64_t id = 1 + i % USERS;
@@ -412,17 +401,11 @@ static int service(int gets)
     return 0;
 }
 
-static pid_t spawn_service(const char *gets, int stop_read, int stop_write)
+/* A service making `gets` gets, its stdin the read end of `stop`. */
+static pid_t spawn_service(const char *gets, int stop)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(stop_read, 0);
-        close(stop_read);
-        close(stop_write);
-        execl("/proc/self/exe", "test_tool", "--service", gets, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    const char *argv[] = {"test_tool", "--service", gets, NULL};
+    return test_spawn_self(argv, stop, -1);
 }
 
 static long long summed(json_t *j, const char *counter)
@@ -438,8 +421,8 @@ static void stats_across_processes(void **state)
     freeReplyObject(test_redis_cmd("FLUSHDB"));
     int stop[2];
     assert_int_equal(pipe(stop), 0);
-    pid_t a = spawn_service("100", stop[0], stop[1]);
-    pid_t b = spawn_service("60", stop[0], stop[1]);
+    pid_t a = spawn_service("100", stop[0]);
+    pid_t b = spawn_service("60", stop[0]);
     /* both published within a few intervals */
     json_t *j = NULL;
     for (int i = 0; i < 50; i++) {
@@ -667,20 +650,10 @@ static void option_errors(void **state)
 
 static int group_setup(void **state)
 {
-    (void)state;
     snprintf(schema, sizeof schema, "%s/schemas/blog.memo", test_env("MEMO_TOP"));
-    char path[512];
-    snprintf(path, sizeof path, "%s/blog.sql", test_schemas_dir());
-    test_sql_file(path);
+    test_schema_sql("blog");
     memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
-    repo = test_open(&cfg);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    memo_close(repo);
+    repo = *state = test_open(&cfg);
     return 0;
 }
 
@@ -701,5 +674,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(usage_errors),
         cmocka_unit_test(option_errors),
     };
-    return cmocka_run_group_tests_name("memo tool", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("memo tool", tests, group_setup, test_group_close);
 }

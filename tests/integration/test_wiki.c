@@ -2,12 +2,13 @@
  * field, nullable scalars of every kind, rules between two entities. Every
  * read is checked twice, through PostgreSQL (a miss) and through Redis (a
  * hit); every write by the exact keys it must delete and the ones it must
- * leave alone. Keys are computed here the way wiki.h documents them:
- * wiki:{page/<escaped slug>}:<tag>, the tags read from the descriptors. */
+ * leave alone. Keys are computed the way wiki.h documents them:
+ * wiki:{page/<escaped slug>}:<tag>, the tags read from the descriptors
+ * (tests/support/schema_keys.c). */
 #include "test.h"
+#include "schema_keys.h"
 #include "wiki.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,145 +61,6 @@ static void put_page(const char *slug, const char *space, int32_t position)
     wiki_page p = new_page(slug, space, position);
     assert_int_equal(wiki_page_insert(repo, &p), MEMO_OK);
     wiki_page_clear(&p);
-}
-
-
-static void assert_sqlp(const char *sql, const char *param, const char *want)
-{
-    char *v = test_sql_value_param(sql, param);
-    if (!want) {
-        assert_null(v);
-    } else {
-        assert_non_null(v);
-        assert_string_equal(v, want);
-    }
-    free(v);
-}
-
-static void assert_sql(const char *sql, const char *want)
-{
-    char *v = test_sql_value(sql);
-    assert_non_null(v);
-    assert_string_equal(v, want);
-    free(v);
-}
-
-/* ------------------------------------------------------------------- keys */
-
-/* A key part, as documented: [A-Za-z0-9-_.@+] stay, every other byte is
- * %XX; a part longer than 128 bytes becomes "~" and the first 32 hex digits
- * of the SHA-256 of the raw value, computed here by PostgreSQL. Malloc'd. */
-static char *part_of(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = malloc(3 * n + 1);
-    assert_non_null(out);
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '@' || c == '+') {
-            out[len++] = (char)c;
-        } else {
-            snprintf(out + len, 4, "%%%02X", c);
-            len += 3;
-        }
-    }
-    out[len] = '\0';
-    if (len <= 128)
-        return out;
-    free(out);
-    return test_sql_value_param("SELECT '~' || left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 32)",
-                s);
-}
-
-/* <schema>:{<head><part><tail>}:<tag>, in a ring of buffers: valid for the
- * next 15 calls. */
-static const char *key_of(const memo_entity_desc *d, const memo_key_desc *k,
-                          const char *part)
-{
-    static char ring[16][1024];
-    static unsigned next;
-    char *out = ring[next++ % 16];
-    int n = snprintf(out, sizeof ring[0], "%s:{%s%s%s}:%s", d->schema, k->head, part,
-                     k->tail, k->tag);
-    assert_true(n > 0 && n < (int)sizeof ring[0]);
-    return out;
-}
-
-static const char *text_key(const memo_entity_desc *d, const memo_key_desc *k,
-                            const char *v)
-{
-    char *part = part_of(v);
-    const char *key = key_of(d, k, part);
-    free(part);
-    return key;
-}
-
-static const char *page_key(const char *slug)
-{
-    return text_key(&wiki_page_desc, &wiki_page_desc.row.key, slug);
-}
-
-static const char *space_key(const char *space)
-{
-    return text_key(&wiki_page_desc, &wiki_page_desc.lists[0].key, space);
-}
-
-static const char *history_key(const char *slug)
-{
-    return text_key(&wiki_revision_desc, &wiki_revision_desc.lists[0].key, slug);
-}
-
-static const char *revision_key(int64_t id)
-{
-    char part[32];
-    snprintf(part, sizeof part, "%" PRId64, id);
-    return key_of(&wiki_revision_desc, &wiki_revision_desc.row.key, part);
-}
-
-static void assert_redis_value(const char *key, const char *want)
-{
-    char *v = test_redis_get(key);
-    assert_non_null(v);
-    assert_string_equal(v, want);
-    free(v);
-}
-
-/* The value at key is a cached row: a JSON object whose `member` is the
- * string `want` (the slug of a page, for instance). */
-static void assert_cached_member(const char *key, const char *member, const char *want)
-{
-    char *v = test_redis_get(key);
-    assert_non_null(v);
-    json_error_t e;
-    json_t *j = json_loads(v, 0, &e);
-    free(v);
-    assert_non_null(j);
-    assert_true(json_is_object(j));
-    json_t *m = json_object_get(j, member);
-    assert_true(json_is_string(m));
-    assert_string_equal(json_string_value(m), want);
-    json_decref(j);
-}
-
-/* Rewrites a string member of the row cached at key behind the library's
- * back, keeping the TTL: a later hit must return exactly this. */
-static void doctor(const char *key, const char *member, const char *value)
-{
-    char *v = test_redis_get(key);
-    assert_non_null(v);
-    json_t *j = json_loads(v, 0, NULL);
-    free(v);
-    assert_non_null(j);
-    assert_int_equal(json_object_set_new(j, member, json_string(value)), 0);
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    assert_non_null(s);
-    redisReply *r = test_redis_cmd("SET %s %s KEEPTTL", key, s);
-    assert_int_equal(r->type, REDIS_REPLY_STATUS);
-    freeReplyObject(r);
-    free(s);
 }
 
 /* ------------------------------------------------------------------ stats */
@@ -287,7 +149,7 @@ static void assert_revision(const wiki_revision *want, const wiki_revision *got)
  * `meta` for its json field, and return the same JSON text. */
 static void roundtrip(wiki_page *row, const char *meta)
 {
-    const char *key = page_key(row->slug);
+    const char *key = test_page_key(row->slug);
     memo_status st = wiki_page_insert(repo, row);
     if (st != MEMO_OK)
         fail_msg("insert %s: %s: %s", row->slug, memo_status_str(st),
@@ -302,7 +164,7 @@ static void roundtrip(wiki_page *row, const char *meta)
     assert_int_equal(DELTA(c, PAGE, db_queries), 1);
     assert_int_equal(DELTA(c, PAGE, fills), 1);
     assert_page(row, meta, &miss);
-    assert_cached_member(key, "slug", row->slug);
+    test_assert_cached_member(key, "slug", row->slug);
 
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_get(repo, row->slug, &hit), MEMO_OK);
@@ -313,7 +175,7 @@ static void roundtrip(wiki_page *row, const char *meta)
     assert_string_equal(hit.meta, miss.meta);
 
     /* PostgreSQL holds the same normal form the reads returned */
-    assert_sqlp("SELECT meta::text FROM pages WHERE slug = $1", row->slug, meta);
+    test_assert_sql_param("SELECT meta::text FROM pages WHERE slug = $1", row->slug, meta);
     wiki_page_clear(&miss);
     wiki_page_clear(&hit);
 }
@@ -355,7 +217,7 @@ static void cache_page(const char *slug)
     wiki_page p = {0};
     assert_int_equal(wiki_page_get(repo, slug, &p), MEMO_OK);
     wiki_page_clear(&p);
-    assert_true(test_redis_exists(page_key(slug)));
+    assert_true(test_redis_exists(test_page_key(slug)));
 }
 
 static void cache_space(const char *space)
@@ -363,7 +225,7 @@ static void cache_space(const char *space)
     wiki_page_list l = {0};
     assert_int_equal(wiki_page_in_space(repo, space, &l), MEMO_OK);
     wiki_page_list_clear(&l);
-    assert_true(test_redis_exists(space_key(space)));
+    assert_true(test_redis_exists(test_space_key(space)));
 }
 
 static void cache_history(const char *slug)
@@ -371,7 +233,7 @@ static void cache_history(const char *slug)
     wiki_revision_list l = {0};
     assert_int_equal(wiki_revision_history(repo, slug, &l), MEMO_OK);
     wiki_revision_list_clear(&l);
-    assert_true(test_redis_exists(history_key(slug)));
+    assert_true(test_redis_exists(test_history_key(slug)));
 }
 
 static void cache_revision(int64_t id)
@@ -379,26 +241,17 @@ static void cache_revision(int64_t id)
     wiki_revision r = {0};
     assert_int_equal(wiki_revision_get(repo, id, &r), MEMO_OK);
     wiki_revision_clear(&r);
-    assert_true(test_redis_exists(revision_key(id)));
+    assert_true(test_redis_exists(test_revision_key(id)));
 }
 
-/* PTTL of key within [lo - 2 s of elapsed time, hi]. */
-static void assert_pttl(const char *key, long long lo, long long hi)
-{
-    long long t = test_redis_pttl(key);
-    if (t < lo - 2000 || t > hi)
-        fail_msg("PTTL %s = %lld, not in [%lld, %lld]", key, t, lo, hi);
-}
 
 /* ---------------------------------------------------------------- fixtures */
 
 static int group_setup(void **state)
 {
     (void)state;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/wiki.sql", test_schemas_dir());
-    test_sql_file(path);
-    test_sql_file(path); /* IF NOT EXISTS everywhere: applying again is harmless */
+    test_schema_sql("wiki");
+    test_schema_sql("wiki"); /* IF NOT EXISTS everywhere: applying again is harmless */
     repo = test_open(NULL);
     return 0;
 }
@@ -428,15 +281,15 @@ static void key_shape(void **state)
     (void)state;
     char want[256];
     snprintf(want, sizeof want, "wiki:{page/a%%3Ab%%20c}:%s", wiki_page_desc.row.key.tag);
-    assert_string_equal(page_key("a:b c"), want);
+    assert_string_equal(test_page_key("a:b c"), want);
     snprintf(want, sizeof want, "wiki:{page:in_space=x%%2Ay}:%s",
              wiki_page_desc.lists[0].key.tag);
-    assert_string_equal(space_key("x*y"), want);
+    assert_string_equal(test_space_key("x*y"), want);
     snprintf(want, sizeof want, "wiki:{revision:42}:%s", wiki_revision_desc.row.key.tag);
-    assert_string_equal(revision_key(42), want);
+    assert_string_equal(test_revision_key(42), want);
     snprintf(want, sizeof want, "wiki:{revision:history=p}:%s",
              wiki_revision_desc.lists[0].key.tag);
-    assert_string_equal(history_key("p"), want);
+    assert_string_equal(test_history_key("p"), want);
 
     put_page("a:b c", "x*y", 1);
     cache_page("a:b c");
@@ -451,11 +304,11 @@ static void nulls_and_zeros(void **state)
     (void)state;
     wiki_page n = new_page("nulls", "s", 1);
     roundtrip(&n, "{}");
-    assert_sqlp("SELECT summary IS NULL AND views IS NULL AND rating IS NULL AND "
+    test_assert_sql_param("SELECT summary IS NULL AND views IS NULL AND rating IS NULL AND "
                 "locked IS NULL AND edited_at IS NULL FROM pages WHERE slug = $1",
                 "nulls", "t");
     /* the cached row says null for each, not 0 or "" */
-    char *v = test_redis_get(page_key("nulls"));
+    char *v = test_redis_get(test_page_key("nulls"));
     assert_non_null(v);
     json_t *j = json_loads(v, 0, NULL);
     free(v);
@@ -477,7 +330,7 @@ static void nulls_and_zeros(void **state)
     z.edited_at = 0;
     z.views_is_null = z.rating_is_null = z.locked_is_null = z.edited_at_is_null = false;
     roundtrip(&z, "{}");
-    assert_sqlp("SELECT title = '' AND body = '' AND summary = '' AND views = 0 AND "
+    test_assert_sql_param("SELECT title = '' AND body = '' AND summary = '' AND views = 0 AND "
                 "rating = 0 AND NOT locked AND edited_at = 'epoch' AND space = '' "
                 "FROM pages WHERE slug = $1",
                 "zeros", "t");
@@ -486,7 +339,7 @@ static void nulls_and_zeros(void **state)
     t.locked = true;
     t.locked_is_null = false;
     roundtrip(&t, "{}");
-    assert_sqlp("SELECT locked FROM pages WHERE slug = $1", "true", "t");
+    test_assert_sql_param("SELECT locked FROM pages WHERE slug = $1", "true", "t");
 
     wiki_page_clear(&n);
     wiki_page_clear(&z);
@@ -531,13 +384,13 @@ static void scalar_extremes(void **state)
         roundtrip(&p, "{}");
         /* what PostgreSQL stored, read as text: the binary encoding is right,
          * not only symmetric */
-        assert_sqlp("SELECT views::text FROM pages WHERE slug = $1", p.slug,
+        test_assert_sql_param("SELECT views::text FROM pages WHERE slug = $1", p.slug,
                     cases[i].sql_views);
-        assert_sqlp("SELECT position::text FROM pages WHERE slug = $1", p.slug,
+        test_assert_sql_param("SELECT position::text FROM pages WHERE slug = $1", p.slug,
                     cases[i].sql_position);
-        assert_sqlp("SELECT rating::text FROM pages WHERE slug = $1", p.slug,
+        test_assert_sql_param("SELECT rating::text FROM pages WHERE slug = $1", p.slug,
                     cases[i].sql_rating);
-        assert_sqlp("SELECT to_char(edited_at AT TIME ZONE 'UTC', "
+        test_assert_sql_param("SELECT to_char(edited_at AT TIME ZONE 'UTC', "
                     "'YYYY-MM-DD HH24:MI:SS.US') FROM pages WHERE slug = $1",
                     p.slug, cases[i].sql_time);
         wiki_page_clear(&p);
@@ -576,7 +429,7 @@ static void timestamp_edges(void **state)
         p.edited_at = cases[i].at;
         p.edited_at_is_null = false;
         roundtrip(&p, "{}");
-        assert_sqlp("SELECT edited_at::text FROM pages WHERE slug = $1", p.slug,
+        test_assert_sql_param("SELECT edited_at::text FROM pages WHERE slug = $1", p.slug,
                     cases[i].sql);
         wiki_page_clear(&p);
     }
@@ -604,7 +457,7 @@ static void timestamp_edges(void **state)
         assert_int_equal(wiki_page_insert(repo, &p), MEMO_ERR_ARG);
         wiki_page_clear(&p);
     }
-    assert_sql("SELECT count(*) FROM pages WHERE slug = 'early'", "0");
+    test_assert_sql("SELECT count(*) FROM pages WHERE slug = 'early'", "0");
 }
 
 /* Text: UTF-8, quotes, backslashes, control characters, 200 KB. */
@@ -617,9 +470,9 @@ static void text_values(void **state)
                  "bell\a esc\x1b del\x7f {\"json\": \"in text\"} null");
     set(&p.summary, "\n");
     roundtrip(&p, "{}");
-    assert_sqlp("SELECT title FROM pages WHERE slug = $1", "text", "Zürich 東京 🎉");
-    assert_sqlp("SELECT length(title)::text FROM pages WHERE slug = $1", "text", "11");
-    assert_sqlp("SELECT body = $1 FROM pages WHERE slug = 'text'", p.body, "t");
+    test_assert_sql_param("SELECT title FROM pages WHERE slug = $1", "text", "Zürich 東京 🎉");
+    test_assert_sql_param("SELECT length(title)::text FROM pages WHERE slug = $1", "text", "11");
+    test_assert_sql_param("SELECT body = $1 FROM pages WHERE slug = 'text'", p.body, "t");
     wiki_page_clear(&p);
 
     /* a text that looks like the negative entry is a value, not a miss */
@@ -638,9 +491,9 @@ static void text_values(void **state)
     wiki_page b = new_page("big", "s", 4);
     set(&b.body, big);
     roundtrip(&b, "{}");
-    assert_sqlp("SELECT octet_length(body)::text FROM pages WHERE slug = $1", "big",
+    test_assert_sql_param("SELECT octet_length(body)::text FROM pages WHERE slug = $1", "big",
                 "204800");
-    assert_sqlp("SELECT md5(body) = md5($1) FROM pages WHERE slug = 'big'", big, "t");
+    test_assert_sql_param("SELECT md5(body) = md5($1) FROM pages WHERE slug = 'big'", big, "t");
     wiki_page_clear(&b);
     free(big);
 }
@@ -713,7 +566,7 @@ static void invalid_values(void **state)
 
     /* a slug that is not UTF-8 is refused by the query, and nothing cached */
     assert_int_equal(wiki_page_get(repo, "\xff", &none), MEMO_ERR_ARG);
-    assert_false(test_redis_exists(page_key("\xff")));
+    assert_false(test_redis_exists(test_page_key("\xff")));
 
     /* NULL in non-nullable text and json fields */
     static const size_t offsets[] = {offsetof(wiki_page, title),
@@ -737,11 +590,11 @@ static void invalid_values(void **state)
     wiki_page_clear(&ns);
 
     /* nothing written, nothing invalidated */
-    assert_sql("SELECT count(*) FROM pages", "1");
-    assert_sql("SELECT meta::text || title FROM pages WHERE slug = 'ok'", "{}a title");
-    assert_redis_value(page_key("bad"), "null");
-    assert_redis_value(space_key("s"), "[]");
-    assert_cached_member(page_key("ok"), "title", "a title");
+    test_assert_sql("SELECT count(*) FROM pages", "1");
+    test_assert_sql("SELECT meta::text || title FROM pages WHERE slug = 'ok'", "{}a title");
+    test_assert_redis_value(test_page_key("bad"), "null");
+    test_assert_redis_value(test_space_key("s"), "[]");
+    test_assert_cached_member(test_page_key("ok"), "title", "a title");
     assert_int_equal(DELTA(c, PAGE, invalidations), 0);
     assert_int_equal(wiki_page_get(repo, "bad", &none), MEMO_NOT_FOUND);
 
@@ -754,8 +607,8 @@ static void invalid_values(void **state)
     assert_int_equal(wiki_revision_insert(repo, &r), MEMO_ERR_ARG);
     assert_non_null(strstr(memo_last_error(repo), "author"));
     wiki_revision_clear(&r);
-    assert_sql("SELECT count(*) FROM revisions", "0");
-    assert_true(test_redis_exists(page_key("ok")));
+    test_assert_sql("SELECT count(*) FROM revisions", "0");
+    assert_true(test_redis_exists(test_page_key("ok")));
 }
 
 /* Slugs that would be key syntax, glob patterns or too long: each has its
@@ -781,7 +634,7 @@ static void hostile_keys(void **state)
         huge_mixed[i] = "*:{}?[ %~\n"[i % 10];
     huge_mixed[10 * 1024] = '\0';
     /* a slug spelled like the hashed part of another: escaped, so distinct */
-    char *forged = part_of(huge);
+    char *forged = test_key_part(huge);
     assert_int_equal(forged[0], '~');
     assert_int_equal(strlen(forged), 33);
 
@@ -793,9 +646,9 @@ static void hostile_keys(void **state)
         forged,
     };
     const size_t n = sizeof slugs / sizeof slugs[0];
-    assert_true(strlen(page_key(long_plain)) > 128);      /* kept as is */
-    assert_non_null(strstr(page_key(long_plain2), "/~")); /* hashed */
-    assert_non_null(strstr(page_key(colons2), "/~"));
+    assert_true(strlen(test_page_key(long_plain)) > 128);      /* kept as is */
+    assert_non_null(strstr(test_page_key(long_plain2), "/~")); /* hashed */
+    assert_non_null(strstr(test_page_key(colons2), "/~"));
 
     for (size_t i = 0; i < n; i++) {
         wiki_page p = new_page(slugs[i], "hostile", (int32_t)i);
@@ -807,7 +660,7 @@ static void hostile_keys(void **state)
     }
     char count[16];
     snprintf(count, sizeof count, "%zu", n);
-    assert_sql("SELECT count(*) FROM pages", count);
+    test_assert_sql("SELECT count(*) FROM pages", count);
 
     /* misses fill exactly the computed keys, and nothing else */
     counts c = counts_of(PAGE);
@@ -818,7 +671,7 @@ static void hostile_keys(void **state)
         char title[32];
         snprintf(title, sizeof title, "title %zu", i);
         assert_string_equal(g.title, title);
-        assert_cached_member(page_key(slugs[i]), "slug", slugs[i]);
+        test_assert_cached_member(test_page_key(slugs[i]), "slug", slugs[i]);
         wiki_page_clear(&g);
     }
     assert_int_equal(DELTA(c, PAGE, misses), (long long)n);
@@ -830,7 +683,7 @@ static void hostile_keys(void **state)
     for (size_t i = 0; i < n; i++) {
         char title[32];
         snprintf(title, sizeof title, "cached %zu", i);
-        doctor(page_key(slugs[i]), "title", title);
+        test_doctor(test_page_key(slugs[i]), "title", title);
     }
     c = counts_of(PAGE);
     for (size_t i = 0; i < n; i++) {
@@ -866,7 +719,7 @@ static void hostile_keys(void **state)
         assert_int_equal(DELTA(c, PAGE, hits), pass == 0 ? 0 : (long long)n);
         assert_int_equal(DELTA(c, PAGE, negative_hits), pass == 0 ? 0 : 1);
     }
-    assert_redis_value(page_key("b"), "null");
+    test_assert_redis_value(test_page_key("b"), "null");
 
     /* the list holds every hostile slug, in position order: miss, then hit */
     const char *ordered[sizeof slugs / sizeof slugs[0] + 1];
@@ -879,31 +732,31 @@ static void hostile_keys(void **state)
 
     /* "*" as a slug deletes its own key only */
     assert_int_equal(wiki_page_delete(repo, "*"), MEMO_OK);
-    assert_false(test_redis_exists(page_key("*")));
-    assert_false(test_redis_exists(space_key("hostile")));
+    assert_false(test_redis_exists(test_page_key("*")));
+    assert_false(test_redis_exists(test_space_key("hostile")));
     for (size_t i = 0; i < n; i++)
         if (strcmp(slugs[i], "*") != 0)
-            assert_true(test_redis_exists(page_key(slugs[i])));
+            assert_true(test_redis_exists(test_page_key(slugs[i])));
     assert_int_equal(test_redis_count("wiki:{page/*"), (long)n); /* n - 1 rows, "b" */
     wiki_page g = {0};
     assert_int_equal(wiki_page_get(repo, "*", &g), MEMO_NOT_FOUND);
     assert_null(g.slug);
-    assert_redis_value(page_key("*"), "null");
+    test_assert_redis_value(test_page_key("*"), "null");
     assert_int_equal(wiki_page_delete(repo, "*"), MEMO_NOT_FOUND);
     assert_int_equal(wiki_page_get(repo, "a*", &g), MEMO_OK);
     assert_string_equal(g.slug, "a*");
     wiki_page_clear(&g);
     /* a missing pattern is a miss of its own key, not a match of others */
     assert_int_equal(wiki_page_get(repo, "?*", &g), MEMO_NOT_FOUND);
-    assert_redis_value(page_key("?*"), "null");
+    test_assert_redis_value(test_page_key("?*"), "null");
 
     /* updating "a:b" deletes its key, not the one of "a%3Ab" */
     wiki_page u = new_page("a:b", "hostile", 0);
     set(&u.title, "updated");
     assert_int_equal(wiki_page_update(repo, &u), MEMO_OK);
     wiki_page_clear(&u);
-    assert_false(test_redis_exists(page_key("a:b")));
-    assert_true(test_redis_exists(page_key("a%3Ab")));
+    assert_false(test_redis_exists(test_page_key("a:b")));
+    assert_true(test_redis_exists(test_page_key("a%3Ab")));
     assert_int_equal(wiki_page_get(repo, "a:b", &g), MEMO_OK);
     assert_string_equal(g.title, "updated");
     wiki_page_clear(&g);
@@ -916,16 +769,16 @@ static void hostile_keys(void **state)
     set(&u.body, "huge body");
     assert_int_equal(wiki_page_update(repo, &u), MEMO_OK);
     wiki_page_clear(&u);
-    assert_false(test_redis_exists(page_key(huge)));
-    assert_true(test_redis_exists(page_key(forged)));
-    assert_true(test_redis_exists(page_key(huge_mixed)));
+    assert_false(test_redis_exists(test_page_key(huge)));
+    assert_true(test_redis_exists(test_page_key(forged)));
+    assert_true(test_redis_exists(test_page_key(huge_mixed)));
     assert_int_equal(wiki_page_get(repo, huge, &g), MEMO_OK);
     assert_string_equal(g.slug, huge);
     assert_string_equal(g.body, "huge body");
     wiki_page_clear(&g);
     assert_int_equal(wiki_page_delete(repo, huge_mixed), MEMO_OK);
-    assert_false(test_redis_exists(page_key(huge_mixed)));
-    assert_true(test_redis_exists(page_key(huge)));
+    assert_false(test_redis_exists(test_page_key(huge_mixed)));
+    assert_true(test_redis_exists(test_page_key(huge)));
     assert_int_equal(wiki_page_get(repo, huge_mixed, &g), MEMO_NOT_FOUND);
 
     free(forged);
@@ -951,15 +804,15 @@ static void hostile_groups(void **state)
     assert_in_space("a%3Ab", (const char *const[]){"p3", NULL});
     assert_in_space("?", (const char *const[]){NULL});
     assert_in_space("{s}", (const char *const[]){"x:y", "x%3Ay", NULL});
-    assert_redis_value(space_key("*"), "[\"p1\"]");
-    assert_redis_value(space_key("?"), "[]");
+    test_assert_redis_value(test_space_key("*"), "[\"p1\"]");
+    test_assert_redis_value(test_space_key("?"), "[]");
 
     /* a page into "a:b" deletes that list only */
     put_page("p4", "a:b", 0);
-    assert_false(test_redis_exists(space_key("a:b")));
-    assert_true(test_redis_exists(space_key("a%3Ab")));
-    assert_true(test_redis_exists(space_key("*")));
-    assert_true(test_redis_exists(space_key("?")));
+    assert_false(test_redis_exists(test_space_key("a:b")));
+    assert_true(test_redis_exists(test_space_key("a%3Ab")));
+    assert_true(test_redis_exists(test_space_key("*")));
+    assert_true(test_redis_exists(test_space_key("?")));
     assert_in_space("a:b", (const char *const[]){"p4", "p2", NULL});
 
     /* a revision of "x:y" deletes the row of "x:y", not of "x%3Ay" */
@@ -970,12 +823,12 @@ static void hostile_groups(void **state)
     cache_space("{s}");
     wiki_revision r = new_revision("x:y", "{s}", 1);
     assert_int_equal(wiki_revision_insert(repo, &r), MEMO_OK);
-    assert_false(test_redis_exists(page_key("x:y")));
-    assert_true(test_redis_exists(page_key("x%3Ay")));
-    assert_false(test_redis_exists(history_key("x:y")));
-    assert_true(test_redis_exists(history_key("x%3Ay")));
-    assert_false(test_redis_exists(space_key("{s}")));
-    assert_true(test_redis_exists(space_key("a%3Ab")));
+    assert_false(test_redis_exists(test_page_key("x:y")));
+    assert_true(test_redis_exists(test_page_key("x%3Ay")));
+    assert_false(test_redis_exists(test_history_key("x:y")));
+    assert_true(test_redis_exists(test_history_key("x%3Ay")));
+    assert_false(test_redis_exists(test_space_key("{s}")));
+    assert_true(test_redis_exists(test_space_key("a%3Ab")));
     assert_history("x:y", (const int64_t[]){r.id}, 1);
     assert_history("x%3Ay", NULL, 0);
     wiki_revision_clear(&r);
@@ -1000,11 +853,11 @@ static void page_get_many(void **state)
         if (pass == 0) {
             assert_int_equal(DELTA(c, PAGE, db_queries), 1);
             assert_int_equal(DELTA(c, PAGE, hits), 0);
-            assert_cached_member(page_key("p1"), "slug", "p1");
-            assert_cached_member(page_key("p2"), "slug", "p2");
-            assert_redis_value(page_key("gone"), "null");
-            assert_pttl(page_key("gone"), 20000, 21000);
-            assert_pttl(page_key("p1"), 900000, 945000);
+            test_assert_cached_member(test_page_key("p1"), "slug", "p1");
+            test_assert_cached_member(test_page_key("p2"), "slug", "p2");
+            test_assert_redis_value(test_page_key("gone"), "null");
+            test_assert_pttl(test_page_key("gone"), 20000, 21000);
+            test_assert_pttl(test_page_key("p1"), 900000, 945000);
         } else {
             assert_int_equal(DELTA(c, PAGE, db_queries), 0);
             assert_int_equal(DELTA(c, PAGE, hits), 3);
@@ -1013,7 +866,7 @@ static void page_get_many(void **state)
         }
     }
     /* the cache path serves exactly the cached value */
-    doctor(page_key("p1"), "body", "from Redis");
+    test_doctor(test_page_key("p1"), "body", "from Redis");
     wiki_page_list l = {0};
     assert_int_equal(wiki_page_get_many(repo, (const char *const[]){"p1"}, 1, &l),
                      MEMO_OK);
@@ -1047,16 +900,16 @@ static void in_space_invalidation(void **state)
     counts c = counts_of(PAGE);
     assert_in_space("A", (const char *const[]){"a1", "a2", NULL});
     assert_int_equal(DELTA(c, PAGE, db_queries), 2); /* the slugs, then the rows */
-    assert_redis_value(space_key("A"), "[\"a1\",\"a2\"]");
-    assert_pttl(space_key("A"), 120000, 120000);
-    assert_cached_member(page_key("a1"), "slug", "a1");
+    test_assert_redis_value(test_space_key("A"), "[\"a1\",\"a2\"]");
+    test_assert_pttl(test_space_key("A"), 120000, 120000);
+    test_assert_cached_member(test_page_key("a1"), "slug", "a1");
     assert_in_space("B", (const char *const[]){"b1", NULL});
     c = counts_of(PAGE);
     assert_in_space("A", (const char *const[]){"a1", "a2", NULL});
     assert_int_equal(DELTA(c, PAGE, db_queries), 0);
     assert_int_equal(DELTA(c, PAGE, misses), 0);
     /* the list reads rows by their keys: a doctored row shows */
-    doctor(page_key("a2"), "title", "doctored");
+    test_doctor(test_page_key("a2"), "title", "doctored");
     wiki_page_list l = {0};
     assert_int_equal(wiki_page_in_space(repo, "A", &l), MEMO_OK);
     assert_string_equal(l.items[1].title, "doctored");
@@ -1068,10 +921,10 @@ static void in_space_invalidation(void **state)
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_update(repo, &p), MEMO_OK);
     assert_int_equal(DELTA(c, PAGE, invalidations), 1);
-    assert_false(test_redis_exists(page_key("a1")));
-    assert_true(test_redis_exists(page_key("a2")));
-    assert_true(test_redis_exists(space_key("A")));
-    assert_true(test_redis_exists(space_key("B")));
+    assert_false(test_redis_exists(test_page_key("a1")));
+    assert_true(test_redis_exists(test_page_key("a2")));
+    assert_true(test_redis_exists(test_space_key("A")));
+    assert_true(test_redis_exists(test_space_key("B")));
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_in_space(repo, "A", &l), MEMO_OK);
     assert_int_equal(DELTA(c, PAGE, db_queries), 1); /* the row of a1 only */
@@ -1084,8 +937,8 @@ static void in_space_invalidation(void **state)
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_update(repo, &p), MEMO_OK);
     assert_int_equal(DELTA(c, PAGE, invalidations), 2);
-    assert_false(test_redis_exists(space_key("A")));
-    assert_true(test_redis_exists(space_key("B")));
+    assert_false(test_redis_exists(test_space_key("A")));
+    assert_true(test_redis_exists(test_space_key("B")));
     assert_in_space("A", (const char *const[]){"a2", "a1", NULL});
     assert_in_space("B", (const char *const[]){"b1", NULL});
 
@@ -1095,9 +948,9 @@ static void in_space_invalidation(void **state)
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_update(repo, &p), MEMO_OK);
     assert_int_equal(DELTA(c, PAGE, invalidations), 3);
-    assert_false(test_redis_exists(space_key("A")));
-    assert_false(test_redis_exists(space_key("B")));
-    assert_false(test_redis_exists(page_key("a2")));
+    assert_false(test_redis_exists(test_space_key("A")));
+    assert_false(test_redis_exists(test_space_key("B")));
+    assert_false(test_redis_exists(test_page_key("a2")));
     assert_in_space("A", (const char *const[]){"a1", NULL});
     assert_in_space("B", (const char *const[]){"b1", "a2", NULL});
     wiki_page_clear(&p);
@@ -1108,9 +961,9 @@ static void in_space_invalidation(void **state)
     c = counts_of(PAGE);
     put_page("a3", "A", 0);
     assert_int_equal(DELTA(c, PAGE, invalidations), 2);
-    assert_false(test_redis_exists(page_key("a3")));
-    assert_false(test_redis_exists(space_key("A")));
-    assert_true(test_redis_exists(space_key("B")));
+    assert_false(test_redis_exists(test_page_key("a3")));
+    assert_false(test_redis_exists(test_space_key("A")));
+    assert_true(test_redis_exists(test_space_key("B")));
     assert_in_space("A", (const char *const[]){"a3", "a1", NULL});
 
     /* a delete: the row and the list of its space go */
@@ -1118,9 +971,9 @@ static void in_space_invalidation(void **state)
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_delete(repo, "a1"), MEMO_OK);
     assert_int_equal(DELTA(c, PAGE, invalidations), 2);
-    assert_false(test_redis_exists(page_key("a1")));
-    assert_false(test_redis_exists(space_key("A")));
-    assert_true(test_redis_exists(space_key("B")));
+    assert_false(test_redis_exists(test_page_key("a1")));
+    assert_false(test_redis_exists(test_space_key("A")));
+    assert_true(test_redis_exists(test_space_key("B")));
     assert_in_space("A", (const char *const[]){"a3", NULL});
     assert_int_equal(wiki_page_get(repo, "a1", &none), MEMO_NOT_FOUND);
 
@@ -1139,7 +992,7 @@ static void in_space_invalidation(void **state)
     assert_string_equal(l.items[49].slug, "l49");
     wiki_page_list_clear(&l);
     assert_in_space("nobody", (const char *const[]){NULL});
-    assert_redis_value(space_key("nobody"), "[]");
+    test_assert_redis_value(test_space_key("nobody"), "[]");
 }
 
 /* The revision's rules: an insert deletes the page's row; any change the
@@ -1152,14 +1005,14 @@ static void revision_rules(void **state)
     put_page("q", "B", 1);
     wiki_revision none = {0};
     assert_int_equal(wiki_revision_get(repo, 1, &none), MEMO_NOT_FOUND);
-    assert_redis_value(revision_key(1), "null");
+    test_assert_redis_value(test_revision_key(1), "null");
     cache_page("p");
     cache_page("q");
     cache_space("A");
     cache_space("B");
     cache_history("p");
     cache_history("q");
-    assert_redis_value(history_key("p"), "[]");
+    test_assert_redis_value(test_history_key("p"), "[]");
 
     /* insert */
     wiki_revision r1 = new_revision("p", "A", 1);
@@ -1168,32 +1021,32 @@ static void revision_rules(void **state)
     assert_true(r1.id == 1); /* assigned (identity restarted) and written back */
     assert_int_equal(DELTA(cp, PAGE, invalidations), 2);
     assert_int_equal(DELTA(cr, REV, invalidations), 2);
-    assert_false(test_redis_exists(page_key("p")));
-    assert_false(test_redis_exists(space_key("A")));
-    assert_false(test_redis_exists(history_key("p")));
-    assert_false(test_redis_exists(revision_key(1)));
-    assert_true(test_redis_exists(page_key("q")));
-    assert_true(test_redis_exists(space_key("B")));
-    assert_true(test_redis_exists(history_key("q")));
+    assert_false(test_redis_exists(test_page_key("p")));
+    assert_false(test_redis_exists(test_space_key("A")));
+    assert_false(test_redis_exists(test_history_key("p")));
+    assert_false(test_redis_exists(test_revision_key(1)));
+    assert_true(test_redis_exists(test_page_key("q")));
+    assert_true(test_redis_exists(test_space_key("B")));
+    assert_true(test_redis_exists(test_history_key("q")));
     assert_history("p", (const int64_t[]){1}, 1);
-    assert_redis_value(history_key("p"), "[1]");
-    assert_pttl(history_key("p"), 60000, 60000);
+    test_assert_redis_value(test_history_key("p"), "[1]");
+    test_assert_pttl(test_history_key("p"), 60000, 60000);
 
     /* update: space A -> B; the page's row stays (the rule is on insert) */
     cache_page("p");
     cache_space("A");
     cache_revision(1);
-    assert_pttl(revision_key(1), 3600000, 3600000);
+    test_assert_pttl(test_revision_key(1), 3600000, 3600000);
     set(&r1.space, "B");
     set(&r1.note, "moved");
     cp = counts_of(PAGE);
     assert_int_equal(wiki_revision_update(repo, &r1), MEMO_OK);
     assert_int_equal(DELTA(cp, PAGE, invalidations), 2);
-    assert_false(test_redis_exists(space_key("A")));
-    assert_false(test_redis_exists(space_key("B")));
-    assert_false(test_redis_exists(revision_key(1)));
-    assert_true(test_redis_exists(page_key("p")));
-    assert_true(test_redis_exists(history_key("p"))); /* same page, same number */
+    assert_false(test_redis_exists(test_space_key("A")));
+    assert_false(test_redis_exists(test_space_key("B")));
+    assert_false(test_redis_exists(test_revision_key(1)));
+    assert_true(test_redis_exists(test_page_key("p")));
+    assert_true(test_redis_exists(test_history_key("p"))); /* same page, same number */
     wiki_revision got = {0};
     assert_int_equal(wiki_revision_get(repo, 1, &got), MEMO_OK);
     assert_revision(&r1, &got);
@@ -1204,10 +1057,10 @@ static void revision_rules(void **state)
     cache_space("B");
     r1.number = 5;
     assert_int_equal(wiki_revision_update(repo, &r1), MEMO_OK);
-    assert_false(test_redis_exists(history_key("p")));
-    assert_false(test_redis_exists(space_key("B")));
-    assert_true(test_redis_exists(space_key("A")));
-    assert_true(test_redis_exists(page_key("p")));
+    assert_false(test_redis_exists(test_history_key("p")));
+    assert_false(test_redis_exists(test_space_key("B")));
+    assert_true(test_redis_exists(test_space_key("A")));
+    assert_true(test_redis_exists(test_page_key("p")));
 
     wiki_revision r2 = new_revision("p", "B", 2);
     assert_int_equal(wiki_revision_insert(repo, &r2), MEMO_OK);
@@ -1227,11 +1080,11 @@ static void revision_rules(void **state)
     assert_int_equal(wiki_revision_delete(repo, 1), MEMO_OK);
     assert_int_equal(DELTA(cp, PAGE, invalidations), 1);
     assert_int_equal(DELTA(cr, REV, invalidations), 2);
-    assert_false(test_redis_exists(history_key("p")));
-    assert_false(test_redis_exists(space_key("B")));
-    assert_false(test_redis_exists(revision_key(1)));
-    assert_true(test_redis_exists(space_key("A")));
-    assert_true(test_redis_exists(page_key("p")));
+    assert_false(test_redis_exists(test_history_key("p")));
+    assert_false(test_redis_exists(test_space_key("B")));
+    assert_false(test_redis_exists(test_revision_key(1)));
+    assert_true(test_redis_exists(test_space_key("A")));
+    assert_true(test_redis_exists(test_page_key("p")));
     assert_history("p", (const int64_t[]){3, 2}, 2);
     assert_int_equal(wiki_revision_get(repo, 1, &got), MEMO_NOT_FOUND);
     assert_int_equal(wiki_revision_delete(repo, 1), MEMO_NOT_FOUND);
@@ -1241,8 +1094,8 @@ static void revision_rules(void **state)
     cache_history("q");
     set(&r2.page_slug, "q");
     assert_int_equal(wiki_revision_update(repo, &r2), MEMO_OK);
-    assert_false(test_redis_exists(history_key("p")));
-    assert_false(test_redis_exists(history_key("q")));
+    assert_false(test_redis_exists(test_history_key("p")));
+    assert_false(test_redis_exists(test_history_key("q")));
     assert_history("p", (const int64_t[]){3}, 1);
     assert_history("q", (const int64_t[]){2}, 1);
 
@@ -1250,7 +1103,7 @@ static void revision_rules(void **state)
     wiki_revision orphan = new_revision("nowhere", "A", 1);
     assert_int_equal(wiki_revision_insert(repo, &orphan), MEMO_ERR_CONSTRAINT);
     wiki_revision_clear(&orphan);
-    assert_sql("SELECT count(*) FROM revisions", "2");
+    test_assert_sql("SELECT count(*) FROM revisions", "2");
 
     wiki_revision_clear(&r1);
     wiki_revision_clear(&r2);
@@ -1283,8 +1136,8 @@ static void revision_roundtrip(void **state)
         set(&rs[i].diff, diffs[i]); /* jsonb's normal form from here on */
     }
     assert_true(rs[3].id == 1);
-    assert_sql("SELECT count(*) FROM revisions WHERE diff IS NULL", "2");
-    assert_sql("SELECT diff::text FROM revisions WHERE id = -1", "null");
+    test_assert_sql("SELECT count(*) FROM revisions WHERE diff IS NULL", "2");
+    test_assert_sql("SELECT diff::text FROM revisions WHERE id = -1", "null");
 
     for (int i = 0; i < 4; i++) {
         wiki_revision miss = {0}, hit = {0};
@@ -1293,7 +1146,7 @@ static void revision_roundtrip(void **state)
         assert_int_equal(DELTA(c, REV, misses), 1);
         assert_int_equal(DELTA(c, REV, db_queries), 1);
         assert_revision(&rs[i], &miss);
-        assert_cached_member(revision_key(rs[i].id), "author", "ann");
+        test_assert_cached_member(test_revision_key(rs[i].id), "author", "ann");
         c = counts_of(REV);
         assert_int_equal(wiki_revision_get(repo, rs[i].id, &hit), MEMO_OK);
         assert_int_equal(DELTA(c, REV, hits), 1);
@@ -1302,14 +1155,14 @@ static void revision_roundtrip(void **state)
         wiki_revision_clear(&miss);
         wiki_revision_clear(&hit);
     }
-    assert_sql(
+    test_assert_sql(
         "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
         "FROM revisions WHERE id = 9223372036854775807",
         "1930-11-18 00:28:29.876544");
 
     /* history: number descending */
     assert_history("p", (const int64_t[]){INT64_MAX, 1, 77, -1}, 4);
-    assert_redis_value(history_key("p"), "[9223372036854775807,1,77,-1]");
+    test_assert_redis_value(test_history_key("p"), "[9223372036854775807,1,77,-1]");
 
     /* get_many: order asked, missing ids left out, cold and warm */
     freeReplyObject(test_redis_cmd("FLUSHDB"));
@@ -1329,16 +1182,16 @@ static void revision_roundtrip(void **state)
         assert_int_equal(DELTA(c, REV, hits), pass == 0 ? 0 : 5);
         assert_int_equal(DELTA(c, REV, negative_hits), pass == 0 ? 0 : 1);
     }
-    assert_redis_value(revision_key(424242), "null");
-    assert_pttl(revision_key(424242), 5000, 5000); /* the repository's default */
-    assert_cached_member(revision_key(-1), "page_slug", "p");
+    test_assert_redis_value(test_revision_key(424242), "null");
+    test_assert_pttl(test_revision_key(424242), 5000, 5000); /* the repository's default */
+    test_assert_cached_member(test_revision_key(-1), "page_slug", "p");
 
     /* update and delete of a revision with an extreme id */
     set(&rs[0].note, "noted");
     set(&rs[0].diff, "[1,2]");
     assert_int_equal(wiki_revision_update(repo, &rs[0]), MEMO_OK);
-    assert_false(test_redis_exists(revision_key(INT64_MAX)));
-    assert_true(test_redis_exists(revision_key(-1)));
+    assert_false(test_redis_exists(test_revision_key(INT64_MAX)));
+    assert_true(test_redis_exists(test_revision_key(-1)));
     set(&rs[0].diff, "[1, 2]");
     wiki_revision got = {0};
     for (int pass = 0; pass < 2; pass++) {
@@ -1347,9 +1200,9 @@ static void revision_roundtrip(void **state)
         wiki_revision_clear(&got);
     }
     assert_int_equal(wiki_revision_delete(repo, -1), MEMO_OK);
-    assert_false(test_redis_exists(revision_key(-1)));
+    assert_false(test_redis_exists(test_revision_key(-1)));
     assert_int_equal(wiki_revision_get(repo, -1, &got), MEMO_NOT_FOUND);
-    assert_redis_value(revision_key(-1), "null");
+    test_assert_redis_value(test_revision_key(-1), "null");
 
     for (int i = 0; i < 4; i++)
         wiki_revision_clear(&rs[i]);
@@ -1368,8 +1221,8 @@ static void negative_caching(void **state)
     assert_int_equal(DELTA(c, PAGE, misses), 1);
     assert_int_equal(DELTA(c, PAGE, db_queries), 1);
     assert_int_equal(DELTA(c, PAGE, negative_hits), 0);
-    assert_redis_value(page_key("ghost"), "null");
-    assert_pttl(page_key("ghost"), 20000, 21000);
+    test_assert_redis_value(test_page_key("ghost"), "null");
+    test_assert_pttl(test_page_key("ghost"), 20000, 21000);
 
     c = counts_of(PAGE);
     assert_int_equal(wiki_page_get(repo, "ghost", &p), MEMO_NOT_FOUND);
@@ -1387,18 +1240,18 @@ static void negative_caching(void **state)
 
     c = counts_of(PAGE);
     put_page("ghost", "s", 1);
-    assert_false(test_redis_exists(page_key("ghost")));
+    assert_false(test_redis_exists(test_page_key("ghost")));
     assert_int_equal(wiki_page_get(repo, "ghost", &p), MEMO_OK);
     assert_string_equal(p.title, "a title");
     assert_int_equal(DELTA(c, PAGE, db_queries), 2); /* the insert, the read */
-    assert_cached_member(page_key("ghost"), "slug", "ghost");
+    test_assert_cached_member(test_page_key("ghost"), "slug", "ghost");
     wiki_page_clear(&p);
 
     /* a delete leaves a miss that is remembered again */
     assert_int_equal(wiki_page_delete(repo, "ghost"), MEMO_OK);
-    assert_false(test_redis_exists(page_key("ghost")));
+    assert_false(test_redis_exists(test_page_key("ghost")));
     assert_int_equal(wiki_page_get(repo, "ghost", &p), MEMO_NOT_FOUND);
-    assert_redis_value(page_key("ghost"), "null");
+    test_assert_redis_value(test_page_key("ghost"), "null");
 
     /* revisions: no `negative` in the schema, the repository's 5 s */
     wiki_revision r = {0};
@@ -1407,13 +1260,13 @@ static void negative_caching(void **state)
     assert_int_equal(wiki_revision_get(repo, 5, &r), MEMO_NOT_FOUND);
     assert_int_equal(DELTA(c, REV, db_queries), 1);
     assert_int_equal(DELTA(c, REV, negative_hits), 1);
-    assert_redis_value(revision_key(5), "null");
-    assert_pttl(revision_key(5), 5000, 5000);
+    test_assert_redis_value(test_revision_key(5), "null");
+    test_assert_pttl(test_revision_key(5), 5000, 5000);
     put_page("p", "s", 1);
     wiki_revision w = new_revision("p", "s", 1);
     w.id = 5;
     assert_int_equal(wiki_revision_insert(repo, &w), MEMO_OK);
-    assert_false(test_redis_exists(revision_key(5)));
+    assert_false(test_redis_exists(test_revision_key(5)));
     assert_int_equal(wiki_revision_get(repo, 5, &r), MEMO_OK);
     assert_revision(&w, &r);
     wiki_revision_clear(&r);
@@ -1436,8 +1289,8 @@ static void ttls(void **state)
         cache_page(names[i]);
     long long lo = 0, hi = 0;
     for (int i = 0; i < 20; i++) {
-        long long t = test_redis_pttl(page_key(names[i]));
-        assert_pttl(page_key(names[i]), 900000, 945000);
+        long long t = test_redis_pttl(test_page_key(names[i]));
+        test_assert_pttl(test_page_key(names[i]), 900000, 945000);
         lo = i == 0 || t < lo ? t : lo;
         hi = i == 0 || t > hi ? t : hi;
     }
@@ -1451,19 +1304,19 @@ static void ttls(void **state)
     assert_int_equal(l.len, 20);
     wiki_page_list_clear(&l);
     for (int i = 0; i < 20; i++)
-        assert_pttl(page_key(names[i]), 900000, 945000);
+        test_assert_pttl(test_page_key(names[i]), 900000, 945000);
 
     wiki_page p = {0};
     for (int i = 0; i < 10; i++) {
         char slug[16];
         snprintf(slug, sizeof slug, "missing%d", i);
         assert_int_equal(wiki_page_get(repo, slug, &p), MEMO_NOT_FOUND);
-        assert_pttl(page_key(slug), 20000, 21000);
+        test_assert_pttl(test_page_key(slug), 20000, 21000);
     }
     cache_space("s");
-    assert_pttl(space_key("s"), 120000, 120000);
+    test_assert_pttl(test_space_key("s"), 120000, 120000);
     cache_space("empty");
-    assert_pttl(space_key("empty"), 120000, 120000);
+    test_assert_pttl(test_space_key("empty"), 120000, 120000);
 }
 
 /* Statuses of writes that cannot happen. */
@@ -1482,8 +1335,8 @@ static void write_statuses(void **state)
     assert_int_equal(DELTA(c, PAGE, errors), 0);
     assert_int_equal(DELTA(c, PAGE, rejected), 1);
     assert_int_equal(DELTA(c, PAGE, invalidations), 0);
-    assert_sql("SELECT title || space FROM pages WHERE slug = 'dup'", "firsts");
-    assert_true(test_redis_exists(space_key("s")));
+    test_assert_sql("SELECT title || space FROM pages WHERE slug = 'dup'", "firsts");
+    assert_true(test_redis_exists(test_space_key("s")));
     wiki_page g = {0};
     assert_int_equal(wiki_page_get(repo, "dup", &g), MEMO_OK);
     assert_string_equal(g.title, "first");
@@ -1493,9 +1346,9 @@ static void write_statuses(void **state)
     set(&p.slug, "absent");
     assert_int_equal(wiki_page_update(repo, &p), MEMO_NOT_FOUND);
     assert_int_equal(wiki_page_delete(repo, "absent"), MEMO_NOT_FOUND);
-    assert_sql("SELECT count(*) FROM pages", "1");
+    test_assert_sql("SELECT count(*) FROM pages", "1");
     assert_int_equal(wiki_page_get(repo, "absent", &g), MEMO_NOT_FOUND);
-    assert_true(test_redis_exists(space_key("s")));
+    assert_true(test_redis_exists(test_space_key("s")));
     wiki_page_clear(&p);
 
     /* NULL keys */
@@ -1505,7 +1358,7 @@ static void write_statuses(void **state)
     assert_int_equal(wiki_page_in_space(repo, NULL, &l), MEMO_ERR_ARG);
     wiki_revision_list rl = {0};
     assert_int_equal(wiki_revision_history(repo, NULL, &rl), MEMO_ERR_ARG);
-    assert_sql("SELECT count(*) FROM pages", "1");
+    test_assert_sql("SELECT count(*) FROM pages", "1");
 
     /* revisions: an explicit id taken, ids not there */
     wiki_revision r = new_revision("dup", "s", 1);
@@ -1513,11 +1366,11 @@ static void write_statuses(void **state)
     assert_int_equal(wiki_revision_insert(repo, &r), MEMO_OK);
     r.number = 2;
     assert_int_equal(wiki_revision_insert(repo, &r), MEMO_CONFLICT);
-    assert_sql("SELECT number FROM revisions WHERE id = 10", "1");
+    test_assert_sql("SELECT number FROM revisions WHERE id = 10", "1");
     r.id = 11;
     assert_int_equal(wiki_revision_update(repo, &r), MEMO_NOT_FOUND);
     assert_int_equal(wiki_revision_delete(repo, 11), MEMO_NOT_FOUND);
-    assert_sql("SELECT count(*) FROM revisions", "1");
+    test_assert_sql("SELECT count(*) FROM revisions", "1");
     wiki_revision_clear(&r);
 }
 
@@ -1566,7 +1419,7 @@ static void corrupt_value(void **state)
 {
     (void)state;
     put_page("p", "s", 1);
-    freeReplyObject(test_redis_cmd("SET %s %s", page_key("p"), "{\"slug\":"));
+    freeReplyObject(test_redis_cmd("SET %s %s", test_page_key("p"), "{\"slug\":"));
     counts c = counts_of(PAGE);
     wiki_page g = {0};
     assert_int_equal(wiki_page_get(repo, "p", &g), MEMO_OK);
@@ -1575,7 +1428,7 @@ static void corrupt_value(void **state)
     assert_int_equal(DELTA(c, PAGE, corrupt), 1);
     assert_int_equal(DELTA(c, PAGE, errors), 0);
     assert_int_equal(DELTA(c, PAGE, db_queries), 1);
-    assert_cached_member(page_key("p"), "slug", "p");
+    test_assert_cached_member(test_page_key("p"), "slug", "p");
 }
 
 /* A unique lookup of a text-keyed entity: the script builds the row's key

@@ -1,10 +1,12 @@
+/* Helpers for the private servers of tests/servers.sh, declared and
+ * described in test.h. */
+#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +19,30 @@ const char *test_env(const char *name)
         fail_msg("%s is not set: run the tests with `make check` (tests/with-servers.sh)",
                  name);
     return v;
+}
+
+/* v (malloc'd, freed here) is the string want; want NULL: v is NULL. */
+static void assert_value(char *v, const char *want)
+{
+    if (!want) {
+        assert_null(v);
+    } else {
+        assert_non_null(v);
+        assert_string_equal(v, want);
+    }
+    free(v);
+}
+
+/* The JSON of text (malloc'd, freed here); fails the test unless it parses. */
+static json_t *json_of(char *text)
+{
+    assert_non_null(text);
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    free(text);
+    if (!j)
+        fail_msg("not JSON: %s", e.text);
+    return j;
 }
 
 static redisContext *redis;
@@ -111,15 +137,36 @@ int test_redis_pid(void)
     return pid;
 }
 
-long long test_redis_calls(const char *command)
+void test_servers_restore(void)
 {
-    redisReply *r = test_redis_cmd("INFO commandstats");
-    char needle[64];
-    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", command);
-    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, needle) : NULL;
-    long long n = p ? atoll(p + strlen(needle)) : 0;
+    /* not test_redis_pid: a test that failed half-way may have left no pidfile */
+    char path[512];
+    snprintf(path, sizeof path, "%s/redis.pid", test_env("MEMO_TEST_SERVERS_DIR"));
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int pid;
+        if (fscanf(f, "%d", &pid) == 1)
+            kill(pid, SIGCONT);
+        fclose(f);
+    }
+    test_servers("redis-start");
+    test_servers("pg-start");
+}
+
+long long test_redis_info(const char *section, const char *field)
+{
+    redisReply *r = test_redis_cmd("INFO %s", section);
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
+    long long n = p ? atoll(p + strlen(field)) : 0;
     freeReplyObject(r);
     return n;
+}
+
+long long test_redis_calls(const char *command)
+{
+    char field[64];
+    snprintf(field, sizeof field, "cmdstat_%s:calls=", command);
+    return test_redis_info("commandstats", field);
 }
 
 char *test_redis_state(memo_repo *repo, const char *member)
@@ -135,6 +182,31 @@ char *test_redis_state(memo_repo *repo, const char *member)
         snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
     json_decref(j);
     return strdup(buf);
+}
+
+void test_assert_redis_state(memo_repo *repo, const char *member, const char *want)
+{
+    assert_value(test_redis_state(repo, member), want);
+}
+
+double test_wait_breaker(memo_repo *repo, const char *state, double limit_ms)
+{
+    double t0 = test_now_ms();
+    while (test_now_ms() - t0 < limit_ms) {
+        char *s = test_redis_state(repo, "breaker");
+        bool done = strcmp(s, state) == 0;
+        free(s);
+        if (done)
+            return test_now_ms() - t0;
+        usleep(5000);
+    }
+    return -1;
+}
+
+bool test_torture(void)
+{
+    const char *t = getenv("MEMO_TORTURE");
+    return t && atoi(t) > 0;
 }
 
 double test_now_ms(void)
@@ -166,6 +238,49 @@ long long test_redis_pttl(const char *key)
     long long t = r->type == REDIS_REPLY_INTEGER ? r->integer : -3;
     freeReplyObject(r);
     return t;
+}
+
+void test_assert_redis_value(const char *key, const char *want)
+{
+    assert_value(test_redis_get(key), want);
+}
+
+void test_assert_cached_member(const char *key, const char *member, const char *want)
+{
+    json_t *j = json_of(test_redis_get(key));
+    assert_true(json_is_object(j));
+    json_t *m = json_object_get(j, member);
+    assert_true(json_is_string(m));
+    assert_string_equal(json_string_value(m), want);
+    json_decref(j);
+}
+
+void test_doctor(const char *key, const char *member, const char *value)
+{
+    json_t *j = json_of(test_redis_get(key));
+    assert_int_equal(json_object_set_new(j, member, json_string(value)), 0);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    assert_non_null(s);
+    redisReply *r = test_redis_cmd("SET %s %s KEEPTTL", key, s);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    free(s);
+}
+
+void test_assert_pttl(const char *key, long long lo, long long hi)
+{
+    long long t = test_redis_pttl(key);
+    if (t < lo - 2000 || t > hi)
+        fail_msg("PTTL %s = %lld, not in [%lld, %lld]", key, t, lo, hi);
+}
+
+bool test_redis_gone(const char *key)
+{
+    double t0 = test_now_ms();
+    while (test_redis_exists(key) && test_now_ms() - t0 < 5000)
+        usleep(10000);
+    return !test_redis_exists(key);
 }
 
 long test_redis_count(const char *pattern)
@@ -242,6 +357,24 @@ void test_sql_file(const char *path)
     test_sql(buf);
 }
 
+void test_schema_sql(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.sql", test_schemas_dir(), name);
+    test_sql_file(path);
+}
+
+void test_assert_sql(const char *sql, const char *want)
+{
+    assert_non_null(want);
+    assert_value(test_sql_value(sql), want);
+}
+
+void test_assert_sql_param(const char *sql, const char *param, const char *want)
+{
+    assert_value(test_sql_value_param(sql, param), want);
+}
+
 void test_reset(const char *const *tables)
 {
     for (; tables && *tables; tables++) {
@@ -252,13 +385,26 @@ void test_reset(const char *const *tables)
     freeReplyObject(test_redis_cmd("FLUSHDB"));
 }
 
-memo_repo *test_open(const memo_config *over)
+/* over's settings (NULL: none), on the private servers unless it names
+ * others; a URL the environment lacks stays NULL. */
+static memo_config on_servers(const memo_config *over)
 {
     memo_config cfg = {0};
     if (over)
         cfg = *over;
+    const char *redis_url = getenv("REDIS_URL"), *db_url = getenv("DATABASE_URL");
+    if (!cfg.redis_url && redis_url && *redis_url)
+        cfg.redis_url = redis_url;
+    if (!cfg.database_url && db_url && *db_url)
+        cfg.database_url = db_url;
+    return cfg;
+}
+
+memo_repo *test_open(const memo_config *over)
+{
+    memo_config cfg = on_servers(over);
     if (!cfg.redis_url)
-        cfg.redis_url = test_env("REDIS_URL");
+        cfg.redis_url = test_env("REDIS_URL"); /* fails the test, saying why */
     if (!cfg.database_url)
         cfg.database_url = test_env("DATABASE_URL");
     memo_error err;
@@ -269,14 +415,35 @@ memo_repo *test_open(const memo_config *over)
     return repo;
 }
 
+int test_group_close(void **state)
+{
+    memo_close(*state);
+    *state = NULL;
+    return 0;
+}
+
+int test_group_blog_tables(void **state)
+{
+    (void)state;
+    test_schema_sql("blog");
+    return 0;
+}
+
+memo_repo *test_child_open(const memo_config *over)
+{
+    memo_config cfg = on_servers(over);
+    memo_error err;
+    memo_repo *r = NULL;
+    if (memo_open(&r, &cfg, &err) != MEMO_OK) {
+        fprintf(stderr, "child: memo_open: %s\n", err.message);
+        _exit(3);
+    }
+    return r;
+}
+
 long long test_stat(memo_repo *repo, const char *entity, const char *counter)
 {
-    char *s = memo_stats_json(repo);
-    assert_non_null(s);
-    json_error_t e;
-    json_t *j = json_loads(s, 0, &e);
-    free(s);
-    assert_non_null(j);
+    json_t *j = json_of(memo_stats_json(repo));
     json_t *v = json_object_get(json_object_get(json_object_get(j, "entities"), entity),
                                 counter);
     long long n = json_is_integer(v) ? json_integer_value(v) : 0;
@@ -284,62 +451,24 @@ long long test_stat(memo_repo *repo, const char *entity, const char *counter)
     return n;
 }
 
+long test_stale_rows(memo_repo *repo, const memo_entity_desc *desc, const int64_t *ids,
+                     size_t n)
+{
+    long stale = 0;
+    for (size_t i = 0; i < n; i++) {
+        memo_check_result r;
+        memset(&r, 0, sizeof r);
+        if (memo_check(repo, desc, &ids[i], NULL, NULL, &r) != MEMO_OK)
+            fail_msg("memo_check: %s", memo_last_error(repo));
+        stale += !r.fresh;
+    }
+    return stale;
+}
+
 const char *test_schemas_dir(void)
 {
     const char *d = getenv("MEMO_SCHEMAS_DIR");
     return d && *d ? d : "build/schemas";
-}
-
-int test_run(const char *const *argv, const char *input, char **out)
-{
-    int in[2], outp[2];
-    if (pipe(in) != 0 || pipe(outp) != 0)
-        fail_msg("pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(outp[1], 1);
-        close(in[0]);
-        close(in[1]);
-        close(outp[0]);
-        close(outp[1]);
-        execvp(argv[0], (char *const *)(uintptr_t)argv);
-        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(in[0]);
-    close(outp[1]);
-    if (input) {
-        size_t n = strlen(input), done = 0;
-        while (done < n) {
-            ssize_t w = write(in[1], input + done, n - done);
-            if (w <= 0)
-                break;
-            done += (size_t)w;
-        }
-    }
-    close(in[1]);
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ssize_t r;
-    while (buf && (r = read(outp[0], buf + len, cap - len - 1)) > 0) {
-        len += (size_t)r;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    close(outp[0]);
-    if (buf)
-        buf[len] = '\0';
-    int status;
-    waitpid(pid, &status, 0);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 void test_metric(const char *name, long ops, long stale, long failed, long degraded,
