@@ -149,7 +149,7 @@ TEST_LIBS = $(LIBMEMO) $(CMOCKA_LIBS) $(LDLIBS_RT)
 # tests/support: what every test links, and what the integration tests add
 # (it includes the generated headers)
 SUPPORT_OBJ = $(B)/tests/support.o $(B)/tests/process.o
-INTEG_SUPPORT_OBJ = $(B)/tests/schema_keys.o
+INTEG_SUPPORT_OBJ = $(B)/tests/schema_keys.o $(B)/tests/wiki_fixture.o
 $(INTEG_SUPPORT_OBJ): $(SCHEMA_OBJ)
 $(B)/tests/%.o: tests/support/%.c tests/support/test.h
 	@mkdir -p $(@D)

@@ -2,7 +2,7 @@
  * the generated repositories): the blog keys spelled out as blog.h
  * documents them, <schema>:{<head><part><tail>}:<tag>, the tag read from
  * the descriptor; the wiki keys from their descriptors' head and tail, with
- * the escaping done here (test_wiki pins both to the documented
+ * the escaping done here (test_wiki_keys pins both to the documented
  * templates). Every key returned stays valid until the process exits. */
 #ifndef MEMO_SCHEMA_KEYS_H
 #define MEMO_SCHEMA_KEYS_H

@@ -1,7 +1,8 @@
 /* What every memo test includes: cmocka (with the headers cmocka 1.1 needs
  * first) and helpers for the private servers of tests/servers.sh
  * (support.c) and for child processes (process.c). The integration tests
- * have one more header: schema_keys.h (Redis keys recomputed). */
+ * have two more headers: schema_keys.h (Redis keys recomputed) and
+ * wiki_fixture.h (the wiki tests' rows and checks). */
 #ifndef MEMO_TEST_H
 #define MEMO_TEST_H
 
