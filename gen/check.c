@@ -9,7 +9,7 @@
 
 #include "names.h"
 
-/* Limits of the language; README "Schema language" documents them. */
+/* Limits of the language; docs/language.md documents them. */
 #define MAX_DURATION_MS (365ull * 24 * 3600 * 1000) /* one year */
 #define MAX_LIST_LIMIT 10000u
 #define MAX_SQL_NAME 63 /* PostgreSQL's NAMEDATALEN - 1 */

@@ -249,7 +249,7 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
         memop_redis_error_text(r, text, sizeof text);
         if (snprintf(err, errsize, "Redis %s: %s: %s%s", repo->redis_name, probes[i].what,
                      text,
-                     kind == MEMOP_REDIS_NOPERM ? " (see \"Redis permissions\" in the README)"
+                     kind == MEMOP_REDIS_NOPERM ? " (see \"Redis permissions\" in docs/operations.md)"
                                                 : "") < 0)
             err[0] = '\0';
         return kind == MEMOP_REDIS_OUTAGE ? MEMO_ERR_REDIS : MEMO_ERR_CONFIG;

@@ -336,7 +336,7 @@ enum memop_redis_error memop_redis_reply_failed(memo_repo *repo, const redisRepl
     memop_redis_error_text(r, text, sizeof text);
     memop_fail(repo, kind == MEMOP_REDIS_NOPERM ? MEMO_ERR_CONFIG : MEMO_ERR_REDIS,
                "Redis %s: %s: %s%s", repo->redis_name, what, text,
-               kind == MEMOP_REDIS_NOPERM ? " (see \"Redis permissions\" in the README)" : "");
+               kind == MEMOP_REDIS_NOPERM ? " (see \"Redis permissions\" in docs/operations.md)" : "");
     if (kind == MEMOP_REDIS_OUTAGE)
         memop_redis_trip(repo);
     return kind;

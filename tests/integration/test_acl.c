@@ -1,7 +1,8 @@
 /* Redis users with restricted permissions (ACL). memo_open checks every
- * command memo needs and names the one missing; the minimal ACL of the
- * README is enough; a permission taken away at run time costs the calls
- * that need it (they read PostgreSQL and say why), never the breaker. */
+ * command memo needs and names the one missing; the minimal ACL of
+ * docs/operations.md is enough; a permission taken away at run time costs
+ * the calls that need it (they read PostgreSQL and say why), never the
+ * breaker. */
 #include "test.h"
 #include "schema_keys.h"
 
@@ -15,8 +16,8 @@
 
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
 
-/* The README's minimal ACL ("Redis permissions"), word for word: keep them
- * the same. */
+/* The minimal ACL of docs/operations.md ("Redis permissions"), word for
+ * word: keep them the same. */
 #define MINIMAL_ACL                                                                        \
     "on >s3cret ~memo:* ~blog:* -@all +get +set +del +unlink +mget +exists +pttl "         \
     "+pexpire +strlen +scan +ping +select +eval +evalsha +script|load"

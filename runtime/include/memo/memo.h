@@ -4,7 +4,7 @@
  * the entities of schemas compiled by memoc. Generated code (blog.h/blog.c)
  * is a typed facade over the descriptor tables declared at the end of this
  * file; applications call the generated functions and the few memo_* calls
- * below. README.md documents the behaviour; this header the contract. */
+ * below. docs/ documents the behaviour; this header the contract. */
 #ifndef MEMO_MEMO_H
 #define MEMO_MEMO_H
 
