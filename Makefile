@@ -299,3 +299,10 @@ demo: deps
 run-demo: all $(DEMO)
 	@tests/with-servers.sh sh -c 'psql -q -v ON_ERROR_STOP=1 "$$DATABASE_URL" \
 	    -f $(B)/schemas/blog.sql && $(DEMO) $(DEMO_OPS)'
+
+# -------------------------------------------------------------------- docs
+
+# Every fenced block of README.md and docs/*.md is compiled, run through
+# memoc or otherwise checked (tests/docs/check-docs.sh; the conventions are
+# in docs/README.md), with the other tests of make test and make check.
+TEST_BIN += tests/docs/check-docs.sh

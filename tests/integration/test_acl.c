@@ -17,7 +17,7 @@
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
 
 /* The minimal ACL of docs/operations.md ("Redis permissions"), word for
- * word: keep them the same. */
+ * word: tests/docs/check-docs.sh fails when the two differ. */
 #define MINIMAL_ACL                                                                        \
     "on >s3cret ~memo:* ~blog:* -@all +get +set +del +unlink +mget +exists +pttl "         \
     "+pexpire +strlen +scan +ping +select +eval +evalsha +script|load"
