@@ -986,8 +986,8 @@ static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
     memop_redis_release(repo, c, false);
 
     /* what the database says, the way the cache would have stored it */
-    memo_tx *tx = memo_begin(repo);
-    if (!tx)
+    memo_tx *tx;
+    if (memo_begin(repo, &tx) != MEMO_OK)
         die(1, "%s", memo_last_error(repo));
     json_t *db;
     memo_status st;

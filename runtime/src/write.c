@@ -229,28 +229,32 @@ memo_status memo_tx_delete(memo_tx *tx, const memo_entity_desc *d, const void *k
 
 /* ------------------------------------------------------------ transactions */
 
-memo_tx *memo_begin(memo_repo *repo)
+memo_status memo_begin(memo_repo *repo, memo_tx **out)
 {
+    if (out)
+        *out = NULL;
     if (!repo)
-        return NULL;
+        return MEMO_ERR_ARG;
+    if (!out)
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_begin: NULL argument");
     memo_tx *tx = calloc(1, sizeof *tx);
-    if (!tx) {
-        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    if (!tx)
+        return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     tx->repo = repo;
-    if (memop_db_acquire(repo, &tx->conn) != MEMO_OK) {
+    memo_status st = memop_db_acquire(repo, &tx->conn);
+    if (st != MEMO_OK) {
         free(tx);
-        return NULL;
+        return st;
     }
     bool broken = false;
-    if (memop_db_simple(repo, tx->conn, "BEGIN", &broken) != MEMO_OK) {
+    if ((st = memop_db_simple(repo, tx->conn, "BEGIN", &broken)) != MEMO_OK) {
         memop_db_release(repo, tx->conn, true);
         free(tx);
-        return NULL;
+        return st;
     }
     atomic_fetch_add(&repo->open_txs, 1);
-    return tx;
+    *out = tx;
+    return MEMO_OK;
 }
 
 static void tx_free(memo_tx *tx)

@@ -659,8 +659,11 @@ static void every_function(void **state)
     assert_int_equal(blog_org_get_many(repo, oids, 2, NULL), MEMO_ERR_ARG);
     assert_int_equal(blog_user_by_org(repo, o.id, NULL), MEMO_ERR_ARG);
     assert_non_null(strstr(memo_last_error(repo), "memo_list"));
-    memo_tx *ntx = memo_begin(repo);
-    assert_non_null(ntx);
+    memo_tx *ntx = (memo_tx *)repo; /* must come back NULL */
+    assert_int_equal(memo_begin(repo, NULL), MEMO_ERR_ARG);
+    assert_int_equal(memo_begin(NULL, &ntx), MEMO_ERR_ARG);
+    assert_null(ntx);
+    assert_int_equal(memo_begin(repo, &ntx), MEMO_OK);
     assert_int_equal(blog_org_get_tx(ntx, o.id, NULL), MEMO_ERR_ARG);
     assert_int_equal(blog_org_get_many_tx(ntx, oids, 2, NULL), MEMO_ERR_ARG);
     assert_int_equal(blog_user_by_org_tx(ntx, o.id, NULL), MEMO_ERR_ARG);
@@ -713,8 +716,8 @@ static void every_function(void **state)
     blog_comment_clear(&cg);
 
     /* the _tx variants, in one transaction that reads its own writes */
-    memo_tx *tx = memo_begin(repo);
-    assert_non_null(tx);
+    memo_tx *tx;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
     char slug2[] = "in-tx";
     blog_org o2 = {.slug = slug2, .name = name, .plan = plan};
     assert_int_equal(blog_org_insert_tx(tx, &o2), MEMO_OK);
@@ -931,8 +934,8 @@ static void lost_invalidation_drops_the_entity(void **state)
     assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
     blog_user_clear(&u);
     assert_true(test_redis_exists(kb));
-    memo_tx *tx = memo_begin(repo);
-    assert_non_null(tx);
+    memo_tx *tx;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
     assert_int_equal(blog_user_get_tx(tx, a, &u), MEMO_OK);
     free(u.name);
     u.name = strdup("A2");

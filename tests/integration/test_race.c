@@ -408,7 +408,8 @@ static void transactions(void **state)
 
     /* rollback: no invalidation, the cache as it was, the database too */
     long long dels = test_redis_calls("del");
-    memo_tx *tx = memo_begin(repo);
+    memo_tx *tx;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
     assert_non_null(tx);
     free(u.name);
     u.name = strdup("Renamed in a transaction");
@@ -433,7 +434,7 @@ static void transactions(void **state)
     test_assert_sql("SELECT name FROM users WHERE id = 3", "Hot 2");
 
     /* commit: two writes, one DEL, after COMMIT */
-    tx = memo_begin(repo);
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
     assert_non_null(tx);
     assert_int_equal(blog_user_update_tx(tx, &u), MEMO_OK);
     char email[] = "new@race", nname[] = "New";
@@ -455,7 +456,7 @@ static void transactions(void **state)
     blog_user_clear(&out);
     /* (that fill ran a DEL of its lease inside the script: a new baseline) */
     dels = test_redis_calls("del");
-    tx = memo_begin(repo);
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
     u.karma = 77;
     assert_int_equal(blog_user_update_tx(tx, &u), MEMO_OK);
     blog_user dup = {.email = email, .name = nname, .org_id = 1};

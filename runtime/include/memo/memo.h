@@ -224,9 +224,10 @@ memo_status memo_lock_release(memo_lock *);
  * transaction (the `_tx` calls) instead. */
 typedef struct memo_tx memo_tx;
 
-/* Starts a transaction; NULL on failure (memo_last_error says why: the
- * database is unavailable, or the pool is exhausted, see above). */
-memo_tx *memo_begin(memo_repo *);
+/* Starts a transaction into *out (NULL on failure): MEMO_OK, or
+ * MEMO_ERR_DB_CONN (the database is unavailable), MEMO_ERR_TIMEOUT (the pool
+ * is exhausted, see above), with memo_last_error saying more. */
+memo_status memo_begin(memo_repo *, memo_tx **out);
 /* Commits, then invalidates. If a statement of the transaction failed, it
  * rolls back instead and returns MEMO_ERR_TX. Frees the transaction in every
  * case. */
