@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <memo/memo.h>
+
 #include "names.h"
 
 /* Limits of the language; docs/language.md documents them. */
@@ -222,9 +224,9 @@ static void check_jitter(checker *c, const ast_num *n)
 
 static void check_fields(checker *c, ast_entity *e)
 {
-    if (e->fields.n > 60)
-        diag_error(c->d, e->name.loc, "entity '%s' has %zu fields; at most 60 are allowed",
-                   e->name.text, e->fields.n);
+    if (e->fields.n > MEMO_MAX_FIELDS)
+        diag_error(c->d, e->name.loc, "entity '%s' has %zu fields; at most %d are allowed",
+                   e->name.text, e->fields.n, MEMO_MAX_FIELDS);
     /* All first, so a field can be looked up before its declaration. */
     for (size_t i = 0; i < e->fields.n; i++)
         if (e->fields.v[i].name.text)

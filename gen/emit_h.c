@@ -264,7 +264,8 @@ void emit_header(emitter *em)
     emit_blank(em);
     emit_line(em, "#include <memo/memo.h>");
     emit_blank(em);
-    emit_line(em, "#if MEMO_ABI != 1");
+    /* the ABI of the memo.h memoc was built with */
+    emit_line(em, "#if MEMO_ABI != %d", MEMO_ABI);
     emit_line(em, "#error \"%s.h was generated for another memo ABI: regenerate it with this memoc\"",
               s);
     emit_line(em, "#endif");

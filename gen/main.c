@@ -151,7 +151,7 @@ int main(int argc, char **argv)
             free(files);
             return 0;
         } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-            printf("memoc %s (memo ABI %d)\n", MEMOC_VERSION, 1);
+            printf("memoc %s (memo ABI %d)\n", MEMO_VERSION, MEMO_ABI);
             free(files);
             return 0;
         } else if (strcmp(a, "--check") == 0) {
