@@ -44,8 +44,8 @@ LDLIBS_RT = $(PKG_LIBS) -lpthread -lm
 
 # ------------------------------------------------------------------ memoc
 
-GEN_SRC = gen/ast.c gen/diag.c gen/names.c gen/check.c gen/emit.c gen/emit_h.c gen/emit_c.c \
-          gen/emit_sql.c gen/main.c
+GEN_SRC = gen/ast.c gen/diag.c gen/names.c gen/check.c gen/lower.c gen/emit.c gen/emit_h.c \
+          gen/emit_c.c gen/emit_sql.c gen/main.c
 GEN_OBJ = $(GEN_SRC:%.c=$(B)/%.o) $(B)/gen/parser.o $(B)/gen/lexer.o $(B)/gen/sha256.o
 MEMOC = $(B)/memoc
 
@@ -110,11 +110,11 @@ all: $(LIBMEMO) $(LIBMEMO_SO)
 
 # ------------------------------------------------------------- memo (tool)
 
-# The tool reads schema files with memoc's front end (gen/model.c builds the
-# descriptors), so one binary serves every schema.
+# The tool reads schema files with memoc's front end and lowering (gen/lower.c
+# builds the descriptors memoc prints), so one binary serves every schema.
 MEMO_TOOL = $(B)/memo
-TOOL_GEN_OBJ = $(filter-out $(B)/gen/main.o $(B)/gen/emit_h.o $(B)/gen/emit_c.o \
-                 $(B)/gen/emit_sql.o,$(GEN_OBJ)) $(B)/gen/model.o
+TOOL_GEN_OBJ = $(filter-out $(B)/gen/main.o $(B)/gen/emit.o $(B)/gen/emit_h.o \
+                 $(B)/gen/emit_c.o $(B)/gen/emit_sql.o,$(GEN_OBJ))
 
 $(B)/cli/memo.o: cli/memo.c $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(@D)
@@ -281,7 +281,7 @@ clean:
 	rm -rf build
 
 # Flags live here: when this file changes, objects are rebuilt.
-$(GEN_OBJ) $(RT_OBJ) $(B)/gen/model.o $(B)/cli/memo.o: Makefile
+$(GEN_OBJ) $(RT_OBJ) $(B)/cli/memo.o: Makefile
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 

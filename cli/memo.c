@@ -25,7 +25,7 @@
 #include "diag.h"
 #include "internal.h"
 #include "lex.h"
-#include "model.h"
+#include "lower.h"
 
 static const char usage[] =
     "usage: memo [--schema FILE] [--redis URL] [--db URL] COMMAND [ARGS]\n"

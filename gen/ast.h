@@ -1,5 +1,6 @@
 /* The schema's abstract syntax tree: built by the parser, checked by check.c,
- * read by the emitters. One ast_free() releases everything. */
+ * lowered by lower.c into the descriptor model the emitters print. One
+ * ast_free() releases everything. */
 #ifndef MEMOC_AST_H
 #define MEMOC_AST_H
 

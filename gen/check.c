@@ -1,5 +1,5 @@
 /* Semantic checks: everything the grammar cannot say. Resolves names to AST
- * pointers and types for the emitters; reports every problem it finds. */
+ * pointers and types for the lowering; reports every problem it finds. */
 #include "check.h"
 
 #include <stdarg.h>
@@ -13,7 +13,6 @@
 
 /* Limits of the language; docs/language.md documents them. */
 #define MAX_DURATION_MS (365ull * 24 * 3600 * 1000) /* one year */
-#define MAX_LIST_LIMIT 10000u
 #define MAX_SQL_NAME 63 /* PostgreSQL's NAMEDATALEN - 1 */
 
 /* Every lookup by name goes through a hash map, so checking is linear in
@@ -444,9 +443,9 @@ static void check_lists(checker *c, ast_entity *e)
         }
         if (l->limit.set && l->limit.value == 0)
             diag_error(c->d, l->limit.loc, "limit must be at least 1");
-        else if (l->limit.set && l->limit.value > MAX_LIST_LIMIT)
+        else if (l->limit.set && l->limit.value > MEMOC_LIST_LIMIT)
             diag_error(c->d, l->limit.loc, "limit is out of range (at most %u)",
-                       MAX_LIST_LIMIT);
+                       MEMOC_LIST_LIMIT);
         if (!l->ttl.set)
             diag_error(c->d, l->name.loc, "list '%s' needs a ttl, as in 'ttl 60s'",
                        l->name.text);

@@ -1,32 +1,56 @@
-/* blog.c: constant descriptor tables, and wrappers that hand them to the
- * runtime. No behaviour lives only here. */
-#include <stdlib.h>
-#include <string.h>
+/* blog.c: the lowered descriptors printed as constant tables, and wrappers
+ * that hand them to the runtime. No behaviour lives only here, and no value
+ * is computed here: each comes from the model (lower.c). */
+#include <stdio.h>
 
 #include "emit.h"
 
-
-static const char *memo_type_name(ast_type t)
+static const char *type_macro(memo_type t)
 {
     switch (t) {
-    case AST_T_INT32:
+    case MEMO_INT32:
         return "MEMO_INT32";
-    case AST_T_INT64:
+    case MEMO_INT64:
         return "MEMO_INT64";
-    case AST_T_FLOAT64:
+    case MEMO_FLOAT64:
         return "MEMO_FLOAT64";
-    case AST_T_BOOL:
+    case MEMO_BOOL:
         return "MEMO_BOOL";
-    case AST_T_TEXT:
+    case MEMO_TEXT:
         return "MEMO_TEXT";
-    case AST_T_TIMESTAMP:
+    case MEMO_TIMESTAMP:
         return "MEMO_TIMESTAMP";
-    case AST_T_JSON:
+    case MEMO_JSON:
         return "MEMO_JSON";
-    case AST_T_UNKNOWN:
-        break;
     }
     return "0";
+}
+
+/* A flag and its macro's name. */
+typedef struct flag_name {
+    unsigned bit;
+    const char *name;
+} flag_name;
+
+static const flag_name field_flags[] = {{MEMO_FIELD_PK, "MEMO_FIELD_PK"},
+                                        {MEMO_FIELD_UNIQUE, "MEMO_FIELD_UNIQUE"},
+                                        {MEMO_FIELD_NULLABLE, "MEMO_FIELD_NULLABLE"},
+                                        {0, NULL}};
+static const flag_name rule_events[] = {{MEMO_ON_INSERT, "MEMO_ON_INSERT"},
+                                        {MEMO_ON_UPDATE, "MEMO_ON_UPDATE"},
+                                        {MEMO_ON_DELETE, "MEMO_ON_DELETE"},
+                                        {0, NULL}};
+
+/* The macros of the set flags joined by " | ", or "0". */
+static void bits(char *out, size_t size, unsigned flags, const flag_name *names)
+{
+    size_t len = 0;
+    for (; names->name; names++)
+        if (flags & names->bit)
+            len += (size_t)snprintf(out + len, size - len, "%s%s", len ? " | " : "",
+                                    names->name);
+    if (!len)
+        snprintf(out, size, "0");
 }
 
 /* A C string literal; templates and names hold no characters that need
@@ -44,7 +68,7 @@ static void literal(char *out, size_t size, const char *s)
     out[n] = '\0';
 }
 
-static void emit_key(emitter *em, const key_parts *k, const char *suffix)
+static void emit_key(emitter *em, const memo_key_desc *k, const char *suffix)
 {
     char head[256], tail[256];
     literal(head, sizeof head, k->head);
@@ -52,179 +76,136 @@ static void emit_key(emitter *em, const key_parts *k, const char *suffix)
     emit_line(em, ".key = {%s, %s, \"%s\"}%s", head, tail, k->tag, suffix);
 }
 
-static void emit_tables(emitter *em, const ast_entity *e)
+/* The TTL lines of a lookup. A row lookup with no `cache` line has a zero
+ * TTL (checked TTLs are positive), which the comment explains. */
+static void emit_ttls(emitter *em, const memo_lookup_desc *l)
 {
-    const char *s = em->s->name, *n = e->name.text;
+    if (l->ttl_ms == 0 && l->negative_ttl_ms == 0 && l->jitter_pct == 0) {
+        emit_line(em, ".ttl_ms = 0, /* no `cache` line: the repository's default */");
+        return;
+    }
+    emit_line(em, ".ttl_ms = %llu,", (unsigned long long)l->ttl_ms);
+    emit_line(em, ".negative_ttl_ms = %llu,", (unsigned long long)l->negative_ttl_ms);
+    emit_line(em, ".jitter_pct = %u,", l->jitter_pct);
+}
 
-    emit_line(em, "static const memo_field_desc %s_%s_fields[] = {", s, n);
+static void emit_tables(emitter *em, const lowered_entity *me)
+{
+    const memo_entity_desc *d = &me->desc;
+    const char *c = me->c_name;
+
+    emit_line(em, "static const memo_field_desc %s_fields[] = {", c);
     em->indent++;
-    for (size_t i = 0; i < e->fields.n; i++) {
-        const ast_field *f = &e->fields.v[i];
-        char flags[96] = "";
-        size_t len = 0;
-        if (f->flags & AST_F_PRIMARY)
-            len += (size_t)snprintf(flags + len, sizeof flags - len, "%sMEMO_FIELD_PK",
-                                    len ? " | " : "");
-        if (f->flags & AST_F_UNIQUE)
-            len += (size_t)snprintf(flags + len, sizeof flags - len, "%sMEMO_FIELD_UNIQUE",
-                                    len ? " | " : "");
-        if (f->flags & AST_F_NULLABLE)
-            len += (size_t)snprintf(flags + len, sizeof flags - len, "%sMEMO_FIELD_NULLABLE",
-                                    len ? " | " : "");
-        if (!len)
-            snprintf(flags, sizeof flags, "0");
-        bool null_flag =
-            (f->flags & AST_F_NULLABLE) && f->type != AST_T_TEXT && f->type != AST_T_JSON;
-        if (null_flag)
-            emit_line(em, "{\"%s\", %s, %s, offsetof(%s_%s, %s), offsetof(%s_%s, %s_is_null)},",
-                      f->name.text, memo_type_name(f->type), flags, s, n, f->name.text, s, n,
-                      f->name.text);
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const memo_field_desc *f = &d->fields[i];
+        char flags[96];
+        bits(flags, sizeof flags, f->flags, field_flags);
+        /* offsets are the compiler's, from the struct the header declares */
+        if (me->fields[i].null_flag)
+            emit_line(em, "{\"%s\", %s, %s, offsetof(%s, %s), offsetof(%s, %s_is_null)},",
+                      f->name, type_macro(f->type), flags, c, f->name, c, f->name);
         else
-            emit_line(em, "{\"%s\", %s, %s, offsetof(%s_%s, %s), 0},", f->name.text,
-                      memo_type_name(f->type), flags, s, n, f->name.text);
+            emit_line(em, "{\"%s\", %s, %s, offsetof(%s, %s), 0},", f->name,
+                      type_macro(f->type), flags, c, f->name);
     }
     em->indent--;
     emit_line(em, "};");
     emit_blank(em);
 
-    size_t nuniques = 0;
-    for (size_t i = 0; i < e->caches.n; i++)
-        if (e->caches.v[i].resolved != e->pk)
-            nuniques++;
-    if (nuniques) {
-        emit_line(em, "static const memo_lookup_desc %s_%s_uniques[] = {", s, n);
+    if (d->nuniques) {
+        emit_line(em, "static const memo_lookup_desc %s_uniques[] = {", c);
         em->indent++;
-        for (size_t i = 0; i < e->caches.n; i++) {
-            const ast_cache *c = &e->caches.v[i];
-            if (c->resolved == e->pk)
-                continue;
-            key_parts k;
-            unique_key(e, c, &k);
+        for (unsigned i = 0; i < d->nuniques; i++) {
+            const memo_lookup_desc *u = &d->uniques[i];
             emit_line(em, "{");
             em->indent++;
-            emit_line(em, ".field = %zu, /* %s */", field_index(e, c->resolved),
-                      c->resolved->name.text);
-            emit_key(em, &k, ",");
-            emit_line(em, ".ttl_ms = %llu,", (unsigned long long)c->ttl.value);
-            emit_line(em, ".negative_ttl_ms = %llu,",
-                      (unsigned long long)(c->negative.set ? c->negative.value : 0));
-            emit_line(em, ".jitter_pct = %llu,",
-                      (unsigned long long)(c->jitter.set ? c->jitter.value : 0));
+            emit_line(em, ".field = %u, /* %s */", u->field, d->fields[u->field].name);
+            emit_key(em, &u->key, ",");
+            emit_ttls(em, u);
             em->indent--;
             emit_line(em, "},");
-            key_parts_free(&k);
         }
         em->indent--;
         emit_line(em, "};");
         emit_blank(em);
     }
 
-    if (e->lists.n) {
-        emit_line(em, "static const memo_list_desc %s_%s_lists[] = {", s, n);
+    if (d->nlists) {
+        emit_line(em, "static const memo_list_desc %s_lists[] = {", c);
         em->indent++;
-        for (size_t i = 0; i < e->lists.n; i++) {
-            const ast_list *l = &e->lists.v[i];
-            key_parts k;
-            list_key(e, l, &k);
+        for (unsigned i = 0; i < d->nlists; i++) {
+            const memo_list_desc *l = &d->lists[i];
             emit_line(em, "{");
             em->indent++;
-            emit_line(em, ".name = \"%s\",", l->name.text);
-            emit_line(em, ".group = %zu, /* %s */", field_index(e, l->group_field),
-                      l->group_field->name.text);
-            emit_line(em, ".order = %zu, /* %s */", field_index(e, l->order_field),
-                      l->order_field->name.text);
-            emit_line(em, ".descending = %s,", l->desc ? "true" : "false");
-            emit_line(em, ".limit = %llu,",
-                      (unsigned long long)(l->limit.set ? l->limit.value : MEMOC_DEFAULT_LIST_LIMIT));
-            emit_line(em, ".ttl_ms = %llu,", (unsigned long long)l->ttl.value);
-            emit_line(em, ".jitter_pct = %llu,",
-                      (unsigned long long)(l->jitter.set ? l->jitter.value : 0));
-            emit_key(em, &k, ",");
+            emit_line(em, ".name = \"%s\",", l->name);
+            emit_line(em, ".group = %u, /* %s */", l->group, d->fields[l->group].name);
+            emit_line(em, ".order = %u, /* %s */", l->order, d->fields[l->order].name);
+            emit_line(em, ".descending = %s,", l->descending ? "true" : "false");
+            emit_line(em, ".limit = %lu,", (unsigned long)l->limit);
+            emit_line(em, ".ttl_ms = %llu,", (unsigned long long)l->ttl_ms);
+            emit_line(em, ".jitter_pct = %u,", l->jitter_pct);
+            emit_key(em, &l->key, ",");
             em->indent--;
             emit_line(em, "},");
-            key_parts_free(&k);
         }
         em->indent--;
         emit_line(em, "};");
         emit_blank(em);
     }
 
-    if (e->rules.n) {
-        emit_line(em, "static const memo_rule_desc %s_%s_rules[] = {", s, n);
+    if (d->nrules) {
+        emit_line(em, "static const memo_rule_desc %s_rules[] = {", c);
         em->indent++;
-        for (size_t i = 0; i < e->rules.n; i++) {
-            const ast_rule *r = &e->rules.v[i];
-            char events[96] = "";
-            size_t len = 0;
-            if (r->events & AST_ON_INSERT)
-                len += (size_t)snprintf(events + len, sizeof events - len, "MEMO_ON_INSERT");
-            if (r->events & AST_ON_UPDATE)
-                len += (size_t)snprintf(events + len, sizeof events - len, "%sMEMO_ON_UPDATE",
-                                        len ? " | " : "");
-            if (r->events & AST_ON_DELETE)
-                snprintf(events + len, sizeof events - len, "%sMEMO_ON_DELETE",
-                         len ? " | " : "");
-            int list = -1;
-            if (r->target_list)
-                list = (int)(r->target_list - r->target_entity->lists.v);
-            emit_line(em, "{%s, %zu, &%s_%s_desc, %d}, /* %s(%s)%s%s */", events,
-                      field_index(e, r->resolved), s, r->target_entity->name.text, list,
-                      r->target.text, r->field.text, r->list.text ? " list " : "",
-                      r->list.text ? r->list.text : "");
+        for (unsigned i = 0; i < d->nrules; i++) {
+            const memo_rule_desc *r = &d->rules[i];
+            const lowered_entity *t = &em->m->entities[model_index(em->m, r->target)];
+            char events[96];
+            bits(events, sizeof events, r->events, rule_events);
+            /* the comment restates the rule: "user(author_id)",
+             * "page(space) list in_space" */
+            emit_line(em, "{%s, %u, &%s_desc, %d}, /* %s(%s)%s%s */", events, r->field,
+                      t->c_name, r->list, t->desc.name, d->fields[r->field].name,
+                      r->list >= 0 ? " list " : "",
+                      r->list >= 0 ? t->desc.lists[r->list].name : "");
         }
         em->indent--;
         emit_line(em, "};");
         emit_blank(em);
     }
 
-    key_parts rk;
-    row_key(e, &rk);
-    size_t pc = pk_cache_index(e);
-    const ast_cache *c = pc == (size_t)-1 ? NULL : &e->caches.v[pc];
-    char fp[17];
-    entity_fingerprint(e, fp);
-    emit_line(em, "const memo_entity_desc %s_%s_desc = {", s, n);
+    emit_line(em, "const memo_entity_desc %s_desc = {", c);
     em->indent++;
     emit_line(em, ".abi = MEMO_ABI,");
-    emit_line(em, ".schema = \"%s\",", s);
-    emit_line(em, ".name = \"%s\",", n);
-    emit_line(em, ".table = \"%s\",", table_of(e));
-    emit_line(em, ".size = sizeof(%s_%s),", s, n);
-    emit_line(em, ".fields = %s_%s_fields,", s, n);
-    emit_line(em, ".nfields = %zu,", e->fields.n);
-    emit_line(em, ".pk = %zu, /* %s */", field_index(e, e->pk), e->pk->name.text);
+    emit_line(em, ".schema = \"%s\",", d->schema);
+    emit_line(em, ".name = \"%s\",", d->name);
+    emit_line(em, ".table = \"%s\",", d->table);
+    emit_line(em, ".size = sizeof(%s),", c);
+    emit_line(em, ".fields = %s_fields,", c);
+    emit_line(em, ".nfields = %u,", d->nfields);
+    emit_line(em, ".pk = %u, /* %s */", d->pk, d->fields[d->pk].name);
     emit_line(em, ".row = {");
     em->indent++;
-    emit_line(em, ".field = %zu,", field_index(e, e->pk));
-    emit_key(em, &rk, ",");
-    if (c) {
-        emit_line(em, ".ttl_ms = %llu,", (unsigned long long)c->ttl.value);
-        emit_line(em, ".negative_ttl_ms = %llu,",
-                  (unsigned long long)(c->negative.set ? c->negative.value : 0));
-        emit_line(em, ".jitter_pct = %llu,",
-                  (unsigned long long)(c->jitter.set ? c->jitter.value : 0));
-    } else {
-        emit_line(em, ".ttl_ms = 0, /* no `cache` line: the repository's default */");
-    }
+    emit_line(em, ".field = %u,", d->row.field);
+    emit_key(em, &d->row.key, ",");
+    emit_ttls(em, &d->row);
     em->indent--;
     emit_line(em, "},");
-    if (nuniques) {
-        emit_line(em, ".uniques = %s_%s_uniques,", s, n);
-        emit_line(em, ".nuniques = %zu,", nuniques);
+    if (d->nuniques) {
+        emit_line(em, ".uniques = %s_uniques,", c);
+        emit_line(em, ".nuniques = %u,", d->nuniques);
     }
-    if (e->lists.n) {
-        emit_line(em, ".lists = %s_%s_lists,", s, n);
-        emit_line(em, ".nlists = %zu,", e->lists.n);
+    if (d->nlists) {
+        emit_line(em, ".lists = %s_lists,", c);
+        emit_line(em, ".nlists = %u,", d->nlists);
     }
-    if (e->rules.n) {
-        emit_line(em, ".rules = %s_%s_rules,", s, n);
-        emit_line(em, ".nrules = %zu,", e->rules.n);
+    if (d->nrules) {
+        emit_line(em, ".rules = %s_rules,", c);
+        emit_line(em, ".nrules = %u,", d->nrules);
     }
-    emit_line(em, ".fingerprint = \"%s\",", fp);
+    emit_line(em, ".fingerprint = \"%s\",", d->fingerprint);
     em->indent--;
     emit_line(em, "};");
     emit_blank(em);
-    key_parts_free(&rk);
 }
 
 /* The wrappers of one face: each only hands the descriptor to the runtime. */
@@ -246,88 +227,81 @@ static void emit_rows_body(emitter *em, const char *call)
     emit_blank(em);
 }
 
-static void emit_calls(emitter *em, const ast_entity *e, const variant *v)
+static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
 {
-    const char *s = em->s->name, *n = e->name.text, *a = v->arg, *rt = v->runtime;
-    const ast_field *pk = e->pk;
-    char sig[1024];
+    const memo_entity_desc *d = &me->desc;
+    const char *c = me->c_name, *a = v->arg, *rt = v->runtime;
+    const char *pk = d->fields[d->pk].name;
+    char sig[1024], call[512];
 
-    sig_get(sig, sizeof sig, em, e, v);
+    sig_get(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return %sget(%s, &%s_%s_desc, &%s, out);", rt, a, s, n, pk->name.text);
+    emit_line(em, "    return %sget(%s, &%s_desc, &%s, out);", rt, a, c, pk);
     emit_line(em, "}");
     emit_blank(em);
 
-    unsigned u = 0;
-    for (size_t i = 0; i < e->caches.n; i++) {
-        const ast_cache *c = &e->caches.v[i];
-        if (c->resolved == pk)
-            continue;
-        sig_get_by(sig, sizeof sig, em, e, c->resolved, v);
+    for (unsigned u = 0; u < d->nuniques; u++) {
+        sig_get_by(sig, sizeof sig, me, u, v);
         emit_line(em, "%s", sig);
         emit_line(em, "{");
-        emit_line(em, "    return %sget_by(%s, &%s_%s_desc, %u, &%s, out);", rt, a, s, n, u++,
-                  c->resolved->name.text);
+        emit_line(em, "    return %sget_by(%s, &%s_desc, %u, &%s, out);", rt, a, c, u,
+                  d->fields[d->uniques[u].field].name);
         emit_line(em, "}");
         emit_blank(em);
     }
 
-    for (size_t i = 0; i < e->lists.n; i++) {
-        const ast_list *l = &e->lists.v[i];
-        sig_list(sig, sizeof sig, em, e, l, v);
+    for (unsigned i = 0; i < d->nlists; i++) {
+        sig_list(sig, sizeof sig, me, i, v);
         emit_line(em, "%s", sig);
-        char call[512];
-        snprintf(call, sizeof call, "%slist(%s, &%s_%s_desc, %zu, &%s", rt, a, s, n, i,
-                 l->group_field->name.text);
+        snprintf(call, sizeof call, "%slist(%s, &%s_desc, %u, &%s", rt, a, c, i,
+                 d->fields[d->lists[i].group].name);
         emit_rows_body(em, call);
     }
 
-    sig_get_many(sig, sizeof sig, em, e, v);
+    sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
-    char call[512];
-    snprintf(call, sizeof call, "%sget_many(%s, &%s_%s_desc, %ss, n", rt, a, s, n,
-             pk->name.text);
+    snprintf(call, sizeof call, "%sget_many(%s, &%s_desc, %ss, n", rt, a, c, pk);
     emit_rows_body(em, call);
 
-    sig_insert(sig, sizeof sig, em, e, v);
+    sig_insert(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return %sinsert(%s, &%s_%s_desc, row);", rt, a, s, n);
+    emit_line(em, "    return %sinsert(%s, &%s_desc, row);", rt, a, c);
     emit_line(em, "}");
     emit_blank(em);
-    sig_update(sig, sizeof sig, em, e, v);
+    sig_update(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return %supdate(%s, &%s_%s_desc, row);", rt, a, s, n);
+    emit_line(em, "    return %supdate(%s, &%s_desc, row);", rt, a, c);
     emit_line(em, "}");
     emit_blank(em);
-    sig_delete(sig, sizeof sig, em, e, v);
+    sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return %sdelete(%s, &%s_%s_desc, &%s);", rt, a, s, n, pk->name.text);
+    emit_line(em, "    return %sdelete(%s, &%s_desc, &%s);", rt, a, c, pk);
     emit_line(em, "}");
     emit_blank(em);
 }
 
-static void emit_wrappers(emitter *em, const ast_entity *e)
+static void emit_wrappers(emitter *em, const lowered_entity *me)
 {
-    const char *s = em->s->name, *n = e->name.text;
-    emit_line(em, "/* ---- %s ---- */", n);
+    const char *c = me->c_name;
+    emit_line(em, "/* ---- %s ---- */", me->desc.name);
     emit_blank(em);
-    emit_calls(em, e, &variant_repo);
-    emit_calls(em, e, &variant_tx);
-    emit_line(em, "void %s_%s_clear(%s_%s *row)", s, n, s, n);
+    emit_calls(em, me, &variant_repo);
+    emit_calls(em, me, &variant_tx);
+    emit_line(em, "void %s_clear(%s *row)", c, c);
     emit_line(em, "{");
-    emit_line(em, "    memo_row_clear(&%s_%s_desc, row);", s, n);
+    emit_line(em, "    memo_row_clear(&%s_desc, row);", c);
     emit_line(em, "}");
     emit_blank(em);
-    emit_line(em, "void %s_%s_list_clear(%s_%s_list *list)", s, n, s, n);
+    emit_line(em, "void %s_list_clear(%s_list *list)", c, c);
     emit_line(em, "{");
     emit_line(em, "    if (!list)");
     emit_line(em, "        return;");
     emit_line(em, "    memo_rows rows = {list->items, list->len};");
-    emit_line(em, "    memo_rows_clear(&%s_%s_desc, &rows);", s, n);
+    emit_line(em, "    memo_rows_clear(&%s_desc, &rows);", c);
     emit_line(em, "    list->items = NULL;");
     emit_line(em, "    list->len = 0;");
     emit_line(em, "}");
@@ -336,29 +310,29 @@ static void emit_wrappers(emitter *em, const ast_entity *e)
 
 void emit_source(emitter *em)
 {
-    const ast_schema *sc = em->s;
-    const char *s = sc->name;
+    const model *m = em->m;
+    const char *s = m->schema.name;
     emit_generated_by(em, "/*", "*/");
     emit_line(em, "#include \"%s.h\"", s);
     emit_blank(em);
     emit_line(em, "/* ============================================================ descriptors */");
     emit_blank(em);
-    for (size_t i = 0; i < sc->entities.n; i++)
-        emit_tables(em, sc->entities.v[i]);
+    for (size_t i = 0; i < m->n; i++)
+        emit_tables(em, &m->entities[i]);
     emit_line(em, "static const memo_entity_desc *const %s_entities[] = {", s);
-    for (size_t i = 0; i < sc->entities.n; i++)
-        emit_line(em, "    &%s_%s_desc,", s, sc->entities.v[i]->name.text);
+    for (size_t i = 0; i < m->n; i++)
+        emit_line(em, "    &%s_desc,", m->entities[i].c_name);
     emit_line(em, "};");
     emit_blank(em);
     emit_line(em, "const memo_schema_desc %s_schema_desc = {", s);
     emit_line(em, "    .abi = MEMO_ABI,");
     emit_line(em, "    .name = \"%s\",", s);
     emit_line(em, "    .entities = %s_entities,", s);
-    emit_line(em, "    .nentities = %zu,", sc->entities.n);
+    emit_line(em, "    .nentities = %u,", m->schema.nentities);
     emit_line(em, "};");
     emit_blank(em);
     emit_line(em, "/* ============================================================== functions */");
     emit_blank(em);
-    for (size_t i = 0; i < sc->entities.n; i++)
-        emit_wrappers(em, sc->entities.v[i]);
+    for (size_t i = 0; i < m->n; i++)
+        emit_wrappers(em, &m->entities[i]);
 }

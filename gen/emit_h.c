@@ -1,211 +1,212 @@
-/* blog.h: structs, descriptors, and one documented prototype per operation. */
+/* blog.h: structs, descriptors, and one documented prototype per operation,
+ * printed from the model (lower.h). What a write invalidates is described
+ * from the same descriptor fields the runtime reads to invalidate. */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "emit.h"
 
 /* "blog:{user:<id>}:9f2c1ab0", for the comments. */
-static char *key_text(const emitter *em, const key_parts *k, const char *value)
+static char *key_text(const emitter *em, const memo_key_desc *k, const char *value)
 {
-    size_t n = strlen(em->s->name) + strlen(k->head) + strlen(value) + strlen(k->tail) + 32;
-    char *s = xmalloc(n);
-    snprintf(s, n, "%s:{%s<%s>%s}:%s", em->s->name, k->head, value, k->tail, k->tag);
-    return s;
+    const char *s = em->m->schema.name;
+    size_t n = strlen(s) + strlen(k->head) + strlen(value) + strlen(k->tail) + 32;
+    char *t = xmalloc(n);
+    snprintf(t, n, "%s:{%s<%s>%s}:%s", s, k->head, value, k->tail, k->tag);
+    return t;
 }
 
-static void emit_struct(emitter *em, const ast_entity *e)
+static void emit_struct(emitter *em, const lowered_entity *me)
 {
-    const char *s = em->s->name, *n = e->name.text;
-    emit_line(em, "/* entity %s, table %s */", n, table_of(e));
-    emit_line(em, "typedef struct %s_%s {", s, n);
+    const memo_entity_desc *d = &me->desc;
+    const char *c = me->c_name;
+    emit_line(em, "/* entity %s, table %s */", d->name, d->table);
+    emit_line(em, "typedef struct %s {", c);
     em->indent++;
     /* Member comments start in one column. */
     int width = 0;
-    for (size_t i = 0; i < e->fields.n; i++) {
-        const ast_field *f = &e->fields.v[i];
-        int w = (int)(strlen(c_type(f->type)) + strlen(f->name.text) + 2);
-        if ((f->flags & AST_F_NULLABLE) && f->type != AST_T_TEXT && f->type != AST_T_JSON) {
-            int wn = (int)strlen(f->name.text) + 14; /* "bool x_is_null;" */
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const memo_field_desc *f = &d->fields[i];
+        int w = (int)(strlen(model_c_type(f->type)) + strlen(f->name) + 2);
+        if (me->fields[i].null_flag) {
+            int wn = (int)strlen(f->name) + 14; /* "bool x_is_null;" */
             if (wn > w)
                 w = wn;
         }
         if (w > width)
             width = w;
     }
-    for (size_t i = 0; i < e->fields.n; i++) {
-        const ast_field *f = &e->fields.v[i];
-        const char *t = c_type(f->type);
+    /* The members in field order, each nullable scalar's flag after it: the
+     * layout lower.c computes for the memo tool (the model test checks). */
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const memo_field_desc *f = &d->fields[i];
+        const char *t = model_c_type(f->type);
         const char *sep = t[strlen(t) - 1] == '*' ? "" : " ";
         char note[160] = "";
         size_t len = 0;
-        if (f->flags & AST_F_PRIMARY)
+        if (f->flags & MEMO_FIELD_PK)
             len += (size_t)snprintf(note + len, sizeof note - len, ", primary key");
-        if (f->flags & AST_F_UNIQUE)
+        if (f->flags & MEMO_FIELD_UNIQUE)
             len += (size_t)snprintf(note + len, sizeof note - len, ", unique");
-        if (f->flags & AST_F_NULLABLE)
+        if (f->flags & MEMO_FIELD_NULLABLE)
             len += (size_t)snprintf(note + len, sizeof note - len, ", nullable%s",
-                                    f->type == AST_T_TEXT || f->type == AST_T_JSON
-                                        ? " (NULL)"
-                                        : "");
-        if (f->ref)
+                                    me->fields[i].null_flag ? "" : " (NULL)");
+        if (me->fields[i].ref >= 0)
             len += (size_t)snprintf(note + len, sizeof note - len, ", references %s",
-                                    f->ref->name.text);
-        if (f->type == AST_T_TIMESTAMP)
+                                    em->m->entities[me->fields[i].ref].desc.name);
+        if (f->type == MEMO_TIMESTAMP)
             snprintf(note + len, sizeof note - len, ", microseconds since 1970 UTC");
-        else if (f->type == AST_T_JSON)
+        else if (f->type == MEMO_JSON)
             snprintf(note + len, sizeof note - len, ", JSON text");
         char decl[256];
-        snprintf(decl, sizeof decl, "%s%s%s;", t, sep, f->name.text);
-        emit_line(em, "%-*s /* %s%s */", width, decl, ast_type_name(f->type), note);
-        if ((f->flags & AST_F_NULLABLE) && f->type != AST_T_TEXT && f->type != AST_T_JSON) {
-            snprintf(decl, sizeof decl, "bool %s_is_null;", f->name.text);
-            emit_line(em, "%-*s /* true: %s is SQL NULL */", width, decl, f->name.text);
+        snprintf(decl, sizeof decl, "%s%s%s;", t, sep, f->name);
+        emit_line(em, "%-*s /* %s%s */", width, decl, model_type_name(f->type), note);
+        if (me->fields[i].null_flag) {
+            snprintf(decl, sizeof decl, "bool %s_is_null;", f->name);
+            emit_line(em, "%-*s /* true: %s is SQL NULL */", width, decl, f->name);
         }
     }
     em->indent--;
-    emit_line(em, "} %s_%s;", s, n);
+    emit_line(em, "} %s;", c);
     emit_blank(em);
-    emit_line(em, "typedef struct %s_%s_list {", s, n);
-    emit_line(em, "    %s_%s *items;", s, n);
+    emit_line(em, "typedef struct %s_list {", c);
+    emit_line(em, "    %s *items;", c);
     emit_line(em, "    size_t len;");
-    emit_line(em, "} %s_%s_list;", s, n);
+    emit_line(em, "} %s_list;", c);
     emit_blank(em);
 }
 
-/* What a write to e invalidates, for its comment. */
-static void describe_invalidation(emitter *em, const ast_entity *e, unsigned event)
+/* ---------------------------------------------------------- invalidation */
+
+/* What a write invalidates, for its comment, from the descriptors the
+ * runtime reads to invalidate. */
+static void describe_invalidation(emitter *em, const lowered_entity *me, unsigned event)
 {
-    const char *s = em->s->name;
+    const memo_entity_desc *d = &me->desc;
     emit_line(em, " * After COMMIT, one pipeline deletes:");
-    if (event == AST_ON_INSERT)
-        emit_line(em, " *   the negative entries of the new %s,", e->pk->name.text);
+    if (event == MEMO_ON_INSERT)
+        emit_line(em, " *   the negative entries of the new %s,", d->fields[d->pk].name);
     else
         emit_line(em, " *   the row's value and lease,");
-    for (size_t i = 0; i < e->caches.n; i++) {
-        const ast_cache *c = &e->caches.v[i];
-        if (c->resolved == e->pk)
-            continue;
-        if (event == AST_ON_UPDATE)
-            emit_line(em, " *   the %s lookup of the old and the new %s, if it changed,",
-                      c->resolved->name.text, c->resolved->name.text);
+    for (unsigned i = 0; i < d->nuniques; i++) {
+        const char *f = d->fields[d->uniques[i].field].name;
+        if (event == MEMO_ON_UPDATE)
+            emit_line(em, " *   the %s lookup of the old and the new %s, if it changed,", f, f);
         else
-            emit_line(em, " *   the %s lookup of its %s,", c->resolved->name.text,
-                      event == AST_ON_INSERT ? "value (a negative entry)" : "value");
+            emit_line(em, " *   the %s lookup of its %s,", f,
+                      event == MEMO_ON_INSERT ? "value (a negative entry)" : "value");
     }
-    for (size_t i = 0; i < e->lists.n; i++) {
-        const ast_list *l = &e->lists.v[i];
-        if (event != AST_ON_UPDATE)
-            emit_line(em, " *   %s_%s_%s() of its %s,", s, e->name.text, l->name.text,
-                      l->group.text);
-        else if (l->order_field == l->group_field || l->order_field == e->pk)
-            emit_line(em, " *   %s_%s_%s() of the old and new %s, if %s changed,", s,
-                      e->name.text, l->name.text, l->group.text, l->group.text);
+    for (unsigned i = 0; i < d->nlists; i++) {
+        const memo_list_desc *l = &d->lists[i];
+        const char *g = d->fields[l->group].name, *o = d->fields[l->order].name;
+        if (event != MEMO_ON_UPDATE)
+            emit_line(em, " *   %s_%s() of its %s,", me->c_name, l->name, g);
+        else if (l->order == l->group || l->order == d->pk)
+            emit_line(em, " *   %s_%s() of the old and new %s, if %s changed,", me->c_name,
+                      l->name, g, g);
         else
-            emit_line(em, " *   %s_%s_%s() of the old and new %s, if %s or %s changed,", s,
-                      e->name.text, l->name.text, l->group.text, l->group.text,
-                      l->order_field->name.text);
+            emit_line(em, " *   %s_%s() of the old and new %s, if %s or %s changed,",
+                      me->c_name, l->name, g, g, o);
     }
-    for (size_t i = 0; i < e->rules.n; i++) {
-        const ast_rule *r = &e->rules.v[i];
+    for (unsigned i = 0; i < d->nrules; i++) {
+        const memo_rule_desc *r = &d->rules[i];
         if (!(r->events & event))
             continue;
-        const char *when = event == AST_ON_UPDATE ? "old and new " : "";
-        if (r->list.text)
-            emit_line(em, " *   %s_%s_%s() of the %s%s (rule),", s, r->target.text,
-                      r->list.text, when, r->field.text);
+        const lowered_entity *t = &em->m->entities[model_index(em->m, r->target)];
+        const char *when = event == MEMO_ON_UPDATE ? "old and new " : "";
+        if (r->list >= 0)
+            emit_line(em, " *   %s_%s() of the %s%s (rule),", t->c_name,
+                      t->desc.lists[r->list].name, when, d->fields[r->field].name);
         else
-            emit_line(em, " *   the %s row of the %s%s (rule),", r->target.text, when,
-                      r->field.text);
+            emit_line(em, " *   the %s row of the %s%s (rule),", t->desc.name, when,
+                      d->fields[r->field].name);
     }
     emit_line(em, " * so no reader sees the old values once this returns. */");
 }
 
-static void emit_prototypes(emitter *em, const ast_entity *e)
+/* -------------------------------------------------------------- prototypes */
+
+static void emit_prototypes(emitter *em, const lowered_entity *me)
 {
-    const char *s = em->s->name, *n = e->name.text;
-    const ast_field *pk = e->pk;
+    const memo_entity_desc *d = &me->desc;
+    const char *c = me->c_name;
+    const memo_field_desc *pk = &d->fields[d->pk];
     const variant *v = &variant_repo;
     char sig[1024];
-    key_parts rk;
-    row_key(e, &rk);
-    char *rkey = key_text(em, &rk, pk->name.text);
+    char *rkey = key_text(em, &d->row.key, pk->name);
 
-    emit_line(em, "/* ---- %s ---- */", n);
+    emit_line(em, "/* ---- %s ---- */", d->name);
     emit_blank(em);
-    emit_line(em, "/* Reads the %s with this %s: key %s,", n, pk->name.text, rkey);
+    emit_line(em, "/* Reads the %s with this %s: key %s,", d->name, pk->name, rkey);
     emit_line(em, " * else table %s. MEMO_NOT_FOUND if there is none (remembered too).",
-              table_of(e));
-    emit_line(em, " * Fills *out; the caller frees it with %s_%s_clear(). */", s, n);
-    sig_get(sig, sizeof sig, em, e, v);
+              d->table);
+    emit_line(em, " * Fills *out; the caller frees it with %s_clear(). */", c);
+    sig_get(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    for (size_t i = 0; i < e->caches.n; i++) {
-        const ast_cache *c = &e->caches.v[i];
-        if (c->resolved == pk)
-            continue;
-        const ast_field *f = c->resolved;
-        key_parts k;
-        unique_key(e, c, &k);
-        char *key = key_text(em, &k, f->name.text);
-        emit_line(em, "/* Reads the %s with this %s: key %s", n, f->name.text, key);
-        emit_line(em, " * holds its %s, then as %s_%s_get(). MEMO_NOT_FOUND if none has it. */",
-                  pk->name.text, s, n);
-        sig_get_by(sig, sizeof sig, em, e, f, v);
+    for (unsigned i = 0; i < d->nuniques; i++) {
+        const memo_field_desc *f = &d->fields[d->uniques[i].field];
+        char *key = key_text(em, &d->uniques[i].key, f->name);
+        emit_line(em, "/* Reads the %s with this %s: key %s", d->name, f->name, key);
+        emit_line(em,
+                  " * holds its %s, then as %s_get(). MEMO_NOT_FOUND if none has it. */",
+                  pk->name, c);
+        sig_get_by(sig, sizeof sig, me, i, v);
         emit_line(em, "%s;", sig);
         emit_blank(em);
         free(key);
-        key_parts_free(&k);
     }
 
-    for (size_t i = 0; i < e->lists.n; i++) {
-        const ast_list *l = &e->lists.v[i];
-        const ast_field *g = l->group_field;
-        key_parts k;
-        list_key(e, l, &k);
-        char *key = key_text(em, &k, g->name.text);
-        emit_line(em, "/* The %ss with this %s, by %s%s, at most %llu: key", n, g->name.text,
-                  l->order_field->name.text, l->desc ? " descending" : "",
-                  (unsigned long long)(l->limit.set ? l->limit.value : MEMOC_DEFAULT_LIST_LIMIT));
-        emit_line(em, " * %s holds their %ss, the rows are", key, pk->name.text);
-        emit_line(em, " * read as by %s_%s_get_many(). Overwrites *out; free it with", s, n);
-        emit_line(em, " * %s_%s_list_clear(). */", s, n);
-        sig_list(sig, sizeof sig, em, e, l, v);
+    for (unsigned i = 0; i < d->nlists; i++) {
+        const memo_list_desc *l = &d->lists[i];
+        const memo_field_desc *g = &d->fields[l->group];
+        char *key = key_text(em, &l->key, g->name);
+        emit_line(em, "/* The %ss with this %s, by %s%s, at most %lu: key", d->name,
+                  g->name, d->fields[l->order].name, l->descending ? " descending" : "",
+                  (unsigned long)l->limit);
+        emit_line(em, " * %s holds their %ss, the rows are", key, pk->name);
+        emit_line(em, " * read as by %s_get_many(). Overwrites *out; free it with", c);
+        emit_line(em, " * %s_list_clear(). */", c);
+        sig_list(sig, sizeof sig, me, i, v);
         emit_line(em, "%s;", sig);
         emit_blank(em);
         free(key);
-        key_parts_free(&k);
     }
 
-    emit_line(em, "/* Reads the rows of n %ss at once: one MGET, one query for the misses.",
-              pk->name.text);
+    emit_line(em,
+              "/* Reads the rows of n %ss at once: one MGET, one query for the misses.",
+              pk->name);
     emit_line(em, " * Found rows only, in the order asked. Overwrites *out. */");
-    sig_get_many(sig, sizeof sig, em, e, v);
+    sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em, "/* Inserts row into table %s. MEMO_CONFLICT if a unique value is taken.",
-              table_of(e));
-    if (pk->type != AST_T_TEXT)
-        emit_line(em, " * A zero %s is assigned by the database and written back to row->%s.",
-                  pk->name.text, pk->name.text);
-    describe_invalidation(em, e, AST_ON_INSERT);
-    sig_insert(sig, sizeof sig, em, e, v);
+    emit_line(em,
+              "/* Inserts row into table %s. MEMO_CONFLICT if a unique value is taken.",
+              d->table);
+    if (pk->type != MEMO_TEXT)
+        emit_line(em,
+                  " * A zero %s is assigned by the database and written back to row->%s.",
+                  pk->name, pk->name);
+    describe_invalidation(em, me, MEMO_ON_INSERT);
+    sig_insert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
     emit_line(em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
-              pk->name.text);
+              pk->name);
     emit_line(em, " * unique value is taken.");
-    describe_invalidation(em, e, AST_ON_UPDATE);
-    sig_update(sig, sizeof sig, em, e, v);
+    describe_invalidation(em, me, MEMO_ON_UPDATE);
+    sig_update(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em, "/* Deletes the row with this %s. MEMO_NOT_FOUND if none.", pk->name.text);
-    describe_invalidation(em, e, AST_ON_DELETE);
-    sig_delete(sig, sizeof sig, em, e, v);
+    emit_line(em, "/* Deletes the row with this %s. MEMO_NOT_FOUND if none.", pk->name);
+    describe_invalidation(em, me, MEMO_ON_DELETE);
+    sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
@@ -214,40 +215,39 @@ static void emit_prototypes(emitter *em, const ast_entity *e)
     emit_line(em, " * database and see the transaction's writes; invalidations wait for");
     emit_line(em, " * memo_commit() and are dropped by memo_rollback(). */");
     v = &variant_tx;
-    sig_get(sig, sizeof sig, em, e, v);
+    sig_get(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
-    for (size_t i = 0; i < e->caches.n; i++)
-        if (e->caches.v[i].resolved != pk) {
-            sig_get_by(sig, sizeof sig, em, e, e->caches.v[i].resolved, v);
-            emit_line(em, "%s;", sig);
-        }
-    for (size_t i = 0; i < e->lists.n; i++) {
-        sig_list(sig, sizeof sig, em, e, &e->lists.v[i], v);
+    for (unsigned i = 0; i < d->nuniques; i++) {
+        sig_get_by(sig, sizeof sig, me, i, v);
         emit_line(em, "%s;", sig);
     }
-    sig_get_many(sig, sizeof sig, em, e, v);
+    for (unsigned i = 0; i < d->nlists; i++) {
+        sig_list(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s;", sig);
+    }
+    sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
-    sig_insert(sig, sizeof sig, em, e, v);
+    sig_insert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
-    sig_update(sig, sizeof sig, em, e, v);
+    sig_update(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
-    sig_delete(sig, sizeof sig, em, e, v);
+    sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em, "/* Frees the strings the %s owns and zeroes it. NULL is allowed. */", n);
-    emit_line(em, "void %s_%s_clear(%s_%s *row);", s, n, s, n);
+    emit_line(em, "/* Frees the strings the %s owns and zeroes it. NULL is allowed. */",
+              d->name);
+    emit_line(em, "void %s_clear(%s *row);", c, c);
     emit_line(em, "/* Clears every row, frees the array, zeroes the list. NULL is allowed. */");
-    emit_line(em, "void %s_%s_list_clear(%s_%s_list *list);", s, n, s, n);
+    emit_line(em, "void %s_list_clear(%s_list *list);", c, c);
     emit_blank(em);
     free(rkey);
-    key_parts_free(&rk);
 }
 
 void emit_header(emitter *em)
 {
-    const ast_schema *sc = em->s;
-    const char *s = sc->name;
+    const model *m = em->m;
+    const char *s = m->schema.name;
     char guard[128];
     size_t i = 0;
     for (; s[i] && i < sizeof guard - 8; i++)
@@ -280,12 +280,12 @@ void emit_header(emitter *em)
     emit_line(em, " * fill it, freed by its _clear(). Rows given to _insert and _update are only");
     emit_line(em, " * read (the insert writes back an assigned primary key). */");
     emit_blank(em);
-    for (size_t k = 0; k < sc->entities.n; k++)
-        emit_struct(em, sc->entities.v[k]);
+    for (size_t k = 0; k < m->n; k++)
+        emit_struct(em, &m->entities[k]);
     emit_line(em, "/* ============================================================ descriptors */");
     emit_blank(em);
-    for (size_t k = 0; k < sc->entities.n; k++)
-        emit_line(em, "extern const memo_entity_desc %s_%s_desc;", s, sc->entities.v[k]->name.text);
+    for (size_t k = 0; k < m->n; k++)
+        emit_line(em, "extern const memo_entity_desc %s_desc;", m->entities[k].c_name);
     emit_line(em, "extern const memo_schema_desc %s_schema_desc;", s);
     emit_blank(em);
     emit_line(em, "/* ============================================================== functions */");
@@ -293,8 +293,8 @@ void emit_header(emitter *em)
     emit_line(em, "/* Every function may be called from any thread sharing the repository.");
     emit_line(em, " * Failures return a negative memo_status; memo_last_error(repo) says more. */");
     emit_blank(em);
-    for (size_t k = 0; k < sc->entities.n; k++)
-        emit_prototypes(em, sc->entities.v[k]);
+    for (size_t k = 0; k < m->n; k++)
+        emit_prototypes(em, &m->entities[k]);
     emit_line(em, "#ifdef __cplusplus");
     emit_line(em, "}");
     emit_line(em, "#endif");

@@ -1,31 +1,28 @@
 /* blog.sql: tables, unique constraints, foreign keys and list indexes, safe to
- * apply again (IF NOT EXISTS everywhere). */
+ * apply again (IF NOT EXISTS everywhere), printed from the model (lower.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "emit.h"
-#include "names.h"
 #include "sha256.h"
 
-static const char *sql_type(const ast_field *f)
+static const char *sql_type(memo_type t)
 {
-    switch (f->type) {
-    case AST_T_INT32:
+    switch (t) {
+    case MEMO_INT32:
         return "integer";
-    case AST_T_INT64:
+    case MEMO_INT64:
         return "bigint";
-    case AST_T_FLOAT64:
+    case MEMO_FLOAT64:
         return "double precision";
-    case AST_T_BOOL:
+    case MEMO_BOOL:
         return "boolean";
-    case AST_T_TEXT:
+    case MEMO_TEXT:
         return "text";
-    case AST_T_TIMESTAMP:
+    case MEMO_TIMESTAMP:
         return "timestamptz";
-    case AST_T_JSON:
+    case MEMO_JSON:
         return "jsonb";
-    case AST_T_UNKNOWN:
-        break;
     }
     return "?";
 }
@@ -42,12 +39,6 @@ static void sql_name(char *out, size_t size, const char *name)
     char h[9];
     memop_sha256_hex(name, n, h, 8);
     snprintf(out, size, "%.54s_%s", name, h);
-}
-
-/* Entity e's index in the schema; idx maps (entity, "") to it. */
-static size_t index_of(const name_map *idx, const ast_entity *e)
-{
-    return *(const size_t *)name_map_get(idx, e, "");
 }
 
 /* A min-heap of entity indexes: the tables ready to be created, first in
@@ -87,20 +78,19 @@ static size_t heap_pop(heap *h)
  * references (itself aside); when a cycle leaves none ready, the first
  * remaining table, whose foreign keys are added afterwards. Kahn's algorithm
  * with a heap, so linear but for the heap's log. Fills order[n] and
- * rank[i], the place of entity i; idx maps an entity to its index. */
-static void table_order(const ast_schema *sc, const name_map *idx, ast_entity **order,
-                        size_t *rank)
+ * rank[i], the place of entity i. */
+static void table_order(const model *m, const lowered_entity **order, size_t *rank)
 {
-    size_t n = sc->entities.n;
+    size_t n = m->n;
     size_t *waits = xcalloc(n, sizeof *waits); /* references to tables not placed */
     /* the entities that reference entity j are by[first[j] .. first[j + 1]) */
     size_t *first = xcalloc(n + 1, sizeof *first);
     size_t nrefs = 0;
     for (size_t i = 0; i < n; i++) {
-        const ast_entity *e = sc->entities.v[i];
-        for (size_t k = 0; k < e->fields.n; k++)
-            if (e->fields.v[k].ref && e->fields.v[k].ref != e) {
-                first[index_of(idx, e->fields.v[k].ref) + 1]++;
+        const lowered_entity *e = &m->entities[i];
+        for (unsigned k = 0; k < e->desc.nfields; k++)
+            if (e->fields[k].ref >= 0 && (size_t)e->fields[k].ref != i) {
+                first[e->fields[k].ref + 1]++;
                 waits[i]++;
                 nrefs++;
             }
@@ -109,10 +99,10 @@ static void table_order(const ast_schema *sc, const name_map *idx, ast_entity **
         first[j + 1] += first[j];
     size_t *by = xcalloc(nrefs, sizeof *by), *fill = xcalloc(n, sizeof *fill);
     for (size_t i = 0; i < n; i++) {
-        const ast_entity *e = sc->entities.v[i];
-        for (size_t k = 0; k < e->fields.n; k++)
-            if (e->fields.v[k].ref && e->fields.v[k].ref != e) {
-                size_t j = index_of(idx, e->fields.v[k].ref);
+        const lowered_entity *e = &m->entities[i];
+        for (unsigned k = 0; k < e->desc.nfields; k++)
+            if (e->fields[k].ref >= 0 && (size_t)e->fields[k].ref != i) {
+                size_t j = (size_t)e->fields[k].ref;
                 by[first[j] + fill[j]++] = i;
             }
     }
@@ -133,7 +123,7 @@ static void table_order(const ast_schema *sc, const name_map *idx, ast_entity **
             i = next;
         }
         done[i] = true;
-        order[placed] = sc->entities.v[i];
+        order[placed] = &m->entities[i];
         rank[i] = placed;
         for (size_t r = first[i]; r < first[i + 1]; r++)
             if (--waits[by[r]] == 0 && !done[by[r]])
@@ -149,17 +139,11 @@ static void table_order(const ast_schema *sc, const name_map *idx, ast_entity **
 
 void emit_sql(emitter *em)
 {
-    const ast_schema *sc = em->s;
-    size_t n = sc->entities.n;
-    size_t *ids = xcalloc(n, sizeof *ids);
-    name_map idx = {0}; /* (entity, "") -> its index, in ids */
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = i;
-        name_map_add(&idx, sc->entities.v[i], "", &ids[i]);
-    }
-    ast_entity **order = xcalloc(n, sizeof *order);
-    size_t *rank = xcalloc(n, sizeof *rank);
-    table_order(sc, &idx, order, rank);
+    const model *m = em->m;
+    size_t n = m->n;
+    const lowered_entity **order = xcalloc(n + 1, sizeof *order);
+    size_t *rank = xcalloc(n + 1, sizeof *rank);
+    table_order(m, order, rank);
 
     emit_generated_by(em, "--", "");
     emit_line(em, "-- Safe to apply again: every statement is IF NOT EXISTS.");
@@ -167,67 +151,73 @@ void emit_sql(emitter *em)
     emit_line(em, "BEGIN;");
     emit_blank(em);
     for (size_t k = 0; k < n; k++) {
-        const ast_entity *e = order[k];
-        emit_line(em, "CREATE TABLE IF NOT EXISTS \"%s\" (", table_of(e));
-        for (size_t i = 0; i < e->fields.n; i++) {
-            const ast_field *f = &e->fields.v[i];
+        const lowered_entity *me = order[k];
+        const memo_entity_desc *e = &me->desc;
+        const char *pk = e->fields[e->pk].name;
+        emit_line(em, "CREATE TABLE IF NOT EXISTS \"%s\" (", e->table);
+        for (unsigned i = 0; i < e->nfields; i++) {
+            const memo_field_desc *f = &e->fields[i];
+            long ref = me->fields[i].ref;
             char line[512];
-            size_t len = (size_t)snprintf(line, sizeof line, "    \"%s\" %s", f->name.text,
-                                          sql_type(f));
-            if (f == e->pk) {
-                if (f->type != AST_T_TEXT)
+            size_t len = (size_t)snprintf(line, sizeof line, "    \"%s\" %s", f->name,
+                                          sql_type(f->type));
+            if (i == e->pk) {
+                if (f->type != MEMO_TEXT)
                     len += (size_t)snprintf(line + len, sizeof line - len,
                                             " GENERATED BY DEFAULT AS IDENTITY");
                 len += (size_t)snprintf(line + len, sizeof line - len, " PRIMARY KEY");
             } else {
-                if (!(f->flags & AST_F_NULLABLE))
+                if (!(f->flags & MEMO_FIELD_NULLABLE))
                     len += (size_t)snprintf(line + len, sizeof line - len, " NOT NULL");
-                if (f->flags & AST_F_UNIQUE)
+                if (f->flags & MEMO_FIELD_UNIQUE)
                     len += (size_t)snprintf(line + len, sizeof line - len, " UNIQUE");
             }
             /* A reference to a table created later waits for ALTER TABLE. */
-            if (f->ref && rank[index_of(&idx, f->ref)] <= k)
+            if (ref >= 0 && rank[ref] <= k) {
+                const memo_entity_desc *t = &m->entities[ref].desc;
                 len += (size_t)snprintf(line + len, sizeof line - len,
-                                            " REFERENCES \"%s\" (\"%s\")", table_of(f->ref),
-                                            f->ref->pk->name.text);
-            emit_line(em, "%s%s", line, i + 1 < e->fields.n ? "," : "");
+                                        " REFERENCES \"%s\" (\"%s\")", t->table,
+                                        t->fields[t->pk].name);
+            }
+            emit_line(em, "%s%s", line, i + 1 < e->nfields ? "," : "");
         }
         emit_line(em, ");");
-        for (size_t i = 0; i < e->lists.n; i++) {
-            const ast_list *l = &e->lists.v[i];
+        for (unsigned i = 0; i < e->nlists; i++) {
+            const memo_list_desc *l = &e->lists[i];
+            const char *g = e->fields[l->group].name, *o = e->fields[l->order].name;
             char raw[256], name[80];
-            snprintf(raw, sizeof raw, "%s_%s_%s_idx", table_of(e), l->group_field->name.text,
-                     l->order_field->name.text);
+            snprintf(raw, sizeof raw, "%s_%s_%s_idx", e->table, g, o);
             sql_name(name, sizeof name, raw);
-            if (l->order_field == l->group_field || l->order_field == e->pk)
+            if (l->order == l->group || l->order == e->pk)
                 emit_line(em, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\");",
-                          name, table_of(e), l->group_field->name.text, e->pk->name.text);
+                          name, e->table, g, pk);
             else
                 emit_line(em,
                           "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\", \"%s\");",
-                          name, table_of(e), l->group_field->name.text,
-                          l->order_field->name.text, e->pk->name.text);
+                          name, e->table, g, o, pk);
         }
         emit_blank(em);
     }
 
     /* Foreign keys that close a cycle: added once, by name. */
     for (size_t k = 0; k < n; k++) {
-        const ast_entity *e = order[k];
-        for (size_t i = 0; i < e->fields.n; i++) {
-            const ast_field *f = &e->fields.v[i];
-            if (!f->ref || rank[index_of(&idx, f->ref)] <= k)
+        const lowered_entity *me = order[k];
+        const memo_entity_desc *e = &me->desc;
+        for (unsigned i = 0; i < e->nfields; i++) {
+            long ref = me->fields[i].ref;
+            if (ref < 0 || rank[ref] <= k)
                 continue;
+            const memo_entity_desc *t = &m->entities[ref].desc;
             char raw[256], name[80];
-            snprintf(raw, sizeof raw, "%s_%s_fkey", table_of(e), f->name.text);
+            snprintf(raw, sizeof raw, "%s_%s_fkey", e->table, e->fields[i].name);
             sql_name(name, sizeof name, raw);
             emit_line(em, "DO $$ BEGIN");
             emit_line(em, "    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '%s') THEN",
                       name);
             emit_line(em, "        ALTER TABLE \"%s\" ADD CONSTRAINT \"%s\" FOREIGN KEY (\"%s\")",
-                      table_of(e), name, f->name.text);
-            emit_line(em, "            REFERENCES \"%s\" (\"%s\");", table_of(f->ref),
-                      f->ref->pk->name.text);
+                      e->table, name, e->fields[i].name);
+            emit_line(em, "            REFERENCES \"%s\" (\"%s\");", t->table,
+                      t->fields[t->pk].name);
             emit_line(em, "    END IF;");
             emit_line(em, "END $$;");
             emit_blank(em);
@@ -236,6 +226,4 @@ void emit_sql(emitter *em)
     emit_line(em, "COMMIT;");
     free(order);
     free(rank);
-    free(ids);
-    name_map_free(&idx);
 }

@@ -1,5 +1,8 @@
-/* memoc: compiles schema files into typed C repositories.
- * Exit status: 0 done, 1 errors in a schema, 2 usage or I/O errors. */
+/* memoc: compiles schema files into typed C repositories. The pipeline, which
+ * never calls back: lex and parse (lexer.l, parser.y) -> AST -> check (check.c)
+ * -> lower (lower.c: the descriptor model) -> emit (emit_h.c, emit_c.c,
+ * emit_sql.c). Exit status: 0 done, 1 errors in a schema, 2 usage or I/O
+ * errors. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include "diag.h"
 #include "emit.h"
 #include "lex.h"
+#include "lower.h"
 #include "names.h"
 
 static const char usage[] =
@@ -71,7 +75,7 @@ static char *read_file(const char *path, size_t *len)
 /* Writes one output file through a temporary in the same directory and a
  * rename, so a reader never sees half a file. Returns 0 or -1 (reported). */
 static int write_output(const char *dir, const char *name, const char *ext,
-                        const unit *u, void (*emit)(emitter *))
+                        const unit *u, const model *m, void (*emit)(emitter *))
 {
     char path[4096], tmp[4096];
     snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
@@ -88,7 +92,7 @@ static int write_output(const char *dir, const char *name, const char *ext,
         unlink(tmp);
         return -1;
     }
-    emitter em = {out, 0, u->schema, u->path};
+    emitter em = {out, 0, m, u->path};
     emit(&em);
     int bad = fflush(out) != 0 || ferror(out);
     int saved = errno;
@@ -222,10 +226,12 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < nfiles && status == 0; i++) {
             unit *u = &units[i];
             const char *name = u->schema->name;
-            if (write_output(outdir, name, ".h", u, emit_header) != 0 ||
-                write_output(outdir, name, ".c", u, emit_source) != 0 ||
-                write_output(outdir, name, ".sql", u, emit_sql) != 0)
+            model *m = model_build(u->schema);
+            if (write_output(outdir, name, ".h", u, m, emit_header) != 0 ||
+                write_output(outdir, name, ".c", u, m, emit_source) != 0 ||
+                write_output(outdir, name, ".sql", u, m, emit_sql) != 0)
                 status = 2;
+            model_free(m);
         }
     }
 
