@@ -179,6 +179,14 @@ $(B)/tests/gen/%: tests/gen/%.c $(SUPPORT_OBJ) $(LIBMEMO)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(SUPPORT_OBJ) $(LDFLAGS) $(TEST_LIBS) -o $@
 
+# The model test holds the lowering (memoc's front end, as the tool links it)
+# against the generated descriptors of every example schema: it links both.
+$(B)/tests/gen/test_model: tests/gen/test_model.c $(B)/tests/support.o $(TOOL_GEN_OBJ) \
+                           $(SCHEMA_OBJ) $(LIBMEMO)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_INC) $(GEN_INC) $< $(B)/tests/support.o $(TOOL_GEN_OBJ) \
+	    $(SCHEMA_OBJ) $(LDFLAGS) $(TEST_LIBS) -o $@
+
 TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
 # subsets, defined before the rules that use them: the threaded tests (for
 # ThreadSanitizer) and the long-running ones (make torture)
