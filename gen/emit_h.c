@@ -80,50 +80,99 @@ static void emit_struct(emitter *em, const lowered_entity *me)
 
 /* ---------------------------------------------------------- invalidation */
 
-/* What a write invalidates, for its comment, from the descriptors the
- * runtime reads to invalidate. */
+/* What a write invalidates, for its comment. The runtime decides it in
+ * memop_inval_collect (runtime/src/invalidate.c) from these descriptor
+ * fields; this says the same, case for case, so change the two together:
+ *   the row key (value and lease);
+ *   each unique lookup: the keys of the old and the new value when the
+ *     field changed, else only the lease (a fill in flight is refused);
+ *   each list: the keys of the old and the new group when the group or
+ *     the order field changed;
+ *   each rule of the write's event: the target's key of the old and the
+ *     new value of the rule's field;
+ * a NULL value is in no lookup and no list, so it has no key. */
+
+/* The values a write has: an insert's new row, a delete's old one, or
+ * both for an update. */
+static const char *values_of(unsigned event)
+{
+    return event == MEMO_ON_UPDATE ? "the old and the new" : "its";
+}
+
+/* Adds f's name to the " or "-joined list in names (size bytes) if f is
+ * nullable and not there yet: the fields whose NULL has no key. */
+static void note_nullable(char *names, size_t size, const memo_field_desc *f)
+{
+    if (!(f->flags & MEMO_FIELD_NULLABLE))
+        return;
+    size_t n = strlen(f->name);
+    for (const char *p = names; (p = strstr(p, f->name)) != NULL; p += n)
+        if ((p == names || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+            return;
+    size_t len = strlen(names);
+    snprintf(names + len, size - len, "%s%s", len ? " or " : "", f->name);
+}
+
 static void describe_invalidation(emitter *em, const lowered_entity *me, unsigned event)
 {
     const memo_entity_desc *d = &me->desc;
-    emit_line(em, " * After COMMIT, one pipeline deletes:");
+    const char *pk = d->fields[d->pk].name;
+    char nullable[MEMO_MAX_FIELDS * 68] = ""; /* names of at most 63 bytes, " or " */
+    emit_line(em, " * After COMMIT, one pipeline deletes, each key with its lease:");
     if (event == MEMO_ON_INSERT)
-        emit_line(em, " *   the negative entries of the new %s,", d->fields[d->pk].name);
+        emit_line(em, " *   the row of the new %s (a negative entry),", pk);
     else
-        emit_line(em, " *   the row's value and lease,");
+        emit_line(em, " *   the row,");
+
     for (unsigned i = 0; i < d->nuniques; i++) {
-        const char *f = d->fields[d->uniques[i].field].name;
+        const memo_field_desc *f = &d->fields[d->uniques[i].field];
+        note_nullable(nullable, sizeof nullable, f);
         if (event == MEMO_ON_UPDATE)
-            emit_line(em, " *   the %s lookup of the old and the new %s, if it changed,", f, f);
+            emit_line(em,
+                      " *   the %s lookup of the old and the new %s, if %s changed; else"
+                      " its lease,",
+                      f->name, f->name, f->name);
         else
-            emit_line(em, " *   the %s lookup of its %s,", f,
-                      event == MEMO_ON_INSERT ? "value (a negative entry)" : "value");
+            emit_line(em, " *   the %s lookup of its %s%s,", f->name, f->name,
+                      event == MEMO_ON_INSERT ? " (a negative entry)" : "");
     }
+
     for (unsigned i = 0; i < d->nlists; i++) {
         const memo_list_desc *l = &d->lists[i];
-        const char *g = d->fields[l->group].name, *o = d->fields[l->order].name;
+        const memo_field_desc *g = &d->fields[l->group], *o = &d->fields[l->order];
+        note_nullable(nullable, sizeof nullable, g);
         if (event != MEMO_ON_UPDATE)
-            emit_line(em, " *   %s_%s() of its %s,", me->c_name, l->name, g);
+            emit_line(em, " *   %s_%s() of its %s,", me->c_name, l->name, g->name);
         else if (l->order == l->group || l->order == d->pk)
-            emit_line(em, " *   %s_%s() of the old and new %s, if %s changed,", me->c_name,
-                      l->name, g, g);
+            /* an update keeps the primary key: only the group can move */
+            emit_line(em, " *   %s_%s() of the old and the new %s, if %s changed,",
+                      me->c_name, l->name, g->name, g->name);
         else
-            emit_line(em, " *   %s_%s() of the old and new %s, if %s or %s changed,",
-                      me->c_name, l->name, g, g, o);
+            emit_line(em, " *   %s_%s() of the old and the new %s, if %s or %s changed,",
+                      me->c_name, l->name, g->name, g->name, o->name);
     }
+
     for (unsigned i = 0; i < d->nrules; i++) {
         const memo_rule_desc *r = &d->rules[i];
         if (!(r->events & event))
             continue;
         const lowered_entity *t = &em->m->entities[model_index(em->m, r->target)];
-        const char *when = event == MEMO_ON_UPDATE ? "old and new " : "";
+        const memo_field_desc *f = &d->fields[r->field];
+        note_nullable(nullable, sizeof nullable, f);
         if (r->list >= 0)
-            emit_line(em, " *   %s_%s() of the %s%s (rule),", t->c_name,
-                      t->desc.lists[r->list].name, when, d->fields[r->field].name);
+            emit_line(em, " *   %s_%s() of %s %s (rule),", t->c_name,
+                      t->desc.lists[r->list].name, values_of(event), f->name);
         else
-            emit_line(em, " *   the %s row of the %s%s (rule),", t->desc.name, when,
-                      d->fields[r->field].name);
+            emit_line(em, " *   the %s row of %s %s (rule),", t->desc.name,
+                      values_of(event), f->name);
     }
-    emit_line(em, " * so no reader sees the old values once this returns. */");
+    if (!nullable[0]) {
+        emit_line(em, " * so no reader sees the old values once this returns. */");
+        return;
+    }
+    emit_line(em, " * so no reader sees the old values once this returns.");
+    emit_line(em, " * A NULL %s is in no lookup or list, so it has no key to delete. */",
+              nullable);
 }
 
 /* -------------------------------------------------------------- prototypes */
