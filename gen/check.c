@@ -1,5 +1,8 @@
 /* Semantic checks: everything the grammar cannot say. Resolves names to AST
- * pointers and types for the lowering; reports every problem it finds. */
+ * pointers and types for the lowering; reports every problem it finds. One
+ * file, though past 500 lines: it is the language's rule book, one rule
+ * after another in the order of a schema's constructs, each with its
+ * message (pinned by tests/gen/bad), and reads best in one place. */
 #include "check.h"
 
 #include <stdarg.h>
