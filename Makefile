@@ -314,3 +314,12 @@ run-demo: all $(DEMO)
 # memoc or otherwise checked (tests/docs/check-docs.sh; the conventions are
 # in docs/README.md), with the other tests of make test and make check.
 TEST_BIN += tests/docs/check-docs.sh
+
+# ------------------------------------------------------------------ format
+
+# The committed .clang-format, applied (make format) and checked with the
+# tests (tests/format.sh).
+TEST_BIN += tests/format.sh
+.PHONY: format
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format --style=file -i

@@ -113,10 +113,12 @@ static void seed(const char *sql_path)
     PQclear(sql("TRUNCATE comments, posts, users, orgs RESTART IDENTITY CASCADE"));
     PQclear(sql("INSERT INTO orgs (slug, name, plan, created_at) SELECT 'org-' || i, "
                 "'Organisation ' || i, 'pro', now() FROM generate_series(1, 1000) i"));
-    PQclear(sql("INSERT INTO users (email, name, org_id, bio, karma, active, created_at) "
-                "SELECT 'user' || i || '@example.com', 'User number ' || i, 1 + i % 1000, "
-                "repeat('Writes about caches, databases and the space between. ', 3)::varchar(130), "
-                "i % 1000, i % 7 <> 0, now() FROM generate_series(1, 100000) i"));
+    PQclear(
+        sql("INSERT INTO users (email, name, org_id, bio, karma, active, created_at) "
+            "SELECT 'user' || i || '@example.com', 'User number ' || i, 1 + i % 1000, "
+            "repeat('Writes about caches, databases and the space between. ', "
+            "3)::varchar(130), "
+            "i % 1000, i % 7 <> 0, now() FROM generate_series(1, 100000) i"));
     PQclear(sql("ANALYZE"));
     redisReply *r = redisCommand(rc, "FLUSHDB");
     freeReplyObject(r);
@@ -181,7 +183,8 @@ typedef struct result {
 static void compare(const char *name, const char *raw_name, op_fn memo_op, op_fn raw_op,
                     op_fn prepare, long n, bool by_rate, double target, const char *unit)
 {
-    double mp50[16], mp99[16], mrate[16], rp50[16], rp99[16], rrate[16], ratio[16], alloc[16];
+    double mp50[16], mp99[16], mrate[16], rp50[16], rp99[16], rrate[16], ratio[16],
+        alloc[16];
     if (quick)
         n = n / 4 > 50 ? n / 4 : n;
     for (int r = 0; r < rounds; r++) {
@@ -209,19 +212,21 @@ static void compare(const char *name, const char *raw_name, op_fn memo_op, op_fn
     if (has_target)
         snprintf(goal, sizeof goal, "%s %.2f %s", by_rate ? ">=" : "<=", target,
                  met ? "met" : "MISS");
-    printf("%-20s %8.1f %8.1f %10.0f   %-20s %8.1f %8.1f %10.0f   %6.2fx %-14s %6.1f\n", name,
-           median(mp50, rounds), median(mp99, rounds), median(mrate, rounds), raw_name,
-           median(rp50, rounds), median(rp99, rounds), median(rrate, rounds), q, goal,
-           median(alloc, rounds));
+    printf("%-20s %8.1f %8.1f %10.0f   %-20s %8.1f %8.1f %10.0f   %6.2fx %-14s %6.1f\n",
+           name, median(mp50, rounds), median(mp99, rounds), median(mrate, rounds),
+           raw_name, median(rp50, rounds), median(rp99, rounds), median(rrate, rounds), q,
+           goal, median(alloc, rounds));
     if (json_out)
-        fprintf(json_out,
-                "{\"op\":\"%s\",\"raw\":\"%s\",\"p50_us\":%.2f,\"p99_us\":%.2f,\"rate\":%.0f,"
-                "\"raw_p50_us\":%.2f,\"raw_p99_us\":%.2f,\"raw_rate\":%.0f,\"ratio\":%.3f,"
-                "\"by\":\"%s\",\"target\":%.2f,\"met\":%s,\"allocs_per_op\":%.1f,\"unit\":\"%s\"}\n",
-                name, raw_name, median(mp50, rounds), median(mp99, rounds),
-                median(mrate, rounds), median(rp50, rounds), median(rp99, rounds),
-                median(rrate, rounds), q, by_rate ? "rate" : "p50", target,
-                met ? "true" : "false", median(alloc, rounds), unit);
+        fprintf(
+            json_out,
+            "{\"op\":\"%s\",\"raw\":\"%s\",\"p50_us\":%.2f,\"p99_us\":%.2f,\"rate\":%.0f,"
+            "\"raw_p50_us\":%.2f,\"raw_p99_us\":%.2f,\"raw_rate\":%.0f,\"ratio\":%.3f,"
+            "\"by\":\"%s\",\"target\":%.2f,\"met\":%s,\"allocs_per_op\":%.1f,\"unit\":\"%"
+            "s\"}\n",
+            name, raw_name, median(mp50, rounds), median(mp99, rounds),
+            median(mrate, rounds), median(rp50, rounds), median(rp99, rounds),
+            median(rrate, rounds), q, by_rate ? "rate" : "p50", target,
+            met ? "true" : "false", median(alloc, rounds), unit);
 }
 
 /* A raw operation on its own: p50, p99 and rate, medians of the rounds. */
@@ -240,7 +245,9 @@ static void raw_only(const char *name, op_fn op, long n)
     printf("%-20s %8s %8s %10s   %-20s %8.1f %8.1f %10.0f\n", "", "", "", "", name,
            median(p50, rounds), median(p99, rounds), median(rate, rounds));
     if (json_out)
-        fprintf(json_out, "{\"raw\":\"%s\",\"raw_p50_us\":%.2f,\"raw_p99_us\":%.2f,\"raw_rate\":%.0f}\n",
+        fprintf(json_out,
+                "{\"raw\":\"%s\",\"raw_p50_us\":%.2f,\"raw_p99_us\":%.2f,\"raw_rate\":%."
+                "0f}\n",
                 name, median(p50, rounds), median(p99, rounds), median(rate, rounds));
 }
 
@@ -323,12 +330,12 @@ static void raw_miss(long i, long *items)
     PGresult *res = PQexecPrepared(pg, "raw_select", 1, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         die("raw select");
-    json_t *o = json_pack("{s:I,s:s,s:s,s:I,s:s,s:i,s:b,s:s}", "id", (json_int_t)id, "email",
-                          PQgetvalue(res, 0, 1), "name", PQgetvalue(res, 0, 2), "org_id",
-                          (json_int_t)atoll(PQgetvalue(res, 0, 3)), "bio",
-                          PQgetvalue(res, 0, 4), "karma", atoi(PQgetvalue(res, 0, 5)),
-                          "active", PQgetvalue(res, 0, 6)[0] == 't', "created_at",
-                          PQgetvalue(res, 0, 7));
+    json_t *o =
+        json_pack("{s:I,s:s,s:s,s:I,s:s,s:i,s:b,s:s}", "id", (json_int_t)id, "email",
+                  PQgetvalue(res, 0, 1), "name", PQgetvalue(res, 0, 2), "org_id",
+                  (json_int_t)atoll(PQgetvalue(res, 0, 3)), "bio", PQgetvalue(res, 0, 4),
+                  "karma", atoi(PQgetvalue(res, 0, 5)), "active",
+                  PQgetvalue(res, 0, 6)[0] == 't', "created_at", PQgetvalue(res, 0, 7));
     char *s = json_dumps(o, JSON_COMPACT);
     r = redisCommand(rc, "SET %s %s EX 600", key, s);
     freeReplyObject(r);
@@ -363,8 +370,13 @@ static void bench_update(long i, long *items)
     int64_t id = 2000 + (i % 5000);
     char email[48], name[] = "Updated", bio[] = "Short.";
     snprintf(email, sizeof email, "user%" PRId64 "@example.com", id);
-    u = (blog_user){.id = id, .email = email, .name = name, .org_id = 1 + id % 1000,
-                    .bio = bio, .karma = (int32_t)i, .active = true};
+    u = (blog_user){.id = id,
+                    .email = email,
+                    .name = name,
+                    .org_id = 1 + id % 1000,
+                    .bio = bio,
+                    .karma = (int32_t)i,
+                    .active = true};
     if (blog_user_update(repo, &u) != MEMO_OK)
         die("update");
 }
@@ -463,8 +475,13 @@ static void bench_mixed(long i, long *items)
         blog_user u;
         char email[48], name[] = "Mixed", bio[] = "Mixed.";
         snprintf(email, sizeof email, "user%" PRId64 "@example.com", id);
-        u = (blog_user){.id = id, .email = email, .name = name, .org_id = 1 + id % 1000,
-                        .bio = bio, .karma = (int32_t)i, .active = true};
+        u = (blog_user){.id = id,
+                        .email = email,
+                        .name = name,
+                        .org_id = 1 + id % 1000,
+                        .bio = bio,
+                        .karma = (int32_t)i,
+                        .active = true};
         if (blog_user_update(repo, &u) != MEMO_OK)
             die("mixed update");
         return;
@@ -481,7 +498,8 @@ static void raw_mixed(long i, long *items)
     (void)items;
     int64_t id = zipf();
     char key[48], idtxt[24];
-    snprintf(key, sizeof key, "mix:{user:%" PRId64 "}", id); /* apart from the floors' keys */
+    snprintf(key, sizeof key, "mix:{user:%" PRId64 "}",
+             id); /* apart from the floors' keys */
     snprintf(idtxt, sizeof idtxt, "%" PRId64, id);
     if (next() % 100 < 5) {
         char karma[16];
@@ -559,7 +577,8 @@ static void threads(void)
         double m = median(best, rounds);
         printf("%8d %14.0f\n", t, m);
         if (json_out)
-            fprintf(json_out, "{\"op\":\"threads\",\"threads\":%d,\"rate\":%.0f}\n", t, m);
+            fprintf(json_out, "{\"op\":\"threads\",\"threads\":%d,\"rate\":%.0f}\n", t,
+                    m);
     }
 }
 
@@ -595,12 +614,14 @@ static void warm(void)
         freeReplyObject(s);
         freeReplyObject(r);
     }
-    PGresult *res = PQprepare(pg, "raw_select",
-                              "SELECT id, email, name, org_id, bio, karma, active, created_at "
-                              "FROM users WHERE id = $1",
-                              1, NULL);
+    PGresult *res =
+        PQprepare(pg, "raw_select",
+                  "SELECT id, email, name, org_id, bio, karma, active, created_at "
+                  "FROM users WHERE id = $1",
+                  1, NULL);
     PQclear(res);
-    res = PQprepare(pg, "raw_update", "UPDATE users SET karma = $2 WHERE id = $1", 2, NULL);
+    res =
+        PQprepare(pg, "raw_update", "UPDATE users SET karma = $2 WHERE id = $1", 2, NULL);
     PQclear(res);
 }
 
@@ -645,32 +666,34 @@ int main(int argc, char **argv)
     for (int i = 0; i < USERS; i++)
         zipf_cdf[i] = (acc += 1.0 / pow(i + 1, 1.1) / sum);
 
-    printf("memo %s benchmark: %d rounds, medians; ratio = memo / raw (p50) or memo / raw "
-           "(rate)\n\n",
-           MEMO_VERSION, rounds);
+    printf(
+        "memo %s benchmark: %d rounds, medians; ratio = memo / raw (p50) or memo / raw "
+        "(rate)\n\n",
+        MEMO_VERSION, rounds);
     printf("%-20s %8s %8s %10s   %-20s %8s %8s %10s   %7s %-14s %6s\n", "memo", "p50 us",
-           "p99 us", "rate/s", "raw floor", "p50 us", "p99 us", "rate/s", "ratio", "target",
-           "allocs");
-    compare("get hit", "GET + json_loads", bench_get_hit, raw_get_decode, NULL, 4000, false,
-            1.10, "ops");
-    compare("get_by_email hit", "GET + json_loads", bench_get_by_email_hit, raw_get_decode, NULL,
-            4000, false, 1.15, "ops");
-    compare("get miss", "GET + SELECT + SET", bench_get_miss, raw_miss, after_misses, 1000, false,
-            1.25, "ops");
+           "p99 us", "rate/s", "raw floor", "p50 us", "p99 us", "rate/s", "ratio",
+           "target", "allocs");
+    compare("get hit", "GET + json_loads", bench_get_hit, raw_get_decode, NULL, 4000,
+            false, 1.10, "ops");
+    compare("get_by_email hit", "GET + json_loads", bench_get_by_email_hit,
+            raw_get_decode, NULL, 4000, false, 1.15, "ops");
+    compare("get miss", "GET + SELECT + SET", bench_get_miss, raw_miss, after_misses,
+            1000, false, 1.25, "ops");
     /* fsync times swing: more samples than the others */
-    compare("update", "UPDATE + DEL", bench_update, raw_update, NULL, 1500, false, 1.15, "ops");
-    compare("get_many(100) hit", "MGET 100 + decode", bench_get_many_hit, raw_mget, NULL, 400, true,
-            0.8, "keys");
-    compare("list(100) hit", "MGET 100 + decode", bench_list_hit, raw_mget, NULL, 400, true, 0.8,
-            "keys");
+    compare("update", "UPDATE + DEL", bench_update, raw_update, NULL, 1500, false, 1.15,
+            "ops");
+    compare("get_many(100) hit", "MGET 100 + decode", bench_get_many_hit, raw_mget, NULL,
+            400, true, 0.8, "keys");
+    compare("list(100) hit", "MGET 100 + decode", bench_list_hit, raw_mget, NULL, 400,
+            true, 0.8, "keys");
     printf("\nraw floors alone (for reference):\n");
     raw_only("GET alone", raw_get, 4000);
     raw_only("prepared SELECT", raw_select, 4000);
     raw_only("pipeline 64 GETs", raw_pipeline, 400);
     threads();
     printf("\nZipf(1.1) over %d users, 5%% updates, from a cold cache:\n", USERS);
-    compare("zipf, 5% writes", "same by hand", bench_mixed, raw_mixed, NULL, 5000, false, 0,
-            "ops");
+    compare("zipf, 5% writes", "same by hand", bench_mixed, raw_mixed, NULL, 5000, false,
+            0, "ops");
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

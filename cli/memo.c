@@ -33,11 +33,16 @@ static const char usage[] =
     "  ping                         round trips and versions of Redis and PostgreSQL,\n"
     "                               and entries left by an older schema\n"
     "  stats [--json|--prom] [--watch SECONDS [--count N]]\n"
-    "                               statistics summed over every process using this Redis;\n"
-    "                               --watch: a table every SECONDS (0.1 to 3600), N times\n"
-    "  get ENTITY KEY... [--json]   what the cache holds next to what the database holds;\n"
-    "                               KEY is a primary key, FIELD=VALUE for a cached lookup,\n"
-    "                               or LIST=VALUE for a list; the entry is none, a value,\n"
+    "                               statistics summed over every process using this "
+    "Redis;\n"
+    "                               --watch: a table every SECONDS (0.1 to 3600), N "
+    "times\n"
+    "  get ENTITY KEY... [--json]   what the cache holds next to what the database "
+    "holds;\n"
+    "                               KEY is a primary key, FIELD=VALUE for a cached "
+    "lookup,\n"
+    "                               or LIST=VALUE for a list; the entry is none, a "
+    "value,\n"
     "                               negative (the row does not exist) or corrupt (shown\n"
     "                               escaped; exit status 1), \"entry\" in --json\n"
     "  flush ENTITY [--list NAME]   drop an entity's entries (SCAN + UNLINK)\n"
@@ -234,7 +239,8 @@ static void open_repo(const char *redis_url, const char *db_url)
 }
 
 /* One command through the repository's pool: the reply is copied out. */
-static redisReply *redis_call(memop_rconn **c, int argc, const char **argv, const size_t *lens)
+static redisReply *redis_call(memop_rconn **c, int argc, const char **argv,
+                              const size_t *lens)
 {
     if (!*c && !(*c = memop_redis_acquire(repo)))
         die(1, "%s", memo_last_error(repo));
@@ -284,7 +290,8 @@ static int cmd_ping(bool json)
     const char *info[] = {"INFO", "server"};
     redisReply *r = redis_call(&c, 2, info, NULL);
     char version[32] = "?";
-    const char *v = r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
+    const char *v =
+        r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
     if (v)
         sscanf(v + 14, "%31[^\r\n]", version);
     double redis_rtt = best;
@@ -351,26 +358,27 @@ static int cmd_ping(bool json)
                               "postgresql", "version", pgv ? pgv : "?", "rtt_ms", best);
         if (mdl)
             json_object_set_new(o, "schema",
-                                json_pack("{s:s,s:I,s:I,s:s}", "name", schema_name, "scanned",
-                                          (json_int_t)scanned, "older", (json_int_t)older,
-                                          "example", example));
+                                json_pack("{s:s,s:I,s:I,s:s}", "name", schema_name,
+                                          "scanned", (json_int_t)scanned, "older",
+                                          (json_int_t)older, "example", example));
         char *s = json_dumps(o, JSON_COMPACT);
         puts(s);
         free(s);
         json_decref(o);
     } else {
-        printf("redis       %-24s Redis %-10s round trip %.3f ms\n", repo->redis_name, version,
-               redis_rtt);
+        printf("redis       %-24s Redis %-10s round trip %.3f ms\n", repo->redis_name,
+               version, redis_rtt);
         char where[160];
         snprintf(where, sizeof where, "%s:%s/%s", PQhost(pg) ? PQhost(pg) : "?",
                  PQport(pg) ? PQport(pg) : "?", PQdb(pg) ? PQdb(pg) : "?");
         printf("postgresql  %-24s PostgreSQL %-10s round trip %.3f ms\n", where,
                pgv ? pgv : "?", best);
         if (mdl) {
-            printf("schema %s: %ld keys scanned, %ld of an older fingerprint", schema_name,
-                   scanned, older);
+            printf("schema %s: %ld keys scanned, %ld of an older fingerprint",
+                   schema_name, scanned, older);
             if (older)
-                printf(" (e.g. %s): no reader uses them; they expire by their TTL", example);
+                printf(" (e.g. %s): no reader uses them; they expire by their TTL",
+                       example);
             printf("\n");
         }
     }
@@ -397,11 +405,6 @@ enum {
 };
 /* Exact in a double, the way Prometheus reads a sample. */
 #define COUNTER_MAX ((json_int_t)1 << 53)
-
-/* The counters of an entity in a publication. */
-#define PUB_COUNTERS(X)                                                                    \
-    X(hits) X(misses) X(negative_hits) X(fills) X(fill_rejects) X(lease_waits)             \
-        X(invalidations) X(db_queries) X(degraded) X(errors)
 
 typedef struct summed {
     size_t n;
@@ -504,10 +507,11 @@ static const char *publication_problem(const json_t *doc, const summed *s)
             return "an entity name that is not schema.entity";
         if (!json_is_object(e))
             return "an entity that is not an object";
-#define CHECK(field)                                                                     \
+            /* the counters of an entity, as the runtime names them */
+#define CHECK(field, help)                                                               \
     if (!counter_ok(json_object_get(e, #field)))                                         \
         return bad_counter;
-        PUB_COUNTERS(CHECK)
+        MEMOP_COUNTERS(CHECK)
 #undef CHECK
         if (!hist_ok(json_object_get(e, "hit_latency_us")) ||
             !hist_ok(json_object_get(e, "miss_latency_us")))
@@ -554,8 +558,8 @@ static void add_publication(summed *out, const json_t *doc)
     json_object_foreach(json_object_get(doc, "entities"), name, e)
     {
         memop_stats *s = entry(out, name);
-#define SUM(field) add(&s->field, json_object_get(e, #field));
-        PUB_COUNTERS(SUM)
+#define SUM(field, help) add(&s->field, json_object_get(e, #field));
+        MEMOP_COUNTERS(SUM)
 #undef SUM
         add_hist(&s->hit_latency, json_object_get(e, "hit_latency_us"));
         add_hist(&s->miss_latency, json_object_get(e, "miss_latency_us"));
@@ -730,8 +734,9 @@ static void table(const summed *s, const summed *before, double secs)
         printf("%-18s %10.0f %9" PRIu64 " %6.1f%% %8" PRIu64 " %7" PRIu64 " %7" PRIu64
                " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %6" PRIu64 " %14s %14s\n",
                s->names[i], calls, keys, keys ? 100.0 * (double)hits / (double)keys : 0.0,
-               v(&t->negative_hits), v(&t->fills), v(&t->lease_waits), v(&t->invalidations),
-               v(&t->db_queries), v(&t->degraded), v(&t->errors), hp, mp);
+               v(&t->negative_hits), v(&t->fills), v(&t->lease_waits),
+               v(&t->invalidations), v(&t->db_queries), v(&t->degraded), v(&t->errors),
+               hp, mp);
     }
 }
 
@@ -757,10 +762,11 @@ static int cmd_stats(bool json, bool prom, double watch, long count)
                                        (const memop_stats *const *)s.stats, s.n, false);
                 memop_buf_puts(&b, "}\n");
             } else {
-                memop_buf_printf(&b,
-                                 "# HELP memo_processes Processes publishing statistics.\n"
-                                 "# TYPE memo_processes gauge\nmemo_processes %d\n",
-                                 s.processes);
+                memop_buf_printf(
+                    &b,
+                    "# HELP memo_processes Processes publishing statistics.\n"
+                    "# TYPE memo_processes gauge\nmemo_processes %d\n",
+                    s.processes);
                 memop_stats_write_prometheus(&b, (const char *const *)s.names,
                                              (const memop_stats *const *)s.stats, s.n);
             }
@@ -952,7 +958,7 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
             for (size_t i = 0; i < n; i++)
                 free(((char **)keys)[i]);
         free(keys);
-        why = !ok                           ? "not a list of primary keys (or far too long)"
+        why = !ok ? "not a list of primary keys (or far too long)"
               : n > d->lists[a->list].limit ? "more keys than the list's limit"
                                             : NULL;
     }
@@ -1146,8 +1152,8 @@ static int cmd_flush(const char *name, const char *list, bool all, bool json)
             die(st == MEMO_ERR_ARG ? 2 : 1, "%s", memo_last_error(repo));
         json_object_set_new(out, full, json_integer(removed));
         if (!json)
-            printf("%s%s%s: %ld keys removed\n", full, list ? " list " : "", list ? list : "",
-                   removed);
+            printf("%s%s%s: %ld keys removed\n", full, list ? " list " : "",
+                   list ? list : "", removed);
     }
     if (json) {
         char *t = json_dumps(out, JSON_COMPACT);

@@ -58,9 +58,9 @@ typedef struct ast_num {
 } ast_num;
 
 typedef struct ast_cache {
-    ast_loc loc;         /* the `cache` keyword */
-    ast_name field;      /* text NULL: by primary key */
-    ast_name key;        /* key template, text NULL when absent */
+    ast_loc loc;    /* the `cache` keyword */
+    ast_name field; /* text NULL: by primary key */
+    ast_name key;   /* key template, text NULL when absent */
     ast_num ttl, jitter, negative;
     ast_field *resolved; /* set by the checker */
 } ast_cache;
@@ -111,7 +111,7 @@ typedef struct ast_schema_decl {
 } ast_schema_decl;
 
 typedef struct ast_schema {
-    const char *file; /* borrowed */
+    const char *file;               /* borrowed */
     AST_VEC(ast_schema_decl) decls; /* every `schema NAME;`, to diagnose extras */
     AST_VEC(ast_entity *) entities;
     bool syntax_errors;

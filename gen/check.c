@@ -16,7 +16,7 @@
 
 /* Limits of the language; docs/language.md documents them. */
 #define MAX_DURATION_MS (365ull * 24 * 3600 * 1000) /* one year */
-#define MAX_SQL_NAME 63 /* PostgreSQL's NAMEDATALEN - 1 */
+#define MAX_SQL_NAME 63                             /* PostgreSQL's NAMEDATALEN - 1 */
 
 /* Every lookup by name goes through a hash map, so checking is linear in
  * the schema's size. Each map holds the first item of a name; a later one of
@@ -96,8 +96,9 @@ static ast_field *need_field(checker *c, ast_entity *e, const ast_name *n,
         diag_error(c->d, n->loc, "%s '%s' is not a field of entity '%s'%s", role, n->text,
                    e->name.text, hint);
     else
-        diag_error(c->d, n->loc, "'%s' is not a field of entity '%s', which owns this "
-                                 "rule%s",
+        diag_error(c->d, n->loc,
+                   "'%s' is not a field of entity '%s', which owns this "
+                   "rule%s",
                    n->text, e->name.text, hint);
     return NULL;
 }
@@ -121,8 +122,8 @@ static const struct {
     const char *name;
     ast_type type;
 } types[] = {
-    {"int32", AST_T_INT32}, {"int64", AST_T_INT64},         {"float64", AST_T_FLOAT64},
-    {"bool", AST_T_BOOL},   {"text", AST_T_TEXT},           {"timestamp", AST_T_TIMESTAMP},
+    {"int32", AST_T_INT32}, {"int64", AST_T_INT64}, {"float64", AST_T_FLOAT64},
+    {"bool", AST_T_BOOL},   {"text", AST_T_TEXT},   {"timestamp", AST_T_TIMESTAMP},
     {"json", AST_T_JSON},
 };
 
@@ -130,12 +131,12 @@ static const struct {
 static const struct {
     const char *wrong, *right;
 } type_hints[] = {
-    {"int", "int32"},         {"integer", "int32"},   {"smallint", "int32"},
-    {"bigint", "int64"},      {"long", "int64"},      {"serial", "int64"},
-    {"bigserial", "int64"},   {"string", "text"},     {"varchar", "text"},
-    {"char", "text"},         {"uuid", "text"},       {"double", "float64"},
-    {"float", "float64"},     {"real", "float64"},    {"numeric", "float64"},
-    {"boolean", "bool"},      {"jsonb", "json"},      {"timestamptz", "timestamp"},
+    {"int", "int32"},          {"integer", "int32"},  {"smallint", "int32"},
+    {"bigint", "int64"},       {"long", "int64"},     {"serial", "int64"},
+    {"bigserial", "int64"},    {"string", "text"},    {"varchar", "text"},
+    {"char", "text"},          {"uuid", "text"},      {"double", "float64"},
+    {"float", "float64"},      {"real", "float64"},   {"numeric", "float64"},
+    {"boolean", "bool"},       {"jsonb", "json"},     {"timestamptz", "timestamp"},
     {"datetime", "timestamp"}, {"date", "timestamp"}, {"time", "timestamp"},
 };
 
@@ -152,7 +153,8 @@ static void check_type(checker *c, ast_field *f)
             right = type_hints[i].right;
     if (!right) {
         /* Close to a type, or to a word people use for one: suggest the type. */
-        const char *cands[sizeof types / sizeof types[0] + sizeof type_hints / sizeof type_hints[0]];
+        const char *cands[sizeof types / sizeof types[0] +
+                          sizeof type_hints / sizeof type_hints[0]];
         size_t k = 0;
         for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
             cands[k++] = types[i].name;
@@ -179,14 +181,32 @@ static void check_type(checker *c, ast_field *f)
 
 /* C keywords and names the generated code or the runtime's header take. */
 static const char *const reserved[] = {
-    "auto",     "break",    "case",     "char",     "const",    "continue", "default",
-    "do",       "double",   "else",     "enum",     "extern",   "float",    "for",
-    "goto",     "if",       "inline",   "int",      "long",     "register", "restrict",
-    "return",   "short",    "signed",   "sizeof",   "static",   "struct",   "switch",
-    "typedef",  "union",    "unsigned", "void",     "volatile", "while",    "bool",
-    "true",     "false",    "_Bool",    "_Complex", "_Imaginary", "_Atomic", "_Alignas",
-    "_Alignof", "_Generic", "_Noreturn", "_Static_assert", "_Thread_local", "asm",
-    "NULL",     "errno",    "assert",   "offsetof",
+    "auto",          "break",
+    "case",          "char",
+    "const",         "continue",
+    "default",       "do",
+    "double",        "else",
+    "enum",          "extern",
+    "float",         "for",
+    "goto",          "if",
+    "inline",        "int",
+    "long",          "register",
+    "restrict",      "return",
+    "short",         "signed",
+    "sizeof",        "static",
+    "struct",        "switch",
+    "typedef",       "union",
+    "unsigned",      "void",
+    "volatile",      "while",
+    "bool",          "true",
+    "false",         "_Bool",
+    "_Complex",      "_Imaginary",
+    "_Atomic",       "_Alignas",
+    "_Alignof",      "_Generic",
+    "_Noreturn",     "_Static_assert",
+    "_Thread_local", "asm",
+    "NULL",          "errno",
+    "assert",        "offsetof",
 };
 
 static void check_identifier(checker *c, const ast_name *n, const char *what)
@@ -227,8 +247,9 @@ static void check_jitter(checker *c, const ast_num *n)
 static void check_fields(checker *c, ast_entity *e)
 {
     if (e->fields.n > MEMO_MAX_FIELDS)
-        diag_error(c->d, e->name.loc, "entity '%s' has %zu fields; at most %d are allowed",
-                   e->name.text, e->fields.n, MEMO_MAX_FIELDS);
+        diag_error(c->d, e->name.loc,
+                   "entity '%s' has %zu fields; at most %d are allowed", e->name.text,
+                   e->fields.n, MEMO_MAX_FIELDS);
     /* All first, so a field can be looked up before its declaration. */
     for (size_t i = 0; i < e->fields.n; i++)
         if (e->fields.v[i].name.text)
@@ -260,7 +281,8 @@ static void check_fields(checker *c, ast_entity *e)
             if (f->flags & AST_F_NULLABLE)
                 diag_error(c->d, f->flag_loc[2], "a primary key cannot be nullable");
         }
-        if ((f->flags & AST_F_UNIQUE) && (f->type == AST_T_JSON || f->type == AST_T_FLOAT64))
+        if ((f->flags & AST_F_UNIQUE) &&
+            (f->type == AST_T_JSON || f->type == AST_T_FLOAT64))
             diag_error(c->d, f->flag_loc[1], "a %s field cannot be unique",
                        ast_type_name(f->type));
 
@@ -296,10 +318,11 @@ static void check_references(checker *c, ast_entity *e)
             f->ref->pk->type == AST_T_UNKNOWN)
             continue;
         if (f->ref->pk->type != f->type) {
-            diag_error(c->d, f->references.loc,
-                       "field '%s' is %s but references '%s', whose primary key '%s' is %s",
-                       f->name.text, ast_type_name(f->type), f->ref->name.text,
-                       f->ref->pk->name.text, ast_type_name(f->ref->pk->type));
+            diag_error(
+                c->d, f->references.loc,
+                "field '%s' is %s but references '%s', whose primary key '%s' is %s",
+                f->name.text, ast_type_name(f->type), f->ref->name.text,
+                f->ref->pk->name.text, ast_type_name(f->ref->pk->type));
             diag_note(c->d, f->ref->pk->name.loc, "'%s.%s' is declared here",
                       f->ref->name.text, f->ref->pk->name.text);
         }
@@ -331,12 +354,14 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
             here.end_col = here.col + (int)n + 2;
             ast_field *f = find_field(c, e, name);
             if (placeholders == 1)
-                diag_error(c->d, here,
-                           "key template has a second placeholder '{%s}'; it must contain "
-                           "exactly one, '{%s}'",
-                           name, key_field ? key_field->name.text : "field");
+                diag_error(
+                    c->d, here,
+                    "key template has a second placeholder '{%s}'; it must contain "
+                    "exactly one, '{%s}'",
+                    name, key_field ? key_field->name.text : "field");
             else if (!f)
-                diag_error(c->d, here, "'{%s}' in key template is not a field of entity '%s'", name,
+                diag_error(c->d, here,
+                           "'{%s}' in key template is not a field of entity '%s'", name,
                            e->name.text);
             else if (key_field && f != key_field)
                 diag_error(c->d, here,
@@ -367,8 +392,9 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
         }
     }
     if (placeholders == 0)
-        diag_error(c->d, at, "key template has no placeholder; it must contain the field "
-                             "it is looked up by, as '{%s}'",
+        diag_error(c->d, at,
+                   "key template has no placeholder; it must contain the field "
+                   "it is looked up by, as '{%s}'",
                    key_field ? key_field->name.text : "field");
 }
 
@@ -395,11 +421,13 @@ static void check_caches(checker *c, ast_entity *e)
                            ast_type_name(f->type));
         }
         k->resolved = f ? f : e->pk;
-        bool lookup_ok = !k->field.text || f || (e->pk && eq(k->field.text, e->pk->name.text));
+        bool lookup_ok =
+            !k->field.text || f || (e->pk && eq(k->field.text, e->pk->name.text));
         ast_cache *p = k->resolved ? name_map_add(&c->caches, k->resolved, "", k) : NULL;
         if (lookup_ok && p) {
             if (k->resolved == e->pk)
-                diag_error(c->d, k->loc, "entity '%s' is already cached by its primary key",
+                diag_error(c->d, k->loc,
+                           "entity '%s' is already cached by its primary key",
                            e->name.text);
             else
                 diag_error(c->d, k->field.loc, "entity '%s' is already cached by '%s'",
@@ -426,10 +454,11 @@ static void check_lists(checker *c, ast_entity *e)
     for (size_t i = 0; i < e->lists.n; i++) {
         ast_list *l = &e->lists.v[i];
         check_identifier(c, &l->name, "list");
-        ast_list *first = l->name.text ? name_map_add(&c->lists, e, l->name.text, l) : NULL;
+        ast_list *first =
+            l->name.text ? name_map_add(&c->lists, e, l->name.text, l) : NULL;
         if (first) {
-            diag_error(c->d, l->name.loc, "duplicate list '%s' in entity '%s'", l->name.text,
-                       e->name.text);
+            diag_error(c->d, l->name.loc, "duplicate list '%s' in entity '%s'",
+                       l->name.text, e->name.text);
             diag_note(c->d, first->name.loc, "previous definition is here");
         }
         l->group_field = need_field(c, e, &l->group, "list group");
@@ -495,14 +524,16 @@ static void check_rules(checker *c, ast_entity *e)
                 diag_error(c->d, r->field.loc,
                            "'%s' is %s, but list '%s.%s' is keyed by its %s '%s', which "
                            "is %s",
-                           r->field.text, ast_type_name(r->resolved->type), r->target.text,
-                           r->list.text, what, want->name.text, ast_type_name(want->type));
+                           r->field.text, ast_type_name(r->resolved->type),
+                           r->target.text, r->list.text, what, want->name.text,
+                           ast_type_name(want->type));
             else
                 diag_error(c->d, r->field.loc,
                            "'%s' is %s, but entity '%s' is keyed by its %s '%s', which "
                            "is %s",
-                           r->field.text, ast_type_name(r->resolved->type), r->target.text,
-                           what, want->name.text, ast_type_name(want->type));
+                           r->field.text, ast_type_name(r->resolved->type),
+                           r->target.text, what, want->name.text,
+                           ast_type_name(want->type));
             diag_note(c->d, want->name.loc, "'%s.%s' is declared here", r->target.text,
                       want->name.text);
         }
@@ -517,8 +548,8 @@ typedef struct symbol {
 } symbol;
 
 typedef struct symtab {
-    name_map names;         /* generated name -> symbol */
-    AST_VEC(symbol *) all;  /* to free them */
+    name_map names;        /* generated name -> symbol */
+    AST_VEC(symbol *) all; /* to free them */
 } symtab;
 
 static bool symbol_add(checker *c, symtab *t, const char *owner, ast_loc loc,
@@ -568,11 +599,26 @@ static void check_symbols(checker *c)
         if (find_entity(c, n) != e)
             continue;
         static const char *const ops[] = {
-            "",        "_list",    "_desc",   "_get",   "_get_many", "_insert",
-            "_update", "_delete",  "_clear",  "_list_clear",
-            "_get_tx", "_get_many_tx", "_insert_tx", "_update_tx", "_delete_tx",
+            "",
+            "_list",
+            "_desc",
+            "_get",
+            "_get_many",
+            "_insert",
+            "_update",
+            "_delete",
+            "_clear",
+            "_list_clear",
+            "_get_tx",
+            "_get_many_tx",
+            "_insert_tx",
+            "_update_tx",
+            "_delete_tx",
             /* static tables in the .c */
-            "_fields", "_uniques", "_lists",  "_rules",
+            "_fields",
+            "_uniques",
+            "_lists",
+            "_rules",
         };
         snprintf(owner, sizeof owner, "entity '%s'", n);
         for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
@@ -586,7 +632,8 @@ static void check_symbols(checker *c)
                 const char *f = ca->resolved->name.text;
                 snprintf(owner, sizeof owner, "cache by '%s' of entity '%s'", f, n);
                 if (symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s", s, n, f))
-                    symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s_tx", s, n, f);
+                    symbol_add(c, &t, owner, ca->field.loc, "%s_%s_get_by_%s_tx", s, n,
+                               f);
             }
         }
         for (size_t k = 0; k < e->lists.n; k++) {
@@ -650,9 +697,8 @@ int check_schema(ast_schema *s, diag *d)
          * both maps point into s->entities, so the earlier is the lower. */
         ast_entity **slot = &s->entities.v[i];
         const char *et = e->table.text ? e->table.text : e->name.text;
-        ast_entity **same_name = e->name.text ? name_map_add(&c.entities, NULL, e->name.text,
-                                                             slot)
-                                              : NULL;
+        ast_entity **same_name =
+            e->name.text ? name_map_add(&c.entities, NULL, e->name.text, slot) : NULL;
         ast_entity **same_table = et ? name_map_add(&c.tables, NULL, et, slot) : NULL;
         if (same_name && (!same_table || same_name <= same_table)) {
             diag_error(d, e->name.loc, "duplicate entity '%s'", e->name.text);
@@ -660,8 +706,8 @@ int check_schema(ast_schema *s, diag *d)
         } else if (same_table) {
             ast_entity *p = *same_table;
             ast_loc at = e->table.text ? e->table.loc : e->name.loc;
-            diag_error(d, at, "entities '%s' and '%s' use the same table '%s'", p->name.text,
-                       e->name.text, et);
+            diag_error(d, at, "entities '%s' and '%s' use the same table '%s'",
+                       p->name.text, e->name.text, et);
             diag_note(d, p->table.text ? p->table.loc : p->name.loc, "'%s' uses it here",
                       p->name.text);
         }

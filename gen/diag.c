@@ -162,8 +162,8 @@ char *diag_text(const diag *d, ast_loc loc)
     if (!l || loc.col < 1 || (size_t)loc.col > len + 1)
         return xstrdup("");
     size_t from = (size_t)loc.col - 1;
-    size_t to = loc.end_line == loc.line && loc.end_col > loc.col ? (size_t)loc.end_col - 1
-                                                                   : len;
+    size_t to =
+        loc.end_line == loc.line && loc.end_col > loc.col ? (size_t)loc.end_col - 1 : len;
     if (to > len)
         to = len;
     return xstrndup(l + from, to - from);
@@ -185,7 +185,8 @@ static size_t display_width(const char *s, size_t n)
 static void print_one(const diag *d, FILE *out, const entry *e, const char *kind)
 {
     if (e->loc.line > 0)
-        fprintf(out, "%s:%d:%d: %s: %s\n", d->file, e->loc.line, e->loc.col, kind, e->msg);
+        fprintf(out, "%s:%d:%d: %s: %s\n", d->file, e->loc.line, e->loc.col, kind,
+                e->msg);
     else
         fprintf(out, "%s: %s: %s\n", d->file, kind, e->msg);
     size_t len;
@@ -215,7 +216,8 @@ static void print_one(const diag *d, FILE *out, const entry *e, const char *kind
     if (stop > len)
         stop = len > start ? len : start + 1;
     size_t pad = display_width(l, start);
-    size_t width = stop > start && stop <= len ? display_width(l + start, stop - start) : 1;
+    size_t width =
+        stop > start && stop <= len ? display_width(l + start, stop - start) : 1;
     if (width == 0)
         width = 1;
     fprintf(out, "      | %*s^", (int)pad, "");

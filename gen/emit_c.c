@@ -315,7 +315,9 @@ void emit_source(emitter *em)
     emit_generated_by(em, "/*", "*/");
     emit_line(em, "#include \"%s.h\"", s);
     emit_blank(em);
-    emit_line(em, "/* ============================================================ descriptors */");
+    emit_line(
+        em,
+        "/* ============================================================ descriptors */");
     emit_blank(em);
     for (size_t i = 0; i < m->n; i++)
         emit_tables(em, &m->entities[i]);
@@ -331,7 +333,9 @@ void emit_source(emitter *em)
     emit_line(em, "    .nentities = %u,", m->schema.nentities);
     emit_line(em, "};");
     emit_blank(em);
-    emit_line(em, "/* ============================================================== functions */");
+    emit_line(
+        em,
+        "/* ============================================================== functions */");
     emit_blank(em);
     for (size_t i = 0; i < m->n; i++)
         emit_wrappers(em, &m->entities[i]);

@@ -245,8 +245,9 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
-              pk->name);
+    emit_line(
+        em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
+        pk->name);
     emit_line(em, " * unique value is taken.");
     describe_invalidation(em, me, MEMO_ON_UPDATE);
     sig_update(sig, sizeof sig, me, v);
@@ -260,7 +261,8 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_blank(em);
 
     /* the same calls inside a transaction */
-    emit_line(em, "/* The calls above inside a transaction (memo_begin): reads go to the");
+    emit_line(em,
+              "/* The calls above inside a transaction (memo_begin): reads go to the");
     emit_line(em, " * database and see the transaction's writes; invalidations wait for");
     emit_line(em, " * memo_commit() and are dropped by memo_rollback(). */");
     v = &variant_tx;
@@ -287,7 +289,8 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "/* Frees the strings the %s owns and zeroes it. NULL is allowed. */",
               d->name);
     emit_line(em, "void %s_clear(%s *row);", c, c);
-    emit_line(em, "/* Clears every row, frees the array, zeroes the list. NULL is allowed. */");
+    emit_line(
+        em, "/* Clears every row, frees the array, zeroes the list. NULL is allowed. */");
     emit_line(em, "void %s_list_clear(%s_list *list);", c, c);
     emit_blank(em);
     free(rkey);
@@ -315,7 +318,9 @@ void emit_header(emitter *em)
     emit_blank(em);
     /* the ABI of the memo.h memoc was built with */
     emit_line(em, "#if MEMO_ABI != %d", MEMO_ABI);
-    emit_line(em, "#error \"%s.h was generated for another memo ABI: regenerate it with this memoc\"",
+    emit_line(em,
+              "#error \"%s.h was generated for another memo ABI: regenerate it with this "
+              "memoc\"",
               s);
     emit_line(em, "#endif");
     emit_blank(em);
@@ -323,24 +328,37 @@ void emit_header(emitter *em)
     emit_line(em, "extern \"C\" {");
     emit_line(em, "#endif");
     emit_blank(em);
-    emit_line(em, "/* ================================================================ structs */");
+    emit_line(
+        em,
+        "/* ================================================================ structs */");
     emit_blank(em);
-    emit_line(em, "/* Text and json members are owned by the struct: malloc'd by the calls that");
-    emit_line(em, " * fill it, freed by its _clear(). Rows given to _insert and _update are only");
+    emit_line(
+        em,
+        "/* Text and json members are owned by the struct: malloc'd by the calls that");
+    emit_line(
+        em,
+        " * fill it, freed by its _clear(). Rows given to _insert and _update are only");
     emit_line(em, " * read (the insert writes back an assigned primary key). */");
     emit_blank(em);
     for (size_t k = 0; k < m->n; k++)
         emit_struct(em, &m->entities[k]);
-    emit_line(em, "/* ============================================================ descriptors */");
+    emit_line(
+        em,
+        "/* ============================================================ descriptors */");
     emit_blank(em);
     for (size_t k = 0; k < m->n; k++)
         emit_line(em, "extern const memo_entity_desc %s_desc;", m->entities[k].c_name);
     emit_line(em, "extern const memo_schema_desc %s_schema_desc;", s);
     emit_blank(em);
-    emit_line(em, "/* ============================================================== functions */");
+    emit_line(
+        em,
+        "/* ============================================================== functions */");
     emit_blank(em);
-    emit_line(em, "/* Every function may be called from any thread sharing the repository.");
-    emit_line(em, " * Failures return a negative memo_status; memo_last_error(repo) says more. */");
+    emit_line(em,
+              "/* Every function may be called from any thread sharing the repository.");
+    emit_line(
+        em,
+        " * Failures return a negative memo_status; memo_last_error(repo) says more. */");
     emit_blank(em);
     for (size_t k = 0; k < m->n; k++)
         emit_prototypes(em, &m->entities[k]);

@@ -189,11 +189,13 @@ void emit_sql(emitter *em)
             snprintf(raw, sizeof raw, "%s_%s_%s_idx", e->table, g, o);
             sql_name(name, sizeof name, raw);
             if (l->order == l->group || l->order == e->pk)
-                emit_line(em, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\");",
+                emit_line(em,
+                          "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\");",
                           name, e->table, g, pk);
             else
                 emit_line(em,
-                          "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\", \"%s\");",
+                          "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\", "
+                          "\"%s\");",
                           name, e->table, g, o, pk);
         }
         emit_blank(em);
@@ -212,10 +214,14 @@ void emit_sql(emitter *em)
             snprintf(raw, sizeof raw, "%s_%s_fkey", e->table, e->fields[i].name);
             sql_name(name, sizeof name, raw);
             emit_line(em, "DO $$ BEGIN");
-            emit_line(em, "    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '%s') THEN",
+            emit_line(em,
+                      "    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = "
+                      "'%s') THEN",
                       name);
-            emit_line(em, "        ALTER TABLE \"%s\" ADD CONSTRAINT \"%s\" FOREIGN KEY (\"%s\")",
-                      e->table, name, e->fields[i].name);
+            emit_line(
+                em,
+                "        ALTER TABLE \"%s\" ADD CONSTRAINT \"%s\" FOREIGN KEY (\"%s\")",
+                e->table, name, e->fields[i].name);
             emit_line(em, "            REFERENCES \"%s\" (\"%s\");", t->table,
                       t->fields[t->pk].name);
             emit_line(em, "    END IF;");

@@ -152,10 +152,10 @@ static char *fingerprint(model *m, const memo_entity_desc *d)
 
 /* A lookup's tag: the entity's fingerprint and what the lookup is (printf
  * format). Hashed text, like the fingerprint's. */
-static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k, const char *fmt,
-                    ...) __attribute__((format(printf, 4, 5)));
-static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k, const char *fmt,
-                    ...)
+static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k,
+                    const char *fmt, ...)
 {
     char what[512];
     va_list ap;

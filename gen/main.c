@@ -74,8 +74,8 @@ static char *read_file(const char *path, size_t *len)
 
 /* Writes one output file through a temporary in the same directory and a
  * rename, so a reader never sees half a file. Returns 0 or -1 (reported). */
-static int write_output(const char *dir, const char *name, const char *ext,
-                        const unit *u, const model *m, void (*emit)(emitter *))
+static int write_output(const char *dir, const char *name, const char *ext, const unit *u,
+                        const model *m, void (*emit)(emitter *))
 {
     char path[4096], tmp[4096];
     snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
@@ -135,7 +135,8 @@ static int ensure_dir(const char *dir)
         return 0;
     }
     if (mkdir(dir, 0777) != 0) {
-        fprintf(stderr, "memoc: cannot create directory '%s': %s\n", dir, strerror(errno));
+        fprintf(stderr, "memoc: cannot create directory '%s': %s\n", dir,
+                strerror(errno));
         return -1;
     }
     return 0;
@@ -204,8 +205,8 @@ int main(int argc, char **argv)
         u->schema = ast_schema_new(u->path);
         memoc_parse(u->src, u->len, u->schema, d);
         check_schema(u->schema, d);
-        const unit *first = u->schema->name ? name_map_get(&clean, NULL, u->schema->name)
-                                            : NULL;
+        const unit *first =
+            u->schema->name ? name_map_get(&clean, NULL, u->schema->name) : NULL;
         if (first)
             diag_error(d, u->schema->decls.v[0].name.loc,
                        "schema '%s' is also declared in %s; both would write %s.h",

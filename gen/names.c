@@ -35,7 +35,8 @@ static name_slot *find(const name_map *m, const void *scope, const char *name, u
     size_t mask = m->cap - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         name_slot *s = &m->slots[i];
-        if (!s->value || (s->hash == h && s->scope == scope && strcmp(s->name, name) == 0))
+        if (!s->value ||
+            (s->hash == h && s->scope == scope && strcmp(s->name, name) == 0))
             return s;
     }
 }

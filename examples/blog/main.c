@@ -79,11 +79,11 @@ static void die(const char *what, memo_status st)
     exit(2);
 }
 
-#define CHECK(what, call)                                                              \
-    do {                                                                               \
-        memo_status st_ = (call);                                                      \
-        if (st_ < 0)                                                                   \
-            die(what, st_);                                                            \
+#define CHECK(what, call)                                                                \
+    do {                                                                                 \
+        memo_status st_ = (call);                                                        \
+        if (st_ < 0)                                                                     \
+            die(what, st_);                                                              \
     } while (0)
 
 /* Rows own their strings (char *), so rows built for an insert point at
@@ -97,23 +97,32 @@ static void seed(void)
     for (int i = 1; i <= ORGS; i++) {
         snprintf(a, sizeof a, "org-%d", i);
         snprintf(b, sizeof b, "Organisation %d", i);
-        blog_org o = {.slug = a, .name = b, .plan = i % 3 ? plan_free : plan_pro,
+        blog_org o = {.slug = a,
+                      .name = b,
+                      .plan = i % 3 ? plan_free : plan_pro,
                       .created_at = 1600000000000000 + i};
         CHECK("insert org", blog_org_insert(repo, &o));
     }
     for (int i = 1; i <= USERS; i++) {
         snprintf(a, sizeof a, "user%d@example.com", i);
         snprintf(b, sizeof b, "User %04d", (i * 7919) % USERS);
-        blog_user u = {.email = a, .name = b, .org_id = 1 + i % ORGS, .karma = i % 100,
-                       .active = i % 10 != 0, .created_at = 1650000000000000 + i,
+        blog_user u = {.email = a,
+                       .name = b,
+                       .org_id = 1 + i % ORGS,
+                       .karma = i % 100,
+                       .active = i % 10 != 0,
+                       .created_at = 1650000000000000 + i,
                        .bio = i % 4 ? NULL : bio};
         CHECK("insert user", blog_user_insert(repo, &u));
     }
     for (int i = 1; i <= POSTS; i++) {
         snprintf(a, sizeof a, "Post number %d", i);
-        blog_post p = {.author_id = 1 + (i * 31) % USERS, .title = a,
-                       .body = body, .score = i * 0.25,
-                       .published_at = 1690000000000000 + i, .published_at_is_null = i % 5 == 0};
+        blog_post p = {.author_id = 1 + (i * 31) % USERS,
+                       .title = a,
+                       .body = body,
+                       .score = i * 0.25,
+                       .published_at = 1690000000000000 + i,
+                       .published_at_is_null = i % 5 == 0};
         CHECK("insert post", blog_post_insert(repo, &p));
     }
 }
@@ -135,7 +144,8 @@ static void workload(long ops, counts *c)
             CHECK("get user", blog_user_get(repo, zipf_draw(&users), &u));
             blog_user_clear(&u);
         } else if (r < 60) {
-            snprintf(email, sizeof email, "user%" PRId64 "@example.com", zipf_draw(&users));
+            snprintf(email, sizeof email, "user%" PRId64 "@example.com",
+                     zipf_draw(&users));
             blog_user u = {0};
             CHECK("get user by email", blog_user_get_by_email(repo, email, &u));
             blog_user_clear(&u);
@@ -145,7 +155,8 @@ static void workload(long ops, counts *c)
             blog_post_clear(&p);
         } else if (r < 80) {
             blog_user_list l = {0};
-            CHECK("users by org", blog_user_by_org(repo, 1 + (int64_t)(next() % ORGS), &l));
+            CHECK("users by org",
+                  blog_user_by_org(repo, 1 + (int64_t)(next() % ORGS), &l));
             blog_user_list_clear(&l);
         } else if (r < 88) {
             blog_post_list l = {0};
@@ -177,7 +188,9 @@ static void workload(long ops, counts *c)
                 blog_user_clear(&u);
             } else if (r < 99) {
                 snprintf(title, sizeof title, "Fresh post %ld", i);
-                blog_post p = {.author_id = id, .title = title, .body = short_body,
+                blog_post p = {.author_id = id,
+                               .title = title,
+                               .body = short_body,
                                .published_at_is_null = true};
                 CHECK("insert post", blog_post_insert(repo, &p));
             } else {
@@ -199,8 +212,8 @@ static void workload(long ops, counts *c)
 /* The table: per entity, from memo_stats_entity. */
 static void report(double secs, const counts *c)
 {
-    const memo_entity_desc *const entities[] = {&blog_org_desc, &blog_user_desc, &blog_post_desc,
-                                                &blog_comment_desc};
+    const memo_entity_desc *const entities[] = {&blog_org_desc, &blog_user_desc,
+                                                &blog_post_desc, &blog_comment_desc};
     printf("\n%-14s %8s %8s %7s %8s %9s %9s %8s\n", "entity", "calls", "keys", "hit %",
            "queries", "hit p50", "miss p50", "fills");
     unsigned long long keys = 0, hits = 0, queries = 0, calls = 0;
@@ -223,7 +236,8 @@ static void report(double secs, const counts *c)
     }
     printf("%-14s %8llu %8llu %6.1f%% %8llu\n", "all", calls, keys,
            keys ? 100.0 * (double)hits / (double)keys : 0.0, queries);
-    printf("\n%ld reads and %ld writes in %.2f s (%.0f ops/s); PostgreSQL saw %llu queries,\n"
+    printf("\n%ld reads and %ld writes in %.2f s (%.0f ops/s); PostgreSQL saw %llu "
+           "queries,\n"
            "%.2f per read instead of at least 1 without the cache.\n",
            c->reads, c->writes, secs, (double)(c->reads + c->writes) / secs, queries,
            (double)queries / (double)c->reads);
@@ -261,18 +275,21 @@ static long verify(void)
 int main(int argc, char **argv)
 {
     long ops = argc > 1 ? atol(argv[1]) : 30000;
-    memo_config cfg = {.redis_url = getenv("REDIS_URL"), .database_url = getenv("DATABASE_URL")};
+    memo_config cfg = {.redis_url = getenv("REDIS_URL"),
+                       .database_url = getenv("DATABASE_URL")};
     memo_error err;
     memo_status st = memo_open(&repo, &cfg, &err);
     if (st != MEMO_OK) {
-        fprintf(stderr, "blog-demo: memo_open: %s: %s\n", memo_status_str(st), err.message);
+        fprintf(stderr, "blog-demo: memo_open: %s: %s\n", memo_status_str(st),
+                err.message);
         return 2;
     }
     printf("memo %s blog demo\n", MEMO_VERSION);
     double t0 = now_s();
     seed();
-    printf("seeded %d orgs, %d users and %d posts through the generated inserts in %.2f s\n",
-           ORGS, USERS, POSTS, now_s() - t0);
+    printf(
+        "seeded %d orgs, %d users and %d posts through the generated inserts in %.2f s\n",
+        ORGS, USERS, POSTS, now_s() - t0);
 
     memo_stats_reset(repo);
     counts c = {0};

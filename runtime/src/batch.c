@@ -44,8 +44,8 @@ static void batch_free(batch *b, const memo_entity_desc *d)
     memset(b, 0, sizeof *b);
 }
 
-static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
-                              batch *b)
+static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys,
+                              size_t n, batch *b)
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -81,7 +81,8 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
 }
 
 /* Builds the text array literal {1,2,3} or {"a","b"} of the missed keys. */
-static void pk_array(memop_buf *out, const memo_field_desc *pk, const void *keys, batch *b)
+static void pk_array(memop_buf *out, const memo_field_desc *pk, const void *keys,
+                     batch *b)
 {
     memop_buf_puts(out, "{");
     bool first = true;
@@ -120,8 +121,8 @@ static uint64_t hash_part(const char *s, size_t n)
 /* Reads the missed rows with one query and puts each where it was asked:
  * an open-addressing table maps key parts to positions, and a key asked
  * twice gets a copy at each position. */
-static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e, const void *keys,
-                             batch *b)
+static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e,
+                             const void *keys, batch *b)
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -317,7 +318,8 @@ static bool batch_lease(memo_repo *repo, memop_entity *e, memop_rconn *c, batch 
         }
         if (k == 0)
             break;
-        if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) != 0) {
+        if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) !=
+            0) {
             ok = false;
             break;
         }
@@ -372,7 +374,7 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
     memop_script_call *calls = calloc(count, sizeof *calls);
     memop_key *leases = malloc(count * sizeof *leases);
     size_t *pos = malloc(count * sizeof *pos);
-    char (*ttls)[24] = malloc(count * sizeof *ttls);
+    char(*ttls)[24] = malloc(count * sizeof *ttls);
     bool broken = false;
     if (!values || !calls || !leases || !pos || !ttls)
         goto out;
@@ -420,7 +422,8 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
         if (r->type == REDIS_REPLY_INTEGER) {
             MEMOP_INC(*(r->integer == 1 ? &e->stats.fills : &e->stats.fill_rejects));
             if (r->integer == 1 && dropped)
-                memop_undo_fill_if_dropped(repo, e, c, b->drop_gen, &b->keys_r[pos[j]], 1);
+                memop_undo_fill_if_dropped(repo, e, c, b->drop_gen, &b->keys_r[pos[j]],
+                                           1);
         } else if (r->type == REDIS_REPLY_ERROR) {
             memop_redis_reply_failed(repo, r, "EVALSHA (fill)");
         }
@@ -471,7 +474,8 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
     }
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
         if (r)
-            memop_redis_reply_failed(repo, r->type == REDIS_REPLY_ERROR ? r : NULL, "MGET");
+            memop_redis_reply_failed(repo, r->type == REDIS_REPLY_ERROR ? r : NULL,
+                                     "MGET");
         return false;
     }
     for (size_t i = 0; i < b->n; i++) {
@@ -481,7 +485,8 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
         if (!batch_value(repo, d, b, i, v))
             b->bad[i] = true;
         else
-            MEMOP_INC(*(b->state[i] == B_NONE ? &e->stats.negative_hits : &e->stats.hits));
+            MEMOP_INC(
+                *(b->state[i] == B_NONE ? &e->stats.negative_hits : &e->stats.hits));
     }
     batch_discard(repo, e, c, b);
     return true;
@@ -491,7 +496,7 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
  * one query; fills for the leases taken. Rows come back in the order asked,
  * found rows only. Sets *all_hit when no key missed. */
 memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
-                        memo_rows *out, bool *all_hit)
+                       memo_rows *out, bool *all_hit)
 {
     const memo_entity_desc *d = e->desc;
     memop_stats *s = &e->stats;
@@ -591,7 +596,7 @@ memo_status memo_get_many(memo_repo *repo, const memo_entity_desc *d, const void
 }
 
 memo_status memop_tx_many(memo_tx *tx, memop_entity *e, const void *keys, size_t n,
-                           memo_rows *out)
+                          memo_rows *out)
 {
     batch b;
     memo_status st = batch_init(tx->repo, e, keys, n, &b);

@@ -27,7 +27,6 @@ void memop_redis_trip(memo_repo *repo)
     }
 }
 
-
 static void wait_ms(memo_repo *repo, uint64_t ms)
 {
     struct timespec until;

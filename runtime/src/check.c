@@ -38,7 +38,8 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         goto out;
     }
     /* GET, PTTL and the lease in one round trip */
-    const char *get[] = {"GET", k.s}, *pttl[] = {"PTTL", k.s}, *exists[] = {"EXISTS", lease.s};
+    const char *get[] = {"GET", k.s}, *pttl[] = {"PTTL", k.s},
+               *exists[] = {"EXISTS", lease.s};
     size_t klens[] = {3, k.len}, plens[] = {4, k.len}, elens[] = {6, lease.len};
     memop_redis_append(rc, 2, get, klens);
     memop_redis_append(rc, 2, pttl, plens);
@@ -55,7 +56,8 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         } else {
             char why[128];
             res->cached_row = true;
-            res->corrupt = memop_row_decode(d, r[0]->str, r[0]->len, c, why, sizeof why) != MEMO_OK;
+            res->corrupt =
+                memop_row_decode(d, r[0]->str, r[0]->len, c, why, sizeof why) != MEMO_OK;
         }
     }
     if (r[1]->type == REDIS_REPLY_INTEGER)

@@ -94,7 +94,8 @@ static bool put_string(memop_buf *b, const char *s)
     while (n > 0) {
         /* copy the longest run that needs no escaping at once */
         size_t run = 0;
-        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
+               p[run] != '\\')
             run++;
         memop_buf_append(b, p, run);
         p += run;
@@ -196,7 +197,8 @@ typedef struct reader {
 
 static void ws(reader *r)
 {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+    while (r->p < r->end &&
+           (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
         r->p++;
 }
 
@@ -211,7 +213,7 @@ static bool lit(reader *r, const char *word)
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -276,14 +278,26 @@ static bool string(reader *r, char *out, size_t *len)
         char e = *r->p++;
         uint32_t cp;
         switch (e) {
-        case '"': case '\\': case '/':
+        case '"':
+        case '\\':
+        case '/':
             cp = (unsigned char)e;
             break;
-        case 'b': cp = '\b'; break;
-        case 'f': cp = '\f'; break;
-        case 'n': cp = '\n'; break;
-        case 'r': cp = '\r'; break;
-        case 't': cp = '\t'; break;
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
         case 'u':
             if (!hex4(r, &cp))
                 return false;
@@ -310,8 +324,8 @@ static bool string(reader *r, char *out, size_t *len)
         if (cp < 0x80)
             u[0] = (unsigned char)cp, n = 1;
         else if (cp < 0x800)
-            u[0] = (unsigned char)(0xC0 | cp >> 6), u[1] = (unsigned char)(0x80 | (cp & 0x3F)),
-            n = 2;
+            u[0] = (unsigned char)(0xC0 | cp >> 6),
+            u[1] = (unsigned char)(0x80 | (cp & 0x3F)), n = 2;
         else if (cp < 0x10000)
             u[0] = (unsigned char)(0xE0 | cp >> 12),
             u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)),
@@ -552,7 +566,8 @@ static int field_value(reader *r, const memo_field_desc *f, void *row)
 
 /* Finds the field with this name: the next in order first (values written
  * by memo list fields in order), then any. */
-static int find_field(const memo_entity_desc *d, const char *name, size_t n, unsigned hint)
+static int find_field(const memo_entity_desc *d, const char *name, size_t n,
+                      unsigned hint)
 {
     for (unsigned k = 0; k < d->nfields; k++) {
         unsigned i = (hint + k) % d->nfields;
@@ -733,8 +748,9 @@ bool memop_pk_decode(const memo_field_desc *pk, const char *data, size_t len, vo
 
 size_t memop_pk_width(const memo_field_desc *pk)
 {
-    return pk->type == MEMO_TEXT ? sizeof(char *)
-           : pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t);
+    return pk->type == MEMO_TEXT    ? sizeof(char *)
+           : pk->type == MEMO_INT32 ? sizeof(int32_t)
+                                    : sizeof(int64_t);
 }
 
 bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,

@@ -17,7 +17,6 @@ struct memop_dconn {
     unsigned nprepared;
 };
 
-
 static void ignore_notice(void *arg, const char *message)
 {
     (void)arg;
@@ -37,7 +36,8 @@ static void dconn_free(memop_dconn *c)
 
 /* Connects; the URL's own settings win over our defaults, except the client
  * encoding: values cross into JSON, which is UTF-8. */
-static memo_status dconn_new(memo_repo *repo, memop_dconn **out, char *err, size_t errsize)
+static memo_status dconn_new(memo_repo *repo, memop_dconn **out, char *err,
+                             size_t errsize)
 {
     char timeout[16];
     int secs = (repo->cfg.connect_timeout_ms + 999) / 1000;
@@ -96,12 +96,13 @@ memo_status memop_db_acquire(memo_repo *repo, memop_dconn **out)
     void *taken;
     if (!memop_pool_take(&repo->dpool, (uint64_t)repo->cfg.pool_wait_ms, &taken)) {
         int txs = atomic_load(&repo->open_txs);
-        return memop_fail(repo, MEMO_ERR_TIMEOUT,
-                          "PostgreSQL: no free connection within %d ms: all %d of the pool "
-                          "are in use, %d of them by open transactions (a transaction holds "
-                          "its connection until memo_commit or memo_rollback; raise "
-                          "pool_size or end transactions sooner)",
-                          repo->cfg.pool_wait_ms, repo->cfg.pool_size, txs);
+        return memop_fail(
+            repo, MEMO_ERR_TIMEOUT,
+            "PostgreSQL: no free connection within %d ms: all %d of the pool "
+            "are in use, %d of them by open transactions (a transaction holds "
+            "its connection until memo_commit or memo_rollback; raise "
+            "pool_size or end transactions sooner)",
+            repo->cfg.pool_wait_ms, repo->cfg.pool_size, txs);
     }
     memop_dconn *c = taken;
     if (c && still_alive(c)) {
@@ -202,11 +203,11 @@ static memo_status result_failure(memo_repo *repo, memop_dconn *c, memop_entity 
         *broken = true;
     }
     if (st == MEMO_ERR_SCHEMA) /* say what differs, on this connection if it is free */
-        return memop_schema_mismatch(repo, e,
-                                     PQtransactionStatus(c->conn) == PQTRANS_IDLE ? c : NULL);
+        return memop_schema_mismatch(
+            repo, e, PQtransactionStatus(c->conn) == PQTRANS_IDLE ? c : NULL);
     return memop_fail(repo, st, "PostgreSQL, table %s: %s%s%s (SQLSTATE %s)", table,
-                      primary ? primary : "error", detail ? ": " : "", detail ? detail : "",
-                      state ? state : "?");
+                      primary ? primary : "error", detail ? ": " : "",
+                      detail ? detail : "", state ? state : "?");
 }
 
 /* ------------------------------------------------------- schema mismatch */
@@ -214,7 +215,8 @@ static memo_status result_failure(memo_repo *repo, memop_dconn *c, memop_entity 
 /* The table's columns, from information_schema, against the entity's
  * fields: a table created by an older schema keeps its shape, because the
  * generated .sql only creates what is missing (IF NOT EXISTS). */
-static void diagnose(memo_repo *repo, memop_dconn *c, const memo_entity_desc *d, memop_buf *b)
+static void diagnose(memo_repo *repo, memop_dconn *c, const memo_entity_desc *d,
+                     memop_buf *b)
 {
     static const char query[] =
         "SELECT column_name, data_type FROM information_schema.columns "
@@ -230,8 +232,9 @@ static void diagnose(memo_repo *repo, memop_dconn *c, const memo_entity_desc *d,
         return;
     }
     if (PQntuples(res) == 0) {
-        memop_buf_printf(b, ": the table does not exist; create it with the schema's .sql "
-                            "file (psql -f %s.sql)",
+        memop_buf_printf(b,
+                         ": the table does not exist; create it with the schema's .sql "
+                         "file (psql -f %s.sql)",
                          d->schema);
         PQclear(res);
         return;
@@ -250,14 +253,18 @@ static void diagnose(memo_repo *repo, memop_dconn *c, const memo_entity_desc *d,
         else
             memop_buf_puts(b, ";");
         if (!have)
-            memop_buf_printf(b, " column \"%s\" is missing (ALTER TABLE \"%s\" ADD COLUMN "
-                                "\"%s\" %s%s)",
-                             f->name, d->table, f->name, want,
-                             f->flags & MEMO_FIELD_NULLABLE ? "" : ", then fill it and SET NOT NULL");
+            memop_buf_printf(
+                b,
+                " column \"%s\" is missing (ALTER TABLE \"%s\" ADD COLUMN "
+                "\"%s\" %s%s)",
+                f->name, d->table, f->name, want,
+                f->flags & MEMO_FIELD_NULLABLE ? "" : ", then fill it and SET NOT NULL");
         else
-            memop_buf_printf(b, " column \"%s\" is %s, the entity says %s (ALTER TABLE \"%s\" "
-                                "ALTER COLUMN \"%s\" TYPE %s)",
-                             f->name, have, want, d->table, f->name, want);
+            memop_buf_printf(
+                b,
+                " column \"%s\" is %s, the entity says %s (ALTER TABLE \"%s\" "
+                "ALTER COLUMN \"%s\" TYPE %s)",
+                f->name, have, want, d->table, f->name, want);
     }
     if (problems)
         memop_buf_puts(b, ". The schema's .sql file does not change a table that exists "
@@ -291,7 +298,8 @@ memo_status memop_schema_mismatch(memo_repo *repo, memop_entity *e, memop_dconn 
         memop_db_release(repo, c, false);
     if (b.len == before)
         memop_buf_puts(&b, "; compare the table with the schema's .sql file");
-    memo_status st = memop_fail(repo, MEMO_ERR_SCHEMA, "%s", b.failed ? "out of memory" : b.s);
+    memo_status st =
+        memop_fail(repo, MEMO_ERR_SCHEMA, "%s", b.failed ? "out of memory" : b.s);
     memop_buf_free(&b);
     return st;
 }
@@ -361,8 +369,8 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
             *broken = true;
             PQclear(res);
             return memop_fail(repo, MEMO_ERR_TIMEOUT,
-                              "PostgreSQL, table %s: no answer within %d ms", e->desc->table,
-                              repo->cfg.query_timeout_ms);
+                              "PostgreSQL, table %s: no answer within %d ms",
+                              e->desc->table, repo->cfg.query_timeout_ms);
         }
         /* The server forgot the statement (DISCARD ALL by a pooler) or its
          * plan no longer fits the table: prepare again, once. */
@@ -382,7 +390,8 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
                       e->desc->table);
 }
 
-memo_status memop_db_simple(memo_repo *repo, memop_dconn *c, const char *sql, bool *broken)
+memo_status memop_db_simple(memo_repo *repo, memop_dconn *c, const char *sql,
+                            bool *broken)
 {
     uint64_t deadline = memop_now_us() + (uint64_t)repo->cfg.query_timeout_ms * 1000u;
     bool timed_out = false;
@@ -399,9 +408,10 @@ memo_status memop_db_simple(memo_repo *repo, memop_dconn *c, const char *sql, bo
                          sizeof msg);
         if (timed_out || !res || PQstatus(c->conn) != CONNECTION_OK)
             *broken = true;
-        st = memop_fail(repo, timed_out ? MEMO_ERR_TIMEOUT
-                              : *broken ? MEMO_ERR_DB_CONN
-                                        : MEMO_ERR_DB,
+        st = memop_fail(repo,
+                        timed_out ? MEMO_ERR_TIMEOUT
+                        : *broken ? MEMO_ERR_DB_CONN
+                                  : MEMO_ERR_DB,
                         "PostgreSQL: %s: %s", sql, msg[0] ? msg : "no answer");
     }
     PQclear(res);
@@ -440,8 +450,8 @@ memo_status memop_db_run(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned
     memo_status st = memop_db_acquire(repo, &dc);
     if (st == MEMO_OK) {
         bool broken = false;
-        st = memop_db_exec(repo, dc, e, stmt, ps->n, ps->values, ps->lengths, ps->formats, res,
-                           &broken);
+        st = memop_db_exec(repo, dc, e, stmt, ps->n, ps->values, ps->lengths, ps->formats,
+                           res, &broken);
         memop_db_release(repo, dc, broken);
     }
     if (st != MEMO_OK)

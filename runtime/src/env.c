@@ -5,11 +5,13 @@
 
 #include "internal.h"
 
-static memo_status bad(memo_error *err, const char *var, const char *value, const char *what)
+static memo_status bad(memo_error *err, const char *var, const char *value,
+                       const char *what)
 {
     if (err) {
         err->status = MEMO_ERR_CONFIG;
-        snprintf(err->message, sizeof err->message, "%s: '%.60s' is not %s", var, value, what);
+        snprintf(err->message, sizeof err->message, "%s: '%.60s' is not %s", var, value,
+                 what);
     }
     return MEMO_ERR_CONFIG;
 }
@@ -108,7 +110,8 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
         char *end;
         long n = strtol(v, &end, 10);
         if (*end || n < 1024 || n > 512L << 20)
-            return bad(err, "MEMO_MAX_VALUE_BYTES", v, "a number of bytes from 1024 to 536870912");
+            return bad(err, "MEMO_MAX_VALUE_BYTES", v,
+                       "a number of bytes from 1024 to 536870912");
         cfg->max_value_bytes = (int)n;
     }
     if ((v = getenv("MEMO_OPEN_DEGRADED")) && *v) {

@@ -37,14 +37,14 @@ bool memop_is_null_value(const char *s, size_t n)
  * decodable, too large, another row's), so the next read refills them: on
  * the caller's connection when it has one (a second one from the pool could
  * be the one it waits for), else on a connection of their own. */
-void memop_discard(memo_repo *repo, memop_entity *e, memop_rconn *c, const memop_key *keys,
-                    size_t n, const char *why)
+void memop_discard(memo_repo *repo, memop_entity *e, memop_rconn *c,
+                   const memop_key *keys, size_t n, const char *why)
 {
     if (n == 0)
         return;
     MEMOP_ADD(e->stats.corrupt, n);
-    memop_fail(repo, MEMO_ERR_ARG, "corrupt value at %s (%s): deleted, read from PostgreSQL",
-               keys[0].s, why);
+    memop_fail(repo, MEMO_ERR_ARG,
+               "corrupt value at %s (%s): deleted, read from PostgreSQL", keys[0].s, why);
     bool own = c == NULL;
     if (own && !(c = memop_redis_acquire(repo)))
         return;
@@ -86,7 +86,7 @@ void memop_release_lease(memo_repo *repo, const memop_key *lease, const char *to
  * read before that write either landed before the drop's SCAN (which
  * finds it) or sees the new generation here. */
 void memop_undo_fill_if_dropped(memo_repo *repo, memop_entity *e, memop_rconn *c,
-                                 uint64_t gen, const memop_key *keys, size_t n)
+                                uint64_t gen, const memop_key *keys, size_t n)
 {
     if (atomic_load(&e->drop_gen) == gen || n == 0)
         return;
@@ -99,7 +99,8 @@ void memop_undo_fill_if_dropped(memo_repo *repo, memop_entity *e, memop_rconn *c
 
 /* Runs the loader and fills under the lease (when token is given), keeping
  * the lease alive while the query runs (lease.c). */
-static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease, const char *token)
+static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease,
+                                        const char *token)
 {
     memo_repo *repo = r->repo;
     uint64_t ttl = 0;
@@ -144,13 +145,12 @@ static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease, c
             MEMOP_INC(r->e->stats.fills);
         }
     } else {
-        const char *argv[] = {r->key->s,   lease->s,     also ? r->also_key.s : NULL,
-                              token,       r->value.s,   ttlbuf,
-                              also ? r->also_value.s : NULL, alsottl};
-        size_t lens[] = {r->key->len,     lease->len,
-                         also ? r->also_key.len : 0, strlen(token),
-                         r->value.len,    strlen(ttlbuf),
-                         also ? r->also_value.len : 0, strlen(alsottl)};
+        const char *argv[] = {
+            r->key->s,  lease->s, also ? r->also_key.s : NULL,   token,
+            r->value.s, ttlbuf,   also ? r->also_value.s : NULL, alsottl};
+        size_t lens[] = {
+            r->key->len,  lease->len,     also ? r->also_key.len : 0,   strlen(token),
+            r->value.len, strlen(ttlbuf), also ? r->also_value.len : 0, strlen(alsottl)};
         if (also) {
             rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL_PAIR, 3, 8, argv, lens);
         } else {
@@ -165,7 +165,8 @@ static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease, c
                 memop_key both[2] = {*r->key};
                 if (also)
                     both[1] = r->also_key;
-                memop_undo_fill_if_dropped(repo, r->e, c, r->drop_gen, both, also ? 2 : 1);
+                memop_undo_fill_if_dropped(repo, r->e, c, r->drop_gen, both,
+                                           also ? 2 : 1);
             }
         } else if (rep) {
             memop_redis_reply_failed(repo, rep, "EVALSHA (fill)");
@@ -179,14 +180,14 @@ static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease, c
  * process committed meanwhile: a waiter that began after such a write must
  * not get what was read before it. */
 static enum memop_outcome lead(memop_read *r, memop_flight *f, const memop_key *lease,
-                         const char *token)
+                               const char *token)
 {
     uint64_t seq = atomic_load(&r->repo->write_seq);
     enum memop_outcome o = load_and_fill(r, lease, token);
     if (f)
         memop_flight_finish(r->repo, f, &r->value,
-                      o == MEMOP_LOADED && (!token || r->filled) &&
-                          atomic_load(&r->repo->write_seq) == seq);
+                            o == MEMOP_LOADED && (!token || r->filled) &&
+                                atomic_load(&r->repo->write_seq) == seq);
     return o;
 }
 
@@ -212,7 +213,8 @@ enum memop_outcome memop_cached_read(memop_read *r)
         if (!c)
             break;
         const char *argv[] = {r->key->s, lease.s, token, lease_ms, max};
-        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms), strlen(max)};
+        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms),
+                         strlen(max)};
         redisReply *rep =
             memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 5, argv, lens);
         bool corrupt = false;
@@ -237,7 +239,7 @@ enum memop_outcome memop_cached_read(memop_read *r)
             }
             r->healed = true;
             memop_discard(repo, r->e, c, r->key, 1,
-                    rep->type == REDIS_REPLY_ERROR ? "wrong type" : "too large");
+                          rep->type == REDIS_REPLY_ERROR ? "wrong type" : "too large");
             memop_redis_release(repo, c, false);
             continue;
         }
@@ -275,7 +277,8 @@ enum memop_outcome memop_cached_read(memop_read *r)
             MEMOP_INC(s->lease_waits);
         }
         if (memop_flight_wait(repo, r->key, deadline, &r->value))
-            return memop_is_null_value(r->value.s, r->value.len) ? MEMOP_NEG_HIT : MEMOP_HIT;
+            return memop_is_null_value(r->value.s, r->value.len) ? MEMOP_NEG_HIT
+                                                                 : MEMOP_HIT;
         now = memop_now_us();
         if (now >= deadline)
             return load_and_fill(r, NULL, NULL);

@@ -55,7 +55,7 @@ memop_flight *memop_flight_lead(memo_repo *repo, const memop_key *k)
 
 /* Publishes the leader's value to the waiters and leaves the table. */
 void memop_flight_finish(memo_repo *repo, memop_flight *f, const memop_buf *value,
-                          bool shareable)
+                         bool shareable)
 {
     memop_key k;
     memcpy(k.s, f->key, f->keylen + 1);
@@ -76,7 +76,8 @@ void memop_flight_finish(memo_repo *repo, memop_flight *f, const memop_buf *valu
 
 /* Waits for the key's flight, if there is one, until the deadline. True with
  * the leader's value in `out` when it could be shared. */
-bool memop_flight_wait(memo_repo *repo, const memop_key *k, uint64_t deadline, memop_buf *out)
+bool memop_flight_wait(memo_repo *repo, const memop_key *k, uint64_t deadline,
+                       memop_buf *out)
 {
     pthread_mutex_lock(&repo->flights_lock);
     memop_flight *f = *flight_find(repo, k);

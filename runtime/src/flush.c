@@ -68,7 +68,8 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
             free(av);
             free(al);
         }
-        memop_rconn_reset_arena(c); /* done with both replies: keep a big scan's memory flat */
+        memop_rconn_reset_arena(
+            c); /* done with both replies: keep a big scan's memory flat */
         if (progress && progress->fn && removed >= 0)
             progress->fn(progress->before + removed, progress->arg);
     } while (removed >= 0 && strcmp(cursor, "0") != 0);
@@ -77,8 +78,8 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
 }
 
 /* Every key of the entity, or of one list (list >= 0). */
-static long flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d, int list,
-                         flush_progress *progress)
+static long flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d,
+                         int list, flush_progress *progress)
 {
     /* the key kinds: the row, each lookup, each list */
     size_t n = list >= 0 ? 1 : 1 + d->nuniques + d->nlists;
@@ -104,7 +105,8 @@ long memop_redis_flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity
 }
 
 memo_status memo_flush(memo_repo *repo, const memo_entity_desc *d, const char *list,
-                       void (*progress)(long removed, void *arg), void *arg, long *removed)
+                       void (*progress)(long removed, void *arg), void *arg,
+                       long *removed)
 {
     if (!repo)
         return MEMO_ERR_ARG;
@@ -122,8 +124,8 @@ memo_status memo_flush(memo_repo *repo, const memo_entity_desc *d, const char *l
             if (strcmp(d->lists[i].name, list) == 0)
                 which = (int)i;
         if (which < 0)
-            return memop_fail(repo, MEMO_ERR_ARG, "%s.%s has no list '%s'", d->schema, d->name,
-                              list);
+            return memop_fail(repo, MEMO_ERR_ARG, "%s.%s has no list '%s'", d->schema,
+                              d->name, list);
     }
     memop_rconn *c = memop_redis_acquire(repo);
     if (!c)

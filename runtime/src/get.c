@@ -13,8 +13,9 @@
 /* ------------------------------------------------------------- loaders */
 
 /* Runs a statement with one key parameter. */
-memo_status memop_query_one_key(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned stmt,
-                                 const memo_field_desc *f, const void *key, PGresult **res)
+memo_status memop_query_one_key(memo_repo *repo, memo_tx *tx, memop_entity *e,
+                                unsigned stmt, const memo_field_desc *f, const void *key,
+                                PGresult **res)
 {
     memop_params ps;
     ps.n = 0;
@@ -28,18 +29,19 @@ typedef struct row_ctx {
     const memo_field_desc *field;
     const void *key;
     const memo_lookup_desc *lookup;
-    void *row;   /* filled on MEMOP_LOADED and found */
+    void *row; /* filled on MEMOP_LOADED and found */
     bool found;
     struct memop_read *read; /* load_unique: where the row's own value goes */
 } row_ctx;
 
 /* A row by a key field: the value is the row, or null. */
-static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx, memop_buf *value,
-                            uint64_t *ttl)
+static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx,
+                            memop_buf *value, uint64_t *ttl)
 {
     row_ctx *ctx = vctx;
     PGresult *res;
-    memo_status st = memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->field, ctx->key, &res);
+    memo_status st =
+        memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->field, ctx->key, &res);
     if (st != MEMO_OK)
         return st;
     if (PQntuples(res) == 0) {
@@ -85,8 +87,8 @@ memo_status memop_check_key(memo_repo *repo, const memo_field_desc *f, const voi
 bool memop_row_has(const memo_field_desc *f, const void *row, const void *key)
 {
     const char *p = (const char *)row + f->offset;
-    if ((f->flags & MEMO_FIELD_NULLABLE) && f->type != MEMO_TEXT && f->type != MEMO_JSON &&
-        *(const bool *)((const char *)row + f->null_offset))
+    if ((f->flags & MEMO_FIELD_NULLABLE) && f->type != MEMO_TEXT &&
+        f->type != MEMO_JSON && *(const bool *)((const char *)row + f->null_offset))
         return false;
     return memop_key_equal(f, p, key);
 }
@@ -136,10 +138,12 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     return st;
 }
 
-memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key, void *out)
+memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key,
+                     void *out)
 {
     if (!repo || !d || !out)
-        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get: NULL argument") : MEMO_ERR_ARG;
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get: NULL argument")
+                    : MEMO_ERR_ARG;
     memop_entity *e;
     memo_status st = memop_entity_get(repo, d, &e);
     if (st != MEMO_OK)
@@ -334,7 +338,8 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
                     memo_row_clear(d, out);
             }
             if (!ok) {
-                memop_discard(repo, e, NULL, &k, 1, "not the primary key of a row with this value");
+                memop_discard(repo, e, NULL, &k, 1,
+                              "not the primary key of a row with this value");
                 if (!r.healed) {
                     r.healed = true;
                     continue;
@@ -358,7 +363,7 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
  * transaction's connection, and fill nothing. */
 
 memo_status memop_tx_entity(memo_tx *tx, const memo_entity_desc *d, const void *arg,
-                             memop_entity **e)
+                            memop_entity **e)
 {
     if (!tx)
         return MEMO_ERR_ARG;
@@ -367,7 +372,8 @@ memo_status memop_tx_entity(memo_tx *tx, const memo_entity_desc *d, const void *
     return memop_entity_get(tx->repo, d, e);
 }
 
-memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key, void *out)
+memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key,
+                        void *out)
 {
     memop_entity *e;
     memo_status st = memop_tx_entity(tx, d, out, &e);
@@ -381,8 +387,8 @@ memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key,
     return load_row(tx->repo, e, &ctx, NULL, NULL);
 }
 
-memo_status memo_tx_get_by(memo_tx *tx, const memo_entity_desc *d, unsigned u, const void *key,
-                           void *out)
+memo_status memo_tx_get_by(memo_tx *tx, const memo_entity_desc *d, unsigned u,
+                           const void *key, void *out)
 {
     memop_entity *e;
     memo_status st = memop_tx_entity(tx, d, out, &e);

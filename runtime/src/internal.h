@@ -16,9 +16,9 @@
 
 /* ------------------------------------------------------------ small tools */
 
-uint64_t memop_now_us(void);         /* monotonic clock */
+uint64_t memop_now_us(void); /* monotonic clock */
 void memop_sleep_us(uint64_t us);
-uint64_t memop_random(void);         /* per-thread xorshift, seeded from getrandom */
+uint64_t memop_random(void); /* per-thread xorshift, seeded from getrandom */
 
 /* A growable byte string; every function keeps s NUL-terminated. On
  * allocation failure `failed` is set and later appends do nothing. */
@@ -35,7 +35,8 @@ typedef struct memop_buf {
 
 void memop_buf_append(memop_buf *, const void *data, size_t n);
 void memop_buf_puts(memop_buf *, const char *s);
-void memop_buf_printf(memop_buf *, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void memop_buf_printf(memop_buf *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void memop_buf_free(memop_buf *);
 
 /* A TTL with jitter: uniform in [ttl, ttl * (1 + pct/100)]. */
@@ -66,10 +67,10 @@ memo_status memop_fail(memo_repo *, memo_status st, const char *fmt, ...)
 /* ------------------------------------------------------------------ config */
 
 typedef struct memop_redis_target {
-    char *host;   /* NULL for a unix socket */
+    char *host; /* NULL for a unix socket */
     int port;
-    char *path;   /* unix socket */
-    char *user;   /* NULL: AUTH with the password alone */
+    char *path; /* unix socket */
+    char *user; /* NULL: AUTH with the password alone */
     char *password;
     int db;
 } memop_redis_target;
@@ -109,20 +110,20 @@ typedef struct memop_hist {
 
 /* The counters of memop_stats, by name and meaning, in one place for every
  * writer (JSON, Prometheus, memo_stats_entity, the memo tool). */
-#define MEMOP_COUNTERS(X)                                                                  \
-    X(hits, "Cache lookups answered by Redis with a row or key list")                      \
-    X(misses, "Cache lookups Redis could not answer")                                      \
-    X(negative_hits, "Cache lookups answered by a remembered missing row")                 \
-    X(fills, "Values written to Redis under a lease")                                      \
-    X(fill_rejects, "Fills refused because a write broke the lease")                       \
-    X(lease_waits, "Reads that waited for another filler")                                 \
-    X(invalidations, "Keys deleted by writes")                                             \
-    X(db_queries, "Statements sent to PostgreSQL")                                         \
-    X(degraded, "Operations served without the cache")                                     \
-    X(errors, "Failed statements and Redis commands: lost connections, time-outs, "        \
-              "refusals by the server's configuration or the schema")                      \
-    X(rejected, "Writes PostgreSQL refused for their data: unique conflicts, "             \
-                "constraint violations, invalid values")                                   \
+#define MEMOP_COUNTERS(X)                                                                \
+    X(hits, "Cache lookups answered by Redis with a row or key list")                    \
+    X(misses, "Cache lookups Redis could not answer")                                    \
+    X(negative_hits, "Cache lookups answered by a remembered missing row")               \
+    X(fills, "Values written to Redis under a lease")                                    \
+    X(fill_rejects, "Fills refused because a write broke the lease")                     \
+    X(lease_waits, "Reads that waited for another filler")                               \
+    X(invalidations, "Keys deleted by writes")                                           \
+    X(db_queries, "Statements sent to PostgreSQL")                                       \
+    X(degraded, "Operations served without the cache")                                   \
+    X(errors, "Failed statements and Redis commands: lost connections, time-outs, "      \
+              "refusals by the server's configuration or the schema")                    \
+    X(rejected, "Writes PostgreSQL refused for their data: unique conflicts, "           \
+                "constraint violations, invalid values")                                 \
     X(corrupt, "Cached values that did not belong to their key and were deleted")
 
 typedef struct memop_stats {
@@ -298,15 +299,16 @@ bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
 
 typedef struct memop_rconn {
     redisContext *ctx;
-    uint64_t epoch;            /* the breaker epoch it was made in */
-    memop_buf out;             /* commands waiting to be written */
+    uint64_t epoch;                  /* the breaker epoch it was made in */
+    memop_buf out;                   /* commands waiting to be written */
     struct memop_arena *first, *cur; /* where replies live until release */
-    size_t budget;  /* bytes the next exchange may read; 0: by its reply count */
-    bool oversize;  /* the last exchange stopped at its budget */
+    size_t budget; /* bytes the next exchange may read; 0: by its reply count */
+    bool oversize; /* the last exchange stopped at its budget */
 } memop_rconn;
 
 /* Formats one command into the connection's output buffer. */
-void memop_redis_append(memop_rconn *, int argc, const char *const *argv, const size_t *lens);
+void memop_redis_append(memop_rconn *, int argc, const char *const *argv,
+                        const size_t *lens);
 /* Writes what was appended and reads n replies into replies[] (valid until
  * the connection is released). 0, or -1 after recording the failure; then
  * the connection is broken. `what` names the command for the message.
@@ -321,7 +323,7 @@ size_t memop_redis_reply_budget(memo_repo *, size_t values);
 /* What an error reply means. Only an outage opens the breaker; the others
  * refuse one command and leave the cache working for the rest. */
 enum memop_redis_error {
-    MEMOP_REDIS_OUTAGE,    /* no reply, LOADING, BUSY, READONLY, OOM, ...: Redis cannot serve */
+    MEMOP_REDIS_OUTAGE,    /* no reply, LOADING, BUSY, READONLY, OOM...: cannot serve */
     MEMOP_REDIS_WRONGTYPE, /* a key holds another type: a corrupt entry */
     MEMOP_REDIS_NOPERM,    /* the ACL user may not run the command or touch the key */
     MEMOP_REDIS_REFUSED    /* any other error reply */
@@ -362,7 +364,7 @@ redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char
                                 const size_t *lens);
 
 enum memop_script {
-    MEMOP_SCRIPT_GET_OR_LEASE, /* value, 1 (lease taken), 0 (held by another), 2 (too large) */
+    MEMOP_SCRIPT_GET_OR_LEASE, /* value; 1 lease taken, 0 held by another, 2 too large */
     MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
     MEMOP_SCRIPT_FILL_PAIR,    /* a unique lookup and its row, under the lookup's lease */
     MEMOP_SCRIPT_RELEASE,      /* drop a lease or lock if it is still ours */
@@ -416,8 +418,8 @@ int memop_redis_script_many(memo_repo *, memop_rconn *, enum memop_script, int n
 
 /* Sends every key in one DEL; on failure (an outage, or a refusal) queues
  * them for the prober, which sends them when Redis takes them. */
-void memop_redis_invalidate(memo_repo *, memop_entity *const *owners, const memop_key *keys,
-                            size_t n);
+void memop_redis_invalidate(memo_repo *, memop_entity *const *owners,
+                            const memop_key *keys, size_t n);
 
 /* ------------------------------------------------------------------- db */
 
@@ -467,8 +469,9 @@ void memop_param_field(memop_params *, const memo_field_desc *f, const void *row
 void memop_param_key(memop_params *, const memo_field_desc *f, const void *key);
 /* Reads fields which[0..n) (NULL: every field) from columns first.. of
  * result row r into a zeroed row. */
-memo_status memop_result_fields(const memo_entity_desc *, const unsigned *which, unsigned n,
-                                const PGresult *, int r, int first, void *row);
+memo_status memop_result_fields(const memo_entity_desc *, const unsigned *which,
+                                unsigned n, const PGresult *, int r, int first,
+                                void *row);
 /* Reads columns [first, first + nfields) of result row `r` into a zeroed row. */
 memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, int first,
                              void *row);
@@ -482,7 +485,7 @@ typedef struct memop_inval {
     memop_entity **owners;
     bool *is_value; /* counted as an invalidation; else a lease */
     size_t n, cap;
-    bool failed;    /* some keys could not be collected */
+    bool failed;                                /* some keys could not be collected */
     unsigned char drop[MEMOP_MAX_ENTITIES / 8]; /* entities to drop whole, by index */
 } memop_inval;
 
@@ -504,10 +507,10 @@ void memop_inval_send(memo_repo *, memop_inval *);
 
 struct memo_tx {
     memo_repo *repo;
-    memop_dconn *conn;   /* held from BEGIN to COMMIT or ROLLBACK */
-    bool failed;         /* a statement failed: PostgreSQL aborted the transaction */
-    bool broken;         /* the connection is lost */
-    memop_inval inval;   /* sent once, after COMMIT */
+    memop_dconn *conn; /* held from BEGIN to COMMIT or ROLLBACK */
+    bool failed;       /* a statement failed: PostgreSQL aborted the transaction */
+    bool broken;       /* the connection is lost */
+    memop_inval inval; /* sent once, after COMMIT */
 };
 
 /* ------------------------------------------------------------------ leases */
@@ -562,9 +565,9 @@ typedef struct memop_flight {
 typedef struct memop_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    void **free;     /* idle connections */
+    void **free; /* idle connections */
     size_t nfree;
-    size_t live;     /* connections that exist, idle or in use */
+    size_t live; /* connections that exist, idle or in use */
     size_t cap;
 } memop_pool;
 
@@ -606,7 +609,7 @@ struct memo_repo {
 
     pthread_key_t err_key; /* this thread's memop_err_buf */
     pthread_mutex_t errs_lock;
-    memop_err_buf *errs;   /* every thread's, for memo_close */
+    memop_err_buf *errs; /* every thread's, for memo_close */
 
     /* the background thread: probes Redis while the breaker is open */
     pthread_t prober;
@@ -636,16 +639,16 @@ struct memo_repo {
 
 /* fill.c: one key through the cache. */
 enum memop_outcome {
-    MEMOP_HIT,        /* value holds what Redis had */
-    MEMOP_NEG_HIT,    /* Redis remembered that there is nothing */
-    MEMOP_LOADED,     /* the loader ran: its context holds the result */
-    MEMOP_FAILED      /* the loader failed; the status says how */
+    MEMOP_HIT,     /* value holds what Redis had */
+    MEMOP_NEG_HIT, /* Redis remembered that there is nothing */
+    MEMOP_LOADED,  /* the loader ran: its context holds the result */
+    MEMOP_FAILED   /* the loader failed; the status says how */
 };
 
 /* Loads from PostgreSQL. Writes the value to cache into `value` (the
  * literal null when there is no row) and its TTL into *ttl_ms. */
-typedef memo_status (*memop_loader_fn)(memo_repo *, memop_entity *, void *ctx, memop_buf *value,
-                                 uint64_t *ttl_ms);
+typedef memo_status (*memop_loader_fn)(memo_repo *, memop_entity *, void *ctx,
+                                       memop_buf *value, uint64_t *ttl_ms);
 
 typedef struct memop_read {
     memo_repo *repo;
@@ -656,9 +659,9 @@ typedef struct memop_read {
     memop_buf value;
     memo_status st;
     bool degraded;
-    bool missed; /* counted as a miss: the caller's latency is a miss's */
-    bool filled; /* this call's fill was accepted */
-    bool healed; /* a corrupt value at the key was deleted once already */
+    bool missed;       /* counted as a miss: the caller's latency is a miss's */
+    bool filled;       /* this call's fill was accepted */
+    bool healed;       /* a corrupt value at the key was deleted once already */
     uint64_t drop_gen; /* the entity's drop generation when the read began */
     /* A second value the loader found, filled with the first under its
      * lease: a unique lookup's row (see load_unique). */
@@ -670,9 +673,13 @@ typedef struct memop_read {
 } memop_read;
 
 /* Sets up a read; value starts in the context's own storage. */
-#define MEMOP_READ(name, repo_, e_, key_, load_, ctx_)                                      \
-    memop_read name = {.repo = (repo_), .e = (e_), .key = (key_), .load = (load_),            \
-                     .ctx = (ctx_), .st = MEMO_OK};                                          \
+#define MEMOP_READ(name, repo_, e_, key_, load_, ctx_)                                   \
+    memop_read name = {.repo = (repo_),                                                  \
+                       .e = (e_),                                                        \
+                       .key = (key_),                                                    \
+                       .load = (load_),                                                  \
+                       .ctx = (ctx_),                                                    \
+                       .st = MEMO_OK};                                                   \
     name.value = MEMOP_BUF_IN(name.storage)
 
 void memop_read_free(memop_read *);
@@ -683,8 +690,8 @@ enum memop_outcome memop_cached_read(memop_read *r);
 /* Deletes keys[0..n) holding corrupt values (on c if given: a caller that
  * holds a connection must never ask the pool for a second), counts them and
  * records why. */
-void memop_discard(memo_repo *, memop_entity *, memop_rconn *c, const memop_key *keys, size_t n,
-                   const char *why);
+void memop_discard(memo_repo *, memop_entity *, memop_rconn *c, const memop_key *keys,
+                   size_t n, const char *why);
 /* Gives a lease back (the loader failed): the next reader need not wait. */
 void memop_release_lease(memo_repo *, const memop_key *lease, const char *token);
 /* After an accepted fill: if a drop of the entity began since `gen`, delete
@@ -696,7 +703,8 @@ void memop_record(memop_entity *, enum memop_op, uint64_t t0, bool hit);
 
 /* flight.c: single flight within the process. */
 memop_flight *memop_flight_lead(memo_repo *, const memop_key *);
-void memop_flight_finish(memo_repo *, memop_flight *, const memop_buf *value, bool shareable);
+void memop_flight_finish(memo_repo *, memop_flight *, const memop_buf *value,
+                         bool shareable);
 bool memop_flight_wait(memo_repo *, const memop_key *, uint64_t deadline, memop_buf *out);
 
 /* get.c */
@@ -705,14 +713,15 @@ memo_status memop_check_key(memo_repo *, const memo_field_desc *f, const void *k
 bool memop_row_has(const memo_field_desc *f, const void *row, const void *key);
 /* Runs a statement with one key parameter. */
 memo_status memop_query_one_key(memo_repo *, memo_tx *, memop_entity *, unsigned stmt,
-                                const memo_field_desc *f, const void *key, PGresult **res);
+                                const memo_field_desc *f, const void *key,
+                                PGresult **res);
 memo_status memop_tx_entity(memo_tx *, const memo_entity_desc *, const void *arg,
                             memop_entity **e);
 
 /* batch.c: rows by primary key, through the cache (or, in a transaction,
  * the database); found rows only, in the order asked. */
-memo_status memop_many(memo_repo *, memop_entity *, const void *keys, size_t n, memo_rows *out,
-                       bool *all_hit);
+memo_status memop_many(memo_repo *, memop_entity *, const void *keys, size_t n,
+                       memo_rows *out, bool *all_hit);
 memo_status memop_tx_many(memo_tx *, memop_entity *, const void *keys, size_t n,
                           memo_rows *out);
 

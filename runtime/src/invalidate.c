@@ -10,7 +10,8 @@
 #include "internal.h"
 
 /* Adds a value key and its lease, or (value false) the lease alone. */
-static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key, bool value)
+static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key,
+                      bool value)
 {
     for (size_t i = 0; i < v->n; i++) /* old and new values are often equal */
         if (v->is_value[i] && v->keys[i].len == key->len &&
@@ -73,8 +74,8 @@ static void mark_drop(memop_inval *v, const memop_entity *e)
     v->drop[e->index / 8] |= (unsigned char)(1u << (e->index % 8));
 }
 
-void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event, const void *old,
-                         const void *new, memop_inval *v)
+void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
+                         const void *old, const void *new, memop_inval *v)
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -86,7 +87,7 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event, const
     for (unsigned u = 0; u < d->nuniques; u++) {
         const memo_field_desc *f = &d->fields[d->uniques[u].field];
         const memo_key_desc *kd = &d->uniques[u].key;
-        if (old && new && same_value(f, old, new)) {
+        if (old && new &&same_value(f, old, new)) {
             /* The lookup still points at the same row, but a reader that
              * missed it may be about to fill it together with the row
              * (load_unique): its lease goes, so that fill is refused. */
@@ -100,7 +101,7 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event, const
         const memo_list_desc *ld = &d->lists[l];
         const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];
         /* membership and order depend on the group and order fields only */
-        if (old && new && same_value(g, old, new) && same_value(o, old, new))
+        if (old && new &&same_value(g, old, new) && same_value(o, old, new))
             continue;
         add_key_of(repo, v, e, &ld->key, g, old, true);
         add_key_of(repo, v, e, &ld->key, g, new, true);

@@ -51,10 +51,12 @@ size_t memop_key_value(const memo_field_desc *f, const void *value, char *out)
 {
     switch (f->type) {
     case MEMO_INT32:
-        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId32, *(const int32_t *)value);
+        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId32,
+                                *(const int32_t *)value);
     case MEMO_INT64:
     case MEMO_TIMESTAMP:
-        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId64, *(const int64_t *)value);
+        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId64,
+                                *(const int64_t *)value);
     case MEMO_BOOL:
         return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%s",
                                 *(const bool *)value ? "true" : "false");
@@ -77,13 +79,13 @@ void memop_key_build(memo_repo *repo, const memo_entity_desc *d, const memo_key_
      * only keeps a broken descriptor from writing past the buffer. */
     size_t n = 0;
     char *s = out->s;
-#define PUT(str, len)                                                                  \
-    do {                                                                               \
-        size_t l_ = (len);                                                             \
-        if (n + l_ < MEMOP_KEY_MAX) {                                                  \
-            memcpy(s + n, (str), l_);                                                  \
-            n += l_;                                                                   \
-        }                                                                              \
+#define PUT(str, len)                                                                    \
+    do {                                                                                 \
+        size_t l_ = (len);                                                               \
+        if (n + l_ < MEMOP_KEY_MAX) {                                                    \
+            memcpy(s + n, (str), l_);                                                    \
+            n += l_;                                                                     \
+        }                                                                                \
     } while (0)
     PUT(repo->key_prefix, repo->key_prefix_len);
     PUT(d->schema, strlen(d->schema));

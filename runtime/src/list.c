@@ -18,13 +18,14 @@ typedef struct list_ctx {
 } list_ctx;
 
 /* A list is the JSON array of its rows' primary keys, in order. */
-static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx, memop_buf *value,
-                             uint64_t *ttl)
+static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx,
+                             memop_buf *value, uint64_t *ttl)
 {
     list_ctx *ctx = vctx;
     const memo_field_desc *pk = &e->desc->fields[e->desc->pk];
     PGresult *res;
-    memo_status st = memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->group, ctx->key, &res);
+    memo_status st =
+        memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->group, ctx->key, &res);
     if (st != MEMO_OK)
         return st;
     memop_buf_puts(value, "[");
@@ -38,7 +39,8 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx, memop
         int len = PQgetlength(res, r, 0);
         if (pk->type == MEMO_TEXT) {
             key.text = (char *)v; /* libpq's binary text is NUL-terminated */
-        } else if ((pk->type == MEMO_INT64 && len == 8) || (pk->type == MEMO_INT32 && len == 4)) {
+        } else if ((pk->type == MEMO_INT64 && len == 8) ||
+                   (pk->type == MEMO_INT32 && len == 4)) {
             uint64_t x = 0;
             for (int i = 0; i < len; i++)
                 x = x << 8 | (unsigned char)v[i];
@@ -76,7 +78,8 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
                       const void *key, memo_rows *out)
 {
     if (!repo || !d || !out || l >= d->nlists)
-        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_list: bad argument") : MEMO_ERR_ARG;
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_list: bad argument")
+                    : MEMO_ERR_ARG;
     out->items = NULL;
     out->len = 0;
     memop_entity *e;
@@ -107,7 +110,8 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         /* more keys than the list's limit is as corrupt as no list at all */
         if (!memop_pk_array_decode(pk, r.value.s, r.value.len, ld->limit, &keys, &n)) {
             if (!cached) {
-                st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys", ld->name);
+                st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys",
+                                ld->name);
                 break;
             }
             memop_discard(repo, e, NULL, &k, 1, "not a list of at most `limit` keys");
@@ -165,8 +169,8 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
     return st;
 }
 
-memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l, const void *key,
-                         memo_rows *out)
+memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l,
+                         const void *key, memo_rows *out)
 {
     memop_entity *e;
     memo_status st = memop_tx_entity(tx, d, out, &e);

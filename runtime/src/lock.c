@@ -59,8 +59,8 @@ memo_status memo_lock_acquire(memo_repo *repo, const char *name, int ttl_ms, int
         uint64_t now = memop_now_us();
         if (now >= deadline) {
             memo_status st = memop_fail(repo, MEMO_ERR_LOCKED,
-                                        "lock '%s' is held by another (waited %d ms)", l->name,
-                                        wait_ms);
+                                        "lock '%s' is held by another (waited %d ms)",
+                                        l->name, wait_ms);
             free(l);
             return st;
         }
@@ -103,8 +103,8 @@ memo_status memo_lock_extend(memo_lock *l, int ttl_ms)
     if (rc < 0)
         return MEMO_ERR_REDIS;
     if (rc == 0)
-        return memop_fail(l->repo, MEMO_ERR_LOCKED, "lock '%s' is no longer held (it expired)",
-                          l->name);
+        return memop_fail(l->repo, MEMO_ERR_LOCKED,
+                          "lock '%s' is no longer held (it expired)", l->name);
     return MEMO_OK;
 }
 
@@ -121,6 +121,7 @@ memo_status memo_lock_release(memo_lock *l)
         return MEMO_ERR_REDIS; /* it expires by itself */
     if (rc == 0)
         return memop_fail(repo, MEMO_ERR_LOCKED,
-                          "lock '%s' was no longer held (it expired); nothing released", name);
+                          "lock '%s' was no longer held (it expired); nothing released",
+                          name);
     return MEMO_OK;
 }

@@ -10,11 +10,12 @@
 
 /* Keeps keys for later. Over the bound, the owners are flagged instead: on
  * reconnect all their keys are dropped, so nothing stale survives. */
-static void pending_add(memo_repo *repo, memop_entity *const *owners, const memop_key *keys,
-                        size_t n)
+static void pending_add(memo_repo *repo, memop_entity *const *owners,
+                        const memop_key *keys, size_t n)
 {
     memop_pending *q = &repo->pending;
-    size_t max = memop_test_hooks.pending_max ? memop_test_hooks.pending_max : MEMOP_PENDING_MAX;
+    size_t max =
+        memop_test_hooks.pending_max ? memop_test_hooks.pending_max : MEMOP_PENDING_MAX;
     pthread_mutex_lock(&q->lock);
     for (size_t i = 0; i < n; i++) {
         if (memop_entity_dropping(owners[i]))

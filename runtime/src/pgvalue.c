@@ -59,11 +59,11 @@ static void param_value(memop_params *ps, memo_type t, const char *p, bool null)
     char *scratch = ps->scratch[i];
     switch (t) {
     case MEMO_INT32:
-        put_be(scratch, (uint32_t)*(const int32_t *)p, 4);
+        put_be(scratch, (uint32_t) * (const int32_t *)p, 4);
         ps->lengths[i] = 4;
         break;
     case MEMO_INT64:
-        put_be(scratch, (uint64_t)*(const int64_t *)p, 8);
+        put_be(scratch, (uint64_t) * (const int64_t *)p, 8);
         ps->lengths[i] = 8;
         break;
     case MEMO_TIMESTAMP:
@@ -111,14 +111,15 @@ void memop_param_key(memop_params *ps, const memo_field_desc *f, const void *key
 
 /* --------------------------------------------------------------- results */
 
-memo_status memop_result_row(const memo_entity_desc *d, const PGresult *res, int r, int first,
-                             void *row)
+memo_status memop_result_row(const memo_entity_desc *d, const PGresult *res, int r,
+                             int first, void *row)
 {
     return memop_result_fields(d, NULL, d->nfields, res, r, first, row);
 }
 
-memo_status memop_result_fields(const memo_entity_desc *d, const unsigned *which, unsigned n,
-                                const PGresult *res, int r, int first, void *row)
+memo_status memop_result_fields(const memo_entity_desc *d, const unsigned *which,
+                                unsigned n, const PGresult *res, int r, int first,
+                                void *row)
 {
     for (unsigned k = 0; k < n; k++) {
         unsigned i = which ? which[k] : k;

@@ -28,7 +28,6 @@ void memop_rconn_free(memop_rconn *c)
     free(c);
 }
 
-
 /* A reply that is an error: copies its text. */
 static bool reply_error(const redisReply *r, char *out, size_t size)
 {
@@ -58,7 +57,8 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
         return NULL;
     }
     if (redisSetTimeout(ctx, tv_of(repo->cfg.command_timeout_ms)) != REDIS_OK) {
-        snprintf(err, errsize, "Redis %s: cannot set the command time-out", repo->redis_name);
+        snprintf(err, errsize, "Redis %s: cannot set the command time-out",
+                 repo->redis_name);
         redisFree(ctx);
         return NULL;
     }
@@ -81,7 +81,8 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
     }
     int first_script = n;
     for (int i = 0; i < MEMOP_SCRIPT_COUNT; i++) {
-        redisAppendCommand(ctx, "SCRIPT LOAD %s", memop_script_text((enum memop_script)i));
+        redisAppendCommand(ctx, "SCRIPT LOAD %s",
+                           memop_script_text((enum memop_script)i));
         snprintf(what[n++], sizeof what[0], "SCRIPT LOAD");
     }
     bool failed = false;
@@ -89,7 +90,8 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
         redisReply *r = NULL;
         if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
             memop_redis_context_error(ctx, why, sizeof why);
-            if (snprintf(err, errsize, "Redis %s: %s: %s", repo->redis_name, what[i], why) < 0)
+            if (snprintf(err, errsize, "Redis %s: %s: %s", repo->redis_name, what[i],
+                         why) < 0)
                 err[0] = '\0';
             redisFree(ctx);
             return NULL; /* the rest of the replies go with the connection */
@@ -103,8 +105,8 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
             *refused = r->type != REDIS_REPLY_ERROR ||
                        memop_redis_error_kind(r) != MEMOP_REDIS_OUTAGE;
             /* (a long message is cut: the start says what failed) */
-            if (snprintf(err, errsize, "Redis %s: %s failed: %s", repo->redis_name, what[i],
-                         why) < 0)
+            if (snprintf(err, errsize, "Redis %s: %s failed: %s", repo->redis_name,
+                         what[i], why) < 0)
                 err[0] = '\0';
         } else if (!bad && i >= first_script) {
             /* The SHA1 of a script never changes: it is written once, by
@@ -135,7 +137,8 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
 
 memop_rconn *memop_redis_acquire(memo_repo *repo)
 {
-    if (atomic_load_explicit(&repo->breaker, memory_order_acquire) != MEMOP_BREAKER_CLOSED) {
+    if (atomic_load_explicit(&repo->breaker, memory_order_acquire) !=
+        MEMOP_BREAKER_CLOSED) {
         memop_fail(repo, MEMO_ERR_REDIS, "Redis %s is unavailable (circuit open)",
                    repo->redis_name);
         return NULL;
@@ -166,7 +169,6 @@ memop_rconn *memop_redis_acquire(memo_repo *repo)
     return NULL;
 }
 
-
 void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
 {
     if (c && (broken || c->ctx->err || c->epoch != atomic_load(&repo->breaker_epoch) ||
@@ -187,7 +189,8 @@ void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
 static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
                                      size_t errsize)
 {
-    char token[40], key[MEMOP_KEY_MAX], lease[MEMOP_KEY_MAX + 8], other[MEMOP_KEY_MAX + 8];
+    char token[40], key[MEMOP_KEY_MAX], lease[MEMOP_KEY_MAX + 8],
+        other[MEMOP_KEY_MAX + 8];
     snprintf(token, sizeof token, "%016llx%08x", (unsigned long long)repo->token_prefix,
              (unsigned)memop_random());
     memop_key pk, pl;
@@ -206,15 +209,31 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
         const char *argv[8];
     } probes[] = {
         {"MGET", MEMOP_SCRIPT_COUNT, 0, 2, {"MGET", key}},
-        {"EVALSHA (a script that runs STRLEN, GET, SET, PTTL)", MEMOP_SCRIPT_GET_OR_LEASE,
-         2, 5, {key, lease, token, "5000", max}},
-        {"EVALSHA (a script that runs GET, SET, DEL)", MEMOP_SCRIPT_FILL, 2, 5,
+        {"EVALSHA (a script that runs STRLEN, GET, SET, PTTL)",
+         MEMOP_SCRIPT_GET_OR_LEASE,
+         2,
+         5,
+         {key, lease, token, "5000", max}},
+        {"EVALSHA (a script that runs GET, SET, DEL)",
+         MEMOP_SCRIPT_FILL,
+         2,
+         5,
          {key, lease, token, null, "5000"}},
-        {"EVALSHA (a script that runs GET, PEXPIRE)", MEMOP_SCRIPT_EXTEND, 1, 3,
+        {"EVALSHA (a script that runs GET, PEXPIRE)",
+         MEMOP_SCRIPT_EXTEND,
+         1,
+         3,
          {key, null, "5000"}},
-        {"EVALSHA (a script that runs STRLEN, GET)", MEMOP_SCRIPT_GET_BY, 1, 5,
+        {"EVALSHA (a script that runs STRLEN, GET)",
+         MEMOP_SCRIPT_GET_BY,
+         1,
+         5,
          {key, "x", "y", "0", max}},
-        {"EVALSHA (a script that runs GET, DEL)", MEMOP_SCRIPT_RELEASE, 1, 2, {lease, token}},
+        {"EVALSHA (a script that runs GET, DEL)",
+         MEMOP_SCRIPT_RELEASE,
+         1,
+         2,
+         {lease, token}},
         {"EVAL", MEMOP_SCRIPT_COUNT, 0, 3, {"EVAL", "return 1", "0"}},
         {"PTTL", MEMOP_SCRIPT_COUNT, 0, 2, {"PTTL", key}},
         {"EXISTS", MEMOP_SCRIPT_COUNT, 0, 2, {"EXISTS", key}},
@@ -232,8 +251,8 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
         if (probes[i].script == MEMOP_SCRIPT_COUNT)
             memop_redis_append(c, probes[i].argc, probes[i].argv, lens);
         else
-            memop_redis_append_script(repo, c, probes[i].script, true, probes[i].nkeys, probes[i].argc,
-                          probes[i].argv, lens);
+            memop_redis_append_script(repo, c, probes[i].script, true, probes[i].nkeys,
+                                      probes[i].argc, probes[i].argv, lens);
     }
     redisReply *replies[NPROBES];
     if (memop_redis_exchange(repo, c, NPROBES, replies, "permission check") != 0) {
@@ -249,8 +268,9 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
         memop_redis_error_text(r, text, sizeof text);
         if (snprintf(err, errsize, "Redis %s: %s: %s%s", repo->redis_name, probes[i].what,
                      text,
-                     kind == MEMOP_REDIS_NOPERM ? " (see \"Redis permissions\" in docs/operations.md)"
-                                                : "") < 0)
+                     kind == MEMOP_REDIS_NOPERM
+                         ? " (see \"Redis permissions\" in docs/operations.md)"
+                         : "") < 0)
             err[0] = '\0';
         return kind == MEMOP_REDIS_OUTAGE ? MEMO_ERR_REDIS : MEMO_ERR_CONFIG;
     }
@@ -272,8 +292,8 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
     bool refused;
     memop_rconn *c = memop_rconn_new(repo, err->message, sizeof err->message, &refused);
     memo_status st = c ? check_permissions(repo, c, err->message, sizeof err->message)
-                   : refused ? MEMO_ERR_CONFIG
-                             : MEMO_ERR_REDIS;
+                     : refused ? MEMO_ERR_CONFIG
+                               : MEMO_ERR_REDIS;
     if (st != MEMO_OK && c) {
         memop_rconn_free(c);
         c = NULL;
@@ -292,11 +312,13 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
     }
     /* the keeper first: the prober publishes statistics, which read it */
     if (memop_lease_keeper_start(repo) != MEMO_OK) {
-        snprintf(err->message, sizeof err->message, "cannot start the lease keeper thread");
+        snprintf(err->message, sizeof err->message,
+                 "cannot start the lease keeper thread");
         return MEMO_ERR_NOMEM;
     }
     if (!memop_prober_start(repo)) {
-        snprintf(err->message, sizeof err->message, "cannot start the Redis prober thread");
+        snprintf(err->message, sizeof err->message,
+                 "cannot start the Redis prober thread");
         return MEMO_ERR_NOMEM;
     }
     return MEMO_OK;

@@ -26,24 +26,29 @@ static size_t slot_of(const void *p)
 static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
 {
     if (d->abi != MEMO_ABI)
-        return memop_fail(repo, MEMO_ERR_SCHEMA,
-                          "entity %s was generated for memo ABI %u, this library is ABI %d: "
-                          "regenerate it with this memoc",
-                          d->name ? d->name : "?", d->abi, MEMO_ABI);
+        return memop_fail(
+            repo, MEMO_ERR_SCHEMA,
+            "entity %s was generated for memo ABI %u, this library is ABI %d: "
+            "regenerate it with this memoc",
+            d->name ? d->name : "?", d->abi, MEMO_ABI);
     if (!d->schema || !d->name || !d->table || !d->fields || d->nfields == 0 ||
         d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk)
         return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed descriptor",
                           d->name ? d->name : "?");
     for (unsigned i = 0; i < d->nuniques; i++)
         if (d->uniques[i].field >= d->nfields)
-            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed lookup", d->name);
+            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed lookup",
+                              d->name);
     for (unsigned i = 0; i < d->nlists; i++)
         if (d->lists[i].group >= d->nfields || d->lists[i].order >= d->nfields)
-            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed list", d->name);
+            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed list",
+                              d->name);
     for (unsigned i = 0; i < d->nrules; i++)
         if (d->rules[i].field >= d->nfields || !d->rules[i].target ||
-            (d->rules[i].list >= 0 && (unsigned)d->rules[i].list >= d->rules[i].target->nlists))
-            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed rule", d->name);
+            (d->rules[i].list >= 0 &&
+             (unsigned)d->rules[i].list >= d->rules[i].target->nlists))
+            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed rule",
+                              d->name);
     return MEMO_OK;
 }
 
@@ -51,8 +56,9 @@ static memop_entity *find(memo_repo *repo, const memo_entity_desc *d)
 {
     size_t h = slot_of(d);
     for (size_t i = 0; i < MEMOP_MAX_ENTITIES * 2; i++) {
-        memop_entity *e = atomic_load_explicit(
-            &repo->entity_slots[(h + i) % (MEMOP_MAX_ENTITIES * 2)], memory_order_acquire);
+        memop_entity *e =
+            atomic_load_explicit(&repo->entity_slots[(h + i) % (MEMOP_MAX_ENTITIES * 2)],
+                                 memory_order_acquire);
         if (!e || e->desc == d)
             return e;
     }
@@ -97,12 +103,12 @@ static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
         }
     }
     if (n + ntodo > MEMOP_MAX_ENTITIES)
-        return memop_fail(repo, MEMO_ERR_SCHEMA, "more than %d entities in one repository",
-                          MEMOP_MAX_ENTITIES);
+        return memop_fail(repo, MEMO_ERR_SCHEMA,
+                          "more than %d entities in one repository", MEMOP_MAX_ENTITIES);
     for (size_t i = 0; i < ntodo; i++) {
         memop_entity *e = made[i] = calloc(1, sizeof *e);
-        if (!e || (todo[i]->nrules && !(e->targets = calloc(todo[i]->nrules,
-                                                              sizeof *e->targets)))) {
+        if (!e || (todo[i]->nrules &&
+                   !(e->targets = calloc(todo[i]->nrules, sizeof *e->targets)))) {
             st = MEMO_ERR_NOMEM;
             goto fail;
         }
@@ -137,7 +143,8 @@ fail:
     return memop_fail(repo, st, "out of memory");
 }
 
-memo_status memop_entity_get(memo_repo *repo, const memo_entity_desc *d, memop_entity **out)
+memo_status memop_entity_get(memo_repo *repo, const memo_entity_desc *d,
+                             memop_entity **out)
 {
     memop_entity *e = find(repo, d);
     if (e) {
@@ -186,8 +193,8 @@ static memo_status apply_defaults(memo_config *c, memo_error *err)
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (*ints[i].v < 0 || *ints[i].v > ints[i].max) {
             snprintf(err->message, sizeof err->message,
-                     "memo_config.%s must be between 0 (the default) and %d", ints[i].name,
-                     ints[i].max);
+                     "memo_config.%s must be between 0 (the default) and %d",
+                     ints[i].name, ints[i].max);
             err->status = MEMO_ERR_CONFIG;
             return MEMO_ERR_CONFIG;
         }
@@ -218,9 +225,10 @@ memo_status memo_open(memo_repo **out, const memo_config *config, memo_error *er
         return config_error(err, MEMO_ERR_CONFIG, "memo_config.database_url is not set");
     if (config->key_prefix &&
         (strlen(config->key_prefix) > 128 || strpbrk(config->key_prefix, "{}")))
-        return config_error(err, MEMO_ERR_CONFIG,
-                            "memo_config.key_prefix must be at most 128 bytes, without '{' "
-                            "or '}' (they would change the keys' hash tags)");
+        return config_error(
+            err, MEMO_ERR_CONFIG,
+            "memo_config.key_prefix must be at most 128 bytes, without '{' "
+            "or '}' (they would change the keys' hash tags)");
 
     memo_repo *repo = calloc(1, sizeof *repo);
     if (!repo)

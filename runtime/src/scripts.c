@@ -31,13 +31,12 @@ static const char script_get_or_lease[] =
 /* KEYS[1] value, KEYS[2] lease; ARGV[1] token, ARGV[2] value, ARGV[3] ttl ms.
  * Writes the value only while the lease is still this caller's: a write that
  * committed meanwhile deleted the lease, so a stale fill is refused. */
-static const char script_fill[] =
-    "if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
-    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
+static const char script_fill[] = "if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
+                                  "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+                                  "  redis.call('DEL', KEYS[2])\n"
+                                  "  return 1\n"
+                                  "end\n"
+                                  "return 0\n";
 
 /* KEYS[1] a unique lookup, KEYS[2] its lease, KEYS[3] its row; ARGV[1]
  * token, ARGV[2] the lookup's value, ARGV[3] its ttl ms, ARGV[4] the row,
@@ -56,9 +55,9 @@ static const char script_fill_pair[] =
 /* KEYS[1] lease or lock; ARGV[1] token. Deletes it only while it is the
  * caller's: a filler that could not load the row gives its lease up so others
  * need not wait for it; a lock holder releases. */
-static const char script_release[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
+static const char script_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                     "return redis.call('DEL', KEYS[1]) end\n"
+                                     "return 0\n";
 
 /* KEYS[1] a unique lookup; ARGV[1] and ARGV[2] the row key around the
  * primary key's part, ARGV[3] "1" when the key is text, ARGV[4] the largest
@@ -80,20 +79,20 @@ static const char script_get_by[] =
     "  if not ok or type(s) ~= 'string' then return {v} end\n"
     "  part = string.gsub(s, '[^" MEMOP_KEY_PLAIN_LUA "]', function(c)\n"
     "    return string.format('%%%02X', string.byte(c)) end)\n"
-    "  if #part > " MEMOP_STR(MEMOP_KEY_PART_MAX) " then return {v} end\n"
-    "end\n"
-    "local row = ARGV[1] .. part .. ARGV[2]\n"
-    "if redis.call('STRLEN', row) > max then return {v} end\n"
-    "return {v, redis.call('GET', row)}\n";
+    "  if #part > " MEMOP_STR(
+        MEMOP_KEY_PART_MAX) " then return {v} end\n"
+                            "end\n"
+                            "local row = ARGV[1] .. part .. ARGV[2]\n"
+                            "if redis.call('STRLEN', row) > max then return {v} end\n"
+                            "return {v, redis.call('GET', row)}\n";
 
 /* KEYS[1] a lease or lock; ARGV[1] the holder's token, ARGV[2] ms. Extends
  * it only while it is the caller's: a lease a write deleted stays deleted.
  * (Both are released by script_release.) */
-static const char script_extend[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "end\n"
-    "return 0\n";
+static const char script_extend[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                                    "end\n"
+                                    "return 0\n";
 
 static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
     [MEMOP_SCRIPT_EXTEND] = script_extend,
@@ -110,8 +109,9 @@ const char *memop_script_text(enum memop_script which)
 }
 
 /* EVALSHA sha nkeys keys... args... into the connection's buffer. */
-void memop_redis_append_script(memo_repo *repo, memop_rconn *c, enum memop_script which, bool sha,
-                          int nkeys, int argc, const char *const *argv, const size_t *lens)
+void memop_redis_append_script(memo_repo *repo, memop_rconn *c, enum memop_script which,
+                               bool sha, int nkeys, int argc, const char *const *argv,
+                               const size_t *lens)
 {
     const char *av[16];
     size_t al[16];
@@ -156,8 +156,8 @@ int memop_redis_script_many(memo_repo *repo, memop_rconn *c, enum memop_script w
                             int nkeys, memop_script_call *calls, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        memop_redis_append_script(repo, c, which, true, nkeys, calls[i].argc, calls[i].argv,
-                      calls[i].lens);
+        memop_redis_append_script(repo, c, which, true, nkeys, calls[i].argc,
+                                  calls[i].argv, calls[i].lens);
     redisReply **replies = n <= 128 ? (redisReply *[128]){0} : calloc(n, sizeof *replies);
     if (!replies)
         return -1;

@@ -64,7 +64,9 @@ const char *memop_sql_type(memo_type t)
 
 static Oid array_oid_of(memo_type t)
 {
-    return t == MEMO_INT32 ? OID_INT4_ARRAY : t == MEMO_INT64 ? OID_INT8_ARRAY : OID_TEXT_ARRAY;
+    return t == MEMO_INT32   ? OID_INT4_ARRAY
+           : t == MEMO_INT64 ? OID_INT8_ARRAY
+                             : OID_TEXT_ARRAY;
 }
 
 /* "c1", "c2", ... with an optional table alias. */
@@ -89,8 +91,8 @@ static memo_status finish(memop_stmt *st, memop_buf *b)
 static void key_columns(memop_buf *b, const memop_entity *e, const char *alias)
 {
     for (unsigned k = 0; k < e->nkeyfields; k++)
-        memop_buf_printf(b, "%s%s%s\"%s\"", k ? ", " : "", alias ? alias : "", alias ? "." : "",
-                         e->desc->fields[e->keyfields[k]].name);
+        memop_buf_printf(b, "%s%s%s\"%s\"", k ? ", " : "", alias ? alias : "",
+                         alias ? "." : "", e->desc->fields[e->keyfields[k]].name);
 }
 
 static void find_keyfields(memop_entity *e)
@@ -184,18 +186,21 @@ memo_status memop_sql_build(memop_entity *e)
     memset(&b, 0, sizeof b);
     memop_buf_puts(&b, "WITH o AS (SELECT ");
     key_columns(&b, e, NULL);
-    memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
-                     d->table, pk->name, d->pk + 1, d->table);
+    memop_buf_printf(
+        &b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
+        d->table, pk->name, d->pk + 1, d->table);
     n = 0;
     for (unsigned i = 0; i < d->nfields; i++) {
         e->sql[MEMOP_SQL_UPDATE].types[i] = oid_of(d->fields[i].type);
         if (i != d->pk)
-            memop_buf_printf(&b, "%s\"%s\" = $%u", n++ ? ", " : "", d->fields[i].name, i + 1);
+            memop_buf_printf(&b, "%s\"%s\" = $%u", n++ ? ", " : "", d->fields[i].name,
+                             i + 1);
     }
     if (n == 0) /* only a key: nothing to set, still lock and return the row */
         memop_buf_printf(&b, "\"%s\" = o.\"%s\"", pk->name, pk->name);
     e->sql[MEMOP_SQL_UPDATE].ntypes = (int)d->nfields;
-    memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\" RETURNING ", pk->name, pk->name);
+    memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\" RETURNING ", pk->name,
+                     pk->name);
     key_columns(&b, e, "o");
     memop_buf_puts(&b, ", ");
     key_columns(&b, e, "n");
@@ -204,7 +209,8 @@ memo_status memop_sql_build(memop_entity *e)
 
     /* DELETE, returning the old row */
     memset(&b, 0, sizeof b);
-    memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE \"%s\" = $1 RETURNING ", d->table, pk->name);
+    memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE \"%s\" = $1 RETURNING ", d->table,
+                     pk->name);
     key_columns(&b, e, NULL);
     e->sql[MEMOP_SQL_DELETE].types[0] = oid_of(pk->type);
     e->sql[MEMOP_SQL_DELETE].ntypes = 1;
@@ -231,7 +237,8 @@ memo_status memop_sql_build(memop_entity *e)
         const char *dir = ld->descending ? "DESC" : "ASC";
         memop_stmt *s = &e->sql[MEMOP_SQL_LIST(d, l)];
         memset(&b, 0, sizeof b);
-        memop_buf_printf(&b, "SELECT \"%s\" FROM \"%s\" WHERE \"%s\" = $1 ORDER BY \"%s\" %s",
+        memop_buf_printf(&b,
+                         "SELECT \"%s\" FROM \"%s\" WHERE \"%s\" = $1 ORDER BY \"%s\" %s",
                          pk->name, d->table, d->fields[ld->group].name,
                          d->fields[ld->order].name, dir);
         if (ld->order != d->pk)

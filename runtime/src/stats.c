@@ -89,7 +89,8 @@ static void hist_json(memop_buf *b, const char *name, const memop_hist *h, bool 
 {
     if (raw) {
         /* the buckets themselves (sparse), so processes can be summed */
-        memop_buf_printf(b, "\"%s\":{\"sum\":%" PRIu64 ",\"b\":[", name, load(&h->sum_us));
+        memop_buf_printf(b, "\"%s\":{\"sum\":%" PRIu64 ",\"b\":[", name,
+                         load(&h->sum_us));
         bool first = true;
         for (unsigned i = 0; i < MEMOP_HIST_BUCKETS; i++) {
             uint64_t c = load(&h->b[i]);
@@ -115,7 +116,8 @@ void memop_stats_write_json(memop_buf *b, const char *const *names,
     for (size_t i = 0; i < n; i++) {
         const memop_stats *s = stats[i];
         memop_buf_printf(b, "%s\"%s\":{", i ? "," : "", names[i]);
-#define JSON_COUNTER(name, help) memop_buf_printf(b, "\"" #name "\":%" PRIu64 ",", load(&s->name));
+#define JSON_COUNTER(name, help)                                                         \
+    memop_buf_printf(b, "\"" #name "\":%" PRIu64 ",", load(&s->name));
         COUNTERS(JSON_COUNTER)
 #undef JSON_COUNTER
         hist_json(b, "hit_latency_us", &s->hit_latency, raw);
@@ -228,9 +230,9 @@ char *memop_stats_publication(memo_repo *repo, const char *process)
 
 /* Prometheus buckets, in seconds: a fine bucket is counted under the first
  * bound its upper end does not pass, so a count is never early. */
-static const double bounds_s[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                  0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
-                                  2.5,     5,      10};
+static const double bounds_s[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                  0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
+                                  0.5,     1,      2.5,     5,      10};
 
 static void prom_histogram(memop_buf *b, const char *name, const char *labels,
                            const memop_hist *h)
@@ -243,22 +245,23 @@ static void prom_histogram(memop_buf *b, const char *name, const char *labels,
         for (unsigned i = 0; i < MEMOP_HIST_BUCKETS; i++)
             if (counts[i] && (double)memop_hist_upper(i) <= bounds_s[k] * 1e6)
                 le += counts[i];
-        memop_buf_printf(b, "%s_bucket{%s,le=\"%g\"} %" PRIu64 "\n", name, labels, bounds_s[k],
-                         le);
+        memop_buf_printf(b, "%s_bucket{%s,le=\"%g\"} %" PRIu64 "\n", name, labels,
+                         bounds_s[k], le);
     }
     memop_buf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, labels, total);
-    memop_buf_printf(b, "%s_sum{%s} %.6f\n", name, labels, (double)load(&h->sum_us) / 1e6);
+    memop_buf_printf(b, "%s_sum{%s} %.6f\n", name, labels,
+                     (double)load(&h->sum_us) / 1e6);
     memop_buf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, total);
 }
 
 void memop_stats_write_prometheus(memop_buf *b, const char *const *names,
                                   const memop_stats *const *stats, size_t n)
 {
-#define PROM_COUNTER(cname, help)                                                          \
-    memop_buf_puts(b, "# HELP memo_cache_" #cname "_total " help ".\n"                      \
-                      "# TYPE memo_cache_" #cname "_total counter\n");                      \
-    for (size_t i = 0; i < n; i++)                                                         \
-        memop_buf_printf(b, "memo_cache_" #cname "_total{entity=\"%s\"} %" PRIu64 "\n",     \
+#define PROM_COUNTER(cname, help)                                                        \
+    memop_buf_puts(b, "# HELP memo_cache_" #cname "_total " help ".\n"                   \
+                      "# TYPE memo_cache_" #cname "_total counter\n");                   \
+    for (size_t i = 0; i < n; i++)                                                       \
+        memop_buf_printf(b, "memo_cache_" #cname "_total{entity=\"%s\"} %" PRIu64 "\n",  \
                          names[i], load(&stats[i]->cname));
     COUNTERS(PROM_COUNTER)
 #undef PROM_COUNTER
@@ -266,11 +269,13 @@ void memop_stats_write_prometheus(memop_buf *b, const char *const *names,
                       "# TYPE memo_operations_total counter\n");
     for (size_t i = 0; i < n; i++)
         for (unsigned op = 0; op < MEMOP_OP_COUNT; op++)
-            memop_buf_printf(b, "memo_operations_total{entity=\"%s\",op=\"%s\"} %" PRIu64 "\n",
-                             names[i], memop_op_name(op), load(&stats[i]->ops[op]));
-    memop_buf_puts(b, "# HELP memo_operation_duration_seconds Latency of calls by entity and "
-                      "operation.\n"
-                      "# TYPE memo_operation_duration_seconds histogram\n");
+            memop_buf_printf(
+                b, "memo_operations_total{entity=\"%s\",op=\"%s\"} %" PRIu64 "\n",
+                names[i], memop_op_name(op), load(&stats[i]->ops[op]));
+    memop_buf_puts(
+        b, "# HELP memo_operation_duration_seconds Latency of calls by entity and "
+           "operation.\n"
+           "# TYPE memo_operation_duration_seconds histogram\n");
     for (size_t i = 0; i < n; i++)
         for (unsigned op = 0; op < MEMOP_OP_COUNT; op++) {
             char labels[256];
@@ -279,15 +284,17 @@ void memop_stats_write_prometheus(memop_buf *b, const char *const *names,
             prom_histogram(b, "memo_operation_duration_seconds", labels,
                            &stats[i]->op_latency[op]);
         }
-    memop_buf_puts(b, "# HELP memo_lookup_duration_seconds Latency of reads by whether the "
-                      "cache answered.\n"
-                      "# TYPE memo_lookup_duration_seconds histogram\n");
+    memop_buf_puts(b,
+                   "# HELP memo_lookup_duration_seconds Latency of reads by whether the "
+                   "cache answered.\n"
+                   "# TYPE memo_lookup_duration_seconds histogram\n");
     for (size_t i = 0; i < n; i++) {
         char labels[256];
         snprintf(labels, sizeof labels, "entity=\"%s\",result=\"hit\"", names[i]);
         prom_histogram(b, "memo_lookup_duration_seconds", labels, &stats[i]->hit_latency);
         snprintf(labels, sizeof labels, "entity=\"%s\",result=\"miss\"", names[i]);
-        prom_histogram(b, "memo_lookup_duration_seconds", labels, &stats[i]->miss_latency);
+        prom_histogram(b, "memo_lookup_duration_seconds", labels,
+                       &stats[i]->miss_latency);
     }
 }
 
@@ -327,8 +334,9 @@ memo_status memo_stats_entity(memo_repo *repo, const memo_entity_desc *d,
     /* only the fields the caller's struct has (see memo_config) */
     size_t size = out->size ? out->size : sizeof *out;
     if (size > sizeof *out || size < sizeof out->size)
-        return memop_fail(repo, MEMO_ERR_ARG, "memo_entity_stats.size does not match this "
-                                              "libmemo: rebuild against its memo.h");
+        return memop_fail(repo, MEMO_ERR_ARG,
+                          "memo_entity_stats.size does not match this "
+                          "libmemo: rebuild against its memo.h");
     memo_entity_stats all = {.size = out->size};
     memop_entity *e;
     memo_status st = memop_entity_get(repo, d, &e);

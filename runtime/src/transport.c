@@ -106,8 +106,8 @@ static void *arena_array(const redisReadTask *task, int elements)
     redisReply *r = arena_reply(task);
     if (!r)
         return NULL;
-    if (elements > 0 &&
-        !(r->element = arena_alloc(task->privdata, (size_t)elements * sizeof *r->element)))
+    if (elements > 0 && !(r->element = arena_alloc(
+                              task->privdata, (size_t)elements * sizeof *r->element)))
         return NULL;
     r->elements = (size_t)elements;
     return r;
@@ -155,7 +155,8 @@ void memop_rconn_free_arena(memop_rconn *c)
     memop_buf_free(&c->out);
 }
 
-void memop_redis_append(memop_rconn *c, int argc, const char *const *argv, const size_t *lens)
+void memop_redis_append(memop_rconn *c, int argc, const char *const *argv,
+                        const size_t *lens)
 {
     memop_buf *b = &c->out;
     char head[32];
@@ -209,7 +210,7 @@ static int read_reply(memop_rconn *c, size_t *budget, void **reply)
         if (got <= 0) {
             c->ctx->err = got == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO;
             snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%s",
-                     got == 0                                    ? "server closed the connection"
+                     got == 0 ? "server closed the connection"
                      : errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
                                                                : strerror(errno));
             return -1;
@@ -275,9 +276,10 @@ int memop_redis_exchange(memo_repo *repo, memop_rconn *c, size_t n, redisReply *
             c->oversize = true;
             c->ctx->err = REDIS_ERR_OTHER;
             snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "reply too large");
-            memop_fail(repo, MEMO_ERR_REDIS,
-                       "Redis %s: %s: the reply is larger than max_value_bytes (%d) allows",
-                       repo->redis_name, what, repo->cfg.max_value_bytes);
+            memop_fail(
+                repo, MEMO_ERR_REDIS,
+                "Redis %s: %s: the reply is larger than max_value_bytes (%d) allows",
+                repo->redis_name, what, repo->cfg.max_value_bytes);
             return -1;
         }
         if (rc < 0) {
@@ -293,8 +295,8 @@ int memop_redis_exchange(memo_repo *repo, memop_rconn *c, size_t n, redisReply *
  * of this one command (a key of the wrong type, a missing permission, a
  * script's own error): only these open the breaker. */
 static const char *const outage_prefixes[] = {
-    "LOADING ", "BUSY ", "MASTERDOWN ", "READONLY ", "OOM ", "MISCONF ",
-    "NOREPLICAS ", "CLUSTERDOWN ", "TRYAGAIN ",
+    "LOADING ", "BUSY ",       "MASTERDOWN ",  "READONLY ", "OOM ",
+    "MISCONF ", "NOREPLICAS ", "CLUSTERDOWN ", "TRYAGAIN ",
 };
 
 enum memop_redis_error memop_redis_error_kind(const redisReply *r)
@@ -336,14 +338,16 @@ enum memop_redis_error memop_redis_reply_failed(memo_repo *repo, const redisRepl
     memop_redis_error_text(r, text, sizeof text);
     memop_fail(repo, kind == MEMOP_REDIS_NOPERM ? MEMO_ERR_CONFIG : MEMO_ERR_REDIS,
                "Redis %s: %s: %s%s", repo->redis_name, what, text,
-               kind == MEMOP_REDIS_NOPERM ? " (see \"Redis permissions\" in docs/operations.md)" : "");
+               kind == MEMOP_REDIS_NOPERM
+                   ? " (see \"Redis permissions\" in docs/operations.md)"
+                   : "");
     if (kind == MEMOP_REDIS_OUTAGE)
         memop_redis_trip(repo);
     return kind;
 }
 
-redisReply *memop_redis_command(memo_repo *repo, memop_rconn *c, int argc, const char **argv,
-                                const size_t *lens)
+redisReply *memop_redis_command(memo_repo *repo, memop_rconn *c, int argc,
+                                const char **argv, const size_t *lens)
 {
     memop_redis_append(c, argc, argv, lens);
     redisReply *r = NULL;

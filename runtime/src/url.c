@@ -87,10 +87,10 @@ void memop_redis_target_name(const memop_redis_target *t, char *out, size_t size
         snprintf(out, size, "%s:%d", t->host, t->port);
 }
 
-#define FAIL(...)                                                                      \
-    do {                                                                               \
-        snprintf(err, errsize, __VA_ARGS__);                                           \
-        goto fail;                                                                     \
+#define FAIL(...)                                                                        \
+    do {                                                                                 \
+        snprintf(err, errsize, __VA_ARGS__);                                             \
+        goto fail;                                                                       \
     } while (0)
 
 memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char *err,
@@ -111,7 +111,8 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
         is_unix = true;
         p = url + 7;
     } else if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(err, errsize, "Redis URL: TLS (rediss://) is not supported by this hiredis");
+        snprintf(err, errsize,
+                 "Redis URL: TLS (rediss://) is not supported by this hiredis");
         return MEMO_ERR_CONFIG;
     } else {
         snprintf(err, errsize, "Redis URL must start with redis:// or unix://");
@@ -143,19 +144,22 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
             }
             out->password = decode(colon + 1, (size_t)(at - colon - 1), &bad);
             if (!out->password)
-                FAIL(bad ? "Redis URL: bad %%-escape (or %%00) in the password" : "out of memory");
+                FAIL(bad ? "Redis URL: bad %%-escape (or %%00) in the password"
+                         : "out of memory");
         } else {
             /* redis://secret@host: a bare word is a password, as redis-cli reads it */
             out->password = decode(p, (size_t)(at - p), &bad);
             if (!out->password)
-                FAIL(bad ? "Redis URL: bad %%-escape (or %%00) in the password" : "out of memory");
+                FAIL(bad ? "Redis URL: bad %%-escape (or %%00) in the password"
+                         : "out of memory");
         }
         p = at + 1;
     }
 
     if (is_unix) {
         if (*p != '/')
-            FAIL("Redis URL: unix:// needs an absolute socket path, as unix:///run/redis.sock");
+            FAIL("Redis URL: unix:// needs an absolute socket path, as "
+                 "unix:///run/redis.sock");
         const char *q = strchr(p, '?');
         size_t n = q ? (size_t)(q - p) : strlen(p);
         if (n < 2)
@@ -165,7 +169,8 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
             FAIL("out of memory");
         if (q) {
             long db;
-            if (strncmp(q, "?db=", 4) != 0 || !parse_int(q + 4, strlen(q + 4), 0, 1000000, &db))
+            if (strncmp(q, "?db=", 4) != 0 ||
+                !parse_int(q + 4, strlen(q + 4), 0, 1000000, &db))
                 FAIL("Redis URL: the only option of unix:// is ?db=N");
             out->db = (int)db;
         }
@@ -204,7 +209,8 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
         if (n > 0) {
             long db;
             if (!parse_int(p, n, 0, 1000000, &db))
-                FAIL("Redis URL: invalid database number '%.*s'", (int)(n > 16 ? 16 : n), p);
+                FAIL("Redis URL: invalid database number '%.*s'", (int)(n > 16 ? 16 : n),
+                     p);
             out->db = (int)db;
         }
         p += n;

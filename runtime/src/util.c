@@ -189,8 +189,8 @@ const char *memo_version(void)
 const char *memo_status_str(memo_status st)
 {
     switch (st) {
-#define MEMO_STATUS_CASE(name, value, text)                                            \
-    case name:                                                                         \
+#define MEMO_STATUS_CASE(name, value, text)                                              \
+    case name:                                                                           \
         return text;
         MEMO_STATUS_LIST(MEMO_STATUS_CASE)
 #undef MEMO_STATUS_CASE
@@ -212,7 +212,8 @@ uint64_t memop_ttl_ms(uint64_t ttl_ms, unsigned jitter_pct)
 void memop_make_token(memo_repo *repo, char *out, size_t size)
 {
     uint64_t n = atomic_fetch_add(&repo->token_counter, 1);
-    snprintf(out, size, "%016" PRIx64 "%016" PRIx64, repo->token_prefix, n ^ memop_random());
+    snprintf(out, size, "%016" PRIx64 "%016" PRIx64, repo->token_prefix,
+             n ^ memop_random());
 }
 
 uint64_t memop_row_ttl(memo_repo *repo, const memo_lookup_desc *l)

@@ -14,8 +14,9 @@ static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const v
         if ((f->type == MEMO_TEXT || f->type == MEMO_JSON) &&
             !(f->flags & MEMO_FIELD_NULLABLE) &&
             !*(char *const *)((const char *)row + f->offset))
-            return memop_fail(repo, MEMO_ERR_ARG, "%s.%s: field %s is NULL but not nullable",
-                              d->schema, d->name, f->name);
+            return memop_fail(repo, MEMO_ERR_ARG,
+                              "%s.%s: field %s is NULL but not nullable", d->schema,
+                              d->name, f->name);
     }
     return MEMO_OK;
 }
@@ -62,7 +63,8 @@ static void finish(memop_entity *e, enum memop_op op, uint64_t t0)
     memop_hist_add(&e->stats.op_latency[op], us);
 }
 
-static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d, void *row)
+static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                          void *row)
 {
     memop_entity *e;
     memo_status st = begin(repo, d, row, &e, "memo_insert");
@@ -83,7 +85,8 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         if (!(assign && i == d->pk))
             memop_param_field(&ps, &d->fields[i], row);
     PGresult *res = NULL;
-    st = memop_db_run(repo, tx, e, assign ? MEMOP_SQL_INSERT_AUTO : MEMOP_SQL_INSERT, &ps, &res);
+    st = memop_db_run(repo, tx, e, assign ? MEMOP_SQL_INSERT_AUTO : MEMOP_SQL_INSERT, &ps,
+                      &res);
     void *new = NULL;
     if (st != MEMO_OK)
         goto out;
@@ -140,8 +143,8 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         goto out;
     }
     if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK ||
-        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, (int)e->nkeyfields, new) !=
-            MEMO_OK) {
+        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, (int)e->nkeyfields,
+                            new) != MEMO_OK) {
         st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
@@ -156,8 +159,8 @@ out:
     return st;
 }
 
-static memo_status delete(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
-                          const void *key)
+static memo_status delete (memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                           const void *key)
 {
     memop_entity *e;
     memo_status st = begin(repo, d, key, &e, "memo_delete");
@@ -209,7 +212,7 @@ memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, const void *
 
 memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *key)
 {
-    return delete(repo, NULL, d, key);
+    return delete (repo, NULL, d, key);
 }
 
 memo_status memo_tx_insert(memo_tx *tx, const memo_entity_desc *d, void *row)
@@ -224,7 +227,7 @@ memo_status memo_tx_update(memo_tx *tx, const memo_entity_desc *d, const void *r
 
 memo_status memo_tx_delete(memo_tx *tx, const memo_entity_desc *d, const void *key)
 {
-    return tx ? delete(tx->repo, tx, d, key) : MEMO_ERR_ARG;
+    return tx ? delete (tx->repo, tx, d, key) : MEMO_ERR_ARG;
 }
 
 /* ------------------------------------------------------------ transactions */
@@ -270,7 +273,8 @@ memo_status memo_rollback(memo_tx *tx)
         return MEMO_OK;
     memo_repo *repo = tx->repo;
     bool broken = tx->broken;
-    memo_status st = broken ? MEMO_OK : memop_db_simple(repo, tx->conn, "ROLLBACK", &broken);
+    memo_status st =
+        broken ? MEMO_OK : memop_db_simple(repo, tx->conn, "ROLLBACK", &broken);
     memop_db_release(repo, tx->conn, broken || st != MEMO_OK);
     tx_free(tx);
     return st;

@@ -511,9 +511,22 @@ static void hostile_path_is_cleaned(void **state)
     const char *gen[] = {"memoc", "-o", out, path, NULL};
     result g = run(gen);
     const char *cc = getenv("MEMO_CC") && *getenv("MEMO_CC") ? getenv("MEMO_CC") : "cc";
-    const char *compile[] = {cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                             "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
-                             "-Wwrite-strings", "-Wconversion", inc, "-c", src, "-o", obj,
+    const char *compile[] = {cc,
+                             "-std=c11",
+                             "-Wall",
+                             "-Wextra",
+                             "-Werror",
+                             "-pedantic",
+                             "-Wshadow",
+                             "-Wstrict-prototypes",
+                             "-Wmissing-prototypes",
+                             "-Wwrite-strings",
+                             "-Wconversion",
+                             inc,
+                             "-c",
+                             src,
+                             "-o",
+                             obj,
                              NULL};
     result c = spawn_in(cc, NULL, compile);
     char h_path[4300], sql_path[4300];
@@ -553,7 +566,8 @@ static void hostile_path_is_cleaned(void **state)
 
 /* Writes one line to f and counts it in *line (the number of the line
  * written last). */
-static void put(FILE *f, int *line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(FILE *f, int *line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void put(FILE *f, int *line, const char *fmt, ...)
 {
     va_list ap;
@@ -586,7 +600,8 @@ static void write_big(const char *path, bool errors, bool bad_types, int lines[3
         put(f, &line, "    list by_other(other_id) ttl 1m;");
         put(f, &line, "    on change invalidate e%d.by_other(other_id);",
             (i * 13 + 1) % BIG_ENTITIES);
-        put(f, &line, "    on change invalidate e%d(other_id);", (i * 17 + 5) % BIG_ENTITIES);
+        put(f, &line, "    on change invalidate e%d(other_id);",
+            (i * 17 + 5) % BIG_ENTITIES);
         put(f, &line, "}");
     }
     if (errors) {
@@ -697,17 +712,19 @@ static void many_entities(void **state)
 
     /* every error of the file, in order, each with its line */
     assert_int_equal(types.status, 1);
-    assert_int_equal(count(types.err, ": error: unknown type 'txt' (did you mean 'text'?)"),
-                     BIG_ENTITIES);
+    assert_int_equal(
+        count(types.err, ": error: unknown type 'txt' (did you mean 'text'?)"),
+        BIG_ENTITIES);
     assert_int_equal(count(types.err, ": error: "), BIG_ENTITIES);
     int last = 1 + 10 * (BIG_ENTITIES - 1) + 3;
     char tail[512];
-    snprintf(tail, sizeof tail,
-             "big.memo:%d:14: error: unknown type 'txt' (did you mean 'text'?); the types are "
-             "int32, int64, float64, bool, text, timestamp and json\n"
-             "%5d |     slug     txt unique;\n"
-             "      |              ^~~\n",
-             last, last);
+    snprintf(
+        tail, sizeof tail,
+        "big.memo:%d:14: error: unknown type 'txt' (did you mean 'text'?); the types are "
+        "int32, int64, float64, bool, text, timestamp and json\n"
+        "%5d |     slug     txt unique;\n"
+        "      |              ^~~\n",
+        last, last);
     size_t len = strlen(types.err), tlen = strlen(tail);
     assert_true(len >= tlen);
     assert_text("the last error", tail, types.err + len - tlen);
@@ -750,11 +767,13 @@ int main(void)
     const char *env_memoc = getenv("MEMOC");
     const char *env_bad = getenv("MEMO_BAD_DIR");
     const char *env_top = getenv("MEMO_TOP");
-    memoc = absolute(env_memoc && *env_memoc ? env_memoc : "build/memoc", "memoc (MEMOC)");
+    memoc =
+        absolute(env_memoc && *env_memoc ? env_memoc : "build/memoc", "memoc (MEMOC)");
     bad_dir = absolute(env_bad && *env_bad ? env_bad : "tests/gen/bad",
                        "case directory (MEMO_BAD_DIR)");
     char blog[4096];
-    snprintf(blog, sizeof blog, "%s/schemas/blog.memo", env_top && *env_top ? env_top : ".");
+    snprintf(blog, sizeof blog, "%s/schemas/blog.memo",
+             env_top && *env_top ? env_top : ".");
     blog_schema = absolute(blog, "example schema (MEMO_TOP)");
     top = absolute(env_top && *env_top ? env_top : ".", "source tree (MEMO_TOP)");
     if (!memoc || !bad_dir || !blog_schema || !top)
@@ -802,9 +821,8 @@ int main(void)
         if (!paths[i])
             return 1;
         snprintf(paths[i], len, "%s/%s", bad_dir, names[i]);
-        bad[i] = (struct CMUnitTest){.name = names[i],
-                                     .test_func = rejects_bad_schema,
-                                     .initial_state = paths[i]};
+        bad[i] = (struct CMUnitTest){
+            .name = names[i], .test_func = rejects_bad_schema, .initial_state = paths[i]};
     }
 
     const struct CMUnitTest cli[] = {

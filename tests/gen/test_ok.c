@@ -18,7 +18,8 @@ static int run(const char *const argv[])
 {
     pid_t pid;
     /* posix_spawn's argv is not const for historical reasons only */
-    if (posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)(uintptr_t)argv, environ) != 0)
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)(uintptr_t)argv,
+                     environ) != 0)
         fail_msg("cannot run %s", argv[0]);
     int status;
     waitpid(pid, &status, 0);
@@ -47,9 +48,23 @@ static void compiles_and_applies(void **state)
     snprintf(inc, sizeof inc, "-I%s/runtime/include", top);
     snprintf(sql, sizeof sql, "%s/%s.sql", dir, c->name);
     const char *cc = getenv("MEMO_CC") && *getenv("MEMO_CC") ? getenv("MEMO_CC") : "cc";
-    const char *compile[] = {cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                       "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
-                       "-Wwrite-strings", "-Wconversion", inc, "-c", src, "-o", obj, NULL};
+    const char *compile[] = {cc,
+                             "-std=c11",
+                             "-Wall",
+                             "-Wextra",
+                             "-Werror",
+                             "-pedantic",
+                             "-Wshadow",
+                             "-Wstrict-prototypes",
+                             "-Wmissing-prototypes",
+                             "-Wwrite-strings",
+                             "-Wconversion",
+                             inc,
+                             "-c",
+                             src,
+                             "-o",
+                             obj,
+                             NULL};
     assert_int_equal(run(compile), 0);
 
     /* Twice: IF NOT EXISTS everywhere, so deploying again is harmless. */
@@ -73,7 +88,8 @@ static size_t collect(const char *dir, schema_case *cases, size_t n, size_t max)
             continue;
         snprintf(cases[n].path, sizeof cases[n].path, "%s/%s", dir, ent->d_name);
         /* the schemas here name themselves after their file */
-        snprintf(cases[n].name, sizeof cases[n].name, "%.*s", (int)(len - 5), ent->d_name);
+        snprintf(cases[n].name, sizeof cases[n].name, "%.*s", (int)(len - 5),
+                 ent->d_name);
         n++;
     }
     closedir(d);

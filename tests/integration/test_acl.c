@@ -18,8 +18,8 @@ static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL}
 
 /* The minimal ACL of docs/operations.md ("Redis permissions"), word for
  * word: tests/docs/check-docs.sh fails when the two differ. */
-#define MINIMAL_ACL                                                                        \
-    "on >s3cret ~memo:* ~blog:* -@all +get +set +del +unlink +mget +exists +pttl "         \
+#define MINIMAL_ACL                                                                      \
+    "on >s3cret ~memo:* ~blog:* -@all +get +set +del +unlink +mget +exists +pttl "       \
     "+pexpire +strlen +scan +ping +select +eval +evalsha +script|load"
 
 /* needle in s, ignoring case */
@@ -59,7 +59,8 @@ static memo_status open_as(const char *user, unsigned flags, memo_repo **repo,
 {
     char url[256];
     url_of(user, url, sizeof url);
-    memo_config cfg = {.redis_url = url, .database_url = test_env("DATABASE_URL"),
+    memo_config cfg = {.redis_url = url,
+                       .database_url = test_env("DATABASE_URL"),
                        .flags = flags | MEMO_STATS_PRIVATE};
     *repo = NULL;
     return memo_open(repo, &cfg, err);
@@ -102,7 +103,7 @@ static int64_t seed_org(memo_repo *repo)
 static void missing_command_named(void **state)
 {
     (void)state;
-    static const char *const needed[] = {"evalsha", "mget", "scan", "unlink", "del",
+    static const char *const needed[] = {"evalsha", "mget",   "scan", "unlink", "del",
                                          "pexpire", "strlen", "pttl", "exists", "set"};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         char rules[512];
@@ -116,7 +117,8 @@ static void missing_command_named(void **state)
         assert_null(repo);
         assert_true(mentions(err.message, "permission"));
         assert_null(strstr(err.message, "s3cret"));
-        assert_int_equal(open_as("narrow", MEMO_OPEN_DEGRADED, &repo, &err), MEMO_ERR_CONFIG);
+        assert_int_equal(open_as("narrow", MEMO_OPEN_DEGRADED, &repo, &err),
+                         MEMO_ERR_CONFIG);
         assert_null(repo);
     }
     /* keys under memo: (its probe, locks and statistics) must be allowed */
@@ -153,7 +155,8 @@ static void minimal_acl_is_enough(void **state)
     assert_int_equal(many.len, 1);
     blog_org_list_clear(&many);
     long removed = 0;
-    assert_int_equal(memo_flush(repo, &blog_org_desc, NULL, NULL, NULL, &removed), MEMO_OK);
+    assert_int_equal(memo_flush(repo, &blog_org_desc, NULL, NULL, NULL, &removed),
+                     MEMO_OK);
     assert_true(removed >= 1);
     memo_lock *lock;
     assert_int_equal(memo_lock_acquire(repo, "job", 1000, 0, &lock), MEMO_OK);
@@ -236,7 +239,8 @@ static void lock_and_flush_say_why(void **state)
     assert_true(mentions(memo_last_error(repo), "permission"));
     assert_int_equal(memo_lock_extend(lock, 5000), MEMO_ERR_REDIS);
     assert_non_null(strstr(memo_last_error(repo), "extend lock"));
-    assert_int_equal(memo_flush(repo, &blog_org_desc, NULL, NULL, NULL, NULL), MEMO_ERR_REDIS);
+    assert_int_equal(memo_flush(repo, &blog_org_desc, NULL, NULL, NULL, NULL),
+                     MEMO_ERR_REDIS);
     assert_non_null(strstr(memo_last_error(repo), "SCAN"));
     assert_int_equal(memo_lock_release(lock), MEMO_ERR_REDIS);
     assert_non_null(strstr(memo_last_error(repo), "release lock"));

@@ -19,7 +19,9 @@ static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL}
 
 static int64_t new_org(const char *slug)
 {
-    blog_org o = {.slug = (char *)slug, .name = (char *)"Org", .plan = (char *)"free",
+    blog_org o = {.slug = (char *)slug,
+                  .name = (char *)"Org",
+                  .plan = (char *)"free",
                   .created_at = 1700000000000000};
     assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
     assert_true(o.id > 0);
@@ -28,8 +30,12 @@ static int64_t new_org(const char *slug)
 
 static int64_t new_user(const char *email, const char *name, int64_t org)
 {
-    blog_user u = {.email = (char *)email, .name = (char *)name, .org_id = org, .karma = 1,
-                   .active = true, .created_at = 1700000000123456};
+    blog_user u = {.email = (char *)email,
+                   .name = (char *)name,
+                   .org_id = org,
+                   .karma = 1,
+                   .active = true,
+                   .created_at = 1700000000123456};
     assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
     assert_true(u.id > 0);
     return u.id;
@@ -37,8 +43,11 @@ static int64_t new_user(const char *email, const char *name, int64_t org)
 
 static int64_t new_post(int64_t author, const char *title)
 {
-    blog_post p = {.author_id = author, .title = (char *)title, .body = (char *)"body",
-                   .score = 1.5, .published_at_is_null = true};
+    blog_post p = {.author_id = author,
+                   .title = (char *)title,
+                   .body = (char *)"body",
+                   .score = 1.5,
+                   .published_at_is_null = true};
     assert_int_equal(blog_post_insert(repo, &p), MEMO_OK);
     return p.id;
 }
@@ -123,7 +132,10 @@ static void negative_cache(void **state)
 
     /* an insert with that id deletes the negative entry */
     int64_t org = new_org("neg");
-    blog_user n = {.id = 4242, .email = (char *)"n@x", .name = (char *)"N", .org_id = org,
+    blog_user n = {.id = 4242,
+                   .email = (char *)"n@x",
+                   .name = (char *)"N",
+                   .org_id = org,
                    .created_at = 5};
     assert_int_equal(blog_user_insert(repo, &n), MEMO_OK);
     assert_false(test_redis_exists(key));
@@ -377,8 +389,8 @@ static void rules_across_entities(void **state)
     assert_int_equal(blog_post_get(repo, post, &p), MEMO_OK);
     blog_post_clear(&p);
     assert_true(test_redis_exists(pk));
-    blog_comment c = {.post_id = post, .author_id = bob, .body = (char *)"Nice",
-                      .created_at = 10};
+    blog_comment c = {
+        .post_id = post, .author_id = bob, .body = (char *)"Nice", .created_at = 10};
     assert_int_equal(blog_comment_insert(repo, &c), MEMO_OK);
     assert_false(test_redis_exists(pk));
     assert_int_equal(blog_post_get(repo, post, &p), MEMO_OK);
@@ -441,7 +453,16 @@ static void hostile_keys(void **state)
     int64_t org = new_org("h");
     new_user("plain@h", "Plain", org);
     static const char *const nasty[] = {
-        "a:b", "a%3Ab", "*", "?", "[x]", "{tag}", "new\nline", "sp ace", "~x", "",
+        "a:b",
+        "a%3Ab",
+        "*",
+        "?",
+        "[x]",
+        "{tag}",
+        "new\nline",
+        "sp ace",
+        "~x",
+        "",
         "blog:{user:1}:tag",
     };
     long before = test_redis_count("*");
@@ -450,9 +471,11 @@ static void hostile_keys(void **state)
         assert_int_equal(blog_user_get_by_email(repo, nasty[i], &u), MEMO_NOT_FOUND);
     }
     /* one negative entry each: no two inputs share a key */
-    assert_int_equal(test_redis_count("*"), before + (long)(sizeof nasty / sizeof nasty[0]));
+    assert_int_equal(test_redis_count("*"),
+                     before + (long)(sizeof nasty / sizeof nasty[0]));
     char scan[64];
-    snprintf(scan, sizeof scan, "blog:{user:email=*}:%s", blog_user_desc.uniques[0].key.tag);
+    snprintf(scan, sizeof scan, "blog:{user:email=*}:%s",
+             blog_user_desc.uniques[0].key.tag);
     redisReply *r = test_redis_cmd("KEYS %s", scan);
     for (size_t i = 0; i < r->elements; i++) {
         const char *k = r->element[i]->str;
@@ -563,7 +586,8 @@ static void conflicts_and_errors(void **state)
     assert_int_equal(blog_user_get_by_email(repo, "\xff", &u), MEMO_ERR_ARG);
     assert_false(test_redis_exists(test_lease_key(test_email_key("%FF"))));
     /* updates of missing rows */
-    blog_user ghost = {.id = 5555, .email = (char *)"g@e", .name = (char *)"G", .org_id = org};
+    blog_user ghost = {
+        .id = 5555, .email = (char *)"g@e", .name = (char *)"G", .org_id = org};
     assert_int_equal(blog_user_update(repo, &ghost), MEMO_NOT_FOUND);
     /* a conflicting update changes nothing and invalidates nothing */
     int64_t id = new_user("mine@e", "M", org);
@@ -770,7 +794,8 @@ static void every_function(void **state)
 
     assert_int_equal(blog_comment_delete(repo, c.id), MEMO_NOT_FOUND);
     assert_int_equal(blog_post_delete(repo, p1), MEMO_OK);
-    assert_int_equal(blog_post_delete(repo, p3), MEMO_OK); /* inserted in the transaction */
+    assert_int_equal(blog_post_delete(repo, p3),
+                     MEMO_OK); /* inserted in the transaction */
     assert_int_equal(blog_user_delete(repo, author), MEMO_OK);
     assert_int_equal(blog_org_delete(repo, o.id), MEMO_OK);
     assert_int_equal(blog_org_get(repo, o.id, &og), MEMO_NOT_FOUND);

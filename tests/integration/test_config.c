@@ -17,7 +17,8 @@
 static int dead_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &len);
@@ -27,7 +28,8 @@ static int dead_port(void)
 
 static memo_status try_open(const char *redis, const char *db, memo_error *err)
 {
-    memo_config cfg = {.redis_url = redis, .database_url = db, .connect_timeout_ms = 1000};
+    memo_config cfg = {
+        .redis_url = redis, .database_url = db, .connect_timeout_ms = 1000};
     memo_repo *repo = (memo_repo *)&cfg; /* must come back NULL on failure */
     memo_status st = memo_open(&repo, &cfg, err);
     if (st == MEMO_OK)
@@ -95,7 +97,8 @@ static void wrong_redis_password(void **state)
     assert_non_null(strstr(err.message, "AUTH"));
     assert_null(strstr(err.message, "hunter2"));
     /* so it is refused even by a service that may start without Redis */
-    memo_config cfg = {.redis_url = url, .database_url = test_env("DATABASE_URL"),
+    memo_config cfg = {.redis_url = url,
+                       .database_url = test_env("DATABASE_URL"),
                        .flags = MEMO_OPEN_DEGRADED};
     memo_repo *repo = NULL;
     assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
@@ -120,7 +123,8 @@ static void unreachable_database(void **state)
     /* a database that does not exist, on a server that does */
     const char *real = test_env("DATABASE_URL");
     char nodb[256];
-    snprintf(nodb, sizeof nodb, "%.*s/no_such_db", (int)(strrchr(real, '/') - real), real);
+    snprintf(nodb, sizeof nodb, "%.*s/no_such_db", (int)(strrchr(real, '/') - real),
+             real);
     assert_int_equal(try_open(test_env("REDIS_URL"), nodb, &err), MEMO_ERR_DB_CONN);
     assert_non_null(strstr(err.message, "no_such_db"));
 
@@ -139,8 +143,9 @@ static void unreachable_database(void **state)
     assert_non_null(strstr(err.message, "PostgreSQL"));
     assert_null(strstr(err.message, "Sup3rSecret"));
 
-    assert_int_equal(try_open(test_env("REDIS_URL"), "host=127.0.0.1 bogus_option=1", &err),
-                     MEMO_ERR_CONFIG);
+    assert_int_equal(
+        try_open(test_env("REDIS_URL"), "host=127.0.0.1 bogus_option=1", &err),
+        MEMO_ERR_CONFIG);
     assert_non_null(strstr(err.message, "bogus_option"));
     assert_int_equal(try_open(test_env("REDIS_URL"), NULL, &err), MEMO_ERR_CONFIG);
 }
@@ -177,10 +182,12 @@ static void degraded_start(void **state)
     /* with MEMO_OPEN_DEGRADED a dead Redis does not stop the service */
     test_schema_sql("blog");
     test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
-    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('d', 'D', 'p', now())");
+    test_sql(
+        "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('d', 'D', 'p', now())");
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", dead_port());
-    memo_config cfg = {.redis_url = url, .database_url = test_env("DATABASE_URL"),
+    memo_config cfg = {.redis_url = url,
+                       .database_url = test_env("DATABASE_URL"),
                        .flags = MEMO_OPEN_DEGRADED};
     memo_repo *repo = test_open(&cfg);
     blog_org o = {0};
@@ -202,7 +209,8 @@ static void key_prefix(void **state)
     (void)state;
     test_schema_sql("blog");
     test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
-    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('p', 'P', 'p', now())");
+    test_sql(
+        "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('p', 'P', 'p', now())");
     freeReplyObject(test_redis_cmd("FLUSHDB"));
     memo_config cfg = {.key_prefix = "tenant-7:"};
     memo_repo *repo = test_open(&cfg);
@@ -223,7 +231,8 @@ static void table_differs_from_entity(void **state)
     (void)state;
     test_schema_sql("blog");
     test_sql("TRUNCATE orgs RESTART IDENTITY CASCADE");
-    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('t', 'T', 'p', now())");
+    test_sql(
+        "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('t', 'T', 'p', now())");
     test_sql("INSERT INTO users (email, name, org_id, karma, active, created_at) "
              "VALUES ('t@t', 'T', 1, 3, true, now())");
     memo_config cfg = {.flags = MEMO_STATS_PRIVATE};
@@ -306,7 +315,7 @@ static void error_messages_per_thread(void **state)
     pthread_mutex_unlock(&t.lock);
     assert_non_null(strstr(t.seen, "NULL key"));
     assert_string_equal(memo_last_error(t.repo), ""); /* not this thread's */
-    memo_close(t.repo); /* the other thread still runs */
+    memo_close(t.repo);                               /* the other thread still runs */
     pthread_mutex_lock(&t.lock);
     t.step = 2;
     pthread_cond_broadcast(&t.cond);
@@ -319,10 +328,14 @@ static void error_messages_per_thread(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(bad_redis_urls),       cmocka_unit_test(unreachable_redis),
-        cmocka_unit_test(wrong_redis_password), cmocka_unit_test(unreachable_database),
-        cmocka_unit_test(bad_values),           cmocka_unit_test(degraded_start),
-        cmocka_unit_test(key_prefix),           cmocka_unit_test(table_differs_from_entity),
+        cmocka_unit_test(bad_redis_urls),
+        cmocka_unit_test(unreachable_redis),
+        cmocka_unit_test(wrong_redis_password),
+        cmocka_unit_test(unreachable_database),
+        cmocka_unit_test(bad_values),
+        cmocka_unit_test(degraded_start),
+        cmocka_unit_test(key_prefix),
+        cmocka_unit_test(table_differs_from_entity),
         cmocka_unit_test(error_messages_per_thread),
     };
     return cmocka_run_group_tests_name("configuration", tests, NULL, NULL);

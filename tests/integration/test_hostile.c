@@ -15,8 +15,8 @@
 #include "blog.h"
 #include "wiki.h"
 
-static const char *const tables[] = {"revisions", "pages",  "comments", "posts",
-                                     "users",     "orgs",   NULL};
+static const char *const tables[] = {"revisions", "pages", "comments", "posts",
+                                     "users",     "orgs",  NULL};
 static memo_repo *repo;
 static int64_t org_a, org_b, ann, bob, cid; /* ann and cid in org a, bob in org b */
 
@@ -24,7 +24,8 @@ static int64_t org_a, org_b, ann, bob, cid; /* ann and cid in org a, bob in org 
 
 static int64_t add_user(const char *email, const char *name, int64_t org)
 {
-    blog_user u = {.email = (char *)email, .name = (char *)name, .org_id = org, .karma = 1};
+    blog_user u = {
+        .email = (char *)email, .name = (char *)name, .org_id = org, .karma = 1};
     assert_int_equal(blog_user_insert(repo, &u), MEMO_OK);
     return u.id;
 }
@@ -198,8 +199,8 @@ static void oversized_value(void **state)
 static void large_reply_memory_is_returned(void **state)
 {
     (void)state;
-    memo_config cfg = {.max_value_bytes = 8 << 20, .pool_size = 1,
-                       .flags = MEMO_STATS_PRIVATE};
+    memo_config cfg = {
+        .max_value_bytes = 8 << 20, .pool_size = 1, .flags = MEMO_STATS_PRIVATE};
     memo_repo *r = test_open(&cfg);
     blog_user u = {0};
     assert_int_equal(blog_user_get(r, ann, &u), MEMO_OK); /* warm */
@@ -319,9 +320,15 @@ static void row_under_another_key(void **state)
 static void text_key_holding_another_row(void **state)
 {
     (void)state;
-    wiki_page p = {.slug = (char *)"m1", .title = (char *)"one", .body = (char *)"b",
-                   .meta = (char *)"{}", .space = (char *)"s", .views_is_null = true,
-                   .rating_is_null = true, .locked_is_null = true, .edited_at_is_null = true};
+    wiki_page p = {.slug = (char *)"m1",
+                   .title = (char *)"one",
+                   .body = (char *)"b",
+                   .meta = (char *)"{}",
+                   .space = (char *)"s",
+                   .views_is_null = true,
+                   .rating_is_null = true,
+                   .locked_is_null = true,
+                   .edited_at_is_null = true};
     assert_int_equal(wiki_page_insert(repo, &p), MEMO_OK);
     p.slug = (char *)"m2";
     p.title = (char *)"two";

@@ -25,12 +25,12 @@ static void install_and_build_out_of_tree(void **state)
     char cmd[4096];
     char *out;
 
-    snprintf(cmd, sizeof cmd, "make -s -C '%s' B='%s' install PREFIX='%s' >&2", top, build,
-             prefix);
+    snprintf(cmd, sizeof cmd, "make -s -C '%s' B='%s' install PREFIX='%s' >&2", top,
+             build, prefix);
     assert_int_equal(sh(cmd, NULL), 0);
-    static const char *const files[] = {"bin/memoc", "bin/memo", "lib/libmemo.a",
-                                        "lib/libmemo.so", "include/memo/memo.h",
-                                        "lib/pkgconfig/memo.pc"};
+    static const char *const files[] = {"bin/memoc",           "bin/memo",
+                                        "lib/libmemo.a",       "lib/libmemo.so",
+                                        "include/memo/memo.h", "lib/pkgconfig/memo.pc"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(cmd, sizeof cmd, "test -e '%s/%s'", prefix, files[i]);
         if (sh(cmd, NULL) != 0)
@@ -47,7 +47,8 @@ static void install_and_build_out_of_tree(void **state)
              work, top, top, prefix, prefix, san);
     assert_int_equal(sh(cmd, NULL), 0);
     /* it links the installed shared library */
-    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' ldd '%s/blog-demo'", prefix, work);
+    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' ldd '%s/blog-demo'", prefix,
+             work);
     assert_int_equal(sh(cmd, &out), 0);
     char want[600];
     snprintf(want, sizeof want, "%s/lib/libmemo.so.0", prefix);
@@ -59,18 +60,20 @@ static void install_and_build_out_of_tree(void **state)
     test_sql_file(sql);
     test_sql("TRUNCATE comments, posts, users, orgs RESTART IDENTITY CASCADE");
     freeReplyObject(test_redis_cmd("FLUSHDB"));
-    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' '%s/blog-demo' 500", prefix, work);
+    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' '%s/blog-demo' 500", prefix,
+             work);
     assert_int_equal(sh(cmd, &out), 0);
     assert_non_null(strstr(out, "compared with PostgreSQL: 0 stale"));
     free(out);
 
     /* libmemo.a through memo-static.pc: nothing of memo is loaded at run
      * time, and no LD_LIBRARY_PATH is needed */
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && export PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
-             "cc -std=c11 -Wall -Wextra -Werror %s $(pkg-config --cflags memo-static) -Igen "
-             "main.c gen/blog.c $(pkg-config --libs memo-static) -o blog-static",
-             work, prefix, san);
+    snprintf(
+        cmd, sizeof cmd,
+        "cd '%s' && export PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
+        "cc -std=c11 -Wall -Wextra -Werror %s $(pkg-config --cflags memo-static) -Igen "
+        "main.c gen/blog.c $(pkg-config --libs memo-static) -o blog-static",
+        work, prefix, san);
     assert_int_equal(sh(cmd, NULL), 0);
     snprintf(cmd, sizeof cmd, "ldd '%s/blog-static'", work);
     assert_int_equal(sh(cmd, &out), 0);
@@ -114,10 +117,11 @@ static void makefile_honours_the_users_flags(void **state)
     char dir[] = "/tmp/memo-make-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char cmd[2048], *out;
-    snprintf(cmd, sizeof cmd,
-             "make -n -j2 -C '%s' B='%s' CPPFLAGS=-DMEMO_PROBE_CPP LDFLAGS=-Wl,-O1,--probe-ld "
-             "'%s/memoc' '%s/libmemo.so.0.1.0'",
-             top, dir, dir, dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "make -n -j2 -C '%s' B='%s' CPPFLAGS=-DMEMO_PROBE_CPP LDFLAGS=-Wl,-O1,--probe-ld "
+        "'%s/memoc' '%s/libmemo.so.0.1.0'",
+        top, dir, dir, dir);
     assert_int_equal(sh(cmd, &out), 0);
     assert_int_equal(lines_starting(out, "bison"), 1);
     assert_int_equal(lines_starting(out, "flex"), 1);
@@ -175,11 +179,12 @@ static void exported_symbols_are_the_api(void **state)
     char cmd[1024], *header, *map, *exported;
     snprintf(cmd, sizeof cmd, "cat '%s/runtime/include/memo/memo.h'", top);
     assert_int_equal(sh(cmd, &header), 0);
-    snprintf(cmd, sizeof cmd, "sed -n 's/^ *\\(memo_[a-z_]*\\);$/\\1(/p' '%s/runtime/libmemo.map'",
-             top);
+    snprintf(cmd, sizeof cmd,
+             "sed -n 's/^ *\\(memo_[a-z_]*\\);$/\\1(/p' '%s/runtime/libmemo.map'", top);
     assert_int_equal(sh(cmd, &map), 0);
     snprintf(cmd, sizeof cmd,
-             "nm -D --defined-only '%s/libmemo.so.%s' | awk '$2 == \"T\" {sub(/@.*/, \"\", $3); print $3 \"(\"}'",
+             "nm -D --defined-only '%s/libmemo.so.%s' | awk '$2 == \"T\" {sub(/@.*/, "
+             "\"\", $3); print $3 \"(\"}'",
              build, memo_version());
     assert_int_equal(sh(cmd, &exported), 0);
     static char h[128][64], m[128][64], x[128][64];
@@ -187,9 +192,11 @@ static void exported_symbols_are_the_api(void **state)
            nx = names(exported, true, x, 128);
     assert_true(nh > 30);
     for (size_t i = 0; i < nh || i < nm || i < nx; i++) {
-        const char *a = i < nh ? h[i] : "-", *b = i < nm ? m[i] : "-", *c = i < nx ? x[i] : "-";
+        const char *a = i < nh ? h[i] : "-", *b = i < nm ? m[i] : "-",
+                   *c = i < nx ? x[i] : "-";
         if (strcmp(a, b) != 0 || strcmp(a, c) != 0)
-            fail_msg("memo.h, libmemo.map and libmemo.so differ at %s / %s / %s", a, b, c);
+            fail_msg("memo.h, libmemo.map and libmemo.so differ at %s / %s / %s", a, b,
+                     c);
     }
     free(header);
     free(map);

@@ -45,7 +45,8 @@ static void two_processes_contend(void **state)
     memo_lock *mine;
     double t0 = test_now_ms();
     /* without waiting: refused at once */
-    assert_int_equal(memo_lock_acquire(repo, "jobs:nightly", 1000, 0, &mine), MEMO_ERR_LOCKED);
+    assert_int_equal(memo_lock_acquire(repo, "jobs:nightly", 1000, 0, &mine),
+                     MEMO_ERR_LOCKED);
     assert_null(mine);
     assert_non_null(strstr(memo_last_error(repo), "jobs:nightly"));
     assert_true(test_now_ms() - t0 < 100);
@@ -67,7 +68,8 @@ static void expired_holder_cannot_release(void **state)
     usleep(250000); /* it expired */
     assert_int_equal(memo_lock_acquire(repo, "report", 5000, 0, &now), MEMO_OK);
     assert_int_equal(memo_lock_extend(old, 5000), MEMO_ERR_LOCKED);
-    assert_int_equal(memo_lock_release(old), MEMO_ERR_LOCKED); /* frees it, touches nothing */
+    assert_int_equal(memo_lock_release(old),
+                     MEMO_ERR_LOCKED); /* frees it, touches nothing */
     assert_non_null(strstr(memo_last_error(repo), "no longer held"));
     /* the new holder's lock is intact */
     memo_lock *third;
@@ -85,7 +87,8 @@ static void extend_keeps_it(void **state)
     for (int i = 0; i < 6; i++) { /* 900 ms in all, three times the TTL */
         usleep(150000);
         assert_int_equal(memo_lock_extend(l, 300), MEMO_OK);
-        assert_int_equal(memo_lock_acquire(repo, "migrate", 300, 0, &other), MEMO_ERR_LOCKED);
+        assert_int_equal(memo_lock_acquire(repo, "migrate", 300, 0, &other),
+                         MEMO_ERR_LOCKED);
     }
     redisReply *r = test_redis_cmd("PTTL memo:lock:{migrate}");
     assert_in_range(r->integer, 200, 300);

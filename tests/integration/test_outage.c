@@ -51,10 +51,9 @@ static void user_of(int i, int32_t karma, blog_user *u, char *email, size_t size
 {
     snprintf(email, size, "k%d@out", i);
     static char name[] = "Out";
-    *u = (blog_user){.id = ids[i], .email = email, .name = name, .org_id = org_id,
-                     .karma = karma};
+    *u = (blog_user){
+        .id = ids[i], .email = email, .name = name, .org_id = org_id, .karma = karma};
 }
-
 
 /* ------------------------------------------------------- mixed load */
 
@@ -157,10 +156,10 @@ static void redis_killed(void **state)
 
     long stale = stale_rows(l.repo);
     test_metric("redis killed", l.reads + l.writes, stale, l.failed + l.wrong,
-           test_stat(l.repo, "blog.user", "degraded"), resumed);
-    assert_int_equal(l.failed, 0);  /* no read or write failed */
-    assert_int_equal(l.wrong, 0);   /* no read returned a stale or unknown value */
-    assert_true(degraded > 0);      /* they were served by PostgreSQL */
+                test_stat(l.repo, "blog.user", "degraded"), resumed);
+    assert_int_equal(l.failed, 0); /* no read or write failed */
+    assert_int_equal(l.wrong, 0);  /* no read returned a stale or unknown value */
+    assert_true(degraded > 0);     /* they were served by PostgreSQL */
     assert_true(writes_during > 0);
     assert_true(resumed >= 0 && resumed < 1000); /* hits resume within a second */
     assert_int_equal(stale, 0);
@@ -320,7 +319,8 @@ static void postgres_restarted(void **state)
     close(logfd);
     unlink(errlog);
     assert_int_equal(printed, 0);
-    test_metric("postgres restarted", 14, stale_rows(repo), failed, 0, test_now_ms() - up);
+    test_metric("postgres restarted", 14, stale_rows(repo), failed, 0,
+                test_now_ms() - up);
     (void)down;
     assert_int_equal(stale_rows(repo), 0);
     memo_close(repo);

@@ -136,7 +136,8 @@ static void corrupt_row_in_a_batch_with_one_connection(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(transaction_holds_the_only_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(transaction_holds_the_only_connection, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(eight_transactions_and_a_read, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupt_row_in_a_batch_with_one_connection, setup,
                                         teardown),

@@ -95,7 +95,10 @@ static void *race_writer(void *arg)
         int i = (int)(memop_random() % HOT);
         snprintf(email, sizeof email, "hot%d@race", i);
         snprintf(name, sizeof name, "Hot %d", i);
-        blog_user u = {.id = hot_ids[i], .email = email, .name = name, .org_id = 1,
+        blog_user u = {.id = hot_ids[i],
+                       .email = email,
+                       .name = name,
+                       .org_id = 1,
                        .karma = (int32_t)(memop_random() % 1000000)};
         if (blog_user_update(child_repo, &u) != MEMO_OK)
             atomic_fetch_add(&shm->failures, 1);
@@ -159,8 +162,8 @@ static void certain_race(memo_repo *repo)
         char email[32], name[32];
         snprintf(email, sizeof email, "hot%d@race", i);
         snprintf(name, sizeof name, "Hot %d", i);
-        blog_user w = {.id = hot_ids[i], .email = email, .name = name, .org_id = 1,
-                       .karma = -1 - i};
+        blog_user w = {
+            .id = hot_ids[i], .email = email, .name = name, .org_id = 1, .karma = -1 - i};
         /* a miss first: the write deletes whatever is cached */
         assert_int_equal(blog_user_update(repo, &w), MEMO_OK);
         hs_state = 0;
@@ -202,8 +205,9 @@ static long race(bool leases, int processes, int seconds, long *random_stale)
     /* quiet now: every cached row must equal the database */
     memo_repo *repo = test_open(NULL);
     long stale = test_stale_rows(repo, &blog_user_desc, hot_ids, HOT);
-    test_metric(leases ? "stale-set race, random (leases)" : "stale-set race, random (no leases)",
-           shm->reads + shm->writes, stale, shm->failures, 0, 0);
+    test_metric(leases ? "stale-set race, random (leases)"
+                       : "stale-set race, random (no leases)",
+                shm->reads + shm->writes, stale, shm->failures, 0, 0);
     *random_stale = stale;
     /* then the same race on every key, certain to happen */
     certain_race(repo);
@@ -214,8 +218,9 @@ static long race(bool leases, int processes, int seconds, long *random_stale)
     test_shared_free(shm, sizeof *shm);
     assert_int_equal(failures, 0);
     assert_true(reads > 100 && writes > 20);
-    test_metric(leases ? "stale-set race, certain (leases)" : "stale-set race, certain (no leases)",
-           HOT, stale, 0, 0, 0);
+    test_metric(leases ? "stale-set race, certain (leases)"
+                       : "stale-set race, certain (no leases)",
+                HOT, stale, 0, 0, 0);
     return stale;
 }
 
@@ -343,7 +348,8 @@ static void slow_query_stampede(void **state)
                     "1");
     /* cached by that one query */
     assert_true(test_redis_exists(test_user_key(hot_ids[3])));
-    test_metric("slow query stampede (4 x 50 threads)", shm->reads, 0, shm->failures, 0, 0);
+    test_metric("slow query stampede (4 x 50 threads)", shm->reads, 0, shm->failures, 0,
+                0);
     test_shared_free(shm, sizeof *shm);
 }
 

@@ -27,7 +27,8 @@ enum { USERS = 40 };
 static json_t *memo_json(int *rc, const char *a1, const char *a2, const char *a3,
                          const char *a4, const char *a5)
 {
-    const char *argv[12] = {test_env("MEMO_TOOL"), "--schema", schema, a1, a2, a3, a4, a5};
+    const char *argv[12] = {
+        test_env("MEMO_TOOL"), "--schema", schema, a1, a2, a3, a4, a5};
     int n = 3;
     while (n < 8 && argv[n])
         n++;
@@ -90,14 +91,19 @@ static void ping(void **state)
     int rc;
     json_t *j = memo_json(&rc, "ping", NULL, NULL, NULL, NULL);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(j, "redis"), "version")), "7."));
-    assert_true(json_real_value(json_object_get(json_object_get(j, "redis"), "rtt_ms")) > 0);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(j, "redis"), "version")),
+               "7."));
+    assert_true(json_real_value(json_object_get(json_object_get(j, "redis"), "rtt_ms")) >
+                0);
     assert_non_null(strstr(
-        json_string_value(json_object_get(json_object_get(j, "postgresql"), "version")), "15"));
+        json_string_value(json_object_get(json_object_get(j, "postgresql"), "version")),
+        "15"));
     json_t *s = json_object_get(j, "schema");
     assert_int_equal(json_integer_value(json_object_get(s, "scanned")), 2);
     assert_int_equal(json_integer_value(json_object_get(s, "older")), 1);
-    assert_string_equal(json_string_value(json_object_get(s, "example")), "blog:{user:1}:0badf00d");
+    assert_string_equal(json_string_value(json_object_get(s, "example")),
+                        "blog:{user:1}:0badf00d");
     json_decref(j);
 }
 
@@ -121,17 +127,21 @@ static void get(void **state)
     json_t *row = json_array_get(j, 0);
     assert_string_equal(json_string_value(json_object_get(row, "redis_key")),
                         test_user_key(3));
-    assert_true(json_equal(json_object_get(row, "cached"), json_object_get(row, "database")));
+    assert_true(
+        json_equal(json_object_get(row, "cached"), json_object_get(row, "database")));
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(row, "cached"), "email")), "u2@t");
+        json_string_value(json_object_get(json_object_get(row, "cached"), "email")),
+        "u2@t");
     assert_true(json_integer_value(json_object_get(row, "ttl_ms")) > 590000);
     assert_true(json_is_true(json_object_get(row, "agree")));
     json_t *look = json_array_get(j, 1);
-    assert_int_equal(json_integer_value(json_object_get(look, "cached")), 5); /* u4 is id 5 */
+    assert_int_equal(json_integer_value(json_object_get(look, "cached")),
+                     5); /* u4 is id 5 */
     assert_true(json_is_true(json_object_get(look, "agree")));
     json_t *list = json_array_get(j, 2);
     assert_int_equal(json_array_size(json_object_get(list, "cached")), USERS);
-    assert_true(json_equal(json_object_get(list, "cached"), json_object_get(list, "database")));
+    assert_true(
+        json_equal(json_object_get(list, "cached"), json_object_get(list, "database")));
     json_decref(j);
 
     /* a cached row that differs from the database: reported, exit status 1 */
@@ -312,8 +322,10 @@ static void warm(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "requested")), 4);
     assert_int_equal(json_integer_value(json_object_get(j, "found")), 3);
     assert_int_equal(json_integer_value(json_object_get(j, "missing")), 1);
-    assert_int_equal(json_integer_value(json_object_get(j, "already_cached")), 1); /* 40 */
-    assert_int_equal(json_integer_value(json_object_get(j, "filled")), 3); /* 1, 2, null 777 */
+    assert_int_equal(json_integer_value(json_object_get(j, "already_cached")),
+                     1); /* 40 */
+    assert_int_equal(json_integer_value(json_object_get(j, "filled")),
+                     3); /* 1, 2, null 777 */
     json_decref(j);
     test_assert_redis_value(test_user_key(777), "null");
 }
@@ -410,8 +422,8 @@ static pid_t spawn_service(const char *gets, int stop)
 
 static long long summed(json_t *j, const char *counter)
 {
-    return json_integer_value(
-        json_object_get(json_object_get(json_object_get(j, "entities"), "blog.user"), counter));
+    return json_integer_value(json_object_get(
+        json_object_get(json_object_get(j, "entities"), "blog.user"), counter));
 }
 
 static void stats_across_processes(void **state)
@@ -452,7 +464,8 @@ static void stats_across_processes(void **state)
     free(text);
 
     /* --watch: a table per interval, then it stops (--count) */
-    const char *watch[] = {test_env("MEMO_TOOL"), "stats", "--watch", "0.2", "--count", "2", NULL};
+    const char *watch[] = {
+        test_env("MEMO_TOOL"), "stats", "--watch", "0.2", "--count", "2", NULL};
     assert_int_equal(test_run(watch, NULL, &text), 0);
     int drawn = 0;
     for (const char *p = text; (p = strstr(p, "processes publishing")); p++)
@@ -494,8 +507,9 @@ static void prometheus_in_process(void **state)
     assert_non_null(text);
     assert_non_null(strstr(text, "memo_cache_hits_total{entity=\"blog.user\"} 2\n"));
     assert_non_null(strstr(text, "memo_cache_misses_total{entity=\"blog.user\"} 1\n"));
-    assert_non_null(
-        strstr(text, "memo_operation_duration_seconds_count{entity=\"blog.user\",op=\"get\"} 3\n"));
+    assert_non_null(strstr(
+        text,
+        "memo_operation_duration_seconds_count{entity=\"blog.user\",op=\"get\"} 3\n"));
     assert_non_null(strstr(text, "memo_redis_up 1\n"));
     const char *check[] = {"promtool", "check", "metrics", NULL};
     assert_int_equal(test_run(check, text, NULL), 0);

@@ -117,8 +117,8 @@ redisReply *test_redis_cmd(const char *fmt, ...)
 void test_servers(const char *cmd)
 {
     char line[1024];
-    snprintf(line, sizeof line, "\"%s/tests/servers.sh\" %s \"%s\"", test_env("MEMO_TOP"), cmd,
-             test_env("MEMO_TEST_SERVERS_DIR"));
+    snprintf(line, sizeof line, "\"%s/tests/servers.sh\" %s \"%s\"", test_env("MEMO_TOP"),
+             cmd, test_env("MEMO_TEST_SERVERS_DIR"));
     if (system(line) != 0)
         fail_msg("tests/servers.sh %s failed", cmd);
     if (strncmp(cmd, "redis", 5) == 0)
@@ -444,8 +444,8 @@ memo_repo *test_child_open(const memo_config *over)
 long long test_stat(memo_repo *repo, const char *entity, const char *counter)
 {
     json_t *j = json_of(memo_stats_json(repo));
-    json_t *v = json_object_get(json_object_get(json_object_get(j, "entities"), entity),
-                                counter);
+    json_t *v =
+        json_object_get(json_object_get(json_object_get(j, "entities"), entity), counter);
     long long n = json_is_integer(v) ? json_integer_value(v) : 0;
     json_decref(j);
     return n;
@@ -474,12 +474,13 @@ const char *test_schemas_dir(void)
 void test_metric(const char *name, long ops, long stale, long failed, long degraded,
                  double recovery_ms)
 {
-    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n", name, ops,
-           stale, failed, degraded, recovery_ms);
+    printf("metric %s: ops=%ld stale=%ld failed=%ld degraded=%ld recovery_ms=%.0f\n",
+           name, ops, stale, failed, degraded, recovery_ms);
     const char *path = getenv("MEMO_METRICS");
     FILE *f = path ? fopen(path, "a") : NULL;
     if (f) {
-        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded, recovery_ms);
+        fprintf(f, "%s %ld %ld %ld %ld %.0f\n", name, ops, stale, failed, degraded,
+                recovery_ms);
         fclose(f);
     }
 }

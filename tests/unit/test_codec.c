@@ -39,10 +39,15 @@ typedef struct row {
     bool n_ts_is_null;
 } row;
 
-#define F(n, t, fl) {.name = #n, .type = (t), .flags = (fl), .offset = offsetof(row, n)}
-#define N(n, t)                                                                        \
-    {.name = #n, .type = (t), .flags = MEMO_FIELD_NULLABLE, .offset = offsetof(row, n),  \
-     .null_offset = offsetof(row, n##_is_null)}
+#define F(n, t, fl)                                                                      \
+    {                                                                                    \
+        .name = #n, .type = (t), .flags = (fl), .offset = offsetof(row, n)               \
+    }
+#define N(n, t)                                                                          \
+    {                                                                                    \
+        .name = #n, .type = (t), .flags = MEMO_FIELD_NULLABLE,                           \
+        .offset = offsetof(row, n), .null_offset = offsetof(row, n##_is_null)            \
+    }
 
 static const memo_field_desc fields[] = {
     F(id, MEMO_INT64, MEMO_FIELD_PK),
@@ -367,8 +372,13 @@ static void test_integer_extremes(void **state)
 {
     (void)state;
     static const int32_t i32[] = {0, 1, -1, INT32_MAX, INT32_MIN};
-    static const int64_t i64[] = {0, -1, INT64_MAX, INT64_MIN, INT64_MAX - 1,
-                                  INT64_MIN + 1, 9007199254740993LL /* 2^53 + 1 */};
+    static const int64_t i64[] = {0,
+                                  -1,
+                                  INT64_MAX,
+                                  INT64_MIN,
+                                  INT64_MAX - 1,
+                                  INT64_MIN + 1,
+                                  9007199254740993LL /* 2^53 + 1 */};
     for (size_t i = 0; i < sizeof i64 / sizeof i64[0]; i++) {
         row in, out;
         memop_buf buf = {0};
@@ -387,9 +397,23 @@ static void test_integer_extremes(void **state)
 static void test_doubles(void **state)
 {
     (void)state;
-    const double cases[] = {0.0,      -0.0,     0.1,       -0.1,     1.0 / 3.0, 1e308,
-                            -1e308,   DBL_MAX,  -DBL_MAX,  DBL_MIN,  5e-324,    1e-300,
-                            123456789012345678.0, 2.5,   NAN,      INFINITY,  -INFINITY,
+    const double cases[] = {0.0,
+                            -0.0,
+                            0.1,
+                            -0.1,
+                            1.0 / 3.0,
+                            1e308,
+                            -1e308,
+                            DBL_MAX,
+                            -DBL_MAX,
+                            DBL_MIN,
+                            5e-324,
+                            1e-300,
+                            123456789012345678.0,
+                            2.5,
+                            NAN,
+                            INFINITY,
+                            -INFINITY,
                             9007199254740993.0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         row in, out;
@@ -572,8 +596,8 @@ static void test_decode_refuses_int32_out_of_range(void **state)
 static void test_decode_refuses_null_for_non_nullable(void **state)
 {
     (void)state;
-    static const char *const names[] = {"id", "text", "json", "i32", "i64",
-                                        "f64", "flag", "ts"};
+    static const char *const names[] = {"id",  "text", "json", "i32",
+                                        "i64", "f64",  "flag", "ts"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char reason[64];
         snprintf(reason, sizeof reason, "member \"%s\" is not a valid value", names[i]);
@@ -632,22 +656,54 @@ static void test_copy(void **state)
 static void mutate(row *r, size_t i)
 {
     switch (i) {
-    case 0: r->id++; break;
-    case 1: r->text[0] = 'H'; break;
-    case 2: r->n_text[0] = 'M'; break;
-    case 3: r->json[1] = 'x'; break;
-    case 4: free(r->n_json); r->n_json = xstrdup("[ ]"); break;
-    case 5: r->i32 = -r->i32; break;
-    case 6: r->i64 ^= 1; break;
-    case 7: r->f64 = nextafter(r->f64, 10); break;
-    case 8: r->flag = !r->flag; break;
-    case 9: r->ts++; break;
-    case 10: r->n_i32++; break;
-    case 11: r->n_i64 = INT64_MIN; break;
-    case 12: r->n_f64 = -r->n_f64; break;
-    case 13: r->n_flag = false; break;
-    case 14: r->n_ts = 0; break;
-    default: fail();
+    case 0:
+        r->id++;
+        break;
+    case 1:
+        r->text[0] = 'H';
+        break;
+    case 2:
+        r->n_text[0] = 'M';
+        break;
+    case 3:
+        r->json[1] = 'x';
+        break;
+    case 4:
+        free(r->n_json);
+        r->n_json = xstrdup("[ ]");
+        break;
+    case 5:
+        r->i32 = -r->i32;
+        break;
+    case 6:
+        r->i64 ^= 1;
+        break;
+    case 7:
+        r->f64 = nextafter(r->f64, 10);
+        break;
+    case 8:
+        r->flag = !r->flag;
+        break;
+    case 9:
+        r->ts++;
+        break;
+    case 10:
+        r->n_i32++;
+        break;
+    case 11:
+        r->n_i64 = INT64_MIN;
+        break;
+    case 12:
+        r->n_f64 = -r->n_f64;
+        break;
+    case 13:
+        r->n_flag = false;
+        break;
+    case 14:
+        r->n_ts = 0;
+        break;
+    default:
+        fail();
     }
 }
 

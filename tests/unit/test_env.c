@@ -8,10 +8,14 @@
 #include <string.h>
 
 static const char *const vars[] = {
-    "MEMO_REDIS_URL",   "REDIS_URL",          "MEMO_DATABASE_URL",    "DATABASE_URL",
-    "MEMO_KEY_PREFIX",  "MEMO_DEFAULT_TTL",   "MEMO_NEGATIVE_TTL",    "MEMO_CONNECT_TIMEOUT",
-    "MEMO_COMMAND_TIMEOUT", "MEMO_QUERY_TIMEOUT", "MEMO_LEASE",       "MEMO_LEASE_WAIT",
-    "MEMO_POOL_SIZE",   "MEMO_STATS_PUBLISH", "MEMO_OPEN_DEGRADED", "MEMO_POOL_WAIT",
+    "MEMO_REDIS_URL",       "REDIS_URL",
+    "MEMO_DATABASE_URL",    "DATABASE_URL",
+    "MEMO_KEY_PREFIX",      "MEMO_DEFAULT_TTL",
+    "MEMO_NEGATIVE_TTL",    "MEMO_CONNECT_TIMEOUT",
+    "MEMO_COMMAND_TIMEOUT", "MEMO_QUERY_TIMEOUT",
+    "MEMO_LEASE",           "MEMO_LEASE_WAIT",
+    "MEMO_POOL_SIZE",       "MEMO_STATS_PUBLISH",
+    "MEMO_OPEN_DEGRADED",   "MEMO_POOL_WAIT",
     "MEMO_MAX_VALUE_BYTES",
 };
 
@@ -109,7 +113,8 @@ static void bad_values_name_the_variable(void **state)
     assert_int_equal(memo_config_from_env(NULL, &e), MEMO_ERR_ARG);
     clean(NULL);
     setenv("MEMO_LEASE", "nope", 1);
-    assert_int_equal(memo_config_from_env(&c, NULL), MEMO_ERR_CONFIG); /* err may be NULL */
+    assert_int_equal(memo_config_from_env(&c, NULL),
+                     MEMO_ERR_CONFIG); /* err may be NULL */
 }
 
 /* Unset variables keep what the caller set, URLs included: the environment
@@ -120,8 +125,11 @@ static void unset_variables_keep_the_callers_values(void **state)
     unsetenv("REDIS_URL");
     unsetenv("DATABASE_URL");
     setenv("MEMO_REDIS_URL", "", 1); /* empty is unset */
-    memo_config c = {.redis_url = "redis://mine", .database_url = "host=mine",
-                     .key_prefix = "mine:", .pool_size = 4, .lease_ms = 700,
+    memo_config c = {.redis_url = "redis://mine",
+                     .database_url = "host=mine",
+                     .key_prefix = "mine:",
+                     .pool_size = 4,
+                     .lease_ms = 700,
                      .flags = MEMO_STATS_PRIVATE};
     memo_error e;
     assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
@@ -178,5 +186,6 @@ int main(void)
         cmocka_unit_test_setup(unset_variables_keep_the_callers_values, clean),
         cmocka_unit_test_setup(older_struct_is_not_overrun, clean),
     };
-    return cmocka_run_group_tests_name("configuration from the environment", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("configuration from the environment", tests, NULL,
+                                       NULL);
 }

@@ -17,7 +17,7 @@
 /* ----------------------------------------------------------- the entities */
 
 static const memo_entity_desc *const descs[] = {
-    &blog_org_desc,  &blog_user_desc,  &blog_post_desc,
+    &blog_org_desc,     &blog_user_desc, &blog_post_desc,
     &blog_comment_desc, &wiki_page_desc, &wiki_revision_desc,
 };
 enum { NDESCS = sizeof descs / sizeof descs[0] };
@@ -41,7 +41,8 @@ static int setup(void **state)
     for (size_t i = 0; i < NDESCS; i++) {
         ents[i].desc = descs[i];
         ents[i].index = (unsigned)i;
-        ents[i].targets = calloc(descs[i]->nrules ? descs[i]->nrules : 1, sizeof(memop_entity *));
+        ents[i].targets =
+            calloc(descs[i]->nrules ? descs[i]->nrules : 1, sizeof(memop_entity *));
     }
     for (size_t i = 0; i < NDESCS; i++)
         for (unsigned r = 0; r < descs[i]->nrules; r++)
@@ -61,8 +62,8 @@ static int teardown(void **state)
 /* ------------------------------------------------------------ expectations */
 
 /* "<schema>:{<head><part><tail>}:<tag>", from the descriptor's parts. */
-static void key_of(char *out, size_t size, const memo_entity_desc *d, const memo_key_desc *k,
-                   const char *part)
+static void key_of(char *out, size_t size, const memo_entity_desc *d,
+                   const memo_key_desc *k, const char *part)
 {
     snprintf(out, size, "%s:{%s%s%s}:%s", d->schema, k->head, part, k->tail, k->tag);
 }
@@ -94,8 +95,8 @@ static void want_lease(want *w, const memo_entity_desc *d, const memo_key_desc *
 }
 
 /* Collects the change and compares the key sets, both ways. */
-static void check(const char *name, const memo_entity_desc *d, unsigned event, const void *old,
-                  const void *new, const want *w)
+static void check(const char *name, const memo_entity_desc *d, unsigned event,
+                  const void *old, const void *new, const want *w)
 {
     memop_inval v = {0};
     memop_inval_collect(&repo, ent(d), event, old, new, &v);
@@ -114,7 +115,8 @@ static void check(const char *name, const memo_entity_desc *d, unsigned event, c
         for (size_t i = 0; i < v.n && !found; i++)
             found = strcmp(v.keys[i].s, w->keys[j]) == 0 && v.is_value[i] == w->value[j];
         if (!found)
-            fail_msg("%s: missing %s %s", name, w->value[j] ? "value" : "lease", w->keys[j]);
+            fail_msg("%s: missing %s %s", name, w->value[j] ? "value" : "lease",
+                     w->keys[j]);
     }
     /* no key twice */
     for (size_t i = 0; i < v.n; i++)
@@ -128,7 +130,10 @@ static void check(const char *name, const memo_entity_desc *d, unsigned event, c
 
 static blog_user user(int64_t id, const char *email, const char *name, int64_t org)
 {
-    return (blog_user){.id = id, .email = (char *)email, .name = (char *)name, .org_id = org,
+    return (blog_user){.id = id,
+                       .email = (char *)email,
+                       .name = (char *)name,
+                       .org_id = org,
                        .karma = 1};
 }
 
@@ -210,7 +215,8 @@ static void rule_on_change(void **state)
 {
     (void)state;
     /* post: on change invalidate user(author_id) */
-    blog_post a = {.id = 5, .author_id = 1, .title = (char *)"T", .body = (char *)"b"}, b = a;
+    blog_post a = {.id = 5, .author_id = 1, .title = (char *)"T", .body = (char *)"b"},
+              b = a;
     b.title = (char *)"New";
     want w = {0};
     want_value(&w, &blog_post_desc, ROW(&blog_post_desc), "5");
@@ -231,7 +237,10 @@ static void rule_on_some_events(void **state)
 {
     (void)state;
     /* comment: on insert and on delete invalidate post(post_id) */
-    blog_comment c = {.id = 9, .post_id = 5, .author_id = 1, .body = (char *)"hi",
+    blog_comment c = {.id = 9,
+                      .post_id = 5,
+                      .author_id = 1,
+                      .body = (char *)"hi",
                       .created_at = 100},
                  d = c;
     want w = {0};
@@ -248,9 +257,15 @@ static void rule_on_some_events(void **state)
 
 static wiki_page page(const char *slug, const char *alias, const char *space)
 {
-    return (wiki_page){.slug = (char *)slug, .title = (char *)"t", .body = (char *)"b",
-                       .meta = (char *)"{}", .alias = (char *)alias, .space = (char *)space,
-                       .views_is_null = true, .rating_is_null = true, .locked_is_null = true,
+    return (wiki_page){.slug = (char *)slug,
+                       .title = (char *)"t",
+                       .body = (char *)"b",
+                       .meta = (char *)"{}",
+                       .alias = (char *)alias,
+                       .space = (char *)space,
+                       .views_is_null = true,
+                       .rating_is_null = true,
+                       .locked_is_null = true,
                        .edited_at_is_null = true};
 }
 
@@ -294,8 +309,11 @@ static void rules_on_a_text_target(void **state)
     (void)state;
     /* revision: on insert invalidate page(page_slug); on change invalidate
      * page.in_space(space) */
-    wiki_revision r = {.id = 3, .page_slug = (char *)"home", .space = (char *)"s",
-                       .number = 1, .author = (char *)"me"};
+    wiki_revision r = {.id = 3,
+                       .page_slug = (char *)"home",
+                       .space = (char *)"s",
+                       .number = 1,
+                       .author = (char *)"me"};
     want w = {0};
     want_value(&w, &wiki_revision_desc, ROW(&wiki_revision_desc), "3");
     want_value(&w, &wiki_revision_desc, &wiki_revision_desc.lists[0].key, "home");
@@ -334,11 +352,16 @@ static void failure_marks_drops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(insert_and_delete),      cmocka_unit_test(edit_touches_only_the_row),
-        cmocka_unit_test(unique_moved),           cmocka_unit_test(list_membership_moved),
-        cmocka_unit_test(list_order_changed),     cmocka_unit_test(rule_on_change),
-        cmocka_unit_test(rule_on_some_events),    cmocka_unit_test(null_entering_and_leaving),
-        cmocka_unit_test(text_keys_escaped),      cmocka_unit_test(rules_on_a_text_target),
+        cmocka_unit_test(insert_and_delete),
+        cmocka_unit_test(edit_touches_only_the_row),
+        cmocka_unit_test(unique_moved),
+        cmocka_unit_test(list_membership_moved),
+        cmocka_unit_test(list_order_changed),
+        cmocka_unit_test(rule_on_change),
+        cmocka_unit_test(rule_on_some_events),
+        cmocka_unit_test(null_entering_and_leaving),
+        cmocka_unit_test(text_keys_escaped),
+        cmocka_unit_test(rules_on_a_text_target),
         cmocka_unit_test(failure_marks_drops),
     };
     return cmocka_run_group_tests_name("invalidation", tests, setup, teardown);

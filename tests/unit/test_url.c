@@ -78,9 +78,11 @@ static void test_host_forms(void **state)
 static void test_credentials(void **state)
 {
     (void)state;
-    assert_parses("redis://alice:s3cret@db.example:6390/2",
-                  (want){.host = "db.example", .port = 6390, .db = 2, .user = "alice",
-                         .password = "s3cret"});
+    assert_parses("redis://alice:s3cret@db.example:6390/2", (want){.host = "db.example",
+                                                                   .port = 6390,
+                                                                   .db = 2,
+                                                                   .user = "alice",
+                                                                   .password = "s3cret"});
     /* an empty user: AUTH with the password alone */
     assert_parses("redis://:s3cret@h",
                   (want){.host = "h", .port = 6379, .password = "s3cret"});
@@ -88,16 +90,16 @@ static void test_credentials(void **state)
     assert_parses("redis://s3cret@h:6400",
                   (want){.host = "h", .port = 6400, .password = "s3cret"});
     /* the password may hold ':' */
-    assert_parses("redis://u:a:b@h", (want){.host = "h", .port = 6379, .user = "u",
-                                            .password = "a:b"});
+    assert_parses("redis://u:a:b@h",
+                  (want){.host = "h", .port = 6379, .user = "u", .password = "a:b"});
 }
 
 static void test_percent_escapes(void **state)
 {
     (void)state;
-    assert_parses("redis://us%65r%3Ax:p%40ss%2Fw%3Ad%25@h",
-                  (want){.host = "h", .port = 6379, .user = "user:x",
-                         .password = "p@ss/w:d%"});
+    assert_parses(
+        "redis://us%65r%3Ax:p%40ss%2Fw%3Ad%25@h",
+        (want){.host = "h", .port = 6379, .user = "user:x", .password = "p@ss/w:d%"});
     assert_parses("redis://:%c3%A9t%C3%a9@h",
                   (want){.host = "h", .port = 6379, .password = "\xc3\xa9t\xc3\xa9"});
 }
@@ -108,7 +110,10 @@ static void test_unescaped_password_characters(void **state)
 {
     (void)state;
     assert_parses("redis://default:ab/cd+ef==@h:6381/1",
-                  (want){.host = "h", .port = 6381, .db = 1, .user = "default",
+                  (want){.host = "h",
+                         .port = 6381,
+                         .db = 1,
+                         .user = "default",
                          .password = "ab/cd+ef=="});
     assert_parses("redis://:a?b#c@d@h",
                   (want){.host = "h", .port = 6379, .password = "a?b#c@d"});
@@ -119,9 +124,9 @@ static void test_ipv6(void **state)
     (void)state;
     assert_parses("redis://[::1]:6380", (want){.host = "::1", .port = 6380});
     assert_parses("redis://[::1]", (want){.host = "::1", .port = 6379});
-    assert_parses("redis://u:p@[fe80::1]:7000/4",
-                  (want){.host = "fe80::1", .port = 7000, .db = 4, .user = "u",
-                         .password = "p"});
+    assert_parses(
+        "redis://u:p@[fe80::1]:7000/4",
+        (want){.host = "fe80::1", .port = 7000, .db = 4, .user = "u", .password = "p"});
 }
 
 static void test_unix(void **state)
@@ -139,9 +144,11 @@ static void test_unix(void **state)
     /* without userinfo, a path may hold '@' */
     assert_parses("unix:///run/redis@main/r.sock",
                   (want){NULL, "/run/redis@main/r.sock", NULL, NULL, 6379, 0});
-    assert_parses("unix://bob:pw@/run/redis.sock?db=12",
-                  (want){.path = "/run/redis.sock", .port = 6379, .db = 12, .user = "bob",
-                         .password = "pw"});
+    assert_parses("unix://bob:pw@/run/redis.sock?db=12", (want){.path = "/run/redis.sock",
+                                                                .port = 6379,
+                                                                .db = 12,
+                                                                .user = "bob",
+                                                                .password = "pw"});
 }
 
 /* ---------------------------------------------------------------- refused */
@@ -306,13 +313,16 @@ static void test_pg_message_masks_the_password(void **state)
     assert_masked("postgresql://memo:Sup3rS%zzecret@127.0.0.1:5432/memo",
                   "invalid percent-encoded token: \"Sup3rS%zzecret\"\n", "Sup3rS",
                   "invalid percent-encoded token");
-    assert_masked("postgres//memo:Sup3rSecret@127.0.0.1:5432/memo",
-                  "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  database "
-                  "\"postgres//memo:Sup3rSecret@127.0.0.1:5432/memo\" does not exist\n",
-                  "Sup3rSecret", "does not exist");
+    assert_masked(
+        "postgres//memo:Sup3rSecret@127.0.0.1:5432/memo",
+        "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  database "
+        "\"postgres//memo:Sup3rSecret@127.0.0.1:5432/memo\" does not exist\n",
+        "Sup3rSecret", "does not exist");
     /* %-encoded and decoded spellings */
-    assert_masked("postgresql://u:p%40ss%2Fword@h/db", "x p@ss/word y", "p@ss/word", "x ");
-    assert_masked("postgresql://u:p%40ss%2Fword@h/db", "x p%40ss%2Fword y", "p%40ss", " y");
+    assert_masked("postgresql://u:p%40ss%2Fword@h/db", "x p@ss/word y", "p@ss/word",
+                  "x ");
+    assert_masked("postgresql://u:p%40ss%2Fword@h/db", "x p%40ss%2Fword y", "p%40ss",
+                  " y");
     /* key=value conninfo, quoted or not, and a URL parameter */
     assert_masked("host=h password='it\\'s a secret' dbname=d", "bad: it's a secret",
                   "secret", "bad:");
@@ -320,8 +330,8 @@ static void test_pg_message_masks_the_password(void **state)
                   "secret", "bad:");
     assert_masked("host=h password = hunter22 dbname=d", "unknown hunter22", "hunter22",
                   "unknown");
-    assert_masked("postgresql://h/db?password=hunter22&sslmode=x", "q hunter22 q", "hunter22",
-                  "q ");
+    assert_masked("postgresql://h/db?password=hunter22&sslmode=x", "q hunter22 q",
+                  "hunter22", "q ");
     /* short passwords: every occurrence, and "***" growing the text is safe */
     char out[16];
     memop_pg_message("postgresql://u:*@h/d", "a*b*c*d*e*f*g*h*i", out, sizeof out);

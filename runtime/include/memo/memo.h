@@ -28,20 +28,20 @@ extern "C" {
 /* Every fallible call returns a memo_status. MEMO_OK is 0, outcomes a caller
  * handles (MEMO_NOT_FOUND, MEMO_CONFLICT) are positive, failures negative.
  * X(name, value, description) */
-#define MEMO_STATUS_LIST(X)                                                            \
-    X(MEMO_OK, 0, "ok")                                                                \
-    X(MEMO_NOT_FOUND, 1, "not found")                                                  \
-    X(MEMO_CONFLICT, 2, "unique value already taken")                                  \
-    X(MEMO_ERR_ARG, -1, "invalid argument")                                            \
-    X(MEMO_ERR_NOMEM, -2, "out of memory")                                             \
-    X(MEMO_ERR_CONFIG, -3, "invalid configuration")                                    \
-    X(MEMO_ERR_REDIS, -4, "Redis unavailable")                                         \
-    X(MEMO_ERR_DB_CONN, -5, "database unavailable")                                    \
-    X(MEMO_ERR_DB, -6, "database query failed")                                        \
-    X(MEMO_ERR_CONSTRAINT, -7, "database constraint violated")                         \
-    X(MEMO_ERR_TIMEOUT, -8, "timed out")                                               \
-    X(MEMO_ERR_SCHEMA, -9, "schema does not match the database or runtime")         \
-    X(MEMO_ERR_TX, -10, "transaction failed or misused")                             \
+#define MEMO_STATUS_LIST(X)                                                              \
+    X(MEMO_OK, 0, "ok")                                                                  \
+    X(MEMO_NOT_FOUND, 1, "not found")                                                    \
+    X(MEMO_CONFLICT, 2, "unique value already taken")                                    \
+    X(MEMO_ERR_ARG, -1, "invalid argument")                                              \
+    X(MEMO_ERR_NOMEM, -2, "out of memory")                                               \
+    X(MEMO_ERR_CONFIG, -3, "invalid configuration")                                      \
+    X(MEMO_ERR_REDIS, -4, "Redis unavailable")                                           \
+    X(MEMO_ERR_DB_CONN, -5, "database unavailable")                                      \
+    X(MEMO_ERR_DB, -6, "database query failed")                                          \
+    X(MEMO_ERR_CONSTRAINT, -7, "database constraint violated")                           \
+    X(MEMO_ERR_TIMEOUT, -8, "timed out")                                                 \
+    X(MEMO_ERR_SCHEMA, -9, "schema does not match the database or runtime")              \
+    X(MEMO_ERR_TX, -10, "transaction failed or misused")                                 \
     X(MEMO_ERR_LOCKED, -11, "lock held by another")
 
 typedef enum memo_status {
@@ -81,8 +81,9 @@ typedef struct memo_error {
  * with the _INIT macro, or leave it 0 to mean this header's size. */
 
 typedef struct memo_config {
-    size_t size;              /* sizeof(memo_config), or 0: see above */
-    const char *redis_url;    /* redis://[user:pass@]host[:port][/db] or unix:///path[?db=N] */
+    size_t size; /* sizeof(memo_config), or 0: see above */
+    const char
+        *redis_url; /* redis://[user:pass@]host[:port][/db] or unix:///path[?db=N] */
     const char *database_url; /* any libpq conninfo or postgresql:// URL */
     const char *key_prefix;   /* prepended to every Redis key; NULL: none */
 
@@ -105,7 +106,10 @@ typedef struct memo_config {
     unsigned flags;         /* MEMO_OPEN_*, MEMO_STATS_PRIVATE */
 } memo_config;
 
-#define MEMO_CONFIG_INIT {.size = sizeof(memo_config)}
+#define MEMO_CONFIG_INIT                                                                 \
+    {                                                                                    \
+        .size = sizeof(memo_config)                                                      \
+    }
 
 /* Sets the fields of *cfg that the environment gives, the way a service is
  * configured; a variable that is unset or empty leaves its field as the
@@ -169,9 +173,9 @@ typedef struct memo_entity_stats {
     size_t size; /* sizeof(memo_entity_stats), or 0: see memo_config */
     uint64_t hits, misses, negative_hits, fills, fill_rejects, lease_waits, invalidations,
         db_queries, degraded;
-    uint64_t errors;   /* failures of the system: lost connections, time-outs, refusals by
-                          the servers' configuration (permissions, schema) */
-    uint64_t calls; /* every operation on the entity */
+    uint64_t errors; /* failures of the system: lost connections, time-outs, refusals by
+                        the servers' configuration (permissions, schema) */
+    uint64_t calls;  /* every operation on the entity */
     uint64_t hit_p50_us, hit_p99_us, miss_p50_us, miss_p99_us;
     uint64_t rejected; /* writes PostgreSQL refused for their data (unique conflicts,
                           constraint violations, invalid values) */
@@ -180,7 +184,10 @@ typedef struct memo_entity_stats {
                           from PostgreSQL */
 } memo_entity_stats;
 
-#define MEMO_ENTITY_STATS_INIT {.size = sizeof(memo_entity_stats)}
+#define MEMO_ENTITY_STATS_INIT                                                           \
+    {                                                                                    \
+        .size = sizeof(memo_entity_stats)                                                \
+    }
 
 struct memo_entity_desc;
 /* Fills *out for the entity (zeros when it was not used yet): the fields
@@ -260,7 +267,7 @@ typedef enum memo_type {
 #define MEMO_FIELD_NULLABLE 0x4u
 
 typedef struct memo_field_desc {
-    const char *name;   /* schema name, SQL column and JSON member */
+    const char *name; /* schema name, SQL column and JSON member */
     memo_type type;
     unsigned flags;     /* MEMO_FIELD_* */
     size_t offset;      /* of the member in the row struct */
@@ -374,17 +381,17 @@ typedef struct memo_check_result {
  * database, without filling or changing anything. `cached` and `db` may be
  * NULL; otherwise they receive the rows (zeroed when absent) and the caller
  * clears them. Used by the demo, the `memo get` tool and the race tests. */
-memo_status memo_check(memo_repo *, const memo_entity_desc *, const void *key, void *cached,
-                       void *db, memo_check_result *result);
+memo_status memo_check(memo_repo *, const memo_entity_desc *, const void *key,
+                       void *cached, void *db, memo_check_result *result);
 
 /* The same in a transaction: reads go to the database. */
 memo_status memo_tx_get(memo_tx *, const memo_entity_desc *, const void *key, void *out);
 memo_status memo_tx_get_by(memo_tx *, const memo_entity_desc *, unsigned lookup,
                            const void *key, void *out);
-memo_status memo_tx_list(memo_tx *, const memo_entity_desc *, unsigned list, const void *key,
-                         memo_rows *out);
-memo_status memo_tx_get_many(memo_tx *, const memo_entity_desc *, const void *keys, size_t n,
-                             memo_rows *out);
+memo_status memo_tx_list(memo_tx *, const memo_entity_desc *, unsigned list,
+                         const void *key, memo_rows *out);
+memo_status memo_tx_get_many(memo_tx *, const memo_entity_desc *, const void *keys,
+                             size_t n, memo_rows *out);
 memo_status memo_tx_insert(memo_tx *, const memo_entity_desc *, void *row);
 memo_status memo_tx_update(memo_tx *, const memo_entity_desc *, const void *row);
 memo_status memo_tx_delete(memo_tx *, const memo_entity_desc *, const void *key);
@@ -394,7 +401,8 @@ memo_status memo_tx_delete(memo_tx *, const memo_entity_desc *, const void *key)
  * keys of that list. progress, if given, is called after each batch with the
  * keys removed so far. *removed (may be NULL) gets the count. */
 memo_status memo_flush(memo_repo *, const memo_entity_desc *, const char *list,
-                       void (*progress)(long removed, void *arg), void *arg, long *removed);
+                       void (*progress)(long removed, void *arg), void *arg,
+                       long *removed);
 
 /* Frees a row's strings and zeroes it. NULL is allowed. */
 void memo_row_clear(const memo_entity_desc *, void *row);
