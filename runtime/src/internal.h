@@ -472,6 +472,12 @@ void memop_param_key(memop_params *, const memo_field_desc *f, const void *key);
 memo_status memop_result_fields(const memo_entity_desc *, const unsigned *which,
                                 unsigned n, const PGresult *, int r, int first,
                                 void *row);
+/* Decodes one value in PostgreSQL's binary form (NULL v: SQL NULL) into
+ * field f of row; jsonb: the value is jsonb_send's (a version byte first).
+ * MEMO_ERR_SCHEMA when it is not of the field's type (or NULL where the
+ * field may not be). */
+memo_status memop_value_decode(const memo_field_desc *f, const char *v, int len, bool jsonb,
+                               void *row);
 /* Reads columns [first, first + nfields) of result row `r` into a zeroed row. */
 memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, int first,
                              void *row);

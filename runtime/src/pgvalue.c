@@ -117,75 +117,84 @@ memo_status memop_result_row(const memo_entity_desc *d, const PGresult *res, int
     return memop_result_fields(d, NULL, d->nfields, res, r, first, row);
 }
 
+memo_status memop_value_decode(const memo_field_desc *f, const char *v, int len,
+                               bool jsonb, void *row)
+{
+    char *p = (char *)row + f->offset;
+    if (!v) {
+        if (!(f->flags & MEMO_FIELD_NULLABLE))
+            return MEMO_ERR_SCHEMA;
+        if (f->type != MEMO_TEXT && f->type != MEMO_JSON)
+            *(bool *)((char *)row + f->null_offset) = true;
+        return MEMO_OK;
+    }
+    switch (f->type) {
+    case MEMO_INT32:
+        if (len != 4)
+            return MEMO_ERR_SCHEMA;
+        *(int32_t *)p = (int32_t)(uint32_t)get_be(v, 4);
+        return MEMO_OK;
+    case MEMO_INT64:
+        if (len != 8)
+            return MEMO_ERR_SCHEMA;
+        *(int64_t *)p = (int64_t)get_be(v, 8);
+        return MEMO_OK;
+    case MEMO_TIMESTAMP:
+        if (len != 8)
+            return MEMO_ERR_SCHEMA;
+        *(int64_t *)p = unix_timestamp((int64_t)get_be(v, 8));
+        return MEMO_OK;
+    case MEMO_FLOAT64: {
+        if (len != 8)
+            return MEMO_ERR_SCHEMA;
+        uint64_t bits = get_be(v, 8);
+        memcpy(p, &bits, 8);
+        return MEMO_OK;
+    }
+    case MEMO_BOOL:
+        if (len != 1)
+            return MEMO_ERR_SCHEMA;
+        *(bool *)p = v[0] != 0;
+        return MEMO_OK;
+    case MEMO_TEXT:
+    case MEMO_JSON: {
+        /* jsonb's binary form starts with its version, 1 */
+        if (f->type == MEMO_JSON && jsonb) {
+            if (len < 1 || v[0] != 1)
+                return MEMO_ERR_SCHEMA;
+            v++;
+            len--;
+        }
+        if (len < 0)
+            return MEMO_ERR_SCHEMA;
+        char *s = malloc((size_t)len + 1);
+        if (!s)
+            return MEMO_ERR_NOMEM;
+        memcpy(s, v, (size_t)len);
+        s[len] = '\0';
+        free(*(char **)p);
+        *(char **)p = s;
+        return MEMO_OK;
+    }
+    }
+    return MEMO_ERR_SCHEMA;
+}
+
 memo_status memop_result_fields(const memo_entity_desc *d, const unsigned *which,
                                 unsigned n, const PGresult *res, int r, int first,
                                 void *row)
 {
     for (unsigned k = 0; k < n; k++) {
-        unsigned i = which ? which[k] : k;
-        const memo_field_desc *f = &d->fields[i];
+        const memo_field_desc *f = &d->fields[which ? which[k] : k];
         int col = first + (int)k;
-        char *p = (char *)row + f->offset;
-        if (PQgetisnull(res, r, col)) {
-            if (!(f->flags & MEMO_FIELD_NULLABLE))
-                goto bad;
-            if (f->type != MEMO_TEXT && f->type != MEMO_JSON)
-                *(bool *)((char *)row + f->null_offset) = true;
-            continue;
-        }
-        const char *v = PQgetvalue(res, r, col);
-        int len = PQgetlength(res, r, col);
-        switch (f->type) {
-        case MEMO_INT32:
-            if (len != 4)
-                goto bad;
-            *(int32_t *)p = (int32_t)(uint32_t)get_be(v, 4);
-            break;
-        case MEMO_INT64:
-            if (len != 8)
-                goto bad;
-            *(int64_t *)p = (int64_t)get_be(v, 8);
-            break;
-        case MEMO_TIMESTAMP:
-            if (len != 8)
-                goto bad;
-            *(int64_t *)p = unix_timestamp((int64_t)get_be(v, 8));
-            break;
-        case MEMO_FLOAT64: {
-            if (len != 8)
-                goto bad;
-            uint64_t bits = get_be(v, 8);
-            memcpy(p, &bits, 8);
-            break;
-        }
-        case MEMO_BOOL:
-            if (len != 1)
-                goto bad;
-            *(bool *)p = v[0] != 0;
-            break;
-        case MEMO_TEXT:
-        case MEMO_JSON: {
-            /* jsonb's binary form starts with its version, 1 */
-            if (f->type == MEMO_JSON && PQftype(res, col) == 3802) {
-                if (len < 1 || v[0] != 1)
-                    goto bad;
-                v++;
-                len--;
-            }
-            char *s = malloc((size_t)len + 1);
-            if (!s) {
-                memo_row_clear(d, row);
-                return MEMO_ERR_NOMEM;
-            }
-            memcpy(s, v, (size_t)len);
-            s[len] = '\0';
-            *(char **)p = s;
-            break;
-        }
+        bool null = PQgetisnull(res, r, col);
+        memo_status st =
+            memop_value_decode(f, null ? NULL : PQgetvalue(res, r, col),
+                               PQgetlength(res, r, col), PQftype(res, col) == 3802, row);
+        if (st != MEMO_OK) {
+            memo_row_clear(d, row);
+            return st;
         }
     }
     return MEMO_OK;
-bad:
-    memo_row_clear(d, row);
-    return MEMO_ERR_SCHEMA;
 }
