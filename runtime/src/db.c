@@ -80,15 +80,20 @@ static bool still_alive(memop_dconn *c)
 {
     if (PQstatus(c->conn) != CONNECTION_OK)
         return false;
-    struct pollfd p = {PQsocket(c->conn), POLLIN, 0};
-    if (poll(&p, 1, 0) > 0) {
+    /* A server that ended the session (a restart) sent a FATAL, which libpq
+     * reads as a notice, and then closed: the end of the stream is seen on
+     * the read after the one that consumed the message. */
+    for (int round = 0; round < 4; round++) {
+        struct pollfd p = {PQsocket(c->conn), POLLIN, 0};
+        if (poll(&p, 1, 0) <= 0)
+            return true;
         if (!PQconsumeInput(c->conn) || PQstatus(c->conn) != CONNECTION_OK)
             return false;
         /* notices and parameter updates are harmless; a result here is not */
         if (PQisBusy(c->conn))
             return false;
     }
-    return true;
+    return false; /* still talking, unasked: not a connection to use */
 }
 
 memo_status memop_db_acquire(memo_repo *repo, memop_dconn **out)

@@ -326,6 +326,25 @@ static void postgres_restarted(void **state)
     memo_close(repo);
 }
 
+/* PostgreSQL restarted while the pool's connections sat idle: the first
+ * call after is answered, on a fresh connection (the old one's end is seen
+ * before it is used: the server's goodbye, then the closed socket). */
+static void postgres_restarted_while_idle(void **state)
+{
+    (void)state;
+    seed();
+    memo_repo *repo = test_open(NULL);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, ids[0], &u), MEMO_OK);
+    blog_user_clear(&u);
+    test_servers("pg-stop");
+    test_servers("pg-start");
+    assert_int_equal(blog_user_get(repo, ids[1], &u), MEMO_OK); /* a miss: a query */
+    assert_int_equal(u.id, ids[1]);
+    blog_user_clear(&u);
+    memo_close(repo);
+}
+
 /* Whatever a test did to the servers, the next one finds them running. */
 static int restore(void **state)
 {
@@ -341,6 +360,7 @@ int main(void)
         cmocka_unit_test_teardown(redis_frozen, restore),
         cmocka_unit_test_teardown(queue_overflow_drops_entity, restore),
         cmocka_unit_test_teardown(postgres_restarted, restore),
+        cmocka_unit_test_teardown(postgres_restarted_while_idle, restore),
     };
     return cmocka_run_group_tests_name("outages", tests, test_group_blog_tables, NULL);
 }
