@@ -358,6 +358,12 @@ memop_rconn *memop_redis_acquire(memo_repo *);
 /* Returns it; `broken` drops it (a hiredis context that failed is dead). */
 void memop_redis_release(memo_repo *, memop_rconn *, bool broken);
 
+/* Deletes n keys in one round trip: DELs of at most 1000 keys, pipelined.
+ * 0 when Redis took them all; -1 after recording the failure, *broken set
+ * when the connection is lost with it (an outage, not a refusal). */
+int memop_redis_del(memo_repo *, memop_rconn *, const memop_key *keys, size_t n,
+                    const char *what, bool *broken);
+
 /* Runs one command (argv form) and returns its reply, or NULL after recording
  * the failure; then the connection is broken. */
 redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char **argv,
@@ -476,8 +482,8 @@ memo_status memop_result_fields(const memo_entity_desc *, const unsigned *which,
  * field f of row; jsonb: the value is jsonb_send's (a version byte first).
  * MEMO_ERR_SCHEMA when it is not of the field's type (or NULL where the
  * field may not be). */
-memo_status memop_value_decode(const memo_field_desc *f, const char *v, int len, bool jsonb,
-                               void *row);
+memo_status memop_value_decode(const memo_field_desc *f, const char *v, int len,
+                               bool jsonb, void *row);
 /* Reads columns [first, first + nfields) of result row `r` into a zeroed row. */
 memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, int first,
                              void *row);
@@ -491,7 +497,8 @@ typedef struct memop_inval {
     memop_entity **owners;
     bool *is_value; /* counted as an invalidation; else a lease */
     size_t n, cap;
-    bool failed;                                /* some keys could not be collected */
+    size_t change; /* where the current change's keys begin */
+    bool failed;   /* some keys could not be collected */
     unsigned char drop[MEMOP_MAX_ENTITIES / 8]; /* entities to drop whole, by index */
 } memop_inval;
 

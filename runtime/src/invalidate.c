@@ -13,7 +13,9 @@
 static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key,
                       bool value)
 {
-    for (size_t i = 0; i < v->n; i++) /* old and new values are often equal */
+    /* old and new values are often equal; only this change's keys are
+     * compared, so that a transaction of n changes costs O(n) */
+    for (size_t i = v->change; i < v->n; i++)
         if (v->is_value[i] && v->keys[i].len == key->len &&
             memcmp(v->keys[i].s, key->s, key->len) == 0)
             return;
@@ -80,6 +82,7 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
     const void *any = new ? new : old;
+    v->change = v->n;
 
     /* The row: its value (a negative entry, for an insert) and lease. */
     add_key_of(repo, v, e, &d->row.key, pk, any, true);

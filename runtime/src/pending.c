@@ -70,33 +70,11 @@ void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
         pending_add(repo, owners, keys, n);
         return;
     }
-    /* one DEL for every key: one round trip, applied at once */
-    const char **argv = malloc((n + 1) * sizeof *argv);
-    size_t *lens = malloc((n + 1) * sizeof *lens);
-    redisReply *r = NULL;
     bool broken = false;
-    if (!argv || !lens) {
-        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    /* kept for the prober after a failure: after an outage, or (a refusal)
+     * until the permission is back; an outage opens the breaker there */
+    if (memop_redis_del(repo, c, keys, n, "DEL", &broken) != 0)
         pending_add(repo, owners, keys, n);
-        goto out;
-    }
-    argv[0] = "DEL";
-    lens[0] = 3;
-    for (size_t i = 0; i < n; i++) {
-        argv[i + 1] = keys[i].s;
-        lens[i + 1] = keys[i].len;
-    }
-    r = memop_redis_command(repo, c, (int)n + 1, argv, lens);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        /* kept for the prober: after an outage, or (a refusal) until the
-         * permission is back; an outage opens the breaker here */
-        broken = r == NULL;
-        memop_redis_reply_failed(repo, r, "DEL");
-        pending_add(repo, owners, keys, n);
-    }
-out:
-    free(argv);
-    free(lens);
     memop_redis_release(repo, c, broken);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "keyfields.h"
 
 /* PostgreSQL's type OIDs (pg_type.dat); libpq does not export them. */
 enum {
@@ -98,14 +99,8 @@ static void key_columns(memop_buf *b, const memop_entity *e, const char *alias)
 static void find_keyfields(memop_entity *e)
 {
     const memo_entity_desc *d = e->desc;
-    bool use[64] = {false};
-    use[d->pk] = true;
-    for (unsigned u = 0; u < d->nuniques; u++)
-        use[d->uniques[u].field] = true;
-    for (unsigned l = 0; l < d->nlists; l++)
-        use[d->lists[l].group] = use[d->lists[l].order] = true;
-    for (unsigned r = 0; r < d->nrules; r++)
-        use[d->rules[r].field] = true;
+    bool use[MEMO_MAX_FIELDS];
+    memop_key_fields(d, use);
     e->nkeyfields = 0;
     for (unsigned i = 0; i < d->nfields; i++)
         if (use[i])

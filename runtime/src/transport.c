@@ -378,3 +378,42 @@ bool memop_rconn_trim(memop_rconn *c)
     }
     return true;
 }
+
+int memop_redis_del(memo_repo *repo, memop_rconn *c, const memop_key *keys, size_t n,
+                    const char *what, bool *broken)
+{
+    enum { PER_DEL = 1000 };
+    *broken = false;
+    size_t ndel = (n + PER_DEL - 1) / PER_DEL;
+    if (ndel == 0)
+        return 0;
+    redisReply **replies = calloc(ndel, sizeof *replies);
+    if (!replies) {
+        memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    for (size_t at = 0; at < n; at += PER_DEL) {
+        size_t k = n - at < PER_DEL ? n - at : PER_DEL;
+        const char *argv[PER_DEL + 1];
+        size_t lens[PER_DEL + 1];
+        argv[0] = "DEL";
+        lens[0] = 3;
+        for (size_t i = 0; i < k; i++) {
+            argv[i + 1] = keys[at + i].s;
+            lens[i + 1] = keys[at + i].len;
+        }
+        memop_redis_append(c, (int)k + 1, argv, lens);
+    }
+    int rc = 0;
+    if (memop_redis_exchange(repo, c, ndel, replies, what) != 0) {
+        *broken = true;
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < ndel; i++)
+        if (replies[i]->type != REDIS_REPLY_INTEGER) {
+            memop_redis_reply_failed(repo, replies[i], what);
+            rc = -1;
+        }
+    free(replies);
+    return rc;
+}
