@@ -193,8 +193,9 @@ TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
 TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
            $(B)/tests/integration/test_blog $(B)/tests/integration/test_lock \
            $(B)/tests/integration/test_tool $(B)/tests/integration/test_pool \
-           $(B)/tests/integration/test_config
-TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage
+           $(B)/tests/integration/test_config $(B)/tests/integration/test_watch
+TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
+              $(B)/tests/integration/test_watch
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)
 
 # The environment every test reads; servers come from tests/with-servers.sh.
@@ -252,14 +253,22 @@ $(BENCH): bench/bench.c $(B)/schemas/blog.o $(LIBMEMO)
 	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
 	    $(B)/schemas/blog.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
 
+BENCH_WATCH = $(B)/bench/bench_watch
+$(BENCH_WATCH): bench/bench_watch.c $(B)/schemas/blog.o $(LIBMEMO)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
+	    $(B)/schemas/blog.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
+
 # BENCH_PIN=0 pins the benchmark and both servers to CPU 0; BENCH_ARGS adds
-# options (--rounds N, --quick).
+# options (--rounds N, --quick). The change stream's benchmark follows, on
+# the same servers, its JSON lines appended.
 bench: deps
 	@$(MAKE) --no-print-directory run-bench
 
-run-bench: all $(BENCH)
-	@tests/with-servers.sh bench/run.sh $(BENCH) --sql $(B)/schemas/blog.sql \
-	    --json $(B)/bench.jsonl $(BENCH_ARGS)
+run-bench: all $(BENCH) $(BENCH_WATCH)
+	@tests/with-servers.sh sh -c 'bench/run.sh $(BENCH) --sql $(B)/schemas/blog.sql \
+	    --json $(B)/bench.jsonl $(BENCH_ARGS) && bench/run.sh $(BENCH_WATCH) \
+	    --sql $(B)/schemas/blog.sql --json $(B)/bench.jsonl $(BENCH_ARGS)'
 	@echo "JSON lines: $(B)/bench.jsonl"
 
 # ThreadSanitizer on the tests that run threads (TSAN_BIN, defined above).

@@ -30,8 +30,12 @@
 static const char usage[] =
     "usage: memo [--schema FILE] [--redis URL] [--db URL] COMMAND [ARGS]\n"
     "\n"
-    "  ping                         round trips and versions of Redis and PostgreSQL,\n"
-    "                               and entries left by an older schema\n"
+    "  ping [--warn-retained BYTES] round trips and versions of Redis and PostgreSQL,\n"
+    "                               entries left by an older schema, and what memo "
+    "watch\n"
+    "                               needs: wal_level, REPLICATION, the publication, and\n"
+    "                               every memo_* replication slot with the WAL it keeps\n"
+    "                               (exit status 1 past BYTES, 1 GiB unless given)\n"
     "  stats [--json|--prom] [--watch SECONDS [--count N]]\n"
     "                               statistics summed over every process using this "
     "Redis;\n"
@@ -51,6 +55,14 @@ static const char usage[] =
     "                               load rows through the cache (leases respected);\n"
     "                               --top N: the N rows with the highest primary keys\n"
     "                               (N from 1 to 10000000)\n"
+    "  watch [--slot NAME]          follow PostgreSQL's change stream and delete the "
+    "keys\n"
+    "                               every committed change makes stale, until SIGTERM "
+    "or\n"
+    "                               SIGINT (slot memo_SCHEMA; see docs/watch.md)\n"
+    "  watch --drop-slot [--slot NAME]\n"
+    "                               drop the replication slot, which keeps WAL while it\n"
+    "                               exists\n"
     "\n"
     "The schema is the .memo file the application's code was generated from\n"
     "(--schema, else MEMO_SCHEMA); `stats` needs none. Servers come from --redis and\n"
@@ -218,7 +230,7 @@ static void parse_value(const memo_field_desc *f, const char *s, value *out)
 
 /* ------------------------------------------------------------- servers */
 
-static void open_repo(const char *redis_url, const char *db_url)
+static void open_repo(const char *redis_url, const char *db_url, bool publish)
 {
     memo_config cfg = {0};
     memo_error err;
@@ -232,7 +244,8 @@ static void open_repo(const char *redis_url, const char *db_url)
         die(2, "no Redis URL: set MEMO_REDIS_URL or REDIS_URL, or pass --redis");
     if (!cfg.database_url)
         die(2, "no database URL: set MEMO_DATABASE_URL or DATABASE_URL, or pass --db");
-    cfg.flags |= MEMO_STATS_PRIVATE; /* the tool's own reads are not the service's */
+    if (!publish)
+        cfg.flags |= MEMO_STATS_PRIVATE; /* the tool's own reads are not the service's */
     memo_status st = memo_open(&repo, &cfg, &err);
     if (st != MEMO_OK)
         die(1, "%s", err.message);
@@ -276,7 +289,66 @@ static PGconn *pg_open(void)
 
 /* ---------------------------------------------------------------- ping */
 
-static int cmd_ping(bool json)
+/* What memo watch needs of PostgreSQL, and the slots it left: a slot keeps
+ * WAL from its restart point for as long as it exists, read or not. */
+typedef struct stream_state {
+    char wal_level[32];
+    bool may_replicate;
+    int slots_used, slots_max;
+    int publication; /* the schema's: 1 present, 0 missing, -1 no schema */
+    PGresult *slots; /* name, active, retained bytes, wal_status */
+} stream_state;
+
+static void stream_state_of(PGconn *pg, stream_state *st)
+{
+    memset(st, 0, sizeof *st);
+    PGresult *r =
+        PQexec(pg, "SELECT current_setting('wal_level'), coalesce((SELECT "
+                   "rolreplication OR rolsuper FROM pg_roles WHERE rolname = "
+                   "current_user), false), current_setting('max_replication_slots'), "
+                   "(SELECT count(*) FROM pg_replication_slots)");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        pg_die(pg);
+    snprintf(st->wal_level, sizeof st->wal_level, "%s", PQgetvalue(r, 0, 0));
+    st->may_replicate = PQgetvalue(r, 0, 1)[0] == 't';
+    st->slots_max = atoi(PQgetvalue(r, 0, 2));
+    st->slots_used = atoi(PQgetvalue(r, 0, 3));
+    PQclear(r);
+    st->slots = PQexec(pg, "SELECT slot_name, active, coalesce(pg_wal_lsn_diff(CASE WHEN "
+                           "pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE "
+                           "pg_current_wal_lsn() END, restart_lsn), 0)::bigint, "
+                           "coalesce(wal_status, '') FROM pg_replication_slots WHERE "
+                           "slot_name LIKE 'memo\\_%' ORDER BY slot_name");
+    if (PQresultStatus(st->slots) != PGRES_TUPLES_OK)
+        pg_die(pg);
+    st->publication = -1;
+    if (mdl) {
+        char name[80];
+        snprintf(name, sizeof name, "memo_%s", schema_name);
+        const char *params[] = {name};
+        r = PQexecParams(pg, "SELECT count(*) FROM pg_publication WHERE pubname = $1", 1,
+                         NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            pg_die(pg);
+        st->publication = atoi(PQgetvalue(r, 0, 0)) > 0;
+        PQclear(r);
+    }
+}
+
+static char *human_bytes(long long n, char *buf, size_t size)
+{
+    const char *unit[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+    return buf;
+}
+
+static int cmd_ping(bool json, long long warn_retained)
 {
     memop_rconn *c = NULL;
     double best = 1e9;
@@ -308,6 +380,9 @@ static int cmd_ping(bool json)
         best = t < best ? t : best;
     }
     const char *pgv = PQparameterStatus(pg, "server_version");
+    stream_state ss;
+    stream_state_of(pg, &ss);
+    int rc = 0;
 
     /* Entries of this schema whose tag no lookup of the current schema has
      * were written by an older shape of it: they are never read again and
@@ -361,6 +436,24 @@ static int cmd_ping(bool json)
                                 json_pack("{s:s,s:I,s:I,s:s}", "name", schema_name,
                                           "scanned", (json_int_t)scanned, "older",
                                           (json_int_t)older, "example", example));
+        json_t *slots = json_array();
+        for (int k = 0; k < PQntuples(ss.slots); k++) {
+            long long retained = atoll(PQgetvalue(ss.slots, k, 2));
+            bool over = retained > warn_retained;
+            rc |= over;
+            json_array_append_new(
+                slots,
+                json_pack("{s:s,s:b,s:I,s:s,s:b}", "name", PQgetvalue(ss.slots, k, 0),
+                          "active", PQgetvalue(ss.slots, k, 1)[0] == 't',
+                          "retained_bytes", (json_int_t)retained, "wal_status",
+                          PQgetvalue(ss.slots, k, 3), "over_threshold", over));
+        }
+        json_t *cs = json_pack("{s:s,s:b,s:i,s:i,s:o}", "wal_level", ss.wal_level,
+                               "may_replicate", ss.may_replicate, "slots_used",
+                               ss.slots_used, "slots_max", ss.slots_max, "slots", slots);
+        if (ss.publication >= 0)
+            json_object_set_new(cs, "publication", json_boolean(ss.publication));
+        json_object_set_new(o, "change_stream", cs);
         char *s = json_dumps(o, JSON_COMPACT);
         puts(s);
         free(s);
@@ -381,9 +474,44 @@ static int cmd_ping(bool json)
                        example);
             printf("\n");
         }
+        printf("change stream: wal_level %s%s, the role %s, %d of %d replication slots "
+               "used\n",
+               ss.wal_level,
+               strcmp(ss.wal_level, "logical") == 0
+                   ? ""
+                   : " (memo watch needs logical: set it in postgresql.conf and restart)",
+               ss.may_replicate ? "may replicate"
+                                : "may not replicate (memo watch needs "
+                                  "REPLICATION)",
+               ss.slots_used, ss.slots_max);
+        if (ss.publication == 0)
+            printf("change stream: no publication memo_%s (apply the schema's .sql)\n",
+                   schema_name);
+        for (int k = 0; k < PQntuples(ss.slots); k++) {
+            long long retained = atoll(PQgetvalue(ss.slots, k, 2));
+            char size[32];
+            bool active = PQgetvalue(ss.slots, k, 1)[0] == 't';
+            printf("slot %-24s %-8s retains %s of WAL%s%s\n", PQgetvalue(ss.slots, k, 0),
+                   active ? "active" : "idle", human_bytes(retained, size, sizeof size),
+                   PQgetvalue(ss.slots, k, 3)[0] ? ", wal_status " : "",
+                   PQgetvalue(ss.slots, k, 3));
+            if (retained > warn_retained) {
+                rc = 1;
+                char limit[32];
+                fprintf(stderr,
+                        "memo: warning: slot %s retains %s of WAL (more than %s): %s\n",
+                        PQgetvalue(ss.slots, k, 0), size,
+                        human_bytes(warn_retained, limit, sizeof limit),
+                        active
+                            ? "its watch falls behind"
+                            : "run memo watch, or drop the slot (memo watch --drop-slot "
+                              "--slot NAME) before the disk fills");
+            }
+        }
     }
+    PQclear(ss.slots);
     PQfinish(pg);
-    return 0;
+    return rc;
 }
 
 /* --------------------------------------------------------------- stats */
@@ -415,6 +543,9 @@ typedef struct summed {
     const char *why; /* the first one's reason */
     char *example;   /* ... and its key, escaped */
     bool truncated;  /* more than PUB_MAX publications: the rest unread */
+    /* memo watch, summed over the processes that run one */
+    memop_watch_stats watch;
+    unsigned watchers, streaming;
 } summed;
 
 static memop_stats *find_entry(const summed *s, const char *name)
@@ -530,6 +661,23 @@ static const char *publication_problem(const json_t *doc, const summed *s)
     }
     if (s->n + fresh > PUB_MAX_ENTITIES)
         return "more entities than memo stats sums (1024)";
+    const json_t *w = json_object_get(doc, "watch");
+    if (w) {
+        if (!json_is_object(w))
+            return "\"watch\" that is not an object";
+#define CHECK_WATCH(field, help)                                                         \
+    if (!counter_ok(json_object_get(w, #field)))                                         \
+        return bad_counter;
+        MEMOP_WATCH_COUNTERS(CHECK_WATCH)
+#undef CHECK_WATCH
+        if (!counter_ok(json_object_get(w, "lag_bytes")))
+            return bad_counter;
+        if (!hist_ok(json_object_get(w, "lag_us")))
+            return bad_hist;
+        const json_t *state = json_object_get(w, "state");
+        if (state && !json_is_string(state))
+            return "a watch state that is not a string";
+    }
     return NULL;
 }
 
@@ -571,6 +719,19 @@ static void add_publication(summed *out, const json_t *doc)
         }
     }
     out->processes++;
+    const json_t *w = json_object_get(doc, "watch");
+    if (w) {
+#define SUM_WATCH(field, help) add(&out->watch.field, json_object_get(w, #field));
+        MEMOP_WATCH_COUNTERS(SUM_WATCH)
+#undef SUM_WATCH
+        add(&out->watch.lag_bytes, json_object_get(w, "lag_bytes"));
+        add_hist(&out->watch.lag, json_object_get(w, "lag_us"));
+        out->watchers++;
+        /* compared, never printed: no text from Redis reaches the output */
+        out->streaming +=
+            json_is_string(json_object_get(w, "state")) &&
+            strcmp(json_string_value(json_object_get(w, "state")), "streaming") == 0;
+    }
 }
 
 static void ignore(summed *out, const char *key, size_t len, const char *why)
@@ -738,6 +899,16 @@ static void table(const summed *s, const summed *before, double secs)
                v(&t->invalidations), v(&t->db_queries), v(&t->degraded), v(&t->errors),
                hp, mp);
     }
+    if (s->watchers) {
+        const memop_watch_stats *w = &s->watch;
+        printf("watch: %u of %u streaming; %" PRIu64 " changes, %" PRIu64
+               " keys deleted, %" PRIu64 " entity drops, %" PRIu64
+               " reconnects; lag p50/p99 %" PRIu64 "/%" PRIu64 " us, %" PRIu64
+               " bytes behind\n",
+               s->streaming, s->watchers, v(&w->changes), v(&w->keys_deleted),
+               v(&w->entity_drops), v(&w->reconnects), memop_hist_quantile(&w->lag, 0.5),
+               memop_hist_quantile(&w->lag, 0.99), v(&w->lag_bytes));
+    }
 }
 
 static volatile sig_atomic_t interrupted;
@@ -760,6 +931,13 @@ static int cmd_stats(bool json, bool prom, double watch, long count)
                                  s.processes, s.ignored);
                 memop_stats_write_json(&b, (const char *const *)s.names,
                                        (const memop_stats *const *)s.stats, s.n, false);
+                if (s.watchers) {
+                    memop_buf_printf(
+                        &b, ",\"watch\":{\"processes\":%u,\"streaming\":%u,\"sum\":",
+                        s.watchers, s.streaming);
+                    memop_watch_write_json(&b, &s.watch, false);
+                    memop_buf_puts(&b, "}");
+                }
                 memop_buf_puts(&b, "}\n");
             } else {
                 memop_buf_printf(
@@ -769,6 +947,8 @@ static int cmd_stats(bool json, bool prom, double watch, long count)
                     s.processes);
                 memop_stats_write_prometheus(&b, (const char *const *)s.names,
                                              (const memop_stats *const *)s.stats, s.n);
+                if (s.watchers)
+                    memop_watch_write_prometheus(&b, &s.watch, s.watchers, s.streaming);
             }
             fputs(b.s, stdout);
         } else {
@@ -1280,6 +1460,73 @@ static int cmd_warm(const memo_entity_desc *d, char *ids, size_t n, long top, bo
     return 0;
 }
 
+/* ---------------------------------------------------------------- watch */
+
+static memo_watch *the_watch;
+
+static void stop_watch(int sig)
+{
+    (void)sig;
+    memo_watch_stop(the_watch); /* async-signal-safe */
+}
+
+static void watch_log(void *arg, const char *message)
+{
+    (void)arg;
+    time_t now = time(NULL);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    fprintf(stderr, "%s memo watch: %s\n", stamp, message);
+}
+
+/* Follows the change stream until SIGTERM or SIGINT, or drops the slot. */
+static int cmd_watch(const char *slot, bool drop)
+{
+    char name[64];
+    if (!slot) {
+        snprintf(name, sizeof name, "memo_%.58s", schema_name);
+        slot = name;
+    }
+    if (drop) {
+        memo_status st = memo_watch_drop_slot(repo, slot);
+        if (st != MEMO_OK)
+            die(1, "%s", memo_last_error(repo));
+        printf("dropped the replication slot %s\n", slot);
+        return 0;
+    }
+    memo_watch_config cfg = MEMO_WATCH_CONFIG_INIT;
+    cfg.schema = model_schema(mdl);
+    cfg.slot = slot;
+    cfg.log = watch_log;
+    if (memo_watch_open(repo, &cfg, &the_watch) != MEMO_OK)
+        die(1, "%s", memo_last_error(repo));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_watch;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    memo_status st = memo_watch_run(the_watch);
+    int rc = 0;
+    if (st != MEMO_OK) {
+        fprintf(stderr, "memo: %s\n", memo_last_error(repo));
+        rc = 1;
+    } else {
+        const memop_watch_stats *w = repo->watch;
+        uint64_t lsn = atomic_load(&w->confirmed_lsn);
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "stopped: %" PRIu64 " changes in %" PRIu64 " transactions, %" PRIu64
+                 " keys deleted, confirmed up to %X/%X",
+                 atomic_load(&w->changes), atomic_load(&w->transactions),
+                 atomic_load(&w->keys_deleted), (unsigned)(lsn >> 32), (unsigned)lsn);
+        watch_log(NULL, msg);
+    }
+    memo_watch_close(the_watch);
+    the_watch = NULL;
+    return rc;
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* Bounds of the numeric options. */
@@ -1291,11 +1538,12 @@ enum { COUNT_MAX = 1000000, TOP_MAX = 10000000 };
 static const struct command {
     const char *name, *options;
 } commands[] = {
-    {"ping", ""},
+    {"ping", "--warn-retained"},
     {"stats", "--prom --watch --count"},
     {"get", ""},
     {"flush", "--all --list"},
     {"warm", "--ids --top"},
+    {"watch", "--slot --drop-slot"},
 };
 
 static bool in_list(const char *list, const char *opt)
@@ -1377,7 +1625,9 @@ int main(int argc, char **argv)
     bool json = false, prom = false, all = false;
     double watch = 0;
     long count = 0, top = 0;
-    const char *list = NULL, *ids = NULL;
+    const char *list = NULL, *ids = NULL, *slot = NULL;
+    bool drop_slot = false;
+    long long warn_retained = 1LL << 30;
     char **args = xcalloc((size_t)argc, sizeof *args);
     int nargs = 0;
     for (; i < argc; i++) {
@@ -1408,6 +1658,12 @@ int main(int argc, char **argv)
             list = option_value(argc, argv, &i);
         else if (strcmp(a, "--ids") == 0)
             ids = option_value(argc, argv, &i);
+        else if (strcmp(a, "--slot") == 0)
+            slot = option_value(argc, argv, &i);
+        else if (strcmp(a, "--warn-retained") == 0)
+            warn_retained = whole_option(a, option_value(argc, argv, &i), 0, 1LL << 60);
+        else if (strcmp(a, "--drop-slot") == 0)
+            drop_slot = true;
         else if (strcmp(a, "--top") == 0)
             top = (long)whole_option(a, option_value(argc, argv, &i), 1, TOP_MAX);
     }
@@ -1423,7 +1679,9 @@ int main(int argc, char **argv)
         die(2, "usage: memo flush ENTITY [--list NAME] | memo flush --all");
     if (strcmp(cmd, "warm") == 0 && (nargs != 1 || !ids == !top))
         die(2, "usage: memo warm ENTITY (--ids FILE | --top N)");
-    if ((strcmp(cmd, "ping") == 0 || strcmp(cmd, "stats") == 0) && nargs != 0)
+    if ((strcmp(cmd, "ping") == 0 || strcmp(cmd, "stats") == 0 ||
+         strcmp(cmd, "watch") == 0) &&
+        nargs != 0)
         die(2, "%s takes no arguments: '%s'", cmd, args[0]);
 
     if (schema)
@@ -1445,16 +1703,22 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "flush") == 0 && !all) {
         entity(args[0]);
     }
-    open_repo(redis_url, db_url);
+    if (strcmp(cmd, "watch") == 0 && !mdl && !(slot && drop_slot))
+        die(2, "watch needs the schema (--schema FILE or MEMO_SCHEMA); --drop-slot needs "
+               "it or --slot NAME");
+    /* a watch publishes its statistics, for memo stats */
+    open_repo(redis_url, db_url, strcmp(cmd, "watch") == 0 && !drop_slot);
     int rc;
     if (strcmp(cmd, "ping") == 0)
-        rc = cmd_ping(json);
+        rc = cmd_ping(json, warn_retained);
     else if (strcmp(cmd, "stats") == 0)
         rc = cmd_stats(json, prom, watch, count);
     else if (strcmp(cmd, "get") == 0)
         rc = cmd_get(d, keys, nargs - 1, json);
     else if (strcmp(cmd, "flush") == 0)
         rc = cmd_flush(all ? NULL : args[0], list, all, json);
+    else if (strcmp(cmd, "watch") == 0)
+        rc = cmd_watch(slot, drop_slot);
     else
         rc = cmd_warm(d, warm_ids, nwarm, top, json);
     memo_close(repo);

@@ -1,6 +1,7 @@
 /* What the three emitters share: the indenting line writer, the first line
  * of every output, and the signatures of the generated operations. */
 #include "emit.h"
+#include "keyfields.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -40,6 +41,20 @@ void emit_generated_by(emitter *e, const char *open, const char *close)
 }
 
 /* ------------------------------------------------------------ signatures */
+
+bool old_values_needed(const memo_entity_desc *d, char *out, size_t size)
+{
+    bool use[MEMO_MAX_FIELDS];
+    memop_key_fields(d, use);
+    use[d->pk] = false; /* the replica identity's own */
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < d->nfields && len < size; i++)
+        if (use[i])
+            len += (size_t)snprintf(out + len, size - len, "%s%s", len ? ", " : "",
+                                    d->fields[i].name);
+    return len > 0;
+}
 
 const variant variant_repo = {"", "memo_repo *repo", "repo", "memo_"};
 const variant variant_tx = {"_tx", "memo_tx *tx", "tx", "memo_tx_"};

@@ -24,6 +24,13 @@ void emit_blank(emitter *);
  * MEMO_VERSION: memoc and the runtime are released together. */
 void emit_generated_by(emitter *, const char *open, const char *close);
 
+/* The fields (other than the primary key) whose old values invalidating a
+ * change needs: its unique lookups, its lists' group and order fields, its
+ * rules' fields (the runtime's keyfields, runtime/src/sql.c). Their names,
+ * ", "-separated, into out; false when there are none. A table with some
+ * needs REPLICA IDENTITY FULL for memo watch to see them in an update. */
+bool old_values_needed(const memo_entity_desc *, char *out, size_t size);
+
 void emit_header(emitter *);
 void emit_source(emitter *);
 void emit_sql(emitter *);

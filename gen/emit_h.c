@@ -350,6 +350,29 @@ void emit_header(emitter *em)
         emit_line(em, "extern const memo_entity_desc %s_desc;", m->entities[k].c_name);
     emit_line(em, "extern const memo_schema_desc %s_schema_desc;", s);
     emit_blank(em);
+    /* what memo watch needs of the database, and why */
+    emit_line(em,
+              "/* Writes made outside memo: `memo watch` follows the publication memo_%s",
+              s);
+    emit_line(em, " * (%s.sql creates it). It invalidates an update from the row's old",
+              s);
+    emit_line(em,
+              " * values too, which PostgreSQL logs only under REPLICA IDENTITY FULL;");
+    emit_line(em, " * %s.sql sets it on the tables that need it:", s);
+    bool any = false;
+    for (size_t k = 0; k < m->n; k++) {
+        const memo_entity_desc *e = &m->entities[k].desc;
+        char why[1024];
+        if (old_values_needed(e, why, sizeof why)) {
+            emit_line(em, " *   %s: old %s", e->table, why);
+            any = true;
+        }
+    }
+    if (!any)
+        emit_line(em, " *   none: every key of this schema is a primary key.");
+    emit_line(em,
+              " * The others log their primary key, which is all their keys need. */");
+    emit_blank(em);
     emit_line(
         em,
         "/* ============================================================== functions */");

@@ -146,7 +146,8 @@ void emit_sql(emitter *em)
     table_order(m, order, rank);
 
     emit_generated_by(em, "--", "");
-    emit_line(em, "-- Safe to apply again: every statement is IF NOT EXISTS.");
+    emit_line(em, "-- Safe to apply again: every statement is IF NOT EXISTS or changes "
+                  "nothing twice.");
     emit_blank(em);
     emit_line(em, "BEGIN;");
     emit_blank(em);
@@ -229,6 +230,34 @@ void emit_sql(emitter *em)
             emit_blank(em);
         }
     }
+    /* For memo watch (writes made outside memo): the publication of the
+     * schema's tables, and the old values of the fields invalidation needs,
+     * which PostgreSQL logs for an update only under REPLICA IDENTITY FULL. */
+    const char *s = m->schema.name;
+    char tables[8192];
+    size_t tl = 0;
+    for (size_t k = 0; k < n && tl < sizeof tables; k++)
+        tl += (size_t)snprintf(tables + tl, sizeof tables - tl, "%s\"%s\"", k ? ", " : "",
+                               m->entities[k].desc.table);
+    emit_line(em, "-- memo watch follows these tables' changes made outside memo");
+    emit_line(em, "DO $$ BEGIN");
+    emit_line(em,
+              "    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = "
+              "'memo_%s') THEN",
+              s);
+    emit_line(em, "        CREATE PUBLICATION \"memo_%s\" FOR TABLE %s;", s, tables);
+    emit_line(em, "    ELSE");
+    emit_line(em, "        ALTER PUBLICATION \"memo_%s\" SET TABLE %s;", s, tables);
+    emit_line(em, "    END IF;");
+    emit_line(em, "END $$;");
+    for (size_t k = 0; k < n; k++) {
+        const memo_entity_desc *e = &m->entities[k].desc;
+        char why[1024];
+        if (old_values_needed(e, why, sizeof why))
+            emit_line(em, "ALTER TABLE \"%s\" REPLICA IDENTITY FULL; -- old %s", e->table,
+                      why);
+    }
+    emit_blank(em);
     emit_line(em, "COMMIT;");
     free(order);
     free(rank);

@@ -97,7 +97,7 @@ pg_start() {
     pgdir=$(readlink -f "$dir/pg")
     alive "$(pg_pid)" postgres && return 0
     as_pg "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -t 30 -s \
-        -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements -c max_connections=200" \
+        -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements -c max_connections=200 -c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16" \
         start >/dev/null
 }
 

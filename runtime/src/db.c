@@ -96,6 +96,11 @@ static bool still_alive(memop_dconn *c)
     return false; /* still talking, unasked: not a connection to use */
 }
 
+PGconn *memop_dconn_pg(memop_dconn *c)
+{
+    return c->conn;
+}
+
 memo_status memop_db_acquire(memo_repo *repo, memop_dconn **out)
 {
     void *taken;

@@ -433,6 +433,8 @@ typedef struct memop_dconn memop_dconn;
 
 memo_status memop_db_acquire(memo_repo *, memop_dconn **out);
 void memop_db_release(memo_repo *, memop_dconn *, bool broken);
+/* The libpq connection of a pooled one, for a statement of its own. */
+PGconn *memop_dconn_pg(memop_dconn *);
 
 /* Runs prepared statement `stmt` of entity e (preparing it on first use on
  * this connection) with text or binary parameters, binary results. On
@@ -573,6 +575,35 @@ typedef struct memop_flight {
 
 #define MEMOP_FLIGHT_BUCKETS 64
 
+/* What memo watch has done, for the statistics (watch.c fills it, stats.c
+ * writes it). Allocated by the first memo_watch_open of a repository. */
+#define MEMOP_WATCH_COUNTERS(X)                                                          \
+    X(changes, "Row changes read from the change stream")                                \
+    X(transactions, "Committed transactions read from the change stream")                \
+    X(keys_deleted, "Value keys the change stream deleted")                              \
+    X(truncates, "TRUNCATEs read from the change stream")                                \
+    X(drops, "Changes whose keys could not be known: their entities were dropped whole") \
+    X(entity_drops, "Wholesale drops of an entity's entries by the change stream")       \
+    X(mismatches, "Tables found not to match their entity")                              \
+    X(reconnects, "Reconnections of the change stream")
+
+typedef struct memop_watch_stats {
+#define MEMOP_WATCH_FIELD(name, help) _Atomic uint64_t name;
+    MEMOP_WATCH_COUNTERS(MEMOP_WATCH_FIELD)
+#undef MEMOP_WATCH_FIELD
+    _Atomic uint64_t confirmed_lsn, lag_bytes;
+    memop_hist lag; /* commit to DEL acknowledged, microseconds */
+    pthread_mutex_t lock;
+    char state[32]; /* "streaming", "standby", "waiting for Redis", ... */
+} memop_watch_stats;
+
+/* The watch's statistics: one process's, or (the memo tool) a sum over
+ * `watchers` processes of which `streaming` stream; the JSON is an object,
+ * the state included when there is one watcher. */
+void memop_watch_write_json(memop_buf *, const memop_watch_stats *, bool raw);
+void memop_watch_write_prometheus(memop_buf *, const memop_watch_stats *,
+                                  unsigned watchers, unsigned streaming);
+
 /* --------------------------------------------------------------- the repo */
 
 typedef struct memop_pool {
@@ -643,6 +674,7 @@ struct memo_repo {
     _Atomic int open_txs;       /* transactions holding a database connection */
 
     memop_lease_keeper keeper;
+    _Atomic(memop_watch_stats *) watch; /* NULL until a memo_watch_open */
 
     uint64_t token_prefix; /* random, so lease tokens differ across processes */
     _Atomic uint64_t token_counter;
@@ -743,6 +775,60 @@ uint64_t memop_row_ttl(memo_repo *, const memo_lookup_desc *);
 uint64_t memop_negative_ttl(memo_repo *, const memo_lookup_desc *);
 /* A lease or lock token, unique across processes. */
 void memop_make_token(memo_repo *, char *out, size_t size);
+
+/* ------------------------------------------------------- the change stream */
+
+/* pgoutput.c: logical replication messages, parsed in place (pointers into
+ * the message, valid while it is). */
+typedef struct memop_pgcol {
+    char kind; /* 'n' null, 'u' an unchanged TOASTed value, 't' text, 'b' binary */
+    const char *data;
+    int len;
+} memop_pgcol;
+
+typedef struct memop_pgrelcol {
+    const char *name;
+    uint32_t type; /* the type's OID */
+    bool key;      /* part of the replica identity */
+} memop_pgrelcol;
+
+typedef struct memop_pgmsg {
+    char type;            /* 'B' 'C' 'R' 'I' 'U' 'D' 'T' 'O' 'Y' */
+    uint64_t lsn;         /* B: final, C: commit LSN */
+    uint64_t end_lsn;     /* C */
+    int64_t ts;           /* B, C: commit time, microseconds since 2000 */
+    uint32_t xid;         /* B */
+    uint32_t relid;       /* R, I, U, D */
+    const char *nspname;  /* R */
+    const char *relname;  /* R */
+    char replident;       /* R: 'd' default, 'f' full, 'i' index, 'n' nothing */
+    int ncols;            /* R */
+    memop_pgrelcol *cols; /* R */
+    char old_kind;        /* U, D: 'K' key columns only, 'O' the whole old row; 0 none */
+    int nold, nnew;
+    memop_pgcol *old, *new;
+    int nrels;          /* T */
+    const char *relids; /* T: nrels big-endian OIDs */
+} memop_pgmsg;
+
+/* The arrays parsed columns live in, reused from message to message. */
+typedef struct memop_pgparser {
+    memop_pgcol *old, *new;
+    memop_pgrelcol *rel;
+    size_t cap;
+} memop_pgparser;
+
+/* Parses one message; false when it is not one of protocol 1 (or is cut,
+ * or has bytes left over). */
+bool memop_pgoutput_parse(memop_pgparser *, const char *data, size_t len,
+                          memop_pgmsg *out);
+/* The i-th relation of a Truncate. */
+uint32_t memop_pgoutput_relid(const memop_pgmsg *, int i);
+void memop_pgparser_free(memop_pgparser *);
+
+/* Allocates repo->watch, once (memo_watch_open); freed by memo_close. */
+memo_status memop_watch_stats_init(memo_repo *);
+void memop_watch_stats_free(memo_repo *);
 
 /* Opens and closes the Redis side: pool, scripts, breaker, prober. */
 memo_status memop_redis_open(memo_repo *, memo_error *err);

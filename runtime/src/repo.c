@@ -313,6 +313,7 @@ void memo_close(memo_repo *repo)
     }
     if (repo->db_opened)
         memop_db_close(repo);
+    memop_watch_stats_free(repo);
     unsigned n = atomic_load(&repo->nentities);
     for (unsigned i = 0; i < n; i++)
         entity_free(repo->entity_list[i]);

@@ -181,6 +181,105 @@ typedef struct named {
     const memop_stats *sp[MEMOP_MAX_ENTITIES];
 } named;
 
+static void prom_histogram(memop_buf *b, const char *name, const char *labels,
+                           const memop_hist *h);
+
+void memop_watch_write_json(memop_buf *b, const memop_watch_stats *w, bool raw)
+{
+    memop_buf_puts(b, "{");
+#define WATCH_JSON(name, help)                                                           \
+    memop_buf_printf(b, "\"" #name "\":%" PRIu64 ",", load(&w->name));
+    MEMOP_WATCH_COUNTERS(WATCH_JSON)
+#undef WATCH_JSON
+    memop_buf_printf(b, "\"lag_bytes\":%" PRIu64 ",", load(&w->lag_bytes));
+    if (w->state[0]) { /* one process's */
+        uint64_t lsn = load(&w->confirmed_lsn);
+        memop_buf_printf(b,
+                         "\"confirmed_lsn\":\"%X/%X\",\"state\":", (unsigned)(lsn >> 32),
+                         (unsigned)lsn);
+        json_string_to(b, w->state);
+        memop_buf_puts(b, ",");
+    }
+    hist_json(b, "lag_us", &w->lag, raw);
+    memop_buf_puts(b, "}");
+}
+
+/* "watch": what memo watch did in this process, when it ran here. */
+static void watch_json(memo_repo *repo, memop_buf *b, bool raw)
+{
+    memop_watch_stats *w = atomic_load(&repo->watch);
+    if (!w)
+        return;
+    memop_buf_puts(b, ",\"watch\":");
+    pthread_mutex_lock(&w->lock); /* for the state */
+    memop_watch_write_json(b, w, raw);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void memop_watch_write_prometheus(memop_buf *b, const memop_watch_stats *w,
+                                  unsigned watchers, unsigned streaming)
+{
+#define WATCH_PROM(cname, help)                                                          \
+    memop_buf_printf(b,                                                                  \
+                     "# HELP memo_watch_" #cname "_total " help ".\n"                    \
+                     "# TYPE memo_watch_" #cname "_total counter\n"                      \
+                     "memo_watch_" #cname "_total %" PRIu64 "\n",                        \
+                     load(&w->cname));
+    MEMOP_WATCH_COUNTERS(WATCH_PROM)
+#undef WATCH_PROM
+    memop_buf_printf(
+        b,
+        "# HELP memo_watch_processes Processes running memo watch.\n"
+        "# TYPE memo_watch_processes gauge\nmemo_watch_processes %u\n"
+        "# HELP memo_watch_streaming Watches streaming (not standing by).\n"
+        "# TYPE memo_watch_streaming gauge\nmemo_watch_streaming %u\n"
+        "# HELP memo_watch_lag_bytes WAL read but not yet invalidated and "
+        "confirmed.\n# TYPE memo_watch_lag_bytes gauge\nmemo_watch_lag_bytes %" PRIu64
+        "\n",
+        watchers, streaming, load(&w->lag_bytes));
+    memop_buf_puts(b, "# HELP memo_watch_lag_seconds From a change's COMMIT to its keys' "
+                      "DEL acknowledged.\n# TYPE memo_watch_lag_seconds histogram\n");
+    prom_histogram(b, "memo_watch_lag_seconds", "stream=\"main\"", &w->lag);
+}
+
+static void watch_prometheus(memo_repo *repo, memop_buf *b)
+{
+    memop_watch_stats *w = atomic_load(&repo->watch);
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    bool streaming = strcmp(w->state, "streaming") == 0;
+    pthread_mutex_unlock(&w->lock);
+    memop_watch_write_prometheus(b, w, 1, streaming);
+}
+
+memo_status memop_watch_stats_init(memo_repo *repo)
+{
+    if (atomic_load(&repo->watch))
+        return MEMO_OK;
+    memop_watch_stats *w = calloc(1, sizeof *w);
+    if (!w)
+        return MEMO_ERR_NOMEM;
+    pthread_mutex_init(&w->lock, NULL);
+    snprintf(w->state, sizeof w->state, "starting");
+    memop_watch_stats *none = NULL;
+    if (!atomic_compare_exchange_strong(&repo->watch, &none, w)) {
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+    }
+    return MEMO_OK;
+}
+
+void memop_watch_stats_free(memo_repo *repo)
+{
+    memop_watch_stats *w = atomic_load(&repo->watch);
+    if (!w)
+        return;
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    atomic_store(&repo->watch, NULL);
+}
+
 static char *stats_json(memo_repo *repo, bool raw, const char *process)
 {
     named *t = malloc(sizeof *t);
@@ -208,6 +307,7 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
     size_t n = entity_arrays(repo, t->names, t->np, t->sp);
     memop_stats_write_json(&b, t->np, t->sp, n, raw);
     free(t);
+    watch_json(repo, &b, raw);
     memop_buf_puts(&b, "}");
     if (b.failed) {
         memop_buf_free(&b);
@@ -309,6 +409,7 @@ char *memo_stats_prometheus(memo_repo *repo)
     size_t n = entity_arrays(repo, t->names, t->np, t->sp);
     memop_stats_write_prometheus(&b, t->np, t->sp, n);
     free(t);
+    watch_prometheus(repo, &b);
     bool up;
     size_t pending;
     redis_state(repo, &up, &pending);
@@ -380,6 +481,15 @@ void memo_stats_reset(memo_repo *repo)
         }
         atomic_store_explicit(&s->hit_latency.sum_us, 0, memory_order_relaxed);
         atomic_store_explicit(&s->miss_latency.sum_us, 0, memory_order_relaxed);
+    }
+    memop_watch_stats *w = atomic_load(&repo->watch);
+    if (w) {
+#define ZERO_WATCH(name, help) atomic_store_explicit(&w->name, 0, memory_order_relaxed);
+        MEMOP_WATCH_COUNTERS(ZERO_WATCH)
+#undef ZERO_WATCH
+        for (unsigned b = 0; b < MEMOP_HIST_BUCKETS; b++)
+            atomic_store_explicit(&w->lag.b[b], 0, memory_order_relaxed);
+        atomic_store_explicit(&w->lag.sum_us, 0, memory_order_relaxed);
     }
 }
 

@@ -366,6 +366,58 @@ memo_status memo_insert(memo_repo *, const memo_entity_desc *, void *row);
 memo_status memo_update(memo_repo *, const memo_entity_desc *, const void *row);
 memo_status memo_delete(memo_repo *, const memo_entity_desc *, const void *key);
 
+/* -------------------------------------------------- writes made outside memo */
+
+/* memo watch: follows PostgreSQL's logical change stream (a replication
+ * slot with the built-in pgoutput plugin, the publication memo_<schema> of
+ * the schema's .sql) and deletes the keys every committed change makes
+ * wrong, the same keys a write through memo deletes, so writes made by any
+ * SQL client leave nothing stale. At least once: a transaction's end is
+ * confirmed to PostgreSQL only after Redis took its DELs, so a watch killed
+ * at any moment resumes, restarted, where it was. See docs/watch.md. */
+typedef struct memo_watch memo_watch;
+
+typedef struct memo_watch_config {
+    size_t size; /* sizeof(memo_watch_config), or 0: see memo_config */
+    const memo_schema_desc
+        *schema;      /* the entities to follow (generated: <schema>_schema_desc) */
+    const char *slot; /* the replication slot; NULL: "memo_<schema>" */
+    const char *publication; /* NULL: "memo_<schema>" */
+    int status_interval_ms;  /* how often progress goes to PostgreSQL; 1000 */
+    int retry_ms; /* between tries to reconnect, or to take over the slot; 500 */
+    /* What the watch has to say (progress, a table that no longer matches
+     * its entity, a stand-by, an outage); NULL: nothing. Called from the
+     * thread of memo_watch_run. */
+    void (*log)(void *arg, const char *message);
+    void *log_arg;
+} memo_watch_config;
+
+#define MEMO_WATCH_CONFIG_INIT                                                           \
+    {                                                                                    \
+        .size = sizeof(memo_watch_config)                                                \
+    }
+
+/* Prepares a watch on the repository's servers (its database URL, its
+ * Redis and key prefix: the application's own configuration). The slot is
+ * made by memo_watch_run. *out is closed with memo_watch_close. */
+memo_status memo_watch_open(memo_repo *, const memo_watch_config *, memo_watch **out);
+/* Streams until memo_watch_stop, and then returns MEMO_OK having confirmed
+ * what is done. Reconnects by itself; while another watch streams from the
+ * slot it stands by and takes over when that one stops. Returns a failure
+ * only for what retrying cannot mend (MEMO_ERR_CONFIG: wal_level is not
+ * logical, the role may not replicate, the publication is missing;
+ * memo_last_error of this thread says which). The first run creates the
+ * slot and drops the schema's cached entries, which may predate it. */
+memo_status memo_watch_run(memo_watch *);
+/* Asks memo_watch_run to stop: from any thread or a signal handler. */
+void memo_watch_stop(memo_watch *);
+/* Frees the watch (after memo_watch_run returned). NULL is fine. */
+void memo_watch_close(memo_watch *);
+/* Drops the replication slot, which otherwise keeps PostgreSQL's WAL for as
+ * long as it exists. MEMO_NOT_FOUND when there is none; an error while a
+ * watch streams from it. */
+memo_status memo_watch_drop_slot(memo_repo *, const char *slot);
+
 /* What Redis holds for a row, next to what PostgreSQL holds. */
 typedef struct memo_check_result {
     bool cached;      /* Redis has an entry for the key */
