@@ -331,4 +331,4 @@ TEST_BIN += tests/docs/check-docs.sh
 TEST_BIN += tests/format.sh
 .PHONY: format
 format:
-	git ls-files '*.c' '*.h' | xargs clang-format --style=file -i
+	git ls-files --cached --others --exclude-standard '*.c' '*.h' | xargs clang-format --style=file -i

@@ -154,10 +154,11 @@ static double caught_up(PGconn *pg, double limit_s)
 {
     char *target = sql_value(pg, "SELECT pg_current_wal_lsn()");
     char q[256];
-    snprintf(q, sizeof q,
-             "SELECT coalesce((SELECT confirmed_flush_lsn >= '%s' FROM pg_replication_slots "
-             "WHERE slot_name = 'memo_blog'), false)",
-             target);
+    snprintf(
+        q, sizeof q,
+        "SELECT coalesce((SELECT confirmed_flush_lsn >= '%s' FROM pg_replication_slots "
+        "WHERE slot_name = 'memo_blog'), false)",
+        target);
     free(target);
     double t0 = now_us();
     for (;;) {
@@ -187,7 +188,7 @@ static long long watch_stat(memo_repo *repo, const char *name)
 
 static double *commit_at, *del_at; /* by user id, microseconds */
 static _Atomic bool lag_stop;
-static double rate;       /* row changes per second, all writers */
+static double rate; /* row changes per second, all writers */
 static int lag_seconds;
 static char key_head[64]; /* "blog:{user:" */
 static const char *key_tag;
@@ -223,8 +224,8 @@ static void *writer(void *arg)
     int k = (int)(intptr_t)arg;
     PGconn *pg = pg_connect();
     redisContext *rc = redis_connect();
-    PGresult *p = PQprepare(pg, "u", "UPDATE users SET karma = karma + 1 WHERE id = $1", 1,
-                            NULL);
+    PGresult *p =
+        PQprepare(pg, "u", "UPDATE users SET karma = karma + 1 WHERE id = $1", 1, NULL);
     if (PQresultStatus(p) != PGRES_COMMAND_OK)
         die("prepare", PQerrorMessage(pg));
     PQclear(p);
@@ -266,7 +267,8 @@ static void own_lag(memo_repo *repo, double *p50, double *p99)
 {
     char *s = memo_stats_json(repo);
     const char *w = s ? strstr(s, "\"watch\":") : NULL;
-    const char *a = w ? strstr(w, "\"p50\":") : NULL, *b = w ? strstr(w, "\"p99\":") : NULL;
+    const char *a = w ? strstr(w, "\"p50\":") : NULL,
+               *b = w ? strstr(w, "\"p99\":") : NULL;
     *p50 = a ? strtod(a + 6, NULL) : -1;
     *p99 = b ? strtod(b + 6, NULL) : -1;
     free(s);
@@ -322,22 +324,24 @@ static void lag_row(bwatch *bw, PGconn *pg, double changes_per_s, double target_
     double achieved = (double)(n + missing) / secs;
     bool met = target_p50_ms <= 0 ||
                (p50 / 1e3 <= target_p50_ms && p99 / 1e3 <= target_p99_ms && missing == 0);
-    printf("lag at %.0f changes/s (%.0f achieved, %zu changes, %d writers)\n", changes_per_s,
-           achieved, n + missing, WRITERS);
-    printf("  COMMIT returned to DEL seen:   p50 %7.2f ms   p99 %7.2f ms", p50 / 1e3, p99 / 1e3);
+    printf("lag at %.0f changes/s (%.0f achieved, %zu changes, %d writers)\n",
+           changes_per_s, achieved, n + missing, WRITERS);
+    printf("  COMMIT returned to DEL seen:   p50 %7.2f ms   p99 %7.2f ms", p50 / 1e3,
+           p99 / 1e3);
     if (target_p50_ms > 0)
-        printf("   (target p50 <= %.0f ms, p99 <= %.0f ms: %s)", target_p50_ms, target_p99_ms,
-               met ? "met" : "MISS");
+        printf("   (target p50 <= %.0f ms, p99 <= %.0f ms: %s)", target_p50_ms,
+               target_p99_ms, met ? "met" : "MISS");
     printf("\n");
-    printf("  the watch's own (commit time to DEL acknowledged): p50 %.2f ms   p99 %.2f ms\n",
+    printf("  the watch's own (commit time to DEL acknowledged): p50 %.2f ms   p99 %.2f "
+           "ms\n",
            own50 / 1e3, own99 / 1e3);
     printf("  changes whose DEL was not seen: %zu\n\n", missing);
     if (json_out) {
         char targets[128] = "\"target_p50_ms\":null,\"target_p99_ms\":null,\"met\":null";
         if (target_p50_ms > 0)
             snprintf(targets, sizeof targets,
-                     "\"target_p50_ms\":%.0f,\"target_p99_ms\":%.0f,\"met\":%s", target_p50_ms,
-                     target_p99_ms, met ? "true" : "false");
+                     "\"target_p50_ms\":%.0f,\"target_p99_ms\":%.0f,\"met\":%s",
+                     target_p50_ms, target_p99_ms, met ? "true" : "false");
         fprintf(json_out,
                 "{\"bench\":\"watch\",\"row\":\"lag\",\"rate\":%.0f,\"achieved\":%.0f,"
                 "\"changes\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"own_p50_ms\":%.3f,"
@@ -357,8 +361,8 @@ static void catch_up_row(bwatch *bw, PGconn *pg, int changes)
     for (int at = 0; at < changes; at += 1000) {
         char q[160];
         snprintf(q, sizeof q,
-                 "UPDATE users SET karma = karma + 1 WHERE id > %d AND id <= %d", at % USERS,
-                 at % USERS + 1000);
+                 "UPDATE users SET karma = karma + 1 WHERE id > %d AND id <= %d",
+                 at % USERS, at % USERS + 1000);
         sql(pg, q);
     }
     memo_stats_reset(bw->repo);
@@ -375,10 +379,11 @@ static void catch_up_row(bwatch *bw, PGconn *pg, int changes)
            "50000: %s)\n\n",
            seen, us / 1e6, per_s, met ? "met" : "MISS");
     if (json_out)
-        fprintf(json_out,
-                "{\"bench\":\"watch\",\"row\":\"catch-up\",\"changes\":%lld,\"seconds\":%.3f,"
-                "\"per_s\":%.0f,\"target_per_s\":50000,\"met\":%s}\n",
-                seen, us / 1e6, per_s, met ? "true" : "false");
+        fprintf(
+            json_out,
+            "{\"bench\":\"watch\",\"row\":\"catch-up\",\"changes\":%lld,\"seconds\":%.3f,"
+            "\"per_s\":%.0f,\"target_per_s\":50000,\"met\":%s}\n",
+            seen, us / 1e6, per_s, met ? "true" : "false");
 }
 
 /* ---------------------------------------------------------- throughput */
@@ -390,8 +395,8 @@ static void *tput_writer(void *arg)
 {
     unsigned seed = (unsigned)(intptr_t)arg;
     PGconn *pg = pg_connect();
-    PGresult *p = PQprepare(pg, "u", "UPDATE users SET karma = karma + 1 WHERE id = $1", 1,
-                            NULL);
+    PGresult *p =
+        PQprepare(pg, "u", "UPDATE users SET karma = karma + 1 WHERE id = $1", 1, NULL);
     PQclear(p);
     long n = 0;
     while (now_us() < tput_end) {
@@ -456,9 +461,10 @@ static void throughput_row(bwatch *bw, PGconn *pg, double seconds)
            TPUT_THREADS, seconds, TPUT_ROUNDS);
     printf("  REPLICA IDENTITY DEFAULT, no watch   %8.0f updates/s\n", a);
     printf("  REPLICA IDENTITY FULL, no watch      %8.0f updates/s   %.2fx\n", b, b / a);
-    printf("  FULL, the watch streaming            %8.0f updates/s   %.2fx (target >= 0.90: "
-           "%s)\n\n",
-           c, c / a, met ? "met" : "MISS");
+    printf(
+        "  FULL, the watch streaming            %8.0f updates/s   %.2fx (target >= 0.90: "
+        "%s)\n\n",
+        c, c / a, met ? "met" : "MISS");
     if (json_out)
         fprintf(json_out,
                 "{\"bench\":\"watch\",\"row\":\"writers\",\"plain\":%.0f,\"full\":%.0f,"
@@ -487,7 +493,8 @@ int main(int argc, char **argv)
     redis_url = getenv("REDIS_URL");
     db_url = getenv("DATABASE_URL");
     if (!redis_url || !db_url || !sql_path) {
-        fprintf(stderr, "bench_watch: REDIS_URL, DATABASE_URL and --sql FILE are needed\n");
+        fprintf(stderr,
+                "bench_watch: REDIS_URL, DATABASE_URL and --sql FILE are needed\n");
         return 2;
     }
     if (json_path && !(json_out = fopen(json_path, "a")))
@@ -501,13 +508,15 @@ int main(int argc, char **argv)
     sql(pg, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
             "slot_name = 'memo_blog'");
     sql(pg, "TRUNCATE comments, posts, users, orgs RESTART IDENTITY CASCADE");
-    sql(pg, "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('w', 'W', 'p', now())");
+    sql(pg,
+        "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('w', 'W', 'p', now())");
     char q[512];
-    snprintf(q, sizeof q,
-             "INSERT INTO users (email, name, org_id, karma, active, created_at) SELECT "
-             "'w' || g || '@bench', 'User ' || g, 1, 0, true, now() FROM generate_series(1, "
-             "%d) g",
-             USERS);
+    snprintf(
+        q, sizeof q,
+        "INSERT INTO users (email, name, org_id, karma, active, created_at) SELECT "
+        "'w' || g || '@bench', 'User ' || g, 1, 0, true, now() FROM generate_series(1, "
+        "%d) g",
+        USERS);
     sql(pg, q);
     sql(pg, "VACUUM ANALYZE users");
     redisContext *rc = redis_connect();
@@ -515,8 +524,8 @@ int main(int argc, char **argv)
     snprintf(key_head, sizeof key_head, "blog:{user:");
     key_tag = blog_user_desc.row.key.tag;
 
-    memo_config cfg = {.redis_url = redis_url, .database_url = db_url,
-                       .flags = MEMO_STATS_PRIVATE};
+    memo_config cfg = {
+        .redis_url = redis_url, .database_url = db_url, .flags = MEMO_STATS_PRIVATE};
     memo_error err;
     bwatch bw = {0};
     if (memo_open(&bw.repo, &cfg, &err) != MEMO_OK)

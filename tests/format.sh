@@ -12,6 +12,6 @@ while IFS= read -r f; do
         echo "format: $f is not formatted (make format)"
         bad=1
     fi
-done < <(git ls-files '*.c' '*.h' 2>/dev/null || find runtime gen cli tests bench examples -name '*.[ch]')
+done < <(git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || find runtime gen cli tests bench examples -name '*.[ch]')
 [ $bad -eq 0 ] && echo "format: every C file as .clang-format says"
 exit $bad

@@ -103,7 +103,8 @@ void memop_pgparser_free(memop_pgparser *ps)
     memset(ps, 0, sizeof *ps);
 }
 
-bool memop_pgoutput_parse(memop_pgparser *ps, const char *data, size_t len, memop_pgmsg *m)
+bool memop_pgoutput_parse(memop_pgparser *ps, const char *data, size_t len,
+                          memop_pgmsg *m)
 {
     rd r = {(const unsigned char *)data, (const unsigned char *)data + len, false};
     memset(m, 0, sizeof *m);

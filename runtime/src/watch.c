@@ -52,11 +52,11 @@
 /* A relation of the stream, and how its columns map to the entity. */
 typedef struct rel {
     uint32_t relid;
-    memop_entity *e;   /* NULL: a table of no entity (ignored) */
+    memop_entity *e; /* NULL: a table of no entity (ignored) */
     int ncols;
-    int *field;        /* column -> field index, -1 for a column of no field */
-    bool *jsonb;       /* column is jsonb (its binary form has a version byte) */
-    bool mismatch;     /* the columns do not carry the entity's keys */
+    int *field;    /* column -> field index, -1 for a column of no field */
+    bool *jsonb;   /* column is jsonb (its binary form has a version byte) */
+    bool mismatch; /* the columns do not carry the entity's keys */
     char why[160];
 } rel;
 
@@ -77,17 +77,17 @@ struct memo_watch {
 
     /* keys of changes not yet sent to Redis, and entities to drop whole */
     memop_inval batch;
-    uint64_t batch_end;    /* the end LSN of the last transaction in it */
-    int64_t *batch_ts;     /* commit times, for the lag */
+    uint64_t batch_end; /* the end LSN of the last transaction in it */
+    int64_t *batch_ts;  /* commit times, for the lag */
     size_t nbatch, capbatch;
-    uint64_t batch_since;  /* when its first transaction arrived */
+    uint64_t batch_since; /* when its first transaction arrived */
 
     uint64_t confirmed; /* every change up to here is invalidated */
     uint64_t received;  /* the server's end of WAL, as last told */
     uint64_t next_status_us;
 
     /* catching up with the WAL written before this connection */
-    uint64_t backlog_end;   /* the server's WAL position when it connected */
+    uint64_t backlog_end; /* the server's WAL position when it connected */
     bool caught_up;
     uint64_t connected_us, next_progress_us, changes_before;
 
@@ -97,7 +97,8 @@ struct memo_watch {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void say(memo_watch *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(memo_watch *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void say(memo_watch *w, const char *fmt, ...)
 {
     if (!w->log)
@@ -144,8 +145,9 @@ static int64_t pg_now(void)
 static void pg_error(memo_watch *w, const char *what, char *out, size_t size)
 {
     char msg[400];
-    memop_pg_message(w->repo->database_url, w->conn ? PQerrorMessage(w->conn) : "no connection",
-                     msg, sizeof msg);
+    memop_pg_message(w->repo->database_url,
+                     w->conn ? PQerrorMessage(w->conn) : "no connection", msg,
+                     sizeof msg);
     snprintf(out, size, "%s: %s", what, msg);
 }
 
@@ -237,8 +239,9 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
             if (strcmp(d->fields[f].name, m->cols[c].name) == 0) {
                 if (!type_fits(d->fields[f].type, m->cols[c].type)) {
                     r->mismatch = true;
-                    snprintf(r->why, sizeof r->why, "column %s is of another type (OID %u)",
-                             m->cols[c].name, m->cols[c].type);
+                    snprintf(r->why, sizeof r->why,
+                             "column %s is of another type (OID %u)", m->cols[c].name,
+                             m->cols[c].type);
                 }
                 r->field[c] = (int)f;
                 have[f] = true;
@@ -252,8 +255,9 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
         }
     if (r->mismatch) {
         /* said once per relation message, that is once per change of shape */
-        say(w, "table %s no longer matches entity %s.%s (%s): its changes drop all of "
-               "its cached entries",
+        say(w,
+            "table %s no longer matches entity %s.%s (%s): its changes drop all of "
+            "its cached entries",
             d->table, d->schema, d->name, r->why);
         MEMOP_INC(w->repo->watch->mismatches);
     }
@@ -270,8 +274,8 @@ static void mark_drop(unsigned char *set, const memop_entity *e)
 /* Decodes a tuple's key fields into row; have[f] says which arrived. 'u'
  * (an unchanged TOASTed value) takes the value of `from` when it has it.
  * False when a value is not of its field's type. */
-static bool decode(memo_watch *w, const rel *r, const memop_pgcol *cols, int ncols, void *row,
-                   bool *have, const void *from, const bool *from_have)
+static bool decode(memo_watch *w, const rel *r, const memop_pgcol *cols, int ncols,
+                   void *row, bool *have, const void *from, const bool *from_have)
 {
     const memo_entity_desc *d = r->e->desc;
     bool key[MEMO_MAX_FIELDS] = {false};
@@ -336,7 +340,7 @@ static void change(memo_watch *w, const memop_pgmsg *m)
     void *old = calloc(1, d->size), *new = calloc(1, d->size);
     bool hold[MEMO_MAX_FIELDS] = {false}, hnew[MEMO_MAX_FIELDS] = {false};
     bool ok = old && new;
-    unsigned event = m->type == 'I' ? MEMO_ON_INSERT
+    unsigned event = m->type == 'I'   ? MEMO_ON_INSERT
                      : m->type == 'U' ? MEMO_ON_UPDATE
                                       : MEMO_ON_DELETE;
     if (ok && m->old)
@@ -455,8 +459,8 @@ static bool send_batch(memo_watch *w)
     MEMOP_ADD(repo->watch->keys_deleted, values);
     int64_t now = pg_now();
     for (size_t i = 0; i < w->nbatch; i++)
-        memop_hist_add(&repo->watch->lag, now > w->batch_ts[i] ? (uint64_t)(now - w->batch_ts[i])
-                                                               : 0);
+        memop_hist_add(&repo->watch->lag,
+                       now > w->batch_ts[i] ? (uint64_t)(now - w->batch_ts[i]) : 0);
     b->n = b->change = 0;
     b->failed = false;
     w->nbatch = 0;
@@ -482,7 +486,8 @@ static bool status(memo_watch *w, bool reply)
     atomic_store(&w->repo->watch->confirmed_lsn, w->confirmed);
     atomic_store(&w->repo->watch->lag_bytes,
                  w->received > w->confirmed ? w->received - w->confirmed : 0);
-    return PQputCopyData(w->conn, (const char *)msg, sizeof msg) == 1 && PQflush(w->conn) == 0;
+    return PQputCopyData(w->conn, (const char *)msg, sizeof msg) == 1 &&
+           PQflush(w->conn) == 0;
 }
 
 static void disconnect(memo_watch *w)
@@ -520,15 +525,58 @@ static int may_replicate(memo_watch *w)
     return may;
 }
 
+/* A command on the replication connection, its wait bounded by a stop
+ * (then NULL: the connection is dropped, and with it a slot being made).
+ * CREATE_REPLICATION_SLOT waits for the transactions running when it
+ * starts, however long they run. The last result, or the COPY_BOTH of
+ * START_REPLICATION. */
+static PGresult *run_command(memo_watch *w, const char *sql)
+{
+    if (!PQsendQuery(w->conn, sql))
+        return NULL;
+    PGresult *last = NULL;
+    for (;;) {
+        while (!PQisBusy(w->conn)) {
+            PGresult *r = PQgetResult(w->conn);
+            if (!r)
+                return last;
+            PQclear(last);
+            last = r;
+            if (PQresultStatus(r) == PGRES_COPY_BOTH)
+                return r; /* the stream: nothing follows it */
+        }
+        if (atomic_load(&w->stop)) {
+            PQclear(last);
+            return NULL;
+        }
+        wait_for(w, 1000, true);
+        if (!PQconsumeInput(w->conn)) {
+            PQclear(last);
+            return NULL;
+        }
+    }
+}
+
 /* Connects for replication; creates the slot the first time. MEMO_OK
  * streaming, MEMO_ERR_LOCKED while another watcher holds the slot,
  * MEMO_ERR_CONFIG for what a retry cannot mend, else MEMO_ERR_DB_CONN. */
 static memo_status start(memo_watch *w, char *err, size_t errsize)
 {
     char timeout[16];
-    snprintf(timeout, sizeof timeout, "%d", (w->repo->cfg.connect_timeout_ms + 999) / 1000);
-    const char *keys[] = {"dbname", "replication", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {w->repo->database_url, "database", "memo watch", timeout, NULL};
+    snprintf(timeout, sizeof timeout, "%d",
+             (w->repo->cfg.connect_timeout_ms + 999) / 1000);
+    /* A server that vanished (no FIN, no RST) is found out by TCP within
+     * half a minute: the status updates sent every second go unacknowledged
+     * (tcp_user_timeout), an idle link is probed (keepalives). Before the
+     * URL, which may set its own; replication after it, which must be. */
+    const char *keys[] = {"keepalives",          "keepalives_idle",
+                          "keepalives_interval", "keepalives_count",
+                          "tcp_user_timeout",    "connect_timeout",
+                          "application_name",    "dbname",
+                          "replication",         NULL};
+    const char *vals[] = {"1",        "10",    "5",          "3",
+                          "30000",    timeout, "memo watch", w->repo->database_url,
+                          "database", NULL};
     w->conn = PQconnectdbParams(keys, vals, 1);
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
         pg_error(w, "connect to PostgreSQL for replication", err, errsize);
@@ -546,9 +594,10 @@ static memo_status start(memo_watch *w, char *err, size_t errsize)
     /* pgoutput reports a missing publication only at the first change, as
      * a stream error a retry would repeat forever: asked first. (Names are
      * plain_name: nothing to quote.) */
-    snprintf(sql, sizeof sql, "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = '%s'",
+    snprintf(sql, sizeof sql,
+             "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = '%s'",
              w->publication);
-    PGresult *res = PQexec(w->conn, sql);
+    PGresult *res = run_command(w, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
         pg_error(w, "look for the publication", err, errsize);
@@ -564,25 +613,30 @@ static memo_status start(memo_watch *w, char *err, size_t errsize)
         return MEMO_ERR_CONFIG;
     }
     if (PQserverVersion(w->conn) < 140000) {
-        snprintf(err, errsize, "memo watch needs PostgreSQL 14 or later (binary pgoutput)");
+        snprintf(err, errsize,
+                 "memo watch needs PostgreSQL 14 or later (binary pgoutput)");
         return MEMO_ERR_CONFIG;
     }
-    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+    snprintf(sql, sizeof sql,
+             "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT",
              w->slot);
-    res = PQexec(w->conn, sql);
+    res = run_command(w, sql);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     bool created = PQresultStatus(res) == PGRES_TUPLES_OK;
     if (!created && !(state && strcmp(state, "42710") == 0)) { /* 42710: it exists */
         char msg[256];
-        memop_pg_message(w->repo->database_url, PQresultErrorMessage(res), msg, sizeof msg);
-        snprintf(err, errsize, "cannot create the replication slot %s: %s%s", w->slot, msg,
+        memop_pg_message(w->repo->database_url, PQresultErrorMessage(res), msg,
+                         sizeof msg);
+        snprintf(err, errsize, "cannot create the replication slot %s: %s%s", w->slot,
+                 msg,
                  state && strcmp(state, "55000") == 0
                      ? " (set wal_level = logical in postgresql.conf and restart)"
                  : state && strcmp(state, "42501") == 0
                      ? " (the role needs the REPLICATION attribute)"
                      : "");
-        bool fatal = state && (strcmp(state, "55000") == 0 || strcmp(state, "42501") == 0 ||
-                               strncmp(state, "53", 2) == 0);
+        bool fatal =
+            state && (strcmp(state, "55000") == 0 || strcmp(state, "42501") == 0 ||
+                      strncmp(state, "53", 2) == 0);
         PQclear(res);
         return fatal ? MEMO_ERR_CONFIG : MEMO_ERR_DB_CONN;
     }
@@ -590,35 +644,39 @@ static memo_status start(memo_watch *w, char *err, size_t errsize)
     if (created) {
         /* What changed before the slot existed was never streamed: the
          * schema's cached entries may hold it, so they all go. */
-        say(w, "created the replication slot %s: dropping the schema's cached entries, "
-               "which may predate it",
+        say(w,
+            "created the replication slot %s: dropping the schema's cached entries, "
+            "which may predate it",
             w->slot);
         for (unsigned i = 0; i < w->schema->nentities; i++)
-            if (memo_flush(w->repo, w->schema->entities[i], NULL, NULL, NULL, NULL) != MEMO_OK) {
+            if (memo_flush(w->repo, w->schema->entities[i], NULL, NULL, NULL, NULL) !=
+                MEMO_OK) {
                 snprintf(err, errsize, "%s", memo_last_error(w->repo));
                 /* without the slot, the next start creates it and drops them again */
                 snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT \"%s\"", w->slot);
-                PQclear(PQexec(w->conn, sql));
+                PQclear(run_command(w, sql));
                 return MEMO_ERR_REDIS;
             }
     }
     /* where the WAL ends now: the backlog to catch up with */
-    res = PQexec(w->conn, "IDENTIFY_SYSTEM");
+    res = run_command(w, "IDENTIFY_SYSTEM");
     unsigned hi = 0, lo = 0;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 3 &&
-        sscanf(PQgetvalue(res, 0, 2), "%X/%X", &hi, &lo) == 2)
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        PQnfields(res) >= 3 && sscanf(PQgetvalue(res, 0, 2), "%X/%X", &hi, &lo) == 2)
         w->backlog_end = (uint64_t)hi << 32 | lo;
     PQclear(res);
     snprintf(sql, sizeof sql,
              "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version '1', "
              "publication_names '\"%s\"', binary 'true')",
              w->slot, w->publication);
-    res = PQexec(w->conn, sql);
+    res = run_command(w, sql);
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         char msg[400];
-        memop_pg_message(w->repo->database_url, PQresultErrorMessage(res), msg, sizeof msg);
-        snprintf(err, errsize, "cannot stream from the replication slot %s: %s", w->slot, msg);
+        memop_pg_message(w->repo->database_url, PQresultErrorMessage(res), msg,
+                         sizeof msg);
+        snprintf(err, errsize, "cannot stream from the replication slot %s: %s", w->slot,
+                 msg);
         bool held = state && strcmp(state, "55006") == 0; /* active for another */
         PQclear(res);
         return held ? MEMO_ERR_LOCKED : MEMO_ERR_DB_CONN;
@@ -654,7 +712,8 @@ static void progress(memo_watch *w)
 
 /* One message of the copy stream: 'w' XLogData carrying a pgoutput message,
  * or 'k' a keepalive. */
-static memo_status message(memo_watch *w, const char *buf, int len, char *err, size_t errsize)
+static memo_status message(memo_watch *w, const char *buf, int len, char *err,
+                           size_t errsize)
 {
     if (len >= 18 && buf[0] == 'k') {
         uint64_t end = get_be(buf + 1, 8);
@@ -676,7 +735,8 @@ static memo_status message(memo_watch *w, const char *buf, int len, char *err, s
         w->received = end;
     memop_pgmsg m;
     if (!memop_pgoutput_parse(&w->parser, buf + 25, (size_t)len - 25, &m)) {
-        snprintf(err, errsize, "memo watch: a pgoutput message it cannot read (type '%c')",
+        snprintf(err, errsize,
+                 "memo watch: a pgoutput message it cannot read (type '%c')",
                  len > 25 ? buf[25] : '?');
         return MEMO_ERR_DB;
     }
@@ -712,8 +772,9 @@ static memo_status flush_batch(memo_watch *w)
     bool said = false;
     while (!send_batch(w)) {
         if (!said) {
-            say(w, "Redis does not take the invalidations (%s): confirming nothing until "
-                   "it does",
+            say(w,
+                "Redis does not take the invalidations (%s): confirming nothing until "
+                "it does",
                 memo_last_error(w->repo));
             set_state(w, "waiting for Redis");
             said = true;
@@ -771,7 +832,8 @@ static memo_status stream(memo_watch *w, char *err, size_t errsize)
             pg_error(w, "replication stream", err, errsize);
             return MEMO_ERR_DB_CONN;
         }
-        uint64_t left = w->next_status_us > memop_now_us() ? w->next_status_us - memop_now_us() : 0;
+        uint64_t left =
+            w->next_status_us > memop_now_us() ? w->next_status_us - memop_now_us() : 0;
         wait_for(w, (int)(left / 1000) + 1, true);
         if (!PQconsumeInput(w->conn)) {
             pg_error(w, "replication stream", err, errsize);
@@ -803,7 +865,8 @@ static bool plain_name(const char *s)
     return true;
 }
 
-memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg, memo_watch **out)
+memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg,
+                            memo_watch **out)
 {
     if (out)
         *out = NULL;
@@ -813,8 +876,9 @@ memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg, memo_
         return memop_fail(repo, MEMO_ERR_ARG, "memo_watch_open: NULL argument");
     size_t size = cfg->size ? cfg->size : sizeof *cfg;
     if (size > sizeof *cfg)
-        return memop_fail(repo, MEMO_ERR_CONFIG, "memo_watch_config.size does not match this "
-                                                 "libmemo: rebuild against its memo.h");
+        return memop_fail(repo, MEMO_ERR_CONFIG,
+                          "memo_watch_config.size does not match this "
+                          "libmemo: rebuild against its memo.h");
     memo_watch_config c = {0};
     memcpy(&c, cfg, size < sizeof c ? size : sizeof c);
     memo_watch *w = calloc(1, sizeof *w);
@@ -823,7 +887,8 @@ memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg, memo_
     w->repo = repo;
     w->schema = c.schema;
     snprintf(w->slot, sizeof w->slot, "%s", c.slot ? c.slot : "");
-    snprintf(w->publication, sizeof w->publication, "%s", c.publication ? c.publication : "");
+    snprintf(w->publication, sizeof w->publication, "%s",
+             c.publication ? c.publication : "");
     if (!c.slot)
         snprintf(w->slot, sizeof w->slot, "memo_%.58s", c.schema->name);
     if (!c.publication)
@@ -834,8 +899,9 @@ memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg, memo_
     w->log_arg = c.log_arg;
     memo_status st = MEMO_OK;
     if (!plain_name(w->slot) || !plain_name(w->publication))
-        st = memop_fail(repo, MEMO_ERR_CONFIG,
-                        "memo watch: slot and publication names are 1 to 63 of a-z, 0-9, _");
+        st = memop_fail(
+            repo, MEMO_ERR_CONFIG,
+            "memo watch: slot and publication names are 1 to 63 of a-z, 0-9, _");
     else if (pipe(w->wake) != 0)
         st = memop_fail(repo, MEMO_ERR_NOMEM, "memo watch: no pipe: %s", strerror(errno));
     else if ((st = memop_watch_stats_init(repo)) != MEMO_OK)
@@ -868,6 +934,8 @@ memo_status memo_watch_run(memo_watch *w)
     uint64_t backoff = (uint64_t)w->retry_ms;
     while (!atomic_load(&w->stop)) {
         memo_status st = start(w, err, sizeof err);
+        if (atomic_load(&w->stop)) /* what start says of a stop is no failure */
+            break;
         if (st == MEMO_OK) {
             if (standby_said)
                 say(w, "took over the replication slot %s", w->slot);
@@ -937,7 +1005,8 @@ memo_status memo_watch_drop_slot(memo_repo *repo, const char *slot)
     if (!repo)
         return MEMO_ERR_ARG;
     if (!slot || !plain_name(slot))
-        return memop_fail(repo, MEMO_ERR_ARG, "memo_watch_drop_slot: a slot name of a-z, 0-9, _");
+        return memop_fail(repo, MEMO_ERR_ARG,
+                          "memo_watch_drop_slot: a slot name of a-z, 0-9, _");
     memop_dconn *c;
     memo_status st = memop_db_acquire(repo, &c);
     if (st != MEMO_OK)
@@ -950,7 +1019,8 @@ memo_status memo_watch_drop_slot(memo_repo *repo, const char *slot)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[400];
         memop_pg_message(repo->database_url, PQresultErrorMessage(res), msg, sizeof msg);
-        st = memop_fail(repo, MEMO_ERR_DB, "cannot drop the replication slot %s: %s", slot, msg);
+        st = memop_fail(repo, MEMO_ERR_DB, "cannot drop the replication slot %s: %s",
+                        slot, msg);
     } else if (PQntuples(res) == 0) {
         st = memop_fail(repo, MEMO_NOT_FOUND, "no replication slot %s", slot);
     }

@@ -72,10 +72,11 @@ static double caught_up(double limit_ms)
     char *target = test_sql_value("SELECT pg_current_wal_lsn()");
     double t0 = test_now_ms();
     for (;;) {
-        char *done = test_sql_value_param("SELECT coalesce(confirmed_flush_lsn >= $1::pg_lsn, "
-                                          "false) FROM pg_replication_slots WHERE slot_name = "
-                                          "'memo_blog'",
-                                          target);
+        char *done =
+            test_sql_value_param("SELECT coalesce(confirmed_flush_lsn >= $1::pg_lsn, "
+                                 "false) FROM pg_replication_slots WHERE slot_name = "
+                                 "'memo_blog'",
+                                 target);
         bool ok = done && strcmp(done, "t") == 0;
         free(done);
         if (ok)
@@ -247,14 +248,21 @@ static int log_count(const char *log, const char *needle)
     return count;
 }
 
+/* How many times watches of this log began streaming. */
+static int streams_in(const char *log)
+{
+    return log_count(log, "streaming from the replication slot") +
+           log_count(log, "took over the replication slot");
+}
+
 /* Waits until the log says needle `count` times; milliseconds it took. */
 static double wait_log(const char *log, const char *needle, int count, double limit_ms)
 {
     double t0 = test_now_ms();
     while (log_count(log, needle) < count)
         if (test_now_ms() - t0 > limit_ms)
-            fail_msg("%s does not say '%s' %d times within %.0f ms:\n%s", log, needle, count,
-                     limit_ms, log_text(log));
+            fail_msg("%s does not say '%s' %d times within %.0f ms:\n%s", log, needle,
+                     count, limit_ms, log_text(log));
         else
             memop_sleep_us(10000);
     return test_now_ms() - t0;
@@ -294,10 +302,11 @@ static int64_t sql_id(const char *sql)
 static int64_t new_org(const char *slug, const char *name)
 {
     char sql[256];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('%s', '%s', 'free', "
-             "now()) RETURNING id",
-             slug, name);
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('%s', '%s', 'free', "
+        "now()) RETURNING id",
+        slug, name);
     return sql_id(sql);
 }
 
@@ -357,10 +366,11 @@ static void sql_writes_reach_the_cache(void **state)
              ", 'P', 'b', 1) RETURNING id",
              bob);
     int64_t post = sql_id(sql);
-    snprintf(sql, sizeof sql,
-             "INSERT INTO comments (post_id, author_id, body, created_at) VALUES (%" PRId64
-             ", %" PRId64 ", 'c', now()) RETURNING id",
-             post, alice);
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO comments (post_id, author_id, body, created_at) VALUES (%" PRId64
+        ", %" PRId64 ", 'c', now()) RETURNING id",
+        post, alice);
     int64_t comment = sql_id(sql);
     caught_up(10000);
 
@@ -393,7 +403,8 @@ static void sql_writes_reach_the_cache(void **state)
     long long deleted = watch_stat(t->repo, "keys_deleted");
 
     /* a row */
-    snprintf(sql, sizeof sql, "UPDATE orgs SET name = 'Acme Two' WHERE id = %" PRId64, o1);
+    snprintf(sql, sizeof sql, "UPDATE orgs SET name = 'Acme Two' WHERE id = %" PRId64,
+             o1);
     test_sql(sql);
     caught_up(10000);
     assert_int_equal(blog_org_get(repo, o1, &o), MEMO_OK);
@@ -402,7 +413,8 @@ static void sql_writes_reach_the_cache(void **state)
     assert_true(watch_stat(t->repo, "keys_deleted") > deleted);
 
     /* a unique field: the old value no longer finds the row, the new one does */
-    snprintf(sql, sizeof sql, "UPDATE users SET email = 'bob2@x' WHERE id = %" PRId64, bob);
+    snprintf(sql, sizeof sql, "UPDATE users SET email = 'bob2@x' WHERE id = %" PRId64,
+             bob);
     test_sql(sql);
     caught_up(10000);
     assert_int_equal(blog_user_get_by_email(repo, "bob@x", &u), MEMO_NOT_FOUND);
@@ -411,8 +423,8 @@ static void sql_writes_reach_the_cache(void **state)
     blog_user_clear(&u);
 
     /* a list's group: Alice moves from o1 to o2 */
-    snprintf(sql, sizeof sql, "UPDATE users SET org_id = %" PRId64 " WHERE id = %" PRId64, o2,
-             alice);
+    snprintf(sql, sizeof sql, "UPDATE users SET org_id = %" PRId64 " WHERE id = %" PRId64,
+             o2, alice);
     test_sql(sql);
     caught_up(10000);
     snprintf(a1, sizeof a1, "%" PRId64, bob);
@@ -421,7 +433,8 @@ static void sql_writes_reach_the_cache(void **state)
     assert_by_org(repo, o2, a2);
 
     /* a list's order: Carol renamed Aaron goes first */
-    snprintf(sql, sizeof sql, "UPDATE users SET name = 'Aaron' WHERE id = %" PRId64, carol);
+    snprintf(sql, sizeof sql, "UPDATE users SET name = 'Aaron' WHERE id = %" PRId64,
+             carol);
     test_sql(sql);
     caught_up(10000);
     snprintf(a2, sizeof a2, "%" PRId64 ",%" PRId64, carol, alice);
@@ -469,9 +482,10 @@ static void sql_writes_reach_the_cache(void **state)
         assert_int_equal(blog_user_get(repo, users[i], &u), MEMO_OK);
         blog_user_clear(&u);
     }
-    snprintf(sql, sizeof sql,
-             "UPDATE users SET karma = karma + 41, name = 'Z' || name WHERE org_id = %" PRId64,
-             o2);
+    snprintf(
+        sql, sizeof sql,
+        "UPDATE users SET karma = karma + 41, name = 'Z' || name WHERE org_id = %" PRId64,
+        o2);
     test_sql(sql);
     caught_up(10000);
     for (int i = 0; i < 2; i++) {
@@ -492,10 +506,11 @@ static void sql_writes_reach_the_cache(void **state)
     assert_by_org(repo, o2, a2);
 
     /* TRUNCATE: the entity's entries go whole */
-    snprintf(sql, sizeof sql,
-             "INSERT INTO comments (post_id, author_id, body, created_at) VALUES (%" PRId64
-             ", %" PRId64 ", 'd', now()) RETURNING id",
-             post, alice);
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO comments (post_id, author_id, body, created_at) VALUES (%" PRId64
+        ", %" PRId64 ", 'd', now()) RETURNING id",
+        post, alice);
     int64_t c2 = sql_id(sql);
     caught_up(10000);
     blog_comment c = {0};
@@ -534,8 +549,9 @@ static void unchanged_toast(void **state)
     int64_t id = sql_id(sql);
     test_sql("ALTER TABLE users ALTER COLUMN name SET STORAGE EXTENDED");
     /* out of line: in the table's TOAST table */
-    char *toast = test_sql_value("SELECT reltoastrelid::regclass FROM pg_class WHERE relname "
-                                 "= 'users'");
+    char *toast =
+        test_sql_value("SELECT reltoastrelid::regclass FROM pg_class WHERE relname "
+                       "= 'users'");
     snprintf(sql, sizeof sql, "SELECT count(*) > 0 FROM %s", toast);
     free(toast);
     test_assert_sql(sql, "t");
@@ -543,7 +559,8 @@ static void unchanged_toast(void **state)
     blog_user u = {0};
     assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
     blog_user_clear(&u);
-    long long drops = watch_stat(t->repo, "drops"), changes = watch_stat(t->repo, "changes");
+    long long drops = watch_stat(t->repo, "drops"),
+              changes = watch_stat(t->repo, "changes");
     snprintf(sql, sizeof sql, "UPDATE users SET karma = 7 WHERE id = %" PRId64, id);
     test_sql(sql);
     caught_up(10000);
@@ -602,7 +619,8 @@ static void tables_that_do_not_match(void **state)
     /* a table of no entity: streamed, since it is published, and ignored */
     test_sql("CREATE TABLE IF NOT EXISTS watch_other (id int PRIMARY KEY, v text)");
     test_sql("ALTER PUBLICATION memo_blog ADD TABLE watch_other");
-    long long changes = watch_stat(t->repo, "changes"), tx = watch_stat(t->repo, "transactions");
+    long long changes = watch_stat(t->repo, "changes"),
+              tx = watch_stat(t->repo, "transactions");
     test_sql("INSERT INTO watch_other SELECT g, 'x' FROM generate_series(1, 100) g");
     test_sql("UPDATE watch_other SET v = 'y'");
     caught_up(10000);
@@ -637,7 +655,8 @@ static void refusals(void **state)
     cfg.publication = "memo_nope";
     assert_int_equal(memo_watch_open(repo, &cfg, &w), MEMO_OK);
     assert_int_equal(memo_watch_run(w), MEMO_ERR_CONFIG);
-    assert_non_null(strstr(memo_last_error(repo), "publication memo_nope does not exist"));
+    assert_non_null(
+        strstr(memo_last_error(repo), "publication memo_nope does not exist"));
     memo_watch_close(w);
     test_assert_sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
                     "'memo_refusals'",
@@ -664,6 +683,63 @@ static void refusals(void **state)
     memo_watch_close(w);
     memo_close(repo);
     assert_int_equal(memo_watch_drop_slot(NULL, "x"), MEMO_ERR_ARG);
+}
+
+/* Creating the slot waits for the transactions running at that moment: a
+ * stop meanwhile ends memo_watch_run at once, and leaves no slot. */
+static void stop_while_creating_the_slot(void **state)
+{
+    (void)state;
+    fresh();
+    PGconn *open_tx = PQconnectdb(test_env("DATABASE_URL"));
+    assert_int_equal(PQstatus(open_tx), CONNECTION_OK);
+    PQclear(PQexec(open_tx, "BEGIN"));
+    PQclear(PQexec(open_tx, "SELECT txid_current()")); /* it holds an xid */
+    thread_watch *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    pthread_mutex_init(&t->lock, NULL);
+    t->repo = test_open(NULL);
+    memo_watch_config cfg = MEMO_WATCH_CONFIG_INIT;
+    cfg.schema = &blog_schema_desc;
+    assert_int_equal(memo_watch_open(t->repo, &cfg, &t->w), MEMO_OK);
+    assert_int_equal(pthread_create(&t->thread, NULL, run_watch, t), 0);
+    running = t;
+    /* the walsender is waiting for open_tx */
+    double t0 = test_now_ms();
+    for (;;) {
+        char *n = test_sql_value("SELECT count(*) FROM pg_stat_activity WHERE "
+                                 "application_name = 'memo watch' AND query LIKE "
+                                 "'CREATE_REPLICATION_SLOT%'");
+        bool waiting = strcmp(n, "1") == 0;
+        free(n);
+        if (waiting)
+            break;
+        if (test_now_ms() - t0 > 10000)
+            fail_msg("the watch did not start creating its slot");
+        memop_sleep_us(10000);
+    }
+    memop_sleep_us(200000);
+    double stop = test_now_ms();
+    watch_finish(t); /* stops, joins, MEMO_OK */
+    double ms = test_now_ms() - stop;
+    printf("stopped %.0f ms after the stop, while creating its slot\n", ms);
+    assert_true(ms < 2000);
+    PQclear(PQexec(open_tx, "COMMIT"));
+    PQfinish(open_tx);
+    /* the walsender saw its client go: the slot it was making is gone */
+    t0 = test_now_ms();
+    for (;;) {
+        char *n =
+            test_sql_value("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+                           "'memo_blog'");
+        bool none = strcmp(n, "0") == 0;
+        free(n);
+        if (none)
+            break;
+        if (test_now_ms() - t0 > 10000)
+            fail_msg("a half-made slot stayed");
+        memop_sleep_us(10000);
+    }
 }
 
 /* ======================================== 2, 3. readers against SQL writers */
@@ -716,7 +792,8 @@ static void *race_reader(void *arg)
         }
         case 1: {
             char email[32];
-            snprintf(email, sizeof email, "%s%d@w", memop_random() % 2 ? "hot" : "alt", i);
+            snprintf(email, sizeof email, "%s%d@w", memop_random() % 2 ? "hot" : "alt",
+                     i);
             blog_user u = {0};
             st = blog_user_get_by_email(child_repo, email, &u);
             st = st == MEMO_NOT_FOUND ? MEMO_OK : st;
@@ -773,8 +850,8 @@ static void writer_child(int ms)
                      "UPDATE users SET karma = %u, name = 'Hot %d %u', email = '%s%d@w', "
                      "org_id = %" PRId64 " WHERE id = %" PRId64,
                      (unsigned)(memop_random() % 1000000), i,
-                     (unsigned)(memop_random() % 100), memop_random() % 2 ? "hot" : "alt", i,
-                     orgs[memop_random() % 2], hot_ids[i]);
+                     (unsigned)(memop_random() % 100), memop_random() % 2 ? "hot" : "alt",
+                     i, orgs[memop_random() % 2], hot_ids[i]);
         PGresult *r = PQexec(pg, sql);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             atomic_fetch_add(&shm->failures, 1);
@@ -801,9 +878,9 @@ static long stale_entries(void)
             memo_status st = blog_user_get_by_email(repo, email, &u);
             assert_true(st == MEMO_OK || st == MEMO_NOT_FOUND);
             char got[128] = "", *want = test_sql_value_param(
-                                     "SELECT (SELECT id || ' ' || karma || ' ' || name "
-                                     "FROM users WHERE email = $1)",
-                                     email);
+                                    "SELECT (SELECT id || ' ' || karma || ' ' || name "
+                                    "FROM users WHERE email = $1)",
+                                    email);
             if (st == MEMO_OK)
                 snprintf(got, sizeof got, "%" PRId64 " %d %s", u.id, u.karma, u.name);
             blog_user_clear(&u);
@@ -816,16 +893,17 @@ static long stale_entries(void)
         char got[512] = "";
         for (size_t i = 0; i < l.len; i++) {
             size_t n = strlen(got);
-            snprintf(got + n, sizeof got - n, "%s%" PRId64 ":%d", i ? "," : "", l.items[i].id,
-                     l.items[i].karma);
+            snprintf(got + n, sizeof got - n, "%s%" PRId64 ":%d", i ? "," : "",
+                     l.items[i].id, l.items[i].karma);
         }
         blog_user_list_clear(&l);
         char id[32];
         snprintf(id, sizeof id, "%" PRId64, orgs[k]);
-        char *want = test_sql_value_param("SELECT coalesce(string_agg(id || ':' || karma, ',' "
-                                          "ORDER BY name, id), '') FROM users WHERE org_id = "
-                                          "$1::bigint",
-                                          id);
+        char *want =
+            test_sql_value_param("SELECT coalesce(string_agg(id || ':' || karma, ',' "
+                                 "ORDER BY name, id), '') FROM users WHERE org_id = "
+                                 "$1::bigint",
+                                 id);
         stale += strcmp(got, want) != 0;
         free(want);
     }
@@ -858,7 +936,9 @@ static long race(bool watch, enum fault fault, int ms, const char *name)
     double t0 = test_now_ms();
     int kills = 0;
     if (fault == KILL_WATCH) {
-        /* killed at random points, restarted at once or after a while */
+        /* killed at random points of its streaming, restarted at once or
+         * after a while; each restart streams again (from the slot) before
+         * the next kill */
         for (int k = 0; k < 3; k++) {
             memop_sleep_us((uint64_t)(ms / 4) * 1000u + memop_random() % 200000u);
             kill(w, SIGKILL);
@@ -866,6 +946,13 @@ static long race(bool watch, enum fault fault, int ms, const char *name)
             kills++;
             memop_sleep_us(memop_random() % 300000u);
             w = watch_spawn(log);
+            double t1 = test_now_ms();
+            while (streams_in(log) < 2 + k)
+                if (test_now_ms() - t1 > 10000)
+                    fail_msg("a restarted watch did not stream within 10 s:\n%s",
+                             log_text(log));
+                else
+                    memop_sleep_us(10000);
         }
     } else if (fault == FREEZE_REDIS) {
         memop_sleep_us((uint64_t)(ms / 3) * 1000u);
@@ -894,9 +981,7 @@ static long race(bool watch, enum fault fault, int ms, const char *name)
         assert_int_equal(log_count(log, "stopped:"), 1);
         if (fault == KILL_WATCH) /* each restart resumed the slot, at once or after
                                   * PostgreSQL noticed the killed one's end */
-            if (log_count(log, "streaming from the replication slot") +
-                    log_count(log, "took over the replication slot") !=
-                1 + kills)
+            if (streams_in(log) != 1 + kills)
                 fail_msg("%d watches did not all stream:\n%s", 1 + kills, log_text(log));
         if (fault == FREEZE_REDIS || fault == KILL_REDIS)
             assert_true(log_count(log, "Redis takes the invalidations again") >= 1);
@@ -930,7 +1015,8 @@ static void race_with_watch(void **state)
 static void race_watch_killed(void **state)
 {
     (void)state;
-    assert_int_equal(race(true, KILL_WATCH, race_ms(), "sql writers, watch kill -9 x3"), 0);
+    assert_int_equal(race(true, KILL_WATCH, race_ms(), "sql writers, watch kill -9 x3"),
+                     0);
 }
 
 static void race_redis_frozen(void **state)
@@ -1048,7 +1134,8 @@ static void ping_and_drop_slot(void **state)
     json_decref(j);
 
     /* past the threshold: a warning and exit status 1 */
-    const char *warn[] = {tool, "--schema", schema, "ping", "--warn-retained", "1000", NULL};
+    const char *warn[] = {tool,   "--schema", schema, "ping", "--warn-retained",
+                          "1000", NULL};
     assert_int_equal(test_run(warn, NULL, &out), 1);
     assert_non_null(strstr(out, "slot memo_blog"));
     assert_non_null(strstr(out, "idle"));
@@ -1058,9 +1145,9 @@ static void ping_and_drop_slot(void **state)
     assert_int_equal(test_run(drop, NULL, &out), 0);
     assert_non_null(strstr(out, "dropped the replication slot memo_blog"));
     free(out);
-    test_assert_sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'memo_blog'",
-                    "0");
-    assert_int_equal(test_run(drop, NULL, NULL), 1); /* none left */
+    test_assert_sql(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'memo_blog'", "0");
+    assert_int_equal(test_run(drop, NULL, NULL), 1);            /* none left */
     const char *usage[] = {tool, "watch", "--drop-slot", NULL}; /* which slot? */
     assert_int_equal(test_run(usage, NULL, NULL), 2);
 }
@@ -1096,6 +1183,7 @@ int main(void)
         cmocka_unit_test_teardown(unchanged_toast, cleanup),
         cmocka_unit_test_teardown(tables_that_do_not_match, cleanup),
         cmocka_unit_test_teardown(refusals, cleanup),
+        cmocka_unit_test_teardown(stop_while_creating_the_slot, cleanup),
         cmocka_unit_test_teardown(race_without_watch_is_stale, cleanup),
         cmocka_unit_test_teardown(race_with_watch, cleanup),
         cmocka_unit_test_teardown(race_watch_killed, cleanup),

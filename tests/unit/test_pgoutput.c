@@ -287,11 +287,13 @@ static void garbage(void **state)
         if (memop_pgoutput_parse(&ps, buf, n, &out) && (out.old || out.new)) {
             /* what parsed points inside the message */
             for (int i = 0; i < out.nold; i++)
-                assert_true(!out.old[i].data || (out.old[i].data >= buf &&
-                                                  out.old[i].data + out.old[i].len <= buf + n));
+                assert_true(!out.old[i].data ||
+                            (out.old[i].data >= buf &&
+                             out.old[i].data + out.old[i].len <= buf + n));
             for (int i = 0; i < out.nnew; i++)
-                assert_true(!out.new[i].data || (out.new[i].data >= buf &&
-                                                  out.new[i].data + out.new[i].len <= buf + n));
+                assert_true(!out.new[i].data ||
+                            (out.new[i].data >= buf &&out.new[i].data + out.new[i].len <=
+                             buf + n));
         }
         free(buf);
     }
