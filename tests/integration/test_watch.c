@@ -523,6 +523,13 @@ static void sql_writes_reach_the_cache(void **state)
     assert_int_equal(watch_stat(t->repo, "truncates"), truncates + 1);
     assert_true(watch_stat(t->repo, "entity_drops") >= 1);
     assert_int_equal(watch_stat(t->repo, "drops"), 0); /* every key was known */
+    char *prom = memo_stats_prometheus(t->repo);
+    assert_non_null(prom);
+    assert_non_null(strstr(prom, "memo_watch_streaming 1\n"));
+    char line[64];
+    snprintf(line, sizeof line, "memo_watch_truncates_total %lld\n", truncates + 1);
+    assert_non_null(strstr(prom, line));
+    free(prom);
 
     memo_close(repo);
     watch_finish(t);
@@ -1076,6 +1083,42 @@ static void standby_takes_over(void **state)
     blog_org o = {0};
     assert_int_equal(blog_org_get(repo, org, &o), MEMO_OK);
     blog_org_clear(&o);
+
+    /* memo stats sums what both publish: two watches, one streaming */
+    const char *tool = test_env("MEMO_TOOL");
+    const char *stats[] = {tool, "stats", "--json", NULL};
+    double t0 = test_now_ms();
+    json_t *sum = NULL;
+    for (;;) {
+        char *out = NULL;
+        assert_int_equal(test_run(stats, NULL, &out), 0);
+        json_t *j = json_loads(out, 0, NULL);
+        free(out);
+        assert_non_null(j);
+        json_t *w = json_object_get(j, "watch");
+        if (json_integer_value(json_object_get(w, "processes")) == 2) {
+            assert_int_equal(json_integer_value(json_object_get(w, "streaming")), 1);
+            sum = json_incref(json_object_get(w, "sum"));
+            json_decref(j);
+            break;
+        }
+        json_decref(j);
+        if (test_now_ms() - t0 > 5000)
+            fail_msg("memo stats did not see both watches");
+        memop_sleep_us(100000);
+    }
+    assert_true(json_is_integer(json_object_get(sum, "changes")));
+    assert_true(json_is_object(json_object_get(sum, "lag_us")));
+    json_decref(sum);
+    const char *prom[] = {tool, "stats", "--prom", NULL};
+    char *text = NULL;
+    assert_int_equal(test_run(prom, NULL, &text), 0);
+    assert_non_null(strstr(text, "memo_watch_processes 2\n"));
+    assert_non_null(strstr(text, "memo_watch_streaming 1\n"));
+    assert_non_null(strstr(text, "# TYPE memo_watch_lag_seconds histogram\n"));
+    const char *check[] = {"promtool", "check", "metrics", NULL};
+    assert_int_equal(test_run(check, text, NULL), 0);
+    free(text);
 
     kill(first, SIGKILL);
     assert_int_equal(exit_status(first), -SIGKILL);
