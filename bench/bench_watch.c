@@ -38,10 +38,11 @@
 
 #include "blog.h"
 
-enum { USERS = 100000, WRITERS = 8, TPUT_THREADS = 4, TPUT_ROUNDS = 3 };
+enum { USERS = 100000, WRITERS = 8, TPUT_THREADS = 4, TPUT_ROUNDS = 5 };
 
 static const char *redis_url, *db_url;
 static bool quick;
+static const char *only; /* one row: lag, catch-up or writers */
 static FILE *json_out;
 
 static double now_us(void)
@@ -117,12 +118,14 @@ typedef struct bwatch {
     memo_repo *repo;
     memo_watch *w;
     pthread_t thread;
+    _Atomic pid_t tid; /* the watch's thread, for its CPU time */
     bool running;
 } bwatch;
 
 static void *run(void *arg)
 {
     bwatch *b = arg;
+    atomic_store(&b->tid, gettid());
     if (memo_watch_run(b->w) != MEMO_OK)
         die("memo_watch_run", memo_last_error(b->repo));
     return NULL;
@@ -426,51 +429,152 @@ static double tput(double seconds)
     return (double)tput_count / seconds;
 }
 
-static double median3(double *v)
+/* CPU time of a thread or process, from the scheduler: nanoseconds. */
+static double cpu_ns(const char *path)
 {
-    qsort(v, TPUT_ROUNDS, sizeof *v, cmp_double);
-    return v[TPUT_ROUNDS / 2];
+    FILE *f = fopen(path, "r");
+    double ns = 0;
+    if (f) {
+        if (fscanf(f, "%lf", &ns) != 1)
+            ns = 0;
+        fclose(f);
+    }
+    return ns;
+}
+
+static double redis_cpu_s(redisContext *rc)
+{
+    redisReply *r = redisCommand(rc, "INFO cpu");
+    double sys = 0, user = 0;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *a = strstr(r->str, "used_cpu_sys:"),
+                   *b = strstr(r->str, "used_cpu_user:");
+        sys = a ? strtod(a + 13, NULL) : 0;
+        user = b ? strtod(b + 14, NULL) : 0;
+    }
+    freeReplyObject(r);
+    return sys + user;
+}
+
+/* One case of the throughput row: updates a second and WAL an update; with
+ * the watch, the CPU an update cost its WAL sender, its thread, Redis. */
+typedef struct tcase {
+    double rate, wal, sender_us, watch_us, redis_us;
+} tcase;
+
+static tcase run_case(bwatch *bw, PGconn *pg, redisContext *rc, double seconds,
+                      bool watched)
+{
+    tcase c = {0};
+    char sender[64] = "", thread[64] = "";
+    if (watched) {
+        char *pid = sql_value(pg, "SELECT active_pid FROM pg_replication_slots WHERE "
+                                  "slot_name = 'memo_blog'");
+        snprintf(sender, sizeof sender, "/proc/%s/schedstat", pid);
+        free(pid);
+        snprintf(thread, sizeof thread, "/proc/self/task/%d/schedstat",
+                 (int)atomic_load(&bw->tid));
+    }
+    char *lsn0 = sql_value(pg, "SELECT pg_current_wal_lsn()");
+    double s0 = watched ? cpu_ns(sender) : 0, w0 = watched ? cpu_ns(thread) : 0,
+           r0 = redis_cpu_s(rc);
+    c.rate = tput(seconds);
+    if (watched)
+        caught_up(pg, 120); /* its work for these updates, all of it */
+    double s1 = watched ? cpu_ns(sender) : 0, w1 = watched ? cpu_ns(thread) : 0,
+           r1 = redis_cpu_s(rc);
+    char q[160];
+    snprintf(q, sizeof q, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '%s')", lsn0);
+    free(lsn0);
+    char *wal = sql_value(pg, q);
+    double updates = c.rate * seconds;
+    c.wal = strtod(wal, NULL) / updates;
+    free(wal);
+    c.sender_us = (s1 - s0) / 1e3 / updates;
+    c.watch_us = (w1 - w0) / 1e3 / updates;
+    c.redis_us = (r1 - r0) * 1e6 / updates;
+    return c;
+}
+
+static int cmp_case(const void *a, const void *b)
+{
+    return cmp_double(&((const tcase *)a)->rate, &((const tcase *)b)->rate);
 }
 
 static void throughput_row(bwatch *bw, PGconn *pg, double seconds)
 {
-    double plain[TPUT_ROUNDS], full[TPUT_ROUNDS], watched[TPUT_ROUNDS];
+    tcase cases[3][TPUT_ROUNDS];
+    redisContext *rc = redis_connect();
     for (int r = 0; r < TPUT_ROUNDS; r++) {
         for (int s = 0; s < 3; s++) {
             int which = (s + r) % 3; /* the order rotates */
+            sql(pg, which ? "ALTER TABLE users REPLICA IDENTITY FULL"
+                          : "ALTER TABLE users REPLICA IDENTITY DEFAULT");
             if (which == 2) {
-                sql(pg, "ALTER TABLE users REPLICA IDENTITY FULL");
                 watch_start(bw);
                 caught_up(pg, 120); /* what the other cases wrote: not timed */
-                watched[r] = tput(seconds);
-                caught_up(pg, 120);
-                watch_stop(bw);
-            } else {
-                sql(pg, which ? "ALTER TABLE users REPLICA IDENTITY FULL"
-                              : "ALTER TABLE users REPLICA IDENTITY DEFAULT");
-                double v = tput(seconds);
-                (which ? full : plain)[r] = v;
             }
+            cases[which][r] = run_case(bw, pg, rc, seconds, which == 2);
+            if (which == 2)
+                watch_stop(bw);
         }
     }
+    redisFree(rc);
     sql(pg, "ALTER TABLE users REPLICA IDENTITY FULL");
-    double a = median3(plain), b = median3(full), c = median3(watched);
-    bool met = c / a >= 0.9;
+    /* the ratios of each round (its cases ran one after the other, so a
+     * drift of the machine falls on them alike), then their median */
+    double rfull[TPUT_ROUNDS], rwatch[TPUT_ROUNDS];
+    for (int r = 0; r < TPUT_ROUNDS; r++) {
+        rfull[r] = cases[1][r].rate / cases[0][r].rate;
+        rwatch[r] = cases[2][r].rate / cases[0][r].rate;
+    }
+    qsort(rfull, TPUT_ROUNDS, sizeof *rfull, cmp_double);
+    qsort(rwatch, TPUT_ROUNDS, sizeof *rwatch, cmp_double);
+    double full_ratio = rfull[TPUT_ROUNDS / 2], watch_ratio = rwatch[TPUT_ROUNDS / 2];
+    /* WAL an update: each case's median (a checkpoint's full-page images
+     * fall on one round), before the rounds are sorted by rate */
+    double wal[3];
+    for (int k = 0; k < 3; k++) {
+        double v[TPUT_ROUNDS];
+        for (int r = 0; r < TPUT_ROUNDS; r++)
+            v[r] = cases[k][r].wal;
+        qsort(v, TPUT_ROUNDS, sizeof *v, cmp_double);
+        wal[k] = v[TPUT_ROUNDS / 2];
+    }
+    for (int k = 0; k < 3; k++) /* each case's median round, by rate */
+        qsort(cases[k], TPUT_ROUNDS, sizeof cases[k][0], cmp_case);
+    const tcase *a = &cases[0][TPUT_ROUNDS / 2], *b = &cases[1][TPUT_ROUNDS / 2],
+                *c = &cases[2][TPUT_ROUNDS / 2];
+    bool met = watch_ratio >= 0.9;
     printf("writers' throughput: %d connections, single-row UPDATEs, %.0f s a case, %d "
-           "rounds, medians\n",
+           "rounds; rates: the median round's; ratios: the median of the rounds'\n",
            TPUT_THREADS, seconds, TPUT_ROUNDS);
-    printf("  REPLICA IDENTITY DEFAULT, no watch   %8.0f updates/s\n", a);
-    printf("  REPLICA IDENTITY FULL, no watch      %8.0f updates/s   %.2fx\n", b, b / a);
     printf(
-        "  FULL, the watch streaming            %8.0f updates/s   %.2fx (target >= 0.90: "
-        "%s)\n\n",
-        c, c / a, met ? "met" : "MISS");
+        "  REPLICA IDENTITY DEFAULT, no watch   %8.0f updates/s           WAL %4.0f B an "
+        "update\n",
+        a->rate, wal[0]);
+    printf("  REPLICA IDENTITY FULL, no watch      %8.0f updates/s   %.2fx (rounds "
+           "%.2f-%.2f)"
+           "   WAL %4.0f B an update\n",
+           b->rate, full_ratio, rfull[0], rfull[TPUT_ROUNDS - 1], wal[1]);
+    printf("  FULL, the watch streaming            %8.0f updates/s   %.2fx (rounds "
+           "%.2f-%.2f)"
+           "   WAL %4.0f B an update\n",
+           c->rate, watch_ratio, rwatch[0], rwatch[TPUT_ROUNDS - 1], wal[2]);
+    printf("  with the watch / without: %.2fx (target >= 0.90: %s)\n", watch_ratio,
+           met ? "met" : "MISS");
+    printf("  CPU an update, the watch streaming: its WAL sender %.1f us, the watch %.1f "
+           "us, "
+           "Redis %.1f us\n\n",
+           c->sender_us, c->watch_us, c->redis_us);
     if (json_out)
         fprintf(json_out,
                 "{\"bench\":\"watch\",\"row\":\"writers\",\"plain\":%.0f,\"full\":%.0f,"
                 "\"watched\":%.0f,\"ratio\":%.3f,\"by\":\"throughput\",\"target\":0.9,"
-                "\"met\":%s}\n",
-                a, b, c, c / a, met ? "true" : "false");
+                "\"met\":%s,\"wal_plain\":%.0f,\"wal_full\":%.0f,\"sender_us\":%.2f,"
+                "\"watch_us\":%.2f,\"redis_us\":%.2f}\n",
+                a->rate, b->rate, c->rate, watch_ratio, met ? "true" : "false", wal[0],
+                wal[1], c->sender_us, c->watch_us, c->redis_us);
 }
 
 int main(int argc, char **argv)
@@ -483,10 +587,14 @@ int main(int argc, char **argv)
             json_path = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             i++; /* bench.c's option: the same BENCH_ARGS reach both */
         else {
-            fprintf(stderr, "usage: bench_watch --sql FILE [--json FILE] [--quick]\n");
+            fprintf(stderr,
+                    "usage: bench_watch --sql FILE [--json FILE] [--quick] [--only "
+                    "lag|catch-up|writers]\n");
             return 2;
         }
     }
@@ -538,11 +646,15 @@ int main(int argc, char **argv)
     watch_start(&bw);
     caught_up(pg, 60);
     lag_seconds = quick ? 2 : 5;
-    lag_row(&bw, pg, 1000, 5, 50);
-    lag_row(&bw, pg, 5000, 0, 0);
-    catch_up_row(&bw, pg, quick ? 50000 : 200000);
+    if (!only || strcmp(only, "lag") == 0) {
+        lag_row(&bw, pg, 1000, 5, 50);
+        lag_row(&bw, pg, 5000, 0, 0);
+    }
+    if (!only || strcmp(only, "catch-up") == 0)
+        catch_up_row(&bw, pg, quick ? 50000 : 200000);
     watch_stop(&bw);
-    throughput_row(&bw, pg, quick ? 1 : 3);
+    if (!only || strcmp(only, "writers") == 0)
+        throughput_row(&bw, pg, quick ? 1 : 3);
 
     freeReplyObject(redisCommand(rc, "CONFIG SET notify-keyspace-events %s", ""));
     redisFree(rc);

@@ -44,6 +44,13 @@
 #define BATCH_KEYS_MAX 20000
 /* How long the stream may hold back a batch while more data arrives. */
 #define BATCH_HOLD_US 10000
+/* A busy stream (its last batch went out less than BUSY_US ago) is read
+ * every BUSY_TICK_US, asleep in between rather than woken by each
+ * transaction that arrives: the wake-ups and round trips are most of the
+ * watch's cost, and this way a tick's transactions share them, for at most
+ * a tick of lag. A quiet stream wakes when data arrives. */
+#define BUSY_US 5000
+#define BUSY_TICK_US 1000
 /* Progress goes to PostgreSQL this soon after it is made (and at least
  * every status_interval_ms): what the slot retains, and what a reader of
  * pg_replication_slots sees, follows the invalidations closely. */
@@ -54,9 +61,11 @@ typedef struct rel {
     uint32_t relid;
     memop_entity *e; /* NULL: a table of no entity (ignored) */
     int ncols;
-    int *field;    /* column -> field index, -1 for a column of no field */
-    bool *jsonb;   /* column is jsonb (its binary form has a version byte) */
-    bool mismatch; /* the columns do not carry the entity's keys */
+    int *field;       /* column -> field index, -1 for a column of no field */
+    bool *jsonb;      /* column is jsonb (its binary form has a version byte) */
+    bool *ident;      /* column is in the replica identity (its old value is logged) */
+    bool mismatch;    /* the columns do not carry the entity's keys */
+    bool keys_logged; /* every key field is in the replica identity */
     char why[160];
 } rel;
 
@@ -80,7 +89,8 @@ struct memo_watch {
     uint64_t batch_end; /* the end LSN of the last transaction in it */
     int64_t *batch_ts;  /* commit times, for the lag */
     size_t nbatch, capbatch;
-    uint64_t batch_since; /* when its first transaction arrived */
+    uint64_t batch_since;  /* when its first transaction arrived */
+    uint64_t last_sent_us; /* when the last batch went out */
 
     uint64_t confirmed; /* every change up to here is invalidated */
     uint64_t received;  /* the server's end of WAL, as last told */
@@ -151,13 +161,15 @@ static void pg_error(memo_watch *w, const char *what, char *out, size_t size)
     snprintf(out, size, "%s: %s", what, msg);
 }
 
-/* Waits up to ms for the stream's socket (or a stop). */
-static void wait_for(memo_watch *w, int ms, bool stream)
+/* Waits up to us microseconds for a stop, and for the stream's socket when
+ * `stream`. */
+static void wait_for(memo_watch *w, uint64_t us, bool stream)
 {
     struct pollfd p[2] = {{w->wake[0], POLLIN, 0}, {-1, POLLIN, 0}};
     if (stream && w->conn)
         p[1].fd = PQsocket(w->conn);
-    if (poll(p, 2, ms) > 0 && (p[0].revents & POLLIN)) {
+    uint64_t ms = (us + 999) / 1000;
+    if (poll(p, 2, ms > INT32_MAX ? INT32_MAX : (int)ms) > 0 && (p[0].revents & POLLIN)) {
         char b[16];
         while (read(w->wake[0], b, sizeof b) > 0)
             ;
@@ -218,23 +230,27 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
     }
     free(r->field);
     free(r->jsonb);
+    free(r->ident);
     r->field = calloc((size_t)m->ncols + 1, sizeof *r->field);
     r->jsonb = calloc((size_t)m->ncols + 1, sizeof *r->jsonb);
-    if (!r->field || !r->jsonb)
+    r->ident = calloc((size_t)m->ncols + 1, sizeof *r->ident);
+    if (!r->field || !r->jsonb || !r->ident)
         return memop_fail(w->repo, MEMO_ERR_NOMEM, "out of memory");
     r->ncols = m->ncols;
     r->e = NULL;
     r->mismatch = false;
+    r->keys_logged = false;
     const memo_entity_desc *d = entity_of(w, m->relname);
     if (!d)
         return MEMO_OK; /* not the schema's: ignored */
     memo_status st = memop_entity_get(w->repo, d, &r->e);
     if (st != MEMO_OK)
         return st;
-    bool have[MEMO_MAX_FIELDS] = {false};
+    bool have[MEMO_MAX_FIELDS] = {false}, logged[MEMO_MAX_FIELDS] = {false};
     for (int c = 0; c < m->ncols; c++) {
         r->field[c] = -1;
         r->jsonb[c] = m->cols[c].type == 3802;
+        r->ident[c] = m->cols[c].key;
         for (unsigned f = 0; f < d->nfields; f++)
             if (strcmp(d->fields[f].name, m->cols[c].name) == 0) {
                 if (!type_fits(d->fields[f].type, m->cols[c].type)) {
@@ -245,8 +261,12 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
                 }
                 r->field[c] = (int)f;
                 have[f] = true;
+                logged[f] = m->cols[c].key;
             }
     }
+    r->keys_logged = true;
+    for (unsigned k = 0; k < r->e->nkeyfields; k++)
+        r->keys_logged &= logged[r->e->keyfields[k]];
     for (unsigned k = 0; k < r->e->nkeyfields && !r->mismatch; k++)
         if (!have[r->e->keyfields[k]]) {
             r->mismatch = true;
@@ -275,7 +295,8 @@ static void mark_drop(unsigned char *set, const memop_entity *e)
  * (an unchanged TOASTed value) takes the value of `from` when it has it.
  * False when a value is not of its field's type. */
 static bool decode(memo_watch *w, const rel *r, const memop_pgcol *cols, int ncols,
-                   void *row, bool *have, const void *from, const bool *from_have)
+                   bool key_only, void *row, bool *have, const void *from,
+                   const bool *from_have)
 {
     const memo_entity_desc *d = r->e->desc;
     bool key[MEMO_MAX_FIELDS] = {false};
@@ -285,6 +306,8 @@ static bool decode(memo_watch *w, const rel *r, const memop_pgcol *cols, int nco
         int f = r->field[c];
         if (f < 0 || !key[f])
             continue; /* invalidation reads only the key fields */
+        if (key_only && !r->ident[c])
+            continue; /* a 'K' tuple's other columns are nulls that mean nothing */
         const memo_field_desc *fd = &d->fields[f];
         switch (cols[c].kind) {
         case 'n':
@@ -344,22 +367,23 @@ static void change(memo_watch *w, const memop_pgmsg *m)
                      : m->type == 'U' ? MEMO_ON_UPDATE
                                       : MEMO_ON_DELETE;
     if (ok && m->old)
-        ok = decode(w, r, m->old, m->nold, old, hold, NULL, NULL);
+        ok = decode(w, r, m->old, m->nold, m->old_kind == 'K', old, hold, NULL, NULL);
     if (ok && m->new)
-        ok = decode(w, r, m->new, m->nnew, new, hnew, m->old ? old : NULL, hold);
-    /* A change's keys need the old values of every key field, which
-     * PostgreSQL logs (as 'O') only under REPLICA IDENTITY FULL; an update
-     * that logged none changed no key of the replica identity, and only an
-     * entity whose keys are all its primary key can do without them. */
-    bool need_old = e->nkeyfields > 1;
-    if (ok && event == MEMO_ON_UPDATE && !m->old && !need_old) {
+        ok = decode(w, r, m->new, m->nnew, false, new, hnew, m->old ? old : NULL, hold);
+    /* A change's keys need the old values of every key field. PostgreSQL
+     * logs those of the replica identity's columns (all columns under
+     * FULL), and for an update only when one of them changed: when every
+     * key field is in the identity, an update that logged none left them
+     * as they were; otherwise the old values are unknown and the entity is
+     * dropped. */
+    if (ok && event == MEMO_ON_UPDATE && !m->old && r->keys_logged) {
         memo_row_clear(d, old);
         memset(old, 0, d->size);
         ok = memop_row_copy(d, new, old) == MEMO_OK;
         memcpy(hold, hnew, sizeof hold);
     }
     if (ok && event != MEMO_ON_INSERT)
-        ok = all_keys(e, hold) || (!need_old && hold[d->pk]);
+        ok = all_keys(e, hold);
     if (ok && event != MEMO_ON_DELETE)
         ok = all_keys(e, hnew);
     if (ok) {
@@ -464,6 +488,7 @@ static bool send_batch(memo_watch *w)
     b->n = b->change = 0;
     b->failed = false;
     w->nbatch = 0;
+    w->last_sent_us = memop_now_us();
     if (w->batch_end > w->confirmed)
         advance(w, w->batch_end);
     return true;
@@ -549,7 +574,7 @@ static PGresult *run_command(memo_watch *w, const char *sql)
             PQclear(last);
             return NULL;
         }
-        wait_for(w, 1000, true);
+        wait_for(w, 1000000, true);
         if (!PQconsumeInput(w->conn)) {
             PQclear(last);
             return NULL;
@@ -783,7 +808,7 @@ static memo_status flush_batch(memo_watch *w)
             return MEMO_ERR_REDIS;
         if (memop_now_us() >= w->next_status_us && !status(w, false))
             return MEMO_ERR_DB_CONN;
-        wait_for(w, (int)backoff, false);
+        wait_for(w, backoff * 1000, false);
         if (backoff < 1000)
             backoff *= 2;
     }
@@ -832,9 +857,13 @@ static memo_status stream(memo_watch *w, char *err, size_t errsize)
             pg_error(w, "replication stream", err, errsize);
             return MEMO_ERR_DB_CONN;
         }
-        uint64_t left =
-            w->next_status_us > memop_now_us() ? w->next_status_us - memop_now_us() : 0;
-        wait_for(w, (int)(left / 1000) + 1, true);
+        uint64_t now = memop_now_us();
+        if (now - w->last_sent_us < BUSY_US) {
+            wait_for(w, BUSY_TICK_US, false);
+        } else {
+            uint64_t left = w->next_status_us > now ? w->next_status_us - now : 0;
+            wait_for(w, left + 1000, true);
+        }
         if (!PQconsumeInput(w->conn)) {
             pg_error(w, "replication stream", err, errsize);
             return MEMO_ERR_DB_CONN;
@@ -957,14 +986,14 @@ memo_status memo_watch_run(memo_watch *w)
                 say(w, "standing by: another memo watch streams from %s", w->slot);
             standby_said = true;
             set_state(w, "standby");
-            wait_for(w, w->retry_ms, false);
+            wait_for(w, (uint64_t)w->retry_ms * 1000, false);
             continue;
         }
         memop_fail(repo, st, "%s", err);
         say(w, "%s; again in %" PRIu64 " ms", err, backoff);
         set_state(w, "reconnecting");
         MEMOP_INC(repo->watch->reconnects);
-        wait_for(w, (int)backoff, false);
+        wait_for(w, backoff * 1000, false);
         if (backoff < 5000)
             backoff *= 2;
     }
@@ -992,6 +1021,7 @@ void memo_watch_close(memo_watch *w)
     for (size_t i = 0; i < w->nrels; i++) {
         free(w->rels[i].field);
         free(w->rels[i].jsonb);
+        free(w->rels[i].ident);
     }
     free(w->rels);
     free(w->batch_ts);

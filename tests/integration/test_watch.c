@@ -582,6 +582,66 @@ static void unchanged_toast(void **state)
     watch_finish(t);
 }
 
+/* The replica identity decides which old values PostgreSQL logs. A unique
+ * index holding every key field (USING INDEX) logs them only when one
+ * changed: an update that logged none left them as they were, and no
+ * entry is dropped. The default identity (the primary key) cannot say what
+ * an email was: the entity is dropped, and nothing stale stays. */
+static void replica_identities(void **state)
+{
+    (void)state;
+    fresh();
+    test_sql("CREATE UNIQUE INDEX IF NOT EXISTS users_memo_identity ON users (id, email, "
+             "name, "
+             "org_id)");
+    test_sql("ALTER TABLE users REPLICA IDENTITY USING INDEX users_memo_identity");
+    thread_watch *t = watch_start();
+    memo_repo *repo = test_open(NULL);
+    int64_t org = new_org("ri", "RI");
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users (email, name, org_id, karma, active, created_at) VALUES "
+             "('ri@x', 'Ri', %" PRId64 ", 1, true, now()) RETURNING id",
+             org);
+    int64_t id = sql_id(sql);
+    caught_up(10000);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get_by_email(repo, "ri@x", &u), MEMO_OK);
+    blog_user_clear(&u);
+
+    snprintf(sql, sizeof sql, "UPDATE users SET karma = 2 WHERE id = %" PRId64, id);
+    test_sql(sql); /* no identity column changed: no old values logged */
+    snprintf(sql, sizeof sql, "UPDATE users SET email = 'ri2@x' WHERE id = %" PRId64, id);
+    test_sql(sql); /* the old email logged with the identity */
+    caught_up(10000);
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    assert_int_equal(u.karma, 2);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get_by_email(repo, "ri@x", &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_get_by_email(repo, "ri2@x", &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(watch_stat(t->repo, "drops"), 0);
+    assert_int_equal(watch_stat(t->repo, "entity_drops"), 0);
+
+    /* the primary key alone: the old email is not known */
+    test_sql("ALTER TABLE users REPLICA IDENTITY DEFAULT");
+    snprintf(sql, sizeof sql, "UPDATE users SET email = 'ri3@x' WHERE id = %" PRId64, id);
+    test_sql(sql);
+    caught_up(10000);
+    assert_int_equal(blog_user_get_by_email(repo, "ri2@x", &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_get_by_email(repo, "ri3@x", &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(watch_stat(t->repo, "drops"), 1);
+    assert_true(watch_stat(t->repo, "entity_drops") >= 1);
+
+    test_sql("ALTER TABLE users REPLICA IDENTITY FULL");
+    test_sql("DROP INDEX users_memo_identity");
+    memo_close(repo);
+    watch_finish(t);
+}
+
 /* A migration renames a column the entity's keys need: the entity's entries
  * are dropped, and it is said once; renamed back, keys are known again.
  * A table of no entity, even in the publication, changes nothing. */
@@ -1216,6 +1276,9 @@ static int cleanup(void **state)
     }
     test_servers_restore();
     drop_slot();
+    /* what a failed test may have left changed */
+    test_sql("ALTER TABLE users REPLICA IDENTITY FULL");
+    test_sql("DROP INDEX IF EXISTS users_memo_identity");
     return 0;
 }
 
@@ -1224,6 +1287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(sql_writes_reach_the_cache, cleanup),
         cmocka_unit_test_teardown(unchanged_toast, cleanup),
+        cmocka_unit_test_teardown(replica_identities, cleanup),
         cmocka_unit_test_teardown(tables_that_do_not_match, cleanup),
         cmocka_unit_test_teardown(refusals, cleanup),
         cmocka_unit_test_teardown(stop_while_creating_the_slot, cleanup),
