@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "lex.h"
 #include "lower.h"
+#include "shared.h"
 
 static const char usage[] =
     "usage: memo [--schema FILE] [--redis URL] [--db URL] COMMAND [ARGS]\n"
@@ -323,8 +324,8 @@ static void stream_state_of(PGconn *pg, stream_state *st)
         pg_die(pg);
     st->publication = -1;
     if (mdl) {
-        char name[80];
-        snprintf(name, sizeof name, "memo_%s", schema_name);
+        char name[64];
+        memop_stream_name(schema_name, name);
         const char *params[] = {name};
         r = PQexecParams(pg, "SELECT count(*) FROM pg_publication WHERE pubname = $1", 1,
                          NULL, params, NULL, NULL, 0);
@@ -484,9 +485,11 @@ static int cmd_ping(bool json, long long warn_retained)
                                 : "may not replicate (memo watch needs "
                                   "REPLICATION)",
                ss.slots_used, ss.slots_max);
-        if (ss.publication == 0)
-            printf("change stream: no publication memo_%s (apply the schema's .sql)\n",
-                   schema_name);
+        if (ss.publication == 0) {
+            char name[64];
+            memop_stream_name(schema_name, name);
+            printf("change stream: no publication %s (apply the schema's .sql)\n", name);
+        }
         for (int k = 0; k < PQntuples(ss.slots); k++) {
             long long retained = atoll(PQgetvalue(ss.slots, k, 2));
             char size[32];
@@ -1484,7 +1487,7 @@ static int cmd_watch(const char *slot, bool drop)
 {
     char name[64];
     if (!slot) {
-        snprintf(name, sizeof name, "memo_%.58s", schema_name);
+        memop_stream_name(schema_name, name);
         slot = name;
     }
     if (drop) {
@@ -1522,8 +1525,12 @@ static int cmd_watch(const char *slot, bool drop)
                  atomic_load(&w->keys_deleted), (unsigned)(lsn >> 32), (unsigned)lsn);
         watch_log(NULL, msg);
     }
-    memo_watch_close(the_watch);
+    /* no signal may reach a watch being freed; the process is exiting */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    memo_watch *w = the_watch;
     the_watch = NULL;
+    memo_watch_close(w);
     return rc;
 }
 

@@ -1,7 +1,7 @@
 /* What the three emitters share: the indenting line writer, the first line
  * of every output, and the signatures of the generated operations. */
 #include "emit.h"
-#include "keyfields.h"
+#include "shared.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

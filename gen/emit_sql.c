@@ -5,6 +5,7 @@
 
 #include "emit.h"
 #include "sha256.h"
+#include "shared.h"
 
 static const char *sql_type(memo_type t)
 {
@@ -137,6 +138,13 @@ static void table_order(const model *m, const lowered_entity **order, size_t *ra
     free(done);
 }
 
+/* "t1", "t2", ...: every table of the schema, written out whole. */
+static void table_list(emitter *em, const model *m, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        fprintf(em->out, "%s\"%s\"", k ? ", " : "", m->entities[k].desc.table);
+}
+
 void emit_sql(emitter *em)
 {
     const model *m = em->m;
@@ -233,21 +241,25 @@ void emit_sql(emitter *em)
     /* For memo watch (writes made outside memo): the publication of the
      * schema's tables, and the old values of the fields invalidation needs,
      * which PostgreSQL logs for an update only under REPLICA IDENTITY FULL. */
-    const char *s = m->schema.name;
-    char tables[8192];
-    size_t tl = 0;
-    for (size_t k = 0; k < n && tl < sizeof tables; k++)
-        tl += (size_t)snprintf(tables + tl, sizeof tables - tl, "%s\"%s\"", k ? ", " : "",
-                               m->entities[k].desc.table);
+    /* A partitioned table's changes are published under its own name, not
+     * its partitions' (publish_via_partition_root). */
+    char pub[64];
+    memop_stream_name(m->schema.name, pub);
     emit_line(em, "-- memo watch follows these tables' changes made outside memo");
     emit_line(em, "DO $$ BEGIN");
-    emit_line(em,
-              "    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = "
-              "'memo_%s') THEN",
-              s);
-    emit_line(em, "        CREATE PUBLICATION \"memo_%s\" FOR TABLE %s;", s, tables);
+    emit_line(
+        em, "    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = '%s') THEN",
+        pub);
+    fprintf(em->out, "        CREATE PUBLICATION \"%s\" FOR TABLE ", pub);
+    table_list(em, m, n);
+    fputs(" WITH (publish_via_partition_root = true);\n", em->out);
     emit_line(em, "    ELSE");
-    emit_line(em, "        ALTER PUBLICATION \"memo_%s\" SET TABLE %s;", s, tables);
+    fprintf(em->out, "        ALTER PUBLICATION \"%s\" SET TABLE ", pub);
+    table_list(em, m, n);
+    fputs(";\n", em->out);
+    emit_line(em,
+              "        ALTER PUBLICATION \"%s\" SET (publish_via_partition_root = true);",
+              pub);
     emit_line(em, "    END IF;");
     emit_line(em, "END $$;");
     for (size_t k = 0; k < n; k++) {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "keyfields.h"
+#include "shared.h"
 
 /* PostgreSQL's type OIDs (pg_type.dat); libpq does not export them. */
 enum {

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "shared.h"
 
 /* PostgreSQL's epoch, 2000-01-01, in Unix microseconds. */
 #define PG_EPOCH_US 946684800000000LL
@@ -215,6 +216,14 @@ static bool type_fits(memo_type t, uint32_t oid)
     return false;
 }
 
+static bool is_key_field(const memop_entity *e, unsigned f)
+{
+    for (unsigned k = 0; k < e->nkeyfields; k++)
+        if (e->keyfields[k] == f)
+            return true;
+    return false;
+}
+
 /* A Relation message: the mapping of its columns, checked once. */
 static memo_status relation(memo_watch *w, const memop_pgmsg *m)
 {
@@ -241,8 +250,13 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
     r->mismatch = false;
     r->keys_logged = false;
     const memo_entity_desc *d = entity_of(w, m->relname);
-    if (!d)
-        return MEMO_OK; /* not the schema's: ignored */
+    if (!d) { /* published, but of no entity: a table renamed, or added by hand */
+        say(w,
+            "table %s.%s is published in %s but is no entity of schema %s: its changes "
+            "are ignored",
+            m->nspname, m->relname, w->publication, w->schema->name);
+        return MEMO_OK;
+    }
     memo_status st = memop_entity_get(w->repo, d, &r->e);
     if (st != MEMO_OK)
         return st;
@@ -253,7 +267,9 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
         r->ident[c] = m->cols[c].key;
         for (unsigned f = 0; f < d->nfields; f++)
             if (strcmp(d->fields[f].name, m->cols[c].name) == 0) {
-                if (!type_fits(d->fields[f].type, m->cols[c].type)) {
+                /* only key fields are decoded: only their types matter */
+                if (is_key_field(r->e, f) &&
+                    !type_fits(d->fields[f].type, m->cols[c].type)) {
                     r->mismatch = true;
                     snprintf(r->why, sizeof r->why,
                              "column %s is of another type (OID %u)", m->cols[c].name,
@@ -286,9 +302,14 @@ static memo_status relation(memo_watch *w, const memop_pgmsg *m)
 
 /* ----------------------------------------------------------------- changes */
 
+/* An entity's keys cannot be known: its entries go whole, and those of
+ * every target of its rules, which its changes may have made wrong too. */
 static void mark_drop(unsigned char *set, const memop_entity *e)
 {
     set[e->index / 8] |= (unsigned char)(1u << (e->index % 8));
+    for (unsigned i = 0; i < e->desc->nrules; i++)
+        set[e->targets[i]->index / 8] |=
+            (unsigned char)(1u << (e->targets[i]->index % 8));
 }
 
 /* Decodes a tuple's key fields into row; have[f] says which arrived. 'u'
@@ -531,6 +552,59 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
+/* Entries cached before the slot existed may hold changes it never
+ * streamed: its first start drops the schema's entries, and then records
+ * in Redis that it did (<prefix>memo:watch:{slot}). A start that finds the
+ * slot without the record (the first was killed before it finished, or the
+ * slot was made by hand) drops them again. */
+static memo_status first_flush(memo_watch *w, bool created)
+{
+    memo_repo *repo = w->repo;
+    memop_key k;
+    memop_key_memo(repo, "watch", w->slot, &k);
+    memop_rconn *c = memop_redis_acquire(repo);
+    if (!c)
+        return MEMO_ERR_REDIS;
+    if (!created) {
+        const char *argv[] = {"EXISTS", k.s};
+        size_t lens[] = {6, k.len};
+        redisReply *r = memop_redis_command(repo, c, 2, argv, lens);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            if (r)
+                memop_redis_reply_failed(repo, r, "EXISTS (memo watch)");
+            memop_redis_release(repo, c, !r);
+            return MEMO_ERR_REDIS;
+        }
+        bool done = r->integer == 1;
+        memop_redis_release(repo, c, false);
+        if (done)
+            return MEMO_OK;
+        say(w,
+            "the replication slot %s has no record of its first drop of the cached "
+            "entries: dropping them now",
+            w->slot);
+    } else {
+        memop_redis_release(repo, c, false);
+        say(w,
+            "created the replication slot %s: dropping the schema's cached entries, "
+            "which may predate it",
+            w->slot);
+    }
+    for (unsigned i = 0; i < w->schema->nentities; i++)
+        if (memo_flush(repo, w->schema->entities[i], NULL, NULL, NULL, NULL) != MEMO_OK)
+            return MEMO_ERR_REDIS;
+    if (!(c = memop_redis_acquire(repo)))
+        return MEMO_ERR_REDIS;
+    const char *argv[] = {"SET", k.s, "1"};
+    size_t lens[] = {3, k.len, 1};
+    redisReply *r = memop_redis_command(repo, c, 3, argv, lens);
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r && !ok)
+        memop_redis_reply_failed(repo, r, "SET (memo watch)");
+    memop_redis_release(repo, c, !r);
+    return ok ? MEMO_OK : MEMO_ERR_REDIS;
+}
+
 /* Whether the role may replicate, asked on an ordinary connection (a
  * replication connection of a role that may not is refused whole, with a
  * message only): 1 yes, 0 no, -1 unknown (the database is down). */
@@ -659,29 +733,19 @@ static memo_status start(memo_watch *w, char *err, size_t errsize)
                  : state && strcmp(state, "42501") == 0
                      ? " (the role needs the REPLICATION attribute)"
                      : "");
+        /* 53400: max_replication_slots reached (other class 53 states, a
+         * full disk or too many connections, may pass) */
         bool fatal =
             state && (strcmp(state, "55000") == 0 || strcmp(state, "42501") == 0 ||
-                      strncmp(state, "53", 2) == 0);
+                      strcmp(state, "53400") == 0);
         PQclear(res);
         return fatal ? MEMO_ERR_CONFIG : MEMO_ERR_DB_CONN;
     }
     PQclear(res);
-    if (created) {
-        /* What changed before the slot existed was never streamed: the
-         * schema's cached entries may hold it, so they all go. */
-        say(w,
-            "created the replication slot %s: dropping the schema's cached entries, "
-            "which may predate it",
-            w->slot);
-        for (unsigned i = 0; i < w->schema->nentities; i++)
-            if (memo_flush(w->repo, w->schema->entities[i], NULL, NULL, NULL, NULL) !=
-                MEMO_OK) {
-                snprintf(err, errsize, "%s", memo_last_error(w->repo));
-                /* without the slot, the next start creates it and drops them again */
-                snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT \"%s\"", w->slot);
-                PQclear(run_command(w, sql));
-                return MEMO_ERR_REDIS;
-            }
+    memo_status st = first_flush(w, created);
+    if (st != MEMO_OK) {
+        snprintf(err, errsize, "%s", memo_last_error(w->repo));
+        return st;
     }
     /* where the WAL ends now: the backlog to catch up with */
     res = run_command(w, "IDENTIFY_SYSTEM");
@@ -703,10 +767,22 @@ static memo_status start(memo_watch *w, char *err, size_t errsize)
         snprintf(err, errsize, "cannot stream from the replication slot %s: %s", w->slot,
                  msg);
         bool held = state && strcmp(state, "55006") == 0; /* active for another */
+        /* 55000 here: the slot was invalidated (it kept more WAL than
+         * max_slot_wal_keep_size allows); retrying cannot mend it */
+        bool lost = state && strcmp(state, "55000") == 0;
+        if (lost) {
+            size_t n = strlen(err);
+            snprintf(err + n, errsize - n,
+                     " (drop it with memo watch --drop-slot: the next start makes it "
+                     "again and drops the cached entries)");
+        }
         PQclear(res);
-        return held ? MEMO_ERR_LOCKED : MEMO_ERR_DB_CONN;
+        return held ? MEMO_ERR_LOCKED : lost ? MEMO_ERR_CONFIG : MEMO_ERR_DB_CONN;
     }
     PQclear(res);
+    /* positions of this server's stream only (after a fail-over the last
+     * one's may not exist here) */
+    w->confirmed = w->received = 0;
     w->next_status_us = 0;
     w->caught_up = false;
     w->connected_us = memop_now_us();
@@ -894,6 +970,20 @@ static bool plain_name(const char *s)
     return true;
 }
 
+/* The configured name, or memo_<schema>; false when it does not fit. */
+static bool name_of(const char *given, const char *schema, char out[64])
+{
+    if (!given) {
+        memop_stream_name(schema, out);
+        return true;
+    }
+    size_t n = strlen(given);
+    if (n >= 64)
+        return false;
+    memcpy(out, given, n + 1);
+    return true;
+}
+
 memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg,
                             memo_watch **out)
 {
@@ -915,19 +1005,15 @@ memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg,
         return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     w->repo = repo;
     w->schema = c.schema;
-    snprintf(w->slot, sizeof w->slot, "%s", c.slot ? c.slot : "");
-    snprintf(w->publication, sizeof w->publication, "%s",
-             c.publication ? c.publication : "");
-    if (!c.slot)
-        snprintf(w->slot, sizeof w->slot, "memo_%.58s", c.schema->name);
-    if (!c.publication)
-        snprintf(w->publication, sizeof w->publication, "memo_%.58s", c.schema->name);
+    /* a name too long is refused, never cut to another */
+    bool long_name = !name_of(c.slot, c.schema->name, w->slot) ||
+                     !name_of(c.publication, c.schema->name, w->publication);
     w->status_ms = c.status_interval_ms > 0 ? c.status_interval_ms : 1000;
     w->retry_ms = c.retry_ms > 0 ? c.retry_ms : 500;
     w->log = c.log;
     w->log_arg = c.log_arg;
     memo_status st = MEMO_OK;
-    if (!plain_name(w->slot) || !plain_name(w->publication))
+    if (long_name || !plain_name(w->slot) || !plain_name(w->publication))
         st = memop_fail(
             repo, MEMO_ERR_CONFIG,
             "memo watch: slot and publication names are 1 to 63 of a-z, 0-9, _");
@@ -962,6 +1048,7 @@ memo_status memo_watch_run(memo_watch *w)
     bool standby_said = false;
     uint64_t backoff = (uint64_t)w->retry_ms;
     while (!atomic_load(&w->stop)) {
+        err[0] = '\0';
         memo_status st = start(w, err, sizeof err);
         if (atomic_load(&w->stop)) /* what start says of a stop is no failure */
             break;
@@ -973,10 +1060,12 @@ memo_status memo_watch_run(memo_watch *w)
             standby_said = false;
             backoff = (uint64_t)w->retry_ms;
             st = stream(w, err, sizeof err);
-            if (st == MEMO_OK) /* stopped */
+            if (st == MEMO_OK || atomic_load(&w->stop)) /* stopped */
                 break;
         }
         disconnect(w);
+        if (!err[0]) /* a failure recorded, not written out: memop_fail's message */
+            snprintf(err, sizeof err, "%s", memo_last_error(repo));
         if (st == MEMO_ERR_CONFIG || st == MEMO_ERR_DB || st == MEMO_ERR_NOMEM) {
             set_state(w, "stopped");
             return memop_fail(repo, st, "%s", err);
@@ -986,6 +1075,7 @@ memo_status memo_watch_run(memo_watch *w)
                 say(w, "standing by: another memo watch streams from %s", w->slot);
             standby_said = true;
             set_state(w, "standby");
+            atomic_store(&repo->watch->lag_bytes, 0); /* another's to report */
             wait_for(w, (uint64_t)w->retry_ms * 1000, false);
             continue;
         }
@@ -1037,6 +1127,20 @@ memo_status memo_watch_drop_slot(memo_repo *repo, const char *slot)
     if (!slot || !plain_name(slot))
         return memop_fail(repo, MEMO_ERR_ARG,
                           "memo_watch_drop_slot: a slot name of a-z, 0-9, _");
+    /* The record of the slot's first drop of entries goes first: a slot
+     * made again under this name must drop them again (first_flush). */
+    memop_key k;
+    memop_key_memo(repo, "watch", slot, &k);
+    memop_rconn *rc = memop_redis_acquire(repo);
+    if (!rc)
+        return memop_fail(repo, MEMO_ERR_REDIS, "cannot drop the replication slot %s: %s",
+                          slot, memo_last_error(repo));
+    bool broken;
+    bool gone = memop_redis_del(repo, rc, &k, 1, "DEL (memo watch)", &broken) == 0;
+    memop_redis_release(repo, rc, broken);
+    if (!gone)
+        return memop_fail(repo, MEMO_ERR_REDIS, "cannot drop the replication slot %s: %s",
+                          slot, memo_last_error(repo));
     memop_dconn *c;
     memo_status st = memop_db_acquire(repo, &c);
     if (st != MEMO_OK)

@@ -562,6 +562,32 @@ static void hostile_path_is_cleaned(void **state)
     result_free(&c);
 }
 
+/* The publication's name is the slot's default, and PostgreSQL's slot names
+ * are lowercase: a schema named with capitals gets memo_<lowercase>. */
+static void stream_names_are_lowercase(void **state)
+{
+    (void)state;
+    char dir[4096], path[4200], sql_path[4300];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/Shop.memo", dir);
+    write_text(path,
+               "schema Shop;\nentity item {\n    id int64 primary key;\n"
+               "    sku text unique;\n    cache ttl 1m;\n    cache sku ttl 1m;\n}\n");
+    const char *gen[] = {"memoc", "-o", ".", "Shop.memo", NULL};
+    result g = run_in(dir, gen);
+    snprintf(sql_path, sizeof sql_path, "%s/Shop.sql", dir);
+    char *sql = slurp(sql_path);
+    remove_dir(dir);
+    assert_text("stderr", "", g.err);
+    assert_int_equal(g.status, 0);
+    assert_non_null(sql);
+    assert_non_null(strstr(sql, "CREATE PUBLICATION \"memo_shop\" FOR TABLE \"item\""));
+    assert_non_null(
+        strstr(sql, "ALTER TABLE \"item\" REPLICA IDENTITY FULL; -- old sku"));
+    free(sql);
+    result_free(&g);
+}
+
 /* ---------------------------------------------------------------- at scale */
 
 #define BIG_ENTITIES 6000
@@ -686,6 +712,15 @@ static void many_entities(void **state)
         }
     }
     assert_int_equal(tables, BIG_ENTITIES);
+    /* the publication lists every table, on one line however long */
+    const char *pub = strstr(sql, "CREATE PUBLICATION \"memo_big\" FOR TABLE ");
+    assert_non_null(pub);
+    const char *eol = strchr(pub, '\n');
+    assert_non_null(eol);
+    char *line = strndup(pub, (size_t)(eol - pub));
+    assert_int_equal(count(line, ", ") + 1, BIG_ENTITIES);
+    assert_non_null(strstr(line, "\"e5999\" WITH (publish_via_partition_root = true);"));
+    free(line);
     /* no entity references itself: 6i + 3 is odd, so 7i + 3 = i (mod 6000)
      * never holds */
     assert_int_equal(inline_refs + count(sql, "ADD CONSTRAINT"), BIG_ENTITIES);
@@ -839,6 +874,7 @@ int main(void)
         cmocka_unit_test(check_writes_nothing),
         cmocka_unit_test(same_schema_twice_is_error),
         cmocka_unit_test(hostile_path_is_cleaned),
+        cmocka_unit_test(stream_names_are_lowercase),
         cmocka_unit_test(many_entities),
     };
 

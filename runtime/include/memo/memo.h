@@ -381,8 +381,8 @@ typedef struct memo_watch_config {
     size_t size; /* sizeof(memo_watch_config), or 0: see memo_config */
     const memo_schema_desc
         *schema;      /* the entities to follow (generated: <schema>_schema_desc) */
-    const char *slot; /* the replication slot; NULL: "memo_<schema>" */
-    const char *publication; /* NULL: "memo_<schema>" */
+    const char *slot; /* the replication slot; NULL: "memo_<schema>", lowercase */
+    const char *publication; /* NULL: "memo_<schema>", lowercase */
     int status_interval_ms;  /* how often progress goes to PostgreSQL; 1000 */
     int retry_ms; /* between tries to reconnect, or to take over the slot; 500 */
     /* What the watch has to say (progress, a table that no longer matches
@@ -402,20 +402,25 @@ typedef struct memo_watch_config {
  * made by memo_watch_run. *out is closed with memo_watch_close. */
 memo_status memo_watch_open(memo_repo *, const memo_watch_config *, memo_watch **out);
 /* Streams until memo_watch_stop, and then returns MEMO_OK having confirmed
- * what is done. Reconnects by itself; while another watch streams from the
- * slot it stands by and takes over when that one stops. Returns a failure
- * only for what retrying cannot mend (MEMO_ERR_CONFIG: wal_level is not
- * logical, the role may not replicate, the publication is missing;
- * memo_last_error of this thread says which). The first run creates the
- * slot and drops the schema's cached entries, which may predate it. */
+ * what Redis took (the rest comes again to the next run). Reconnects by
+ * itself; while another watch streams from the slot it stands by and takes
+ * over when that one stops. Returns a failure only for what retrying
+ * cannot mend, memo_last_error of this thread saying which: MEMO_ERR_CONFIG
+ * (wal_level is not logical, the role may not replicate, the publication is
+ * missing, the slot was invalidated, PostgreSQL is older than 14),
+ * MEMO_ERR_DB (a message of the stream it cannot read), MEMO_ERR_NOMEM. The
+ * first run creates the slot and drops the schema's cached entries, which
+ * may predate it, and records in Redis (<prefix>memo:watch:{slot}) that it
+ * did: a run that finds the slot without the record drops them again. */
 memo_status memo_watch_run(memo_watch *);
 /* Asks memo_watch_run to stop: from any thread or a signal handler. */
 void memo_watch_stop(memo_watch *);
 /* Frees the watch (after memo_watch_run returned). NULL is fine. */
 void memo_watch_close(memo_watch *);
 /* Drops the replication slot, which otherwise keeps PostgreSQL's WAL for as
- * long as it exists. MEMO_NOT_FOUND when there is none; an error while a
- * watch streams from it. */
+ * long as it exists, and the record of its first drop of entries.
+ * MEMO_NOT_FOUND when there is none; an error while a watch streams from
+ * it, or (MEMO_ERR_REDIS) when the record cannot be removed. */
 memo_status memo_watch_drop_slot(memo_repo *, const char *slot);
 
 /* What Redis holds for a row, next to what PostgreSQL holds. */
