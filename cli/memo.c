@@ -1112,8 +1112,9 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
                         json_t *o)
 {
     const memo_field_desc *pk = &d->fields[d->pk];
-    if (r->type == REDIS_REPLY_NIL) {
-        set_entry(o, "none", json_null());
+    if (r->type == REDIS_REPLY_NIL ||
+        (r->type == REDIS_REPLY_STRING && memop_is_lease(r->str, r->len))) {
+        set_entry(o, "none", json_null()); /* (a lease: "leased" says so) */
         return;
     }
     if (r->type != REDIS_REPLY_STRING) {
@@ -1159,19 +1160,20 @@ static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
     const memo_field_desc *pk = &d->fields[d->pk];
     const memo_key_desc *kd =
         a->lookup >= 0 ? &d->uniques[a->lookup].key : &d->lists[a->list].key;
-    memop_key k, lease;
+    memop_key k;
     memop_key_of(repo, d, kd, a->field, &a->key, &k);
-    memop_key_lease(&k, &lease);
 
     json_t *o = json_pack("{s:s,s:s}", "key", a->text, "redis_key", k.s);
     memop_rconn *c = NULL;
-    const char *g[] = {"GET", k.s}, *t[] = {"PTTL", k.s}, *e[] = {"EXISTS", lease.s};
-    other_entry(d, a, redis_call(&c, 2, g, NULL), o);
+    const char *g[] = {"GET", k.s}, *t[] = {"PTTL", k.s};
+    const redisReply *v = redis_call(&c, 2, g, NULL);
+    bool leased = v->type == REDIS_REPLY_STRING && memop_is_lease(v->str, v->len);
+    other_entry(d, a, v, o);
     const redisReply *ttl = redis_call(&c, 2, t, NULL);
     json_object_set_new(
-        o, "ttl_ms", json_integer(ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : -2));
-    json_object_set_new(o, "leased",
-                        json_boolean(redis_call(&c, 2, e, NULL)->integer == 1));
+        o, "ttl_ms",
+        json_integer(ttl->type == REDIS_REPLY_INTEGER && !leased ? ttl->integer : -2));
+    json_object_set_new(o, "leased", json_boolean(leased));
     memop_redis_release(repo, c, false);
 
     /* what the database says, the way the cache would have stored it */

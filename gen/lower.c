@@ -151,7 +151,9 @@ static char *fingerprint(model *m, const memo_entity_desc *d)
 }
 
 /* A lookup's tag: the entity's fingerprint and what the lookup is (printf
- * format). Hashed text, like the fingerprint's. */
+ * format). Hashed text, like the fingerprint's. v2: a key holds its own
+ * lease (memo 0.3), so no key is shared with a memo that keeps leases in
+ * keys of their own, whose fills the other's writes would not refuse. */
 static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k,
@@ -162,9 +164,9 @@ static void set_tag(model *m, const memo_entity_desc *d, memo_key_desc *k,
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    size_t n = strlen(d->fingerprint) + strlen(what) + sizeof "memo-key-v1  ";
+    size_t n = strlen(d->fingerprint) + strlen(what) + sizeof "memo-key-v2  ";
     char *text = xmalloc(n);
-    snprintf(text, n, "memo-key-v1 %s %s", d->fingerprint, what);
+    snprintf(text, n, "memo-key-v2 %s %s", d->fingerprint, what);
     char *tag = own(m, xmalloc(9));
     memop_sha256_hex(text, strlen(text), tag, 8);
     free(text);

@@ -1,5 +1,5 @@
 /* The batch path, for get_many and the rows of lists: one MGET; for the
- * misses one pipeline of GET_OR_LEASE (the corrupt deleted and asked again),
+ * misses one pipeline of the LEASE script (the corrupt deleted and asked again),
  * one query, one pipeline of fills. It is the engine's longest job, kept in
  * one file because its phases share the batch's state arrays. */
 #include <inttypes.h>
@@ -17,13 +17,13 @@ typedef struct batch {
     size_t width;
     char (*parts)[MEMOP_KEY_PART_MAX + 1];
     size_t *plens;
-    memop_key *keys_r;    /* their Redis keys */
-    unsigned char *state; /* enum below */
-    bool *found;          /* a row is in rows[i] */
-    bool *bad;            /* Redis held a corrupt value: to delete */
-    char (*tokens)[40];   /* lease tokens of B_OURS positions */
-    void *rows;           /* n row structs */
-    uint64_t drop_gen;    /* the entity's drop generation when the batch began */
+    memop_key *keys_r;               /* their Redis keys */
+    unsigned char *state;            /* enum below */
+    bool *found;                     /* a row is in rows[i] */
+    bool *bad;                       /* Redis held a corrupt value: to delete */
+    char (*tokens)[MEMOP_LEASE_MAX]; /* the leases of B_OURS positions */
+    void *rows;                      /* n row structs */
+    uint64_t drop_gen; /* the entity's drop generation when the batch began */
 } batch;
 
 enum { B_HIT, B_NONE, B_MISS, B_OURS };
@@ -221,11 +221,13 @@ static void batch_take(batch *b, const memo_entity_desc *d, memo_rows *out)
 }
 
 /* A value Redis returned for position i: a row of that key, or a negative
- * entry. False when it is neither (too large, not decodable, another
- * row's): corrupt. */
+ * entry, or another filler's lease (it stays a miss). False when it is
+ * none of these (too large, not decodable, another row's): corrupt. */
 static bool batch_value(memo_repo *repo, const memo_entity_desc *d, batch *b, size_t i,
                         const redisReply *v)
 {
+    if (memop_is_lease(v->str, v->len))
+        return true;
     if (memop_is_null_value(v->str, v->len)) {
         b->state[i] = B_NONE;
         return true;
@@ -272,7 +274,7 @@ static void batch_discard(memo_repo *repo, memop_entity *e, memop_rconn *c, batc
     memset(b->bad, 0, b->n * sizeof *b->bad);
 }
 
-/* Takes the leases of the misses in one pipeline of GET_OR_LEASE. A value
+/* Takes the leases of the misses in one pipeline of LEASE. A value
  * filled since the MGET is taken as it is. A corrupt value (the wrong type,
  * too large, not its key's row) is deleted and its lease asked for once
  * more, so it is refilled now. False when the connection failed. */
@@ -285,41 +287,36 @@ static bool batch_lease(memo_repo *repo, memop_entity *e, memop_rconn *c, batch 
     if (misses == 0)
         return true;
     memop_script_call *calls = calloc(misses, sizeof *calls);
-    memop_key *leases = malloc(misses * sizeof *leases);
     size_t *pos = malloc(misses * sizeof *pos);
     bool *again = calloc(b->n, sizeof *again);
     char lease_ms[16], max[16];
     snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
     snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
     bool ok = true;
-    if (!calls || !leases || !pos || !again)
+    if (!calls || !pos || !again)
         goto out; /* no leases: the misses are read without filling */
     for (int round = 0; round < 2; round++) {
         size_t k = 0;
         for (size_t i = 0; i < b->n; i++) {
             if (b->state[i] != B_MISS || (round > 0 && !again[i]))
                 continue;
-            memop_make_token(repo, b->tokens[i], sizeof b->tokens[i]);
-            memop_key_lease(&b->keys_r[i], &leases[k]);
+            memop_make_lease(repo, b->tokens[i]);
             memop_script_call *call = &calls[k];
             memset(call, 0, sizeof *call);
             call->argv[0] = b->keys_r[i].s;
             call->lens[0] = b->keys_r[i].len;
-            call->argv[1] = leases[k].s;
-            call->lens[1] = leases[k].len;
-            call->argv[2] = b->tokens[i];
-            call->lens[2] = strlen(b->tokens[i]);
-            call->argv[3] = lease_ms;
-            call->lens[3] = strlen(lease_ms);
-            call->argv[4] = max;
-            call->lens[4] = strlen(max);
-            call->argc = 5;
+            call->argv[1] = b->tokens[i];
+            call->lens[1] = strlen(b->tokens[i]);
+            call->argv[2] = lease_ms;
+            call->lens[2] = strlen(lease_ms);
+            call->argv[3] = max;
+            call->lens[3] = strlen(max);
+            call->argc = 4;
             pos[k++] = i;
         }
         if (k == 0)
             break;
-        if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, calls, k) !=
-            0) {
+        if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_LEASE, 1, calls, k) != 0) {
             ok = false;
             break;
         }
@@ -336,7 +333,7 @@ static bool batch_lease(memo_repo *repo, memop_entity *e, memop_rconn *c, batch 
                     b->bad[i] = true;
             } else if (v->type == REDIS_REPLY_ERROR) {
                 enum memop_redis_error kind =
-                    memop_redis_reply_failed(repo, v, "EVALSHA (get-or-lease)");
+                    memop_redis_reply_failed(repo, v, "EVALSHA (lease)");
                 if (kind == MEMOP_REDIS_WRONGTYPE)
                     b->bad[i] = true;
                 else if (kind != MEMOP_REDIS_OUTAGE)
@@ -352,7 +349,6 @@ static bool batch_lease(memo_repo *repo, memop_entity *e, memop_rconn *c, batch 
     }
 out:
     free(calls);
-    free(leases);
     free(pos);
     free(again);
     return ok;
@@ -372,11 +368,10 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
         return;
     memop_buf *values = calloc(count, sizeof *values);
     memop_script_call *calls = calloc(count, sizeof *calls);
-    memop_key *leases = malloc(count * sizeof *leases);
     size_t *pos = malloc(count * sizeof *pos);
     char(*ttls)[24] = malloc(count * sizeof *ttls);
     bool broken = false;
-    if (!values || !calls || !leases || !pos || !ttls)
+    if (!values || !calls || !pos || !ttls)
         goto out;
     size_t k = 0;
     for (size_t i = 0; i < b->n; i++) {
@@ -396,23 +391,20 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
             memop_buf_free(&values[k]);
             continue;
         }
-        memop_key_lease(&b->keys_r[i], &leases[k]);
         snprintf(ttls[k], sizeof ttls[k], "%" PRIu64, ttl ? ttl : 1);
         memop_script_call *call = &calls[k];
         call->argv[0] = b->keys_r[i].s;
         call->lens[0] = b->keys_r[i].len;
-        call->argv[1] = leases[k].s;
-        call->lens[1] = leases[k].len;
-        call->argv[2] = b->tokens[i];
-        call->lens[2] = strlen(b->tokens[i]);
-        call->argv[3] = values[k].s;
-        call->lens[3] = values[k].len;
-        call->argv[4] = ttls[k];
-        call->lens[4] = strlen(ttls[k]);
-        call->argc = 5;
+        call->argv[1] = b->tokens[i];
+        call->lens[1] = strlen(b->tokens[i]);
+        call->argv[2] = values[k].s;
+        call->lens[2] = values[k].len;
+        call->argv[3] = ttls[k];
+        call->lens[3] = strlen(ttls[k]);
+        call->argc = 4;
         pos[k++] = i;
     }
-    if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 2, calls, k) != 0) {
+    if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 1, calls, k) != 0) {
         broken = true;
         goto out;
     }
@@ -434,7 +426,6 @@ out:
             memop_buf_free(&values[i]);
     free(values);
     free(calls);
-    free(leases);
     free(pos);
     free(ttls);
     memop_redis_release(repo, c, broken);
@@ -484,7 +475,7 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
             continue; /* a miss (MGET answers nil for a key of another type too) */
         if (!batch_value(repo, d, b, i, v))
             b->bad[i] = true;
-        else
+        else if (b->state[i] != B_MISS) /* (a lease stays a miss) */
             MEMOP_INC(
                 *(b->state[i] == B_NONE ? &e->stats.negative_hits : &e->stats.hits));
     }
@@ -492,7 +483,7 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
     return true;
 }
 
-/* The batch path: one MGET; for the misses one pipeline of GET_OR_LEASE and
+/* The batch path: one MGET; for the misses one pipeline of LEASE and
  * one query; fills for the leases taken. Rows come back in the order asked,
  * found rows only. Sets *all_hit when no key missed. */
 memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
@@ -542,32 +533,29 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
     }
     if (need_db) {
         /* the leases taken stay alive while the query runs */
-        memop_key *leases = owned ? malloc(owned * sizeof *leases) : NULL;
+        memop_key *held_keys = owned ? malloc(owned * sizeof *held_keys) : NULL;
         const char **tokens = owned ? malloc(owned * sizeof *tokens) : NULL;
         memop_lease_hold hold;
-        bool held = leases && tokens;
+        bool held = held_keys && tokens;
         if (held) {
             for (size_t i = 0, k = 0; i < n; i++)
                 if (b.state[i] == B_OURS) {
-                    memop_key_lease(&b.keys_r[i], &leases[k]);
+                    held_keys[k] = b.keys_r[i];
                     tokens[k++] = b.tokens[i];
                 }
-            memop_lease_hold_start(repo, &hold, leases, tokens, owned);
+            memop_lease_hold_start(repo, &hold, held_keys, tokens, owned);
         }
         st = load_many(repo, NULL, e, keys, &b);
         if (held)
             memop_lease_hold_end(repo, &hold);
-        free(leases);
+        free(held_keys);
         free(tokens);
         if (st == MEMO_OK) {
             fill_many(repo, e, &b);
         } else {
             for (size_t i = 0; i < n; i++) /* nobody should wait for these */
-                if (b.state[i] == B_OURS) {
-                    memop_key lease;
-                    memop_key_lease(&b.keys_r[i], &lease);
-                    memop_release_lease(repo, &lease, b.tokens[i]);
-                }
+                if (b.state[i] == B_OURS)
+                    memop_release_lease(repo, &b.keys_r[i], b.tokens[i]);
         }
     }
     if (st == MEMO_OK)

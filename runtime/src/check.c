@@ -22,7 +22,7 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         return memop_fail(repo, MEMO_ERR_ARG, "memo_check: NULL key");
     void *c = calloc(1, d->size), *b = calloc(1, d->size);
     PGresult *pr = NULL;
-    redisReply *r[3] = {NULL, NULL, NULL};
+    redisReply *r[2] = {NULL, NULL};
     memop_rconn *rc = NULL;
     bool broken = false;
     if (!c || !b) {
@@ -30,26 +30,25 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
         goto out;
     }
 
-    memop_key k, lease;
+    memop_key k;
     memop_key_of(repo, d, &d->row.key, pk, key, &k);
-    memop_key_lease(&k, &lease);
     if (!(rc = memop_redis_acquire(repo))) {
         st = MEMO_ERR_REDIS;
         goto out;
     }
-    /* GET, PTTL and the lease in one round trip */
-    const char *get[] = {"GET", k.s}, *pttl[] = {"PTTL", k.s},
-               *exists[] = {"EXISTS", lease.s};
-    size_t klens[] = {3, k.len}, plens[] = {4, k.len}, elens[] = {6, lease.len};
+    /* GET and PTTL in one round trip; the key holds a value or a lease */
+    const char *get[] = {"GET", k.s}, *pttl[] = {"PTTL", k.s};
+    size_t klens[] = {3, k.len}, plens[] = {4, k.len};
     memop_redis_append(rc, 2, get, klens);
     memop_redis_append(rc, 2, pttl, plens);
-    memop_redis_append(rc, 2, exists, elens);
-    if (memop_redis_exchange(repo, rc, 3, r, "GET") != 0) {
+    if (memop_redis_exchange(repo, rc, 2, r, "GET") != 0) {
         broken = true;
         st = MEMO_ERR_REDIS;
         goto out;
     }
-    if (r[0]->type == REDIS_REPLY_STRING) {
+    if (r[0]->type == REDIS_REPLY_STRING && memop_is_lease(r[0]->str, r[0]->len)) {
+        res->leased = true;
+    } else if (r[0]->type == REDIS_REPLY_STRING) {
         res->cached = true;
         if (r[0]->len == 4 && memcmp(r[0]->str, memop_null_value, 4) == 0) {
             res->cached_row = false;
@@ -60,9 +59,8 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
                 memop_row_decode(d, r[0]->str, r[0]->len, c, why, sizeof why) != MEMO_OK;
         }
     }
-    if (r[1]->type == REDIS_REPLY_INTEGER)
+    if (r[1]->type == REDIS_REPLY_INTEGER && !res->leased)
         res->ttl_ms = r[1]->integer;
-    res->leased = r[2]->type == REDIS_REPLY_INTEGER && r[2]->integer == 1;
 
     memop_params ps;
     ps.n = 0;

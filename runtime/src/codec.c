@@ -235,6 +235,17 @@ static bool hex4(reader *r, uint32_t *out)
     return true;
 }
 
+/* Whether any of the eight bytes in x ends a run of plain string bytes: a
+ * quote, a backslash, a control character or a byte of 0x80 or more (the
+ * zero-byte tricks of "Bit Twiddling Hacks"; a borrow can only mark a byte
+ * above one that is marked already, so the answer is exact). */
+static inline bool special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & highs;
+}
+
 /* Reads a string (r->p at its quote). With out, writes the unescaped bytes
  * there (room for the raw length is enough: escapes only shrink) and their
  * count in *len. Refuses bad escapes, lone surrogates, \u0000, control
@@ -246,6 +257,26 @@ static bool string(reader *r, char *out, size_t *len)
     r->p++;
     size_t k = 0;
     while (r->p < r->end) {
+        /* a run of printable ASCII that stands for itself, the common case:
+         * found eight bytes at a time and copied at once */
+        const char *run = r->p;
+        while (r->end - r->p >= 8) {
+            uint64_t x;
+            memcpy(&x, r->p, 8);
+            if (special8(x))
+                break;
+            r->p += 8;
+        }
+        while (r->p < r->end && (unsigned char)(*r->p - 0x20) < 0x60 && *r->p != '"' &&
+               *r->p != '\\')
+            r->p++;
+        if (r->p > run) {
+            if (out)
+                memcpy(out + k, run, (size_t)(r->p - run));
+            k += (size_t)(r->p - run);
+            if (r->p >= r->end)
+                break;
+        }
         unsigned char c = (unsigned char)*r->p;
         if (c == '"') {
             r->p++;
@@ -386,7 +417,8 @@ static bool parse_int(const char *s, size_t n, int64_t *out)
     uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
     for (size_t i = neg; i < n; i++) {
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (limit - d) / 10)
+        /* 18 digits cannot overflow: only longer numbers are checked */
+        if (n - neg > 18 && v > (limit - d) / 10)
             return false;
         v = v * 10 + d;
     }
@@ -498,10 +530,16 @@ static int field_value(reader *r, const memo_field_desc *f, void *row)
             if (!string(r, NULL, &len))
                 return SYNTAX;
             char *out = malloc(len + 1);
-            reader again = {start, r->p};
-            if (!out || !string(&again, out, &len)) {
-                free(out);
+            if (!out)
                 return SYNTAX;
+            if (len == (size_t)(r->p - start) - 2) {
+                memcpy(out, start + 1, len); /* no escapes: escapes only shrink */
+            } else {
+                reader again = {start, r->p};
+                if (!string(&again, out, &len)) {
+                    free(out);
+                    return SYNTAX;
+                }
             }
             out[len] = '\0';
             *(char **)p = out;
@@ -569,10 +607,16 @@ static int field_value(reader *r, const memo_field_desc *f, void *row)
 static int find_field(const memo_entity_desc *d, const char *name, size_t n,
                       unsigned hint)
 {
-    for (unsigned k = 0; k < d->nfields; k++) {
-        unsigned i = (hint + k) % d->nfields;
+    for (unsigned k = 0, i = hint; k < d->nfields; k++, i++) {
+        if (i >= d->nfields) /* (hint <= nfields: no division) */
+            i -= d->nfields;
         const char *fn = d->fields[i].name;
-        if (strncmp(fn, name, n) == 0 && fn[n] == '\0')
+        /* (inline: a call per member shows on the batch path; name holds
+         * no NUL, string() refuses it, so fn's ends the loop) */
+        size_t j = 0;
+        while (j < n && fn[j] == name[j])
+            j++;
+        if (j == n && fn[n] == '\0')
             return (int)i;
     }
     return -1;
@@ -604,26 +648,26 @@ memo_status memop_row_decode(const memo_entity_desc *d, const char *data, size_t
     while (!empty) {
         ws(&r);
         char name[72];
-        const char *start = r.p;
+        const char *start = r.p, *nm = name;
         size_t nlen = 0;
-        /* names are short: a longer one is no field of ours */
-        if (!string(&r, NULL, NULL)) {
+        if (!string(&r, NULL, &nlen)) {
             what = "not JSON: bad member name";
             goto fail;
         }
-        if ((size_t)(r.p - start) <= sizeof name) {
+        if (nlen == (size_t)(r.p - start) - 2) {
+            nm = start + 1; /* no escapes: the bytes as they are */
+        } else if ((size_t)(r.p - start) <= sizeof name) {
             reader again = {start, r.p};
             string(&again, name, &nlen);
         } else {
-            nlen = sizeof name; /* matches nothing */
-            memset(name, 0, sizeof name);
+            nlen = sizeof name; /* names are short: a longer one is no field of ours */
         }
         ws(&r);
         if (r.p >= r.end || *r.p++ != ':') {
             what = "not JSON: expected ':'";
             goto fail;
         }
-        int i = nlen < sizeof name ? find_field(d, name, nlen, hint) : -1;
+        int i = nlen < sizeof name ? find_field(d, nm, nlen, hint) : -1;
         if (i < 0) {
             if (!skip_value(&r, 0)) {
                 what = "not JSON: bad value";

@@ -3,17 +3,24 @@
  * memop_cached_read; the batch path (batch.c) does the same for many keys
  * at once.
  *
- *   GET_OR_LEASE  -> value: a hit (or a negative hit)
- *                 -> lease taken: query PostgreSQL (the lease kept alive
- *                    meanwhile, lease.c), FILL while the lease holds
- *                 -> lease held by another: back off and ask again, and past
- *                    the bound read PostgreSQL without filling
- *                 -> corrupt (another type, too large): delete, ask again
+ * A lease lives in the value key itself (MEMOP_LEASE_MARK and a token,
+ * expiring after lease_ms), so the first ask is one native command,
+ * SET key lease NX GET PX lease_ms, which Redis runs as cheaply as a GET:
+ *
+ *   a value       -> a hit (or a negative hit)
+ *   nil           -> the key was empty and now holds our lease: query
+ *                    PostgreSQL (the lease kept alive meanwhile, lease.c),
+ *                    FILL while the key still holds our lease
+ *   a lease       -> another is filling: back off and ask again (the LEASE
+ *                    script, which also takes over a lease memo did not
+ *                    set), and past the bound read PostgreSQL without filling
+ *   corrupt (another type, too large) -> delete, ask again
  *   Redis failing, or the entity being dropped -> read PostgreSQL
  *                    (degraded), fill nothing
  *
- * A write deletes value and lease after COMMIT, so a fill that read the old
- * row before the write is refused: no stale value survives a write. */
+ * A write deletes the key after COMMIT, value or lease, so a fill that read
+ * the old row before the write is refused: no stale value survives a
+ * write. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,13 +76,13 @@ void memop_discard(memo_repo *repo, memop_entity *e, memop_rconn *c,
 
 /* The loader failed: let the next reader try at once rather than wait out
  * the lease. */
-void memop_release_lease(memo_repo *repo, const memop_key *lease, const char *token)
+void memop_release_lease(memo_repo *repo, const memop_key *key, const char *lease)
 {
     memop_rconn *c = memop_redis_acquire(repo);
     if (!c)
         return;
-    const char *argv[] = {lease->s, token};
-    size_t lens[] = {lease->len, strlen(token)};
+    const char *argv[] = {key->s, lease};
+    size_t lens[] = {key->len, strlen(lease)};
     redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_RELEASE, 1, 2, argv, lens);
     memop_redis_release(repo, c, rep == NULL);
 }
@@ -97,31 +104,30 @@ void memop_undo_fill_if_dropped(memo_repo *repo, memop_entity *e, memop_rconn *c
         memop_redis_reply_failed(repo, rep, "DEL (after a drop)");
 }
 
-/* Runs the loader and fills under the lease (when token is given), keeping
+/* Runs the loader and fills under the lease (when one is given), keeping
  * the lease alive while the query runs (lease.c). */
-static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease,
-                                        const char *token)
+static enum memop_outcome load_and_fill(memop_read *r, const char *lease)
 {
     memo_repo *repo = r->repo;
     uint64_t ttl = 0;
     r->value.len = 0;
     r->also = false;
     memop_lease_hold hold;
-    if (token)
-        memop_lease_hold_start(repo, &hold, lease, &token, 1);
+    if (lease)
+        memop_lease_hold_start(repo, &hold, r->key, &lease, 1);
     r->st = r->load(repo, r->e, r->ctx, &r->value, &ttl);
-    if (token)
+    if (lease)
         memop_lease_hold_end(repo, &hold);
     if (r->st != MEMO_OK && r->st != MEMO_NOT_FOUND) {
-        if (token)
-            memop_release_lease(repo, lease, token);
+        if (lease)
+            memop_release_lease(repo, r->key, lease);
         return MEMOP_FAILED;
     }
-    if (!token)
+    if (!lease)
         return MEMOP_LOADED;
     if (r->value.len > (size_t)repo->cfg.max_value_bytes) {
         /* it would be refused as corrupt when read back: not cached */
-        memop_release_lease(repo, lease, token);
+        memop_release_lease(repo, r->key, lease);
         return MEMOP_LOADED;
     }
     bool also = r->also && r->also_value.len <= (size_t)repo->cfg.max_value_bytes &&
@@ -146,17 +152,17 @@ static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease,
         }
     } else {
         const char *argv[] = {
-            r->key->s,  lease->s, also ? r->also_key.s : NULL,   token,
-            r->value.s, ttlbuf,   also ? r->also_value.s : NULL, alsottl};
+            r->key->s, also ? r->also_key.s : NULL,   lease,  r->value.s,
+            ttlbuf,    also ? r->also_value.s : NULL, alsottl};
         size_t lens[] = {
-            r->key->len,  lease->len,     also ? r->also_key.len : 0,   strlen(token),
-            r->value.len, strlen(ttlbuf), also ? r->also_value.len : 0, strlen(alsottl)};
+            r->key->len,    also ? r->also_key.len : 0,   strlen(lease),  r->value.len,
+            strlen(ttlbuf), also ? r->also_value.len : 0, strlen(alsottl)};
         if (also) {
-            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL_PAIR, 3, 8, argv, lens);
+            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL_PAIR, 2, 7, argv, lens);
         } else {
-            const char *av[] = {argv[0], argv[1], argv[3], argv[4], argv[5]};
-            size_t al[] = {lens[0], lens[1], lens[3], lens[4], lens[5]};
-            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL, 2, 5, av, al);
+            const char *av[] = {argv[0], argv[2], argv[3], argv[4]};
+            size_t al[] = {lens[0], lens[2], lens[3], lens[4]};
+            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL, 1, 4, av, al);
         }
         if (rep && rep->type == REDIS_REPLY_INTEGER) {
             r->filled = rep->integer == 1;
@@ -168,8 +174,9 @@ static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease,
                 memop_undo_fill_if_dropped(repo, r->e, c, r->drop_gen, both,
                                            also ? 2 : 1);
             }
-        } else if (rep) {
-            memop_redis_reply_failed(repo, rep, "EVALSHA (fill)");
+        } else if (rep && memop_redis_reply_failed(repo, rep, "EVALSHA (fill)") !=
+                              MEMOP_REDIS_OUTAGE) {
+            MEMOP_INC(r->e->stats.errors); /* refused: the lease stays till it expires */
         }
     }
     memop_redis_release(repo, c, rep == NULL || c->ctx->err);
@@ -179,16 +186,39 @@ static enum memop_outcome load_and_fill(memop_read *r, const memop_key *lease,
 /* The value read from PostgreSQL may go to waiters only if no write of this
  * process committed meanwhile: a waiter that began after such a write must
  * not get what was read before it. */
-static enum memop_outcome lead(memop_read *r, memop_flight *f, const memop_key *lease,
-                               const char *token)
+static enum memop_outcome lead(memop_read *r, memop_flight *f, const char *lease)
 {
     uint64_t seq = atomic_load(&r->repo->write_seq);
-    enum memop_outcome o = load_and_fill(r, lease, token);
+    enum memop_outcome o = load_and_fill(r, lease);
     if (f)
         memop_flight_finish(r->repo, f, &r->value,
-                            o == MEMOP_LOADED && (!token || r->filled) &&
+                            o == MEMOP_LOADED && (!lease || r->filled) &&
                                 atomic_load(&r->repo->write_seq) == seq);
     return o;
+}
+
+/* Asks Redis for the key: natively (SET NX GET PX) first, with the LEASE
+ * script after a lease was seen. Returns the reply (living in c), or NULL
+ * with *oversize when the value was larger than a reply may be. */
+static redisReply *ask(memop_read *r, memop_rconn *c, bool native, const char *lease,
+                       bool *oversize)
+{
+    memo_repo *repo = r->repo;
+    char lease_ms[16], max[16];
+    snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
+    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    redisReply *rep;
+    if (native) {
+        const char *argv[] = {"SET", r->key->s, lease, "NX", "GET", "PX", lease_ms};
+        size_t lens[] = {3, r->key->len, strlen(lease), 2, 3, 2, strlen(lease_ms)};
+        rep = memop_redis_command(repo, c, 7, argv, lens);
+    } else {
+        const char *argv[] = {r->key->s, lease, lease_ms, max};
+        size_t lens[] = {r->key->len, strlen(lease), strlen(lease_ms), strlen(max)};
+        rep = memop_redis_script(repo, c, MEMOP_SCRIPT_LEASE, 1, 4, argv, lens);
+    }
+    *oversize = !rep && c->oversize;
+    return rep;
 }
 
 /* One key through the cache. On MEMOP_HIT the value is in r->value. */
@@ -196,33 +226,28 @@ enum memop_outcome memop_cached_read(memop_read *r)
 {
     memo_repo *repo = r->repo;
     memop_stats *s = &r->e->stats;
-    memop_key lease;
-    memop_key_lease(r->key, &lease);
-    char token[40];
-    memop_make_token(repo, token, sizeof token);
-    char lease_ms[16], max[16];
-    snprintf(lease_ms, sizeof lease_ms, "%d", repo->cfg.lease_ms);
-    snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
+    char lease[MEMOP_LEASE_MAX];
+    memop_make_lease(repo, lease);
     r->drop_gen = atomic_load(&r->e->drop_gen);
 
     uint64_t deadline = 0, backoff = 500;
+    bool native = true;
     /* an entity whose invalidations were lost is not read from the cache
      * until all its entries are dropped */
     while (!memop_entity_dropping(r->e)) {
         memop_rconn *c = memop_redis_acquire(repo);
         if (!c)
             break;
-        const char *argv[] = {r->key->s, lease.s, token, lease_ms, max};
-        size_t lens[] = {r->key->len, lease.len, strlen(token), strlen(lease_ms),
-                         strlen(max)};
-        redisReply *rep =
-            memop_redis_script(repo, c, MEMOP_SCRIPT_GET_OR_LEASE, 2, 5, argv, lens);
-        bool corrupt = false;
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            enum memop_redis_error kind =
-                memop_redis_reply_failed(repo, rep, "EVALSHA (get-or-lease)");
+        bool oversize;
+        redisReply *rep = ask(r, c, native, lease, &oversize);
+        const char *corrupt = NULL;
+        if (oversize) {
+            corrupt = "too large";
+        } else if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            enum memop_redis_error kind = memop_redis_reply_failed(
+                repo, rep, native ? "SET NX GET" : "EVALSHA (lease)");
             if (kind == MEMOP_REDIS_WRONGTYPE) {
-                corrupt = true; /* someone stored a list or a set here */
+                corrupt = "wrong type"; /* someone stored a list or a set here */
             } else {
                 if (kind != MEMOP_REDIS_OUTAGE)
                     MEMOP_INC(s->errors);
@@ -230,21 +255,29 @@ enum memop_outcome memop_cached_read(memop_read *r)
                 break;
             }
         } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 2) {
-            corrupt = true; /* larger than any value memo writes */
+            corrupt = "too large"; /* larger than any value memo writes */
+        } else if (rep->type == REDIS_REPLY_STRING &&
+                   rep->len > (size_t)repo->cfg.max_value_bytes) {
+            corrupt = "too large";
         }
         if (corrupt) {
-            if (r->healed) { /* back at once: do without the cache */
-                memop_redis_release(repo, c, false);
+            /* (an oversized reply took its connection with it) */
+            memop_redis_release(repo, c, oversize);
+            if (r->healed) /* back at once: do without the cache */
                 break;
-            }
             r->healed = true;
-            memop_discard(repo, r->e, c, r->key, 1,
-                          rep->type == REDIS_REPLY_ERROR ? "wrong type" : "too large");
-            memop_redis_release(repo, c, false);
+            memop_discard(repo, r->e, NULL, r->key, 1, corrupt);
             continue;
         }
         /* the reply lives in the connection: take what is needed, then release */
-        if (rep->type == REDIS_REPLY_STRING) {
+        long long got = -1;
+        if (rep->type == REDIS_REPLY_NIL && native)
+            got = 1; /* the key was empty: it holds our lease now */
+        else if (rep->type == REDIS_REPLY_STRING && memop_is_lease(rep->str, rep->len))
+            got = 0;
+        else if (rep->type == REDIS_REPLY_INTEGER)
+            got = rep->integer;
+        if (rep->type == REDIS_REPLY_STRING && got < 0) {
             bool neg = memop_is_null_value(rep->str, rep->len);
             r->value.len = 0;
             memop_buf_append(&r->value, rep->str, rep->len);
@@ -257,20 +290,25 @@ enum memop_outcome memop_cached_read(memop_read *r)
             }
             return neg ? MEMOP_NEG_HIT : MEMOP_HIT;
         }
-        long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
         memop_redis_release(repo, c, false);
         if (!r->missed) {
             MEMOP_INC(s->misses);
             r->missed = true;
         }
         if (got == 1)
-            return lead(r, memop_flight_lead(repo, r->key), &lease, token);
+            return lead(r, memop_flight_lead(repo, r->key), lease);
         if (got != 0)
             break;
+        if (native) {
+            /* a lease: ask the script at once, which takes over one memo
+             * did not set (no time to live, or too long a one) */
+            native = false;
+            continue;
+        }
         /* Another holds the lease: it is querying now, and keeps its lease
          * alive while it does. A thread of this process shares its flight;
-         * else ask Redis again after a short, jittered back-off, up to the
-         * bound, then read the database without filling. */
+         * else ask again after a short, jittered back-off, up to the bound,
+         * then read the database without filling. */
         uint64_t now = memop_now_us();
         if (deadline == 0) {
             deadline = now + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
@@ -281,7 +319,7 @@ enum memop_outcome memop_cached_read(memop_read *r)
                                                                  : MEMOP_HIT;
         now = memop_now_us();
         if (now >= deadline)
-            return load_and_fill(r, NULL, NULL);
+            return load_and_fill(r, NULL);
         uint64_t sleep = backoff / 2 + memop_random() % (backoff / 2 + 1);
         if (now + sleep > deadline)
             sleep = deadline - now;
@@ -301,11 +339,11 @@ enum memop_outcome memop_cached_read(memop_read *r)
     MEMOP_INC(s->degraded);
     memop_flight *f = memop_flight_lead(repo, r->key);
     if (f)
-        return lead(r, f, NULL, NULL);
+        return lead(r, f, NULL);
     uint64_t until = memop_now_us() + (uint64_t)repo->cfg.lease_wait_ms * 1000u;
     if (memop_flight_wait(repo, r->key, until, &r->value))
         return memop_is_null_value(r->value.s, r->value.len) ? MEMOP_NEG_HIT : MEMOP_HIT;
-    return load_and_fill(r, NULL, NULL);
+    return load_and_fill(r, NULL);
 }
 
 void memop_record(memop_entity *e, enum memop_op op, uint64_t t0, bool hit)

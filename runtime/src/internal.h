@@ -245,7 +245,7 @@ bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
  * (for a script that builds keys from values it reads). */
 void memop_key_around(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                       memop_key *before, memop_key *after);
-/* Appends the SCAN pattern that matches every key of k (values and leases). */
+/* Appends the SCAN pattern that matches every key of k. */
 void memop_key_pattern(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                        memop_buf *out);
 /* memo's own keys: <prefix>memo:<kind>:{<name escaped>} (kind "lock", "probe"). */
@@ -258,8 +258,19 @@ void memop_key_stats(memo_repo *, const char *host, long pid, unsigned long tag,
 #define MEMOP_KEY_PLAIN_LUA "%w%-_%.@%+"
 #define MEMOP_STR_(x) #x
 #define MEMOP_STR(x) MEMOP_STR_(x)
-/* The lease key of a value key: <key>:lease */
-void memop_key_lease(const memop_key *key, memop_key *out);
+
+/* A lease lives in its value key: while a filler queries, the key holds
+ * MEMOP_LEASE_MARK and the filler's token (with a time to live of lease_ms)
+ * instead of a value. No value memo writes begins with '~' (rows, lists and
+ * null are JSON; lookups hold a primary key as JSON), so the two cannot be
+ * confused. */
+#define MEMOP_LEASE_MARK "~lease:"
+#define MEMOP_LEASE_MAX 48        /* the mark, a token, the NUL */
+#define MEMOP_LEASE_MS_MAX 600000 /* the longest lease_ms a repository may have */
+/* A new lease value, unique across processes. */
+void memop_make_lease(memo_repo *, char out[MEMOP_LEASE_MAX]);
+/* The value is a lease (someone's), not a value. */
+bool memop_is_lease(const char *s, size_t n);
 
 /* ------------------------------------------------------------------ codec */
 
@@ -370,12 +381,12 @@ redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char
                                 const size_t *lens);
 
 enum memop_script {
-    MEMOP_SCRIPT_GET_OR_LEASE, /* value; 1 lease taken, 0 held by another, 2 too large */
-    MEMOP_SCRIPT_FILL,         /* set the value while the lease is ours */
-    MEMOP_SCRIPT_FILL_PAIR,    /* a unique lookup and its row, under the lookup's lease */
-    MEMOP_SCRIPT_RELEASE,      /* drop a lease or lock if it is still ours */
-    MEMOP_SCRIPT_GET_BY,       /* a unique lookup and its row in one trip */
-    MEMOP_SCRIPT_EXTEND,       /* pexpire a lease or lock while its token is ours */
+    MEMOP_SCRIPT_LEASE,     /* value; 1 lease taken, 0 held by another, 2 too large */
+    MEMOP_SCRIPT_FILL,      /* set the value while the lease is ours */
+    MEMOP_SCRIPT_FILL_PAIR, /* a unique lookup and its row, under the lookup's lease */
+    MEMOP_SCRIPT_RELEASE,   /* drop a lease or lock if it is still ours */
+    MEMOP_SCRIPT_GET_BY,    /* a unique lookup and its row in one trip */
+    MEMOP_SCRIPT_EXTEND,    /* pexpire a lease or lock while its token is ours */
     MEMOP_SCRIPT_COUNT
 };
 
@@ -492,12 +503,11 @@ memo_status memop_result_row(const memo_entity_desc *, const PGresult *, int r, 
 
 /* ---------------------------------------------------------- invalidation */
 
-/* The keys a write deletes: value keys, each followed by its lease, and
- * leases alone. */
+/* The keys a write deletes (a lease lives in its value key, so deleting
+ * the key breaks it too). */
 typedef struct memop_inval {
     memop_key *keys;
     memop_entity **owners;
-    bool *is_value; /* counted as an invalidation; else a lease */
     size_t n, cap;
     size_t change; /* where the current change's keys begin */
     bool failed;   /* some keys could not be collected */
@@ -506,9 +516,11 @@ typedef struct memop_inval {
 
 void memop_inval_free(memop_inval *);
 /* Adds to v every key a change of e's row from `old` to `new` (either NULL
- * for an insert or a delete) makes wrong, for an event MEMO_ON_*: the row
- * and its lease; the unique lookups and lists of the old and new values
- * (those whose fields changed; the leases of unchanged lookups); the
+ * for an insert or a delete) makes wrong, for an event MEMO_ON_*: the row;
+ * the unique lookups of the old and new values, changed or not (a reader
+ * fills a lookup together with its row, under the lookup's lease: every
+ * write of the row must break it); the lists of the old and new values
+ * (those whose group or order changed); the
  * targets of the entity's rules for the event. Pure: no I/O. When keys could
  * not be added (out of memory), sets v->failed and marks e and its rules'
  * targets to be dropped whole. */
@@ -534,7 +546,7 @@ struct memo_tx {
  * the filler's stack, in the keeper's list from start to end. */
 typedef struct memop_lease_hold {
     struct memop_lease_hold *next, *prev;
-    const memop_key *leases;
+    const memop_key *keys; /* value keys holding this filler's leases */
     const char *const *tokens;
     size_t n;
     uint64_t id;
@@ -551,8 +563,9 @@ typedef struct memop_lease_keeper {
     pthread_t thread;
 } memop_lease_keeper;
 
-/* Keeps leases[0..n) (with their tokens) alive until hold_end. */
-void memop_lease_hold_start(memo_repo *, memop_lease_hold *, const memop_key *leases,
+/* Keeps the leases in keys[0..n) alive until hold_end (tokens[i]: the
+ * lease value this filler set at keys[i]). */
+void memop_lease_hold_start(memo_repo *, memop_lease_hold *, const memop_key *keys,
                             const char *const *tokens, size_t n);
 void memop_lease_hold_end(memo_repo *, memop_lease_hold *);
 memo_status memop_lease_keeper_start(memo_repo *);
@@ -738,7 +751,7 @@ enum memop_outcome memop_cached_read(memop_read *r);
 void memop_discard(memo_repo *, memop_entity *, memop_rconn *c, const memop_key *keys,
                    size_t n, const char *why);
 /* Gives a lease back (the loader failed): the next reader need not wait. */
-void memop_release_lease(memo_repo *, const memop_key *lease, const char *token);
+void memop_release_lease(memo_repo *, const memop_key *key, const char *lease);
 /* After an accepted fill: if a drop of the entity began since `gen`, delete
  * the keys filled. */
 void memop_undo_fill_if_dropped(memo_repo *, memop_entity *, memop_rconn *c, uint64_t gen,
@@ -775,6 +788,9 @@ uint64_t memop_row_ttl(memo_repo *, const memo_lookup_desc *);
 uint64_t memop_negative_ttl(memo_repo *, const memo_lookup_desc *);
 /* A lease or lock token, unique across processes. */
 void memop_make_token(memo_repo *, char *out, size_t size);
+/* v in decimal, NUL-terminated, into out (21 bytes hold any int64_t): its
+ * length. snprintf's cost shows on the batch path, once per key. */
+size_t memop_i64_text(int64_t v, char out[21]);
 
 /* ------------------------------------------------------- the change stream */
 

@@ -9,60 +9,47 @@
 
 #include "internal.h"
 
-/* Adds a value key and its lease, or (value false) the lease alone. */
-static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key,
-                      bool value)
+/* Adds a key (a value or a lease: deleting it breaks either). */
+static void inval_add(memop_inval *v, memop_entity *owner, const memop_key *key)
 {
     /* old and new values are often equal; only this change's keys are
      * compared, so that a transaction of n changes costs O(n) */
     for (size_t i = v->change; i < v->n; i++)
-        if (v->is_value[i] && v->keys[i].len == key->len &&
-            memcmp(v->keys[i].s, key->s, key->len) == 0)
+        if (v->keys[i].len == key->len && memcmp(v->keys[i].s, key->s, key->len) == 0)
             return;
-    if (v->n + 2 > v->cap) {
+    if (v->n + 1 > v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 16;
         memop_key *k = realloc(v->keys, cap * sizeof *k);
         if (k)
             v->keys = k;
         memop_entity **o = k ? realloc(v->owners, cap * sizeof *o) : NULL;
-        if (o)
-            v->owners = o;
-        bool *iv = o ? realloc(v->is_value, cap * sizeof *iv) : NULL;
-        if (!iv) {
+        if (!o) {
             v->failed = true;
             return;
         }
-        v->is_value = iv;
+        v->owners = o;
         v->cap = cap;
     }
-    if (value) {
-        v->keys[v->n] = *key;
-        v->owners[v->n] = owner;
-        v->is_value[v->n++] = true;
-    }
-    memop_key_lease(key, &v->keys[v->n]);
-    v->owners[v->n] = owner;
-    v->is_value[v->n++] = false;
+    v->keys[v->n] = *key;
+    v->owners[v->n++] = owner;
 }
 
 void memop_inval_free(memop_inval *v)
 {
     free(v->keys);
     free(v->owners);
-    free(v->is_value);
     memset(v, 0, sizeof *v);
 }
 
 /* The key of `kd` (of entity `owner`) for the value of field f in row. */
 static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
-                       const memo_key_desc *kd, const memo_field_desc *f, const void *row,
-                       bool value)
+                       const memo_key_desc *kd, const memo_field_desc *f, const void *row)
 {
     if (!row || memop_field_null(f, row))
         return; /* NULL is in no lookup and no list */
     memop_key k;
     memop_key_of(repo, owner->desc, kd, f, (const char *)row + f->offset, &k);
-    inval_add(v, owner, &k, value);
+    inval_add(v, owner, &k);
 }
 
 static bool same_value(const memo_field_desc *f, const void *a, const void *b)
@@ -84,21 +71,18 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
     const void *any = new ? new : old;
     v->change = v->n;
 
-    /* The row: its value (a negative entry, for an insert) and lease. */
-    add_key_of(repo, v, e, &d->row.key, pk, any, true);
+    /* The row: its value (a negative entry, for an insert) or lease. */
+    add_key_of(repo, v, e, &d->row.key, pk, any);
 
     for (unsigned u = 0; u < d->nuniques; u++) {
+        /* Changed or not: a reader that missed the lookup may be about to
+         * fill it together with the row (load_unique), under the lease the
+         * lookup's key holds; deleting the key refuses that fill. (An
+         * unchanged lookup is then read again once.) */
         const memo_field_desc *f = &d->fields[d->uniques[u].field];
         const memo_key_desc *kd = &d->uniques[u].key;
-        if (old && new &&same_value(f, old, new)) {
-            /* The lookup still points at the same row, but a reader that
-             * missed it may be about to fill it together with the row
-             * (load_unique): its lease goes, so that fill is refused. */
-            add_key_of(repo, v, e, kd, f, old, false);
-            continue;
-        }
-        add_key_of(repo, v, e, kd, f, old, true);
-        add_key_of(repo, v, e, kd, f, new, true);
+        add_key_of(repo, v, e, kd, f, old);
+        add_key_of(repo, v, e, kd, f, new);
     }
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];
@@ -106,8 +90,8 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         /* membership and order depend on the group and order fields only */
         if (old && new &&same_value(g, old, new) && same_value(o, old, new))
             continue;
-        add_key_of(repo, v, e, &ld->key, g, old, true);
-        add_key_of(repo, v, e, &ld->key, g, new, true);
+        add_key_of(repo, v, e, &ld->key, g, old);
+        add_key_of(repo, v, e, &ld->key, g, new);
     }
     for (unsigned i = 0; i < d->nrules; i++) {
         const memo_rule_desc *r = &d->rules[i];
@@ -116,8 +100,8 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         memop_entity *target = e->targets[i];
         const memo_key_desc *kd =
             r->list < 0 ? &r->target->row.key : &r->target->lists[r->list].key;
-        add_key_of(repo, v, target, kd, &d->fields[r->field], old, true);
-        add_key_of(repo, v, target, kd, &d->fields[r->field], new, true);
+        add_key_of(repo, v, target, kd, &d->fields[r->field], old);
+        add_key_of(repo, v, target, kd, &d->fields[r->field], new);
     }
     if (v->failed || memop_test_hooks.fail_collect) {
         /* Some keys may be missing (out of memory): the entity and every
@@ -132,8 +116,7 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
 void memop_inval_send(memo_repo *repo, memop_inval *v)
 {
     for (size_t i = 0; i < v->n; i++)
-        if (v->is_value[i])
-            MEMOP_INC(v->owners[i]->stats.invalidations);
+        MEMOP_INC(v->owners[i]->stats.invalidations);
     memop_redis_invalidate(repo, v->owners, v->keys, v->n);
     /* after what could be sent: the drop covers the rest, and (having begun
      * after COMMIT) every fill that read the old rows */

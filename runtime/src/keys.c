@@ -1,9 +1,10 @@
 /* Redis keys, all of them: <prefix><schema>:{<head><part><tail>}:<tag> for
- * rows, lookups and lists (their leases add ":lease"), the SCAN patterns
- * that match them, and <prefix>memo:<kind>:{<name>} for memo's own (locks,
- * the permission probe). The braces are a Redis Cluster hash tag, so a
- * value and its lease share a slot. User parts are escaped, so no input can
- * forge another key or match a pattern. Every other file asks here. */
+ * rows, lookups and lists (a key holds a value or, while a filler queries,
+ * its lease: fill.c), the SCAN patterns that match them, and
+ * <prefix>memo:<kind>:{<name>} for memo's own (locks, the permission
+ * probe). The braces are a Redis Cluster hash tag. User parts are escaped,
+ * so no input can forge another key or match a pattern. Every other file
+ * asks here. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,12 +52,10 @@ size_t memop_key_value(const memo_field_desc *f, const void *value, char *out)
 {
     switch (f->type) {
     case MEMO_INT32:
-        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId32,
-                                *(const int32_t *)value);
+        return memop_i64_text(*(const int32_t *)value, out);
     case MEMO_INT64:
     case MEMO_TIMESTAMP:
-        return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%" PRId64,
-                                *(const int64_t *)value);
+        return memop_i64_text(*(const int64_t *)value, out);
     case MEMO_BOOL:
         return (size_t)snprintf(out, MEMOP_KEY_PART_MAX, "%s",
                                 *(const bool *)value ? "true" : "false");
@@ -137,7 +136,6 @@ void memop_key_pattern(memo_repo *repo, const memo_entity_desc *d, const memo_ke
     glob_escape(out, k->tail, strlen(k->tail));
     memop_buf_puts(out, "}:");
     glob_escape(out, k->tag, strlen(k->tag));
-    memop_buf_puts(out, "*"); /* the value key and its lease */
 }
 
 void memop_key_memo(memo_repo *repo, const char *kind, const char *name, memop_key *out)
@@ -158,16 +156,6 @@ void memop_key_stats(memo_repo *repo, const char *host, long pid, unsigned long 
     int n = snprintf(out->s, sizeof out->s, "%smemo:stats:%s:%ld:%08lx", repo->key_prefix,
                      host, pid, tag);
     out->len = n < 0 ? 0 : (size_t)n < sizeof out->s ? (size_t)n : sizeof out->s - 1;
-}
-
-void memop_key_lease(const memop_key *key, memop_key *out)
-{
-    size_t n = key->len;
-    if (n + 6 >= MEMOP_KEY_MAX)
-        n = MEMOP_KEY_MAX - 7;
-    memcpy(out->s, key->s, n);
-    memcpy(out->s + n, ":lease", 7);
-    out->len = n + 6;
 }
 
 void memop_key_of(memo_repo *repo, const memo_entity_desc *d, const memo_key_desc *k,

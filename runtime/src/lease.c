@@ -4,8 +4,8 @@
  * cached, and every reader of it would query. So a filler registers its
  * leases for the time of its query, and the keeper thread extends every
  * lease registered for a quarter of lease_ms, every quarter of lease_ms,
- * with the EXTEND script: only while the lease still holds the filler's
- * token, so a lease that a write deleted is never brought back.
+ * with the EXTEND script: only while the key still holds the filler's
+ * lease, so a lease that a write deleted is never brought back.
  *
  * Most queries end before the keeper looks: registering costs a lock and
  * two pointer writes, and the keeper sleeps while nothing is registered. */
@@ -23,11 +23,11 @@ static uint64_t period_us(memo_repo *repo)
     return p < 1000 ? 1000 : p;
 }
 
-void memop_lease_hold_start(memo_repo *repo, memop_lease_hold *h, const memop_key *leases,
+void memop_lease_hold_start(memo_repo *repo, memop_lease_hold *h, const memop_key *keys,
                             const char *const *tokens, size_t n)
 {
     memop_lease_keeper *k = &repo->keeper;
-    h->leases = leases;
+    h->keys = keys;
     h->tokens = tokens;
     h->n = n;
     h->since_us = memop_now_us();
@@ -60,8 +60,8 @@ void memop_lease_hold_end(memo_repo *repo, memop_lease_hold *h)
  * their owners') under the lock. */
 typedef struct due {
     uint64_t id;
-    memop_key lease;
-    char token[40];
+    memop_key key;
+    char token[MEMOP_LEASE_MAX];
 } due;
 
 static size_t collect_due(memop_lease_keeper *k, uint64_t now, uint64_t period, due **out,
@@ -82,7 +82,7 @@ static size_t collect_due(memop_lease_keeper *k, uint64_t now, uint64_t period, 
             }
             due *d = &(*out)[n++];
             d->id = h->id;
-            d->lease = h->leases[i];
+            d->key = h->keys[i];
             snprintf(d->token, sizeof d->token, "%s", h->tokens[i]);
         }
     }
@@ -102,8 +102,8 @@ static void extend(memo_repo *repo, due *d, size_t n, uint64_t now)
     bool broken = false;
     if (calls) {
         for (size_t i = 0; i < n; i++) {
-            calls[i].argv[0] = d[i].lease.s;
-            calls[i].lens[0] = d[i].lease.len;
+            calls[i].argv[0] = d[i].key.s;
+            calls[i].lens[0] = d[i].key.len;
             calls[i].argv[1] = d[i].token;
             calls[i].lens[1] = strlen(d[i].token);
             calls[i].argv[2] = ms;

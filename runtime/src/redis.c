@@ -189,16 +189,14 @@ void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
 static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
                                      size_t errsize)
 {
-    char token[40], key[MEMOP_KEY_MAX], lease[MEMOP_KEY_MAX + 8],
-        other[MEMOP_KEY_MAX + 8];
+    char token[40], key[MEMOP_KEY_MAX], other[MEMOP_KEY_MAX + 8], lease[MEMOP_LEASE_MAX];
     snprintf(token, sizeof token, "%016llx%08x", (unsigned long long)repo->token_prefix,
              (unsigned)memop_random());
-    memop_key pk, pl;
+    memop_key pk;
     memop_key_memo(repo, "probe", token, &pk);
-    memop_key_lease(&pk, &pl);
     snprintf(key, sizeof key, "%s", pk.s);
-    snprintf(lease, sizeof lease, "%s", pl.s);
     snprintf(other, sizeof other, "%s:other", key);
+    memop_make_lease(repo, lease);
     char max[16];
     snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
     const char *null = memop_null_value;
@@ -209,16 +207,22 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
         const char *argv[8];
     } probes[] = {
         {"MGET", MEMOP_SCRIPT_COUNT, 0, 2, {"MGET", key}},
+        /* a hit's command; Redis before 7.0 answers it with a syntax error */
+        {"SET NX GET (memo needs Redis 7.0 or later)",
+         MEMOP_SCRIPT_COUNT,
+         0,
+         7,
+         {"SET", key, lease, "NX", "GET", "PX", "5000"}},
         {"EVALSHA (a script that runs STRLEN, GET, SET, PTTL)",
-         MEMOP_SCRIPT_GET_OR_LEASE,
-         2,
-         5,
-         {key, lease, token, "5000", max}},
-        {"EVALSHA (a script that runs GET, SET, DEL)",
+         MEMOP_SCRIPT_LEASE,
+         1,
+         4,
+         {key, lease, "5000", max}},
+        {"EVALSHA (a script that runs GET, SET)",
          MEMOP_SCRIPT_FILL,
-         2,
-         5,
-         {key, lease, token, null, "5000"}},
+         1,
+         4,
+         {key, lease, null, "5000"}},
         {"EVALSHA (a script that runs GET, PEXPIRE)",
          MEMOP_SCRIPT_EXTEND,
          1,
@@ -233,14 +237,14 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
          MEMOP_SCRIPT_RELEASE,
          1,
          2,
-         {lease, token}},
+         {key, lease}},
         {"EVAL", MEMOP_SCRIPT_COUNT, 0, 3, {"EVAL", "return 1", "0"}},
         {"PTTL", MEMOP_SCRIPT_COUNT, 0, 2, {"PTTL", key}},
         {"EXISTS", MEMOP_SCRIPT_COUNT, 0, 2, {"EXISTS", key}},
         {"SET", MEMOP_SCRIPT_COUNT, 0, 6, {"SET", other, token, "NX", "PX", "5000"}},
         {"SCAN", MEMOP_SCRIPT_COUNT, 0, 6, {"SCAN", "0", "MATCH", key, "COUNT", "10"}},
         {"UNLINK", MEMOP_SCRIPT_COUNT, 0, 2, {"UNLINK", other}},
-        {"DEL", MEMOP_SCRIPT_COUNT, 0, 3, {"DEL", key, lease}},
+        {"DEL", MEMOP_SCRIPT_COUNT, 0, 3, {"DEL", key, other}},
         {"PING", MEMOP_SCRIPT_COUNT, 0, 1, {"PING"}},
     };
     enum { NPROBES = sizeof probes / sizeof probes[0] };

@@ -185,7 +185,7 @@ static memo_status apply_defaults(memo_config *c, memo_error *err)
         {&c->pool_wait_ms, 5000, 3600000, "pool_wait_ms"},
         {&c->default_ttl_ms, 60000, 2000000000, "default_ttl_ms"},
         {&c->negative_ttl_ms, 5000, 2000000000, "negative_ttl_ms"},
-        {&c->lease_ms, 1000, 600000, "lease_ms"},
+        {&c->lease_ms, 1000, MEMOP_LEASE_MS_MAX, "lease_ms"},
         {&c->lease_wait_ms, 0, 600000, "lease_wait_ms"},
         {&c->stats_publish_ms, 1000, 3600000, "stats_publish_ms"},
         {&c->max_value_bytes, 4 << 20, 512 << 20, "max_value_bytes"},

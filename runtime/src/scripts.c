@@ -9,52 +9,57 @@
 
 #include "internal.h"
 
-/* KEYS[1] value, KEYS[2] lease; ARGV[1] token, ARGV[2] lease ms, ARGV[3] the
- * largest value the caller reads. The value, else 1 when this caller took
- * the lease, else 0 (another holds it), else 2 (the value is too large to
- * send: corrupt). Taking the lease in the same round trip as the GET is
- * what keeps a miss one trip long. Every lease memo sets expires: one
- * without a time to live was not set by memo (or by a memo that died
- * between SET and PEXPIRE, which it never splits), so it is taken over
- * rather than waited for. */
-static const char script_get_or_lease[] =
+/* A lease lives in its value key (MEMOP_LEASE_MARK and a token): scripts
+ * tell the two apart by the mark. A read's first ask is the native SET NX
+ * GET PX (fill.c), so a hit costs Redis no script; this script is the ask
+ * after that, for a reader waiting on a lease and for the batch path.
+ *
+ * KEYS[1] value; ARGV[1] lease, ARGV[2] lease ms, ARGV[3] the largest value
+ * the caller reads. The value, else 1 when this caller took the lease, else
+ * 0 (another holds it), else 2 (the value is too large to send: corrupt).
+ * Every lease memo sets expires, within the longest lease_ms allowed: one
+ * without a time to live, or with a longer one, was not set by memo, so it
+ * is taken over rather than waited for. */
+static const char script_lease[] =
     "if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[3]) then return 2 end\n"
     "local v = redis.call('GET', KEYS[1])\n"
-    "if v then return v end\n"
-    "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
-    "if redis.call('PTTL', KEYS[2]) == -1 then\n"
-    "  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
+    "local m = '" MEMOP_LEASE_MARK "'\n"
+    "if v and string.sub(v, 1, #m) == m then\n"
+    "  local t = redis.call('PTTL', KEYS[1])\n"
+    "  if t >= 0 and t <= " MEMOP_STR(
+        MEMOP_LEASE_MS_MAX) " then return 0 end\n"
+                            "  v = nil\n"
+                            "end\n"
+                            "if v then return v end\n"
+                            "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+                            "return 1\n";
 
-/* KEYS[1] value, KEYS[2] lease; ARGV[1] token, ARGV[2] value, ARGV[3] ttl ms.
- * Writes the value only while the lease is still this caller's: a write that
- * committed meanwhile deleted the lease, so a stale fill is refused. */
-static const char script_fill[] = "if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
+/* KEYS[1] value; ARGV[1] lease, ARGV[2] value, ARGV[3] ttl ms. Writes the
+ * value only while the key still holds this caller's lease: a write that
+ * committed meanwhile deleted it, so a stale fill is refused. */
+static const char script_fill[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
                                   "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
-                                  "  redis.call('DEL', KEYS[2])\n"
                                   "  return 1\n"
                                   "end\n"
                                   "return 0\n";
 
-/* KEYS[1] a unique lookup, KEYS[2] its lease, KEYS[3] its row; ARGV[1]
- * token, ARGV[2] the lookup's value, ARGV[3] its ttl ms, ARGV[4] the row,
- * ARGV[5] its ttl ms. Both values, only while the lookup's lease is this
- * caller's (every write of the row deletes it). Three slots: a single
- * Redis only. */
+/* KEYS[1] a unique lookup, KEYS[2] its row; ARGV[1] lease, ARGV[2] the
+ * lookup's value, ARGV[3] its ttl ms, ARGV[4] the row, ARGV[5] its ttl ms.
+ * Both values, only while the lookup holds this caller's lease (every write
+ * of the row deletes its lookups, changed or not: invalidate.c). Two slots:
+ * a single Redis only. */
 static const char script_fill_pair[] =
-    "if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
-    "  redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])\n"
-    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])\n"
     "  return 1\n"
     "end\n"
     "return 0\n";
 
-/* KEYS[1] lease or lock; ARGV[1] token. Deletes it only while it is the
- * caller's: a filler that could not load the row gives its lease up so others
- * need not wait for it; a lock holder releases. */
+/* KEYS[1] a key holding a lease, or a lock; ARGV[1] the lease or the
+ * lock's token. Deletes it only while it is the caller's: a filler that
+ * could not load the row gives its lease up so others need not wait for
+ * it; a lock holder releases. */
 static const char script_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                      "return redis.call('DEL', KEYS[1]) end\n"
                                      "return 0\n";
@@ -64,14 +69,16 @@ static const char script_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] t
  * value the caller reads. The lookup and the row in one round trip: {pk,
  * row}, or {pk} when the row key could not be built here (a part long
  * enough to be hashed), the row is too large, or the lookup is negative, or
- * nil on a miss or a lookup too large (the lookup path sorts those out).
+ * nil on a miss, a lease or a lookup too large (the lookup path sorts
+ * those out).
  * The row key is not declared, so this runs on a single Redis, not across
  * Cluster slots. The escaping is keys.c's (MEMOP_KEY_PLAIN_LUA). */
 static const char script_get_by[] =
     "local max = tonumber(ARGV[4])\n"
     "if redis.call('STRLEN', KEYS[1]) > max then return nil end\n"
     "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return nil end\n"
+    "local m = '" MEMOP_LEASE_MARK "'\n"
+    "if not v or string.sub(v, 1, #m) == m then return nil end\n"
     "if v == 'null' then return {v} end\n"
     "local part = v\n"
     "if ARGV[3] == '1' then\n"
@@ -84,10 +91,13 @@ static const char script_get_by[] =
                             "end\n"
                             "local row = ARGV[1] .. part .. ARGV[2]\n"
                             "if redis.call('STRLEN', row) > max then return {v} end\n"
-                            "return {v, redis.call('GET', row)}\n";
+                            "local r = redis.call('GET', row)\n"
+                            "if r and string.sub(r, 1, #m) == m then return {v} end\n"
+                            "return {v, r}\n";
 
-/* KEYS[1] a lease or lock; ARGV[1] the holder's token, ARGV[2] ms. Extends
- * it only while it is the caller's: a lease a write deleted stays deleted.
+/* KEYS[1] a key holding a lease, or a lock; ARGV[1] the lease or the
+ * holder's token, ARGV[2] ms. Extends it only while it is the caller's: a
+ * lease a write deleted stays deleted.
  * (Both are released by script_release.) */
 static const char script_extend[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
                                     "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -95,12 +105,9 @@ static const char script_extend[] = "if redis.call('GET', KEYS[1]) == ARGV[1] th
                                     "return 0\n";
 
 static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
-    [MEMOP_SCRIPT_EXTEND] = script_extend,
-    [MEMOP_SCRIPT_GET_BY] = script_get_by,
-    [MEMOP_SCRIPT_GET_OR_LEASE] = script_get_or_lease,
-    [MEMOP_SCRIPT_FILL] = script_fill,
-    [MEMOP_SCRIPT_FILL_PAIR] = script_fill_pair,
-    [MEMOP_SCRIPT_RELEASE] = script_release,
+    [MEMOP_SCRIPT_EXTEND] = script_extend,       [MEMOP_SCRIPT_GET_BY] = script_get_by,
+    [MEMOP_SCRIPT_LEASE] = script_lease,         [MEMOP_SCRIPT_FILL] = script_fill,
+    [MEMOP_SCRIPT_FILL_PAIR] = script_fill_pair, [MEMOP_SCRIPT_RELEASE] = script_release,
 };
 
 const char *memop_script_text(enum memop_script which)

@@ -160,12 +160,16 @@ void memop_redis_append(memop_rconn *c, int argc, const char *const *argv,
 {
     memop_buf *b = &c->out;
     char head[32];
-    int n = snprintf(head, sizeof head, "*%d\r\n", argc);
-    memop_buf_append(b, head, (size_t)n);
+    head[0] = '*';
+    size_t n = 1 + memop_i64_text(argc, head + 1);
+    memcpy(head + n, "\r\n", 2);
+    memop_buf_append(b, head, n + 2);
     for (int i = 0; i < argc; i++) {
         size_t len = lens ? lens[i] : strlen(argv[i]);
-        n = snprintf(head, sizeof head, "$%zu\r\n", len);
-        memop_buf_append(b, head, (size_t)n);
+        head[0] = '$';
+        n = 1 + memop_i64_text((int64_t)len, head + 1);
+        memcpy(head + n, "\r\n", 2);
+        memop_buf_append(b, head, n + 2);
         memop_buf_append(b, argv[i], len);
         memop_buf_append(b, "\r\n", 2);
     }

@@ -216,6 +216,37 @@ void memop_make_token(memo_repo *repo, char *out, size_t size)
              n ^ memop_random());
 }
 
+size_t memop_i64_text(int64_t v, char out[21])
+{
+    char tmp[20];
+    size_t n = 0, k = 0;
+    /* the magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+    uint64_t u = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[k++] = '-';
+    while (n)
+        out[k++] = tmp[--n];
+    out[k] = '\0';
+    return k;
+}
+
+void memop_make_lease(memo_repo *repo, char out[MEMOP_LEASE_MAX])
+{
+    memcpy(out, MEMOP_LEASE_MARK, sizeof MEMOP_LEASE_MARK - 1);
+    memop_make_token(repo, out + sizeof MEMOP_LEASE_MARK - 1,
+                     MEMOP_LEASE_MAX - (sizeof MEMOP_LEASE_MARK - 1));
+}
+
+bool memop_is_lease(const char *s, size_t n)
+{
+    return n >= sizeof MEMOP_LEASE_MARK - 1 &&
+           memcmp(s, MEMOP_LEASE_MARK, sizeof MEMOP_LEASE_MARK - 1) == 0;
+}
+
 uint64_t memop_row_ttl(memo_repo *repo, const memo_lookup_desc *l)
 {
     return memop_ttl_ms(l->ttl_ms ? l->ttl_ms : (uint64_t)repo->cfg.default_ttl_ms,

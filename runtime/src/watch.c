@@ -498,10 +498,7 @@ static bool send_batch(memo_watch *w)
     memop_redis_release(repo, c, broken);
     if (!ok)
         return false;
-    size_t values = 0;
-    for (size_t i = 0; i < b->n; i++)
-        values += b->is_value[i];
-    MEMOP_ADD(repo->watch->keys_deleted, values);
+    MEMOP_ADD(repo->watch->keys_deleted, b->n);
     int64_t now = pg_now();
     for (size_t i = 0; i < w->nbatch; i++)
         memop_hist_add(&repo->watch->lag,

@@ -584,7 +584,7 @@ static void conflicts_and_errors(void **state)
     assert_int_equal(blog_user_get_by_email(repo, NULL, &u), MEMO_ERR_ARG);
     /* a read the database refuses (not UTF-8) gives its lease back at once */
     assert_int_equal(blog_user_get_by_email(repo, "\xff", &u), MEMO_ERR_ARG);
-    assert_false(test_redis_exists(test_lease_key(test_email_key("%FF"))));
+    assert_false(test_redis_exists(test_email_key("%FF")));
     /* updates of missing rows */
     blog_user ghost = {
         .id = 5555, .email = (char *)"g@e", .name = (char *)"G", .org_id = org};
@@ -893,8 +893,9 @@ static void rename_before_fill(const char *key)
 }
 
 /* Filling the row with the lookup is as safe as filling it alone: a write
- * of the row deletes the lookup's lease even when the email stays, so the
- * pair's fill is refused and no old row is left behind. */
+ * of the row deletes the lookup's key (holding the reader's lease) even
+ * when the email stays, so the pair's fill is refused and no old row is
+ * left behind. */
 static void get_by_fill_refused_after_a_write(void **state)
 {
     (void)state;

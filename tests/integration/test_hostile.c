@@ -114,22 +114,73 @@ static void wrong_type_is_corrupt_not_an_outage(void **state)
     free(v);
 }
 
-/* A lease key nobody set to expire (memo's always do) is not waited for. */
+/* A lease nobody set to expire, or set to expire later than any memo's can
+ * (lease_ms is at most 600 s), was not set by memo: it is taken over at
+ * once, not waited for. */
 static void lease_without_expiry_is_taken_over(void **state)
 {
     (void)state;
     const char *key = test_user_key(bob);
-    const char *lease = test_lease_key(key);
-    freeReplyObject(test_redis_cmd("SET %s forged", lease));
-    memo_config cfg = {.lease_wait_ms = 300, .flags = MEMO_STATS_PRIVATE};
+    const char *forged[] = {"SET %s ~lease:forged", "SET %s ~lease:forged PX 3600000"};
+    for (int i = 0; i < 2; i++) {
+        freeReplyObject(test_redis_cmd(forged[i], key));
+        memo_config cfg = {.lease_wait_ms = 300, .flags = MEMO_STATS_PRIVATE};
+        memo_repo *r = test_open(&cfg);
+        blog_user u = {0};
+        assert_int_equal(blog_user_get(r, bob, &u), MEMO_OK);
+        assert_int_equal(u.id, bob);
+        blog_user_clear(&u);
+        assert_int_equal(test_stat(r, "blog.user", "lease_waits"), 0);
+        assert_int_equal(test_stat(r, "blog.user", "fills"), 1);
+        assert_false(test_redis_leased(key));
+        char *v = test_redis_get(key);
+        assert_non_null(v);
+        assert_non_null(strstr(v, "\"id\":"));
+        free(v);
+        memo_close(r);
+    }
+}
+
+/* A key holds a value or, while a filler queries, that filler's lease. A
+ * live lease (it expires, as memo's do) is waited for up to lease_wait_ms on
+ * every read path, then the row is read from PostgreSQL without filling:
+ * the lease is never taken for a value, counted corrupt, or overwritten. */
+static void live_lease_on_every_path(void **state)
+{
+    (void)state;
+    const char *key = test_user_key(ann), *ek = test_email_key("ann@x"),
+               *lk = test_by_org_key(org_a);
+    const char *keys[] = {key, ek, lk};
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(test_redis_cmd("SET %s ~lease:someone PX 20000", keys[i]));
+    memo_config cfg = {.lease_wait_ms = 100, .flags = MEMO_STATS_PRIVATE};
     memo_repo *r = test_open(&cfg);
     blog_user u = {0};
-    assert_int_equal(blog_user_get(r, bob, &u), MEMO_OK);
+    assert_int_equal(blog_user_get(r, ann, &u), MEMO_OK); /* the native ask */
+    assert_string_equal(u.name, "Ann");
     blog_user_clear(&u);
-    assert_int_equal(test_stat(r, "blog.user", "lease_waits"), 0);
-    assert_int_equal(test_stat(r, "blog.user", "fills"), 1);
-    assert_true(test_redis_exists(key));
-    assert_false(test_redis_exists(lease));
+    assert_int_equal(blog_user_get_by_email(r, "ann@x", &u), MEMO_OK); /* lookup */
+    assert_int_equal(u.id, ann);
+    blog_user_clear(&u);
+    int64_t ids[] = {bob, ann, cid};
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_get_many(r, ids, 3, &l), MEMO_OK); /* MGET, LEASE */
+    assert_int_equal(l.len, 3);
+    assert_int_equal(l.items[1].id, ann);
+    blog_user_list_clear(&l);
+    assert_int_equal(blog_user_by_org(r, org_a, &l), MEMO_OK); /* a list's key */
+    assert_int_equal(l.len, 2);
+    blog_user_list_clear(&l);
+    assert_int_equal(test_stat(r, "blog.user", "corrupt"), 0);
+    assert_int_equal(test_stat(r, "blog.user", "lease_waits"), 3);
+    for (int i = 0; i < 3; i++) {
+        char *v = test_redis_get(keys[i]);
+        assert_string_equal(v, "~lease:someone");
+        free(v);
+    }
+    /* the others were filled around them */
+    assert_false(test_redis_leased(test_user_key(bob)));
+    assert_true(test_redis_exists(test_user_key(bob)));
     memo_close(r);
 }
 
@@ -151,8 +202,10 @@ static void set_big(const char *key, size_t n)
     free(big);
 }
 
-/* Larger than max_value_bytes (64 KiB here): not sent over the wire at all
- * on the single-key path, deleted, read from PostgreSQL. */
+/* Larger than max_value_bytes (64 KiB here): deleted, read from
+ * PostgreSQL. A hit is a native command, which cannot measure a value
+ * before sending it: the client stops reading at the reply's budget and
+ * lets the connection go (not an outage). */
 static void oversized_value(void **state)
 {
     (void)state;
@@ -163,12 +216,22 @@ static void oversized_value(void **state)
     assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
     assert_string_equal(u.name, "Ann");
     blog_user_clear(&u);
-    assert_true(net_output() - sent < 65536); /* the 8 MB stayed in Redis */
+    assert_true(net_output() - sent < (8 << 20)); /* not all of it was read */
     assert_int_equal(STAT("user", "corrupt"), 1);
     assert_breaker_closed();
     char *v = test_redis_get(key);
     assert_non_null(v);
     assert_true(strlen(v) < 1000);
+    free(v);
+
+    /* within the budget but over max_value_bytes: corrupt all the same */
+    set_big(key, 200000);
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+    assert_string_equal(u.name, "Ann");
+    blog_user_clear(&u);
+    assert_int_equal(STAT("user", "corrupt"), 2);
+    v = test_redis_get(key);
+    assert_true(v && strlen(v) < 1000);
     free(v);
 
     /* in a batch, over the reply's budget: the connection is let go (not an
@@ -180,7 +243,7 @@ static void oversized_value(void **state)
     assert_int_equal(l.len, 3);
     assert_string_equal(l.items[0].name, "Ann");
     blog_user_list_clear(&l);
-    assert_int_equal(STAT("user", "corrupt"), 2);
+    assert_int_equal(STAT("user", "corrupt"), 3);
     assert_breaker_closed();
 
     /* within the budget but over max_value_bytes: corrupt all the same */
@@ -188,7 +251,7 @@ static void oversized_value(void **state)
     assert_int_equal(blog_user_get_many(repo, ids, 3, &l), MEMO_OK);
     assert_int_equal(l.len, 3);
     blog_user_list_clear(&l);
-    assert_int_equal(STAT("user", "corrupt"), 3);
+    assert_int_equal(STAT("user", "corrupt"), 4);
     v = test_redis_get(key);
     assert_true(v && strlen(v) < 1000);
     free(v);
@@ -354,6 +417,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(wrong_type_is_corrupt_not_an_outage, setup),
         cmocka_unit_test_setup(lease_without_expiry_is_taken_over, setup),
+        cmocka_unit_test_setup(live_lease_on_every_path, setup),
         cmocka_unit_test_setup(oversized_value, setup),
         cmocka_unit_test_setup(large_reply_memory_is_returned, setup),
         cmocka_unit_test_setup(list_longer_than_its_limit, setup),

@@ -61,7 +61,7 @@ static void transaction_holds_the_only_connection(void **state)
     assert_non_null(strstr(msg, "no free connection within 200 ms"));
     assert_non_null(strstr(msg, "1 of them by open transactions"));
     /* the reader gave its lease back: the next reader is not kept waiting */
-    assert_false(test_redis_exists(test_lease_key(test_org_key(org_id))));
+    assert_false(test_redis_exists(test_org_key(org_id))); /* nor a value */
     /* a second transaction cannot start either */
     memo_tx *second = (memo_tx *)repo; /* must come back NULL */
     assert_int_equal(memo_begin(repo, &second), MEMO_ERR_TIMEOUT);

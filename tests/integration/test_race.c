@@ -377,9 +377,8 @@ static void crashed_lease_holder(void **state)
     waitpid(pid, &status, 0);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
-    const char *key = test_user_key(hot_ids[1]), *lease = test_lease_key(key);
-    assert_true(test_redis_exists(lease)); /* the dead process holds it */
-    assert_false(test_redis_exists(key));
+    const char *key = test_user_key(hot_ids[1]);
+    assert_true(test_redis_leased(key)); /* the dead process holds it */
 
     memo_config cfg = {.lease_ms = 800};
     memo_repo *repo = test_open(&cfg);
@@ -393,6 +392,7 @@ static void crashed_lease_holder(void **state)
     blog_user_clear(&u);
     assert_true(waited < 1000 + 700);
     assert_true(test_redis_exists(key));
+    assert_false(test_redis_leased(key)); /* filled */
     assert_int_equal(test_stat(repo, "blog.user", "lease_waits"), 1);
     test_metric("crashed lease holder", 1, 0, 0, 0, waited);
     memo_close(repo);

@@ -453,7 +453,7 @@ static void alias_lookups(void **state)
         wiki_page_clear(&g);
         assert_int_equal(wiki_page_get(repo, slugs[i], &g), MEMO_OK);
         wiki_page_clear(&g);
-        long long evals = test_redis_calls("evalsha"),
+        long long evals = test_redis_calls("evalsha"), sets = test_redis_calls("set"),
                   q = test_stat(repo, "wiki.page", "db_queries");
         long long hits = test_stat(repo, "wiki.page", "hits");
         assert_int_equal(wiki_page_get_by_alias(repo, alias, &g), MEMO_OK);
@@ -461,7 +461,10 @@ static void alias_lookups(void **state)
         assert_string_equal(g.alias, alias);
         wiki_page_clear(&g);
         bool hashed = slugs[i] == long_slug;
-        assert_int_equal(test_redis_calls("evalsha") - evals, hashed ? 2 : 1);
+        /* one script reads both; a hashed row key it cannot build, and the
+         * row is then read by get's native command */
+        assert_int_equal(test_redis_calls("evalsha") - evals, 1);
+        assert_int_equal(test_redis_calls("set") - sets, hashed ? 1 : 0);
         assert_int_equal(test_stat(repo, "wiki.page", "db_queries"), q);
         assert_int_equal(test_stat(repo, "wiki.page", "hits") - hits, 2);
     }

@@ -75,11 +75,6 @@ const char *test_org_key(int64_t id)
     return keep("blog:{org:%lld}:%s", (long long)id, blog_org_desc.row.key.tag);
 }
 
-const char *test_lease_key(const char *key)
-{
-    return keep("%s:lease", key);
-}
-
 /* ------------------------------------------------------------------- wiki */
 
 char *test_key_part(const char *s)

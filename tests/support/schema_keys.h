@@ -19,8 +19,6 @@ const char *test_by_org_key(int64_t org);
 const char *test_post_key(int64_t id);
 /* blog:{org:<id>}:<tag>, an org's row. */
 const char *test_org_key(int64_t id);
-/* <key>:lease, the lease of a key's fill. */
-const char *test_lease_key(const char *key);
 
 /* A key part, as documented: [A-Za-z0-9-_.@+] stay, every other byte is
  * %XX; a part longer than 128 bytes becomes "~" and the first 32 hex digits

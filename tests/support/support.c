@@ -232,6 +232,14 @@ bool test_redis_exists(const char *key)
     return e;
 }
 
+bool test_redis_leased(const char *key)
+{
+    char *v = test_redis_get(key);
+    bool leased = v && strncmp(v, "~lease:", 7) == 0;
+    free(v);
+    return leased;
+}
+
 long long test_redis_pttl(const char *key)
 {
     redisReply *r = test_redis_cmd("PTTL %s", key);

@@ -36,6 +36,8 @@ redisReply *test_redis_cmd(const char *fmt, ...);
 char *test_redis_get(const char *key);
 bool test_redis_exists(const char *key);
 long long test_redis_pttl(const char *key);
+/* The key holds a filler's lease (memo's mark and a token), not a value. */
+bool test_redis_leased(const char *key);
 /* Number of keys matching a pattern (SCAN). */
 long test_redis_count(const char *pattern);
 

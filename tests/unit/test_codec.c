@@ -505,6 +505,69 @@ static void assert_member_refused(const char *name, json_t *v, const char *reaso
     memop_buf_free(&buf);
 }
 
+/* The reader scans strings eight bytes at a time: each kind of byte that
+ * ends a plain run (a quote, a backslash, a control character, UTF-8, and
+ * DEL, which does not) at every offset of a string of every length up to
+ * 40 round-trips; raw, a control character or a bad UTF-8 byte there is
+ * refused. */
+static void test_string_every_offset(void **state)
+{
+    (void)state;
+    static const char *const specials[] = {"\"",   "\\",       "\n",
+                                           "\x7f", "\xc3\xa9", "\xf0\x9f\x98\x80"};
+    for (size_t len = 0; len <= 40; len++)
+        for (size_t at = 0; at <= len; at++)
+            for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+                char text[64];
+                memset(text, 'a', len);
+                size_t sl = strlen(specials[k]);
+                memcpy(text + at, specials[k], sl);
+                text[at + sl + (len - at)] = '\0';
+                memset(text + at + sl, 'b', len - at);
+                row in, out;
+                memop_buf buf = {0};
+                sample(&in);
+                free(in.text);
+                in.text = xstrdup(text);
+                round_trip(&in, &out, &buf);
+                memo_row_clear(&desc, &out);
+                memo_row_clear(&desc, &in);
+                memop_buf_free(&buf);
+            }
+    /* the sample row's JSON, its text member's value replaced */
+    row in;
+    memop_buf buf = {0};
+    sample(&in);
+    assert_int_equal(memop_row_encode(&desc, &in, &buf), MEMO_OK);
+    const char *at_text = strstr(buf.s, "\"hello\"");
+    assert_non_null(at_text);
+    size_t before = (size_t)(at_text - buf.s) + 1, after_at = before + 5;
+    static const char *const raw[] = {"\x01", "\x1f", "\xff", "\xc3("};
+    for (size_t len = 0; len <= 24; len++)
+        for (size_t at = 0; at <= len; at++)
+            for (size_t k = 0; k < sizeof raw / sizeof raw[0]; k++) {
+                char data[1024], text[40];
+                memset(text, 'a', len);
+                text[len] = '\0';
+                int n = snprintf(data, sizeof data, "%.*s%.*s%s%s%s", (int)before, buf.s,
+                                 (int)at, text, raw[k], text + at, buf.s + after_at);
+                assert_true(n > 0 && (size_t)n < sizeof data);
+                assert_refused(data, (size_t)n, "not JSON");
+                /* and the same bytes as plain ones decode */
+                n = snprintf(data, sizeof data, "%.*s%.*s%s%s", (int)before, buf.s,
+                             (int)at, text, text + at, buf.s + after_at);
+                row out;
+                char why[128];
+                assert_int_equal(
+                    memop_row_decode(&desc, data, (size_t)n, &out, why, sizeof why),
+                    MEMO_OK);
+                assert_int_equal(strlen(out.text), len);
+                memo_row_clear(&desc, &out);
+            }
+    memo_row_clear(&desc, &in);
+    memop_buf_free(&buf);
+}
+
 static void test_decode_refuses_non_objects(void **state)
 {
     (void)state;
@@ -805,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_encode_replaces_buffer),
         cmocka_unit_test(test_nulls),
         cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_string_every_offset),
         cmocka_unit_test(test_large_text),
         cmocka_unit_test(test_encode_refuses_bad_utf8),
         cmocka_unit_test(test_integer_extremes),
