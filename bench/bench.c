@@ -30,8 +30,8 @@
  *   of the row key and of the email lookup key (the app does not read the
  *   old row, so it drops the lookup of the email it writes). memo sends one
  *   statement that also locks the row and returns the old and new key
- *   fields, then one DEL of the row, the row's lease and the email lookup's
- *   lease. memo has no partial update yet: the partial-update row joins
+ *   fields, then one DEL of the email lookup and the row (a lease lives in
+ *   its value key). memo has no partial update yet: the partial-update row joins
  *   when it does.
  * - The mixed row replays one Zipf trace per round (ids, and which
  *   operations are writes) on both sides, each from an empty Redis database

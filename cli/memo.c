@@ -1087,7 +1087,8 @@ static json_t *get_row(const memo_entity_desc *d, const get_arg *a)
         char why[128] = "not a string";
         void *row = xcalloc(1, d->size);
         if (raw->type == REDIS_REPLY_STRING &&
-            memop_row_decode(d, raw->str, raw->len, row, why, sizeof why) == MEMO_OK)
+            (memop_is_lease(raw->str, raw->len) ||
+             memop_row_decode(d, raw->str, raw->len, row, why, sizeof why) == MEMO_OK))
             snprintf(why, sizeof why, "replaced while read: run again");
         memo_row_clear(d, row);
         free(row);

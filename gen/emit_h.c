@@ -118,7 +118,7 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
     const memo_entity_desc *d = &me->desc;
     const char *pk = d->fields[d->pk].name;
     char nullable[MEMO_MAX_FIELDS * 68] = ""; /* names of at most 63 bytes, " or " */
-    emit_line(em, " * After COMMIT, one pipeline deletes, each key with its lease:");
+    emit_line(em, " * After COMMIT, one pipeline deletes (a key holding a lease too):");
     if (event == MEMO_ON_INSERT)
         emit_line(em, " *   the row of the new %s (a negative entry),", pk);
     else
@@ -129,9 +129,8 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         note_nullable(nullable, sizeof nullable, f);
         if (event == MEMO_ON_UPDATE)
             emit_line(em,
-                      " *   the %s lookup of the old and the new %s, if %s changed; else"
-                      " its lease,",
-                      f->name, f->name, f->name);
+                      " *   the %s lookup of the old and the new %s (changed or not),",
+                      f->name, f->name);
         else
             emit_line(em, " *   the %s lookup of its %s%s,", f->name, f->name,
                       event == MEMO_ON_INSERT ? " (a negative entry)" : "");

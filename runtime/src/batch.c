@@ -368,27 +368,36 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
         return;
     memop_buf *values = calloc(count, sizeof *values);
     memop_script_call *calls = calloc(count, sizeof *calls);
+    memop_script_call *gives = calloc(count, sizeof *gives); /* leases given back */
     size_t *pos = malloc(count * sizeof *pos);
     char(*ttls)[24] = malloc(count * sizeof *ttls);
     bool broken = false;
-    if (!values || !calls || !pos || !ttls)
+    if (!values || !calls || !gives || !pos || !ttls)
         goto out;
-    size_t k = 0;
+    size_t k = 0, m = 0;
     for (size_t i = 0; i < b->n; i++) {
         if (b->state[i] != B_OURS)
             continue;
         uint64_t ttl;
+        memo_status st = MEMO_OK;
         if (b->found[i]) {
-            if (memop_row_encode(d, (char *)b->rows + i * d->size, &values[k]) != MEMO_OK)
-                continue;
+            st = memop_row_encode(d, (char *)b->rows + i * d->size, &values[k]);
             ttl = memop_row_ttl(repo, &d->row);
         } else {
             memop_buf_puts(&values[k], memop_null_value);
             ttl = memop_negative_ttl(repo, &d->row);
         }
-        /* a value too large to read back is not cached */
-        if (values[k].failed || values[k].len > (size_t)repo->cfg.max_value_bytes) {
+        /* not encodable, or too large to read back: not cached, and its
+         * lease given back so that nobody waits for it */
+        if (st != MEMO_OK || values[k].failed ||
+            values[k].len > (size_t)repo->cfg.max_value_bytes) {
             memop_buf_free(&values[k]);
+            memop_script_call *give = &gives[m++];
+            give->argv[0] = b->keys_r[i].s;
+            give->lens[0] = b->keys_r[i].len;
+            give->argv[1] = b->tokens[i];
+            give->lens[1] = strlen(b->tokens[i]);
+            give->argc = 2;
             continue;
         }
         snprintf(ttls[k], sizeof ttls[k], "%" PRIu64, ttl ? ttl : 1);
@@ -404,7 +413,9 @@ static void fill_many(memo_repo *repo, memop_entity *e, batch *b)
         call->argc = 4;
         pos[k++] = i;
     }
-    if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 1, calls, k) != 0) {
+    if (memop_redis_script_many(repo, c, MEMOP_SCRIPT_FILL, 1, calls, k) != 0 ||
+        (m > 0 &&
+         memop_redis_script_many(repo, c, MEMOP_SCRIPT_RELEASE, 1, gives, m) != 0)) {
         broken = true;
         goto out;
     }
@@ -426,6 +437,7 @@ out:
             memop_buf_free(&values[i]);
     free(values);
     free(calls);
+    free(gives);
     free(pos);
     free(ttls);
     memop_redis_release(repo, c, broken);

@@ -647,6 +647,19 @@ memo_status memop_row_decode(const memo_entity_desc *d, const char *data, size_t
         r.p++;
     while (!empty) {
         ws(&r);
+        int i = -1;
+        /* memo writes members in field order: "name": of the next field, as
+         * it is, is that field (no string of other bytes equals it) */
+        if (hint < d->nfields) {
+            const char *fn = d->fields[hint].name;
+            size_t fl = strlen(fn);
+            if ((size_t)(r.end - r.p) > fl + 2 && r.p[0] == '"' &&
+                memcmp(r.p + 1, fn, fl) == 0 && r.p[fl + 1] == '"' && r.p[fl + 2] == ':') {
+                r.p += fl + 3;
+                i = (int)hint;
+                goto member;
+            }
+        }
         char name[72];
         const char *start = r.p, *nm = name;
         size_t nlen = 0;
@@ -667,7 +680,8 @@ memo_status memop_row_decode(const memo_entity_desc *d, const char *data, size_t
             what = "not JSON: expected ':'";
             goto fail;
         }
-        int i = nlen < sizeof name ? find_field(d, nm, nlen, hint) : -1;
+        i = nlen < sizeof name ? find_field(d, nm, nlen, hint) : -1;
+    member:
         if (i < 0) {
             if (!skip_value(&r, 0)) {
                 what = "not JSON: bad value";

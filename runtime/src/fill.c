@@ -197,6 +197,13 @@ static enum memop_outcome lead(memop_read *r, memop_flight *f, const char *lease
     return o;
 }
 
+static bool refuses_writes(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR &&
+           (strncmp(r->str, "OOM ", 4) == 0 || strncmp(r->str, "MISCONF ", 8) == 0 ||
+            strncmp(r->str, "READONLY ", 9) == 0);
+}
+
 /* Asks Redis for the key: natively (SET NX GET PX) first, with the LEASE
  * script after a lease was seen. Returns the reply (living in c), or NULL
  * with *oversize when the value was larger than a reply may be. */
@@ -231,7 +238,7 @@ enum memop_outcome memop_cached_read(memop_read *r)
     r->drop_gen = atomic_load(&r->e->drop_gen);
 
     uint64_t deadline = 0, backoff = 500;
-    bool native = true;
+    bool native = memop_now_us() >= atomic_load(&repo->native_off_until);
     /* an entity whose invalidations were lost is not read from the cache
      * until all its entries are dropped */
     while (!memop_entity_dropping(r->e)) {
@@ -240,6 +247,26 @@ enum memop_outcome memop_cached_read(memop_read *r)
             break;
         bool oversize;
         redisReply *rep = ask(r, c, native, lease, &oversize);
+        if (native && refuses_writes(rep)) {
+            /* SET NX GET is a write, which Redis refuses under maxmemory
+             * with noeviction, after a failed save, or as a replica; a hit
+             * needs none: the script reads first and writes only on a
+             * miss. For a second, reads ask it directly. */
+            atomic_store(&repo->native_off_until, memop_now_us() + 1000000u);
+            memop_redis_release(repo, c, false);
+            native = false;
+            continue;
+        }
+        if (native && rep && rep->type == REDIS_REPLY_ERROR &&
+            strncmp(rep->str, "ERR syntax error", 16) == 0) {
+            /* (memo_open says so too, unless it opened degraded) */
+            memop_fail(repo, MEMO_ERR_CONFIG,
+                       "Redis %s refused SET NX GET: memo needs Redis 7.0 or later",
+                       repo->redis_name);
+            MEMOP_INC(s->errors);
+            memop_redis_release(repo, c, false);
+            break;
+        }
         const char *corrupt = NULL;
         if (oversize) {
             corrupt = "too large";

@@ -161,11 +161,11 @@ memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key
 /* --------------------------------------------------------------- get_by */
 
 /* A unique lookup's value is the primary key of its row. The row the query
- * found goes to the cache with it, under the lookup's lease, so the next
- * read by either key is a hit. That is safe because every write of a row
- * deletes the leases of its unique lookups, changed or not (write.c): a
- * write that commits after this query breaks the lease, and the fill of
- * both values is refused. */
+ * found goes to the cache with it, under the lease the lookup's key holds,
+ * so the next read by either key is a hit. That is safe because every write
+ * of a row deletes its unique lookups, changed or not, and before its row
+ * (invalidate.c): a write that commits after this query breaks the lease,
+ * and the fill of both values is refused. */
 static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
                                memop_buf *value, uint64_t *ttl)
 {

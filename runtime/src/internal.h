@@ -593,7 +593,7 @@ typedef struct memop_flight {
 #define MEMOP_WATCH_COUNTERS(X)                                                          \
     X(changes, "Row changes read from the change stream")                                \
     X(transactions, "Committed transactions read from the change stream")                \
-    X(keys_deleted, "Value keys the change stream deleted")                              \
+    X(keys_deleted, "Keys the change stream deleted (each change's, once)")              \
     X(truncates, "TRUNCATEs read from the change stream")                                \
     X(drops, "Changes whose keys could not be known: their entities were dropped whole") \
     X(entity_drops, "Wholesale drops of an entity's entries by the change stream")       \
@@ -684,7 +684,10 @@ struct memo_repo {
     pthread_mutex_t flights_lock;
     memop_flight *flights[MEMOP_FLIGHT_BUCKETS];
     _Atomic uint64_t write_seq; /* committed writes of this process */
-    _Atomic int open_txs;       /* transactions holding a database connection */
+    /* Until then reads ask with the LEASE script, not SET NX GET: Redis
+     * refused a write (fill.c) */
+    _Atomic uint64_t native_off_until;
+    _Atomic int open_txs; /* transactions holding a database connection */
 
     memop_lease_keeper keeper;
     _Atomic(memop_watch_stats *) watch; /* NULL until a memo_watch_open */

@@ -71,9 +71,6 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
     const void *any = new ? new : old;
     v->change = v->n;
 
-    /* The row: its value (a negative entry, for an insert) or lease. */
-    add_key_of(repo, v, e, &d->row.key, pk, any);
-
     for (unsigned u = 0; u < d->nuniques; u++) {
         /* Changed or not: a reader that missed the lookup may be about to
          * fill it together with the row (load_unique), under the lease the
@@ -84,6 +81,10 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         add_key_of(repo, v, e, kd, f, old);
         add_key_of(repo, v, e, kd, f, new);
     }
+    /* The row: its value (a negative entry, for an insert) or lease. After
+     * the lookups: keys go out in order, in DELs of up to 1000, so the lease
+     * that guards a pair fill is gone no later than the row it would fill. */
+    add_key_of(repo, v, e, &d->row.key, pk, any);
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];
         const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];

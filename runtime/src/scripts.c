@@ -17,22 +17,23 @@
  * KEYS[1] value; ARGV[1] lease, ARGV[2] lease ms, ARGV[3] the largest value
  * the caller reads. The value, else 1 when this caller took the lease, else
  * 0 (another holds it), else 2 (the value is too large to send: corrupt).
- * Every lease memo sets expires, within the longest lease_ms allowed: one
- * without a time to live, or with a longer one, was not set by memo, so it
- * is taken over rather than waited for. */
+ * Every lease memo sets expires within its holder's lease_ms (the keeper
+ * renews it to that): one without a time to live, or with a longer one than
+ * this caller's, was not set by memo (or by a memo configured otherwise),
+ * and is taken over rather than waited for. Taking over is always safe, a
+ * fill needs the key to hold its own lease; it only costs a query. */
 static const char script_lease[] =
     "if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[3]) then return 2 end\n"
     "local v = redis.call('GET', KEYS[1])\n"
     "local m = '" MEMOP_LEASE_MARK "'\n"
     "if v and string.sub(v, 1, #m) == m then\n"
     "  local t = redis.call('PTTL', KEYS[1])\n"
-    "  if t >= 0 and t <= " MEMOP_STR(
-        MEMOP_LEASE_MS_MAX) " then return 0 end\n"
-                            "  v = nil\n"
-                            "end\n"
-                            "if v then return v end\n"
-                            "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-                            "return 1\n";
+    "  if t >= 0 and t <= tonumber(ARGV[2]) then return 0 end\n"
+    "  v = nil\n"
+    "end\n"
+    "if v then return v end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return 1\n";
 
 /* KEYS[1] value; ARGV[1] lease, ARGV[2] value, ARGV[3] ttl ms. Writes the
  * value only while the key still holds this caller's lease: a write that
@@ -70,15 +71,15 @@ static const char script_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] t
  * row}, or {pk} when the row key could not be built here (a part long
  * enough to be hashed), the row is too large, or the lookup is negative, or
  * nil on a miss, a lease or a lookup too large (the lookup path sorts
- * those out).
+ * those out). Sizes are measured in Lua (#v) rather than with STRLEN: a
+ * call fewer for each key on the hit path, whose cost is the script's.
  * The row key is not declared, so this runs on a single Redis, not across
  * Cluster slots. The escaping is keys.c's (MEMOP_KEY_PLAIN_LUA). */
 static const char script_get_by[] =
     "local max = tonumber(ARGV[4])\n"
-    "if redis.call('STRLEN', KEYS[1]) > max then return nil end\n"
     "local v = redis.call('GET', KEYS[1])\n"
     "local m = '" MEMOP_LEASE_MARK "'\n"
-    "if not v or string.sub(v, 1, #m) == m then return nil end\n"
+    "if not v or #v > max or string.sub(v, 1, #m) == m then return nil end\n"
     "if v == 'null' then return {v} end\n"
     "local part = v\n"
     "if ARGV[3] == '1' then\n"
@@ -90,9 +91,10 @@ static const char script_get_by[] =
         MEMOP_KEY_PART_MAX) " then return {v} end\n"
                             "end\n"
                             "local row = ARGV[1] .. part .. ARGV[2]\n"
-                            "if redis.call('STRLEN', row) > max then return {v} end\n"
                             "local r = redis.call('GET', row)\n"
-                            "if r and string.sub(r, 1, #m) == m then return {v} end\n"
+                            "if r and (#r > max or string.sub(r, 1, #m) == m) then\n"
+                            "  return {v}\n"
+                            "end\n"
                             "return {v, r}\n";
 
 /* KEYS[1] a key holding a lease, or a lock; ARGV[1] the lease or the

@@ -114,15 +114,16 @@ static void wrong_type_is_corrupt_not_an_outage(void **state)
     free(v);
 }
 
-/* A lease nobody set to expire, or set to expire later than any memo's can
- * (lease_ms is at most 600 s), was not set by memo: it is taken over at
- * once, not waited for. */
+/* A lease nobody set to expire, or set to expire later than this reader's
+ * lease_ms (1 s here), was not set by memo: it is taken over at once, not
+ * waited for. */
 static void lease_without_expiry_is_taken_over(void **state)
 {
     (void)state;
     const char *key = test_user_key(bob);
-    const char *forged[] = {"SET %s ~lease:forged", "SET %s ~lease:forged PX 3600000"};
-    for (int i = 0; i < 2; i++) {
+    const char *forged[] = {"SET %s ~lease:forged", "SET %s ~lease:forged PX 3600000",
+                            "SET %s ~lease:forged PX 5000"};
+    for (int i = 0; i < 3; i++) {
         freeReplyObject(test_redis_cmd(forged[i], key));
         memo_config cfg = {.lease_wait_ms = 300, .flags = MEMO_STATS_PRIVATE};
         memo_repo *r = test_open(&cfg);
@@ -153,7 +154,9 @@ static void live_lease_on_every_path(void **state)
     const char *keys[] = {key, ek, lk};
     for (int i = 0; i < 3; i++)
         freeReplyObject(test_redis_cmd("SET %s ~lease:someone PX 20000", keys[i]));
-    memo_config cfg = {.lease_wait_ms = 100, .flags = MEMO_STATS_PRIVATE};
+    /* (leases of 20 s are live for a reader whose lease_ms is 60 s) */
+    memo_config cfg = {
+        .lease_ms = 60000, .lease_wait_ms = 100, .flags = MEMO_STATS_PRIVATE};
     memo_repo *r = test_open(&cfg);
     blog_user u = {0};
     assert_int_equal(blog_user_get(r, ann, &u), MEMO_OK); /* the native ask */
@@ -182,6 +185,62 @@ static void live_lease_on_every_path(void **state)
     assert_false(test_redis_leased(test_user_key(bob)));
     assert_true(test_redis_exists(test_user_key(bob)));
     memo_close(r);
+}
+
+/* A row too large to cache (max_value_bytes 64 here) is read, not
+ * cached, and its lease given back at once on every path: nobody waits a
+ * lease for a fill that will not come. */
+static void too_large_to_cache_gives_its_lease_back(void **state)
+{
+    (void)state;
+    memo_config cfg = {.max_value_bytes = 64, .flags = MEMO_STATS_PRIVATE};
+    memo_repo *r = test_open(&cfg);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(r, ann, &u), MEMO_OK);
+    assert_string_equal(u.name, "Ann");
+    blog_user_clear(&u);
+    assert_false(test_redis_exists(test_user_key(ann)));
+    int64_t ids[] = {bob, cid};
+    blog_user_list l = {0};
+    assert_int_equal(blog_user_get_many(r, ids, 2, &l), MEMO_OK);
+    assert_int_equal(l.len, 2);
+    blog_user_list_clear(&l);
+    assert_false(test_redis_exists(test_user_key(bob)));
+    assert_false(test_redis_exists(test_user_key(cid)));
+    assert_int_equal(test_stat(r, "blog.user", "fills"), 0);
+    memo_close(r);
+}
+
+/* Redis that refuses writes (maxmemory with noeviction here; a failed save
+ * or a replica alike) still serves hits: a hit's SET NX GET is a write, so
+ * memo asks the lease script instead, which only reads when the key holds a
+ * value. The breaker stays closed. */
+static void hits_served_when_writes_refused(void **state)
+{
+    (void)state;
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK); /* fills */
+    blog_user_clear(&u);
+    freeReplyObject(test_redis_cmd("CONFIG SET maxmemory-policy noeviction"));
+    freeReplyObject(test_redis_cmd("CONFIG SET maxmemory 1"));
+    redisReply *r = test_redis_cmd("SET %s x", test_user_key(bob));
+    assert_int_equal(r->type, REDIS_REPLY_ERROR); /* Redis does refuse writes */
+    freeReplyObject(r);
+    long long hits = STAT("user", "hits");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(blog_user_get(repo, ann, &u), MEMO_OK);
+        assert_string_equal(u.name, "Ann");
+        blog_user_clear(&u);
+    }
+    assert_int_equal(STAT("user", "hits") - hits, 3);
+    assert_breaker_closed();
+}
+
+static int writes_allowed_again(void **state)
+{
+    (void)state;
+    freeReplyObject(test_redis_cmd("CONFIG SET maxmemory 0"));
+    return 0;
 }
 
 /* ------------------------------------------------------- sizes */
@@ -418,6 +477,9 @@ int main(void)
         cmocka_unit_test_setup(wrong_type_is_corrupt_not_an_outage, setup),
         cmocka_unit_test_setup(lease_without_expiry_is_taken_over, setup),
         cmocka_unit_test_setup(live_lease_on_every_path, setup),
+        cmocka_unit_test_setup(too_large_to_cache_gives_its_lease_back, setup),
+        cmocka_unit_test_setup_teardown(hits_served_when_writes_refused, setup,
+                                        writes_allowed_again),
         cmocka_unit_test_setup(oversized_value, setup),
         cmocka_unit_test_setup(large_reply_memory_is_returned, setup),
         cmocka_unit_test_setup(list_longer_than_its_limit, setup),

@@ -156,6 +156,14 @@ static void edit_touches_only_the_row(void **state)
      * row */
     want_value(&w, &blog_user_desc, EMAIL, "a@x");
     check("karma edited", &blog_user_desc, MEMO_ON_UPDATE, &a, &b, &w);
+    /* the lookup goes out before the row (a pair fill is guarded by the
+     * lookup's lease; invalidations are sent in order, split in chunks) */
+    memop_inval v = {0};
+    memop_inval_collect(&repo, ent(&blog_user_desc), MEMO_ON_UPDATE, &a, &b, &v);
+    assert_int_equal(v.n, 2);
+    assert_string_equal(v.keys[0].s, w.keys[1]);
+    assert_string_equal(v.keys[1].s, w.keys[0]);
+    memop_inval_free(&v);
 }
 
 static void unique_moved(void **state)
