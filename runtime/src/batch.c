@@ -66,6 +66,9 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
         batch_free(b, d);
         return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     }
+    /* every key is <before><part><after>: the two built once */
+    memop_key before, after;
+    memop_key_around(repo, d, &d->row.key, &before, &after);
     for (size_t i = 0; i < n; i++) {
         const void *key = (const char *)keys + i * b->width;
         memo_status st = memop_check_key(repo, pk, key);
@@ -73,8 +76,16 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
             batch_free(b, d);
             return st;
         }
-        b->plens[i] = memop_key_value(pk, key, b->parts[i]);
-        memop_key_build(repo, d, &d->row.key, b->parts[i], b->plens[i], &b->keys_r[i]);
+        size_t pl = b->plens[i] = memop_key_value(pk, key, b->parts[i]);
+        memop_key *k = &b->keys_r[i];
+        if (before.len + pl + after.len < MEMOP_KEY_MAX) { /* (it always is) */
+            memcpy(k->s, before.s, before.len);
+            memcpy(k->s + before.len, b->parts[i], pl);
+            memcpy(k->s + before.len + pl, after.s, after.len + 1);
+            k->len = before.len + pl + after.len;
+        } else {
+            memop_key_build(repo, d, &d->row.key, b->parts[i], pl, k);
+        }
         b->state[i] = B_MISS;
     }
     return MEMO_OK;

@@ -650,12 +650,12 @@ memo_status memop_row_decode(const memo_entity_desc *d, const char *data, size_t
         int i = -1;
         /* memo writes members in field order: "name": of the next field, as
          * it is, is that field (no string of other bytes equals it) */
-        if (hint < d->nfields) {
-            const char *fn = d->fields[hint].name;
-            size_t fl = strlen(fn);
-            if ((size_t)(r.end - r.p) > fl + 2 && r.p[0] == '"' &&
-                memcmp(r.p + 1, fn, fl) == 0 && r.p[fl + 1] == '"' && r.p[fl + 2] == ':') {
-                r.p += fl + 3;
+        if (hint < d->nfields && r.p < r.end && *r.p == '"') {
+            const char *fn = d->fields[hint].name, *q = r.p + 1;
+            while (*fn && q < r.end && *q == *fn)
+                q++, fn++;
+            if (!*fn && r.end - q >= 2 && q[0] == '"' && q[1] == ':') {
+                r.p = q + 2;
                 i = (int)hint;
                 goto member;
             }

@@ -78,8 +78,8 @@ static const char script_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] t
 static const char script_get_by[] =
     "local max = tonumber(ARGV[4])\n"
     "local v = redis.call('GET', KEYS[1])\n"
-    "local m = '" MEMOP_LEASE_MARK "'\n"
-    "if not v or #v > max or string.sub(v, 1, #m) == m then return nil end\n"
+    /* '~' (126) begins a lease and no value: the lookup path sorts it out */
+    "if not v or #v > max or string.byte(v, 1) == 126 then return nil end\n"
     "if v == 'null' then return {v} end\n"
     "local part = v\n"
     "if ARGV[3] == '1' then\n"
@@ -90,11 +90,9 @@ static const char script_get_by[] =
     "  if #part > " MEMOP_STR(
         MEMOP_KEY_PART_MAX) " then return {v} end\n"
                             "end\n"
-                            "local row = ARGV[1] .. part .. ARGV[2]\n"
-                            "local r = redis.call('GET', row)\n"
-                            "if r and (#r > max or string.sub(r, 1, #m) == m) then\n"
-                            "  return {v}\n"
-                            "end\n"
+                            "local r = redis.call('GET', ARGV[1] .. part .. ARGV[2])\n"
+                            "if r and (#r > max or string.byte(r, 1) == 126) then return "
+                            "{v} end\n"
                             "return {v, r}\n";
 
 /* KEYS[1] a key holding a lease, or a lock; ARGV[1] the lease or the
