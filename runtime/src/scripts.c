@@ -18,17 +18,17 @@
  * the caller reads. The value, else 1 when this caller took the lease, else
  * 0 (another holds it), else 2 (the value is too large to send: corrupt).
  * Every lease memo sets expires within its holder's lease_ms (the keeper
- * renews it to that): one without a time to live, or with a longer one than
- * this caller's, was not set by memo (or by a memo configured otherwise),
- * and is taken over rather than waited for. Taking over is always safe, a
- * fill needs the key to hold its own lease; it only costs a query. */
+ * renews it to that): one without a time to live, or with more than twice
+ * this caller's lease_ms to live, was not set by memo (or by a memo
+ * configured far otherwise), and is taken over rather than waited for. Taking over is
+ * always safe, a fill needs the key to hold its own lease; it only costs a query. */
 static const char script_lease[] =
     "if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[3]) then return 2 end\n"
     "local v = redis.call('GET', KEYS[1])\n"
     "local m = '" MEMOP_LEASE_MARK "'\n"
     "if v and string.sub(v, 1, #m) == m then\n"
     "  local t = redis.call('PTTL', KEYS[1])\n"
-    "  if t >= 0 and t <= tonumber(ARGV[2]) then return 0 end\n"
+    "  if t >= 0 and t <= 2 * tonumber(ARGV[2]) then return 0 end\n"
     "  v = nil\n"
     "end\n"
     "if v then return v end\n"

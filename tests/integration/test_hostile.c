@@ -114,9 +114,9 @@ static void wrong_type_is_corrupt_not_an_outage(void **state)
     free(v);
 }
 
-/* A lease nobody set to expire, or set to expire later than this reader's
- * lease_ms (1 s here), was not set by memo: it is taken over at once, not
- * waited for. */
+/* A lease nobody set to expire, or set to expire later than twice this
+ * reader's lease_ms (1 s here), was not set by memo: it is taken over at
+ * once, not waited for. */
 static void lease_without_expiry_is_taken_over(void **state)
 {
     (void)state;

@@ -380,11 +380,12 @@ static void crashed_lease_holder(void **state)
     const char *key = test_user_key(hot_ids[1]);
     assert_true(test_redis_leased(key)); /* the dead process holds it */
 
-    memo_repo *repo = test_open(NULL);
+    memo_config cfg = {.lease_ms = 800};
+    memo_repo *repo = test_open(&cfg);
     double t0 = test_now_ms();
     blog_user u = {0};
-    /* the lease was taken with the default 1000 ms, this reader's too: it
-     * waits for the lease to expire, takes one of its own and fills */
+    /* the lease was taken with the default 1000 ms; this reader waits for it
+     * to expire, takes a lease of its own and fills */
     assert_int_equal(blog_user_get(repo, hot_ids[1], &u), MEMO_OK);
     double waited = test_now_ms() - t0;
     assert_int_equal(u.id, hot_ids[1]);
