@@ -1136,16 +1136,17 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
     } else {
         void *keys = NULL;
         size_t n = 0;
-        /* one more than the limit tells a list too long from one not a list */
-        bool ok = memop_pk_array_decode(pk, r->str, r->len,
-                                        (size_t)d->lists[a->list].limit + 1, &keys, &n);
+        /* a list holds up to limit + 1 keys (the last says it is cut); one
+         * more tells a list too long from one not a list */
+        size_t most = (size_t)d->lists[a->list].limit + 1;
+        bool ok = memop_pk_array_decode(pk, r->str, r->len, most + 1, &keys, &n);
         if (ok && pk->type == MEMO_TEXT)
             for (size_t i = 0; i < n; i++)
                 free(((char **)keys)[i]);
         free(keys);
-        why = !ok ? "not a list of primary keys (or far too long)"
-              : n > d->lists[a->list].limit ? "more keys than the list's limit"
-                                            : NULL;
+        why = !ok        ? "not a list of primary keys (or far too long)"
+              : n > most ? "more keys than the list's limit and one"
+                         : NULL;
     }
     json_t *j = why ? NULL : json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL);
     if (j)

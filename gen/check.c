@@ -641,8 +641,13 @@ static void check_symbols(checker *c)
             if (find_list(c, e, l->name.text) != l)
                 continue;
             snprintf(owner, sizeof owner, "list '%s' of entity '%s'", l->name.text, n);
-            if (symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s", s, n, l->name.text))
-                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_tx", s, n, l->name.text);
+            const char *ln = l->name.text;
+            if (symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s", s, n, ln) &&
+                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_tx", s, n, ln) &&
+                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_count", s, n, ln) &&
+                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_count_tx", s, n, ln) &&
+                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_after", s, n, ln))
+                symbol_add(c, &t, owner, l->name.loc, "%s_%s_%s_after_tx", s, n, ln);
         }
     }
     for (size_t i = 0; i < t.all.n; i++) {

@@ -95,6 +95,30 @@ void sig_list(char *out, size_t size, const lowered_entity *me, unsigned list,
              v->suffix, v->handle, p, me->c_name);
 }
 
+void sig_list_count(char *out, size_t size, const lowered_entity *me, unsigned list,
+                    const variant *v)
+{
+    const memo_list_desc *l = &me->desc.lists[list];
+    char p[160];
+    key_param(p, sizeof p, &me->desc.fields[l->group]);
+    snprintf(out, size, "memo_status %s_%s_count%s(%s, %s, int64_t *n)", me->c_name,
+             l->name, v->suffix, v->handle, p);
+}
+
+void sig_list_after(char *out, size_t size, const lowered_entity *me, unsigned list,
+                    const variant *v)
+{
+    const memo_list_desc *l = &me->desc.lists[list];
+    char p[160];
+    key_param(p, sizeof p, &me->desc.fields[l->group]);
+    /* the second line lines up under the first parameter */
+    int n =
+        snprintf(out, size, "memo_status %s_%s_after%s(", me->c_name, l->name, v->suffix);
+    snprintf(out + n, size - (size_t)n,
+             "%s, %s, const %s *last,\n%*ssize_t n, %s_list *out)", v->handle, p,
+             me->c_name, n, "", me->c_name);
+}
+
 void sig_get_many(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
     const memo_field_desc *pk = &me->desc.fields[me->desc.pk];

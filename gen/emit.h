@@ -54,6 +54,10 @@ void sig_get_by(char *out, size_t size, const lowered_entity *, unsigned unique,
                 const variant *);
 void sig_list(char *out, size_t size, const lowered_entity *, unsigned list,
               const variant *);
+void sig_list_count(char *out, size_t size, const lowered_entity *, unsigned list,
+                    const variant *);
+void sig_list_after(char *out, size_t size, const lowered_entity *, unsigned list,
+                    const variant *);
 void sig_get_many(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_insert(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_update(char *out, size_t size, const lowered_entity *, const variant *);

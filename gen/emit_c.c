@@ -221,6 +221,7 @@ static void emit_rows_body(emitter *em, const char *call)
     emit_line(em, "    if (out) {");
     emit_line(em, "        out->items = rows.items;");
     emit_line(em, "        out->len = rows.len;");
+    emit_line(em, "        out->more = rows.more;");
     emit_line(em, "    }");
     emit_line(em, "    return st;");
     emit_line(em, "}");
@@ -256,6 +257,18 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
         emit_line(em, "%s", sig);
         snprintf(call, sizeof call, "%slist(%s, &%s_desc, %u, &%s", rt, a, c, i,
                  d->fields[d->lists[i].group].name);
+        emit_rows_body(em, call);
+        sig_list_count(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s", sig);
+        emit_line(em, "{");
+        emit_line(em, "    return %slist_count(%s, &%s_desc, %u, &%s, n);", rt, a, c, i,
+                  d->fields[d->lists[i].group].name);
+        emit_line(em, "}");
+        emit_blank(em);
+        sig_list_after(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s", sig);
+        snprintf(call, sizeof call, "%slist_after(%s, &%s_desc, %u, &%s, last, n", rt, a,
+                 c, i, d->fields[d->lists[i].group].name);
         emit_rows_body(em, call);
     }
 
@@ -300,10 +313,11 @@ static void emit_wrappers(emitter *em, const lowered_entity *me)
     emit_line(em, "{");
     emit_line(em, "    if (!list)");
     emit_line(em, "        return;");
-    emit_line(em, "    memo_rows rows = {list->items, list->len};");
+    emit_line(em, "    memo_rows rows = {list->items, list->len, false};");
     emit_line(em, "    memo_rows_clear(&%s_desc, &rows);", c);
     emit_line(em, "    list->items = NULL;");
     emit_line(em, "    list->len = 0;");
+    emit_line(em, "    list->more = false;");
     emit_line(em, "}");
     emit_blank(em);
 }

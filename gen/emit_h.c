@@ -74,6 +74,7 @@ static void emit_struct(emitter *em, const lowered_entity *me)
     emit_line(em, "typedef struct %s_list {", c);
     emit_line(em, "    %s *items;", c);
     emit_line(em, "    size_t len;");
+    emit_line(em, "    bool more; /* a list: more rows match than its limit */");
     emit_line(em, "} %s_list;", c);
     emit_blank(em);
 }
@@ -215,10 +216,34 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
         emit_line(em, "/* The %ss with this %s, by %s%s, at most %lu: key", d->name,
                   g->name, d->fields[l->order].name, l->descending ? " descending" : "",
                   (unsigned long)l->limit);
-        emit_line(em, " * %s holds their %ss, the rows are", key, pk->name);
-        emit_line(em, " * read as by %s_get_many(). Overwrites *out; free it with", c);
-        emit_line(em, " * %s_list_clear(). */", c);
+        emit_line(em, " * %s holds their %ss (and one more,", key, pk->name);
+        emit_line(
+            em, " * which sets out->more when more rows match), the rows are read as by");
+        emit_line(em,
+                  " * %s_get_many(). Overwrites *out; free it with %s_list_clear(). */",
+                  c, c);
         sig_list(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s;", sig);
+        emit_blank(em);
+        emit_line(em,
+                  "/* How many %ss have this %s, past the limit too: cached in the key",
+                  d->name, g->name);
+        emit_line(em,
+                  " * above and \":n\", deleted with the list when a write moves a row");
+        emit_line(em, " * into or out of the group. Sets *n. */");
+        sig_list_count(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s;", sig);
+        emit_blank(em);
+        emit_line(em,
+                  "/* The next page: the n (1 to 10000) %ss with this %s after *last in",
+                  d->name, g->name);
+        emit_line(em,
+                  " * the order above, read from PostgreSQL (keyset pagination: no row");
+        emit_line(em,
+                  " * twice, none skipped), the rows as by %s_get_many(); out->more says",
+                  c);
+        emit_line(em, " * whether others follow. Overwrites *out. */");
+        sig_list_after(sig, sizeof sig, me, i, v);
         emit_line(em, "%s;", sig);
         emit_blank(em);
         free(key);
@@ -273,6 +298,10 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     }
     for (unsigned i = 0; i < d->nlists; i++) {
         sig_list(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s;", sig);
+        sig_list_count(sig, sizeof sig, me, i, v);
+        emit_line(em, "%s;", sig);
+        sig_list_after(sig, sizeof sig, me, i, v);
         emit_line(em, "%s;", sig);
     }
     sig_get_many(sig, sizeof sig, me, v);

@@ -587,16 +587,25 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
     return st;
 }
 
+memo_status memop_rows_start(memo_repo *repo, const memo_entity_desc *d, memo_rows *out,
+                             memop_entity **e)
+{
+    out->items = NULL;
+    out->len = 0;
+    memo_status st = memop_entity_get(repo, d, e);
+    if (st == MEMO_OK)
+        out->more = false; /* (after the ABI check: older callers' rows lack it) */
+    return st;
+}
+
 memo_status memo_get_many(memo_repo *repo, const memo_entity_desc *d, const void *keys,
                           size_t n, memo_rows *out)
 {
     if (!repo || !d || !out || (!keys && n > 0))
         return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_get_many: NULL argument")
                     : MEMO_ERR_ARG;
-    out->items = NULL;
-    out->len = 0;
     memop_entity *e;
-    memo_status st = memop_entity_get(repo, d, &e);
+    memo_status st = memop_rows_start(repo, d, out, &e);
     if (st != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
@@ -628,6 +637,7 @@ memo_status memo_tx_get_many(memo_tx *tx, const memo_entity_desc *d, const void 
         return st;
     out->items = NULL;
     out->len = 0;
+    out->more = false;
     if (!keys && n > 0)
         return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_get_many: NULL keys");
     return memop_tx_many(tx, e, keys, n, out);

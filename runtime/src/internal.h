@@ -202,6 +202,8 @@ enum memop_sql {
 
 #define MEMOP_SQL_UNIQUE(d, u) (MEMOP_SQL_FIXED + (u))
 #define MEMOP_SQL_LIST(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + (l))
+#define MEMOP_SQL_COUNT(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + (d)->nlists + (l))
+#define MEMOP_SQL_AFTER(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + 2 * (d)->nlists + (l))
 
 memo_status memop_entity_get(memo_repo *, const memo_entity_desc *, memop_entity **out);
 /* Asks for every cached entry of e to be dropped (SCAN + UNLINK, by the
@@ -245,7 +247,10 @@ bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
  * (for a script that builds keys from values it reads). */
 void memop_key_around(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                       memop_key *before, memop_key *after);
-/* Appends the SCAN pattern that matches every key of k. */
+/* The key of a list's count: the list's key and ":n" (the same slot). */
+void memop_key_count(const memop_key *list, memop_key *out);
+/* Appends the SCAN pattern that matches every key of k (a list's count
+ * too). */
 void memop_key_pattern(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                        memop_buf *out);
 /* memo's own keys: <prefix>memo:<kind>:{<name escaped>} (kind "lock", "probe"). */
@@ -785,6 +790,10 @@ memo_status memop_many(memo_repo *, memop_entity *, const void *keys, size_t n,
                        memo_rows *out, bool *all_hit);
 memo_status memop_tx_many(memo_tx *, memop_entity *, const void *keys, size_t n,
                           memo_rows *out);
+/* Empties out and finds d's entity; `more` is touched only once d's ABI is
+ * known to be this library's (an older caller's rows lack it). */
+memo_status memop_rows_start(memo_repo *, const memo_entity_desc *, memo_rows *out,
+                             memop_entity **e);
 
 /* util.c: TTLs and tokens. */
 uint64_t memop_row_ttl(memo_repo *, const memo_lookup_desc *);

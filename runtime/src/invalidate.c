@@ -41,15 +41,22 @@ void memop_inval_free(memop_inval *v)
     memset(v, 0, sizeof *v);
 }
 
-/* The key of `kd` (of entity `owner`) for the value of field f in row. */
+/* The key of `kd` (of entity `owner`) for the value of field f in row;
+ * with count, a list's count too. */
 static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
-                       const memo_key_desc *kd, const memo_field_desc *f, const void *row)
+                       const memo_key_desc *kd, const memo_field_desc *f, const void *row,
+                       bool count)
 {
     if (!row || memop_field_null(f, row))
         return; /* NULL is in no lookup and no list */
     memop_key k;
     memop_key_of(repo, owner->desc, kd, f, (const char *)row + f->offset, &k);
     inval_add(v, owner, &k);
+    if (count) {
+        memop_key n;
+        memop_key_count(&k, &n);
+        inval_add(v, owner, &n);
+    }
 }
 
 static bool same_value(const memo_field_desc *f, const void *a, const void *b)
@@ -78,21 +85,23 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
          * unchanged lookup is then read again once.) */
         const memo_field_desc *f = &d->fields[d->uniques[u].field];
         const memo_key_desc *kd = &d->uniques[u].key;
-        add_key_of(repo, v, e, kd, f, old);
-        add_key_of(repo, v, e, kd, f, new);
+        add_key_of(repo, v, e, kd, f, old, false);
+        add_key_of(repo, v, e, kd, f, new, false);
     }
     /* The row: its value (a negative entry, for an insert) or lease. After
      * the lookups: keys go out in order, in DELs of up to 1000, so the lease
      * that guards a pair fill is gone no later than the row it would fill. */
-    add_key_of(repo, v, e, &d->row.key, pk, any);
+    add_key_of(repo, v, e, &d->row.key, pk, any, false);
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];
         const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];
         /* membership and order depend on the group and order fields only */
         if (old && new &&same_value(g, old, new) && same_value(o, old, new))
             continue;
-        add_key_of(repo, v, e, &ld->key, g, old);
-        add_key_of(repo, v, e, &ld->key, g, new);
+        /* the count moves with the membership only: the group */
+        bool moved = !(old && new &&same_value(g, old, new));
+        add_key_of(repo, v, e, &ld->key, g, old, moved);
+        add_key_of(repo, v, e, &ld->key, g, new, moved);
     }
     for (unsigned i = 0; i < d->nrules; i++) {
         const memo_rule_desc *r = &d->rules[i];
@@ -101,8 +110,8 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         memop_entity *target = e->targets[i];
         const memo_key_desc *kd =
             r->list < 0 ? &r->target->row.key : &r->target->lists[r->list].key;
-        add_key_of(repo, v, target, kd, &d->fields[r->field], old);
-        add_key_of(repo, v, target, kd, &d->fields[r->field], new);
+        add_key_of(repo, v, target, kd, &d->fields[r->field], old, r->list >= 0);
+        add_key_of(repo, v, target, kd, &d->fields[r->field], new, r->list >= 0);
     }
     if (v->failed || memop_test_hooks.fail_collect) {
         /* Some keys may be missing (out of memory): the entity and every

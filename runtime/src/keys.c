@@ -136,6 +136,17 @@ void memop_key_pattern(memo_repo *repo, const memo_entity_desc *d, const memo_ke
     glob_escape(out, k->tail, strlen(k->tail));
     memop_buf_puts(out, "}:");
     glob_escape(out, k->tag, strlen(k->tag));
+    memop_buf_puts(out, "*"); /* a list's count: the list's key and ":n" */
+}
+
+void memop_key_count(const memop_key *list, memop_key *out)
+{
+    size_t n = list->len;
+    if (n + 2 >= MEMOP_KEY_MAX) /* (never: keys are far shorter) */
+        n = MEMOP_KEY_MAX - 3;
+    memcpy(out->s, list->s, n);
+    memcpy(out->s + n, ":n", 3);
+    out->len = n + 2;
 }
 
 void memop_key_memo(memo_repo *repo, const char *kind, const char *name, memop_key *out)

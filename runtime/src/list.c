@@ -1,6 +1,9 @@
-/* Lists: the cached, ordered primary keys of the rows of a group, at most
- * `limit` of them, whose rows are then read by the batch path; a list that
- * is longer or names rows of another group is corrupt. */
+/* Lists: the cached, ordered primary keys of the rows of a group, whose
+ * rows are then read by the batch path. The list holds up to limit + 1
+ * keys: the one past the limit is not read, it says the list is cut
+ * (memo_rows.more), and is as fresh as the others (any change of the
+ * group's membership or order deletes the list). A list that is longer or
+ * names rows of another group is corrupt. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,33 @@ typedef struct list_ctx {
     const void *key;
 } list_ctx;
 
+typedef union pk_value {
+    int32_t i32;
+    int64_t i64;
+    char *text; /* libpq's: valid while its result is */
+} pk_value;
+
+/* The primary key in column 0 of result row r (binary). */
+static bool pk_of(const memo_field_desc *pk, const PGresult *res, int r, pk_value *key)
+{
+    const char *v = PQgetvalue(res, r, 0);
+    int len = PQgetlength(res, r, 0);
+    if (pk->type == MEMO_TEXT) {
+        key->text = (char *)v; /* libpq's binary text is NUL-terminated */
+        return true;
+    }
+    if ((pk->type != MEMO_INT64 || len != 8) && (pk->type != MEMO_INT32 || len != 4))
+        return false;
+    uint64_t x = 0;
+    for (int i = 0; i < len; i++)
+        x = x << 8 | (unsigned char)v[i];
+    if (len == 4)
+        key->i32 = (int32_t)(uint32_t)x;
+    else
+        key->i64 = (int64_t)x;
+    return true;
+}
+
 /* A list is the JSON array of its rows' primary keys, in order. */
 static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx,
                              memop_buf *value, uint64_t *ttl)
@@ -30,25 +60,8 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx,
         return st;
     memop_buf_puts(value, "[");
     for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
-        union {
-            int32_t i32;
-            int64_t i64;
-            char *text;
-        } key = {0};
-        const char *v = PQgetvalue(res, r, 0);
-        int len = PQgetlength(res, r, 0);
-        if (pk->type == MEMO_TEXT) {
-            key.text = (char *)v; /* libpq's binary text is NUL-terminated */
-        } else if ((pk->type == MEMO_INT64 && len == 8) ||
-                   (pk->type == MEMO_INT32 && len == 4)) {
-            uint64_t x = 0;
-            for (int i = 0; i < len; i++)
-                x = x << 8 | (unsigned char)v[i];
-            if (len == 4)
-                key.i32 = (int32_t)(uint32_t)x;
-            else
-                key.i64 = (int64_t)x;
-        } else {
+        pk_value key = {0};
+        if (!pk_of(pk, res, r, &key)) {
             st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
                             ctx->list->name, e->desc->table);
             break;
@@ -74,16 +87,39 @@ static void free_keys(const memo_field_desc *pk, void *keys, size_t n)
     free(keys);
 }
 
+/* Rows of out that are not of the group (a cached row changing group while
+ * read) are left out. */
+static void keep_group(const memo_entity_desc *d, const memo_field_desc *g,
+                       const void *key, memo_rows *out)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < out->len; i++) {
+        char *row = (char *)out->items + i * d->size;
+        if (!memop_row_has(g, row, key)) {
+            memo_row_clear(d, row);
+            continue;
+        }
+        if (kept != i) {
+            memcpy((char *)out->items + kept * d->size, row, d->size);
+            memset(row, 0, d->size);
+        }
+        kept++;
+    }
+    out->len = kept;
+    if (kept == 0) {
+        free(out->items);
+        out->items = NULL;
+    }
+}
+
 memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
                       const void *key, memo_rows *out)
 {
     if (!repo || !d || !out || l >= d->nlists)
         return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_list: bad argument")
                     : MEMO_ERR_ARG;
-    out->items = NULL;
-    out->len = 0;
     memop_entity *e;
-    memo_status st = memop_entity_get(repo, d, &e);
+    memo_status st = memop_rows_start(repo, d, out, &e);
     if (st != MEMO_OK)
         return st;
     const memo_list_desc *ld = &d->lists[l];
@@ -107,8 +143,9 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         void *keys = NULL;
         size_t n = 0;
         bool cached = o == MEMOP_HIT || o == MEMOP_NEG_HIT;
-        /* more keys than the list's limit is as corrupt as no list at all */
-        if (!memop_pk_array_decode(pk, r.value.s, r.value.len, ld->limit, &keys, &n)) {
+        /* more keys than the list's limit and one is as corrupt as no list */
+        if (!memop_pk_array_decode(pk, r.value.s, r.value.len, (size_t)ld->limit + 1,
+                                   &keys, &n)) {
             if (!cached) {
                 st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys",
                                 ld->name);
@@ -128,8 +165,9 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
                 break;
             }
         }
-        bool rows_hit;
-        st = memop_many(repo, e, keys, n, out, &rows_hit);
+        bool rows_hit, more = n > ld->limit;
+        st = memop_many(repo, e, keys, more ? ld->limit : n, out, &rows_hit);
+        out->more = more;
         free_keys(pk, keys, n);
         hit = !r.missed && rows_hit;
         if (st != MEMO_OK)
@@ -138,29 +176,13 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
          * group's rows is stale (a write is deleting it right now) or
          * forged. Drop it and ask again; a row that moved meanwhile is left
          * out. */
-        size_t kept = 0;
-        for (size_t i = 0; i < out->len; i++) {
-            char *row = (char *)out->items + i * d->size;
-            if (!memop_row_has(g, row, key)) {
-                memo_row_clear(d, row);
-                continue;
-            }
-            if (kept != i) {
-                memcpy((char *)out->items + kept * d->size, row, d->size);
-                memset(row, 0, d->size);
-            }
-            kept++;
-        }
-        if (kept != out->len && cached && !r.healed) {
+        size_t found = out->len;
+        keep_group(d, g, key, out);
+        if (out->len != found && cached && !r.healed) {
             memo_rows_clear(d, out);
             memop_discard(repo, e, NULL, &k, 1, "names rows of another group");
             r.healed = true;
             continue;
-        }
-        out->len = kept;
-        if (kept == 0) {
-            free(out->items);
-            out->items = NULL;
         }
         break;
     }
@@ -178,6 +200,7 @@ memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l,
         return st;
     out->items = NULL;
     out->len = 0;
+    out->more = false;
     if (l >= d->nlists)
         return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_list: no list %u", l);
     const memo_list_desc *ld = &d->lists[l];
@@ -190,12 +213,220 @@ memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l,
     if ((st = load_list(tx->repo, e, &ctx, &value, &ttl)) == MEMO_OK) {
         void *keys = NULL;
         size_t n = 0;
-        if (!memop_pk_array_decode(pk, value.s, value.len, SIZE_MAX, &keys, &n))
+        if (!memop_pk_array_decode(pk, value.s, value.len, SIZE_MAX, &keys, &n)) {
             st = memop_fail(tx->repo, MEMO_ERR_NOMEM, "out of memory");
-        else
-            st = memop_tx_many(tx, e, keys, n, out);
+        } else {
+            bool more = n > ld->limit;
+            st = memop_tx_many(tx, e, keys, more ? ld->limit : n, out);
+            out->more = more;
+        }
         free_keys(pk, keys, n);
     }
     memop_buf_free(&value);
     return st;
+}
+
+/* ----------------------------------------------------------------- counts */
+
+/* A list's count: how many rows the group has, past the limit too, cached
+ * beside the list (its key and ":n") and deleted with it whenever the
+ * group's membership changes. The value is the number in decimal. */
+static memo_status load_count(memo_repo *repo, memop_entity *e, void *vctx,
+                              memop_buf *value, uint64_t *ttl)
+{
+    list_ctx *ctx = vctx;
+    PGresult *res;
+    memo_status st =
+        memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->group, ctx->key, &res);
+    if (st != MEMO_OK)
+        return st;
+    int64_t n = 0;
+    if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8) {
+        const unsigned char *v = (const unsigned char *)PQgetvalue(res, 0, 0);
+        uint64_t x = 0;
+        for (int i = 0; i < 8; i++)
+            x = x << 8 | v[i];
+        n = (int64_t)x;
+    } else {
+        st =
+            memop_fail(repo, MEMO_ERR_SCHEMA, "count of list %s of %s: unexpected result",
+                       ctx->list->name, e->desc->table);
+    }
+    PQclear(res);
+    if (st != MEMO_OK)
+        return st;
+    char text[21];
+    memop_buf_append(value, text, memop_i64_text(n, text));
+    if (ttl)
+        *ttl = memop_ttl_ms(ctx->list->ttl_ms, ctx->list->jitter_pct);
+    return value->failed ? MEMO_ERR_NOMEM : MEMO_OK;
+}
+
+/* A count read back: decimal digits, at most 18 of them (no table holds
+ * more rows), else corrupt. */
+static bool count_value(const char *s, size_t len, int64_t *n)
+{
+    if (len == 0 || len > 18)
+        return false;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *n = v;
+    return true;
+}
+
+static memo_status count_args(memo_repo *repo, const memo_entity_desc *d, unsigned l,
+                              const void *key, int64_t *n, memop_entity **e)
+{
+    if (!repo || !d || !n || l >= d->nlists)
+        return repo ? memop_fail(repo, MEMO_ERR_ARG, "memo_list_count: bad argument")
+                    : MEMO_ERR_ARG;
+    *n = 0;
+    memo_status st = memop_entity_get(repo, d, e);
+    if (st != MEMO_OK)
+        return st;
+    return memop_check_key(repo, &d->fields[d->lists[l].group], key);
+}
+
+memo_status memo_list_count(memo_repo *repo, const memo_entity_desc *d, unsigned l,
+                            const void *key, int64_t *n)
+{
+    memop_entity *e;
+    memo_status st = count_args(repo, d, l, key, n, &e);
+    if (st != MEMO_OK)
+        return st;
+    const memo_list_desc *ld = &d->lists[l];
+    const memo_field_desc *g = &d->fields[ld->group];
+    uint64_t t0 = memop_now_us();
+    memop_key lk, k;
+    memop_key_of(repo, d, &ld->key, g, key, &lk);
+    memop_key_count(&lk, &k);
+    list_ctx ctx = {NULL, ld, MEMOP_SQL_COUNT(d, l), g, key};
+    MEMOP_READ(r, repo, e, &k, load_count, &ctx);
+    for (;;) {
+        enum memop_outcome o = memop_cached_read(&r);
+        if (o == MEMOP_FAILED) {
+            st = r.st;
+        } else if (!count_value(r.value.s, r.value.len, n)) {
+            if (o != MEMOP_HIT && o != MEMOP_NEG_HIT) {
+                st = memop_fail(repo, MEMO_ERR_DB, "count of list %s: unreadable",
+                                ld->name);
+            } else {
+                memop_discard(repo, e, NULL, &k, 1, "not a count");
+                if (!r.healed) {
+                    r.healed = true;
+                    continue;
+                }
+                r.value.len = 0; /* back at once: the database's count, not cached */
+                st = load_count(repo, e, &ctx, &r.value, NULL);
+                if (st == MEMO_OK && !count_value(r.value.s, r.value.len, n))
+                    st = memop_fail(repo, MEMO_ERR_DB, "count of list %s: unreadable",
+                                    ld->name);
+            }
+        }
+        break;
+    }
+    bool hit = !r.missed;
+    memop_read_free(&r);
+    memop_record(e, MEMOP_OP_LIST, t0, hit);
+    return st;
+}
+
+memo_status memo_tx_list_count(memo_tx *tx, const memo_entity_desc *d, unsigned l,
+                               const void *key, int64_t *n)
+{
+    if (!tx)
+        return MEMO_ERR_ARG;
+    memop_entity *e;
+    memo_status st = count_args(tx->repo, d, l, key, n, &e);
+    if (st != MEMO_OK)
+        return st;
+    const memo_list_desc *ld = &d->lists[l];
+    list_ctx ctx = {tx, ld, MEMOP_SQL_COUNT(d, l), &d->fields[ld->group], key};
+    memop_buf value = {0};
+    if ((st = load_count(tx->repo, e, &ctx, &value, NULL)) == MEMO_OK &&
+        !count_value(value.s, value.len, n))
+        st = memop_fail(tx->repo, MEMO_ERR_DB, "count of list %s: unreadable", ld->name);
+    memop_buf_free(&value);
+    return st;
+}
+
+/* ------------------------------------------------------------------ pages */
+
+/* The n rows of the group after `last` in the list's order: their keys
+ * from PostgreSQL (one more, for out->more), the rows by the batch path
+ * (the cache, or in a transaction the database). */
+static memo_status after(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                         unsigned l, const void *key, const void *last, size_t n,
+                         memo_rows *out)
+{
+    if (!repo)
+        return MEMO_ERR_ARG;
+    if (!d || !key || !last || !out || l >= d->nlists)
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_list_after: bad argument");
+    memop_entity *e;
+    memo_status st = memop_rows_start(repo, d, out, &e);
+    if (st != MEMO_OK)
+        return st;
+    const memo_list_desc *ld = &d->lists[l];
+    const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    if ((st = memop_check_key(repo, g, key)) != MEMO_OK ||
+        (st = memop_check_key(repo, pk, (const char *)last + pk->offset)) != MEMO_OK)
+        return st;
+    if (n == 0 || n > 10000)
+        return memop_fail(repo, MEMO_ERR_ARG, "list %s: a page of %zu rows (1 to 10000)",
+                          ld->name, n);
+    uint64_t t0 = memop_now_us();
+    memop_params ps = {.n = 0};
+    memop_param_key(&ps, g, key);
+    memop_param_field(&ps, &d->fields[ld->order], last);
+    memop_param_field(&ps, pk, last);
+    const memo_field_desc count = {.name = "n", .type = MEMO_INT64};
+    int64_t want = (int64_t)n + 1;
+    memop_param_key(&ps, &count, &want);
+    PGresult *res;
+    if ((st = memop_db_run(repo, tx, e, MEMOP_SQL_AFTER(d, l), &ps, &res)) != MEMO_OK)
+        return st;
+    size_t rows = (size_t)PQntuples(res), take = rows > n ? n : rows;
+    size_t width = memop_pk_width(pk);
+    char *keys = take ? calloc(take, width) : NULL;
+    if (take && !keys)
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    for (size_t r = 0; r < take && st == MEMO_OK; r++) {
+        pk_value v = {0};
+        if (!pk_of(pk, res, (int)r, &v))
+            st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
+                            ld->name, d->table);
+        else
+            memcpy(keys + r * width, &v, width); /* (text: libpq's, while res is) */
+    }
+    bool all_hit = false;
+    if (st == MEMO_OK && take > 0)
+        st = tx ? memop_tx_many(tx, e, keys, take, out)
+                : memop_many(repo, e, keys, take, out, &all_hit);
+    free(keys);
+    PQclear(res);
+    if (st == MEMO_OK) {
+        keep_group(d, g, key, out);
+        out->more = rows > n;
+    }
+    if (!tx)
+        memop_record(e, MEMOP_OP_LIST, t0, all_hit);
+    return st;
+}
+
+memo_status memo_list_after(memo_repo *repo, const memo_entity_desc *d, unsigned l,
+                            const void *key, const void *last, size_t n, memo_rows *out)
+{
+    return after(repo, NULL, d, l, key, last, n, out);
+}
+
+memo_status memo_tx_list_after(memo_tx *tx, const memo_entity_desc *d, unsigned l,
+                               const void *key, const void *last, size_t n,
+                               memo_rows *out)
+{
+    return tx ? after(tx->repo, tx, d, l, key, last, n, out) : MEMO_ERR_ARG;
 }

@@ -107,12 +107,56 @@ static void find_keyfields(memop_entity *e)
             e->keyfields[e->nkeyfields++] = i;
 }
 
+/* The page of a list after a row: $1 the group, $2 the last row's order
+ * value, $3 its key, $4 how many. Keyset pagination in the list's order,
+ * which is total (the key breaks ties the same way), so pages neither skip
+ * nor repeat a row. A NOT NULL order field compares as a row value (an
+ * index range); a nullable one follows PostgreSQL's placement of NULLs
+ * (last ascending, first descending). */
+static memo_status after_sql(memop_entity *e, unsigned l)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_list_desc *ld = &d->lists[l];
+    const memo_field_desc *pk = &d->fields[d->pk], *o = &d->fields[ld->order];
+    const char *dir = ld->descending ? "DESC" : "ASC", *cmp = ld->descending ? "<" : ">";
+    memop_stmt *s = &e->sql[MEMOP_SQL_AFTER(d, l)];
+    memop_buf b = {0};
+    memop_buf_printf(&b, "SELECT \"%s\" FROM \"%s\" WHERE \"%s\" = $1 AND ", pk->name,
+                     d->table, d->fields[ld->group].name);
+    if (ld->order == d->pk)
+        memop_buf_printf(&b, "\"%s\" %s $3", pk->name, cmp);
+    else if (!(o->flags & MEMO_FIELD_NULLABLE))
+        memop_buf_printf(&b, "(\"%s\", \"%s\") %s ($2, $3)", o->name, pk->name, cmp);
+    else if (!ld->descending)
+        memop_buf_printf(
+            &b,
+            "CASE WHEN $2 IS NULL THEN \"%s\" IS NULL AND \"%s\" > $3 "
+            "ELSE \"%s\" > $2 OR (\"%s\" = $2 AND \"%s\" > $3) OR \"%s\" IS NULL "
+            "END",
+            o->name, pk->name, o->name, o->name, pk->name, o->name);
+    else
+        memop_buf_printf(&b,
+                         "CASE WHEN $2 IS NULL THEN \"%s\" IS NOT NULL OR \"%s\" < $3 "
+                         "ELSE \"%s\" < $2 OR (\"%s\" = $2 AND \"%s\" < $3) END",
+                         o->name, pk->name, o->name, o->name, pk->name);
+    memop_buf_printf(&b, " ORDER BY \"%s\" %s", o->name, dir);
+    if (ld->order != d->pk)
+        memop_buf_printf(&b, ", \"%s\" %s", pk->name, dir);
+    memop_buf_puts(&b, " LIMIT $4");
+    s->types[0] = oid_of(d->fields[ld->group].type);
+    s->types[1] = oid_of(o->type);
+    s->types[2] = oid_of(pk->type);
+    s->types[3] = oid_of(MEMO_INT64);
+    s->ntypes = 4;
+    return finish(s, &b);
+}
+
 memo_status memop_sql_build(memop_entity *e)
 {
     const memo_entity_desc *d = e->desc;
     find_keyfields(e);
     const memo_field_desc *pk = &d->fields[d->pk];
-    e->nsql = MEMOP_SQL_FIXED + d->nuniques + d->nlists;
+    e->nsql = MEMOP_SQL_FIXED + d->nuniques + 3 * d->nlists;
     e->sql = calloc(e->nsql, sizeof *e->sql);
     if (!e->sql)
         return MEMO_ERR_NOMEM;
@@ -238,10 +282,22 @@ memo_status memop_sql_build(memop_entity *e)
                          d->fields[ld->order].name, dir);
         if (ld->order != d->pk)
             memop_buf_printf(&b, ", \"%s\" %s", pk->name, dir);
-        memop_buf_printf(&b, " LIMIT %u", ld->limit);
+        /* one more than the limit: whether the list is cut is cached too */
+        memop_buf_printf(&b, " LIMIT %u", ld->limit + 1);
         s->types[0] = oid_of(d->fields[ld->group].type);
         s->ntypes = 1;
         if ((st = finish(s, &b)) != MEMO_OK)
+            return st;
+        /* and how many rows the group has, past the limit too */
+        s = &e->sql[MEMOP_SQL_COUNT(d, l)];
+        memset(&b, 0, sizeof b);
+        memop_buf_printf(&b, "SELECT count(*) FROM \"%s\" WHERE \"%s\" = $1", d->table,
+                         d->fields[ld->group].name);
+        s->types[0] = oid_of(d->fields[ld->group].type);
+        s->ntypes = 1;
+        if ((st = finish(s, &b)) != MEMO_OK)
+            return st;
+        if ((st = after_sql(e, l)) != MEMO_OK)
             return st;
     }
     return MEMO_OK;

@@ -23,11 +23,13 @@
 #include "lower.h"
 
 #include "blog.h"
+#include "ticket.h"
 #include "wiki.h"
 
 /* Every example schema's generated descriptors; a schema file without an
  * entry here fails the test, so a new example cannot go unchecked. */
-static const memo_schema_desc *const generated[] = {&blog_schema_desc, &wiki_schema_desc};
+static const memo_schema_desc *const generated[] = {
+    &blog_schema_desc, &ticket_schema_desc, &wiki_schema_desc};
 #define NGENERATED (sizeof generated / sizeof *generated)
 
 /* ------------------------------------------------------------ comparing */

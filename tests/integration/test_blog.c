@@ -921,6 +921,122 @@ static void get_by_fill_refused_after_a_write(void **state)
     memo_close(other);
 }
 
+/* ------------------------------------------------ lists that say they are cut */
+
+static int64_t add_comment(int64_t post, int64_t author, int64_t at)
+{
+    blog_comment c = {
+        .post_id = post, .author_id = author, .body = (char *)"c", .created_at = at};
+    assert_int_equal(blog_comment_insert(repo, &c), MEMO_OK);
+    return c.id;
+}
+
+/* The post's comments, through the cache or (tx) the database: their
+ * count, whether the list says it is cut, and that they are the first by
+ * created_at, in order. */
+static void assert_comments(memo_tx *tx, int64_t post, size_t len, bool more,
+                            int64_t first_at)
+{
+    blog_comment_list cl = {.more = !more}; /* (overwritten) */
+    assert_int_equal(tx ? blog_comment_by_post_tx(tx, post, &cl)
+                        : blog_comment_by_post(repo, post, &cl),
+                     MEMO_OK);
+    assert_int_equal(cl.len, len);
+    assert_true(cl.more == more);
+    for (size_t i = 0; i < cl.len; i++)
+        assert_int_equal(cl.items[i].created_at, first_at + (int64_t)i);
+    blog_comment_list_clear(&cl);
+    assert_false(cl.more);
+}
+
+static int64_t comment_count(memo_tx *tx, int64_t post)
+{
+    int64_t n = -1;
+    assert_int_equal(tx ? blog_comment_by_post_count_tx(tx, post, &n)
+                        : blog_comment_by_post_count(repo, post, &n),
+                     MEMO_OK);
+    return n;
+}
+
+/* 205 comments under a list of limit 200: 200 come back and `more` says
+ * there are others, cached as such (the list holds the 201st key), and it
+ * follows deletes and inserts; a short list and get_many say no more. The
+ * count is 205, cached, and follows the group's inserts and deletes (and
+ * a comment moved to another post), not an edit within the group. */
+static void list_more_and_count(void **state)
+{
+    (void)state;
+    int64_t org = new_org("cut");
+    int64_t author = new_user("cut@x", "Cut", org);
+    int64_t post = new_post(author, "Many"), few = new_post(author, "Few");
+    int64_t ids[205];
+    for (int i = 0; i < 205; i++)
+        ids[i] = add_comment(post, author, 1000 + i);
+    add_comment(few, author, 1);
+    assert_comments(NULL, post, 200, true, 1000); /* filled */
+    long long hits = STAT("comment", "hits");
+    assert_comments(NULL, post, 200, true, 1000); /* hit */
+    assert_true(STAT("comment", "hits") > hits);
+    char *v = test_redis_get(test_by_post_key(post));
+    assert_non_null(v);
+    size_t commas = 0;
+    for (char *c = v; *c; c++)
+        commas += *c == ',';
+    assert_int_equal(commas, 200); /* 201 keys */
+    free(v);
+    memo_tx *tx;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
+    assert_comments(tx, post, 200, true, 1000);
+    assert_int_equal(memo_rollback(tx), MEMO_OK);
+    assert_comments(NULL, few, 1, false, 1);
+
+    assert_int_equal(comment_count(NULL, post), 205);
+    hits = STAT("comment", "hits");
+    assert_int_equal(comment_count(NULL, post), 205); /* a hit */
+    assert_int_equal(STAT("comment", "hits") - hits, 1);
+    assert_true(test_redis_exists(test_by_post_key(post)));
+    char nk[600];
+    snprintf(nk, sizeof nk, "%s:n", test_by_post_key(post));
+    test_assert_redis_value(nk, "205");
+    assert_int_equal(comment_count(NULL, few), 1);
+    assert_int_equal(comment_count(NULL, 424242), 0); /* no such post */
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
+    assert_int_equal(comment_count(tx, post), 205);
+    assert_int_equal(memo_rollback(tx), MEMO_OK);
+    /* an edit within the group (its order field) keeps the count */
+    blog_comment c = {0};
+    assert_int_equal(blog_comment_get(repo, ids[204], &c), MEMO_OK);
+    c.created_at = 999;
+    assert_int_equal(blog_comment_update(repo, &c), MEMO_OK);
+    test_assert_redis_value(nk, "205");
+    /* moved to another post: both counts go */
+    c.post_id = few;
+    assert_int_equal(blog_comment_update(repo, &c), MEMO_OK);
+    blog_comment_clear(&c);
+    assert_false(test_redis_exists(nk));
+    assert_int_equal(comment_count(NULL, post), 204);
+    assert_int_equal(comment_count(NULL, few), 2);
+    assert_int_equal(blog_comment_delete(repo, ids[204]), MEMO_OK);
+    assert_int_equal(comment_count(NULL, few), 1);
+
+    /* 200 left: all of them, nothing more */
+    for (int i = 200; i < 204; i++)
+        assert_int_equal(blog_comment_delete(repo, ids[i]), MEMO_OK);
+    assert_int_equal(comment_count(NULL, post), 200);
+    assert_comments(NULL, post, 200, false, 1000);
+    assert_comments(NULL, post, 200, false, 1000);
+    /* one more: cut again, counted */
+    add_comment(post, author, 1200);
+    assert_comments(NULL, post, 200, true, 1000);
+    assert_int_equal(comment_count(NULL, post), 201);
+
+    blog_comment_list cl = {.more = true};
+    assert_int_equal(blog_comment_get_many(repo, ids, 205, &cl), MEMO_OK);
+    assert_int_equal(cl.len, 200);
+    assert_false(cl.more);
+    blog_comment_list_clear(&cl);
+}
+
 /* ------------------------------------------- keys that could not be collected */
 
 /* A committed write whose keys could not all be collected (out of memory)
@@ -999,6 +1115,7 @@ int main(void)
         cmocka_unit_test_setup(get_by_fills_the_row_too, setup),
         cmocka_unit_test_setup(get_by_fill_refused_after_a_write, setup),
         cmocka_unit_test_setup(lost_invalidation_drops_the_entity, setup),
+        cmocka_unit_test_setup(list_more_and_count, setup),
     };
     return cmocka_run_group_tests_name("blog repository", tests, group_setup,
                                        test_group_close);

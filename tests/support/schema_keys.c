@@ -75,6 +75,12 @@ const char *test_org_key(int64_t id)
     return keep("blog:{org:%lld}:%s", (long long)id, blog_org_desc.row.key.tag);
 }
 
+const char *test_by_post_key(int64_t post)
+{
+    return keep("blog:{comment:by_post=%lld}:%s", (long long)post,
+                blog_comment_desc.lists[0].key.tag);
+}
+
 /* ------------------------------------------------------------------- wiki */
 
 char *test_key_part(const char *s)

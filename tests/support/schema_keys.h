@@ -19,6 +19,8 @@ const char *test_by_org_key(int64_t org);
 const char *test_post_key(int64_t id);
 /* blog:{org:<id>}:<tag>, an org's row. */
 const char *test_org_key(int64_t id);
+/* blog:{comment:by_post=<post>}:<tag>, a post's comment list. */
+const char *test_by_post_key(int64_t post);
 
 /* A key part, as documented: [A-Za-z0-9-_.@+] stay, every other byte is
  * %XX; a part longer than 128 bytes becomes "~" and the first 32 hex digits

@@ -440,7 +440,7 @@ static void test_around_pattern_memo(void **state)
 
     memop_buf pat = {0};
     memop_key_pattern(&repo, &user_desc, &user_desc.row.key, &pat);
-    assert_string_equal(pat.s, "a\\*\\[b\\]:blog:{user:*}:9f2c1ab0");
+    assert_string_equal(pat.s, "a\\*\\[b\\]:blog:{user:*}:9f2c1ab0*");
     memop_buf_free(&pat);
 
     memop_key m;
