@@ -310,6 +310,10 @@ $(DEMO): examples/blog/main.c $(B)/schemas/blog.o $(LIBMEMO)
 	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
 	    $(B)/schemas/blog.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
 
+# `make check` builds the benchmark and the demo too, so that they cannot
+# stop compiling unnoticed (a change of the generated API reaches them)
+tests: $(BENCH) $(BENCH_WATCH) $(DEMO)
+
 demo: deps
 	@$(MAKE) --no-print-directory run-demo
 

@@ -952,7 +952,7 @@ static redisReply *floor_mget(const int64_t *ids, size_t n)
 /* The rows of an MGET into an array of structs, as memo's lists hold them. */
 static void decode_rows(const redisReply *r)
 {
-    blog_user_list l = {calloc(r->elements, sizeof *l.items), r->elements};
+    blog_user_list l = {calloc(r->elements, sizeof *l.items), r->elements, false};
     if (!l.items)
         die("out of memory");
     for (size_t k = 0; k < r->elements; k++)
