@@ -1198,17 +1198,25 @@ static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
         memo_row_clear(d, row);
         free(row);
     } else {
-        memo_rows rows = {0};
+        /* a cut list keeps the key past its limit: the next row's */
+        memo_rows rows = {0}, next = {0};
         st = memo_tx_list(tx, d, (unsigned)a->list, &a->key, &rows);
+        if (st == MEMO_OK && rows.more && rows.len > 0)
+            st = memo_tx_list_after(tx, d, (unsigned)a->list, &a->key,
+                                    (const char *)rows.items + (rows.len - 1) * d->size,
+                                    1, &next);
         db = json_array();
-        for (size_t i = 0; i < rows.len && st == MEMO_OK; i++) {
-            const char *row = (const char *)rows.items + i * d->size;
+        for (size_t i = 0; i < rows.len + next.len && st == MEMO_OK; i++) {
+            const char *row = i < rows.len
+                                  ? (const char *)rows.items + i * d->size
+                                  : (const char *)next.items + (i - rows.len) * d->size;
             memop_buf b = {0};
             memop_pk_encode(pk, row + pk->offset, &b);
             json_array_append_new(db, json_loadb(b.s, b.len, JSON_DECODE_ANY, NULL));
             memop_buf_free(&b);
         }
         memo_rows_clear(d, &rows);
+        memo_rows_clear(d, &next);
     }
     memo_rollback(tx);
     if (st != MEMO_OK && st != MEMO_NOT_FOUND)

@@ -95,14 +95,23 @@ void sig_list(char *out, size_t size, const lowered_entity *me, unsigned list,
              v->suffix, v->handle, p, me->c_name);
 }
 
+/* A parameter's name beside a group parameter named after its field: the
+ * usual one unless the field has that name. */
+const char *list_param(const lowered_entity *me, unsigned list, const char *usual,
+                       const char *other)
+{
+    const memo_list_desc *l = &me->desc.lists[list];
+    return strcmp(me->desc.fields[l->group].name, usual) == 0 ? other : usual;
+}
+
 void sig_list_count(char *out, size_t size, const lowered_entity *me, unsigned list,
                     const variant *v)
 {
     const memo_list_desc *l = &me->desc.lists[list];
     char p[160];
     key_param(p, sizeof p, &me->desc.fields[l->group]);
-    snprintf(out, size, "memo_status %s_%s_count%s(%s, %s, int64_t *n)", me->c_name,
-             l->name, v->suffix, v->handle, p);
+    snprintf(out, size, "memo_status %s_%s_count%s(%s, %s, int64_t *%s)", me->c_name,
+             l->name, v->suffix, v->handle, p, list_param(me, list, "n", "count"));
 }
 
 void sig_list_after(char *out, size_t size, const lowered_entity *me, unsigned list,
@@ -115,8 +124,9 @@ void sig_list_after(char *out, size_t size, const lowered_entity *me, unsigned l
     int n =
         snprintf(out, size, "memo_status %s_%s_after%s(", me->c_name, l->name, v->suffix);
     snprintf(out + n, size - (size_t)n,
-             "%s, %s, const %s *last,\n%*ssize_t n, %s_list *out)", v->handle, p,
-             me->c_name, n, "", me->c_name);
+             "%s, %s, const %s *%s,\n%*ssize_t %s, %s_list *out)", v->handle, p,
+             me->c_name, list_param(me, list, "last", "after"), n, "",
+             list_param(me, list, "n", "count"), me->c_name);
 }
 
 void sig_get_many(char *out, size_t size, const lowered_entity *me, const variant *v)

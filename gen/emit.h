@@ -56,6 +56,10 @@ void sig_list(char *out, size_t size, const lowered_entity *, unsigned list,
               const variant *);
 void sig_list_count(char *out, size_t size, const lowered_entity *, unsigned list,
                     const variant *);
+/* The name of a list function's parameter: `usual`, or `other` when the
+ * list's group field (a parameter too) is named `usual`. */
+const char *list_param(const lowered_entity *, unsigned list, const char *usual,
+                       const char *other);
 void sig_list_after(char *out, size_t size, const lowered_entity *, unsigned list,
                     const variant *);
 void sig_get_many(char *out, size_t size, const lowered_entity *, const variant *);

@@ -261,14 +261,15 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
         sig_list_count(sig, sizeof sig, me, i, v);
         emit_line(em, "%s", sig);
         emit_line(em, "{");
-        emit_line(em, "    return %slist_count(%s, &%s_desc, %u, &%s, n);", rt, a, c, i,
-                  d->fields[d->lists[i].group].name);
+        emit_line(em, "    return %slist_count(%s, &%s_desc, %u, &%s, %s);", rt, a, c, i,
+                  d->fields[d->lists[i].group].name, list_param(me, i, "n", "count"));
         emit_line(em, "}");
         emit_blank(em);
         sig_list_after(sig, sizeof sig, me, i, v);
         emit_line(em, "%s", sig);
-        snprintf(call, sizeof call, "%slist_after(%s, &%s_desc, %u, &%s, last, n", rt, a,
-                 c, i, d->fields[d->lists[i].group].name);
+        snprintf(call, sizeof call, "%slist_after(%s, &%s_desc, %u, &%s, %s, %s", rt, a,
+                 c, i, d->fields[d->lists[i].group].name,
+                 list_param(me, i, "last", "after"), list_param(me, i, "n", "count"));
         emit_rows_body(em, call);
     }
 

@@ -74,7 +74,7 @@ static void emit_struct(emitter *em, const lowered_entity *me)
     emit_line(em, "typedef struct %s_list {", c);
     emit_line(em, "    %s *items;", c);
     emit_line(em, "    size_t len;");
-    emit_line(em, "    bool more; /* a list: more rows match than its limit */");
+    emit_line(em, "    bool more; /* a list or a page: more rows follow */");
     emit_line(em, "} %s_list;", c);
     emit_blank(em);
 }
@@ -84,13 +84,13 @@ static void emit_struct(emitter *em, const lowered_entity *me)
 /* What a write invalidates, for its comment. The runtime decides it in
  * memop_inval_collect (runtime/src/invalidate.c) from these descriptor
  * fields; this says the same, case for case, so change the two together:
- *   the row key (value and lease);
- *   each unique lookup: the keys of the old and the new value when the
- *     field changed, else only the lease (a fill in flight is refused);
+ *   the row key (a value or a lease);
+ *   each unique lookup: the keys of the old and the new value, changed or
+ *     not (a fill of lookup and row in flight is refused);
  *   each list: the keys of the old and the new group when the group or
- *     the order field changed;
+ *     the order field changed, and their counts when the group changed;
  *   each rule of the write's event: the target's key of the old and the
- *     new value of the rule's field;
+ *     new value of the rule's field (a list's with its count);
  * a NULL value is in no lookup and no list, so it has no key. */
 
 /* The values a write has: an insert's new row, a delete's old one, or
@@ -142,14 +142,19 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         const memo_field_desc *g = &d->fields[l->group], *o = &d->fields[l->order];
         note_nullable(nullable, sizeof nullable, g);
         if (event != MEMO_ON_UPDATE)
-            emit_line(em, " *   %s_%s() of its %s,", me->c_name, l->name, g->name);
+            emit_line(em, " *   %s_%s() and its count, of its %s,", me->c_name, l->name,
+                      g->name);
         else if (l->order == l->group || l->order == d->pk)
             /* an update keeps the primary key: only the group can move */
-            emit_line(em, " *   %s_%s() of the old and the new %s, if %s changed,",
-                      me->c_name, l->name, g->name, g->name);
+            emit_line(
+                em,
+                " *   %s_%s() and its count, of the old and the new %s, if %s changed,",
+                me->c_name, l->name, g->name, g->name);
         else
-            emit_line(em, " *   %s_%s() of the old and the new %s, if %s or %s changed,",
-                      me->c_name, l->name, g->name, g->name, o->name);
+            emit_line(em,
+                      " *   %s_%s() of the old and the new %s, if %s or %s changed (and"
+                      " its count, if %s did),",
+                      me->c_name, l->name, g->name, g->name, o->name, g->name);
     }
 
     for (unsigned i = 0; i < d->nrules; i++) {
@@ -160,7 +165,7 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         const memo_field_desc *f = &d->fields[r->field];
         note_nullable(nullable, sizeof nullable, f);
         if (r->list >= 0)
-            emit_line(em, " *   %s_%s() of %s %s (rule),", t->c_name,
+            emit_line(em, " *   %s_%s() and its count, of %s %s (rule),", t->c_name,
                       t->desc.lists[r->list].name, values_of(event), f->name);
         else
             emit_line(em, " *   the %s row of %s %s (rule),", t->desc.name,

@@ -334,9 +334,10 @@ static void lower_entity(const lowering *lw, const ast_entity *e, lowered_entity
         ld->jitter_pct = l->jitter.set ? (unsigned)l->jitter.value : 0;
         ld->key.head = own_printf(m, "%s:%s=", e->name.text, l->name.text);
         ld->key.tail = own_str(m, "");
-        /* the limit as written (0: none), as keys have always been tagged */
-        set_tag(m, d, &ld->key, "list %s group %s order %s %s limit %llu", l->name.text,
-                l->group_field->name.text, l->order_field->name.text,
+        /* the limit as written (0: none), as keys have always been tagged;
+         * "more": the value holds the key past the limit (0.3) */
+        set_tag(m, d, &ld->key, "list %s group %s order %s %s limit %llu more",
+                l->name.text, l->group_field->name.text, l->order_field->name.text,
                 l->desc ? "desc" : "asc",
                 (unsigned long long)(l->limit.set ? l->limit.value : 0));
     }

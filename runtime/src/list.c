@@ -151,7 +151,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
                                 ld->name);
                 break;
             }
-            memop_discard(repo, e, NULL, &k, 1, "not a list of at most `limit` keys");
+            memop_discard(repo, e, NULL, &k, 1, "not a list of at most `limit` + 1 keys");
             if (!r.healed) {
                 r.healed = true;
                 continue;
@@ -356,6 +356,44 @@ memo_status memo_tx_list_count(memo_tx *tx, const memo_entity_desc *d, unsigned 
 
 /* ------------------------------------------------------------------ pages */
 
+/* One page: its keys from PostgreSQL (one more, for out->more), its rows
+ * by the batch path. */
+static memo_status page(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned l,
+                        const void *key, const memop_params *ps, size_t n, memo_rows *out,
+                        bool *all_hit)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_list_desc *ld = &d->lists[l];
+    const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    PGresult *res;
+    memo_status st = memop_db_run(repo, tx, e, MEMOP_SQL_AFTER(d, l), ps, &res);
+    if (st != MEMO_OK)
+        return st;
+    size_t rows = (size_t)PQntuples(res), take = rows > n ? n : rows;
+    size_t width = memop_pk_width(pk);
+    char *keys = take ? calloc(take, width) : NULL;
+    if (take && !keys)
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    for (size_t r = 0; r < take && st == MEMO_OK; r++) {
+        pk_value v = {0};
+        if (!pk_of(pk, res, (int)r, &v))
+            st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
+                            ld->name, d->table);
+        else
+            memcpy(keys + r * width, &v, width); /* (text: libpq's, while res is) */
+    }
+    if (st == MEMO_OK && take > 0)
+        st = tx ? memop_tx_many(tx, e, keys, take, out)
+                : memop_many(repo, e, keys, take, out, all_hit);
+    free(keys);
+    PQclear(res);
+    if (st == MEMO_OK) {
+        keep_group(d, g, key, out);
+        out->more = rows > n;
+    }
+    return st;
+}
+
 /* The n rows of the group after `last` in the list's order: their keys
  * from PostgreSQL (one more, for out->more), the rows by the batch path
  * (the cache, or in a transaction the database). */
@@ -373,9 +411,17 @@ static memo_status after(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d
         return st;
     const memo_list_desc *ld = &d->lists[l];
     const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    const memo_field_desc *o = &d->fields[ld->order];
     if ((st = memop_check_key(repo, g, key)) != MEMO_OK ||
         (st = memop_check_key(repo, pk, (const char *)last + pk->offset)) != MEMO_OK)
         return st;
+    /* a NULL where the schema says not nullable would compare as unknown
+     * and end the walk silently */
+    if ((o->type == MEMO_TEXT || o->type == MEMO_JSON) &&
+        !(o->flags & MEMO_FIELD_NULLABLE) &&
+        !*(const char *const *)((const char *)last + o->offset))
+        return memop_fail(repo, MEMO_ERR_ARG, "list %s: the last row's %s is NULL",
+                          ld->name, o->name);
     if (n == 0 || n > 10000)
         return memop_fail(repo, MEMO_ERR_ARG, "list %s: a page of %zu rows (1 to 10000)",
                           ld->name, n);
@@ -387,31 +433,15 @@ static memo_status after(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d
     const memo_field_desc count = {.name = "n", .type = MEMO_INT64};
     int64_t want = (int64_t)n + 1;
     memop_param_key(&ps, &count, &want);
-    PGresult *res;
-    if ((st = memop_db_run(repo, tx, e, MEMOP_SQL_AFTER(d, l), &ps, &res)) != MEMO_OK)
-        return st;
-    size_t rows = (size_t)PQntuples(res), take = rows > n ? n : rows;
-    size_t width = memop_pk_width(pk);
-    char *keys = take ? calloc(take, width) : NULL;
-    if (take && !keys)
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-    for (size_t r = 0; r < take && st == MEMO_OK; r++) {
-        pk_value v = {0};
-        if (!pk_of(pk, res, (int)r, &v))
-            st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
-                            ld->name, d->table);
-        else
-            memcpy(keys + r * width, &v, width); /* (text: libpq's, while res is) */
-    }
     bool all_hit = false;
-    if (st == MEMO_OK && take > 0)
-        st = tx ? memop_tx_many(tx, e, keys, take, out)
-                : memop_many(repo, e, keys, take, out, &all_hit);
-    free(keys);
-    PQclear(res);
-    if (st == MEMO_OK) {
-        keep_group(d, g, key, out);
-        out->more = rows > n;
+    /* Rows deleted or moved out of the group between the keys' query and
+     * the rows' read are left out: a page can come back short. Should it
+     * come back empty while others follow, the caller would have no row to
+     * go on from: ask again (the query no longer sees them), a few times. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        st = page(repo, tx, e, l, key, &ps, n, out, &all_hit);
+        if (st != MEMO_OK || out->len > 0 || !out->more)
+            break;
     }
     if (!tx)
         memop_record(e, MEMOP_OP_LIST, t0, all_hit);

@@ -503,6 +503,7 @@ void memop_stats_identity(memo_repo *repo)
     host[sizeof host - 1] = '\0';
     char hostpart[MEMOP_KEY_PART_MAX + 1];
     size_t hlen = memop_key_part(host, strlen(host), hostpart);
+    hostpart[hlen] = '\0'; /* (memop_key_part does not terminate) */
     memop_key_stats(repo, hostpart, (long)getpid(), repo->token_prefix & 0xffffffffu,
                     &repo->stats_key);
     snprintf(repo->process_json, sizeof repo->process_json,

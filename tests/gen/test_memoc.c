@@ -562,6 +562,39 @@ static void hostile_path_is_cleaned(void **state)
     result_free(&c);
 }
 
+/* A list's group field is a parameter of its functions, named after the
+ * field: fields named like the other parameters (n, last, count, after)
+ * still give code that compiles under -Werror. */
+static void group_fields_named_like_parameters(void **state)
+{
+    (void)state;
+    char dir[4096], path[4200], inc[4200], obj[4300];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/pn.memo", dir);
+    write_text(path,
+               "schema pn;\nentity thing {\n    id int64 primary key;\n"
+               "    n int64;\n    last int64;\n    count int64;\n    after int64;\n"
+               "    cache ttl 1m;\n    list by_n(n) ttl 1m;\n"
+               "    list by_last(last) order by n ttl 1m;\n"
+               "    list by_count(count) ttl 1m;\n    list by_after(after) ttl 1m;\n}\n");
+    snprintf(inc, sizeof inc, "-I%s/runtime/include", top);
+    snprintf(obj, sizeof obj, "%s/pn.o", dir);
+    const char *gen[] = {"memoc", "-o", ".", "pn.memo", NULL};
+    result g = run_in(dir, gen);
+    const char *cc = getenv("MEMO_CC") && *getenv("MEMO_CC") ? getenv("MEMO_CC") : "cc";
+    const char *compile[] = {cc,          "-std=c11", "-Wall", "-Wextra", "-Werror",
+                             "-pedantic", "-Wshadow", inc,     "-c",      "pn.c",
+                             "-o",        obj,        NULL};
+    result c = spawn_in(cc, dir, compile);
+    remove_dir(dir);
+    assert_text("stderr of memoc", "", g.err);
+    assert_int_equal(g.status, 0);
+    assert_text("stderr of the compiler", "", c.err);
+    assert_int_equal(c.status, 0);
+    result_free(&g);
+    result_free(&c);
+}
+
 /* The publication's name is the slot's default, and PostgreSQL's slot names
  * are lowercase: a schema named with capitals gets memo_<lowercase>. */
 static void stream_names_are_lowercase(void **state)
@@ -875,6 +908,7 @@ int main(void)
         cmocka_unit_test(same_schema_twice_is_error),
         cmocka_unit_test(hostile_path_is_cleaned),
         cmocka_unit_test(stream_names_are_lowercase),
+        cmocka_unit_test(group_fields_named_like_parameters),
         cmocka_unit_test(many_entities),
     };
 

@@ -144,6 +144,23 @@ static void get(void **state)
         json_equal(json_object_get(list, "cached"), json_object_get(list, "database")));
     json_decref(j);
 
+    /* a cut list (101 posts, limit 100) keeps the key past its limit; the
+     * database side is read the same way, and they agree */
+    for (int i = 0; i < 101; i++) {
+        blog_post p = {.author_id = 1, .title = (char *)"p", .body = (char *)"b"};
+        assert_int_equal(blog_post_insert(repo, &p), MEMO_OK);
+    }
+    blog_post_list pl = {0};
+    assert_int_equal(blog_post_by_author(repo, 1, &pl), MEMO_OK);
+    assert_true(pl.more);
+    blog_post_list_clear(&pl);
+    j = memo_json(&rc, "get", "post", "1", "by_author=1", NULL);
+    assert_int_equal(rc, 0);
+    list = json_array_get(j, 1);
+    assert_int_equal(json_array_size(json_object_get(list, "cached")), 101);
+    assert_true(json_is_true(json_object_get(list, "agree")));
+    json_decref(j);
+
     /* a cached row that differs from the database: reported, exit status 1 */
     char *v = test_redis_get(test_user_key(3));
     char *at = strstr(v, "User 02");

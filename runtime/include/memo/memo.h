@@ -353,8 +353,8 @@ typedef struct memo_schema_desc {
 typedef struct memo_rows {
     void *items; /* array of len row structs */
     size_t len;
-    bool more; /* a list: more rows of the group than its limit (always false
-                  for get_many) */
+    bool more; /* a list: more rows of the group than its limit; a page: more
+                  rows follow (always false for get_many) */
 } memo_rows;
 
 memo_status memo_get(memo_repo *, const memo_entity_desc *, const void *key, void *out);
