@@ -606,6 +606,7 @@ static void check_symbols(checker *c)
             "_get_many",
             "_insert",
             "_update",
+            "_upsert",
             "_delete",
             "_clear",
             "_list_clear",
@@ -613,6 +614,7 @@ static void check_symbols(checker *c)
             "_get_many_tx",
             "_insert_tx",
             "_update_tx",
+            "_upsert_tx",
             "_delete_tx",
             /* static tables in the .c */
             "_fields",

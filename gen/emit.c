@@ -153,6 +153,12 @@ void sig_update(char *out, size_t size, const lowered_entity *me, const variant 
              v->suffix, v->handle, me->c_name);
 }
 
+void sig_upsert(char *out, size_t size, const lowered_entity *me, const variant *v)
+{
+    snprintf(out, size, "memo_status %s_upsert%s(%s, const %s *row)", me->c_name,
+             v->suffix, v->handle, me->c_name);
+}
+
 void sig_delete(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
     const memo_entity_desc *d = &me->desc;

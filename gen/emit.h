@@ -65,6 +65,7 @@ void sig_list_after(char *out, size_t size, const lowered_entity *, unsigned lis
 void sig_get_many(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_insert(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_update(char *out, size_t size, const lowered_entity *, const variant *);
+void sig_upsert(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_delete(char *out, size_t size, const lowered_entity *, const variant *);
 
 #endif

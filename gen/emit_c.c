@@ -290,6 +290,12 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     emit_line(em, "    return %supdate(%s, &%s_desc, row);", rt, a, c);
     emit_line(em, "}");
     emit_blank(em);
+    sig_upsert(sig, sizeof sig, me, v);
+    emit_line(em, "%s", sig);
+    emit_line(em, "{");
+    emit_line(em, "    return %supsert(%s, &%s_desc, row);", rt, a, c);
+    emit_line(em, "}");
+    emit_blank(em);
     sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");

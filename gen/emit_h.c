@@ -283,6 +283,19 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
+    emit_line(em,
+              "/* Inserts row, or updates the row with row->%s (given, 0 included) if",
+              pk->name);
+    emit_line(em,
+              " * there is one: one statement (INSERT ... ON CONFLICT (%s) DO UPDATE).",
+              pk->name);
+    emit_line(em,
+              " * MEMO_CONFLICT if another unique value is taken. Invalidates as the");
+    emit_line(em, " * insert or the update it was (above). */");
+    sig_upsert(sig, sizeof sig, me, v);
+    emit_line(em, "%s;", sig);
+    emit_blank(em);
+
     emit_line(em, "/* Deletes the row with this %s. MEMO_NOT_FOUND if none.", pk->name);
     describe_invalidation(em, me, MEMO_ON_DELETE);
     sig_delete(sig, sizeof sig, me, v);
@@ -314,6 +327,8 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     sig_insert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     sig_update(sig, sizeof sig, me, v);
+    emit_line(em, "%s;", sig);
+    sig_upsert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);

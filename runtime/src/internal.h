@@ -197,6 +197,7 @@ enum memop_sql {
     MEMOP_SQL_INSERT_AUTO, /* every column but the primary key */
     MEMOP_SQL_UPDATE,      /* old and new row */
     MEMOP_SQL_DELETE,      /* the old row */
+    MEMOP_SQL_UPSERT,      /* insert or update: the old row if any, the new, inserted? */
     MEMOP_SQL_FIXED        /* then one per unique lookup, then one per list */
 };
 

@@ -246,6 +246,51 @@ memo_status memop_sql_build(memop_entity *e)
     if ((st = finish(&e->sql[MEMOP_SQL_UPDATE], &b)) != MEMO_OK)
         return st;
 
+    /* UPSERT in one statement: lock and read the old row if there is one,
+     * insert or update, return both and whether it inserted (xmax = 0: no
+     * row version was replaced). A row another transaction inserted between
+     * the two reads returns no old row and was not inserted: the caller
+     * cannot know its values and drops what it could have cached. */
+    memset(&b, 0, sizeof b);
+    memop_stmt *up = &e->sql[MEMOP_SQL_UPSERT];
+    memop_buf_puts(&b, "WITH o AS (SELECT ");
+    key_columns(&b, e, NULL);
+    memop_buf_printf(
+        &b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE), n AS (INSERT INTO \"%s\" (",
+        d->table, pk->name, d->pk + 1, d->table);
+    columns(&b, d, NULL);
+    /* the row comes from a join with o, so that o is read (and the old row
+     * locked) before the insert: read after it, the row this statement
+     * updated would be skipped */
+    memop_buf_puts(&b, ") SELECT ");
+    for (unsigned i = 0; i < d->nfields; i++) {
+        memop_buf_printf(&b, "%s$%u", i ? ", " : "", i + 1);
+        up->types[i] = oid_of(d->fields[i].type);
+    }
+    up->ntypes = (int)d->nfields;
+    memop_buf_printf(&b,
+                     " FROM (SELECT 1) AS one LEFT JOIN o ON true ON CONFLICT (\"%s\") "
+                     "DO UPDATE SET ",
+                     pk->name);
+    n = 0;
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (i != d->pk)
+            memop_buf_printf(&b, "%s\"%s\" = EXCLUDED.\"%s\"", n++ ? ", " : "",
+                             d->fields[i].name, d->fields[i].name);
+    if (n == 0) /* only a key: nothing to set, still return the row */
+        memop_buf_printf(&b, "\"%s\" = EXCLUDED.\"%s\"", pk->name, pk->name);
+    memop_buf_puts(&b, " RETURNING ");
+    key_columns(&b, e, NULL);
+    memop_buf_puts(&b, ", xmax = 0 AS memo_inserted) SELECT ");
+    key_columns(&b, e, "o");
+    memop_buf_puts(&b, ", ");
+    key_columns(&b, e, "n");
+    memop_buf_puts(&b, ", n.memo_inserted, o.\"");
+    memop_buf_puts(&b, pk->name);
+    memop_buf_puts(&b, "\" IS NOT NULL AS memo_had FROM n LEFT JOIN o ON true");
+    if ((st = finish(up, &b)) != MEMO_OK)
+        return st;
+
     /* DELETE, returning the old row */
     memset(&b, 0, sizeof b);
     memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE \"%s\" = $1 RETURNING ", d->table,

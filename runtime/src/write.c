@@ -159,6 +159,77 @@ out:
     return st;
 }
 
+/* Insert or update in one statement; invalidates as the insert or the
+ * update it was. A row another transaction inserted between the statement's
+ * two reads was updated without its old values: its keys cannot be
+ * collected, so the entity (and its rules' targets) is dropped whole, as
+ * for any write whose keys are not all known. */
+static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                          const void *row)
+{
+    memop_entity *e;
+    memo_status st = begin(repo, d, row, &e, "memo_upsert");
+    if (st != MEMO_OK || (st = check_row(repo, d, row)) != MEMO_OK)
+        return st;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    if (missing_text_key(pk, (const char *)row + pk->offset))
+        return memop_fail(repo, MEMO_ERR_ARG, "memo_upsert: NULL primary key");
+    uint64_t t0 = memop_now_us();
+    memop_params ps;
+    ps.n = 0;
+    for (unsigned i = 0; i < d->nfields; i++)
+        memop_param_field(&ps, &d->fields[i], row);
+    PGresult *res = NULL;
+    void *old = NULL, *new = NULL;
+    bool inserted = false;
+    st = memop_db_run(repo, tx, e, MEMOP_SQL_UPSERT, &ps, &res);
+    if (st != MEMO_OK)
+        goto out;
+    old = calloc(1, d->size);
+    new = calloc(1, d->size);
+    if (!old || !new) {
+        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    int k = (int)e->nkeyfields;
+    if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 2 ||
+        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, k, new) != MEMO_OK) {
+        st = memop_schema_mismatch(repo, e, NULL);
+        goto out;
+    }
+    /* booleans in binary: one byte */
+    inserted = PQgetlength(res, 0, 2 * k) == 1 && PQgetvalue(res, 0, 2 * k)[0];
+    bool had = PQgetlength(res, 0, 2 * k + 1) == 1 && PQgetvalue(res, 0, 2 * k + 1)[0];
+    if (had &&
+        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
+        st = memop_schema_mismatch(repo, e, NULL);
+        goto out;
+    }
+    if (inserted) {
+        st = settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
+    } else if (had) {
+        st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
+    } else {
+        /* updated a row whose old values were never read */
+        atomic_fetch_add(&repo->write_seq, 1);
+        memop_inval v = {0}, *into = tx ? &tx->inval : &v;
+        into->failed = true; /* marks e and its rules' targets for a drop */
+        memop_inval_collect(repo, e, MEMO_ON_UPDATE, NULL, new, into);
+        if (!tx) {
+            memop_inval_send(repo, &v);
+            memop_inval_free(&v);
+        }
+    }
+out:
+    PQclear(res);
+    memo_row_clear(d, old);
+    memo_row_clear(d, new);
+    free(old);
+    free(new);
+    finish(e, inserted ? MEMOP_OP_INSERT : MEMOP_OP_UPDATE, t0);
+    return st;
+}
+
 static memo_status delete (memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
                            const void *key)
 {
@@ -223,6 +294,16 @@ memo_status memo_tx_insert(memo_tx *tx, const memo_entity_desc *d, void *row)
 memo_status memo_tx_update(memo_tx *tx, const memo_entity_desc *d, const void *row)
 {
     return tx ? update(tx->repo, tx, d, row) : MEMO_ERR_ARG;
+}
+
+memo_status memo_upsert(memo_repo *repo, const memo_entity_desc *d, const void *row)
+{
+    return upsert(repo, NULL, d, row);
+}
+
+memo_status memo_tx_upsert(memo_tx *tx, const memo_entity_desc *d, const void *row)
+{
+    return tx ? upsert(tx->repo, tx, d, row) : MEMO_ERR_ARG;
 }
 
 memo_status memo_tx_delete(memo_tx *tx, const memo_entity_desc *d, const void *key)

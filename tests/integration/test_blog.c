@@ -3,10 +3,12 @@
 #include "test.h"
 #include "schema_keys.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blog.h"
@@ -1037,6 +1039,152 @@ static void list_more_and_count(void **state)
     blog_comment_list_clear(&cl);
 }
 
+/* ---------------------------------------------------------------- upsert */
+
+/* calls of a user operation, from the statistics */
+static long long op_calls(const char *op)
+{
+    char *text = memo_stats_json(repo);
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    json_t *v = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(j, "entities"), "blog.user"),
+                            "ops"),
+            op),
+        "calls");
+    long long n = json_is_integer(v) ? json_integer_value(v) : -1;
+    json_decref(j);
+    return n;
+}
+
+static blog_user upsert_row(int64_t id, const char *email, int64_t org, int32_t karma)
+{
+    return (blog_user){.id = id,
+                       .email = (char *)email,
+                       .name = (char *)"Up",
+                       .org_id = org,
+                       .karma = karma,
+                       .created_at = 1700000000000000};
+}
+
+/* An upsert inserts (deleting the negative entries of the new row, its
+ * lookup and its group's list and count) or updates (deleting the old
+ * values' keys as an update does), in one statement; a taken email is
+ * MEMO_CONFLICT and changes nothing; in a transaction it waits for COMMIT. */
+static void upsert_both_ways(void **state)
+{
+    (void)state;
+    int64_t org = new_org("up"), org2 = new_org("up2");
+    new_user("taken@up", "T", org);
+    blog_user u = {0};
+    blog_user_list l = {0};
+    int64_t count = -1;
+    /* cached: nothing under 9001, no such email, org's list and count */
+    assert_int_equal(blog_user_get(repo, 9001, &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_get_by_email(repo, "new@up", &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    assert_int_equal(l.len, 1);
+    blog_user_list_clear(&l);
+    assert_int_equal(blog_user_by_org_count(repo, org, &count), MEMO_OK);
+    assert_int_equal(count, 1);
+
+    long long ins = op_calls("insert"), upd = op_calls("update");
+    blog_user row = upsert_row(9001, "new@up", org, 1);
+    assert_int_equal(blog_user_upsert(repo, &row), MEMO_OK); /* inserts */
+    assert_int_equal(op_calls("insert") - ins, 1);
+    assert_int_equal(op_calls("update") - upd, 0);
+    assert_int_equal(blog_user_get(repo, 9001, &u), MEMO_OK);
+    assert_string_equal(u.email, "new@up");
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get_by_email(repo, "new@up", &u), MEMO_OK);
+    assert_int_equal(u.id, 9001);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_by_org_count(repo, org, &count), MEMO_OK);
+    assert_int_equal(count, 2);
+
+    /* again, moved: an update of the old row's keys */
+    row = upsert_row(9001, "moved@up", org2, 2);
+    assert_int_equal(blog_user_upsert(repo, &row), MEMO_OK);
+    assert_int_equal(op_calls("update") - upd, 1);
+    assert_int_equal(blog_user_get_by_email(repo, "new@up", &u), MEMO_NOT_FOUND);
+    assert_int_equal(blog_user_get(repo, 9001, &u), MEMO_OK);
+    assert_string_equal(u.email, "moved@up");
+    assert_int_equal(u.karma, 2);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_by_org_count(repo, org, &count), MEMO_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(blog_user_by_org_count(repo, org2, &count), MEMO_OK);
+    assert_int_equal(count, 1);
+
+    /* another row's email: a conflict, nothing changes */
+    row = upsert_row(9001, "taken@up", org2, 3);
+    assert_int_equal(blog_user_upsert(repo, &row), MEMO_CONFLICT);
+    assert_int_equal(blog_user_get(repo, 9001, &u), MEMO_OK);
+    assert_string_equal(u.email, "moved@up");
+    blog_user_clear(&u);
+
+    /* in a transaction: nothing until COMMIT, the update after it */
+    memo_tx *tx;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
+    row = upsert_row(9001, "moved@up", org2, 4);
+    assert_int_equal(blog_user_upsert_tx(tx, &row), MEMO_OK);
+    assert_true(test_redis_exists(test_user_key(9001)));
+    assert_int_equal(memo_commit(tx), MEMO_OK);
+    assert_false(test_redis_exists(test_user_key(9001)));
+    assert_int_equal(blog_user_get(repo, 9001, &u), MEMO_OK);
+    assert_int_equal(u.karma, 4);
+    blog_user_clear(&u);
+}
+
+static memo_status upsert_status;
+static void *upsert_thread(void *arg)
+{
+    blog_user *row = arg;
+    upsert_status = blog_user_upsert(repo, row);
+    return NULL;
+}
+
+/* A row another transaction inserts while the upsert runs (it waits for
+ * that COMMIT, then updates the row without having read it): the old values
+ * are unknown, so the entity's entries are dropped whole; nothing stale. */
+static void upsert_racing_an_insert(void **state)
+{
+    (void)state;
+    int64_t org = new_org("race-up");
+    int64_t bystander = new_user("by@up", "By", org);
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(repo, bystander, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_true(test_redis_exists(test_user_key(bystander)));
+    PGconn *pg = PQconnectdb(getenv("DATABASE_URL")); /* a client of its own */
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *r = PQexec(pg, "BEGIN");
+    PQclear(r);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users (id, email, name, org_id, karma, active, created_at) "
+             "VALUES (9100, 'first@up', 'First', %lld, 1, true, now())",
+             (long long)org);
+    r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    blog_user row = upsert_row(9100, "second@up", org, 7);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, upsert_thread, &row), 0);
+    nanosleep(&(struct timespec){0, 300000000},
+              NULL); /* it waits on the uncommitted key */
+    r = PQexec(pg, "COMMIT");
+    PQclear(r);
+    pthread_join(t, NULL);
+    PQfinish(pg);
+    assert_int_equal(upsert_status, MEMO_OK);
+    assert_true(test_redis_gone(test_user_key(bystander))); /* dropped with the rest */
+    assert_int_equal(blog_user_get(repo, 9100, &u), MEMO_OK);
+    assert_string_equal(u.email, "second@up");
+    blog_user_clear(&u);
+}
+
 /* ------------------------------------------- keys that could not be collected */
 
 /* A committed write whose keys could not all be collected (out of memory)
@@ -1116,6 +1264,8 @@ int main(void)
         cmocka_unit_test_setup(get_by_fill_refused_after_a_write, setup),
         cmocka_unit_test_setup(lost_invalidation_drops_the_entity, setup),
         cmocka_unit_test_setup(list_more_and_count, setup),
+        cmocka_unit_test_setup(upsert_both_ways, setup),
+        cmocka_unit_test_setup(upsert_racing_an_insert, setup),
     };
     return cmocka_run_group_tests_name("blog repository", tests, group_setup,
                                        test_group_close);

@@ -376,6 +376,10 @@ memo_status memo_list_after(memo_repo *, const memo_entity_desc *, unsigned list
                             const void *key, const void *last, size_t n, memo_rows *out);
 memo_status memo_insert(memo_repo *, const memo_entity_desc *, void *row);
 memo_status memo_update(memo_repo *, const memo_entity_desc *, const void *row);
+/* Inserts the row, or updates the row with its primary key (given, 0
+ * included) if there is one: one statement, invalidating as the insert or
+ * the update it was. */
+memo_status memo_upsert(memo_repo *, const memo_entity_desc *, const void *row);
 memo_status memo_delete(memo_repo *, const memo_entity_desc *, const void *key);
 
 /* -------------------------------------------------- writes made outside memo */
@@ -468,6 +472,7 @@ memo_status memo_tx_get_many(memo_tx *, const memo_entity_desc *, const void *ke
                              size_t n, memo_rows *out);
 memo_status memo_tx_insert(memo_tx *, const memo_entity_desc *, void *row);
 memo_status memo_tx_update(memo_tx *, const memo_entity_desc *, const void *row);
+memo_status memo_tx_upsert(memo_tx *, const memo_entity_desc *, const void *row);
 memo_status memo_tx_delete(memo_tx *, const memo_entity_desc *, const void *key);
 
 /* Drops cached entries of an entity with SCAN + UNLINK (never KEYS or
