@@ -283,12 +283,12 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em,
-              "/* Inserts row, or updates the row with row->%s (given, 0 included) if",
+    emit_line(em, "/* Inserts row, or updates the row with row->%s if there is one: one",
               pk->name);
     emit_line(em,
-              " * there is one: one statement (INSERT ... ON CONFLICT (%s) DO UPDATE).",
+              " * statement (INSERT ... ON CONFLICT (%s) DO UPDATE). The key is written",
               pk->name);
+    emit_line(em, " * as given, 0 too (unlike _insert), and moves no identity sequence.");
     emit_line(em,
               " * MEMO_CONFLICT if another unique value is taken. Invalidates as the");
     emit_line(em, " * insert or the update it was (above). */");

@@ -247,10 +247,11 @@ memo_status memop_sql_build(memop_entity *e)
         return st;
 
     /* UPSERT in one statement: lock and read the old row if there is one,
-     * insert or update, return both and whether it inserted (xmax = 0: no
-     * row version was replaced). A row another transaction inserted between
-     * the two reads returns no old row and was not inserted: the caller
-     * cannot know its values and drops what it could have cached. */
+     * insert or update, return both. It updates only a row it read (WHERE
+     * EXISTS o): a row another transaction inserted between the two reads
+     * is left alone and nothing comes back, and the caller runs the
+     * statement again, whose new snapshot reads it. So a row that came back
+     * was inserted exactly when there was no old row. */
     memset(&b, 0, sizeof b);
     memop_stmt *up = &e->sql[MEMOP_SQL_UPSERT];
     memop_buf_puts(&b, "WITH o AS (SELECT ");
@@ -279,15 +280,13 @@ memo_status memop_sql_build(memop_entity *e)
                              d->fields[i].name, d->fields[i].name);
     if (n == 0) /* only a key: nothing to set, still return the row */
         memop_buf_printf(&b, "\"%s\" = EXCLUDED.\"%s\"", pk->name, pk->name);
-    memop_buf_puts(&b, " RETURNING ");
+    memop_buf_puts(&b, " WHERE EXISTS (SELECT FROM o) RETURNING ");
     key_columns(&b, e, NULL);
-    memop_buf_puts(&b, ", xmax = 0 AS memo_inserted) SELECT ");
+    memop_buf_puts(&b, ") SELECT ");
     key_columns(&b, e, "o");
     memop_buf_puts(&b, ", ");
     key_columns(&b, e, "n");
-    memop_buf_puts(&b, ", n.memo_inserted, o.\"");
-    memop_buf_puts(&b, pk->name);
-    memop_buf_puts(&b, "\" IS NOT NULL AS memo_had FROM n LEFT JOIN o ON true");
+    memop_buf_printf(&b, ", o.\"%s\" IS NOT NULL FROM n LEFT JOIN o ON true", pk->name);
     if ((st = finish(up, &b)) != MEMO_OK)
         return st;
 

@@ -160,10 +160,9 @@ out:
 }
 
 /* Insert or update in one statement; invalidates as the insert or the
- * update it was. A row another transaction inserted between the statement's
- * two reads was updated without its old values: its keys cannot be
- * collected, so the entity (and its rules' targets) is dropped whole, as
- * for any write whose keys are not all known. */
+ * update it was. The statement updates only a row it locked and read; a row
+ * another transaction inserted between its two reads makes it return
+ * nothing, and it runs again (a new snapshot, which reads that row). */
 static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
                           const void *row)
 {
@@ -181,10 +180,21 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         memop_param_field(&ps, &d->fields[i], row);
     PGresult *res = NULL;
     void *old = NULL, *new = NULL;
-    bool inserted = false;
-    st = memop_db_run(repo, tx, e, MEMOP_SQL_UPSERT, &ps, &res);
-    if (st != MEMO_OK)
-        goto out;
+    bool had = false;
+    for (int attempt = 0;; attempt++) {
+        if ((st = memop_db_run(repo, tx, e, MEMOP_SQL_UPSERT, &ps, &res)) != MEMO_OK)
+            goto out;
+        if (PQntuples(res) > 0)
+            break;
+        PQclear(res);
+        res = NULL;
+        if (attempt == 4) {
+            st = memop_fail(repo, MEMO_CONFLICT,
+                            "memo_upsert: the row was inserted and deleted by others "
+                            "at each of 5 attempts");
+            goto out;
+        }
+    }
     old = calloc(1, d->size);
     new = calloc(1, d->size);
     if (!old || !new) {
@@ -192,41 +202,27 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         goto out;
     }
     int k = (int)e->nkeyfields;
-    if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 2 ||
+    if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 1 ||
         memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, k, new) != MEMO_OK) {
         st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
-    /* booleans in binary: one byte */
-    inserted = PQgetlength(res, 0, 2 * k) == 1 && PQgetvalue(res, 0, 2 * k)[0];
-    bool had = PQgetlength(res, 0, 2 * k + 1) == 1 && PQgetvalue(res, 0, 2 * k + 1)[0];
+    /* a boolean in binary: one byte */
+    had = PQgetlength(res, 0, 2 * k) == 1 && PQgetvalue(res, 0, 2 * k)[0];
     if (had &&
         memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
         st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
-    if (inserted) {
-        st = settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
-    } else if (had) {
-        st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
-    } else {
-        /* updated a row whose old values were never read */
-        atomic_fetch_add(&repo->write_seq, 1);
-        memop_inval v = {0}, *into = tx ? &tx->inval : &v;
-        into->failed = true; /* marks e and its rules' targets for a drop */
-        memop_inval_collect(repo, e, MEMO_ON_UPDATE, NULL, new, into);
-        if (!tx) {
-            memop_inval_send(repo, &v);
-            memop_inval_free(&v);
-        }
-    }
+    st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new)
+             : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
 out:
     PQclear(res);
     memo_row_clear(d, old);
     memo_row_clear(d, new);
     free(old);
     free(new);
-    finish(e, inserted ? MEMOP_OP_INSERT : MEMOP_OP_UPDATE, t0);
+    finish(e, had ? MEMOP_OP_UPDATE : MEMOP_OP_INSERT, t0);
     return st;
 }
 

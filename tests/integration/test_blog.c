@@ -1145,9 +1145,10 @@ static void *upsert_thread(void *arg)
     return NULL;
 }
 
-/* A row another transaction inserts while the upsert runs (it waits for
- * that COMMIT, then updates the row without having read it): the old values
- * are unknown, so the entity's entries are dropped whole; nothing stale. */
+/* A row another transaction inserts while the upsert runs: the upsert
+ * waits for that COMMIT, finds it had not read the row, leaves it, and runs
+ * again, which reads and updates it: an update of known old values (the
+ * email lookup of the other's row goes), no wholesale drop. */
 static void upsert_racing_an_insert(void **state)
 {
     (void)state;
@@ -1157,6 +1158,9 @@ static void upsert_racing_an_insert(void **state)
     assert_int_equal(blog_user_get(repo, bystander, &u), MEMO_OK);
     blog_user_clear(&u);
     assert_true(test_redis_exists(test_user_key(bystander)));
+    /* the other's email, missing for now: a negative entry */
+    assert_int_equal(blog_user_get_by_email(repo, "first@up", &u), MEMO_NOT_FOUND);
+    assert_true(test_redis_exists(test_email_key("first@up")));
     PGconn *pg = PQconnectdb(getenv("DATABASE_URL")); /* a client of its own */
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
     PGresult *r = PQexec(pg, "BEGIN");
@@ -1170,16 +1174,27 @@ static void upsert_racing_an_insert(void **state)
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     blog_user row = upsert_row(9100, "second@up", org, 7);
+    long long upd = op_calls("update");
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, upsert_thread, &row), 0);
-    nanosleep(&(struct timespec){0, 300000000},
-              NULL); /* it waits on the uncommitted key */
+    /* until the upsert waits on the uncommitted key (bounded) */
+    bool waiting = false;
+    for (int i = 0; i < 1000 && !waiting; i++) {
+        char *w = test_sql_value("SELECT count(*) FROM pg_locks WHERE NOT granted");
+        waiting = w && strcmp(w, "0") != 0;
+        free(w);
+        if (!waiting)
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    assert_true(waiting);
     r = PQexec(pg, "COMMIT");
     PQclear(r);
     pthread_join(t, NULL);
     PQfinish(pg);
     assert_int_equal(upsert_status, MEMO_OK);
-    assert_true(test_redis_gone(test_user_key(bystander))); /* dropped with the rest */
+    assert_int_equal(op_calls("update") - upd, 1); /* it read the other's row */
+    assert_false(test_redis_exists(test_email_key("first@up"))); /* its old email */
+    assert_true(test_redis_exists(test_user_key(bystander)));    /* nothing dropped */
     assert_int_equal(blog_user_get(repo, 9100, &u), MEMO_OK);
     assert_string_equal(u.email, "second@up");
     blog_user_clear(&u);
