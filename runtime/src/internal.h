@@ -205,6 +205,9 @@ enum memop_sql {
 #define MEMOP_SQL_LIST(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + (l))
 #define MEMOP_SQL_COUNT(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + (d)->nlists + (l))
 #define MEMOP_SQL_AFTER(d, l) (MEMOP_SQL_FIXED + (d)->nuniques + 2 * (d)->nlists + (l))
+/* (a list with a nullable order field: the page after a row whose value is NULL) */
+#define MEMOP_SQL_AFTER_NULL(d, l)                                                       \
+    (MEMOP_SQL_FIXED + (d)->nuniques + 3 * (d)->nlists + (l))
 
 memo_status memop_entity_get(memo_repo *, const memo_entity_desc *, memop_entity **out);
 /* Asks for every cached entry of e to be dropped (SCAN + UNLINK, by the

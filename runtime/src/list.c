@@ -359,14 +359,14 @@ memo_status memo_tx_list_count(memo_tx *tx, const memo_entity_desc *d, unsigned 
 /* One page: its keys from PostgreSQL (one more, for out->more), its rows
  * by the batch path. */
 static memo_status page(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned l,
-                        const void *key, const memop_params *ps, size_t n, memo_rows *out,
-                        bool *all_hit)
+                        unsigned stmt, const void *key, const memop_params *ps, size_t n,
+                        memo_rows *out, bool *all_hit)
 {
     const memo_entity_desc *d = e->desc;
     const memo_list_desc *ld = &d->lists[l];
     const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
     PGresult *res;
-    memo_status st = memop_db_run(repo, tx, e, MEMOP_SQL_AFTER(d, l), ps, &res);
+    memo_status st = memop_db_run(repo, tx, e, stmt, ps, &res);
     if (st != MEMO_OK)
         return st;
     size_t rows = (size_t)PQntuples(res), take = rows > n ? n : rows;
@@ -434,12 +434,15 @@ static memo_status after(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d
     int64_t want = (int64_t)n + 1;
     memop_param_key(&ps, &count, &want);
     bool all_hit = false;
+    unsigned stmt = (o->flags & MEMO_FIELD_NULLABLE) && memop_field_null(o, last)
+                        ? MEMOP_SQL_AFTER_NULL(d, l)
+                        : MEMOP_SQL_AFTER(d, l);
     /* Rows deleted or moved out of the group between the keys' query and
      * the rows' read are left out: a page can come back short. Should it
      * come back empty while others follow, the caller would have no row to
      * go on from: ask again (the query no longer sees them), a few times. */
     for (int attempt = 0; attempt < 3; attempt++) {
-        st = page(repo, tx, e, l, key, &ps, n, out, &all_hit);
+        st = page(repo, tx, e, l, stmt, key, &ps, n, out, &all_hit);
         if (st != MEMO_OK || out->len > 0 || !out->more)
             break;
     }

@@ -107,39 +107,68 @@ static void find_keyfields(memop_entity *e)
             e->keyfields[e->nkeyfields++] = i;
 }
 
+/* Appends "g = $1 AND <cond> ORDER BY <o> <dir>[, <pk> <dir>] LIMIT $4"
+ * selecting pk, o and the constant part (for a union's order). */
+static void after_part(memop_buf *b, const memo_entity_desc *d, const memo_list_desc *ld,
+                       int part, const char *cond, bool descending)
+{
+    const memo_field_desc *pk = &d->fields[d->pk], *o = &d->fields[ld->order];
+    const char *dir = descending ? "DESC" : "ASC";
+    memop_buf_printf(b, "(SELECT \"%s\", ", pk->name);
+    if (ld->order != d->pk)
+        memop_buf_printf(b, "\"%s\", ", o->name);
+    memop_buf_printf(
+        b, "%d AS memo_part FROM \"%s\" WHERE \"%s\" = $1 AND %s ORDER BY \"%s\" %s",
+        part, d->table, d->fields[ld->group].name, cond, o->name, dir);
+    if (ld->order != d->pk)
+        memop_buf_printf(b, ", \"%s\" %s", pk->name, dir);
+    memop_buf_puts(b, " LIMIT $4)");
+}
+
 /* The page of a list after a row: $1 the group, $2 the last row's order
  * value, $3 its key, $4 how many. Keyset pagination in the list's order,
  * which is total (the key breaks ties the same way), so pages neither skip
- * nor repeat a row. A NOT NULL order field compares as a row value (an
- * index range); a nullable one follows PostgreSQL's placement of NULLs
- * (last ascending, first descending). */
-static memo_status after_sql(memop_entity *e, unsigned l)
+ * nor repeat a row, and each part is an index range of (group, order, key).
+ * A nullable order field follows PostgreSQL's placement of NULLs (last
+ * ascending, first descending): after a row with a value (MEMOP_SQL_AFTER)
+ * ascending, the values past it and then the NULLs; after a NULL
+ * (MEMOP_SQL_AFTER_NULL) descending, the NULLs past it and then the values,
+ * each a union of two ranges. */
+static memo_status after_sql(memop_entity *e, unsigned l, bool after_null)
 {
     const memo_entity_desc *d = e->desc;
     const memo_list_desc *ld = &d->lists[l];
     const memo_field_desc *pk = &d->fields[d->pk], *o = &d->fields[ld->order];
-    const char *dir = ld->descending ? "DESC" : "ASC", *cmp = ld->descending ? "<" : ">";
-    memop_stmt *s = &e->sql[MEMOP_SQL_AFTER(d, l)];
+    const char *cmp = ld->descending ? "<" : ">";
+    bool desc = ld->descending;
+    memop_stmt *s =
+        &e->sql[after_null ? MEMOP_SQL_AFTER_NULL(d, l) : MEMOP_SQL_AFTER(d, l)];
     memop_buf b = {0};
-    memop_buf_printf(&b, "SELECT \"%s\" FROM \"%s\" WHERE \"%s\" = $1 AND ", pk->name,
-                     d->table, d->fields[ld->group].name);
+    char past[300], nulls_past[200], values[100], nulls[100];
     if (ld->order == d->pk)
-        memop_buf_printf(&b, "\"%s\" %s $3", pk->name, cmp);
-    else if (!(o->flags & MEMO_FIELD_NULLABLE))
-        memop_buf_printf(&b, "(\"%s\", \"%s\") %s ($2, $3)", o->name, pk->name, cmp);
-    else if (!ld->descending)
-        memop_buf_printf(
-            &b,
-            "CASE WHEN $2 IS NULL THEN \"%s\" IS NULL AND \"%s\" > $3 "
-            "ELSE \"%s\" > $2 OR (\"%s\" = $2 AND \"%s\" > $3) OR \"%s\" IS NULL "
-            "END",
-            o->name, pk->name, o->name, o->name, pk->name, o->name);
+        snprintf(past, sizeof past, "\"%s\" %s $3", pk->name, cmp);
     else
-        memop_buf_printf(&b,
-                         "CASE WHEN $2 IS NULL THEN \"%s\" IS NOT NULL OR \"%s\" < $3 "
-                         "ELSE \"%s\" < $2 OR (\"%s\" = $2 AND \"%s\" < $3) END",
-                         o->name, pk->name, o->name, o->name, pk->name);
-    memop_buf_printf(&b, " ORDER BY \"%s\" %s", o->name, dir);
+        snprintf(past, sizeof past, "(\"%s\", \"%s\") %s ($2, $3)", o->name, pk->name,
+                 cmp);
+    snprintf(nulls_past, sizeof nulls_past, "\"%s\" IS NULL AND \"%s\" %s $3", o->name,
+             pk->name, cmp);
+    snprintf(values, sizeof values, "\"%s\" IS NOT NULL", o->name);
+    snprintf(nulls, sizeof nulls, "\"%s\" IS NULL", o->name);
+    const char *first, *second = NULL;
+    if (!(o->flags & MEMO_FIELD_NULLABLE) || ld->order == d->pk)
+        first = past; /* (a row value never compares with a NULL: none) */
+    else if (!after_null)
+        first = past, second = desc ? NULL : nulls;
+    else
+        first = nulls_past, second = desc ? values : NULL;
+    memop_buf_printf(&b, "SELECT \"%s\" FROM (", pk->name);
+    after_part(&b, d, ld, 0, first, desc);
+    if (second) {
+        memop_buf_puts(&b, " UNION ALL ");
+        after_part(&b, d, ld, 1, second, desc);
+    }
+    const char *dir = desc ? "DESC" : "ASC";
+    memop_buf_printf(&b, ") AS memo_page ORDER BY memo_part, \"%s\" %s", o->name, dir);
     if (ld->order != d->pk)
         memop_buf_printf(&b, ", \"%s\" %s", pk->name, dir);
     memop_buf_puts(&b, " LIMIT $4");
@@ -156,7 +185,7 @@ memo_status memop_sql_build(memop_entity *e)
     const memo_entity_desc *d = e->desc;
     find_keyfields(e);
     const memo_field_desc *pk = &d->fields[d->pk];
-    e->nsql = MEMOP_SQL_FIXED + d->nuniques + 3 * d->nlists;
+    e->nsql = MEMOP_SQL_FIXED + d->nuniques + 4 * d->nlists;
     e->sql = calloc(e->nsql, sizeof *e->sql);
     if (!e->sql)
         return MEMO_ERR_NOMEM;
@@ -341,7 +370,9 @@ memo_status memop_sql_build(memop_entity *e)
         s->ntypes = 1;
         if ((st = finish(s, &b)) != MEMO_OK)
             return st;
-        if ((st = after_sql(e, l)) != MEMO_OK)
+        if ((st = after_sql(e, l, false)) != MEMO_OK ||
+            ((d->fields[ld->order].flags & MEMO_FIELD_NULLABLE) &&
+             (st = after_sql(e, l, true)) != MEMO_OK))
             return st;
     }
     return MEMO_OK;
