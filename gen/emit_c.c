@@ -278,24 +278,19 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     snprintf(call, sizeof call, "%sget_many(%s, &%s_desc, %ss, n", rt, a, c, pk);
     emit_rows_body(em, call);
 
-    sig_insert(sig, sizeof sig, me, v);
-    emit_line(em, "%s", sig);
-    emit_line(em, "{");
-    emit_line(em, "    return %sinsert(%s, &%s_desc, row);", rt, a, c);
-    emit_line(em, "}");
-    emit_blank(em);
-    sig_update(sig, sizeof sig, me, v);
-    emit_line(em, "%s", sig);
-    emit_line(em, "{");
-    emit_line(em, "    return %supdate(%s, &%s_desc, row);", rt, a, c);
-    emit_line(em, "}");
-    emit_blank(em);
-    sig_upsert(sig, sizeof sig, me, v);
-    emit_line(em, "%s", sig);
-    emit_line(em, "{");
-    emit_line(em, "    return %supsert(%s, &%s_desc, row);", rt, a, c);
-    emit_line(em, "}");
-    emit_blank(em);
+    /* the writes of a row: each hands it to the runtime call of its name */
+    static const struct {
+        void (*sig)(char *, size_t, const lowered_entity *, const variant *);
+        const char *call;
+    } writes[] = {{sig_insert, "insert"}, {sig_update, "update"}, {sig_upsert, "upsert"}};
+    for (size_t w = 0; w < sizeof writes / sizeof writes[0]; w++) {
+        writes[w].sig(sig, sizeof sig, me, v);
+        emit_line(em, "%s", sig);
+        emit_line(em, "{");
+        emit_line(em, "    return %s%s(%s, &%s_desc, row);", rt, writes[w].call, a, c);
+        emit_line(em, "}");
+        emit_blank(em);
+    }
     sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");

@@ -79,66 +79,67 @@ static void entity_free(memop_entity *e)
  * never fail to name it). Under entities_lock. */
 static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
 {
-    const memo_entity_desc *todo[MEMOP_MAX_ENTITIES];
+    const memo_entity_desc *pending_descs[MEMOP_MAX_ENTITIES];
     memop_entity *made[MEMOP_MAX_ENTITIES] = {0};
-    size_t ntodo = 0;
+    size_t npending = 0;
     unsigned n = atomic_load(&repo->nentities);
     memo_status st = MEMO_OK;
-    todo[ntodo++] = d;
-    for (size_t i = 0; i < ntodo; i++) {
-        if ((st = check_desc(repo, todo[i])) != MEMO_OK)
+    pending_descs[npending++] = d;
+    for (size_t i = 0; i < npending; i++) {
+        if ((st = check_desc(repo, pending_descs[i])) != MEMO_OK)
             return st;
-        for (unsigned r = 0; r < todo[i]->nrules; r++) {
-            const memo_entity_desc *t = todo[i]->rules[r].target;
+        for (unsigned r = 0; r < pending_descs[i]->nrules; r++) {
+            const memo_entity_desc *t = pending_descs[i]->rules[r].target;
             bool known = find(repo, t) != NULL;
-            for (size_t k = 0; k < ntodo && !known; k++)
-                known = todo[k] == t;
+            for (size_t k = 0; k < npending && !known; k++)
+                known = pending_descs[k] == t;
             if (known)
                 continue;
-            if (n + ntodo >= MEMOP_MAX_ENTITIES)
+            if (n + npending >= MEMOP_MAX_ENTITIES)
                 return memop_fail(repo, MEMO_ERR_SCHEMA,
                                   "more than %d entities in one repository",
                                   MEMOP_MAX_ENTITIES);
-            todo[ntodo++] = t;
+            pending_descs[npending++] = t;
         }
     }
-    if (n + ntodo > MEMOP_MAX_ENTITIES)
+    if (n + npending > MEMOP_MAX_ENTITIES)
         return memop_fail(repo, MEMO_ERR_SCHEMA,
                           "more than %d entities in one repository", MEMOP_MAX_ENTITIES);
-    for (size_t i = 0; i < ntodo; i++) {
+    for (size_t i = 0; i < npending; i++) {
         memop_entity *e = made[i] = calloc(1, sizeof *e);
-        if (!e || (todo[i]->nrules &&
-                   !(e->targets = calloc(todo[i]->nrules, sizeof *e->targets)))) {
+        if (!e ||
+            (pending_descs[i]->nrules &&
+             !(e->targets = calloc(pending_descs[i]->nrules, sizeof *e->targets)))) {
             st = MEMO_ERR_NOMEM;
             goto fail;
         }
-        e->desc = todo[i];
+        e->desc = pending_descs[i];
         e->index = n + (unsigned)i;
         if ((st = memop_sql_build(e)) != MEMO_OK)
             goto fail;
     }
-    for (size_t i = 0; i < ntodo; i++)
-        for (unsigned r = 0; r < todo[i]->nrules; r++) {
-            const memo_entity_desc *t = todo[i]->rules[r].target;
+    for (size_t i = 0; i < npending; i++)
+        for (unsigned r = 0; r < pending_descs[i]->nrules; r++) {
+            const memo_entity_desc *t = pending_descs[i]->rules[r].target;
             memop_entity *target = find(repo, t);
-            for (size_t k = 0; k < ntodo && !target; k++)
-                if (todo[k] == t)
+            for (size_t k = 0; k < npending && !target; k++)
+                if (pending_descs[k] == t)
                     target = made[k];
             made[i]->targets[r] = target;
         }
     /* publish: the list first, then the count, then the slots readers use */
-    for (size_t i = 0; i < ntodo; i++)
+    for (size_t i = 0; i < npending; i++)
         repo->entity_list[n + i] = made[i];
-    atomic_store(&repo->nentities, n + (unsigned)ntodo);
-    for (size_t i = 0; i < ntodo; i++) {
-        size_t h = slot_of(todo[i]);
+    atomic_store(&repo->nentities, n + (unsigned)npending);
+    for (size_t i = 0; i < npending; i++) {
+        size_t h = slot_of(pending_descs[i]);
         while (atomic_load(&repo->entity_slots[h]))
             h = (h + 1) % (MEMOP_MAX_ENTITIES * 2);
         atomic_store_explicit(&repo->entity_slots[h], made[i], memory_order_release);
     }
     return MEMO_OK;
 fail:
-    for (size_t i = 0; i < ntodo; i++)
+    for (size_t i = 0; i < npending; i++)
         entity_free(made[i]);
     return memop_fail(repo, st, "out of memory");
 }

@@ -112,21 +112,50 @@ out:
     return st;
 }
 
-static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
-                          const void *row)
+/* What update and upsert check first, and their parameters: every field of
+ * the row, in field order, its key given. */
+static memo_status row_write(memo_repo *repo, const memo_entity_desc *d, const void *row,
+                             const char *what, memop_entity **e, memop_params *ps)
 {
-    memop_entity *e;
-    memo_status st = begin(repo, d, row, &e, "memo_update");
+    memo_status st = begin(repo, d, row, e, what);
     if (st != MEMO_OK || (st = check_row(repo, d, row)) != MEMO_OK)
         return st;
     const memo_field_desc *pk = &d->fields[d->pk];
     if (missing_text_key(pk, (const char *)row + pk->offset))
-        return memop_fail(repo, MEMO_ERR_ARG, "memo_update: NULL primary key");
-    uint64_t t0 = memop_now_us();
-    memop_params ps;
-    ps.n = 0;
+        return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL primary key", what);
+    ps->n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
-        memop_param_field(&ps, &d->fields[i], row);
+        memop_param_field(ps, &d->fields[i], row);
+    return MEMO_OK;
+}
+
+/* The old row's key fields (in columns 0..k, when with_old) and the new
+ * row's (k..2k) of result row 0, into rows allocated here. */
+static memo_status old_and_new(memo_repo *repo, memop_entity *e, const PGresult *res,
+                               bool with_old, void **old, void **new)
+{
+    const memo_entity_desc *d = e->desc;
+    *old = calloc(1, d->size);
+    *new = calloc(1, d->size);
+    if (!*old || !*new)
+        return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+    int k = (int)e->nkeyfields;
+    if ((with_old && memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0,
+                                         *old) != MEMO_OK) ||
+        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, k, *new) != MEMO_OK)
+        return memop_schema_mismatch(repo, e, NULL);
+    return MEMO_OK;
+}
+
+static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
+                          const void *row)
+{
+    memop_entity *e;
+    memop_params ps;
+    memo_status st = row_write(repo, d, row, "memo_update", &e, &ps);
+    if (st != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
     PGresult *res = NULL;
     void *old = NULL, *new = NULL;
     st = memop_db_run(repo, tx, e, MEMOP_SQL_UPDATE, &ps, &res);
@@ -136,19 +165,8 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         st = MEMO_NOT_FOUND;
         goto out;
     }
-    old = calloc(1, d->size);
-    new = calloc(1, d->size);
-    if (!old || !new) {
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK ||
-        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, (int)e->nkeyfields,
-                            new) != MEMO_OK) {
-        st = memop_schema_mismatch(repo, e, NULL);
-        goto out;
-    }
-    st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
+    if ((st = old_and_new(repo, e, res, true, &old, &new)) == MEMO_OK)
+        st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
 out:
     PQclear(res);
     memo_row_clear(d, old);
@@ -167,17 +185,11 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
                           const void *row)
 {
     memop_entity *e;
-    memo_status st = begin(repo, d, row, &e, "memo_upsert");
-    if (st != MEMO_OK || (st = check_row(repo, d, row)) != MEMO_OK)
-        return st;
-    const memo_field_desc *pk = &d->fields[d->pk];
-    if (missing_text_key(pk, (const char *)row + pk->offset))
-        return memop_fail(repo, MEMO_ERR_ARG, "memo_upsert: NULL primary key");
-    uint64_t t0 = memop_now_us();
     memop_params ps;
-    ps.n = 0;
-    for (unsigned i = 0; i < d->nfields; i++)
-        memop_param_field(&ps, &d->fields[i], row);
+    memo_status st = row_write(repo, d, row, "memo_upsert", &e, &ps);
+    if (st != MEMO_OK)
+        return st;
+    uint64_t t0 = memop_now_us();
     PGresult *res = NULL;
     void *old = NULL, *new = NULL;
     bool had = false;
@@ -195,27 +207,16 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
             goto out;
         }
     }
-    old = calloc(1, d->size);
-    new = calloc(1, d->size);
-    if (!old || !new) {
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        goto out;
-    }
     int k = (int)e->nkeyfields;
-    if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 1 ||
-        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, k, new) != MEMO_OK) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 1) {
         st = memop_schema_mismatch(repo, e, NULL);
         goto out;
     }
-    /* a boolean in binary: one byte */
+    /* whether there was an old row: a boolean in binary, one byte */
     had = PQgetlength(res, 0, 2 * k) == 1 && PQgetvalue(res, 0, 2 * k)[0];
-    if (had &&
-        memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
-        st = memop_schema_mismatch(repo, e, NULL);
-        goto out;
-    }
-    st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new)
-             : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
+    if ((st = old_and_new(repo, e, res, had, &old, &new)) == MEMO_OK)
+        st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new)
+                 : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
 out:
     PQclear(res);
     memo_row_clear(d, old);
