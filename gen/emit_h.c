@@ -129,9 +129,8 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         const memo_field_desc *f = &d->fields[d->uniques[i].field];
         note_nullable(nullable, sizeof nullable, f);
         if (event == MEMO_ON_UPDATE)
-            emit_line(em,
-                      " *   the %s lookup of the old and the new %s (changed or not),",
-                      f->name, f->name);
+            emit_line(em, " *   the %s lookup of the old and the new %s, if %s changed,",
+                      f->name, f->name, f->name);
         else
             emit_line(em, " *   the %s lookup of its %s%s,", f->name, f->name,
                       event == MEMO_ON_INSERT ? " (a negative entry)" : "");

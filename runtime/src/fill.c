@@ -32,7 +32,6 @@
 void memop_read_free(memop_read *r)
 {
     memop_buf_free(&r->value);
-    memop_buf_free(&r->also_value);
 }
 
 bool memop_is_null_value(const char *s, size_t n)
@@ -111,7 +110,6 @@ static enum memop_outcome load_and_fill(memop_read *r, const char *lease)
     memo_repo *repo = r->repo;
     uint64_t ttl = 0;
     r->value.len = 0;
-    r->also = false;
     memop_lease_hold hold;
     if (lease)
         memop_lease_hold_start(repo, &hold, r->key, &lease, 1);
@@ -130,16 +128,13 @@ static enum memop_outcome load_and_fill(memop_read *r, const char *lease)
         memop_release_lease(repo, r->key, lease);
         return MEMOP_LOADED;
     }
-    bool also = r->also && r->also_value.len <= (size_t)repo->cfg.max_value_bytes &&
-                !r->also_value.failed;
     if (memop_test_hooks.before_fill)
         memop_test_hooks.before_fill(r->key->s);
     memop_rconn *c = memop_redis_acquire(repo);
     if (!c)
         return MEMOP_LOADED; /* the value is fresh; only the cache misses out */
-    char ttlbuf[24], alsottl[24];
+    char ttlbuf[24];
     snprintf(ttlbuf, sizeof ttlbuf, "%" PRIu64, ttl ? ttl : 1);
-    snprintf(alsottl, sizeof alsottl, "%" PRIu64, r->also_ttl ? r->also_ttl : 1);
     redisReply *rep;
     if (memop_test_hooks.no_leases) {
         /* the naive cache-aside the tests must be able to catch */
@@ -151,29 +146,14 @@ static enum memop_outcome load_and_fill(memop_read *r, const char *lease)
             MEMOP_INC(r->e->stats.fills);
         }
     } else {
-        const char *argv[] = {
-            r->key->s, also ? r->also_key.s : NULL,   lease,  r->value.s,
-            ttlbuf,    also ? r->also_value.s : NULL, alsottl};
-        size_t lens[] = {
-            r->key->len,    also ? r->also_key.len : 0,   strlen(lease),  r->value.len,
-            strlen(ttlbuf), also ? r->also_value.len : 0, strlen(alsottl)};
-        if (also) {
-            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL_PAIR, 2, 7, argv, lens);
-        } else {
-            const char *av[] = {argv[0], argv[2], argv[3], argv[4]};
-            size_t al[] = {lens[0], lens[2], lens[3], lens[4]};
-            rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL, 1, 4, av, al);
-        }
+        const char *argv[] = {r->key->s, lease, r->value.s, ttlbuf};
+        size_t lens[] = {r->key->len, strlen(lease), r->value.len, strlen(ttlbuf)};
+        rep = memop_redis_script(repo, c, MEMOP_SCRIPT_FILL, 1, 4, argv, lens);
         if (rep && rep->type == REDIS_REPLY_INTEGER) {
             r->filled = rep->integer == 1;
             MEMOP_INC(*(r->filled ? &r->e->stats.fills : &r->e->stats.fill_rejects));
-            if (r->filled) {
-                memop_key both[2] = {*r->key};
-                if (also)
-                    both[1] = r->also_key;
-                memop_undo_fill_if_dropped(repo, r->e, c, r->drop_gen, both,
-                                           also ? 2 : 1);
-            }
+            if (r->filled)
+                memop_undo_fill_if_dropped(repo, r->e, c, r->drop_gen, r->key, 1);
         } else if (rep && memop_redis_reply_failed(repo, rep, "EVALSHA (fill)") !=
                               MEMOP_REDIS_OUTAGE) {
             MEMOP_INC(r->e->stats.errors); /* refused: the lease stays till it expires */

@@ -1,5 +1,5 @@
 /* Reads of one row: get by primary key and get_by a unique lookup (the
- * lookup holds the primary key; a miss reads the row once and fills both),
+ * lookup holds the primary key; a miss reads the row and fills the lookup),
  * their loaders, the checks that a value belongs to its key, and their
  * transaction variants (which read the database only). */
 #include <inttypes.h>
@@ -31,7 +31,6 @@ typedef struct row_ctx {
     const memo_lookup_desc *lookup;
     void *row; /* filled on MEMOP_LOADED and found */
     bool found;
-    struct memop_read *read; /* load_unique: where the row's own value goes */
 } row_ctx;
 
 /* A row by a key field: the value is the row, or null. */
@@ -103,7 +102,7 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     memop_key k;
     memop_key_of(repo, d, &d->row.key, pk, key, &k);
 
-    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false, NULL};
+    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
     MEMOP_READ(r, repo, e, &k, load_row, &ctx);
     memo_status st = MEMO_OK;
     for (;;) {
@@ -160,23 +159,17 @@ memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key
 
 /* --------------------------------------------------------------- get_by */
 
-/* A unique lookup's value is the primary key of its row. The row the query
- * found goes to the cache with it, under the lease the lookup's key holds,
- * so the next read by either key is a hit. That is safe because every write
- * of a row deletes its unique lookups, changed or not, and before its row
- * (invalidate.c): a write that commits after this query breaks the lease,
- * and the fill of both values is refused. */
+/* A unique lookup's value is the primary key of its row; only the lookup is
+ * filled, under its lease, which a write that changes or removes the value
+ * breaks (invalidate.c). The row is cached by get's own lease when next read
+ * by its key: filling it here, under the lookup's lease, would need every
+ * write of the row to delete its lookups too. */
 static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
                                memop_buf *value, uint64_t *ttl)
 {
     row_ctx *ctx = vctx;
-    memop_read *r = ctx->read;
     const memo_entity_desc *d = e->desc;
-    memop_buf tmp = {0};
-    memop_buf *row = r ? &r->also_value : &tmp;
-    row->len = 0;
-    memo_status st = load_row(repo, e, ctx, row, &(uint64_t){0});
-    memop_buf_free(&tmp);
+    memo_status st = load_row(repo, e, ctx, NULL, NULL);
     if (st == MEMO_NOT_FOUND) {
         memop_buf_puts(value, memop_null_value);
         *ttl = memop_negative_ttl(repo, ctx->lookup);
@@ -185,12 +178,6 @@ static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
     if (st != MEMO_OK)
         return st;
     const memo_field_desc *pk = &d->fields[d->pk];
-    if (r) {
-        memop_key_of(repo, d, &d->row.key, pk, (const char *)ctx->row + pk->offset,
-                     &r->also_key);
-        r->also_ttl = memop_row_ttl(repo, &d->row);
-        r->also = true;
-    }
     *ttl = memop_row_ttl(repo, ctx->lookup);
     return memop_pk_encode(pk, (const char *)ctx->row + pk->offset, value);
 }
@@ -285,9 +272,8 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
 
     bool hit = false, text_pk = d->fields[d->pk].type == MEMO_TEXT;
     pk_value pk = {0};
-    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false, NULL};
+    row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
     MEMOP_READ(r, repo, e, &k, load_unique, &ctx);
-    ctx.read = &r;
     switch (get_by_fast(repo, e, f, key, &k, out, &pk)) {
     case FAST_ROW:
         if (text_pk)
@@ -344,8 +330,7 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
                     r.healed = true;
                     continue;
                 }
-                ctx.read = NULL; /* read the database; fill nothing */
-                memop_buf v = {0};
+                memop_buf v = {0}; /* read the database; fill nothing */
                 st = load_unique(repo, e, &ctx, &v, &(uint64_t){0});
                 memop_buf_free(&v);
                 break;
@@ -383,7 +368,7 @@ memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key,
     const memo_field_desc *pk = &d->fields[d->pk];
     if ((st = memop_check_key(tx->repo, pk, key)) != MEMO_OK)
         return st;
-    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false, NULL};
+    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
     return load_row(tx->repo, e, &ctx, NULL, NULL);
 }
 
@@ -400,6 +385,6 @@ memo_status memo_tx_get_by(memo_tx *tx, const memo_entity_desc *d, unsigned u,
     const memo_field_desc *f = &d->fields[d->uniques[u].field];
     if ((st = memop_check_key(tx->repo, f, key)) != MEMO_OK)
         return st;
-    row_ctx ctx = {tx, MEMOP_SQL_UNIQUE(d, u), f, key, &d->uniques[u], out, false, NULL};
+    row_ctx ctx = {tx, MEMOP_SQL_UNIQUE(d, u), f, key, &d->uniques[u], out, false};
     return load_row(tx->repo, e, &ctx, NULL, NULL);
 }

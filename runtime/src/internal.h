@@ -390,12 +390,11 @@ redisReply *memop_redis_command(memo_repo *, memop_rconn *, int argc, const char
                                 const size_t *lens);
 
 enum memop_script {
-    MEMOP_SCRIPT_LEASE,     /* value; 1 lease taken, 0 held by another, 2 too large */
-    MEMOP_SCRIPT_FILL,      /* set the value while the lease is ours */
-    MEMOP_SCRIPT_FILL_PAIR, /* a unique lookup and its row, under the lookup's lease */
-    MEMOP_SCRIPT_RELEASE,   /* drop a lease or lock if it is still ours */
-    MEMOP_SCRIPT_GET_BY,    /* a unique lookup and its row in one trip */
-    MEMOP_SCRIPT_EXTEND,    /* pexpire a lease or lock while its token is ours */
+    MEMOP_SCRIPT_LEASE,   /* value; 1 lease taken, 0 held by another, 2 too large */
+    MEMOP_SCRIPT_FILL,    /* set the value while the lease is ours */
+    MEMOP_SCRIPT_RELEASE, /* drop a lease or lock if it is still ours */
+    MEMOP_SCRIPT_GET_BY,  /* a unique lookup and its row in one trip */
+    MEMOP_SCRIPT_EXTEND,  /* pexpire a lease or lock while its token is ours */
     MEMOP_SCRIPT_COUNT
 };
 
@@ -526,13 +525,10 @@ typedef struct memop_inval {
 void memop_inval_free(memop_inval *);
 /* Adds to v every key a change of e's row from `old` to `new` (either NULL
  * for an insert or a delete) makes wrong, for an event MEMO_ON_*: the row;
- * the unique lookups of the old and new values, changed or not (a reader
- * fills a lookup together with its row, under the lookup's lease: every
- * write of the row must break it); the lists of the old and new values
- * (those whose group or order changed); the
- * targets of the entity's rules for the event. Pure: no I/O. When keys could
- * not be added (out of memory), sets v->failed and marks e and its rules'
- * targets to be dropped whole. */
+ * the unique lookups of the old and new values, when they differ; the lists of the old
+ * and new values (those whose group or order changed); the targets of the entity's rules
+ * for the event. Pure: no I/O. When keys could not be added (out of memory), sets
+ * v->failed and marks e and its rules' targets to be dropped whole. */
 void memop_inval_collect(memo_repo *, memop_entity *e, unsigned event, const void *old,
                          const void *new, memop_inval *v);
 /* Sends the keys in one DEL (or queues them), counts the value keys, and
@@ -729,16 +725,10 @@ typedef struct memop_read {
     memop_buf value;
     memo_status st;
     bool degraded;
-    bool missed;       /* counted as a miss: the caller's latency is a miss's */
-    bool filled;       /* this call's fill was accepted */
-    bool healed;       /* a corrupt value at the key was deleted once already */
-    uint64_t drop_gen; /* the entity's drop generation when the read began */
-    /* A second value the loader found, filled with the first under its
-     * lease: a unique lookup's row (see load_unique). */
-    bool also;
-    memop_key also_key;
-    memop_buf also_value;
-    uint64_t also_ttl;
+    bool missed;        /* counted as a miss: the caller's latency is a miss's */
+    bool filled;        /* this call's fill was accepted */
+    bool healed;        /* a corrupt value at the key was deleted once already */
+    uint64_t drop_gen;  /* the entity's drop generation when the read began */
     char storage[1024]; /* where value starts: a typical row needs no malloc */
 } memop_read;
 

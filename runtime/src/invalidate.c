@@ -79,18 +79,16 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
     v->change = v->n;
 
     for (unsigned u = 0; u < d->nuniques; u++) {
-        /* Changed or not: a reader that missed the lookup may be about to
-         * fill it together with the row (load_unique), under the lease the
-         * lookup's key holds; deleting the key refuses that fill. (An
-         * unchanged lookup is then read again once.) */
+        /* a lookup maps its value to the key: only a changed value moves it
+         * (a reader fills the lookup alone, under its own lease: get.c) */
         const memo_field_desc *f = &d->fields[d->uniques[u].field];
+        if (old && new &&same_value(f, old, new))
+            continue;
         const memo_key_desc *kd = &d->uniques[u].key;
         add_key_of(repo, v, e, kd, f, old, false);
         add_key_of(repo, v, e, kd, f, new, false);
     }
-    /* The row: its value (a negative entry, for an insert) or lease. After
-     * the lookups: keys go out in order, in DELs of up to 1000, so the lease
-     * that guards a pair fill is gone no later than the row it would fill. */
+    /* the row: its value (a negative entry, for an insert) or lease */
     add_key_of(repo, v, e, &d->row.key, pk, any, false);
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];

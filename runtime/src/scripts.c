@@ -44,19 +44,6 @@ static const char script_fill[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then
                                   "end\n"
                                   "return 0\n";
 
-/* KEYS[1] a unique lookup, KEYS[2] its row; ARGV[1] lease, ARGV[2] the
- * lookup's value, ARGV[3] its ttl ms, ARGV[4] the row, ARGV[5] its ttl ms.
- * Both values, only while the lookup holds this caller's lease (every write
- * of the row deletes its lookups, changed or not: invalidate.c). Two slots:
- * a single Redis only. */
-static const char script_fill_pair[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
-    "  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
-
 /* KEYS[1] a key holding a lease, or a lock; ARGV[1] the lease or the
  * lock's token. Deletes it only while it is the caller's: a filler that
  * could not load the row gives its lease up so others need not wait for
@@ -105,9 +92,9 @@ static const char script_extend[] = "if redis.call('GET', KEYS[1]) == ARGV[1] th
                                     "return 0\n";
 
 static const char *const scripts[MEMOP_SCRIPT_COUNT] = {
-    [MEMOP_SCRIPT_EXTEND] = script_extend,       [MEMOP_SCRIPT_GET_BY] = script_get_by,
-    [MEMOP_SCRIPT_LEASE] = script_lease,         [MEMOP_SCRIPT_FILL] = script_fill,
-    [MEMOP_SCRIPT_FILL_PAIR] = script_fill_pair, [MEMOP_SCRIPT_RELEASE] = script_release,
+    [MEMOP_SCRIPT_EXTEND] = script_extend,   [MEMOP_SCRIPT_GET_BY] = script_get_by,
+    [MEMOP_SCRIPT_LEASE] = script_lease,     [MEMOP_SCRIPT_FILL] = script_fill,
+    [MEMOP_SCRIPT_RELEASE] = script_release,
 };
 
 const char *memop_script_text(enum memop_script which)
