@@ -30,9 +30,12 @@
  *   of the row key and of the email lookup key (the app does not read the
  *   old row, so it drops the lookup of the email it writes). memo sends one
  *   statement that also locks the row and returns the old and new key
- *   fields, then one DEL of the email lookup and the row (a lease lives in
- *   its value key). memo has no partial update yet: the partial-update row joins
- *   when it does.
+ *   fields, then one DEL of the row (a lease lives in its value key; the
+ *   email did not change, so its lookup stays).
+ * - The partial update writes karma alone on both sides: memo's
+ *   update_fields (its one statement for every mask, the same lock and
+ *   RETURNING) against a prepared UPDATE of karma and a DEL of the row key
+ *   (karma is in no lookup or list, so the floor knows the row is all).
  * - The mixed row replays one Zipf trace per round (ids, and which
  *   operations are writes) on both sides, each from an empty Redis database
  *   of its own (FLUSHDB before each of its rounds), both caching the whole
@@ -1197,6 +1200,33 @@ static int64_t update_id(long i)
     return 2000 + i % 5000;
 }
 
+static void m_update_karma(long i, long *items)
+{
+    (void)items;
+    blog_user u = {.id = update_id(i), .karma = (int32_t)(i % 1000000)};
+    if (blog_user_update_fields(repo, &u, BLOG_USER_KARMA) != MEMO_OK)
+        die("update_fields");
+}
+
+/* UPDATE of karma, then a DEL of the row key. */
+static void floor_update_karma(long i, long *items)
+{
+    (void)items;
+    char id[24], karma[16], rowk[48];
+    snprintf(id, sizeof id, "%" PRId64, update_id(i));
+    snprintf(karma, sizeof karma, "%ld", i % 1000000);
+    const char *params[] = {id, karma};
+    PGresult *res = PQexecPrepared(pg, "floor_update_karma", 2, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(res), "1") != 0)
+        die("floor UPDATE karma");
+    PQclear(res);
+    floor_row_key(rowk, sizeof rowk, "raw", update_id(i));
+    redisReply *r = redisCommand(rc, "DEL %s", rowk);
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        die("floor DEL");
+    freeReplyObject(r);
+}
+
 static void m_update(long i, long *items)
 {
     (void)items;
@@ -1425,6 +1455,13 @@ static const row rows[] = {
      .sides = {{"memo", m_update, NULL},
                {"UPDATE every column + DEL 2 keys", floor_update, NULL}},
      .target = 1.15},
+    {.name = "update_fields (karma)",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 1500,
+     .sides = {{"memo", m_update_karma, NULL},
+               {"UPDATE karma + DEL the row key", floor_update_karma, NULL}},
+     .target = 1.15},
     {.name = "mixed: Zipf(1.1), 5% writes, cold",
      .by = BY_THROUGHPUT,
      .unit = "ops",
@@ -1461,6 +1498,7 @@ static void prepare_floors(void)
     prepare("floor_update", "UPDATE users SET email = $2, name = $3, org_id = $4, "
                             "bio = $5, karma = $6, active = $7, created_at = $8 "
                             "WHERE id = $1");
+    prepare("floor_update_karma", "UPDATE users SET karma = $2 WHERE id = $1");
     for (int64_t id = 1; id <= USERS; id++)
         floor_row_key(raw_keys[id], sizeof raw_keys[id], "raw", id);
 }

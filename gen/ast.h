@@ -35,7 +35,8 @@ enum {
     AST_F_PRIMARY = 1u << 0,
     AST_F_UNIQUE = 1u << 1,
     AST_F_NULLABLE = 1u << 2,
-    AST_F_REFERENCES = 1u << 3
+    AST_F_REFERENCES = 1u << 3,
+    AST_F_VERSION = 1u << 4
 };
 
 typedef struct ast_entity ast_entity;
@@ -45,7 +46,7 @@ typedef struct ast_field {
     ast_name type_name;
     ast_type type; /* set by the checker */
     unsigned flags;
-    ast_loc flag_loc[4]; /* where each modifier was written, by bit index */
+    ast_loc flag_loc[5]; /* where each modifier was written, by bit index */
     ast_name references;
     ast_entity *ref; /* set by the checker */
 } ast_field;
@@ -103,6 +104,7 @@ struct ast_entity {
     AST_VEC(ast_rule) rules;
     bool damaged; /* a syntax error inside: skip checks that would cascade */
     ast_field *pk;
+    ast_field *version; /* set by the checker */
 };
 
 typedef struct ast_schema_decl {
@@ -137,5 +139,10 @@ char *xstrdup(const char *);
 char *xstrndup(const char *, size_t);
 
 const char *ast_type_name(ast_type);
+
+/* snprintf into out, upper-cased: the names of the macros memoc generates
+ * (the header's guard, update_fields' bits), which the checker checks. */
+void upper_printf(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

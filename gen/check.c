@@ -244,6 +244,27 @@ static void check_jitter(checker *c, const ast_num *n)
         diag_error(c->d, n->loc, "jitter must be between 0%% and 100%%");
 }
 
+/* An optimistic-concurrency counter: memo sets and compares it, so it is a
+ * plain int64 that is always there, one per entity. */
+static void check_version(checker *c, ast_entity *e, ast_field *f)
+{
+    if (e->version) {
+        diag_error(c->d, f->flag_loc[4], "entity '%s' has a second version field",
+                   e->name.text);
+        diag_note(c->d, e->version->flag_loc[4], "the first is here");
+        return;
+    }
+    e->version = f;
+    if (f->type != AST_T_UNKNOWN && f->type != AST_T_INT64)
+        diag_error(c->d, f->flag_loc[4], "a version field must be int64, not %s",
+                   ast_type_name(f->type));
+    static const char *const other[] = {"a primary key", "unique", "nullable",
+                                        "a reference"};
+    for (int i = 0; i < 4; i++)
+        if (f->flags & (1u << i))
+            diag_error(c->d, f->flag_loc[i], "a version field cannot be %s", other[i]);
+}
+
 static void check_fields(checker *c, ast_entity *e)
 {
     if (e->fields.n > MEMO_MAX_FIELDS)
@@ -281,6 +302,8 @@ static void check_fields(checker *c, ast_entity *e)
             if (f->flags & AST_F_NULLABLE)
                 diag_error(c->d, f->flag_loc[2], "a primary key cannot be nullable");
         }
+        if (f->flags & AST_F_VERSION)
+            check_version(c, e, f);
         if ((f->flags & AST_F_UNIQUE) &&
             (f->type == AST_T_JSON || f->type == AST_T_FLOAT64))
             diag_error(c->d, f->flag_loc[1], "a %s field cannot be unique",
@@ -593,6 +616,9 @@ static void check_symbols(checker *c)
     snprintf(owner, sizeof owner, "schema '%s'", s);
     symbol_add(c, &t, owner, none, "%s_schema_desc", s);
     symbol_add(c, &t, owner, none, "%s_entities", s);
+    char upper[512];
+    upper_printf(upper, sizeof upper, "%s_MEMO_H", s); /* the header's guard */
+    symbol_add(c, &t, owner, none, "%s", upper);
     for (size_t i = 0; i < c->s->entities.n; i++) {
         ast_entity *e = c->s->entities.v[i];
         const char *n = e->name.text;
@@ -606,6 +632,7 @@ static void check_symbols(checker *c)
             "_get_many",
             "_insert",
             "_update",
+            "_update_fields",
             "_upsert",
             "_delete",
             "_clear",
@@ -614,6 +641,7 @@ static void check_symbols(checker *c)
             "_get_many_tx",
             "_insert_tx",
             "_update_tx",
+            "_update_fields_tx",
             "_upsert_tx",
             "_delete_tx",
             /* static tables in the .c */
@@ -626,6 +654,15 @@ static void check_symbols(checker *c)
         for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
             if (!symbol_add(c, &t, owner, e->name.loc, "%s_%s%s", s, n, ops[k]))
                 break;
+        /* the bits of update_fields' mask: <SCHEMA>_<ENTITY>_<FIELD> */
+        for (size_t k = 0; k < e->fields.n; k++) {
+            const ast_field *f = &e->fields.v[k];
+            if (!f->name.text || find_field(c, e, f->name.text) != f)
+                continue;
+            snprintf(owner, sizeof owner, "field '%s' of entity '%s'", f->name.text, n);
+            upper_printf(upper, sizeof upper, "%s_%s_%s", s, n, f->name.text);
+            symbol_add(c, &t, owner, f->name.loc, "%s", upper);
+        }
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
             /* a second cache by one field is reported already */

@@ -147,16 +147,36 @@ void sig_insert(char *out, size_t size, const lowered_entity *me, const variant 
              v->handle, me->c_name);
 }
 
+bool entity_versioned(const memo_entity_desc *d)
+{
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (d->fields[i].flags & MEMO_FIELD_VERSION)
+            return true;
+    return false;
+}
+
+/* A versioned row gets its new version back; other rows are only read. */
+static const char *row_const(const lowered_entity *me)
+{
+    return entity_versioned(&me->desc) ? "" : "const ";
+}
+
 void sig_update(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
-    snprintf(out, size, "memo_status %s_update%s(%s, const %s *row)", me->c_name,
-             v->suffix, v->handle, me->c_name);
+    snprintf(out, size, "memo_status %s_update%s(%s, %s%s *row)", me->c_name, v->suffix,
+             v->handle, row_const(me), me->c_name);
+}
+
+void sig_update_fields(char *out, size_t size, const lowered_entity *me, const variant *v)
+{
+    snprintf(out, size, "memo_status %s_update_fields%s(%s, %s%s *row, uint64_t mask)",
+             me->c_name, v->suffix, v->handle, row_const(me), me->c_name);
 }
 
 void sig_upsert(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
-    snprintf(out, size, "memo_status %s_upsert%s(%s, const %s *row)", me->c_name,
-             v->suffix, v->handle, me->c_name);
+    snprintf(out, size, "memo_status %s_upsert%s(%s, %s%s *row)", me->c_name, v->suffix,
+             v->handle, row_const(me), me->c_name);
 }
 
 void sig_delete(char *out, size_t size, const lowered_entity *me, const variant *v)

@@ -64,7 +64,10 @@ void sig_list_after(char *out, size_t size, const lowered_entity *, unsigned lis
                     const variant *);
 void sig_get_many(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_insert(char *out, size_t size, const lowered_entity *, const variant *);
+/* Whether the entity has a version field. */
+bool entity_versioned(const memo_entity_desc *);
 void sig_update(char *out, size_t size, const lowered_entity *, const variant *);
+void sig_update_fields(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_upsert(char *out, size_t size, const lowered_entity *, const variant *);
 void sig_delete(char *out, size_t size, const lowered_entity *, const variant *);
 

@@ -35,6 +35,7 @@ typedef struct flag_name {
 static const flag_name field_flags[] = {{MEMO_FIELD_PK, "MEMO_FIELD_PK"},
                                         {MEMO_FIELD_UNIQUE, "MEMO_FIELD_UNIQUE"},
                                         {MEMO_FIELD_NULLABLE, "MEMO_FIELD_NULLABLE"},
+                                        {MEMO_FIELD_VERSION, "MEMO_FIELD_VERSION"},
                                         {0, NULL}};
 static const flag_name rule_events[] = {{MEMO_ON_INSERT, "MEMO_ON_INSERT"},
                                         {MEMO_ON_UPDATE, "MEMO_ON_UPDATE"},
@@ -278,16 +279,23 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     snprintf(call, sizeof call, "%sget_many(%s, &%s_desc, %ss, n", rt, a, c, pk);
     emit_rows_body(em, call);
 
-    /* the writes of a row: each hands it to the runtime call of its name */
+    /* the writes of a row: each hands it to the runtime call of its name,
+     * which writes back into the row only a key assigned and a version */
     static const struct {
         void (*sig)(char *, size_t, const lowered_entity *, const variant *);
-        const char *call;
-    } writes[] = {{sig_insert, "insert"}, {sig_update, "update"}, {sig_upsert, "upsert"}};
+        const char *call, *args;
+        bool keeps; /* the row is const when the entity has no version */
+    } writes[] = {{sig_insert, "insert", "", false},
+                  {sig_update, "update", "", true},
+                  {sig_update_fields, "update_fields", ", mask", true},
+                  {sig_upsert, "upsert", "", true}};
+    bool versioned = entity_versioned(d);
     for (size_t w = 0; w < sizeof writes / sizeof writes[0]; w++) {
         writes[w].sig(sig, sizeof sig, me, v);
         emit_line(em, "%s", sig);
         emit_line(em, "{");
-        emit_line(em, "    return %s%s(%s, &%s_desc, row);", rt, writes[w].call, a, c);
+        emit_line(em, "    return %s%s(%s, &%s_desc, %srow%s);", rt, writes[w].call, a, c,
+                  writes[w].keeps && !versioned ? "(void *)" : "", writes[w].args);
         emit_line(em, "}");
         emit_blank(em);
     }

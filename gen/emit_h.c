@@ -50,6 +50,8 @@ static void emit_struct(emitter *em, const lowered_entity *me)
             len += (size_t)snprintf(note + len, sizeof note - len, ", primary key");
         if (f->flags & MEMO_FIELD_UNIQUE)
             len += (size_t)snprintf(note + len, sizeof note - len, ", unique");
+        if (f->flags & MEMO_FIELD_VERSION)
+            len += (size_t)snprintf(note + len, sizeof note - len, ", version");
         if (f->flags & MEMO_FIELD_NULLABLE)
             len += (size_t)snprintf(note + len, sizeof note - len, ", nullable%s",
                                     me->fields[i].null_flag ? "" : " (NULL)");
@@ -77,6 +79,14 @@ static void emit_struct(emitter *em, const lowered_entity *me)
     emit_line(em, "    bool more; /* a list or a page: more rows follow */");
     emit_line(em, "} %s_list;", c);
     emit_blank(em);
+    /* a bit per field, for update_fields: the field's index */
+    emit_line(em, "/* Fields of %s_update_fields()' mask: one bit each, ORed. */", c);
+    for (unsigned i = 0; i < d->nfields; i++) {
+        char name[256];
+        upper_printf(name, sizeof name, "%s_%s", c, d->fields[i].name);
+        emit_line(em, "#define %s (UINT64_C(1) << %u)", name, i);
+    }
+    emit_blank(em);
 }
 
 /* ---------------------------------------------------------- invalidation */
@@ -85,8 +95,8 @@ static void emit_struct(emitter *em, const lowered_entity *me)
  * memop_inval_collect (runtime/src/invalidate.c) from these descriptor
  * fields; this says the same, case for case, so change the two together:
  *   the row key (a value or a lease);
- *   each unique lookup: the keys of the old and the new value, changed or
- *     not (a fill of lookup and row in flight is refused);
+ *   each unique lookup whose value changed: the keys of the old and the new
+ *     value;
  *   each list: the keys of the old and the new group when the group or
  *     the order field changed, and their counts when the group changed;
  *   each rule of the write's event: the target's key of the old and the
@@ -261,6 +271,13 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
+    const memo_field_desc *ver = NULL, *other = pk;
+    for (unsigned i = 0; i < d->nfields; i++) {
+        if (d->fields[i].flags & MEMO_FIELD_VERSION)
+            ver = &d->fields[i];
+        else if (other == pk && i != d->pk)
+            other = &d->fields[i];
+    }
     emit_line(em,
               "/* Inserts row into table %s. MEMO_CONFLICT if a unique value is taken.",
               d->table);
@@ -268,6 +285,8 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
         emit_line(em,
                   " * A zero %s is assigned by the database and written back to row->%s.",
                   pk->name, pk->name);
+    if (ver)
+        emit_line(em, " * The stored %s and row->%s are set to 1.", ver->name, ver->name);
     describe_invalidation(em, me, MEMO_ON_INSERT);
     sig_insert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
@@ -276,9 +295,29 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(
         em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
         pk->name);
-    emit_line(em, " * unique value is taken.");
+    emit_line(em, " * unique value is taken%s", ver ? "," : ".");
+    if (ver) {
+        emit_line(em, " * or if the stored %s is not row->%s (another write changed the",
+                  ver->name, ver->name);
+        emit_line(em, " * row since it was read: nothing is written). Then the stored %s",
+                  ver->name);
+        emit_line(em, " * and row->%s are one more.", ver->name);
+    }
     describe_invalidation(em, me, MEMO_ON_UPDATE);
     sig_update(sig, sizeof sig, me, v);
+    emit_line(em, "%s;", sig);
+    emit_blank(em);
+
+    char first[256];
+    upper_printf(first, sizeof first, "%s_%s", c, other->name);
+    emit_line(em, "/* As %s_update(), writing only the fields in mask (%s | ...);", c,
+              first);
+    emit_line(em,
+              " * the others keep their stored values, whatever row holds. Only what");
+    emit_line(em,
+              " * the written fields move is invalidated (as above). MEMO_ERR_ARG if");
+    emit_line(em, " * the mask has no field to write. */");
+    sig_update_fields(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
@@ -288,9 +327,11 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
               " * statement (INSERT ... ON CONFLICT (%s) DO UPDATE). The key is written",
               pk->name);
     emit_line(em, " * as given, 0 too (unlike _insert), and moves no identity sequence.");
-    emit_line(em,
-              " * MEMO_CONFLICT if another unique value is taken. Invalidates as the");
-    emit_line(em, " * insert or the update it was (above). */");
+    emit_line(em, " * MEMO_CONFLICT if another unique value is taken.");
+    if (ver)
+        emit_line(em, " * %s: 1 for an insert, compared as by _update otherwise.",
+                  ver->name);
+    emit_line(em, " * Invalidates as the insert or the update it was (above). */");
     sig_upsert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
@@ -326,6 +367,8 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     sig_insert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     sig_update(sig, sizeof sig, me, v);
+    emit_line(em, "%s;", sig);
+    sig_update_fields(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     sig_upsert(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);

@@ -180,6 +180,9 @@ void emit_sql(emitter *em)
                     len += (size_t)snprintf(line + len, sizeof line - len, " NOT NULL");
                 if (f->flags & MEMO_FIELD_UNIQUE)
                     len += (size_t)snprintf(line + len, sizeof line - len, " UNIQUE");
+                /* as memo's insert: writes made outside memo start there too */
+                if (f->flags & MEMO_FIELD_VERSION)
+                    len += (size_t)snprintf(line + len, sizeof line - len, " DEFAULT 1");
             }
             /* A reference to a table created later waits for ALTER TABLE. */
             if (ref >= 0 && rank[ref] <= k) {

@@ -273,7 +273,8 @@ static void lower_fields(const lowering *lw, const ast_entity *e, lowered_entity
         fields[i].type = type_of(f->type);
         fields[i].flags = (f->flags & AST_F_PRIMARY ? MEMO_FIELD_PK : 0) |
                           (f->flags & AST_F_UNIQUE ? MEMO_FIELD_UNIQUE : 0) |
-                          (f->flags & AST_F_NULLABLE ? MEMO_FIELD_NULLABLE : 0);
+                          (f->flags & AST_F_NULLABLE ? MEMO_FIELD_NULLABLE : 0) |
+                          (f->flags & AST_F_VERSION ? MEMO_FIELD_VERSION : 0);
         me->fields[i].null_flag =
             (fields[i].flags & MEMO_FIELD_NULLABLE) && !is_pointer(fields[i].type);
         me->fields[i].ref = f->ref ? (long)index_of(lw, f->ref) : -1;

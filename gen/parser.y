@@ -127,6 +127,7 @@ static void cache_push(yyscan_t scanner, ast_name *field, ast_cache *opts, YYLTY
 
 %token SCHEMA "'schema'" ENTITY "'entity'" TABLE "'table'" PRIMARY "'primary'"
        KEY "'key'" UNIQUE "'unique'" NULLABLE "'nullable'" REFERENCES "'references'"
+       VERSION "'version'"
        CACHE "'cache'" TTL "'ttl'" JITTER "'jitter'" NEGATIVE "'negative'"
        LIST "'list'" ORDER "'order'" BY "'by'" ASC "'asc'" DESC "'desc'"
        LIMIT "'limit'" ON "'on'" CHANGE "'change'" INSERT "'insert'"
@@ -223,6 +224,7 @@ name:
 | "'key'" { $$ = KW("key", @1); }
 | "'unique'" { $$ = KW("unique", @1); }
 | "'nullable'" { $$ = KW("nullable", @1); }
+| "'version'" { $$ = KW("version", @1); }
 | "'references'" { $$ = KW("references", @1); }
 | "'ttl'" { $$ = KW("ttl", @1); }
 | "'jitter'" { $$ = KW("jitter", @1); }
@@ -261,6 +263,10 @@ modifiers:
 | modifiers "'nullable'" {
       $$ = $1;
       modifier(scanner, &$$, AST_F_NULLABLE, 2, @2, "nullable");
+  }
+| modifiers "'version'" {
+      $$ = $1;
+      modifier(scanner, &$$, AST_F_VERSION, 4, @2, "version");
   }
 | modifiers "'references'" name {
       $$ = $1;
@@ -582,7 +588,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
         YYSYMBOL_TTL,        YYSYMBOL_JITTER,   YYSYMBOL_NEGATIVE,   YYSYMBOL_ORDER,
         YYSYMBOL_BY,         YYSYMBOL_ASC,      YYSYMBOL_DESC,       YYSYMBOL_LIMIT,
         YYSYMBOL_CHANGE,     YYSYMBOL_INSERT,   YYSYMBOL_UPDATE,     YYSYMBOL_DELETE,
-        YYSYMBOL_INVALIDATE,
+        YYSYMBOL_INVALIDATE, YYSYMBOL_VERSION,
     };
     size_t nkw = sizeof name_kw / sizeof name_kw[0];
     size_t seen = 0;

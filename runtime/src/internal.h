@@ -162,7 +162,7 @@ char *memop_stats_publication(memo_repo *, const char *process);
 /* A statement: its text and the types of its parameters. */
 typedef struct memop_stmt {
     char *text;
-    Oid types[MEMO_MAX_FIELDS];
+    Oid types[MEMO_MAX_FIELDS + 1]; /* every field, and update_fields' mask */
     int ntypes;
 } memop_stmt;
 
@@ -186,6 +186,7 @@ typedef struct memop_entity {
      * return only these. */
     unsigned keyfields[MEMO_MAX_FIELDS];
     unsigned nkeyfields;
+    int version; /* the version field's index, or -1 */
     /* the entity of each rule's target, registered with this one */
     struct memop_entity **targets;
 } memop_entity;
@@ -198,7 +199,8 @@ enum memop_sql {
     MEMOP_SQL_UPDATE,      /* old and new row */
     MEMOP_SQL_DELETE,      /* the old row */
     MEMOP_SQL_UPSERT,      /* insert or update: the old row if any, the new, inserted? */
-    MEMOP_SQL_FIXED        /* then one per unique lookup, then one per list */
+    MEMOP_SQL_UPDATE_FIELDS, /* UPDATE's, writing the fields of a mask (last param) */
+    MEMOP_SQL_FIXED          /* then one per unique lookup, then one per list */
 };
 
 #define MEMOP_SQL_UNIQUE(d, u) (MEMOP_SQL_FIXED + (u))
@@ -477,10 +479,10 @@ memo_status memop_db_simple(memo_repo *, memop_dconn *, const char *sql, bool *b
 
 /* Parameters of a row's fields, in binary form where it is cheaper. */
 typedef struct memop_params {
-    const char *values[MEMO_MAX_FIELDS];
-    int lengths[MEMO_MAX_FIELDS];
-    int formats[MEMO_MAX_FIELDS];
-    char scratch[MEMO_MAX_FIELDS][8];
+    const char *values[MEMO_MAX_FIELDS + 1];
+    int lengths[MEMO_MAX_FIELDS + 1];
+    int formats[MEMO_MAX_FIELDS + 1];
+    char scratch[MEMO_MAX_FIELDS + 1][8];
     int n;
 } memop_params;
 
@@ -492,6 +494,9 @@ memo_status memop_db_run(memo_repo *, memo_tx *tx, memop_entity *e, unsigned stm
 
 /* Appends field f of row as the next parameter (NULL for SQL NULL). */
 void memop_param_field(memop_params *, const memo_field_desc *f, const void *row);
+/* Appends an SQL NULL, or an int64. */
+void memop_param_null(memop_params *);
+void memop_param_int64(memop_params *, int64_t v);
 /* Appends a key value (pointer to the field's C type). */
 void memop_param_key(memop_params *, const memo_field_desc *f, const void *key);
 /* Reads fields which[0..n) (NULL: every field) from columns first.. of

@@ -104,6 +104,16 @@ void memop_param_field(memop_params *ps, const memo_field_desc *f, const void *r
     param_value(ps, f->type, p, null);
 }
 
+void memop_param_null(memop_params *ps)
+{
+    param_value(ps, MEMO_INT64, NULL, true);
+}
+
+void memop_param_int64(memop_params *ps, int64_t v)
+{
+    param_value(ps, MEMO_INT64, (const char *)&v, false);
+}
+
 void memop_param_key(memop_params *ps, const memo_field_desc *f, const void *key)
 {
     param_value(ps, f->type, key, false);

@@ -180,10 +180,65 @@ static memo_status after_sql(memop_entity *e, unsigned l, bool after_null)
     return finish(s, &b);
 }
 
+/* UPDATE in one statement: lock and read the old row, write the new one,
+ * return both, so invalidation knows the old values without a second round
+ * trip. Parameters in field order; MEMOP_SQL_UPDATE_FIELDS writes a field
+ * only where its bit is set in one more parameter, the mask (other fields
+ * keep the row's current values, read after the lock: concurrent writers of
+ * other fields lose nothing). A version field is compared and incremented,
+ * never written. */
+static memo_status update_sql(memop_entity *e, unsigned which)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    memop_stmt *s = &e->sql[which];
+    bool masked = which == MEMOP_SQL_UPDATE_FIELDS;
+    memop_buf b = {0};
+    memop_buf_puts(&b, "WITH o AS (SELECT ");
+    key_columns(&b, e, NULL);
+    memop_buf_printf(
+        &b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
+        d->table, pk->name, d->pk + 1, d->table);
+    int n = 0;
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const char *c = d->fields[i].name;
+        s->types[i] = oid_of(d->fields[i].type);
+        if (i == d->pk)
+            continue;
+        memop_buf_printf(&b, "%s\"%s\" = ", n++ ? ", " : "", c);
+        if ((int)i == e->version)
+            memop_buf_printf(&b, "n.\"%s\" + 1", c);
+        else if (masked)
+            memop_buf_printf(&b,
+                             "CASE WHEN ($%u >> %u) & 1 = 1 THEN $%u ELSE n.\"%s\" END",
+                             d->nfields + 1, i, i + 1, c);
+        else
+            memop_buf_printf(&b, "$%u", i + 1);
+    }
+    if (n == 0) /* only a key: nothing to set, still lock and return the row */
+        memop_buf_printf(&b, "\"%s\" = o.\"%s\"", pk->name, pk->name);
+    s->ntypes = (int)d->nfields;
+    if (masked)
+        s->types[s->ntypes++] = oid_of(MEMO_INT64);
+    memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\"", pk->name, pk->name);
+    if (e->version >= 0)
+        memop_buf_printf(&b, " AND n.\"%s\" = $%d", d->fields[e->version].name,
+                         e->version + 1);
+    memop_buf_puts(&b, " RETURNING ");
+    key_columns(&b, e, "o");
+    memop_buf_puts(&b, ", ");
+    key_columns(&b, e, "n");
+    return finish(s, &b);
+}
+
 memo_status memop_sql_build(memop_entity *e)
 {
     const memo_entity_desc *d = e->desc;
     find_keyfields(e);
+    e->version = -1;
+    for (unsigned i = 0; i < d->nfields; i++)
+        if (d->fields[i].flags & MEMO_FIELD_VERSION)
+            e->version = (int)i;
     const memo_field_desc *pk = &d->fields[d->pk];
     e->nsql = MEMOP_SQL_FIXED + d->nuniques + 4 * d->nlists;
     e->sql = calloc(e->nsql, sizeof *e->sql);
@@ -248,31 +303,8 @@ memo_status memop_sql_build(memop_entity *e)
     if ((st = finish(&e->sql[MEMOP_SQL_INSERT_AUTO], &b)) != MEMO_OK)
         return st;
 
-    /* UPDATE in one statement: lock and read the old row, write the new one,
-     * return both, so invalidation knows the old values without a second
-     * round trip. Parameters in field order. */
-    memset(&b, 0, sizeof b);
-    memop_buf_puts(&b, "WITH o AS (SELECT ");
-    key_columns(&b, e, NULL);
-    memop_buf_printf(
-        &b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
-        d->table, pk->name, d->pk + 1, d->table);
-    n = 0;
-    for (unsigned i = 0; i < d->nfields; i++) {
-        e->sql[MEMOP_SQL_UPDATE].types[i] = oid_of(d->fields[i].type);
-        if (i != d->pk)
-            memop_buf_printf(&b, "%s\"%s\" = $%u", n++ ? ", " : "", d->fields[i].name,
-                             i + 1);
-    }
-    if (n == 0) /* only a key: nothing to set, still lock and return the row */
-        memop_buf_printf(&b, "\"%s\" = o.\"%s\"", pk->name, pk->name);
-    e->sql[MEMOP_SQL_UPDATE].ntypes = (int)d->nfields;
-    memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\" RETURNING ", pk->name,
-                     pk->name);
-    key_columns(&b, e, "o");
-    memop_buf_puts(&b, ", ");
-    key_columns(&b, e, "n");
-    if ((st = finish(&e->sql[MEMOP_SQL_UPDATE], &b)) != MEMO_OK)
+    if ((st = update_sql(e, MEMOP_SQL_UPDATE)) != MEMO_OK ||
+        (st = update_sql(e, MEMOP_SQL_UPDATE_FIELDS)) != MEMO_OK)
         return st;
 
     /* UPSERT in one statement: lock and read the old row if there is one,
@@ -285,16 +317,21 @@ memo_status memop_sql_build(memop_entity *e)
     memop_stmt *up = &e->sql[MEMOP_SQL_UPSERT];
     memop_buf_puts(&b, "WITH o AS (SELECT ");
     key_columns(&b, e, NULL);
-    memop_buf_printf(
-        &b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE), n AS (INSERT INTO \"%s\" (",
-        d->table, pk->name, d->pk + 1, d->table);
+    memop_buf_printf(&b,
+                     " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE), n AS (INSERT INTO "
+                     "\"%s\" AS memo_t (",
+                     d->table, pk->name, d->pk + 1, d->table);
     columns(&b, d, NULL);
     /* the row comes from a join with o, so that o is read (and the old row
      * locked) before the insert: read after it, the row this statement
      * updated would be skipped */
     memop_buf_puts(&b, ") SELECT ");
     for (unsigned i = 0; i < d->nfields; i++) {
-        memop_buf_printf(&b, "%s$%u", i ? ", " : "", i + 1);
+        /* a version starts at 1; the one given is compared, below */
+        if ((int)i == e->version)
+            memop_buf_printf(&b, "%s1::bigint", i ? ", " : "");
+        else
+            memop_buf_printf(&b, "%s$%u", i ? ", " : "", i + 1);
         up->types[i] = oid_of(d->fields[i].type);
     }
     up->ntypes = (int)d->nfields;
@@ -305,11 +342,17 @@ memo_status memop_sql_build(memop_entity *e)
     n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
         if (i != d->pk)
-            memop_buf_printf(&b, "%s\"%s\" = EXCLUDED.\"%s\"", n++ ? ", " : "",
-                             d->fields[i].name, d->fields[i].name);
+            memop_buf_printf(&b,
+                             (int)i == e->version ? "%s\"%s\" = memo_t.\"%s\" + 1"
+                                                  : "%s\"%s\" = EXCLUDED.\"%s\"",
+                             n++ ? ", " : "", d->fields[i].name, d->fields[i].name);
     if (n == 0) /* only a key: nothing to set, still return the row */
         memop_buf_printf(&b, "\"%s\" = EXCLUDED.\"%s\"", pk->name, pk->name);
-    memop_buf_puts(&b, " WHERE EXISTS (SELECT FROM o) RETURNING ");
+    memop_buf_puts(&b, " WHERE EXISTS (SELECT FROM o)");
+    if (e->version >= 0)
+        memop_buf_printf(&b, " AND memo_t.\"%s\" = $%d", d->fields[e->version].name,
+                         e->version + 1);
+    memop_buf_puts(&b, " RETURNING ");
     key_columns(&b, e, NULL);
     memop_buf_puts(&b, ") SELECT ");
     key_columns(&b, e, "o");

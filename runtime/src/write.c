@@ -1,17 +1,22 @@
 /* Writes: insert, update and delete, each one statement that returns the
  * old and/or new row (the fields invalidation needs), and then, after
  * COMMIT, one DEL of every key the change makes wrong (invalidate.c). */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Non-nullable strings must be there: SQL would say NOT NULL less clearly. */
-static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const void *row)
+#define ALL_FIELDS UINT64_MAX
+
+/* Non-nullable strings must be there, of the fields written (mask): SQL
+ * would say NOT NULL less clearly. */
+static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const void *row,
+                             uint64_t mask)
 {
     for (unsigned i = 0; i < d->nfields; i++) {
         const memo_field_desc *f = &d->fields[i];
-        if ((f->type == MEMO_TEXT || f->type == MEMO_JSON) &&
+        if (((mask >> i) & 1) && (f->type == MEMO_TEXT || f->type == MEMO_JSON) &&
             !(f->flags & MEMO_FIELD_NULLABLE) &&
             !*(char *const *)((const char *)row + f->offset))
             return memop_fail(repo, MEMO_ERR_ARG,
@@ -63,12 +68,27 @@ static void finish(memop_entity *e, enum memop_op op, uint64_t t0)
     memop_hist_add(&e->stats.op_latency[op], us);
 }
 
+/* The version field of row, or NULL if the entity has none. */
+static int64_t *version_of(const memop_entity *e, void *row)
+{
+    return e->version < 0 ? NULL
+                          : (int64_t *)((char *)row + e->desc->fields[e->version].offset);
+}
+
+/* The caller's row gets the version the write gave the stored one. */
+static void set_version(const memop_entity *e, void *row, int64_t v)
+{
+    int64_t *p = version_of(e, row);
+    if (p)
+        *p = v;
+}
+
 static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
                           void *row)
 {
     memop_entity *e;
     memo_status st = begin(repo, d, row, &e, "memo_insert");
-    if (st != MEMO_OK || (st = check_row(repo, d, row)) != MEMO_OK)
+    if (st != MEMO_OK || (st = check_row(repo, d, row, ALL_FIELDS)) != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -82,7 +102,9 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     memop_params ps;
     ps.n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
-        if (!(assign && i == d->pk))
+        if ((int)i == e->version)
+            memop_param_int64(&ps, 1); /* a version starts at 1 */
+        else if (!(assign && i == d->pk))
             memop_param_field(&ps, &d->fields[i], row);
     PGresult *res = NULL;
     st = memop_db_run(repo, tx, e, assign ? MEMOP_SQL_INSERT_AUTO : MEMOP_SQL_INSERT, &ps,
@@ -103,6 +125,7 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     if (assign)
         memcpy(pkp, (char *)new + pk->offset,
                pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t));
+    set_version(e, row, 1);
     st = settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
 out:
     PQclear(res);
@@ -113,20 +136,65 @@ out:
 }
 
 /* What update and upsert check first, and their parameters: every field of
- * the row, in field order, its key given. */
+ * the row, in field order, its key given; with a mask (update_fields), the
+ * fields outside it as NULLs (the statement keeps the stored values), then
+ * the mask. The key and a version are always given (they select the row). */
 static memo_status row_write(memo_repo *repo, const memo_entity_desc *d, const void *row,
-                             const char *what, memop_entity **e, memop_params *ps)
+                             uint64_t mask, const char *what, memop_entity **e,
+                             memop_params *ps)
 {
     memo_status st = begin(repo, d, row, e, what);
-    if (st != MEMO_OK || (st = check_row(repo, d, row)) != MEMO_OK)
+    if (st != MEMO_OK || (st = check_row(repo, d, row, mask)) != MEMO_OK)
         return st;
     const memo_field_desc *pk = &d->fields[d->pk];
     if (missing_text_key(pk, (const char *)row + pk->offset))
         return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL primary key", what);
     ps->n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
-        memop_param_field(ps, &d->fields[i], row);
+        if (((mask >> i) & 1) || i == d->pk || (int)i == (*e)->version)
+            memop_param_field(ps, &d->fields[i], row);
+        else
+            memop_param_null(ps);
+    if (mask != ALL_FIELDS)
+        memop_param_int64(ps, (int64_t)mask);
     return MEMO_OK;
+}
+
+/* After a write of a versioned row changed nothing: whether the row is
+ * there (found), and its version. */
+static memo_status stored_version(memo_repo *repo, memo_tx *tx, memop_entity *e,
+                                  const void *row, bool *found, int64_t *version)
+{
+    const memo_entity_desc *d = e->desc;
+    const memo_field_desc *pk = &d->fields[d->pk];
+    PGresult *res = NULL;
+    memo_status st = memop_query_one_key(repo, tx, e, MEMOP_SQL_SELECT, pk,
+                                         (const char *)row + pk->offset, &res);
+    *found = false;
+    if (st == MEMO_OK && PQntuples(res) > 0) {
+        void *stored = calloc(1, d->size);
+        if (!stored)
+            st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        else if (memop_result_row(d, res, 0, 0, stored) != MEMO_OK)
+            st = memop_schema_mismatch(repo, e, NULL);
+        else {
+            *found = true;
+            *version = *version_of(e, stored);
+        }
+        memo_row_clear(d, stored);
+        free(stored);
+    }
+    PQclear(res);
+    return st;
+}
+
+static memo_status version_conflict(memo_repo *repo, const memop_entity *e, void *row,
+                                    int64_t stored, const char *what)
+{
+    return memop_fail(repo, MEMO_CONFLICT,
+                      "%s: %s.%s has version %" PRId64 ", not %" PRId64
+                      " (another write changed it since it was read): nothing written",
+                      what, e->desc->schema, e->desc->name, stored, *version_of(e, row));
 }
 
 /* The old row's key fields (in columns 0..k, when with_old) and the new
@@ -147,26 +215,51 @@ static memo_status old_and_new(memo_repo *repo, memop_entity *e, const PGresult 
     return MEMO_OK;
 }
 
+/* A full update, or (mask) of some fields. A versioned row is written only
+ * at the version the caller read; then the stored and the caller's version
+ * are one more. */
 static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
-                          const void *row)
+                          void *row, uint64_t mask)
 {
+    const char *what = mask == ALL_FIELDS ? "memo_update" : "memo_update_fields";
     memop_entity *e;
     memop_params ps;
-    memo_status st = row_write(repo, d, row, "memo_update", &e, &ps);
+    memo_status st = row_write(repo, d, row, mask, what, &e, &ps);
     if (st != MEMO_OK)
         return st;
+    if (mask != ALL_FIELDS) {
+        uint64_t fields = d->nfields < 64 ? (UINT64_C(1) << d->nfields) - 1 : ALL_FIELDS;
+        uint64_t fixed = UINT64_C(1) << d->pk;
+        if (e->version >= 0)
+            fixed |= UINT64_C(1) << e->version;
+        if ((mask & ~fields) || !(mask & ~fixed))
+            return memop_fail(repo, MEMO_ERR_ARG,
+                              "%s: the mask 0x%" PRIx64 " %s %s.%s's fields", what, mask,
+                              (mask & ~fields) ? "has bits past" : "writes none of",
+                              d->schema, d->name);
+    }
     uint64_t t0 = memop_now_us();
     PGresult *res = NULL;
     void *old = NULL, *new = NULL;
-    st = memop_db_run(repo, tx, e, MEMOP_SQL_UPDATE, &ps, &res);
+    st = memop_db_run(repo, tx, e,
+                      mask == ALL_FIELDS ? MEMOP_SQL_UPDATE : MEMOP_SQL_UPDATE_FIELDS,
+                      &ps, &res);
     if (st != MEMO_OK)
         goto out;
     if (PQntuples(res) == 0) {
+        bool found = false;
+        int64_t stored = 0;
         st = MEMO_NOT_FOUND;
+        if (e->version >= 0 &&
+            (st = stored_version(repo, tx, e, row, &found, &stored)) == MEMO_OK)
+            st = found ? version_conflict(repo, e, row, stored, what) : MEMO_NOT_FOUND;
         goto out;
     }
-    if ((st = old_and_new(repo, e, res, true, &old, &new)) == MEMO_OK)
+    if ((st = old_and_new(repo, e, res, true, &old, &new)) == MEMO_OK) {
+        if (e->version >= 0)
+            set_version(e, row, *version_of(e, row) + 1);
         st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
+    }
 out:
     PQclear(res);
     memo_row_clear(d, old);
@@ -182,11 +275,11 @@ out:
  * another transaction inserted between its two reads makes it return
  * nothing, and it runs again (a new snapshot, which reads that row). */
 static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
-                          const void *row)
+                          void *row)
 {
     memop_entity *e;
     memop_params ps;
-    memo_status st = row_write(repo, d, row, "memo_upsert", &e, &ps);
+    memo_status st = row_write(repo, d, row, ALL_FIELDS, "memo_upsert", &e, &ps);
     if (st != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
@@ -200,6 +293,17 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
             break;
         PQclear(res);
         res = NULL;
+        /* a versioned row not at the caller's version is a conflict; else
+         * another transaction inserted the row meanwhile (see above) */
+        bool found = false;
+        int64_t stored = 0;
+        if (e->version >= 0 &&
+            ((st = stored_version(repo, tx, e, row, &found, &stored)) != MEMO_OK ||
+             (found && stored != *version_of(e, row)))) {
+            if (st == MEMO_OK)
+                st = version_conflict(repo, e, row, stored, "memo_upsert");
+            goto out;
+        }
         if (attempt == 4) {
             st = memop_fail(repo, MEMO_CONFLICT,
                             "memo_upsert: the row was inserted and deleted by others "
@@ -214,9 +318,12 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     }
     /* whether there was an old row: a boolean in binary, one byte */
     had = PQgetlength(res, 0, 2 * k) == 1 && PQgetvalue(res, 0, 2 * k)[0];
-    if ((st = old_and_new(repo, e, res, had, &old, &new)) == MEMO_OK)
+    if ((st = old_and_new(repo, e, res, had, &old, &new)) == MEMO_OK) {
+        if (e->version >= 0)
+            set_version(e, row, had ? *version_of(e, row) + 1 : 1);
         st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new)
                  : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
+    }
 out:
     PQclear(res);
     memo_row_clear(d, old);
@@ -273,9 +380,15 @@ memo_status memo_insert(memo_repo *repo, const memo_entity_desc *d, void *row)
     return insert(repo, NULL, d, row);
 }
 
-memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, const void *row)
+memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, void *row)
 {
-    return update(repo, NULL, d, row);
+    return update(repo, NULL, d, row, ALL_FIELDS);
+}
+
+memo_status memo_update_fields(memo_repo *repo, const memo_entity_desc *d, void *row,
+                               uint64_t mask)
+{
+    return update(repo, NULL, d, row, mask);
 }
 
 memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *key)
@@ -288,17 +401,23 @@ memo_status memo_tx_insert(memo_tx *tx, const memo_entity_desc *d, void *row)
     return tx ? insert(tx->repo, tx, d, row) : MEMO_ERR_ARG;
 }
 
-memo_status memo_tx_update(memo_tx *tx, const memo_entity_desc *d, const void *row)
+memo_status memo_tx_update(memo_tx *tx, const memo_entity_desc *d, void *row)
 {
-    return tx ? update(tx->repo, tx, d, row) : MEMO_ERR_ARG;
+    return tx ? update(tx->repo, tx, d, row, ALL_FIELDS) : MEMO_ERR_ARG;
 }
 
-memo_status memo_upsert(memo_repo *repo, const memo_entity_desc *d, const void *row)
+memo_status memo_tx_update_fields(memo_tx *tx, const memo_entity_desc *d, void *row,
+                                  uint64_t mask)
+{
+    return tx ? update(tx->repo, tx, d, row, mask) : MEMO_ERR_ARG;
+}
+
+memo_status memo_upsert(memo_repo *repo, const memo_entity_desc *d, void *row)
 {
     return upsert(repo, NULL, d, row);
 }
 
-memo_status memo_tx_upsert(memo_tx *tx, const memo_entity_desc *d, const void *row)
+memo_status memo_tx_upsert(memo_tx *tx, const memo_entity_desc *d, void *row)
 {
     return tx ? upsert(tx->repo, tx, d, row) : MEMO_ERR_ARG;
 }

@@ -945,6 +945,150 @@ static void get_by_fill_after_a_write(void **state)
     memo_close(other);
 }
 
+/* ------------------------------------------------------------ update_fields */
+
+/* Caches the user's row, its email lookup, its org's list and count. */
+static void warm_user(int64_t id, const char *email, int64_t org)
+{
+    blog_user u = {0};
+    blog_user_list l = {0};
+    int64_t n;
+    assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_get_by_email(repo, email, &u), MEMO_OK);
+    blog_user_clear(&u);
+    assert_int_equal(blog_user_by_org(repo, org, &l), MEMO_OK);
+    blog_user_list_clear(&l);
+    assert_int_equal(blog_user_by_org_count(repo, org, &n), MEMO_OK);
+    memo_stats_reset(repo);
+}
+
+/* Which of the row, the lookup, the list and the count are cached: "rlnc"
+ * with '-' for each one gone. */
+static void assert_cached(int64_t id, const char *email, int64_t org, const char *want)
+{
+    char by_org_n[256];
+    snprintf(by_org_n, sizeof by_org_n, "%s:n", test_by_org_key(org));
+    const char *keys[] = {test_user_key(id), test_email_key(email), test_by_org_key(org),
+                          by_org_n};
+    char got[5] = "rlnc";
+    for (int i = 0; i < 4; i++)
+        if (!test_redis_exists(keys[i]))
+            got[i] = '-';
+    assert_string_equal(got, want);
+}
+
+/* A partial update writes the fields of its mask only (the others keep the
+ * stored values, whatever the row holds) and deletes what those fields
+ * move: a non-key field, exactly the row's key; the list's order field, the
+ * list but not its count; the group, both groups' lists and counts; the
+ * unique field, its old and new lookups. */
+static void update_fields_moves_only_what_it_writes(void **state)
+{
+    (void)state;
+    int64_t org = new_org("uf"), org2 = new_org("uf2");
+    int64_t id = new_user("uf@x", "Una", org);
+    blog_user u = {.id = id, .karma = 99}; /* every other field NULL or 0 */
+
+    warm_user(id, "uf@x", org);
+    assert_int_equal(blog_user_update_fields(repo, &u, BLOG_USER_KARMA), MEMO_OK);
+    assert_int_equal(STAT("user", "invalidations"), 1); /* the row's DEL alone */
+    assert_cached(id, "uf@x", org, "-lnc");
+    blog_user got = {0};
+    assert_int_equal(blog_user_get(repo, id, &got), MEMO_OK);
+    assert_int_equal(got.karma, 99);
+    assert_string_equal(got.name, "Una");
+    assert_string_equal(got.email, "uf@x");
+    assert_int_equal(got.org_id, org);
+    assert_true(got.active);
+    blog_user_clear(&got);
+
+    warm_user(id, "uf@x", org);
+    u.name = (char *)"Ursula"; /* by_org is ordered by name */
+    assert_int_equal(blog_user_update_fields(repo, &u, BLOG_USER_NAME), MEMO_OK);
+    assert_int_equal(STAT("user", "invalidations"), 2);
+    assert_cached(id, "uf@x", org, "-l-c");
+
+    warm_user(id, "uf@x", org);
+    warm_user(id, "uf@x", org2);
+    u.org_id = org2;
+    u.name = NULL; /* not in the mask: not written */
+    assert_int_equal(blog_user_update_fields(repo, &u, BLOG_USER_ORG_ID), MEMO_OK);
+    assert_int_equal(STAT("user", "invalidations"), 5);
+    assert_cached(id, "uf@x", org, "-l--");
+    assert_cached(id, "uf@x", org2, "-l--");
+
+    warm_user(id, "uf@x", org2);
+    u.email = (char *)"uf2@x";
+    assert_int_equal(blog_user_update_fields(repo, &u, BLOG_USER_EMAIL), MEMO_OK);
+    assert_int_equal(STAT("user", "invalidations"), 3);
+    assert_cached(id, "uf@x", org2, "--nc");
+    assert_false(test_redis_exists(test_email_key("uf2@x")));
+    /* each write changed its field, and none another's */
+    char sql[160], want[64];
+    snprintf(sql, sizeof sql,
+             "SELECT name || ' ' || email || ' ' || karma || ' ' || org_id FROM users "
+             "WHERE id = %lld",
+             (long long)id);
+    snprintf(want, sizeof want, "Ursula uf2@x 99 %lld", (long long)org2);
+    test_assert_sql(sql, want);
+}
+
+/* Two writers of different fields, each from its own stale copy of the
+ * row: partial updates keep both changes, where a full update would write
+ * the second copy's old value over the first change. */
+static void update_fields_of_two_writers(void **state)
+{
+    (void)state;
+    int64_t org = new_org("two");
+    int64_t id = new_user("two@x", "Tess", org);
+    blog_user a = {0}, b = {0};
+    assert_int_equal(blog_user_get(repo, id, &a), MEMO_OK);
+    assert_int_equal(blog_user_get(repo, id, &b), MEMO_OK);
+    a.karma = 7;
+    free(b.bio);
+    b.bio = strdup("hello");
+    assert_int_equal(blog_user_update_fields(repo, &a, BLOG_USER_KARMA), MEMO_OK);
+    assert_int_equal(blog_user_update_fields(repo, &b, BLOG_USER_BIO), MEMO_OK);
+    blog_user got = {0};
+    assert_int_equal(blog_user_get(repo, id, &got), MEMO_OK);
+    assert_int_equal(got.karma, 7);
+    assert_string_equal(got.bio, "hello");
+    blog_user_clear(&got);
+    /* the control: a full update from b's copy loses a's karma */
+    assert_int_equal(blog_user_update(repo, &b), MEMO_OK);
+    assert_int_equal(blog_user_get(repo, id, &got), MEMO_OK);
+    assert_int_equal(got.karma, 1);
+    blog_user_clear(&got);
+
+    /* masks that write nothing, or name no field, or a NULL it needs */
+    assert_int_equal(blog_user_update_fields(repo, &a, 0), MEMO_ERR_ARG);
+    assert_int_equal(blog_user_update_fields(repo, &a, BLOG_USER_ID), MEMO_ERR_ARG);
+    assert_non_null(strstr(memo_last_error(repo), "writes none of"));
+    assert_int_equal(blog_user_update_fields(repo, &a, UINT64_C(1) << 8), MEMO_ERR_ARG);
+    assert_non_null(strstr(memo_last_error(repo), "has bits past"));
+    free(a.name);
+    a.name = NULL;
+    assert_int_equal(blog_user_update_fields(repo, &a, BLOG_USER_NAME), MEMO_ERR_ARG);
+    assert_int_equal(blog_user_update_fields(repo, NULL, BLOG_USER_NAME), MEMO_ERR_ARG);
+    /* in a transaction: written at once, invalidated at COMMIT */
+    a.karma = 8;
+    memo_tx *tx = NULL;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
+    assert_int_equal(blog_user_get(repo, id, &got), MEMO_OK); /* cached */
+    blog_user_clear(&got);
+    assert_int_equal(blog_user_update_fields_tx(tx, &a, BLOG_USER_KARMA), MEMO_OK);
+    assert_true(test_redis_exists(test_user_key(id)));
+    assert_int_equal(memo_commit(tx), MEMO_OK);
+    assert_false(test_redis_exists(test_user_key(id)));
+    assert_int_equal(blog_user_get(repo, id, &got), MEMO_OK);
+    assert_int_equal(got.karma, 8);
+    assert_string_equal(got.name, "Tess");
+    blog_user_clear(&got);
+    blog_user_clear(&a);
+    blog_user_clear(&b);
+}
+
 /* ------------------------------------------------ lists that say they are cut */
 
 static int64_t add_comment(int64_t post, int64_t author, int64_t at)
@@ -1299,6 +1443,8 @@ int main(void)
         cmocka_unit_test_setup(stats_of_two_repositories, setup),
         cmocka_unit_test_setup(get_by_fills_the_lookup, setup),
         cmocka_unit_test_setup(get_by_fill_after_a_write, setup),
+        cmocka_unit_test_setup(update_fields_moves_only_what_it_writes, setup),
+        cmocka_unit_test_setup(update_fields_of_two_writers, setup),
         cmocka_unit_test_setup(lost_invalidation_drops_the_entity, setup),
         cmocka_unit_test_setup(list_more_and_count, setup),
         cmocka_unit_test_setup(upsert_both_ways, setup),

@@ -4,6 +4,7 @@
  * the list's first page, gives every ticket exactly once and in the order
  * PostgreSQL gives (asked here with plain SQL), for every page size; more
  * and _count say how much there is; a transaction pages too. Real servers. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,11 +155,162 @@ static void counts_and_bad_pages(void **state)
     assert_false(l.more);
 }
 
+/* ---------------------------------------------------------- versioned rows */
+
+static ticket_ticket one_ticket(const char *title)
+{
+    ticket_ticket t = {.queue = (char *)"v",
+                       .title = (char *)title,
+                       .due_at_is_null = true,
+                       .version = 42}; /* ignored: an insert starts at 1 */
+    assert_int_equal(ticket_ticket_insert(repo, &t), MEMO_OK);
+    assert_int_equal(t.version, 1);
+    return t;
+}
+
+static void assert_stored(int64_t id, const char *title, const char *version)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "SELECT title || ' ' || version FROM tickets WHERE id = %lld",
+             (long long)id);
+    char want[128];
+    snprintf(want, sizeof want, "%s %s", title, version);
+    test_assert_sql(sql, want);
+}
+
+/* Every update compares the version the caller read and writes back the
+ * next; a stale copy is MEMO_CONFLICT and changes nothing, in the database
+ * or the cache; a missing row is MEMO_NOT_FOUND still. */
+static void versions_refuse_stale_writes(void **state)
+{
+    (void)state;
+    ticket_ticket t = one_ticket("first");
+    ticket_ticket got = {0};
+    assert_int_equal(ticket_ticket_get(repo, t.id, &got), MEMO_OK); /* cached */
+    assert_int_equal(got.version, 1);
+    ticket_ticket_clear(&got);
+    ticket_ticket stale = t;
+    t.title = (char *)"second";
+    assert_int_equal(ticket_ticket_update(repo, &t), MEMO_OK);
+    assert_int_equal(t.version, 2);
+    assert_stored(t.id, "second", "2");
+
+    stale.title = (char *)"lost";
+    assert_int_equal(ticket_ticket_update(repo, &stale), MEMO_CONFLICT);
+    assert_non_null(strstr(memo_last_error(repo), "has version 2, not 1"));
+    assert_int_equal(stale.version, 1);
+    assert_int_equal(ticket_ticket_update_fields(repo, &stale, TICKET_TICKET_TITLE),
+                     MEMO_CONFLICT);
+    assert_int_equal(ticket_ticket_upsert(repo, &stale), MEMO_CONFLICT);
+    assert_stored(t.id, "second", "2");
+    assert_int_equal(ticket_ticket_get(repo, t.id, &got), MEMO_OK);
+    assert_string_equal(got.title, "second");
+    assert_int_equal(got.version, 2);
+    ticket_ticket_clear(&got);
+
+    /* a partial update checks and moves the version too */
+    t.assignee = (char *)"ann";
+    t.title = NULL; /* not written */
+    assert_int_equal(ticket_ticket_update_fields(repo, &t, TICKET_TICKET_ASSIGNEE),
+                     MEMO_OK);
+    assert_int_equal(t.version, 3);
+    assert_stored(t.id, "second", "3");
+    /* an upsert: of the stored version, an update; of a new key, 1 */
+    t.title = (char *)"third";
+    assert_int_equal(ticket_ticket_upsert(repo, &t), MEMO_OK);
+    assert_int_equal(t.version, 4);
+    assert_stored(t.id, "third", "4");
+    ticket_ticket n = {.id = t.id + 1000,
+                       .queue = (char *)"v",
+                       .title = (char *)"up",
+                       .due_at_is_null = true,
+                       .version = 9};
+    assert_int_equal(ticket_ticket_upsert(repo, &n), MEMO_OK);
+    assert_int_equal(n.version, 1);
+    assert_stored(n.id, "up", "1");
+
+    /* no such row: not found, as without a version */
+    ticket_ticket none = {
+        .id = t.id + 2000, .queue = (char *)"v", .title = (char *)"x", .version = 1};
+    assert_int_equal(ticket_ticket_update(repo, &none), MEMO_NOT_FOUND);
+    assert_int_equal(ticket_ticket_update_fields(repo, &none, TICKET_TICKET_TITLE),
+                     MEMO_NOT_FOUND);
+    /* in a transaction: the same, and a rollback keeps the stored version */
+    memo_tx *tx = NULL;
+    assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
+    assert_int_equal(ticket_ticket_update_tx(tx, &t), MEMO_OK);
+    assert_int_equal(t.version, 5);
+    assert_int_equal(ticket_ticket_update_tx(tx, &stale), MEMO_CONFLICT);
+    assert_int_equal(memo_rollback(tx), MEMO_OK);
+    assert_stored(t.id, "third", "4");
+}
+
+typedef struct racer {
+    memo_repo *repo;
+    ticket_ticket row;
+    pthread_barrier_t *start;
+    memo_status st;
+} racer;
+
+static void *race_update(void *arg)
+{
+    racer *r = arg;
+    pthread_barrier_wait(r->start);
+    r->st = ticket_ticket_update(r->repo, &r->row);
+    return NULL;
+}
+
+/* Two writers read the same version and update at once, round after
+ * round: exactly one wins each round, the other gets MEMO_CONFLICT, and
+ * the stored version counts the winners. (Without the version both would
+ * succeed, the second overwriting the first.) */
+static void racing_versioned_updates(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 40 };
+    ticket_ticket t = one_ticket("race");
+    memo_repo *other = test_open(NULL);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    const char *last = NULL;
+    for (int round = 0; round < ROUNDS; round++) {
+        racer r[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            r[i] = (racer){i ? other : repo, t, &start, MEMO_OK};
+            r[i].row.title = (char *)(i ? "b" : "a");
+            pthread_create(&th[i], NULL, race_update, &r[i]);
+        }
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        int winner = r[0].st == MEMO_OK ? 0 : 1;
+        assert_int_equal(r[winner].st, MEMO_OK);
+        assert_int_equal(r[1 - winner].st, MEMO_CONFLICT);
+        assert_int_equal(r[winner].row.version, t.version + 1);
+        assert_int_equal(r[1 - winner].row.version, t.version);
+        last = winner ? "b" : "a";
+        t.version++;
+        ticket_ticket got = {0};
+        assert_int_equal(ticket_ticket_get(repo, t.id, &got), MEMO_OK);
+        assert_string_equal(got.title, winner ? "b" : "a");
+        assert_int_equal(got.version, t.version);
+        ticket_ticket_clear(&got);
+    }
+    char want[16];
+    snprintf(want, sizeof want, "%d", ROUNDS + 1);
+    assert_stored(t.id, last, want);
+    pthread_barrier_destroy(&start);
+    memo_close(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(pages_cover_every_row_once, setup),
         cmocka_unit_test_setup(counts_and_bad_pages, setup),
+        cmocka_unit_test_setup(versions_refuse_stale_writes, setup),
+        cmocka_unit_test_setup(racing_versioned_updates, setup),
     };
     return cmocka_run_group_tests_name("list pages and counts", tests, group_setup,
                                        test_group_close);
