@@ -45,7 +45,7 @@ LDLIBS_RT = $(PKG_LIBS) -lpthread -lm
 # ------------------------------------------------------------------ memoc
 
 GEN_SRC = gen/ast.c gen/diag.c gen/names.c gen/check.c gen/lower.c gen/emit.c gen/emit_h.c \
-          gen/emit_c.c gen/emit_sql.c gen/main.c
+          gen/emit_c.c gen/emit_sql.c gen/migrate.c gen/main.c
 GEN_OBJ = $(GEN_SRC:%.c=$(B)/%.o) $(B)/gen/parser.o $(B)/gen/lexer.o $(B)/gen/sha256.o
 MEMOC = $(B)/memoc
 
@@ -114,7 +114,7 @@ all: $(LIBMEMO) $(LIBMEMO_SO)
 # builds the descriptors memoc prints), so one binary serves every schema.
 MEMO_TOOL = $(B)/memo
 TOOL_GEN_OBJ = $(filter-out $(B)/gen/main.o $(B)/gen/emit.o $(B)/gen/emit_h.o \
-                 $(B)/gen/emit_c.o $(B)/gen/emit_sql.o,$(GEN_OBJ))
+                 $(B)/gen/emit_c.o $(B)/gen/emit_sql.o $(B)/gen/migrate.o,$(GEN_OBJ))
 
 $(B)/cli/memo.o: cli/memo.c $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(@D)
@@ -172,6 +172,21 @@ $(B)/tests/integration/%: tests/integration/%.c $(LIBMEMO) $(SUPPORT_OBJ) \
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TEST_INC) $< $(SUPPORT_OBJ) $(INTEG_SUPPORT_OBJ) $(SCHEMA_OBJ) \
 	    $(LDFLAGS) $(TEST_LIBS) -o $@
+
+# The evolving example (examples/desk/v1..v3.memo): each version's generated
+# code, and a reader of its rows linked with it, which test_migrate runs
+# after each migration.
+DESK_VERSIONS = $(notdir $(basename $(wildcard examples/desk/v*.memo)))
+DESK_READERS = $(DESK_VERSIONS:%=$(B)/examples/desk/%/reader)
+$(B)/examples/desk/%/desk.c $(B)/examples/desk/%/desk.h $(B)/examples/desk/%/desk.sql: \
+        examples/desk/%.memo $(MEMOC)
+	@mkdir -p $(@D)
+	$(MEMOC) -o $(@D) $<
+$(B)/examples/desk/%/reader: tests/integration/desk_reader.c $(B)/examples/desk/%/desk.c \
+                             $(LIBMEMO)
+	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(@D) $(PKG_CFLAGS) $< $(@D)/desk.c \
+	    $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
+$(B)/tests/integration/test_migrate: $(DESK_READERS)
 
 GENTEST_SRC = $(wildcard tests/gen/test_*.c)
 GENTEST_BIN = $(GENTEST_SRC:tests/gen/%.c=$(B)/tests/gen/%)

@@ -31,6 +31,20 @@ void emit_generated_by(emitter *, const char *open, const char *close);
  * needs REPLICA IDENTITY FULL for memo watch to see them in an update. */
 bool old_values_needed(const memo_entity_desc *, char *out, size_t size);
 
+/* Pieces of NAME.sql, for the migrations too (migrate.c). */
+const char *sql_type_name(memo_type);
+/* A non-key column's definition: "\"c\" type [NOT NULL] [UNIQUE] [DEFAULT 1]". */
+void sql_column_def(char *out, size_t size, const memo_field_desc *);
+/* The name of a list's index (table, group, order), as PostgreSQL keeps it. */
+void list_index_name(char *out, size_t size, const memo_entity_desc *,
+                     const memo_list_desc *);
+void emit_list_index(emitter *, const memo_entity_desc *, const memo_list_desc *);
+/* Adds the foreign key of e's field to t, once, by name. */
+void emit_foreign_key(emitter *, const memo_entity_desc *e, unsigned field,
+                      const memo_entity_desc *t);
+/* The publication memo_<schema> of every table of the model, created or set. */
+void emit_publication(emitter *, const model *);
+
 void emit_header(emitter *);
 void emit_source(emitter *);
 void emit_sql(emitter *);

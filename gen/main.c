@@ -16,16 +16,21 @@
 #include "emit.h"
 #include "lex.h"
 #include "lower.h"
+#include "migrate.h"
 #include "names.h"
 
 static const char usage[] =
     "usage: memoc [-o DIR] [--check] FILE...\n"
+    "       memoc --migrate OLD NEW\n"
     "\n"
     "Compiles memo schema files. For `schema NAME;` it writes NAME.h, NAME.c and\n"
     "NAME.sql: typed C repository code for libmemo and the tables it needs.\n"
     "\n"
     "  -o, --output DIR  write into DIR, created if missing (default: .)\n"
     "      --check       check the schemas and write nothing\n"
+    "      --migrate     print the SQL that takes a database from the tables of\n"
+    "                    the schema file OLD to those of NEW (one transaction),\n"
+    "                    and the flushes of what the cache no longer reads\n"
     "  -h, --help        print this help\n"
     "  -V, --version     print memoc's version\n"
     "\n"
@@ -119,6 +124,60 @@ static int write_output(const char *dir, const char *name, const char *ext, cons
     return 0;
 }
 
+/* Reads, parses and checks one file, its errors into *out (to flush and
+ * free). Returns how many (an unreadable file: -1, reported, no *out). */
+static int load_unit(unit *u, diag **out)
+{
+    u->src = read_file(u->path, &u->len);
+    if (!u->src) {
+        fprintf(stderr, "memoc: cannot read '%s': %s\n", u->path, strerror(errno));
+        return -1;
+    }
+    diag *d = diag_new(u->path, u->src, u->len);
+    u->schema = ast_schema_new(u->path);
+    memoc_parse(u->src, u->len, u->schema, d);
+    check_schema(u->schema, d);
+    *out = d;
+    return diag_count(d);
+}
+
+/* memoc --migrate OLD NEW: NEW's errors (its own, or a change memoc will not
+ * make) are reported at NEW's declarations. */
+static int migrate(const char *old_path, const char *new_path)
+{
+    unit u[2] = {{.path = old_path}, {.path = new_path}};
+    diag *od = NULL, *d = NULL;
+    int a = load_unit(&u[0], &od);
+    if (od) {
+        diag_flush(od, stderr);
+        diag_free(od);
+    }
+    int b = load_unit(&u[1], &d);
+    int status = a < 0 || b < 0 ? 2 : a + b > 0 ? 1 : 0;
+    if (status == 0) {
+        model *om = model_build(u[0].schema), *nm = model_build(u[1].schema);
+        migrate_input old = {old_path, u[0].schema, om},
+                      new = {new_path, u[1].schema, nm};
+        if (emit_migration(stdout, &old, &new, d) > 0)
+            status = 1;
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "memoc: cannot write the migration: %s\n", strerror(errno));
+            status = 2;
+        }
+        model_free(om);
+        model_free(nm);
+    }
+    if (d) {
+        diag_flush(d, stderr);
+        diag_free(d);
+    }
+    for (int i = 0; i < 2; i++) {
+        ast_schema_free(u[i].schema);
+        free(u[i].src);
+    }
+    return status;
+}
+
 static int ensure_dir(const char *dir)
 {
     struct stat st;
@@ -161,6 +220,17 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--check") == 0) {
             check_only = true;
+        } else if (strcmp(a, "--migrate") == 0) {
+            if (argc != i + 3 || i != 1) {
+                fprintf(stderr,
+                        "memoc: --migrate takes two schema files, OLD and NEW, and "
+                        "nothing else\n%s",
+                        usage);
+                free(files);
+                return 2;
+            }
+            free(files);
+            return migrate(argv[i + 1], argv[i + 2]);
         } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "memoc: %s needs a directory\n%s", a, usage);
@@ -195,16 +265,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nfiles; i++) {
         unit *u = &units[i];
         u->path = files[i];
-        u->src = read_file(u->path, &u->len);
-        if (!u->src) {
-            fprintf(stderr, "memoc: cannot read '%s': %s\n", u->path, strerror(errno));
+        diag *d = NULL;
+        if (load_unit(u, &d) < 0) {
             status = 2;
             continue;
         }
-        diag *d = diag_new(u->path, u->src, u->len);
-        u->schema = ast_schema_new(u->path);
-        memoc_parse(u->src, u->len, u->schema, d);
-        check_schema(u->schema, d);
         const unit *first =
             u->schema->name ? name_map_get(&clean, NULL, u->schema->name) : NULL;
         if (first)

@@ -832,6 +832,94 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* --migrate refuses what it cannot do safely, at NEW's declarations, and
+ * prints no SQL then: a narrowed type, another conversion, a column made NOT
+ * NULL, a new primary key, another schema; and bad invocations. (What it
+ * does do is applied to a real database by test_migrate.) */
+static void migrate_refuses_unsafe_changes(void **state)
+{
+    (void)state;
+    static const char old[] = "schema shop;\n"
+                              "entity item {\n"
+                              "    id    int64 primary key;\n"
+                              "    count int64;\n"
+                              "    price float64;\n"
+                              "    note  text nullable;\n"
+                              "    cache ttl 1m;\n"
+                              "}\n"
+                              "entity tag {\n"
+                              "    id   int64 primary key;\n"
+                              "    cache ttl 1m;\n"
+                              "}\n";
+    static const char new[] = "schema shop;\n"
+                              "entity item {\n"
+                              "    id    int64 primary key;\n"
+                              "    count int32;\n"
+                              "    price text;\n"
+                              "    note  text;\n"
+                              "    cache ttl 1m;\n"
+                              "}\n"
+                              "entity tag {\n"
+                              "    name text primary key;\n"
+                              "    cache ttl 1m;\n"
+                              "}\n";
+    char dir[4096], a[4200], b[4200], c[4200];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(a, sizeof a, "%s/old.memo", dir);
+    snprintf(b, sizeof b, "%s/new.memo", dir);
+    snprintf(c, sizeof c, "%s/other.memo", dir);
+    write_text(a, old);
+    write_text(b, new);
+    write_text(c, "schema other;\nentity tag {\n    id int64 primary key;\n}\n");
+
+    const char *argv[] = {"memoc", "--migrate", "old.memo", "new.memo", NULL};
+    result r = run_in(dir, argv);
+    const char *other[] = {"memoc", "--migrate", "old.memo", "other.memo", NULL};
+    result o = run_in(dir, other);
+    const char *three[] = {"memoc", "--migrate", "old.memo", NULL};
+    result t = run_in(dir, three);
+    const char *late[] = {"memoc", "--check", "--migrate", "old.memo", "new.memo", NULL};
+    result l = run_in(dir, late);
+    remove_dir(dir);
+
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_text("stderr",
+                "new.memo:4:5: error: item.count: changing int64 to int32 narrows "
+                "it; memoc widens int32 to int64 only\n"
+                "    4 |     count int32;\n"
+                "      |     ^~~~~\n"
+                "new.memo:5:5: error: item.price: changing float64 to text may "
+                "not convert every value; memoc widens int32 to int64 only\n"
+                "    5 |     price text;\n"
+                "      |     ^~~~~\n"
+                "new.memo:6:5: error: item.note: making a nullable column NOT NULL "
+                "is not safe without a default (rows may hold NULL); fill them and "
+                "alter the column by hand, or keep it nullable\n"
+                "    6 |     note  text;\n"
+                "      |     ^~~~\n"
+                "new.memo:10:5: error: table 'tag': the primary key changes from "
+                "id int64 to name text; memoc does not migrate primary keys\n"
+                "   10 |     name text primary key;\n"
+                "      |     ^~~~\n",
+                r.err);
+    assert_int_equal(o.status, 1);
+    assert_string_equal(o.out, "");
+    assert_text("stderr of another schema",
+                "other.memo:1:8: error: schema 'other' is not the schema of old.memo "
+                "('shop'): a migration is between two versions of one schema\n"
+                "    1 | schema other;\n"
+                "      |        ^~~~~\n",
+                o.err);
+    assert_int_equal(t.status, 2);
+    assert_int_equal(l.status, 2);
+    assert_non_null(strstr(t.err, "--migrate takes two schema files"));
+    result_free(&r);
+    result_free(&o);
+    result_free(&t);
+    result_free(&l);
+}
+
 int main(void)
 {
     const char *env_memoc = getenv("MEMOC");
@@ -910,6 +998,7 @@ int main(void)
         cmocka_unit_test(stream_names_are_lowercase),
         cmocka_unit_test(group_fields_named_like_parameters),
         cmocka_unit_test(many_entities),
+        cmocka_unit_test(migrate_refuses_unsafe_changes),
     };
 
     int failed = _cmocka_run_group_tests("memoc: bad schemas", bad, n, NULL, NULL);
