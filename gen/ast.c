@@ -1,20 +1,8 @@
 #include "ast.h"
 
-#include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void upper_printf(char *out, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, size, fmt, ap);
-    va_end(ap);
-    for (char *p = out; *p; p++)
-        *p = (char)toupper((unsigned char)*p);
-}
 
 static void oom(void)
 {

@@ -140,9 +140,4 @@ char *xstrndup(const char *, size_t);
 
 const char *ast_type_name(ast_type);
 
-/* snprintf into out, upper-cased: the names of the macros memoc generates
- * (the header's guard, update_fields' bits), which the checker checks. */
-void upper_printf(char *out, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 #endif

@@ -489,6 +489,10 @@ static void check_lists(checker *c, ast_entity *e)
             l->group_field->type != AST_T_UNKNOWN)
             diag_error(c->d, l->group.loc, "cannot group a list by a %s field",
                        ast_type_name(l->group_field->type));
+        if (l->group_field && (l->group_field->flags & AST_F_VERSION))
+            diag_error(c->d, l->group.loc,
+                       "cannot group a list by a version field (it changes at every "
+                       "write)");
         if (l->order.text) {
             l->order_field = need_field(c, e, &l->order, "order by");
             if (l->order_field && l->order_field->type == AST_T_JSON)
@@ -514,6 +518,10 @@ static void check_rules(checker *c, ast_entity *e)
     for (size_t i = 0; i < e->rules.n; i++) {
         ast_rule *r = &e->rules.v[i];
         r->resolved = need_field(c, e, &r->field, NULL);
+        if (r->resolved && (r->resolved->flags & AST_F_VERSION))
+            diag_error(c->d, r->field.loc,
+                       "a rule's field cannot be a version field (it changes at every "
+                       "write)");
         r->target_entity = need_entity(c, &r->target);
         if (!r->target_entity)
             continue;
@@ -616,9 +624,6 @@ static void check_symbols(checker *c)
     snprintf(owner, sizeof owner, "schema '%s'", s);
     symbol_add(c, &t, owner, none, "%s_schema_desc", s);
     symbol_add(c, &t, owner, none, "%s_entities", s);
-    char upper[512];
-    upper_printf(upper, sizeof upper, "%s_MEMO_H", s); /* the header's guard */
-    symbol_add(c, &t, owner, none, "%s", upper);
     for (size_t i = 0; i < c->s->entities.n; i++) {
         ast_entity *e = c->s->entities.v[i];
         const char *n = e->name.text;
@@ -654,15 +659,6 @@ static void check_symbols(checker *c)
         for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
             if (!symbol_add(c, &t, owner, e->name.loc, "%s_%s%s", s, n, ops[k]))
                 break;
-        /* the bits of update_fields' mask: <SCHEMA>_<ENTITY>_<FIELD> */
-        for (size_t k = 0; k < e->fields.n; k++) {
-            const ast_field *f = &e->fields.v[k];
-            if (!f->name.text || find_field(c, e, f->name.text) != f)
-                continue;
-            snprintf(owner, sizeof owner, "field '%s' of entity '%s'", f->name.text, n);
-            upper_printf(upper, sizeof upper, "%s_%s_%s", s, n, f->name.text);
-            symbol_add(c, &t, owner, f->name.loc, "%s", upper);
-        }
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
             /* a second cache by one field is reported already */

@@ -2,11 +2,13 @@
  * printed from the model (lower.h). What a write invalidates is described
  * from the same descriptor fields the runtime reads to invalidate. */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "emit.h"
+#include "names.h"
 
 /* "blog:{user:<id>}:9f2c1ab0", for the comments. */
 static char *key_text(const emitter *em, const memo_key_desc *k, const char *value)
@@ -18,7 +20,87 @@ static char *key_text(const emitter *em, const memo_key_desc *k, const char *val
     return t;
 }
 
-static void emit_struct(emitter *em, const lowered_entity *me)
+/* snprintf into out, upper-cased: the macros the header defines. */
+static void upper_printf(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void upper_printf(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+    for (char *p = out; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+}
+
+/* The header's include guard, <SCHEMA>_MEMO_H. */
+static void guard_name(char *out, size_t size, const char *schema)
+{
+    upper_printf(out, size, "%.100s_MEMO_H", schema);
+}
+
+/* The bit macros of update_fields, <SCHEMA>_<ENTITY>_<FIELD> upper-cased:
+ * bad[k][i] when that name would be defined twice (user.role_id and
+ * user_role.id), name a field (a struct member or a parameter), or be
+ * memo.h's. Those are left out, and the header says how to write the bit:
+ * schemas that compiled before the macros existed still compile. */
+typedef struct field_bits {
+    bool **bad;  /* [entity][field] */
+    bool *flags; /* what they point into */
+} field_bits;
+
+static void field_bits_find(const model *m, field_bits *fb)
+{
+    char guard[128];
+    guard_name(guard, sizeof guard, m->schema.name);
+    size_t total = 0;
+    for (size_t k = 0; k < m->n; k++)
+        total += m->entities[k].desc.nfields;
+    char **names = xcalloc(total + 1, sizeof *names);
+    bool *flags = xcalloc(total + 1, sizeof *flags);
+    fb->bad = xcalloc(m->n + 1, sizeof *fb->bad);
+    fb->flags = flags;
+    name_map macros = {0};
+    size_t at = 0;
+    for (size_t k = 0; k < m->n; k++) {
+        const lowered_entity *me = &m->entities[k];
+        fb->bad[k] = flags + at;
+        for (unsigned i = 0; i < me->desc.nfields; i++, at++) {
+            char name[512];
+            upper_printf(name, sizeof name, "%s_%s", me->c_name, me->desc.fields[i].name);
+            names[at] = xstrdup(name);
+            bool *prev = name_map_add(&macros, NULL, names[at], &flags[at]);
+            if (prev)
+                *prev = flags[at] = true;
+            if (strncmp(name, "MEMO_", 5) == 0 || strcmp(name, guard) == 0)
+                flags[at] = true;
+        }
+    }
+    for (size_t k = 0; k < m->n; k++) {
+        const lowered_entity *me = &m->entities[k];
+        for (unsigned i = 0; i < me->desc.nfields; i++) {
+            char flag[128];
+            snprintf(flag, sizeof flag, "%s_is_null", me->desc.fields[i].name);
+            bool *hit = name_map_get(&macros, NULL, me->desc.fields[i].name);
+            if (hit)
+                *hit = true;
+            if ((hit = name_map_get(&macros, NULL, flag)))
+                *hit = true;
+        }
+    }
+    name_map_free(&macros);
+    for (size_t i = 0; i < total; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void field_bits_free(field_bits *fb)
+{
+    free(fb->flags);
+    free(fb->bad);
+}
+
+static void emit_struct(emitter *em, const lowered_entity *me, const bool *bad)
 {
     const memo_entity_desc *d = &me->desc;
     const char *c = me->c_name;
@@ -82,9 +164,15 @@ static void emit_struct(emitter *em, const lowered_entity *me)
     /* a bit per field, for update_fields: the field's index */
     emit_line(em, "/* Fields of %s_update_fields()' mask: one bit each, ORed. */", c);
     for (unsigned i = 0; i < d->nfields; i++) {
-        char name[256];
+        char name[512];
         upper_printf(name, sizeof name, "%s_%s", c, d->fields[i].name);
-        emit_line(em, "#define %s (UINT64_C(1) << %u)", name, i);
+        if (bad[i])
+            emit_line(em,
+                      "/* %s is not defined (another field's bit, a field or the "
+                      "guard has the name): (UINT64_C(1) << %u) */",
+                      name, i);
+        else
+            emit_line(em, "#define %s (UINT64_C(1) << %u)", name, i);
     }
     emit_blank(em);
 }
@@ -308,15 +396,19 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    char first[256];
-    upper_printf(first, sizeof first, "%s_%s", c, other->name);
-    emit_line(em, "/* As %s_update(), writing only the fields in mask (%s | ...);", c,
-              first);
+    emit_line(em, "/* As %s_update(), writing only the fields whose bits are in mask", c);
+    char uc[256];
+    upper_printf(uc, sizeof uc, "%s", c);
+    emit_line(em, " * (the %s_<FIELD> macros above, ORed); the others keep their", uc);
     emit_line(em,
-              " * the others keep their stored values, whatever row holds. Only what");
-    emit_line(em,
-              " * the written fields move is invalidated (as above). MEMO_ERR_ARG if");
-    emit_line(em, " * the mask has no field to write. */");
+              " * stored values, whatever row holds. Only what the written fields move");
+    if (other == pk)
+        emit_line(em, " * is invalidated. No field here but the key%s: every mask is",
+                  ver ? " and the version" : "");
+    else
+        emit_line(em,
+                  " * is invalidated. A mask with no field to write, or with bits past");
+    emit_line(em, " * the fields, is MEMO_ERR_ARG. */");
     sig_update_fields(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
     emit_blank(em);
@@ -391,10 +483,7 @@ void emit_header(emitter *em)
     const model *m = em->m;
     const char *s = m->schema.name;
     char guard[128];
-    size_t i = 0;
-    for (; s[i] && i < sizeof guard - 8; i++)
-        guard[i] = (char)toupper((unsigned char)s[i]);
-    snprintf(guard + i, sizeof guard - i, "_MEMO_H");
+    guard_name(guard, sizeof guard, s);
 
     emit_generated_by(em, "/*", "*/");
     emit_line(em, "#ifndef %s", guard);
@@ -426,12 +515,16 @@ void emit_header(emitter *em)
         em,
         "/* Text and json members are owned by the struct: malloc'd by the calls that");
     emit_line(
-        em,
-        " * fill it, freed by its _clear(). Rows given to _insert and _update are only");
-    emit_line(em, " * read (the insert writes back an assigned primary key). */");
+        em, " * fill it, freed by its _clear(). Rows given to the writes are only read");
+    emit_line(em,
+              " * (an insert writes back an assigned primary key, and every write of an");
+    emit_line(em, " * entity with a version field the new version). */");
     emit_blank(em);
+    field_bits fb;
+    field_bits_find(m, &fb);
     for (size_t k = 0; k < m->n; k++)
-        emit_struct(em, &m->entities[k]);
+        emit_struct(em, &m->entities[k], fb.bad[k]);
+    field_bits_free(&fb);
     emit_line(
         em,
         "/* ============================================================ descriptors */");

@@ -278,7 +278,8 @@ static void diagnose(memo_repo *repo, memop_dconn *c, const memo_entity_desc *d,
     }
     if (problems)
         memop_buf_puts(b, ". The schema's .sql file does not change a table that exists "
-                          "(CREATE TABLE IF NOT EXISTS)");
+                          "(CREATE TABLE IF NOT EXISTS); `memoc --migrate OLD.memo "
+                          "NEW.memo` prints the SQL from the schema that made it");
     PQclear(res);
 }
 

@@ -536,6 +536,9 @@ void memop_inval_free(memop_inval *);
  * v->failed and marks e and its rules' targets to be dropped whole. */
 void memop_inval_collect(memo_repo *, memop_entity *e, unsigned event, const void *old,
                          const void *new, memop_inval *v);
+/* A change of e whose keys are not known (its rows could not be read):
+ * marks e and every target of its rules to be dropped whole. */
+void memop_inval_unknown(memop_entity *e, memop_inval *v);
 /* Sends the keys in one DEL (or queues them), counts the value keys, and
  * drops the marked entities. */
 void memop_inval_send(memo_repo *, memop_inval *);

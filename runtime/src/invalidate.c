@@ -75,26 +75,30 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
 {
     const memo_entity_desc *d = e->desc;
     const memo_field_desc *pk = &d->fields[d->pk];
-    const void *any = new ? new : old;
     v->change = v->n;
+    /* memo's writes keep the key, but a write made outside memo (memo
+     * watch) may move it: then every key naming the old one is wrong */
+    bool moved_key = old && new && !same_value(pk, old, new);
 
     for (unsigned u = 0; u < d->nuniques; u++) {
         /* a lookup maps its value to the key: only a changed value moves it
          * (a reader fills the lookup alone, under its own lease: get.c) */
         const memo_field_desc *f = &d->fields[d->uniques[u].field];
-        if (old && new &&same_value(f, old, new))
+        if (old && new && !moved_key && same_value(f, old, new))
             continue;
         const memo_key_desc *kd = &d->uniques[u].key;
         add_key_of(repo, v, e, kd, f, old, false);
         add_key_of(repo, v, e, kd, f, new, false);
     }
     /* the row: its value (a negative entry, for an insert) or lease */
-    add_key_of(repo, v, e, &d->row.key, pk, any, false);
+    add_key_of(repo, v, e, &d->row.key, pk, old, false);
+    add_key_of(repo, v, e, &d->row.key, pk, new, false);
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];
         const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];
         /* membership and order depend on the group and order fields only */
-        if (old && new &&same_value(g, old, new) && same_value(o, old, new))
+        if (old && new && !moved_key && same_value(g, old, new) &&
+            same_value(o, old, new))
             continue;
         /* the count moves with the membership only: the group */
         bool moved = !(old && new &&same_value(g, old, new));
@@ -111,14 +115,16 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         add_key_of(repo, v, target, kd, &d->fields[r->field], old, r->list >= 0);
         add_key_of(repo, v, target, kd, &d->fields[r->field], new, r->list >= 0);
     }
-    if (v->failed || memop_test_hooks.fail_collect) {
-        /* Some keys may be missing (out of memory): the entity and every
-         * target of its rules are dropped whole instead. */
-        v->failed = true;
-        mark_drop(v, e);
-        for (unsigned i = 0; i < d->nrules; i++)
-            mark_drop(v, e->targets[i]);
-    }
+    if (v->failed || memop_test_hooks.fail_collect)
+        memop_inval_unknown(e, v); /* some keys may be missing (out of memory) */
+}
+
+void memop_inval_unknown(memop_entity *e, memop_inval *v)
+{
+    v->failed = true;
+    mark_drop(v, e);
+    for (unsigned i = 0; i < e->desc->nrules; i++)
+        mark_drop(v, e->targets[i]);
 }
 
 void memop_inval_send(memo_repo *repo, memop_inval *v)

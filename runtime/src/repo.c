@@ -35,6 +35,16 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
         d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk)
         return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed descriptor",
                           d->name ? d->name : "?");
+    unsigned versions = 0;
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const memo_field_desc *f = &d->fields[i];
+        /* a version is written back as an int64 */
+        if ((f->flags & MEMO_FIELD_VERSION) &&
+            (++versions > 1 || f->type != MEMO_INT64 || i == d->pk ||
+             (f->flags & MEMO_FIELD_NULLABLE)))
+            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed version field",
+                              d->name);
+    }
     for (unsigned i = 0; i < d->nuniques; i++)
         if (d->uniques[i].field >= d->nfields)
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed lookup",

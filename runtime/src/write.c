@@ -7,10 +7,8 @@
 
 #include "internal.h"
 
-#define ALL_FIELDS UINT64_MAX
-
-/* Non-nullable strings must be there, of the fields written (mask): SQL
- * would say NOT NULL less clearly. */
+/* Non-nullable strings must be there, of the fields written (bits of mask,
+ * UINT64_MAX for all): SQL would say NOT NULL less clearly. */
 static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const void *row,
                              uint64_t mask)
 {
@@ -43,6 +41,24 @@ static memo_status settle(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigne
     memop_inval_send(repo, &v);
     memop_inval_free(&v);
     return MEMO_OK;
+}
+
+/* After a statement that wrote but whose rows could not be read (out of
+ * memory, or not what the descriptor says): the write stands, so the
+ * entity and its rules' targets are dropped whole. */
+static memo_status settle_unknown(memo_repo *repo, memo_tx *tx, memop_entity *e,
+                                  memo_status st)
+{
+    atomic_fetch_add(&repo->write_seq, 1);
+    if (tx) {
+        memop_inval_unknown(e, &tx->inval);
+        return st;
+    }
+    memop_inval v = {0};
+    memop_inval_unknown(e, &v);
+    memop_inval_send(repo, &v);
+    memop_inval_free(&v);
+    return st;
 }
 
 static memo_status begin(memo_repo *repo, const memo_entity_desc *d, const void *arg,
@@ -88,7 +104,7 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
 {
     memop_entity *e;
     memo_status st = begin(repo, d, row, &e, "memo_insert");
-    if (st != MEMO_OK || (st = check_row(repo, d, row, ALL_FIELDS)) != MEMO_OK)
+    if (st != MEMO_OK || (st = check_row(repo, d, row, UINT64_MAX)) != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
     const memo_field_desc *pk = &d->fields[d->pk];
@@ -114,12 +130,13 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         goto out;
     new = calloc(1, d->size);
     if (!new) {
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        st = settle_unknown(repo, tx, e,
+                            memop_fail(repo, MEMO_ERR_NOMEM, "out of memory"));
         goto out;
     }
     if (PQntuples(res) != 1 ||
         memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, new) != MEMO_OK) {
-        st = memop_schema_mismatch(repo, e, NULL);
+        st = settle_unknown(repo, tx, e, memop_schema_mismatch(repo, e, NULL));
         goto out;
     }
     if (assign)
@@ -140,23 +157,24 @@ out:
  * fields outside it as NULLs (the statement keeps the stored values), then
  * the mask. The key and a version are always given (they select the row). */
 static memo_status row_write(memo_repo *repo, const memo_entity_desc *d, const void *row,
-                             uint64_t mask, const char *what, memop_entity **e,
+                             const uint64_t *mask, const char *what, memop_entity **e,
                              memop_params *ps)
 {
     memo_status st = begin(repo, d, row, e, what);
-    if (st != MEMO_OK || (st = check_row(repo, d, row, mask)) != MEMO_OK)
+    uint64_t writes = mask ? *mask : UINT64_MAX;
+    if (st != MEMO_OK || (st = check_row(repo, d, row, writes)) != MEMO_OK)
         return st;
     const memo_field_desc *pk = &d->fields[d->pk];
     if (missing_text_key(pk, (const char *)row + pk->offset))
         return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL primary key", what);
     ps->n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
-        if (((mask >> i) & 1) || i == d->pk || (int)i == (*e)->version)
+        if (((writes >> i) & 1) || i == d->pk || (int)i == (*e)->version)
             memop_param_field(ps, &d->fields[i], row);
         else
             memop_param_null(ps);
-    if (mask != ALL_FIELDS)
-        memop_param_int64(ps, (int64_t)mask);
+    if (mask)
+        memop_param_int64(ps, (int64_t)*mask);
     return MEMO_OK;
 }
 
@@ -175,8 +193,9 @@ static memo_status stored_version(memo_repo *repo, memo_tx *tx, memop_entity *e,
         void *stored = calloc(1, d->size);
         if (!stored)
             st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        else if (memop_result_row(d, res, 0, 0, stored) != MEMO_OK)
-            st = memop_schema_mismatch(repo, e, NULL);
+        else if ((st = memop_result_row(d, res, 0, 0, stored)) != MEMO_OK)
+            st = st == MEMO_ERR_NOMEM ? memop_fail(repo, st, "out of memory")
+                                      : memop_schema_mismatch(repo, e, NULL);
         else {
             *found = true;
             *version = *version_of(e, stored);
@@ -215,51 +234,65 @@ static memo_status old_and_new(memo_repo *repo, memop_entity *e, const PGresult 
     return MEMO_OK;
 }
 
-/* A full update, or (mask) of some fields. A versioned row is written only
- * at the version the caller read; then the stored and the caller's version
- * are one more. */
+/* A full update, or (mask given) of some fields. A versioned row is written
+ * only at the version the caller read; then the stored and the caller's
+ * version are one more. */
 static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d,
-                          void *row, uint64_t mask)
+                          void *row, const uint64_t *mask)
 {
-    const char *what = mask == ALL_FIELDS ? "memo_update" : "memo_update_fields";
+    const char *what = mask ? "memo_update_fields" : "memo_update";
     memop_entity *e;
     memop_params ps;
     memo_status st = row_write(repo, d, row, mask, what, &e, &ps);
     if (st != MEMO_OK)
         return st;
-    if (mask != ALL_FIELDS) {
-        uint64_t fields = d->nfields < 64 ? (UINT64_C(1) << d->nfields) - 1 : ALL_FIELDS;
+    if (mask) {
+        uint64_t fields = d->nfields < 64 ? (UINT64_C(1) << d->nfields) - 1 : UINT64_MAX;
         uint64_t fixed = UINT64_C(1) << d->pk;
         if (e->version >= 0)
             fixed |= UINT64_C(1) << e->version;
-        if ((mask & ~fields) || !(mask & ~fixed))
+        if ((*mask & ~fields) || !(*mask & ~fixed))
             return memop_fail(repo, MEMO_ERR_ARG,
-                              "%s: the mask 0x%" PRIx64 " %s %s.%s's fields", what, mask,
-                              (mask & ~fields) ? "has bits past" : "writes none of",
+                              "%s: the mask 0x%" PRIx64 " %s %s.%s's fields", what, *mask,
+                              (*mask & ~fields) ? "has bits past" : "writes none of",
                               d->schema, d->name);
     }
     uint64_t t0 = memop_now_us();
     PGresult *res = NULL;
     void *old = NULL, *new = NULL;
-    st = memop_db_run(repo, tx, e,
-                      mask == ALL_FIELDS ? MEMOP_SQL_UPDATE : MEMOP_SQL_UPDATE_FIELDS,
-                      &ps, &res);
-    if (st != MEMO_OK)
-        goto out;
-    if (PQntuples(res) == 0) {
+    /* Nothing updated, for a versioned row: gone, or at another version, or
+     * (inserted by another between the statement and the check) at this
+     * one, and then the statement runs again. */
+    for (int attempt = 0;; attempt++) {
+        st = memop_db_run(repo, tx, e, mask ? MEMOP_SQL_UPDATE_FIELDS : MEMOP_SQL_UPDATE,
+                          &ps, &res);
+        if (st != MEMO_OK || PQntuples(res) > 0)
+            break;
+        PQclear(res);
+        res = NULL;
         bool found = false;
         int64_t stored = 0;
         st = MEMO_NOT_FOUND;
-        if (e->version >= 0 &&
-            (st = stored_version(repo, tx, e, row, &found, &stored)) == MEMO_OK)
-            st = found ? version_conflict(repo, e, row, stored, what) : MEMO_NOT_FOUND;
+        if (e->version < 0 ||
+            (st = stored_version(repo, tx, e, row, &found, &stored)) != MEMO_OK ||
+            !found) {
+            st = st == MEMO_OK ? MEMO_NOT_FOUND : st;
+            break;
+        }
+        if (stored != *version_of(e, row) || attempt == 2) {
+            st = version_conflict(repo, e, row, stored, what);
+            break;
+        }
+    }
+    if (st != MEMO_OK)
         goto out;
-    }
-    if ((st = old_and_new(repo, e, res, true, &old, &new)) == MEMO_OK) {
-        if (e->version >= 0)
-            set_version(e, row, *version_of(e, row) + 1);
+    /* the row was written (and, outside a transaction, committed) */
+    if (e->version >= 0)
+        set_version(e, row, *version_of(e, row) + 1);
+    if ((st = old_and_new(repo, e, res, true, &old, &new)) == MEMO_OK)
         st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
-    }
+    else
+        st = settle_unknown(repo, tx, e, st);
 out:
     PQclear(res);
     memo_row_clear(d, old);
@@ -279,7 +312,7 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
 {
     memop_entity *e;
     memop_params ps;
-    memo_status st = row_write(repo, d, row, ALL_FIELDS, "memo_upsert", &e, &ps);
+    memo_status st = row_write(repo, d, row, NULL, "memo_upsert", &e, &ps);
     if (st != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
@@ -311,19 +344,21 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
             goto out;
         }
     }
+    /* the row was written (and, outside a transaction, committed) */
     int k = (int)e->nkeyfields;
     if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 1) {
-        st = memop_schema_mismatch(repo, e, NULL);
+        st = settle_unknown(repo, tx, e, memop_schema_mismatch(repo, e, NULL));
         goto out;
     }
     /* whether there was an old row: a boolean in binary, one byte */
     had = PQgetlength(res, 0, 2 * k) == 1 && PQgetvalue(res, 0, 2 * k)[0];
-    if ((st = old_and_new(repo, e, res, had, &old, &new)) == MEMO_OK) {
-        if (e->version >= 0)
-            set_version(e, row, had ? *version_of(e, row) + 1 : 1);
+    if (e->version >= 0)
+        set_version(e, row, had ? *version_of(e, row) + 1 : 1);
+    if ((st = old_and_new(repo, e, res, had, &old, &new)) != MEMO_OK)
+        st = settle_unknown(repo, tx, e, st);
+    else
         st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new)
                  : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
-    }
 out:
     PQclear(res);
     memo_row_clear(d, old);
@@ -359,11 +394,12 @@ static memo_status delete (memo_repo *repo, memo_tx *tx, const memo_entity_desc 
     }
     old = calloc(1, d->size);
     if (!old) {
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+        st = settle_unknown(repo, tx, e,
+                            memop_fail(repo, MEMO_ERR_NOMEM, "out of memory"));
         goto out;
     }
     if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
-        st = memop_schema_mismatch(repo, e, NULL);
+        st = settle_unknown(repo, tx, e, memop_schema_mismatch(repo, e, NULL));
         goto out;
     }
     st = settle(repo, tx, e, MEMO_ON_DELETE, old, NULL);
@@ -382,13 +418,13 @@ memo_status memo_insert(memo_repo *repo, const memo_entity_desc *d, void *row)
 
 memo_status memo_update(memo_repo *repo, const memo_entity_desc *d, void *row)
 {
-    return update(repo, NULL, d, row, ALL_FIELDS);
+    return update(repo, NULL, d, row, NULL);
 }
 
 memo_status memo_update_fields(memo_repo *repo, const memo_entity_desc *d, void *row,
                                uint64_t mask)
 {
-    return update(repo, NULL, d, row, mask);
+    return update(repo, NULL, d, row, &mask);
 }
 
 memo_status memo_delete(memo_repo *repo, const memo_entity_desc *d, const void *key)
@@ -403,13 +439,13 @@ memo_status memo_tx_insert(memo_tx *tx, const memo_entity_desc *d, void *row)
 
 memo_status memo_tx_update(memo_tx *tx, const memo_entity_desc *d, void *row)
 {
-    return tx ? update(tx->repo, tx, d, row, ALL_FIELDS) : MEMO_ERR_ARG;
+    return tx ? update(tx->repo, tx, d, row, NULL) : MEMO_ERR_ARG;
 }
 
 memo_status memo_tx_update_fields(memo_tx *tx, const memo_entity_desc *d, void *row,
                                   uint64_t mask)
 {
-    return tx ? update(tx->repo, tx, d, row, mask) : MEMO_ERR_ARG;
+    return tx ? update(tx->repo, tx, d, row, &mask) : MEMO_ERR_ARG;
 }
 
 memo_status memo_upsert(memo_repo *repo, const memo_entity_desc *d, void *row)

@@ -1067,6 +1067,8 @@ static void update_fields_of_two_writers(void **state)
     assert_non_null(strstr(memo_last_error(repo), "writes none of"));
     assert_int_equal(blog_user_update_fields(repo, &a, UINT64_C(1) << 8), MEMO_ERR_ARG);
     assert_non_null(strstr(memo_last_error(repo), "has bits past"));
+    assert_int_equal(blog_user_update_fields(repo, &a, UINT64_MAX), MEMO_ERR_ARG);
+    assert_int_equal(blog_user_update_fields(repo, &a, UINT64_C(1) << 63), MEMO_ERR_ARG);
     free(a.name);
     a.name = NULL;
     assert_int_equal(blog_user_update_fields(repo, &a, BLOG_USER_NAME), MEMO_ERR_ARG);

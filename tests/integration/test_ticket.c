@@ -209,6 +209,10 @@ static void versions_refuse_stale_writes(void **state)
     assert_int_equal(got.version, 2);
     ticket_ticket_clear(&got);
 
+    /* the version is memo's: a mask of it alone writes nothing */
+    assert_int_equal(ticket_ticket_update_fields(repo, &t, TICKET_TICKET_VERSION),
+                     MEMO_ERR_ARG);
+    assert_int_equal(t.version, 2);
     /* a partial update checks and moves the version too */
     t.assignee = (char *)"ann";
     t.title = NULL; /* not written */

@@ -170,6 +170,22 @@ static void edit_touches_only_the_row(void **state)
     memop_inval_free(&v);
 }
 
+/* A write made outside memo (seen by memo watch) may change the primary
+ * key: the old key's row goes too, and every lookup and list, which name
+ * the old key, whatever else changed. */
+static void key_moved(void **state)
+{
+    (void)state;
+    blog_user a = user(42, "a@x", "Ann", 7), b = a;
+    b.id = 43;
+    want w = {0};
+    want_value(&w, &blog_user_desc, ROW(&blog_user_desc), "42");
+    want_value(&w, &blog_user_desc, ROW(&blog_user_desc), "43");
+    want_value(&w, &blog_user_desc, EMAIL, "a@x");
+    want_value(&w, &blog_user_desc, BY_ORG, "7"); /* its members: not their count */
+    check("key moved", &blog_user_desc, MEMO_ON_UPDATE, &a, &b, &w);
+}
+
 static void unique_moved(void **state)
 {
     (void)state;
@@ -350,6 +366,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(insert_and_delete),
         cmocka_unit_test(edit_touches_only_the_row),
+        cmocka_unit_test(key_moved),
         cmocka_unit_test(unique_moved),
         cmocka_unit_test(list_membership_moved),
         cmocka_unit_test(list_order_changed),

@@ -31,7 +31,7 @@ extern "C" {
 #define MEMO_STATUS_LIST(X)                                                              \
     X(MEMO_OK, 0, "ok")                                                                  \
     X(MEMO_NOT_FOUND, 1, "not found")                                                    \
-    X(MEMO_CONFLICT, 2, "unique value already taken")                                    \
+    X(MEMO_CONFLICT, 2, "conflict: a unique value is taken, or the row changed")         \
     X(MEMO_ERR_ARG, -1, "invalid argument")                                              \
     X(MEMO_ERR_NOMEM, -2, "out of memory")                                               \
     X(MEMO_ERR_CONFIG, -3, "invalid configuration")                                      \
