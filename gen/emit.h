@@ -23,6 +23,8 @@ void emit_blank(emitter *);
  * (close "" for a comment that ends with the line). X.Y is memo.h's
  * MEMO_VERSION: memoc and the runtime are released together. */
 void emit_generated_by(emitter *, const char *open, const char *close);
+/* A path fit for a comment of any language memoc writes (malloc'd). */
+char *clean_path(const char *path);
 
 /* The fields (other than the primary key) whose old values invalidating a
  * change needs: its unique lookups, its lists' group and order fields, its

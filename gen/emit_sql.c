@@ -199,17 +199,25 @@ void emit_list_index(emitter *em, const memo_entity_desc *e, const memo_list_des
                   name, e->table, g, o, pk);
 }
 
+/* A foreign key's name, given explicitly everywhere (PostgreSQL would cut a
+ * long one its own way). */
+static void fk_name(char *out, size_t size, const memo_entity_desc *e, unsigned field)
+{
+    char raw[256];
+    snprintf(raw, sizeof raw, "%s_%s_fkey", e->table, e->fields[field].name);
+    sql_name(out, size, raw);
+}
+
 void emit_foreign_key(emitter *em, const memo_entity_desc *e, unsigned field,
                       const memo_entity_desc *t)
 {
-    char raw[256], name[80];
-    snprintf(raw, sizeof raw, "%s_%s_fkey", e->table, e->fields[field].name);
-    sql_name(name, sizeof name, raw);
+    char name[80];
+    fk_name(name, sizeof name, e, field);
     emit_line(em, "DO $$ BEGIN");
     emit_line(em,
-              "    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = "
-              "'%s') THEN",
-              name);
+              "    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+              "'\"%s\"'::regclass AND conname = '%s') THEN",
+              e->table, name);
     emit_line(em, "        ALTER TABLE \"%s\" ADD CONSTRAINT \"%s\" FOREIGN KEY (\"%s\")",
               e->table, name, e->fields[field].name);
     emit_line(em, "            REFERENCES \"%s\" (\"%s\");", t->table,
@@ -274,9 +282,11 @@ void emit_sql(emitter *em)
             /* A reference to a table created later waits for ALTER TABLE. */
             if (ref >= 0 && rank[ref] <= k) {
                 const memo_entity_desc *t = &m->entities[ref].desc;
+                char name[80];
+                fk_name(name, sizeof name, e, i);
                 len += (size_t)snprintf(line + len, sizeof line - len,
-                                        " REFERENCES \"%s\" (\"%s\")", t->table,
-                                        t->fields[t->pk].name);
+                                        " CONSTRAINT \"%s\" REFERENCES \"%s\" (\"%s\")",
+                                        name, t->table, t->fields[t->pk].name);
             }
             emit_line(em, "%s%s", line, i + 1 < e->nfields ? "," : "");
         }

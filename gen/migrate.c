@@ -1,9 +1,12 @@
 /* memoc --migrate OLD NEW: the SQL that takes a database holding OLD's tables
  * to NEW's, in one transaction, printed only when every change is one memoc
- * knows to be safe; the others are errors at NEW's declaration. Tables are
- * matched by name, columns by name within them. What a change leaves in
- * Redis (keys of a shape the new code no longer reads) is said in comments
- * at the end, with the `memo flush` that reclaims it. */
+ * knows to be safe; the others are errors at NEW's declarations. Tables are
+ * matched by name, columns by name within them. The statements go in
+ * phases, so that no name is in use twice at a time: what goes (constraints,
+ * columns, indexes, then tables), then what comes (tables, columns,
+ * constraints, indexes), foreign keys last. What a change leaves in Redis
+ * (keys of a shape one side no longer reads) is said in comments at the
+ * end, with the `memo flush` commands that remove it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,9 +21,9 @@ typedef struct side {
 
 typedef struct migration {
     side old, new;
-    diag *d;     /* NEW's */
-    emitter *em; /* the SQL, into memory until it is known to be sound */
-    int changes;
+    diag *d;           /* NEW's */
+    emitter *em;       /* the SQL, into memory until it is known to be sound */
+    const char *shown; /* the entity whose "-- entity" line was printed last */
 } migration;
 
 static const lowered_entity *table_of(const side *s, const char *table)
@@ -36,7 +39,7 @@ static int field_of(const memo_entity_desc *d, const char *name)
     return -1;
 }
 
-/* Where NEW declares entity k's field i (the entity itself for i < 0). */
+/* Where NEW declares an entity's field i (the entity itself for i < 0). */
 static ast_loc new_loc(const migration *g, const lowered_entity *ne, int i)
 {
     const ast_entity *e = g->new.in->schema->entities.v[ne - g->new.in->model->entities];
@@ -69,8 +72,18 @@ static const char *ref_table(const side *s, const lowered_entity *me, unsigned i
     return r < 0 ? NULL : s->in->model->entities[r].desc.table;
 }
 
+/* "-- entity NAME" before the first statement of a table in a phase. */
+static void heading(migration *g, const memo_entity_desc *d)
+{
+    if (g->shown != d->name) {
+        emit_blank(g->em);
+        emit_line(g->em, "-- entity %s", d->name);
+        g->shown = d->name;
+    }
+}
+
 /* Drops the unique ('u') or foreign key ('f') constraint on one column,
- * whatever PostgreSQL named it. */
+ * whatever it was named. */
 static void drop_constraint(migration *g, const char *table, const char *column,
                             char type)
 {
@@ -89,7 +102,6 @@ static void drop_constraint(migration *g, const char *table, const char *column,
               table);
     emit_line(em, "    END IF;");
     emit_line(em, "END $$;");
-    g->changes++;
 }
 
 /* Whether one of d's lists has the index of this name. */
@@ -104,10 +116,167 @@ static bool has_index(const memo_entity_desc *d, const char *name)
     return false;
 }
 
+/* The changes memoc will not make; every one is reported. */
+static void refuse(migration *g, const lowered_entity *oe, const lowered_entity *ne)
+{
+    const memo_entity_desc *o = &oe->desc, *n = &ne->desc;
+    const char *t = n->table;
+    const memo_field_desc *opk = &o->fields[o->pk], *npk = &n->fields[n->pk];
+    if (strcmp(opk->name, npk->name) != 0 || opk->type != npk->type)
+        diag_error(g->d, new_loc(g, ne, (int)n->pk),
+                   "table '%s': the primary key changes from %s %s to %s %s; memoc does "
+                   "not migrate primary keys",
+                   t, opk->name, model_type_name(opk->type), npk->name,
+                   model_type_name(npk->type));
+    for (unsigned j = 0; j < n->nfields; j++) {
+        const memo_field_desc *nf = &n->fields[j];
+        int i = field_of(o, nf->name);
+        bool nnull = nf->flags & MEMO_FIELD_NULLABLE;
+        if (i < 0) {
+            if (!nnull && ne->fields[j].ref >= 0 && j != n->pk)
+                diag_error(g->d, new_loc(g, ne, (int)j),
+                           "%s.%s: a new column that references another table must be "
+                           "nullable (the rows there have no key to put in it)",
+                           t, nf->name);
+            else if (!nnull && (nf->flags & MEMO_FIELD_UNIQUE))
+                diag_error(g->d, new_loc(g, ne, (int)j),
+                           "%s.%s: a new unique column must be nullable (the rows there "
+                           "would all get one value)",
+                           t, nf->name);
+            continue;
+        }
+        const memo_field_desc *of = &o->fields[i];
+        if (of->type != nf->type && !(of->type == MEMO_INT32 && nf->type == MEMO_INT64) &&
+            (unsigned)i != o->pk)
+            diag_error(g->d, new_loc(g, ne, (int)j),
+                       "%s.%s: changing %s to %s %s; memoc widens int32 to int64 only", t,
+                       nf->name, model_type_name(of->type), model_type_name(nf->type),
+                       of->type == MEMO_INT64 && nf->type == MEMO_INT32
+                           ? "narrows it"
+                           : "may not convert every value");
+        if ((of->flags & MEMO_FIELD_NULLABLE) && !nnull &&
+            !(nf->flags & MEMO_FIELD_VERSION))
+            diag_error(g->d, new_loc(g, ne, (int)j),
+                       "%s.%s: making a nullable column NOT NULL is not safe without a "
+                       "default (rows may hold NULL); fill them and alter the column by "
+                       "hand, or keep it nullable",
+                       t, nf->name);
+    }
+}
+
+/* Phase 1, of a table in both: the constraints, columns and list indexes
+ * that go. */
+static void alter_drops(migration *g, const lowered_entity *oe, const lowered_entity *ne)
+{
+    const memo_entity_desc *o = &oe->desc, *n = &ne->desc;
+    emitter *em = g->em;
+    const char *t = n->table;
+    for (unsigned i = 0; i < o->nfields; i++) {
+        const memo_field_desc *of = &o->fields[i];
+        int j = field_of(n, of->name);
+        if (j < 0) {
+            heading(g, n);
+            emit_line(em, "ALTER TABLE \"%s\" DROP COLUMN \"%s\";", t, of->name);
+            continue;
+        }
+        const memo_field_desc *nf = &n->fields[j];
+        if ((of->flags & MEMO_FIELD_UNIQUE) && !(nf->flags & MEMO_FIELD_UNIQUE)) {
+            heading(g, n);
+            drop_constraint(g, t, of->name, 'u');
+        }
+        const char *oref = ref_table(&g->old, oe, i);
+        const char *nref = ref_table(&g->new, ne, (unsigned)j);
+        if (oref && (!nref || strcmp(oref, nref) != 0)) {
+            heading(g, n);
+            drop_constraint(g, t, of->name, 'f');
+        }
+    }
+    char name[80];
+    for (unsigned l = 0; l < o->nlists; l++) {
+        list_index_name(name, sizeof name, o, &o->lists[l]);
+        bool earlier = false; /* two lists of one index: dropped once */
+        for (unsigned k = 0; k < l && !earlier; k++) {
+            char other[80];
+            list_index_name(other, sizeof other, o, &o->lists[k]);
+            earlier = strcmp(name, other) == 0;
+        }
+        if (!earlier && !has_index(n, name)) {
+            heading(g, n);
+            emit_line(em, "DROP INDEX IF EXISTS \"%s\";",
+                      name); /* (or with its column) */
+        }
+    }
+}
+
+/* Phase 3, of a table in both: the columns that change or come, the
+ * constraints and list indexes that come (foreign keys wait for phase 4). */
+static void alter_adds(migration *g, const lowered_entity *oe, const lowered_entity *ne)
+{
+    const memo_entity_desc *o = &oe->desc, *n = &ne->desc;
+    emitter *em = g->em;
+    const char *t = n->table;
+    for (unsigned j = 0; j < n->nfields; j++) {
+        const memo_field_desc *nf = &n->fields[j];
+        int i = field_of(o, nf->name);
+        const char *c = nf->name;
+        char def[512];
+        if (i < 0) {
+            heading(g, n);
+            sql_column_def(def, sizeof def, nf);
+            if (!(nf->flags & (MEMO_FIELD_NULLABLE | MEMO_FIELD_VERSION))) {
+                emit_line(
+                    em,
+                    "ALTER TABLE \"%s\" ADD COLUMN %s DEFAULT %s; -- rows there get %s",
+                    t, def, zero_of(nf->type), zero_of(nf->type));
+                emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" DROP DEFAULT;", t,
+                          c);
+            } else {
+                emit_line(em, "ALTER TABLE \"%s\" ADD COLUMN %s;", t, def);
+            }
+            continue;
+        }
+        const memo_field_desc *of = &o->fields[i];
+        if (of->type == MEMO_INT32 && nf->type == MEMO_INT64) {
+            heading(g, n);
+            emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" TYPE bigint;", t, c);
+        }
+        bool onull = of->flags & MEMO_FIELD_NULLABLE,
+             nnull = nf->flags & MEMO_FIELD_NULLABLE;
+        bool over = of->flags & MEMO_FIELD_VERSION, nver = nf->flags & MEMO_FIELD_VERSION;
+        if (onull && !nnull && nver) {
+            /* a version's NULL is a row never versioned: it starts at 1 */
+            heading(g, n);
+            emit_line(em, "UPDATE \"%s\" SET \"%s\" = 1 WHERE \"%s\" IS NULL;", t, c, c);
+            emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" SET NOT NULL;", t, c);
+        } else if (!onull && nnull && j != n->pk) {
+            heading(g, n);
+            emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" DROP NOT NULL;", t, c);
+        }
+        if (over != nver) {
+            heading(g, n);
+            emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" %s;", t, c,
+                      nver ? "SET DEFAULT 1" : "DROP DEFAULT");
+        }
+        if (!(of->flags & MEMO_FIELD_UNIQUE) && (nf->flags & MEMO_FIELD_UNIQUE)) {
+            heading(g, n);
+            emit_line(em, "ALTER TABLE \"%s\" ADD UNIQUE (\"%s\");", t, c);
+        }
+    }
+    char name[80];
+    for (unsigned k = 0; k < n->nlists; k++) {
+        list_index_name(name, sizeof name, n, &n->lists[k]);
+        if (!has_index(o, name)) {
+            heading(g, n);
+            emit_list_index(em, n, &n->lists[k]);
+        }
+    }
+}
+
 static void create_table(migration *g, const lowered_entity *ne)
 {
     const memo_entity_desc *e = &ne->desc;
     emitter *em = g->em;
+    emit_blank(em);
     emit_line(em, "-- new entity %s", e->name);
     emit_line(em, "CREATE TABLE \"%s\" (", e->table);
     for (unsigned i = 0; i < e->nfields; i++) {
@@ -123,131 +292,10 @@ static void create_table(migration *g, const lowered_entity *ne)
     }
     emit_line(em, ");");
     for (unsigned l = 0; l < e->nlists; l++)
-        emit_list_index(em, e, &e->lists[l]);
-    g->changes++;
+        emit_list_index(em, e, &e->lists[l]); /* (IF NOT EXISTS: two lists, one index) */
 }
 
-/* One table in both: its columns, constraints and indexes. */
-static void alter_table(migration *g, const lowered_entity *oe, const lowered_entity *ne)
-{
-    const memo_entity_desc *o = &oe->desc, *n = &ne->desc;
-    emitter *em = g->em;
-    const char *t = n->table;
-    const memo_field_desc *opk = &o->fields[o->pk], *npk = &n->fields[n->pk];
-    if (strcmp(opk->name, npk->name) != 0 || opk->type != npk->type) {
-        diag_error(g->d, new_loc(g, ne, (int)n->pk),
-                   "table '%s': the primary key changes from %s %s to %s %s; memoc does "
-                   "not migrate primary keys",
-                   t, opk->name, model_type_name(opk->type), npk->name,
-                   model_type_name(npk->type));
-        return;
-    }
-    int before = g->changes;
-    emit_line(em, "-- entity %s", n->name);
-    /* what goes first: constraints, then columns */
-    for (unsigned i = 0; i < o->nfields; i++) {
-        const memo_field_desc *of = &o->fields[i];
-        int j = field_of(n, of->name);
-        if (j < 0) {
-            emit_line(em, "ALTER TABLE \"%s\" DROP COLUMN \"%s\";", t, of->name);
-            g->changes++;
-            continue;
-        }
-        const memo_field_desc *nf = &n->fields[j];
-        if ((of->flags & MEMO_FIELD_UNIQUE) && !(nf->flags & MEMO_FIELD_UNIQUE))
-            drop_constraint(g, t, of->name, 'u');
-        const char *oref = ref_table(&g->old, oe, i),
-                   *nref = ref_table(&g->new, ne, (unsigned)j);
-        if (oref && (!nref || strcmp(oref, nref) != 0))
-            drop_constraint(g, t, of->name, 'f');
-    }
-    for (unsigned j = 0; j < n->nfields; j++) {
-        const memo_field_desc *nf = &n->fields[j];
-        int i = field_of(o, nf->name);
-        char def[512];
-        if (i < 0) {
-            sql_column_def(def, sizeof def, nf);
-            bool fill = !(nf->flags & (MEMO_FIELD_NULLABLE | MEMO_FIELD_VERSION));
-            if (fill) {
-                if (nf->flags & MEMO_FIELD_UNIQUE)
-                    emit_line(em,
-                              "-- (fails if %s has two rows or more: they would share "
-                              "the value)",
-                              t);
-                emit_line(
-                    em,
-                    "ALTER TABLE \"%s\" ADD COLUMN %s DEFAULT %s; -- rows there get %s",
-                    t, def, zero_of(nf->type), zero_of(nf->type));
-                emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" DROP DEFAULT;", t,
-                          nf->name);
-            } else {
-                emit_line(em, "ALTER TABLE \"%s\" ADD COLUMN %s;", t, def);
-            }
-            g->changes++;
-            continue;
-        }
-        const memo_field_desc *of = &o->fields[i];
-        if (of->type != nf->type) {
-            if (of->type == MEMO_INT32 && nf->type == MEMO_INT64) {
-                emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" TYPE bigint;", t,
-                          nf->name);
-                g->changes++;
-            } else {
-                diag_error(g->d, new_loc(g, ne, (int)j),
-                           "%s.%s: changing %s to %s %s; memoc widens int32 to int64 "
-                           "only",
-                           t, nf->name, model_type_name(of->type),
-                           model_type_name(nf->type),
-                           of->type == MEMO_INT64 && nf->type == MEMO_INT32
-                               ? "narrows it"
-                               : "may not convert every value");
-            }
-        }
-        bool onull = of->flags & MEMO_FIELD_NULLABLE,
-             nnull = nf->flags & MEMO_FIELD_NULLABLE;
-        if (onull && !nnull)
-            diag_error(g->d, new_loc(g, ne, (int)j),
-                       "%s.%s: making a nullable column NOT NULL is not safe without a "
-                       "default (rows may hold NULL); fill them and alter the column by "
-                       "hand, or keep it nullable",
-                       t, nf->name);
-        else if (!onull && nnull && j != n->pk) {
-            emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" DROP NOT NULL;", t,
-                      nf->name);
-            g->changes++;
-        }
-        bool over = of->flags & MEMO_FIELD_VERSION, nver = nf->flags & MEMO_FIELD_VERSION;
-        if (over != nver) {
-            emit_line(em, "ALTER TABLE \"%s\" ALTER COLUMN \"%s\" %s;", t, nf->name,
-                      nver ? "SET DEFAULT 1" : "DROP DEFAULT");
-            g->changes++;
-        }
-        if (!(of->flags & MEMO_FIELD_UNIQUE) && (nf->flags & MEMO_FIELD_UNIQUE)) {
-            emit_line(em, "ALTER TABLE \"%s\" ADD UNIQUE (\"%s\");", t, nf->name);
-            g->changes++;
-        }
-    }
-    /* list indexes, by name: a list of the same group and order keeps its */
-    char name[80];
-    for (unsigned l = 0; l < o->nlists; l++) {
-        list_index_name(name, sizeof name, o, &o->lists[l]);
-        if (!has_index(n, name)) {
-            emit_line(em, "DROP INDEX IF EXISTS \"%s\";", name);
-            g->changes++;
-        }
-    }
-    for (unsigned k = 0; k < n->nlists; k++) {
-        list_index_name(name, sizeof name, n, &n->lists[k]);
-        if (!has_index(o, name)) {
-            emit_list_index(em, n, &n->lists[k]);
-            g->changes++;
-        }
-    }
-    if (g->changes == before)
-        emit_line(em, "-- (no change)");
-}
-
-/* Foreign keys last: every table they name exists by then. */
+/* Phase 4: foreign keys, once every table they name exists. */
 static void add_foreign_keys(migration *g, const lowered_entity *ne,
                              const lowered_entity *oe)
 {
@@ -260,9 +308,13 @@ static void add_foreign_keys(migration *g, const lowered_entity *ne,
         const char *oref = i >= 0 ? ref_table(&g->old, oe, (unsigned)i) : NULL;
         if (oref && strcmp(oref, nref) == 0)
             continue;
+        if (i >= 0) {
+            heading(g, n);
+            emit_line(g->em, "-- (fails if a row's %s names no row of %s)",
+                      n->fields[j].name, nref);
+        }
         emit_foreign_key(g->em, n, j,
                          &g->new.in->model->entities[ne->fields[j].ref].desc);
-        g->changes++;
     }
 }
 
@@ -272,54 +324,135 @@ static bool same_key(const memo_key_desc *a, const memo_key_desc *b)
            strcmp(a->tag, b->tag) == 0;
 }
 
-/* The keys of OLD's entities that NEW's code will not read: their layout
- * or shape fingerprint changed, or what they cache is gone. */
-static void stale_keys(migration *g, FILE *out)
+static const memo_entity_desc *entity_named(const model *m, const char *name)
 {
-    const model *om = g->old.in->model, *nm = g->new.in->model;
-    bool any = false;
-    for (size_t k = 0; k < om->n; k++) {
-        const memo_entity_desc *o = &om->entities[k].desc, *n = NULL;
-        for (size_t j = 0; j < nm->n && !n; j++)
-            if (strcmp(nm->entities[j].desc.name, o->name) == 0)
-                n = &nm->entities[j].desc;
-        char lists[1024] = "";
-        size_t len = 0;
-        bool whole = !n || !same_key(&o->row.key, &n->row.key);
-        for (unsigned u = 0; u < o->nuniques && !whole; u++) {
-            bool kept = false;
-            for (unsigned v = 0; n && v < n->nuniques && !kept; v++)
-                kept = same_key(&o->uniques[u].key, &n->uniques[v].key);
-            whole = !kept; /* a lookup has no flush of its own */
-        }
-        for (unsigned l = 0; l < o->nlists && !whole; l++) {
-            bool kept = false;
-            for (unsigned v = 0; n && v < n->nlists && !kept; v++)
-                kept = same_key(&o->lists[l].key, &n->lists[v].key);
-            if (!kept && len < sizeof lists - 80)
-                len += (size_t)snprintf(lists + len, sizeof lists - len, " %s",
-                                        o->lists[l].name);
-        }
-        if (!whole && !len)
+    for (size_t j = 0; j < m->n; j++)
+        if (strcmp(m->entities[j].desc.name, name) == 0)
+            return &m->entities[j].desc;
+    return NULL;
+}
+
+/* Whether every key of `a` is a key of `b`: then nothing cached by a's
+ * code is lost on b's. *lists_only when the keys that differ are lists. */
+static bool keys_kept(const memo_entity_desc *a, const memo_entity_desc *b,
+                      bool *lists_only)
+{
+    *lists_only = b && same_key(&a->row.key, &b->row.key);
+    for (unsigned u = 0; u < a->nuniques && *lists_only; u++) {
+        bool kept = false;
+        for (unsigned v = 0; v < b->nuniques && !kept; v++)
+            kept = same_key(&a->uniques[u].key, &b->uniques[v].key);
+        *lists_only = kept;
+    }
+    if (!*lists_only)
+        return false;
+    bool all = true;
+    for (unsigned l = 0; l < a->nlists; l++) {
+        bool kept = false;
+        for (unsigned v = 0; v < b->nlists && !kept; v++)
+            kept = same_key(&a->lists[l].key, &b->lists[v].key);
+        all = all && kept;
+    }
+    return all;
+}
+
+/* A path as one shell word, for a command in a comment. */
+static void print_path(FILE *out, const char *path)
+{
+    char *clean = clean_path(path);
+    fputc('\'', out);
+    for (const char *p = clean; *p; p++)
+        fputs(*p == '\'' ? "'\\''" : (char[2]){*p, 0}, out);
+    fputc('\'', out);
+    free(clean);
+}
+
+static void print_flush(FILE *out, const migrate_input *a, const memo_entity_desc *e,
+                        const char *list, bool gone)
+{
+    if (!out)
+        return;
+    fputs("--   memo --schema ", out);
+    print_path(out, a->path);
+    fprintf(out, " flush %s", e->name);
+    if (list)
+        fprintf(out, " --list %s", list);
+    if (gone)
+        fputs("    (no entity of this name now)", out);
+    fputc('\n', out);
+}
+
+/* The flushes (printed to out, if not NULL) of the entries of a's entities
+ * under keys that b does not have. Returns how many. */
+static int flushes(FILE *out, const migrate_input *a, const model *b, bool gone_note)
+{
+    int n = 0;
+    for (size_t k = 0; k < a->model->n; k++) {
+        const memo_entity_desc *e = &a->model->entities[k].desc;
+        const memo_entity_desc *other = entity_named(b, e->name);
+        bool lists_only;
+        if (keys_kept(e, other, &lists_only))
             continue;
-        if (!any)
-            fprintf(out, "\n-- Cached entries the new code does not read (their keys' "
-                         "layout or\n-- fingerprint changed). They expire within their "
-                         "TTLs; to reclaim them\n-- now, once no process of the old "
-                         "code runs:\n");
-        any = true;
-        if (whole) {
-            fprintf(out, "--   memo --schema %s flush %s%s\n", g->old.in->path, o->name,
-                    n ? "" : "    (entity removed)");
-        } else {
-            char *save = NULL;
-            for (char *l = strtok_r(lists, " ", &save); l; l = strtok_r(NULL, " ", &save))
-                fprintf(out, "--   memo --schema %s flush %s --list %s\n",
-                        g->old.in->path, o->name, l);
+        if (!lists_only) {
+            print_flush(out, a, e, NULL, gone_note && !other);
+            n++;
+            continue;
+        }
+        for (unsigned l = 0; l < e->nlists; l++) {
+            bool kept = false;
+            for (unsigned v = 0; v < other->nlists && !kept; v++)
+                kept = same_key(&e->lists[l].key, &other->lists[v].key);
+            if (!kept) {
+                print_flush(out, a, e, e->lists[l].name, false);
+                n++;
+            }
         }
     }
-    if (!any)
-        fprintf(out, "\n-- Every cached entry stays readable by the new code.\n");
+    return n;
+}
+
+/* The cached entries one side's code cannot see the other's writes to:
+ * every entity whose keys changed. */
+static void stale_keys(migration *g, FILE *out)
+{
+    fputs("\n-- The cache. Entries are keyed by the shape of their entity, so code of\n"
+          "-- one version never reads entries of another, and its writes never delete\n"
+          "-- them.\n",
+          out);
+    if (flushes(NULL, g->new.in, g->old.in->model, false) == 0) {
+        fputs("-- Every entry the new code reads is one the old code kept right.\n", out);
+        return;
+    }
+    fputs("-- Before the new code starts (its entries of an earlier deploy, if any,\n"
+          "-- missed the old code's writes; nothing is lost but cache):\n",
+          out);
+    flushes(out, g->new.in, g->old.in->model, false);
+    fputs("-- Once no process of the old code runs, to reclaim its entries at once\n"
+          "-- (they also expire by their TTLs):\n",
+          out);
+    flushes(out, g->old.in, g->new.in->model, true);
+    fputs("-- (A flush of an entity removes that version's entries of it, the ones\n"
+          "-- still shared too: they are read again.)\n",
+          out);
+}
+
+/* An entity of both whose table is not the same: a rename memoc does not do
+ * (it would drop the old table and its rows). */
+static void refuse_renames(migration *g)
+{
+    const model *om = g->old.in->model, *nm = g->new.in->model;
+    for (size_t k = 0; k < nm->n; k++) {
+        const memo_entity_desc *n = &nm->entities[k].desc;
+        const memo_entity_desc *o = entity_named(om, n->name);
+        if (o && strcmp(o->table, n->table) != 0 && !table_of(&g->new, o->table))
+            diag_error(
+                g->d, new_loc(g, &nm->entities[k], -1),
+                "entity '%s' moves from table '%s' to '%s': memoc does not rename "
+                "tables (it would drop '%s' and its rows); rename it in the "
+                "database (ALTER TABLE \"%s\" RENAME TO \"%s\"), then migrate from a "
+                "schema that names it",
+                n->name, o->table, n->table, o->table, o->table, n->table);
+    }
 }
 
 int emit_migration(FILE *out, const migrate_input *old, const migrate_input *new, diag *d)
@@ -337,6 +470,12 @@ int emit_migration(FILE *out, const migrate_input *old, const migrate_input *new
         name_map_add(&g.old.tables, NULL, om->entities[k].desc.table, &om->entities[k]);
     for (size_t k = 0; k < nm->n; k++)
         name_map_add(&g.new.tables, NULL, nm->entities[k].desc.table, &nm->entities[k]);
+    refuse_renames(&g);
+    for (size_t k = 0; k < nm->n; k++) {
+        const lowered_entity *oe = table_of(&g.old, nm->entities[k].desc.table);
+        if (oe)
+            refuse(&g, oe, &nm->entities[k]);
+    }
 
     char *text = NULL;
     size_t size = 0;
@@ -347,51 +486,66 @@ int emit_migration(FILE *out, const migrate_input *old, const migrate_input *new
     }
     emitter em = {mem, 0, nm, new->path};
     g.em = &em;
+    char *from = clean_path(old->path), *to = clean_path(new->path);
     fprintf(mem, "-- Generated by memoc %s: migrates the tables of %s to %s.\n",
-            MEMO_VERSION, old->path, new->path);
+            MEMO_VERSION, from, to);
+    free(from);
+    free(to);
     emit_line(&em, "-- One transaction: all of it applies, or none.");
     emit_blank(&em);
     emit_line(&em, "BEGIN;");
-    emit_blank(&em);
+    /* 1: what goes from the tables that stay */
     for (size_t k = 0; k < nm->n; k++) {
         const lowered_entity *ne = &nm->entities[k],
                              *oe = table_of(&g.old, ne->desc.table);
         if (oe)
-            alter_table(&g, oe, ne);
-        else
-            create_table(&g, ne);
-        emit_blank(&em);
+            alter_drops(&g, oe, ne);
     }
-    /* one statement: the tables dropped may reference each other */
+    /* 2: the tables that go, in one statement (they may reference each other) */
     int dropped = 0;
     for (size_t k = 0; k < om->n; k++) {
         const memo_entity_desc *o = &om->entities[k].desc;
-        if (!table_of(&g.new, o->table))
+        if (!table_of(&g.new, o->table)) {
+            if (!dropped)
+                emit_blank(&em);
             emit_line(&em, "-- entity %s is gone: its table and rows too", o->name);
+            dropped++;
+        }
     }
-    for (size_t k = 0; k < om->n; k++) {
+    for (size_t k = 0, i = 0; k < om->n; k++) {
         const memo_entity_desc *o = &om->entities[k].desc;
-        if (!table_of(&g.new, o->table))
-            fprintf(mem, "%s\"%s\"", dropped++ ? ", " : "DROP TABLE ", o->table);
+        if (!table_of(&g.new, o->table)) {
+            i++;
+            fprintf(mem, "%s\"%s\"%s", i == 1 ? "DROP TABLE " : ", ", o->table,
+                    i == (size_t)dropped ? ";\n" : "");
+        }
     }
-    if (dropped) {
-        fputs(";\n\n", mem);
-        g.changes++;
+    /* 3: the tables that come, then what comes to the tables that stay */
+    for (size_t k = 0; k < nm->n; k++)
+        if (!table_of(&g.old, nm->entities[k].desc.table))
+            create_table(&g, &nm->entities[k]);
+    g.shown = NULL;
+    for (size_t k = 0; k < nm->n; k++) {
+        const lowered_entity *ne = &nm->entities[k],
+                             *oe = table_of(&g.old, ne->desc.table);
+        if (oe)
+            alter_adds(&g, oe, ne);
     }
+    /* 4: foreign keys */
+    g.shown = NULL;
+    emit_blank(&em);
     for (size_t k = 0; k < nm->n; k++)
         add_foreign_keys(&g, &nm->entities[k],
                          table_of(&g.old, nm->entities[k].desc.table));
+    /* what memo watch needs, whatever the database had */
     emit_publication(&em, nm);
     for (size_t k = 0; k < nm->n; k++) {
         const memo_entity_desc *n = &nm->entities[k].desc;
-        const lowered_entity *oe = table_of(&g.old, n->table);
         char why[1024];
-        bool need = old_values_needed(n, why, sizeof why);
-        bool had = oe && old_values_needed(&oe->desc, (char[1024]){0}, 1024);
-        if (need && !had)
+        if (old_values_needed(n, why, sizeof why))
             emit_line(&em, "ALTER TABLE \"%s\" REPLICA IDENTITY FULL; -- old %s",
                       n->table, why);
-        else if (!need && had)
+        else
             emit_line(&em, "ALTER TABLE \"%s\" REPLICA IDENTITY DEFAULT;", n->table);
     }
     emit_blank(&em);

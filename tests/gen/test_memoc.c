@@ -738,8 +738,8 @@ static void many_entities(void **state)
             assert_false(created[id]);
             created[id] = true;
             tables++;
-        } else if (at >= 20 && strncmp(p - 20, "NOT NULL REFERENCES ", 20) == 0) {
-            /* "other_id" bigint NOT NULL REFERENCES "eN" ("id") */
+        } else if (at >= 13 && strncmp(p - 13, "\" REFERENCES ", 13) == 0) {
+            /* "other_id" bigint NOT NULL CONSTRAINT "..." REFERENCES "eN" ("id") */
             assert_true(created[id]);
             inline_refs++;
         }
@@ -834,7 +834,8 @@ static int by_name(const void *a, const void *b)
 
 /* --migrate refuses what it cannot do safely, at NEW's declarations, and
  * prints no SQL then: a narrowed type, another conversion, a column made NOT
- * NULL, a new primary key, another schema; and bad invocations. (What it
+ * NULL, a new primary key, a table renamed, a new reference or unique column
+ * that is NOT NULL, another schema; and bad invocations. (What it
  * does do is applied to a real database by test_migrate.) */
 static void migrate_refuses_unsafe_changes(void **state)
 {
@@ -850,6 +851,9 @@ static void migrate_refuses_unsafe_changes(void **state)
                               "entity tag {\n"
                               "    id   int64 primary key;\n"
                               "    cache ttl 1m;\n"
+                              "}\n"
+                              "entity user table users {\n"
+                              "    id   int64 primary key;\n"
                               "}\n";
     static const char new[] = "schema shop;\n"
                               "entity item {\n"
@@ -862,7 +866,28 @@ static void migrate_refuses_unsafe_changes(void **state)
                               "entity tag {\n"
                               "    name text primary key;\n"
                               "    cache ttl 1m;\n"
+                              "}\n"
+                              "entity user table people {\n"
+                              "    id   int64 primary key;\n"
                               "}\n";
+    /* on a table that stays: a new reference or unique column must be
+     * nullable */
+    static const char old2[] = "schema shop;\n"
+                               "entity tag {\n"
+                               "    id int64 primary key;\n"
+                               "}\n"
+                               "entity user table users {\n"
+                               "    id int64 primary key;\n"
+                               "}\n";
+    static const char new2[] = "schema shop;\n"
+                               "entity tag {\n"
+                               "    id int64 primary key;\n"
+                               "}\n"
+                               "entity user table users {\n"
+                               "    id   int64 primary key;\n"
+                               "    tag  int64 references tag;\n"
+                               "    code text unique;\n"
+                               "}\n";
     char dir[4096], a[4200], b[4200], c[4200];
     make_temp_dir(dir, sizeof dir);
     snprintf(a, sizeof a, "%s/old.memo", dir);
@@ -880,6 +905,9 @@ static void migrate_refuses_unsafe_changes(void **state)
     result t = run_in(dir, three);
     const char *late[] = {"memoc", "--check", "--migrate", "old.memo", "new.memo", NULL};
     result l = run_in(dir, late);
+    write_text(a, old2);
+    write_text(b, new2);
+    result n = run_in(dir, argv);
     remove_dir(dir);
 
     assert_int_equal(r.status, 1);
@@ -901,8 +929,27 @@ static void migrate_refuses_unsafe_changes(void **state)
                 "new.memo:10:5: error: table 'tag': the primary key changes from "
                 "id int64 to name text; memoc does not migrate primary keys\n"
                 "   10 |     name text primary key;\n"
-                "      |     ^~~~\n",
+                "      |     ^~~~\n"
+                "new.memo:13:8: error: entity 'user' moves from table 'users' to "
+                "'people': memoc does not rename tables (it would drop 'users' and its "
+                "rows); rename it in the database (ALTER TABLE \"users\" RENAME TO "
+                "\"people\"), then migrate from a schema that names it\n"
+                "   13 | entity user table people {\n"
+                "      |        ^~~~\n",
                 r.err);
+    assert_int_equal(n.status, 1);
+    assert_string_equal(n.out, "");
+    assert_text("stderr of new columns",
+                "new.memo:7:5: error: users.tag: a new column that references another "
+                "table must be nullable (the rows there have no key to put in it)\n"
+                "    7 |     tag  int64 references tag;\n"
+                "      |     ^~~\n"
+                "new.memo:8:5: error: users.code: a new unique column must be nullable "
+                "(the rows there would all get one value)\n"
+                "    8 |     code text unique;\n"
+                "      |     ^~~~\n",
+                n.err);
+    result_free(&n);
     assert_int_equal(o.status, 1);
     assert_string_equal(o.out, "");
     assert_text("stderr of another schema",
