@@ -1112,7 +1112,6 @@ static json_t *get_row(const memo_entity_desc *d, const get_arg *a)
 static void other_entry(const memo_entity_desc *d, const get_arg *a, const redisReply *r,
                         json_t *o)
 {
-    const memo_field_desc *pk = &d->fields[d->pk];
     if (r->type == REDIS_REPLY_NIL ||
         (r->type == REDIS_REPLY_STRING && memop_is_lease(r->str, r->len))) {
         set_entry(o, "none", json_null()); /* (a lease: "leased" says so) */
@@ -1128,10 +1127,10 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
             set_entry(o, "negative", json_pack("{s:b}", "missing_row", 1));
             return;
         }
-        value v;
-        bool ok = memop_pk_decode(pk, r->str, r->len, &v);
-        if (ok && pk->type == MEMO_TEXT)
-            free(v.text);
+        _Alignas(int64_t) char v[MEMOP_KEY_SIZE_MAX];
+        bool ok = memop_pk_decode(d, r->str, r->len, v);
+        if (ok)
+            memop_pk_free(d, v);
         why = ok ? NULL : "not a primary key";
     } else {
         void *keys = NULL;
@@ -1139,10 +1138,9 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
         /* a list holds up to limit + 1 keys (the last says it is cut); one
          * more tells a list too long from one not a list */
         size_t most = (size_t)d->lists[a->list].limit + 1;
-        bool ok = memop_pk_array_decode(pk, r->str, r->len, most + 1, &keys, &n);
-        if (ok && pk->type == MEMO_TEXT)
-            for (size_t i = 0; i < n; i++)
-                free(((char **)keys)[i]);
+        bool ok = memop_pk_array_decode(d, r->str, r->len, most + 1, &keys, &n);
+        for (size_t i = 0; ok && i < n; i++)
+            memop_pk_free(d, (char *)keys + i * d->key_size);
         free(keys);
         why = !ok        ? "not a list of primary keys (or far too long)"
               : n > most ? "more keys than the list's limit and one"
@@ -1159,7 +1157,6 @@ static void other_entry(const memo_entity_desc *d, const get_arg *a, const redis
  * to what the database answers, in a read-only transaction. */
 static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
 {
-    const memo_field_desc *pk = &d->fields[d->pk];
     const memo_key_desc *kd =
         a->lookup >= 0 ? &d->uniques[a->lookup].key : &d->lists[a->list].key;
     memop_key k;
@@ -1189,7 +1186,9 @@ static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
         st = memo_tx_get_by(tx, d, (unsigned)a->lookup, &a->key, row);
         if (st == MEMO_OK) {
             memop_buf b = {0};
-            memop_pk_encode(pk, (char *)row + pk->offset, &b);
+            _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+            memop_pk_of_row(d, row, key);
+            memop_pk_encode(d, key, &b);
             db = json_loadb(b.s, b.len, JSON_DECODE_ANY, NULL);
             memop_buf_free(&b);
         } else {
@@ -1211,7 +1210,9 @@ static json_t *get_other(const memo_entity_desc *d, const get_arg *a)
                                   ? (const char *)rows.items + i * d->size
                                   : (const char *)next.items + (i - rows.len) * d->size;
             memop_buf b = {0};
-            memop_pk_encode(pk, row + pk->offset, &b);
+            _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+            memop_pk_of_row(d, row, key);
+            memop_pk_encode(d, key, &b);
             json_array_append_new(db, json_loadb(b.s, b.len, JSON_DECODE_ANY, NULL));
             memop_buf_free(&b);
         }
@@ -1372,7 +1373,7 @@ static void *read_ids(const memo_entity_desc *d, const char *path, size_t *n)
     if (!f)
         die(2, "cannot read %s: %s", path, strerror(errno));
     const memo_field_desc *pk = &d->fields[d->pk];
-    size_t width = memop_pk_width(pk), cap = 1024;
+    size_t width = memop_pk_width(d), cap = 1024;
     char *ids = xmalloc(cap * width), *line = NULL;
     size_t linecap = 0;
     ssize_t len;
@@ -1413,7 +1414,7 @@ static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
     PGresult *res = PQexec(pg, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         pg_die(pg);
-    size_t width = memop_pk_width(pk);
+    size_t width = memop_pk_width(d);
     *n = (size_t)PQntuples(res);
     char *ids = xcalloc(*n ? *n : 1, width);
     for (size_t i = 0; i < *n; i++) {
@@ -1435,7 +1436,7 @@ static int cmd_warm(const memo_entity_desc *d, char *ids, size_t n, long top, bo
     const memo_field_desc *pk = &d->fields[d->pk];
     if (!ids)
         ids = top_ids(d, top, &n);
-    size_t width = memop_pk_width(pk), found = 0;
+    size_t width = memop_pk_width(d), found = 0;
     memo_entity_stats before = MEMO_ENTITY_STATS_INIT, after = MEMO_ENTITY_STATS_INIT;
     memo_stats_entity(repo, d, &before);
     bool tty = isatty(STDERR_FILENO);

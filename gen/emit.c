@@ -52,7 +52,8 @@ bool old_values_needed(const memo_entity_desc *d, char *out, size_t size)
 {
     bool use[MEMO_MAX_FIELDS];
     memop_key_fields(d, use);
-    use[d->pk] = false; /* the replica identity's own */
+    for (unsigned k = 0; k < d->npk; k++)
+        use[d->pks[k]] = false; /* the replica identity's own */
     size_t len = 0;
     out[0] = '\0';
     for (unsigned i = 0; i < d->nfields && len < size; i++)

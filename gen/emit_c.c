@@ -112,7 +112,6 @@ static void emit_tables(emitter *em, const lowered_entity *me)
     em->indent--;
     emit_line(em, "};");
     emit_blank(em);
-
     if (d->nuniques) {
         emit_line(em, "static const memo_lookup_desc %s_uniques[] = {", c);
         em->indent++;
@@ -184,6 +183,18 @@ static void emit_tables(emitter *em, const lowered_entity *me)
     emit_line(em, ".fields = %s_fields,", c);
     emit_line(em, ".nfields = %u,", d->nfields);
     emit_line(em, ".pk = %u, /* %s */", d->pk, d->fields[d->pk].name);
+    /* the primary key's fields, and where each is in a key value (compound
+     * literals: no names of their own to clash) */
+    char pks[MEMO_MAX_FIELDS * 4 + 8] = "", offsets[MEMO_MAX_FIELDS * 48 + 8] = "";
+    for (unsigned k = 0, a = 0, b = 0; k < d->npk; k++) {
+        a +=
+            (unsigned)snprintf(pks + a, sizeof pks - a, "%s%u", k ? ", " : "", d->pks[k]);
+        b += (unsigned)snprintf(offsets + b, sizeof offsets - b, "%s0", k ? ", " : "");
+    }
+    emit_line(em, ".npk = %u,", d->npk);
+    emit_line(em, ".pks = (const unsigned[]){%s},", pks);
+    emit_line(em, ".pk_offsets = (const size_t[]){%s},", offsets);
+    emit_line(em, ".key_size = sizeof(%s),", model_c_type(d->fields[d->pk].type));
     emit_line(em, ".row = {");
     em->indent++;
     emit_line(em, ".field = %u,", d->row.field);

@@ -284,6 +284,22 @@ static void lower_fields(const lowering *lw, const ast_entity *e, lowered_entity
     layout(me);
 }
 
+/* The primary key's fields and where each is in a key value: one field is
+ * a value of its C type (offset 0). */
+static void lower_key(model *m, lowered_entity *me)
+{
+    memo_entity_desc *d = &me->desc;
+    unsigned *pks = own(m, xcalloc(1, sizeof *pks));
+    size_t *offsets = own(m, xcalloc(1, sizeof *offsets));
+    pks[0] = d->pk;
+    d->npk = 1;
+    d->pks = pks;
+    d->pk_offsets = offsets;
+    d->key_size = d->fields[d->pk].type == MEMO_INT32  ? sizeof(int32_t)
+                  : d->fields[d->pk].type == MEMO_TEXT ? sizeof(char *)
+                                                       : sizeof(int64_t);
+}
+
 static void lower_entity(const lowering *lw, const ast_entity *e, lowered_entity *me)
 {
     model *m = lw->m;
@@ -295,6 +311,7 @@ static void lower_entity(const lowering *lw, const ast_entity *e, lowered_entity
     me->c_name = own_printf(m, "%s_%s", lw->s->name, e->name.text);
     lower_fields(lw, e, me);
     d->pk = field_index(e, e->pk);
+    lower_key(m, me);
     d->fingerprint = fingerprint(m, d);
 
     /* The row, by primary key: always there, `cache` line or not. */

@@ -48,12 +48,11 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
                               size_t n, batch *b)
 {
     const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pk = &d->fields[d->pk];
     memset(b, 0, sizeof *b);
     size_t m = n ? n : 1;
     b->n = n;
     b->keys = keys;
-    b->width = memop_pk_width(pk);
+    b->width = memop_pk_width(d);
     b->parts = malloc(m * sizeof *b->parts);
     b->plens = malloc(m * sizeof *b->plens);
     b->keys_r = malloc(m * sizeof *b->keys_r);
@@ -71,12 +70,12 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
     memop_key_around(repo, d, &d->row.key, &before, &after);
     for (size_t i = 0; i < n; i++) {
         const void *key = (const char *)keys + i * b->width;
-        memo_status st = memop_check_key(repo, pk, key);
+        memo_status st = memop_check_pk(repo, d, key);
         if (st != MEMO_OK) {
             batch_free(b, d);
             return st;
         }
-        size_t pl = b->plens[i] = memop_key_value(pk, key, b->parts[i]);
+        size_t pl = b->plens[i] = memop_pk_part(d, key, b->parts[i]);
         memop_key *k = &b->keys_r[i];
         if (before.len + pl + after.len < MEMOP_KEY_MAX) { /* (it always is) */
             memcpy(k->s, before.s, before.len);
@@ -91,10 +90,12 @@ static memo_status batch_init(memo_repo *repo, memop_entity *e, const void *keys
     return MEMO_OK;
 }
 
-/* Builds the text array literal {1,2,3} or {"a","b"} of the missed keys. */
-static void pk_array(memop_buf *out, const memo_field_desc *pk, const void *keys,
-                     batch *b)
+/* Builds the text array literal {1,2,3} or {"a","b"} of field k of the
+ * missed keys' values. */
+static void pk_array(memop_buf *out, const memo_entity_desc *d, unsigned k,
+                     const void *keys, batch *b)
 {
+    const memo_field_desc *pk = &d->fields[d->pks[k]];
     memop_buf_puts(out, "{");
     bool first = true;
     for (size_t i = 0; i < b->n; i++) {
@@ -103,12 +104,13 @@ static void pk_array(memop_buf *out, const memo_field_desc *pk, const void *keys
         if (!first)
             memop_buf_puts(out, ",");
         first = false;
+        const char *v = (const char *)keys + i * b->width + d->pk_offsets[k];
         if (pk->type == MEMO_INT32) {
-            memop_buf_printf(out, "%" PRId32, ((const int32_t *)keys)[i]);
+            memop_buf_printf(out, "%" PRId32, *(const int32_t *)(const void *)v);
         } else if (pk->type == MEMO_INT64) {
-            memop_buf_printf(out, "%" PRId64, ((const int64_t *)keys)[i]);
+            memop_buf_printf(out, "%" PRId64, *(const int64_t *)(const void *)v);
         } else {
-            const char *s = ((const char *const *)keys)[i];
+            const char *s = *(const char *const *)(const void *)v;
             memop_buf_puts(out, "\"");
             for (; *s; s++) {
                 if (*s == '"' || *s == '\\')
@@ -136,12 +138,11 @@ static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e,
                              const void *keys, batch *b)
 {
     const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pk = &d->fields[d->pk];
     size_t cap = 16;
     while (cap < b->n * 2)
         cap *= 2;
     size_t *table = malloc(cap * sizeof *table);
-    memop_buf arr = {0};
+    memop_buf arr[MEMOP_MAX_PK] = {{0}};
     memo_status st = MEMO_OK;
     PGresult *res = NULL;
     if (!table) {
@@ -158,13 +159,16 @@ static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e,
             h = (h + 1) & (cap - 1);
         table[h] = i;
     }
-    pk_array(&arr, pk, keys, b);
-    if (arr.failed) {
-        st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
-        goto out;
+    /* the keys as one array parameter per key field, in text form */
+    memop_params ps = {.n = (int)d->npk};
+    for (unsigned k = 0; k < d->npk; k++) {
+        pk_array(&arr[k], d, k, keys, b);
+        if (arr[k].failed) {
+            st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        ps.values[k] = arr[k].s;
     }
-    /* the ids as one array parameter, in text form */
-    memop_params ps = {.values = {arr.s}, .lengths = {0}, .formats = {0}, .n = 1};
     if ((st = memop_db_run(repo, tx, e, MEMOP_SQL_SELECT_MANY, &ps, &res)) != MEMO_OK)
         goto out;
     for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
@@ -182,7 +186,9 @@ static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e,
                                        : memop_fail(repo, st, "out of memory");
             break;
         }
-        size_t plen = memop_key_value(pk, (char *)tmp + pk->offset, part);
+        _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+        memop_pk_of_row(d, tmp, key);
+        size_t plen = memop_pk_part(d, key, part);
         for (size_t h = hash_part(part, plen) & (cap - 1); table[h] != SIZE_MAX;
              h = (h + 1) & (cap - 1)) {
             size_t i = table[h];
@@ -206,7 +212,8 @@ static memo_status load_many(memo_repo *repo, memo_tx *tx, memop_entity *e,
     }
 out:
     PQclear(res);
-    memop_buf_free(&arr);
+    for (unsigned k = 0; k < d->npk; k++)
+        memop_buf_free(&arr[k]);
     free(table);
     return st;
 }
@@ -249,7 +256,7 @@ static bool batch_value(memo_repo *repo, const memo_entity_desc *d, batch *b, si
     char why[128];
     if (memop_row_decode(d, v->str, v->len, row, why, sizeof why) != MEMO_OK)
         return false;
-    if (!memop_row_has(&d->fields[d->pk], row, (const char *)b->keys + i * b->width)) {
+    if (!memop_row_has_pk(d, row, (const char *)b->keys + i * b->width)) {
         memo_row_clear(d, row);
         return false;
     }

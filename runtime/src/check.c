@@ -17,9 +17,8 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
     memo_status st = memop_entity_get(repo, d, &e);
     if (st != MEMO_OK)
         return st;
-    const memo_field_desc *pk = &d->fields[d->pk];
-    if (pk->type == MEMO_TEXT && !*(const char *const *)key)
-        return memop_fail(repo, MEMO_ERR_ARG, "memo_check: NULL key");
+    if ((st = memop_check_pk(repo, d, key)) != MEMO_OK)
+        return st;
     void *c = calloc(1, d->size), *b = calloc(1, d->size);
     PGresult *pr = NULL;
     redisReply *r[2] = {NULL, NULL};
@@ -31,7 +30,7 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
     }
 
     memop_key k;
-    memop_key_of(repo, d, &d->row.key, pk, key, &k);
+    memop_key_row(repo, d, key, &k);
     if (!(rc = memop_redis_acquire(repo))) {
         st = MEMO_ERR_REDIS;
         goto out;
@@ -64,7 +63,7 @@ memo_status memo_check(memo_repo *repo, const memo_entity_desc *d, const void *k
 
     memop_params ps;
     ps.n = 0;
-    memop_param_key(&ps, pk, key);
+    memop_param_pk(&ps, d, key);
     if ((st = memop_db_run(repo, NULL, e, MEMOP_SQL_SELECT, &ps, &pr)) != MEMO_OK)
         goto out;
     if (PQntuples(pr) == 1) {

@@ -741,22 +741,38 @@ fail:
 
 /* -------------------------------------------- keys: lookups and lists */
 
-/* A primary key as JSON: 42 or "abc". */
-memo_status memop_pk_encode(const memo_field_desc *pk, const void *value, memop_buf *buf)
+/* One field of a primary key as JSON: 42 or "abc". */
+static bool pk_part_encode(const memo_field_desc *f, const void *value, memop_buf *buf)
 {
-    if (pk->type == MEMO_TEXT) {
-        if (!put_string(buf, *(const char *const *)value))
-            return MEMO_ERR_ARG;
-    } else if (pk->type == MEMO_INT32) {
+    if (f->type == MEMO_TEXT)
+        return put_string(buf, *(const char *const *)value);
+    if (f->type == MEMO_INT32)
         memop_buf_printf(buf, "%" PRId32, *(const int32_t *)value);
-    } else {
+    else
         memop_buf_printf(buf, "%" PRId64, *(const int64_t *)value);
+    return true;
+}
+
+/* A primary key as JSON: 42 or "abc", or [7, "abc"] for a composite one. */
+memo_status memop_pk_encode(const memo_entity_desc *d, const void *key, memop_buf *buf)
+{
+    if (d->npk > 1)
+        memop_buf_puts(buf, "[");
+    for (unsigned k = 0; k < d->npk; k++) {
+        if (k)
+            memop_buf_puts(buf, ",");
+        if (!pk_part_encode(&d->fields[d->pks[k]], (const char *)key + d->pk_offsets[k],
+                            buf))
+            return MEMO_ERR_ARG;
     }
+    if (d->npk > 1)
+        memop_buf_puts(buf, "]");
     return buf->failed ? MEMO_ERR_NOMEM : MEMO_OK;
 }
 
-/* One primary key at r into out (an int32_t, int64_t, or a malloc'd char *). */
-static bool pk_value(reader *r, const memo_field_desc *pk, void *out)
+/* One field of a primary key at r into out (an int32_t, int64_t, or a
+ * malloc'd char *). */
+static bool pk_part(reader *r, const memo_field_desc *pk, void *out)
 {
     ws(r);
     if (pk->type == MEMO_TEXT) {
@@ -790,32 +806,66 @@ static bool pk_value(reader *r, const memo_field_desc *pk, void *out)
     return true;
 }
 
-bool memop_pk_decode(const memo_field_desc *pk, const char *data, size_t len, void *out)
+void memop_pk_free(const memo_entity_desc *d, void *key)
+{
+    for (unsigned k = 0; k < d->npk; k++)
+        if (d->fields[d->pks[k]].type == MEMO_TEXT) {
+            char **p = (char **)(void *)((char *)key + d->pk_offsets[k]);
+            free(*p);
+            *p = NULL;
+        }
+}
+
+/* One primary key at r into out (zeroed, key_size bytes): a value, or an
+ * array of one per field. */
+static bool pk_value(reader *r, const memo_entity_desc *d, void *out)
+{
+    if (d->npk == 1)
+        return pk_part(r, &d->fields[d->pk], out);
+    ws(r);
+    if (r->p >= r->end || *r->p++ != '[')
+        return false;
+    for (unsigned k = 0; k < d->npk; k++) {
+        if (k) {
+            ws(r);
+            if (r->p >= r->end || *r->p++ != ',')
+                goto bad;
+        }
+        if (!pk_part(r, &d->fields[d->pks[k]], (char *)out + d->pk_offsets[k]))
+            goto bad;
+    }
+    ws(r);
+    if (r->p < r->end && *r->p++ == ']')
+        return true;
+bad:
+    memop_pk_free(d, out);
+    return false;
+}
+
+bool memop_pk_decode(const memo_entity_desc *d, const char *data, size_t len, void *out)
 {
     reader r = {data, data + len};
-    if (!pk_value(&r, pk, out))
+    memset(out, 0, d->key_size);
+    if (!pk_value(&r, d, out))
         return false;
     ws(&r);
     if (r.p != r.end) {
-        if (pk->type == MEMO_TEXT)
-            free(*(char **)out);
+        memop_pk_free(d, out);
         return false;
     }
     return true;
 }
 
-size_t memop_pk_width(const memo_field_desc *pk)
+size_t memop_pk_width(const memo_entity_desc *d)
 {
-    return pk->type == MEMO_TEXT    ? sizeof(char *)
-           : pk->type == MEMO_INT32 ? sizeof(int32_t)
-                                    : sizeof(int64_t);
+    return d->key_size;
 }
 
-bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,
+bool memop_pk_array_decode(const memo_entity_desc *d, const char *data, size_t len,
                            size_t max, void **keys, size_t *count)
 {
     reader r = {data, data + len};
-    size_t width = memop_pk_width(pk), n = 0, cap = 0;
+    size_t width = d->key_size, n = 0, cap = 0;
     char *out = NULL;
     ws(&r);
     if (r.p >= r.end || *r.p++ != '[')
@@ -839,7 +889,8 @@ bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t l
                 }
                 out = grown;
             }
-            if (!pk_value(&r, pk, out + n * width)) {
+            memset(out + n * width, 0, width);
+            if (!pk_value(&r, d, out + n * width)) {
                 ok = false;
                 break;
             }
@@ -855,9 +906,8 @@ bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t l
     }
     ws(&r);
     if (!ok || r.p != r.end) {
-        if (pk->type == MEMO_TEXT)
-            for (size_t i = 0; i < n; i++)
-                free(((char **)(void *)out)[i]);
+        for (size_t i = 0; i < n; i++)
+            memop_pk_free(d, out + i * width);
         free(out);
         return false;
     }

@@ -23,6 +23,15 @@ memo_status memop_query_one_key(memo_repo *repo, memo_tx *tx, memop_entity *e,
     return memop_db_run(repo, tx, e, stmt, &ps, res);
 }
 
+memo_status memop_query_pk(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned stmt,
+                           const void *key, PGresult **res)
+{
+    memop_params ps;
+    ps.n = 0;
+    memop_param_pk(&ps, e->desc, key);
+    return memop_db_run(repo, tx, e, stmt, &ps, res);
+}
+
 typedef struct row_ctx {
     memo_tx *tx;
     unsigned stmt;
@@ -39,8 +48,11 @@ static memo_status load_row(memo_repo *repo, memop_entity *e, void *vctx,
 {
     row_ctx *ctx = vctx;
     PGresult *res;
-    memo_status st =
-        memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->field, ctx->key, &res);
+    /* by the primary key (all its fields), or by one unique field */
+    memo_status st = ctx->stmt == MEMOP_SQL_SELECT
+                         ? memop_query_pk(repo, ctx->tx, e, ctx->stmt, ctx->key, &res)
+                         : memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->field,
+                                               ctx->key, &res);
     if (st != MEMO_OK)
         return st;
     if (PQntuples(res) == 0) {
@@ -80,6 +92,19 @@ memo_status memop_check_key(memo_repo *repo, const memo_field_desc *f, const voi
     return MEMO_OK;
 }
 
+memo_status memop_check_pk(memo_repo *repo, const memo_entity_desc *d, const void *key)
+{
+    if (!key)
+        return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL key", d->fields[d->pk].name);
+    for (unsigned k = 0; k < d->npk; k++) {
+        const memo_field_desc *f = &d->fields[d->pks[k]];
+        memo_status st = memop_check_key(repo, f, (const char *)key + d->pk_offsets[k]);
+        if (st != MEMO_OK)
+            return st;
+    }
+    return MEMO_OK;
+}
+
 /* Field f of a row holds the key value: a value read from Redis must be the
  * one its key names, or it is corrupt (copied under another key by a bug or
  * by someone else). */
@@ -98,11 +123,10 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
                            bool *hit)
 {
     const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pk = &d->fields[d->pk];
     memop_key k;
-    memop_key_of(repo, d, &d->row.key, pk, key, &k);
+    memop_key_row(repo, d, key, &k);
 
-    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    row_ctx ctx = {NULL, MEMOP_SQL_SELECT, &d->fields[d->pk], key, &d->row, out, false};
     MEMOP_READ(r, repo, e, &k, load_row, &ctx);
     memo_status st = MEMO_OK;
     for (;;) {
@@ -115,7 +139,7 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
         } else {
             char why[128] = "another row's value";
             st = memop_row_decode(d, r.value.s, r.value.len, out, why, sizeof why);
-            if (st == MEMO_OK && !memop_row_has(pk, out, key)) {
+            if (st == MEMO_OK && !memop_row_has_pk(d, out, key)) {
                 memo_row_clear(d, out);
                 st = MEMO_ERR_ARG;
             }
@@ -148,7 +172,7 @@ memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key
     if (st != MEMO_OK)
         return st;
     memset(out, 0, d->size);
-    if ((st = memop_check_key(repo, &d->fields[d->pk], key)) != MEMO_OK)
+    if ((st = memop_check_pk(repo, d, key)) != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
     bool hit;
@@ -177,15 +201,15 @@ static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
     }
     if (st != MEMO_OK)
         return st;
-    const memo_field_desc *pk = &d->fields[d->pk];
+    char key[MEMOP_KEY_SIZE_MAX];
+    memop_pk_of_row(d, ctx->row, key);
     *ttl = memop_row_ttl(repo, ctx->lookup);
-    return memop_pk_encode(pk, (const char *)ctx->row + pk->offset, value);
+    return memop_pk_encode(d, key, value);
 }
 
-typedef union pk_value {
-    int32_t i32;
-    int64_t i64;
-    char *text;
+/* A key value decoded from a lookup (its strings malloc'd). */
+typedef struct pk_value {
+    _Alignas(int64_t) char b[MEMOP_KEY_SIZE_MAX];
 } pk_value;
 
 enum fast { FAST_MISS, FAST_ROW, FAST_NONE, FAST_PK };
@@ -199,7 +223,6 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
                              const void *key, const memop_key *k, void *out, pk_value *pk)
 {
     const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pkf = &d->fields[d->pk];
     memop_stats *s = &e->stats;
     if (memop_entity_dropping(e))
         return FAST_MISS;
@@ -211,8 +234,10 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
     memop_key_around(repo, d, &d->row.key, &before, &after);
     char max[16];
     snprintf(max, sizeof max, "%d", repo->cfg.max_value_bytes);
-    const char *argv[] = {k->s, before.s, after.s, pkf->type == MEMO_TEXT ? "1" : "0",
-                          max};
+    /* how the script builds the row key from the lookup's value: an integer
+     * as it is, a JSON string escaped; a composite key it does not */
+    const char *kind = d->npk > 1 ? "2" : d->fields[d->pk].type == MEMO_TEXT ? "1" : "0";
+    const char *argv[] = {k->s, before.s, after.s, kind, max};
     size_t lens[] = {k->len, before.len, after.len, 1, strlen(max)};
     redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 5, argv, lens);
     enum fast result = FAST_MISS;
@@ -228,7 +253,7 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
         result = FAST_NONE;
         goto out;
     }
-    if (!memop_pk_decode(pkf, v->str, v->len, pk))
+    if (!memop_pk_decode(d, v->str, v->len, pk->b))
         goto out; /* the lookup path finds it corrupt and heals it */
     MEMOP_INC(s->hits);
     result = FAST_PK;
@@ -239,7 +264,7 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
     if (memop_is_null_value(row->str, row->len) ||
         memop_row_decode(d, row->str, row->len, out, why, sizeof why) != MEMO_OK)
         goto out; /* a row deleted since, or corrupt: the row path sorts it out */
-    if (!memop_row_has(pkf, out, pk) || !memop_row_has(f, out, key)) {
+    if (!memop_row_has_pk(d, out, pk->b) || !memop_row_has(f, out, key)) {
         /* not the row of this lookup: the slow paths check both keys */
         memo_row_clear(d, out);
         goto out;
@@ -270,23 +295,21 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
     memop_key k;
     memop_key_of(repo, d, &l->key, f, key, &k);
 
-    bool hit = false, text_pk = d->fields[d->pk].type == MEMO_TEXT;
+    bool hit = false;
     pk_value pk = {0};
     row_ctx ctx = {NULL, MEMOP_SQL_UNIQUE(d, u), f, key, l, out, false};
     MEMOP_READ(r, repo, e, &k, load_unique, &ctx);
     switch (get_by_fast(repo, e, f, key, &k, out, &pk)) {
     case FAST_ROW:
-        if (text_pk)
-            free(pk.text);
+        memop_pk_free(d, pk.b);
         memop_record(e, MEMOP_OP_GET_BY, t0, true);
         return MEMO_OK;
     case FAST_NONE:
         memop_record(e, MEMOP_OP_GET_BY, t0, true);
         return MEMO_NOT_FOUND;
     case FAST_PK: {
-        st = get_row(repo, e, &pk, out, &hit);
-        if (text_pk)
-            free(pk.text);
+        st = get_row(repo, e, pk.b, out, &hit);
+        memop_pk_free(d, pk.b);
         bool belongs = st == MEMO_OK && memop_row_has(f, out, key);
         if (belongs || (st != MEMO_OK && st != MEMO_NOT_FOUND)) {
             memop_record(e, MEMOP_OP_GET_BY, t0, hit);
@@ -312,12 +335,11 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
             st = r.st;
         } else {
             /* the lookup holds the primary key of a row with this value */
-            bool ok = memop_pk_decode(&d->fields[d->pk], r.value.s, r.value.len, &pk);
+            bool ok = memop_pk_decode(d, r.value.s, r.value.len, pk.b);
             bool row_hit = false;
             if (ok) {
-                st = get_row(repo, e, &pk, out, &row_hit);
-                if (text_pk)
-                    free(pk.text);
+                st = get_row(repo, e, pk.b, out, &row_hit);
+                memop_pk_free(d, pk.b);
                 ok = (st != MEMO_OK && st != MEMO_NOT_FOUND) ||
                      (st == MEMO_OK && memop_row_has(f, out, key));
                 if (!ok)
@@ -365,10 +387,9 @@ memo_status memo_tx_get(memo_tx *tx, const memo_entity_desc *d, const void *key,
     if (st != MEMO_OK)
         return st;
     memset(out, 0, d->size);
-    const memo_field_desc *pk = &d->fields[d->pk];
-    if ((st = memop_check_key(tx->repo, pk, key)) != MEMO_OK)
+    if ((st = memop_check_pk(tx->repo, d, key)) != MEMO_OK)
         return st;
-    row_ctx ctx = {tx, MEMOP_SQL_SELECT, pk, key, &d->row, out, false};
+    row_ctx ctx = {tx, MEMOP_SQL_SELECT, &d->fields[d->pk], key, &d->row, out, false};
     return load_row(tx->repo, e, &ctx, NULL, NULL);
 }
 

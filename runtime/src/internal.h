@@ -246,6 +246,23 @@ void memop_key_build(memo_repo *, const memo_entity_desc *, const memo_key_desc 
 /* The key of lookup or list k for a value of field f: the two above at once. */
 void memop_key_of(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                   const memo_field_desc *f, const void *value, memop_key *out);
+/* The primary key: a key value (memo_entity_desc.pks, pk_offsets) in a
+ * Redis key, in parameters, and against a row. A composite key's part is
+ * its fields' parts joined by ',' (never in an escaped part), hashed as one
+ * part is when longer than MEMOP_KEY_PART_MAX. */
+#define MEMOP_MAX_PK 8         /* fields in a composite key */
+#define MEMOP_KEY_SIZE_MAX 128 /* bytes of a key value */
+/* The part of the row key; returns its length (at most MEMOP_KEY_PART_MAX). */
+size_t memop_pk_part(const memo_entity_desc *, const void *key, char *out);
+/* The row key of a key value. */
+void memop_key_row(memo_repo *, const memo_entity_desc *, const void *key,
+                   memop_key *out);
+/* The key value of a row (its strings borrowed from the row). */
+void memop_pk_of_row(const memo_entity_desc *, const void *row, void *key);
+/* The row has this key value. */
+bool memop_row_has_pk(const memo_entity_desc *, const void *row, const void *key);
+/* A text part is not NULL: MEMO_ERR_ARG naming the field, else MEMO_OK. */
+memo_status memop_check_pk(memo_repo *, const memo_entity_desc *, const void *key);
 /* Two values of key field f (pointers to its C type) are equal; a NULL
  * text equals nothing. */
 bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
@@ -295,15 +312,19 @@ memo_status memop_row_encode(const memo_entity_desc *, const void *row, memop_bu
  * MEMO_ERR_ARG returned (a corrupt value), with a reason in why. */
 memo_status memop_row_decode(const memo_entity_desc *, const char *data, size_t len,
                              void *row, char *why, size_t whysize);
-/* Primary keys as JSON scalars (42, "abc"): the value of a unique lookup,
- * and arrays of them: the value of a list. Decoding writes an int32_t, an
- * int64_t or a malloc'd char * (memop_pk_width bytes each). */
-memo_status memop_pk_encode(const memo_field_desc *pk, const void *value, memop_buf *buf);
-bool memop_pk_decode(const memo_field_desc *pk, const char *data, size_t len, void *out);
+/* Primary keys as JSON (42, "abc", or [7, "abc"] for a composite key): the
+ * value of a unique lookup, and arrays of them: the value of a list.
+ * Decoding writes key values (memop_pk_width bytes each: an int32_t, an
+ * int64_t, a char *, or the key struct), their strings malloc'd: free them
+ * with memop_pk_free. */
+memo_status memop_pk_encode(const memo_entity_desc *, const void *key, memop_buf *buf);
+bool memop_pk_decode(const memo_entity_desc *, const char *data, size_t len, void *out);
 /* An array of at most max keys; more is a corrupt value (false). */
-bool memop_pk_array_decode(const memo_field_desc *pk, const char *data, size_t len,
+bool memop_pk_array_decode(const memo_entity_desc *, const char *data, size_t len,
                            size_t max, void **keys, size_t *count);
-size_t memop_pk_width(const memo_field_desc *pk);
+size_t memop_pk_width(const memo_entity_desc *);
+/* Frees the strings of a decoded key value, and NULLs them. */
+void memop_pk_free(const memo_entity_desc *, void *key);
 
 /* Where field f lives in a row struct. */
 #define MEMOP_FIELD_PTR(row, f) ((char *)(row) + (f)->offset)
@@ -779,6 +800,11 @@ bool memop_flight_wait(memo_repo *, const memop_key *, uint64_t deadline, memop_
 memo_status memop_check_key(memo_repo *, const memo_field_desc *f, const void *key);
 /* Field f of a row holds the key value (a NULL never does). */
 bool memop_row_has(const memo_field_desc *f, const void *row, const void *key);
+/* Appends a key value as its fields' parameters. */
+void memop_param_pk(memop_params *, const memo_entity_desc *, const void *key);
+/* Runs a statement whose parameters are a key value. */
+memo_status memop_query_pk(memo_repo *, memo_tx *, memop_entity *, unsigned stmt,
+                           const void *key, PGresult **res);
 /* Runs a statement with one key parameter. */
 memo_status memop_query_one_key(memo_repo *, memo_tx *, memop_entity *, unsigned stmt,
                                 const memo_field_desc *f, const void *key,

@@ -59,6 +59,18 @@ static void add_key_of(memo_repo *repo, memop_inval *v, memop_entity *owner,
     }
 }
 
+/* The row key of a row (its value or lease). */
+static void add_row_key(memo_repo *repo, memop_inval *v, memop_entity *e, const void *row)
+{
+    if (!row)
+        return;
+    _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+    memop_pk_of_row(e->desc, row, key);
+    memop_key k;
+    memop_key_row(repo, e->desc, key, &k);
+    inval_add(v, e, &k);
+}
+
 static bool same_value(const memo_field_desc *f, const void *a, const void *b)
 {
     memo_entity_desc one = {.nfields = 1, .fields = f};
@@ -74,11 +86,12 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
                          const void *old, const void *new, memop_inval *v)
 {
     const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pk = &d->fields[d->pk];
     v->change = v->n;
     /* memo's writes keep the key, but a write made outside memo (memo
      * watch) may move it: then every key naming the old one is wrong */
-    bool moved_key = old && new && !same_value(pk, old, new);
+    bool moved_key = false;
+    for (unsigned k = 0; old && new &&k < d->npk; k++)
+        moved_key = moved_key || !same_value(&d->fields[d->pks[k]], old, new);
 
     for (unsigned u = 0; u < d->nuniques; u++) {
         /* a lookup maps its value to the key: only a changed value moves it
@@ -91,8 +104,8 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         add_key_of(repo, v, e, kd, f, new, false);
     }
     /* the row: its value (a negative entry, for an insert) or lease */
-    add_key_of(repo, v, e, &d->row.key, pk, old, false);
-    add_key_of(repo, v, e, &d->row.key, pk, new, false);
+    add_row_key(repo, v, e, old);
+    add_row_key(repo, v, e, new);
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];
         const memo_field_desc *g = &d->fields[ld->group], *o = &d->fields[ld->order];

@@ -177,6 +177,57 @@ void memop_key_of(memo_repo *repo, const memo_entity_desc *d, const memo_key_des
     memop_key_build(repo, d, k, part, n, out);
 }
 
+size_t memop_pk_part(const memo_entity_desc *d, const void *key, char *out)
+{
+    if (d->npk == 1)
+        return memop_key_value(&d->fields[d->pk], key, out);
+    char joined[MEMOP_MAX_PK * (MEMOP_KEY_PART_MAX + 1)];
+    size_t n = 0;
+    for (unsigned k = 0; k < d->npk; k++) {
+        if (k)
+            joined[n++] = ',';
+        n += memop_key_value(&d->fields[d->pks[k]], (const char *)key + d->pk_offsets[k],
+                             joined + n);
+    }
+    if (n <= MEMOP_KEY_PART_MAX) {
+        memcpy(out, joined, n);
+        return n;
+    }
+    out[0] = '~'; /* as a long part: never equal to an escaped one */
+    memop_sha256_hex(joined, n, out + 1, 32);
+    return 33;
+}
+
+void memop_key_row(memo_repo *repo, const memo_entity_desc *d, const void *key,
+                   memop_key *out)
+{
+    char part[MEMOP_KEY_PART_MAX + 1];
+    size_t n = memop_pk_part(d, key, part);
+    memop_key_build(repo, d, &d->row.key, part, n, out);
+}
+
+void memop_pk_of_row(const memo_entity_desc *d, const void *row, void *key)
+{
+    for (unsigned k = 0; k < d->npk; k++) {
+        const memo_field_desc *f = &d->fields[d->pks[k]];
+        memcpy((char *)key + d->pk_offsets[k], (const char *)row + f->offset,
+               f->type == MEMO_INT32  ? sizeof(int32_t)
+               : f->type == MEMO_TEXT ? sizeof(char *)
+                                      : sizeof(int64_t));
+    }
+}
+
+bool memop_row_has_pk(const memo_entity_desc *d, const void *row, const void *key)
+{
+    for (unsigned k = 0; k < d->npk; k++) {
+        const memo_field_desc *f = &d->fields[d->pks[k]];
+        if (!memop_key_equal(f, (const char *)row + f->offset,
+                             (const char *)key + d->pk_offsets[k]))
+            return false;
+    }
+    return true;
+}
+
 bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b)
 {
     switch (f->type) {

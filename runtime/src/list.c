@@ -20,30 +20,30 @@ typedef struct list_ctx {
     const void *key;
 } list_ctx;
 
-typedef union pk_value {
-    int32_t i32;
-    int64_t i64;
-    char *text; /* libpq's: valid while its result is */
-} pk_value;
-
-/* The primary key in column 0 of result row r (binary). */
-static bool pk_of(const memo_field_desc *pk, const PGresult *res, int r, pk_value *key)
+/* The primary key in the first columns of result row r (binary), one per
+ * key field, into key (a key value; its strings libpq's, valid while its
+ * result is). */
+static bool pk_of(const memo_entity_desc *d, const PGresult *res, int r, void *key)
 {
-    const char *v = PQgetvalue(res, r, 0);
-    int len = PQgetlength(res, r, 0);
-    if (pk->type == MEMO_TEXT) {
-        key->text = (char *)v; /* libpq's binary text is NUL-terminated */
-        return true;
+    for (unsigned k = 0; k < d->npk; k++) {
+        const memo_field_desc *pk = &d->fields[d->pks[k]];
+        char *out = (char *)key + d->pk_offsets[k];
+        const char *v = PQgetvalue(res, r, (int)k);
+        int len = PQgetlength(res, r, (int)k);
+        if (pk->type == MEMO_TEXT) {
+            *(char **)(void *)out = (char *)v; /* libpq's binary text ends in NUL */
+            continue;
+        }
+        if ((pk->type != MEMO_INT64 || len != 8) && (pk->type != MEMO_INT32 || len != 4))
+            return false;
+        uint64_t x = 0;
+        for (int i = 0; i < len; i++)
+            x = x << 8 | (unsigned char)v[i];
+        if (len == 4)
+            *(int32_t *)(void *)out = (int32_t)(uint32_t)x;
+        else
+            *(int64_t *)(void *)out = (int64_t)x;
     }
-    if ((pk->type != MEMO_INT64 || len != 8) && (pk->type != MEMO_INT32 || len != 4))
-        return false;
-    uint64_t x = 0;
-    for (int i = 0; i < len; i++)
-        x = x << 8 | (unsigned char)v[i];
-    if (len == 4)
-        key->i32 = (int32_t)(uint32_t)x;
-    else
-        key->i64 = (int64_t)x;
     return true;
 }
 
@@ -52,7 +52,7 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx,
                              memop_buf *value, uint64_t *ttl)
 {
     list_ctx *ctx = vctx;
-    const memo_field_desc *pk = &e->desc->fields[e->desc->pk];
+    const memo_entity_desc *d = e->desc;
     PGresult *res;
     memo_status st =
         memop_query_one_key(repo, ctx->tx, e, ctx->stmt, ctx->group, ctx->key, &res);
@@ -60,15 +60,15 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx,
         return st;
     memop_buf_puts(value, "[");
     for (int r = 0; r < PQntuples(res) && st == MEMO_OK; r++) {
-        pk_value key = {0};
-        if (!pk_of(pk, res, r, &key)) {
+        _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+        if (!pk_of(d, res, r, key)) {
             st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
                             ctx->list->name, e->desc->table);
             break;
         }
         if (r > 0)
             memop_buf_puts(value, ",");
-        if (memop_pk_encode(pk, &key, value) != MEMO_OK)
+        if (memop_pk_encode(d, key, value) != MEMO_OK)
             st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     }
     PQclear(res);
@@ -79,11 +79,10 @@ static memo_status load_list(memo_repo *repo, memop_entity *e, void *vctx,
     return value->failed ? MEMO_ERR_NOMEM : MEMO_OK;
 }
 
-static void free_keys(const memo_field_desc *pk, void *keys, size_t n)
+static void free_keys(const memo_entity_desc *d, void *keys, size_t n)
 {
-    if (keys && pk->type == MEMO_TEXT)
-        for (size_t i = 0; i < n; i++)
-            free(((char **)keys)[i]);
+    for (size_t i = 0; keys && i < n; i++)
+        memop_pk_free(d, (char *)keys + i * d->key_size);
     free(keys);
 }
 
@@ -124,7 +123,6 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         return st;
     const memo_list_desc *ld = &d->lists[l];
     const memo_field_desc *g = &d->fields[ld->group];
-    const memo_field_desc *pk = &d->fields[d->pk];
     if ((st = memop_check_key(repo, g, key)) != MEMO_OK)
         return st;
     uint64_t t0 = memop_now_us();
@@ -144,7 +142,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         size_t n = 0;
         bool cached = o == MEMOP_HIT || o == MEMOP_NEG_HIT;
         /* more keys than the list's limit and one is as corrupt as no list */
-        if (!memop_pk_array_decode(pk, r.value.s, r.value.len, (size_t)ld->limit + 1,
+        if (!memop_pk_array_decode(d, r.value.s, r.value.len, (size_t)ld->limit + 1,
                                    &keys, &n)) {
             if (!cached) {
                 st = memop_fail(repo, MEMO_ERR_DB, "list %s: cannot read its keys",
@@ -160,7 +158,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
             if ((st = load_list(repo, e, &ctx, &r.value, &(uint64_t){0})) != MEMO_OK)
                 break;
             cached = false;
-            if (!memop_pk_array_decode(pk, r.value.s, r.value.len, SIZE_MAX, &keys, &n)) {
+            if (!memop_pk_array_decode(d, r.value.s, r.value.len, SIZE_MAX, &keys, &n)) {
                 st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
                 break;
             }
@@ -168,7 +166,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
         bool rows_hit, more = n > ld->limit;
         st = memop_many(repo, e, keys, more ? ld->limit : n, out, &rows_hit);
         out->more = more;
-        free_keys(pk, keys, n);
+        free_keys(d, keys, n);
         hit = !r.missed && rows_hit;
         if (st != MEMO_OK)
             break;
@@ -204,7 +202,7 @@ memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l,
     if (l >= d->nlists)
         return memop_fail(tx->repo, MEMO_ERR_ARG, "memo_tx_list: no list %u", l);
     const memo_list_desc *ld = &d->lists[l];
-    const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    const memo_field_desc *g = &d->fields[ld->group];
     if ((st = memop_check_key(tx->repo, g, key)) != MEMO_OK)
         return st;
     list_ctx ctx = {tx, ld, MEMOP_SQL_LIST(d, l), g, key};
@@ -213,14 +211,14 @@ memo_status memo_tx_list(memo_tx *tx, const memo_entity_desc *d, unsigned l,
     if ((st = load_list(tx->repo, e, &ctx, &value, &ttl)) == MEMO_OK) {
         void *keys = NULL;
         size_t n = 0;
-        if (!memop_pk_array_decode(pk, value.s, value.len, SIZE_MAX, &keys, &n)) {
+        if (!memop_pk_array_decode(d, value.s, value.len, SIZE_MAX, &keys, &n)) {
             st = memop_fail(tx->repo, MEMO_ERR_NOMEM, "out of memory");
         } else {
             bool more = n > ld->limit;
             st = memop_tx_many(tx, e, keys, more ? ld->limit : n, out);
             out->more = more;
         }
-        free_keys(pk, keys, n);
+        free_keys(d, keys, n);
     }
     memop_buf_free(&value);
     return st;
@@ -364,23 +362,20 @@ static memo_status page(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned 
 {
     const memo_entity_desc *d = e->desc;
     const memo_list_desc *ld = &d->lists[l];
-    const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    const memo_field_desc *g = &d->fields[ld->group];
     PGresult *res;
     memo_status st = memop_db_run(repo, tx, e, stmt, ps, &res);
     if (st != MEMO_OK)
         return st;
     size_t rows = (size_t)PQntuples(res), take = rows > n ? n : rows;
-    size_t width = memop_pk_width(pk);
+    size_t width = memop_pk_width(d);
     char *keys = take ? calloc(take, width) : NULL;
     if (take && !keys)
         st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
     for (size_t r = 0; r < take && st == MEMO_OK; r++) {
-        pk_value v = {0};
-        if (!pk_of(pk, res, (int)r, &v))
+        if (!pk_of(d, res, (int)r, keys + r * width)) /* (text: libpq's, while res is) */
             st = memop_fail(repo, MEMO_ERR_SCHEMA, "list %s of %s: unexpected key column",
                             ld->name, d->table);
-        else
-            memcpy(keys + r * width, &v, width); /* (text: libpq's, while res is) */
     }
     if (st == MEMO_OK && take > 0)
         st = tx ? memop_tx_many(tx, e, keys, take, out)
@@ -410,10 +405,12 @@ static memo_status after(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d
     if (st != MEMO_OK)
         return st;
     const memo_list_desc *ld = &d->lists[l];
-    const memo_field_desc *g = &d->fields[ld->group], *pk = &d->fields[d->pk];
+    const memo_field_desc *g = &d->fields[ld->group];
     const memo_field_desc *o = &d->fields[ld->order];
+    _Alignas(int64_t) char last_key[MEMOP_KEY_SIZE_MAX];
+    memop_pk_of_row(d, last, last_key);
     if ((st = memop_check_key(repo, g, key)) != MEMO_OK ||
-        (st = memop_check_key(repo, pk, (const char *)last + pk->offset)) != MEMO_OK)
+        (st = memop_check_pk(repo, d, last_key)) != MEMO_OK)
         return st;
     /* a NULL where the schema says not nullable would compare as unknown
      * and end the walk silently */
@@ -429,7 +426,7 @@ static memo_status after(memo_repo *repo, memo_tx *tx, const memo_entity_desc *d
     memop_params ps = {.n = 0};
     memop_param_key(&ps, g, key);
     memop_param_field(&ps, &d->fields[ld->order], last);
-    memop_param_field(&ps, pk, last);
+    memop_param_pk(&ps, d, last_key);
     const memo_field_desc count = {.name = "n", .type = MEMO_INT64};
     int64_t want = (int64_t)n + 1;
     memop_param_key(&ps, &count, &want);

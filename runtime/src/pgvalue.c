@@ -114,6 +114,13 @@ void memop_param_int64(memop_params *ps, int64_t v)
     param_value(ps, MEMO_INT64, (const char *)&v, false);
 }
 
+void memop_param_pk(memop_params *ps, const memo_entity_desc *d, const void *key)
+{
+    for (unsigned k = 0; k < d->npk; k++)
+        param_value(ps, d->fields[d->pks[k]].type, (const char *)key + d->pk_offsets[k],
+                    false);
+}
+
 void memop_param_key(memop_params *ps, const memo_field_desc *f, const void *key)
 {
     param_value(ps, f->type, key, false);

@@ -32,9 +32,20 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
             "regenerate it with this memoc",
             d->name ? d->name : "?", d->abi, MEMO_ABI);
     if (!d->schema || !d->name || !d->table || !d->fields || d->nfields == 0 ||
-        d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk)
+        d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk ||
+        d->npk == 0 || d->npk > MEMOP_MAX_PK || !d->pks || !d->pk_offsets ||
+        d->pks[0] != d->pk || d->key_size == 0 || d->key_size > MEMOP_KEY_SIZE_MAX)
         return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed descriptor",
                           d->name ? d->name : "?");
+    for (unsigned k = 0; k < d->npk; k++) {
+        const memo_field_desc *f = d->pks[k] < d->nfields ? &d->fields[d->pks[k]] : NULL;
+        size_t width = !f ? 0 : f->type == MEMO_INT32 ? 4 : sizeof(int64_t);
+        if (!f ||
+            (f->type != MEMO_INT32 && f->type != MEMO_INT64 && f->type != MEMO_TEXT) ||
+            (f->flags & MEMO_FIELD_NULLABLE) || d->pk_offsets[k] + width > d->key_size)
+            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed primary key",
+                              d->name);
+    }
     unsigned versions = 0;
     for (unsigned i = 0; i < d->nfields; i++) {
         const memo_field_desc *f = &d->fields[i];

@@ -53,7 +53,8 @@ static const char script_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] t
                                      "return 0\n";
 
 /* KEYS[1] a unique lookup; ARGV[1] and ARGV[2] the row key around the
- * primary key's part, ARGV[3] "1" when the key is text, ARGV[4] the largest
+ * primary key's part, ARGV[3] "1" when the key is text, "2" when it is
+ * composite (the row key is then not built here), ARGV[4] the largest
  * value the caller reads. The lookup and the row in one round trip: {pk,
  * row}, or {pk} when the row key could not be built here (a part long
  * enough to be hashed), the row is too large, or the lookup is negative, or
@@ -67,7 +68,7 @@ static const char script_get_by[] =
     "local v = redis.call('GET', KEYS[1])\n"
     /* '~' (126) begins a lease and no value: the lookup path sorts it out */
     "if not v or #v > max or string.byte(v, 1) == 126 then return nil end\n"
-    "if v == 'null' then return {v} end\n"
+    "if v == 'null' or ARGV[3] == '2' then return {v} end\n"
     "local part = v\n"
     "if ARGV[3] == '1' then\n"
     "  local ok, s = pcall(cjson.decode, v)\n"

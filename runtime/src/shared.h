@@ -18,7 +18,8 @@
 static inline void memop_key_fields(const memo_entity_desc *d, bool use[MEMO_MAX_FIELDS])
 {
     memset(use, 0, MEMO_MAX_FIELDS * sizeof *use);
-    use[d->pk] = true;
+    for (unsigned k = 0; k < d->npk; k++)
+        use[d->pks[k]] = true;
     for (unsigned u = 0; u < d->nuniques; u++)
         use[d->uniques[u].field] = true;
     for (unsigned l = 0; l < d->nlists; l++)

@@ -107,76 +107,146 @@ static void find_keyfields(memop_entity *e)
             e->keyfields[e->nkeyfields++] = i;
 }
 
-/* Appends "g = $1 AND <cond> ORDER BY <o> <dir>[, <pk> <dir>] LIMIT $4"
- * selecting pk, o and the constant part (for a union's order). */
-static void after_part(memop_buf *b, const memo_entity_desc *d, const memo_list_desc *ld,
-                       int part, const char *cond, bool descending)
+/* Whether field i is one of the primary key's. */
+static bool in_pk(const memo_entity_desc *d, unsigned i)
 {
-    const memo_field_desc *pk = &d->fields[d->pk], *o = &d->fields[ld->order];
-    const char *dir = descending ? "DESC" : "ASC";
-    memop_buf_printf(b, "(SELECT \"%s\", ", pk->name);
-    if (ld->order != d->pk)
-        memop_buf_printf(b, "\"%s\", ", o->name);
-    memop_buf_printf(
-        b, "%d AS memo_part FROM \"%s\" WHERE \"%s\" = $1 AND %s ORDER BY \"%s\" %s",
-        part, d->table, d->fields[ld->group].name, cond, o->name, dir);
-    if (ld->order != d->pk)
-        memop_buf_printf(b, ", \"%s\" %s", pk->name, dir);
-    memop_buf_puts(b, " LIMIT $4)");
+    for (unsigned k = 0; k < d->npk; k++)
+        if (d->pks[k] == i)
+            return true;
+    return false;
+}
+
+/* "a", "b" (the primary key's fields), with an alias, a direction after
+ * each, leaving out field `skip` (or none: d->nfields). */
+static void pk_columns(memop_buf *b, const memo_entity_desc *d, const char *alias,
+                       const char *dir, unsigned skip, bool comma)
+{
+    for (unsigned k = 0; k < d->npk; k++) {
+        if (d->pks[k] == skip)
+            continue;
+        memop_buf_printf(b, "%s%s%s\"%s\"%s%s", comma ? ", " : "", alias ? alias : "",
+                         alias ? "." : "", d->fields[d->pks[k]].name, dir ? " " : "",
+                         dir ? dir : "");
+        comma = true;
+    }
+}
+
+/* "a" = $x AND "b" = $y: the key's fields against parameters, numbered
+ * from `first` in key order, or (first 0) by field order. */
+static void pk_equals(memop_buf *b, const memo_entity_desc *d, const char *alias,
+                      unsigned first)
+{
+    for (unsigned k = 0; k < d->npk; k++)
+        memop_buf_printf(b, "%s%s%s\"%s\" = $%u", k ? " AND " : "", alias ? alias : "",
+                         alias ? "." : "", d->fields[d->pks[k]].name,
+                         first ? first + k : d->pks[k] + 1);
+}
+
+/* n."a" = o."a" AND ... */
+static void pk_join(memop_buf *b, const memo_entity_desc *d, const char *x, const char *y)
+{
+    for (unsigned k = 0; k < d->npk; k++) {
+        const char *c = d->fields[d->pks[k]].name;
+        memop_buf_printf(b, "%s%s.\"%s\" = %s.\"%s\"", k ? " AND " : "", x, c, y, c);
+    }
+}
+
+/* A list's order: its order field, then the key's other fields, each in
+ * the list's direction ("o" DESC, "id" DESC). */
+static void list_order(memop_buf *b, const memo_entity_desc *d, const memo_list_desc *ld)
+{
+    const char *dir = ld->descending ? "DESC" : "ASC";
+    memop_buf_printf(b, "\"%s\" %s", d->fields[ld->order].name, dir);
+    pk_columns(b, d, NULL, dir, ld->order, true);
+}
+
+/* Appends "(SELECT <key>, <o>, <part> ... WHERE g = $1 AND <cond> ORDER BY
+ * <list order> LIMIT $n)": one index range of a page. */
+static void after_part(memop_buf *b, const memo_entity_desc *d, const memo_list_desc *ld,
+                       int part, const char *cond)
+{
+    memop_buf_puts(b, "(SELECT ");
+    pk_columns(b, d, NULL, NULL, d->nfields, false);
+    if (!in_pk(d, ld->order))
+        memop_buf_printf(b, ", \"%s\"", d->fields[ld->order].name);
+    memop_buf_printf(b,
+                     ", %d AS memo_part FROM \"%s\" WHERE \"%s\" = $1 AND %s ORDER BY ",
+                     part, d->table, d->fields[ld->group].name, cond);
+    list_order(b, d, ld);
+    memop_buf_printf(b, " LIMIT $%u)", 3 + d->npk);
 }
 
 /* The page of a list after a row: $1 the group, $2 the last row's order
- * value, $3 its key, $4 how many. Keyset pagination in the list's order,
- * which is total (the key breaks ties the same way), so pages neither skip
- * nor repeat a row, and each part is an index range of (group, order, key).
- * A nullable order field follows PostgreSQL's placement of NULLs (last
- * ascending, first descending): after a row with a value (MEMOP_SQL_AFTER)
- * ascending, the values past it and then the NULLs; after a NULL
- * (MEMOP_SQL_AFTER_NULL) descending, the NULLs past it and then the values,
- * each a union of two ranges. */
+ * value, $3... its key's fields, then how many. Keyset pagination in the
+ * list's order, which is total (the key breaks ties the same way), so
+ * pages neither skip nor repeat a row, and each part is an index range of
+ * (group, order, key). A nullable order field follows PostgreSQL's
+ * placement of NULLs (last ascending, first descending): after a row with
+ * a value (MEMOP_SQL_AFTER) ascending, the values past it and then the
+ * NULLs; after a NULL (MEMOP_SQL_AFTER_NULL) descending, the NULLs past it
+ * and then the values, each a union of two ranges. */
 static memo_status after_sql(memop_entity *e, unsigned l, bool after_null)
 {
     const memo_entity_desc *d = e->desc;
     const memo_list_desc *ld = &d->lists[l];
-    const memo_field_desc *pk = &d->fields[d->pk], *o = &d->fields[ld->order];
+    const memo_field_desc *o = &d->fields[ld->order];
     const char *cmp = ld->descending ? "<" : ">";
     bool desc = ld->descending;
     memop_stmt *s =
         &e->sql[after_null ? MEMOP_SQL_AFTER_NULL(d, l) : MEMOP_SQL_AFTER(d, l)];
-    memop_buf b = {0};
-    char past[300], nulls_past[200], values[100], nulls[100];
-    if (ld->order == d->pk)
-        snprintf(past, sizeof past, "\"%s\" %s $3", pk->name, cmp);
-    else
-        snprintf(past, sizeof past, "(\"%s\", \"%s\") %s ($2, $3)", o->name, pk->name,
-                 cmp);
-    snprintf(nulls_past, sizeof nulls_past, "\"%s\" IS NULL AND \"%s\" %s $3", o->name,
-             pk->name, cmp);
+    /* the row values: (order, the key's other fields) past ($2, $3, ...) */
+    memop_buf past = {0}, nulls_past = {0}, b = {0};
+    memop_buf_puts(&past, "(");
+    memop_buf_printf(&nulls_past, "\"%s\" IS NULL AND (", o->name);
+    bool order_in_pk = in_pk(d, ld->order);
+    if (!order_in_pk)
+        memop_buf_printf(&past, "\"%s\"", o->name);
+    pk_columns(&past, d, NULL, NULL, d->nfields, !order_in_pk);
+    pk_columns(&nulls_past, d, NULL, NULL, d->nfields, false);
+    memop_buf_printf(&past, ") %s (", cmp);
+    memop_buf_printf(&nulls_past, ") %s (", cmp);
+    if (!order_in_pk)
+        memop_buf_puts(&past, "$2");
+    for (unsigned k = 0; k < d->npk; k++) {
+        memop_buf_printf(&past, "%s$%u", k || !order_in_pk ? ", " : "", 3 + k);
+        memop_buf_printf(&nulls_past, "%s$%u", k ? ", " : "", 3 + k);
+    }
+    memop_buf_puts(&past, ")");
+    memop_buf_puts(&nulls_past, ")");
+    char values[100], nulls[100];
     snprintf(values, sizeof values, "\"%s\" IS NOT NULL", o->name);
     snprintf(nulls, sizeof nulls, "\"%s\" IS NULL", o->name);
+    bool failed = past.failed || nulls_past.failed;
     const char *first, *second = NULL;
-    if (!(o->flags & MEMO_FIELD_NULLABLE) || ld->order == d->pk)
-        first = past; /* (a row value never compares with a NULL: none) */
+    if (!(o->flags & MEMO_FIELD_NULLABLE))
+        first = past.s; /* (a row value never compares with a NULL: none) */
     else if (!after_null)
-        first = past, second = desc ? NULL : nulls;
+        first = past.s, second = desc ? NULL : nulls;
     else
-        first = nulls_past, second = desc ? values : NULL;
-    memop_buf_printf(&b, "SELECT \"%s\" FROM (", pk->name);
-    after_part(&b, d, ld, 0, first, desc);
+        first = nulls_past.s, second = desc ? values : NULL;
+    memop_buf_puts(&b, "SELECT ");
+    pk_columns(&b, d, NULL, NULL, d->nfields, false);
+    memop_buf_puts(&b, " FROM (");
+    after_part(&b, d, ld, 0, failed ? "false" : first);
     if (second) {
         memop_buf_puts(&b, " UNION ALL ");
-        after_part(&b, d, ld, 1, second, desc);
+        after_part(&b, d, ld, 1, second);
     }
-    const char *dir = desc ? "DESC" : "ASC";
-    memop_buf_printf(&b, ") AS memo_page ORDER BY memo_part, \"%s\" %s", o->name, dir);
-    if (ld->order != d->pk)
-        memop_buf_printf(&b, ", \"%s\" %s", pk->name, dir);
-    memop_buf_puts(&b, " LIMIT $4");
+    memop_buf_puts(&b, ") AS memo_page ORDER BY memo_part, ");
+    list_order(&b, d, ld);
+    memop_buf_printf(&b, " LIMIT $%u", 3 + d->npk);
     s->types[0] = oid_of(d->fields[ld->group].type);
     s->types[1] = oid_of(o->type);
-    s->types[2] = oid_of(pk->type);
-    s->types[3] = oid_of(MEMO_INT64);
-    s->ntypes = 4;
+    for (unsigned k = 0; k < d->npk; k++)
+        s->types[2 + k] = oid_of(d->fields[d->pks[k]].type);
+    s->types[2 + d->npk] = oid_of(MEMO_INT64);
+    s->ntypes = 3 + (int)d->npk;
+    memop_buf_free(&past);
+    memop_buf_free(&nulls_past);
+    if (failed) {
+        memop_buf_free(&b);
+        return MEMO_ERR_NOMEM;
+    }
     return finish(s, &b);
 }
 
@@ -196,14 +266,14 @@ static memo_status update_sql(memop_entity *e, unsigned which)
     memop_buf b = {0};
     memop_buf_puts(&b, "WITH o AS (SELECT ");
     key_columns(&b, e, NULL);
-    memop_buf_printf(
-        &b, " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE) UPDATE \"%s\" AS n SET ",
-        d->table, pk->name, d->pk + 1, d->table);
+    memop_buf_printf(&b, " FROM \"%s\" WHERE ", d->table);
+    pk_equals(&b, d, NULL, 0);
+    memop_buf_printf(&b, " FOR UPDATE) UPDATE \"%s\" AS n SET ", d->table);
     int n = 0;
     for (unsigned i = 0; i < d->nfields; i++) {
         const char *c = d->fields[i].name;
         s->types[i] = oid_of(d->fields[i].type);
-        if (i == d->pk)
+        if (in_pk(d, i))
             continue;
         memop_buf_printf(&b, "%s\"%s\" = ", n++ ? ", " : "", c);
         if ((int)i == e->version)
@@ -220,7 +290,8 @@ static memo_status update_sql(memop_entity *e, unsigned which)
     s->ntypes = (int)d->nfields;
     if (masked)
         s->types[s->ntypes++] = oid_of(MEMO_INT64);
-    memop_buf_printf(&b, " FROM o WHERE n.\"%s\" = o.\"%s\"", pk->name, pk->name);
+    memop_buf_puts(&b, " FROM o WHERE ");
+    pk_join(&b, d, "n", "o");
     if (e->version >= 0)
         memop_buf_printf(&b, " AND n.\"%s\" = $%d", d->fields[e->version].name,
                          e->version + 1);
@@ -251,19 +322,32 @@ memo_status memop_sql_build(memop_entity *e)
     memset(&b, 0, sizeof b);
     memop_buf_puts(&b, "SELECT ");
     columns(&b, d, NULL);
-    memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $1", d->table, pk->name);
-    e->sql[MEMOP_SQL_SELECT].types[0] = oid_of(pk->type);
-    e->sql[MEMOP_SQL_SELECT].ntypes = 1;
+    memop_buf_printf(&b, " FROM \"%s\" WHERE ", d->table);
+    pk_equals(&b, d, NULL, 1);
+    for (unsigned k = 0; k < d->npk; k++)
+        e->sql[MEMOP_SQL_SELECT].types[k] = oid_of(d->fields[d->pks[k]].type);
+    e->sql[MEMOP_SQL_SELECT].ntypes = (int)d->npk;
     if ((st = finish(&e->sql[MEMOP_SQL_SELECT], &b)) != MEMO_OK)
         return st;
 
-    /* SELECT many: the ids as one array parameter, in text form */
+    /* SELECT many: the keys as one array parameter per key field, in text
+     * form (a composite key: the rows of their unnest, in step) */
     memset(&b, 0, sizeof b);
     memop_buf_puts(&b, "SELECT ");
     columns(&b, d, NULL);
-    memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = ANY($1)", d->table, pk->name);
-    e->sql[MEMOP_SQL_SELECT_MANY].types[0] = array_oid_of(pk->type);
-    e->sql[MEMOP_SQL_SELECT_MANY].ntypes = 1;
+    if (d->npk == 1) {
+        memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = ANY($1)", d->table, pk->name);
+    } else {
+        memop_buf_printf(&b, " FROM \"%s\" WHERE (", d->table);
+        pk_columns(&b, d, NULL, NULL, d->nfields, false);
+        memop_buf_puts(&b, ") IN (SELECT * FROM unnest(");
+        for (unsigned k = 0; k < d->npk; k++)
+            memop_buf_printf(&b, "%s$%u", k ? ", " : "", k + 1);
+        memop_buf_puts(&b, "))");
+    }
+    for (unsigned k = 0; k < d->npk; k++)
+        e->sql[MEMOP_SQL_SELECT_MANY].types[k] = array_oid_of(d->fields[d->pks[k]].type);
+    e->sql[MEMOP_SQL_SELECT_MANY].ntypes = (int)d->npk;
     if ((st = finish(&e->sql[MEMOP_SQL_SELECT_MANY], &b)) != MEMO_OK)
         return st;
 
@@ -317,10 +401,9 @@ memo_status memop_sql_build(memop_entity *e)
     memop_stmt *up = &e->sql[MEMOP_SQL_UPSERT];
     memop_buf_puts(&b, "WITH o AS (SELECT ");
     key_columns(&b, e, NULL);
-    memop_buf_printf(&b,
-                     " FROM \"%s\" WHERE \"%s\" = $%u FOR UPDATE), n AS (INSERT INTO "
-                     "\"%s\" AS memo_t (",
-                     d->table, pk->name, d->pk + 1, d->table);
+    memop_buf_printf(&b, " FROM \"%s\" WHERE ", d->table);
+    pk_equals(&b, d, NULL, 0);
+    memop_buf_printf(&b, " FOR UPDATE), n AS (INSERT INTO \"%s\" AS memo_t (", d->table);
     columns(&b, d, NULL);
     /* the row comes from a join with o, so that o is read (and the old row
      * locked) before the insert: read after it, the row this statement
@@ -335,13 +418,12 @@ memo_status memop_sql_build(memop_entity *e)
         up->types[i] = oid_of(d->fields[i].type);
     }
     up->ntypes = (int)d->nfields;
-    memop_buf_printf(&b,
-                     " FROM (SELECT 1) AS one LEFT JOIN o ON true ON CONFLICT (\"%s\") "
-                     "DO UPDATE SET ",
-                     pk->name);
+    memop_buf_puts(&b, " FROM (SELECT 1) AS one LEFT JOIN o ON true ON CONFLICT (");
+    pk_columns(&b, d, NULL, NULL, d->nfields, false);
+    memop_buf_puts(&b, ") DO UPDATE SET ");
     n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
-        if (i != d->pk)
+        if (!in_pk(d, i))
             memop_buf_printf(&b,
                              (int)i == e->version ? "%s\"%s\" = memo_t.\"%s\" + 1"
                                                   : "%s\"%s\" = EXCLUDED.\"%s\"",
@@ -364,11 +446,13 @@ memo_status memop_sql_build(memop_entity *e)
 
     /* DELETE, returning the old row */
     memset(&b, 0, sizeof b);
-    memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE \"%s\" = $1 RETURNING ", d->table,
-                     pk->name);
+    memop_buf_printf(&b, "DELETE FROM \"%s\" WHERE ", d->table);
+    pk_equals(&b, d, NULL, 1);
+    memop_buf_puts(&b, " RETURNING ");
     key_columns(&b, e, NULL);
-    e->sql[MEMOP_SQL_DELETE].types[0] = oid_of(pk->type);
-    e->sql[MEMOP_SQL_DELETE].ntypes = 1;
+    for (unsigned k = 0; k < d->npk; k++)
+        e->sql[MEMOP_SQL_DELETE].types[k] = oid_of(d->fields[d->pks[k]].type);
+    e->sql[MEMOP_SQL_DELETE].ntypes = (int)d->npk;
     if ((st = finish(&e->sql[MEMOP_SQL_DELETE], &b)) != MEMO_OK)
         return st;
 
@@ -389,15 +473,13 @@ memo_status memop_sql_build(memop_entity *e)
      * way, so the order is total and stable. */
     for (unsigned l = 0; l < d->nlists; l++) {
         const memo_list_desc *ld = &d->lists[l];
-        const char *dir = ld->descending ? "DESC" : "ASC";
         memop_stmt *s = &e->sql[MEMOP_SQL_LIST(d, l)];
         memset(&b, 0, sizeof b);
-        memop_buf_printf(&b,
-                         "SELECT \"%s\" FROM \"%s\" WHERE \"%s\" = $1 ORDER BY \"%s\" %s",
-                         pk->name, d->table, d->fields[ld->group].name,
-                         d->fields[ld->order].name, dir);
-        if (ld->order != d->pk)
-            memop_buf_printf(&b, ", \"%s\" %s", pk->name, dir);
+        memop_buf_puts(&b, "SELECT ");
+        pk_columns(&b, d, NULL, NULL, d->nfields, false);
+        memop_buf_printf(&b, " FROM \"%s\" WHERE \"%s\" = $1 ORDER BY ", d->table,
+                         d->fields[ld->group].name);
+        list_order(&b, d, ld);
         /* one more than the limit: whether the list is cut is cached too */
         memop_buf_printf(&b, " LIMIT %u", ld->limit + 1);
         s->types[0] = oid_of(d->fields[ld->group].type);

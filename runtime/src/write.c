@@ -71,10 +71,19 @@ static memo_status begin(memo_repo *repo, const memo_entity_desc *d, const void 
     return memop_entity_get(repo, d, e);
 }
 
-/* A text primary key must be given: a NULL would silently match no row. */
-static bool missing_text_key(const memo_field_desc *pk, const void *value)
+/* A text field of the primary key must be given: a NULL would silently
+ * match no row. */
+static memo_status check_row_key(memo_repo *repo, const memo_entity_desc *d,
+                                 const void *row, const char *what)
 {
-    return pk->type == MEMO_TEXT && !*(const char *const *)value;
+    for (unsigned k = 0; k < d->npk; k++) {
+        const memo_field_desc *f = &d->fields[d->pks[k]];
+        if (f->type == MEMO_TEXT &&
+            !*(const char *const *)((const char *)row + f->offset))
+            return memop_fail(repo, MEMO_ERR_ARG, "%s: %s.%s: NULL primary key %s", what,
+                              d->schema, d->name, f->name);
+    }
+    return MEMO_OK;
 }
 
 static void finish(memop_entity *e, enum memop_op op, uint64_t t0)
@@ -109,12 +118,11 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     uint64_t t0 = memop_now_us();
     const memo_field_desc *pk = &d->fields[d->pk];
     char *pkp = (char *)row + pk->offset;
-    /* a zero integer key is the database's to assign */
-    bool assign = (pk->type == MEMO_INT64 && *(int64_t *)pkp == 0) ||
-                  (pk->type == MEMO_INT32 && *(int32_t *)pkp == 0);
-    if (missing_text_key(pk, pkp))
-        return memop_fail(repo, MEMO_ERR_ARG, "%s.%s: a text primary key must be given",
-                          d->schema, d->name);
+    /* a zero integer key (of one field) is the database's to assign */
+    bool assign = d->npk == 1 && ((pk->type == MEMO_INT64 && *(int64_t *)pkp == 0) ||
+                                  (pk->type == MEMO_INT32 && *(int32_t *)pkp == 0));
+    if ((st = check_row_key(repo, d, row, "memo_insert")) != MEMO_OK)
+        return st;
     memop_params ps;
     ps.n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
@@ -164,12 +172,12 @@ static memo_status row_write(memo_repo *repo, const memo_entity_desc *d, const v
     uint64_t writes = mask ? *mask : UINT64_MAX;
     if (st != MEMO_OK || (st = check_row(repo, d, row, writes)) != MEMO_OK)
         return st;
-    const memo_field_desc *pk = &d->fields[d->pk];
-    if (missing_text_key(pk, (const char *)row + pk->offset))
-        return memop_fail(repo, MEMO_ERR_ARG, "%s: NULL primary key", what);
+    if ((st = check_row_key(repo, d, row, what)) != MEMO_OK)
+        return st;
     ps->n = 0;
     for (unsigned i = 0; i < d->nfields; i++)
-        if (((writes >> i) & 1) || i == d->pk || (int)i == (*e)->version)
+        if (((writes >> i) & 1) || (d->fields[i].flags & MEMO_FIELD_PK) ||
+            (int)i == (*e)->version)
             memop_param_field(ps, &d->fields[i], row);
         else
             memop_param_null(ps);
@@ -184,10 +192,10 @@ static memo_status stored_version(memo_repo *repo, memo_tx *tx, memop_entity *e,
                                   const void *row, bool *found, int64_t *version)
 {
     const memo_entity_desc *d = e->desc;
-    const memo_field_desc *pk = &d->fields[d->pk];
+    _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+    memop_pk_of_row(d, row, key);
     PGresult *res = NULL;
-    memo_status st = memop_query_one_key(repo, tx, e, MEMOP_SQL_SELECT, pk,
-                                         (const char *)row + pk->offset, &res);
+    memo_status st = memop_query_pk(repo, tx, e, MEMOP_SQL_SELECT, key, &res);
     *found = false;
     if (st == MEMO_OK && PQntuples(res) > 0) {
         void *stored = calloc(1, d->size);
@@ -248,7 +256,9 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         return st;
     if (mask) {
         uint64_t fields = d->nfields < 64 ? (UINT64_C(1) << d->nfields) - 1 : UINT64_MAX;
-        uint64_t fixed = UINT64_C(1) << d->pk;
+        uint64_t fixed = 0;
+        for (unsigned k = 0; k < d->npk; k++)
+            fixed |= UINT64_C(1) << d->pks[k];
         if (e->version >= 0)
             fixed |= UINT64_C(1) << e->version;
         if ((*mask & ~fields) || !(*mask & ~fixed))
@@ -376,13 +386,12 @@ static memo_status delete (memo_repo *repo, memo_tx *tx, const memo_entity_desc 
     memo_status st = begin(repo, d, key, &e, "memo_delete");
     if (st != MEMO_OK)
         return st;
-    const memo_field_desc *pk = &d->fields[d->pk];
-    if (missing_text_key(pk, key))
-        return memop_fail(repo, MEMO_ERR_ARG, "memo_delete: NULL key");
+    if ((st = memop_check_pk(repo, d, key)) != MEMO_OK)
+        return st;
     uint64_t t0 = memop_now_us();
     memop_params ps;
     ps.n = 0;
-    memop_param_key(&ps, pk, key);
+    memop_param_pk(&ps, d, key);
     PGresult *res = NULL;
     void *old = NULL;
     st = memop_db_run(repo, tx, e, MEMOP_SQL_DELETE, &ps, &res);

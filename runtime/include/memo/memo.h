@@ -327,7 +327,14 @@ typedef struct memo_entity_desc {
     size_t size; /* of the row struct */
     const memo_field_desc *fields;
     unsigned nfields;
-    unsigned pk;          /* index in fields */
+    unsigned pk; /* index in fields: the (first) primary key field */
+    /* The primary key's fields: one, or those of `primary key (a, b)`. A key
+     * value (what get and delete take) is the field's C type for one, else a
+     * struct of them (NAME_ENTITY_key), each at its offset. */
+    unsigned npk;
+    const unsigned *pks;
+    const size_t *pk_offsets;
+    size_t key_size;
     memo_lookup_desc row; /* by primary key; always present */
     const memo_lookup_desc *uniques;
     unsigned nuniques;
