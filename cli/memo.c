@@ -997,6 +997,9 @@ typedef struct get_arg {
     int lookup, list;             /* the cached lookup or list; both -1: the row */
     const memo_field_desc *field; /* the key's field */
     value key;
+    /* a row's key value: key's, or a composite key's fields (its strings
+     * malloc'd, freed by cmd_get) */
+    _Alignas(int64_t) char pk[MEMOP_KEY_SIZE_MAX];
 } get_arg;
 
 static void parse_get_arg(const memo_entity_desc *d, const char *arg, get_arg *out)
@@ -1026,7 +1029,16 @@ static void parse_get_arg(const memo_entity_desc *d, const char *arg, get_arg *o
                                       : &d->fields[d->lists[out->list].group];
         text = eq + 1;
     }
+    if (!eq && d->npk > 1) {
+        /* a key of several fields, as its lookups hold it: a JSON array */
+        if (!memop_pk_decode(d, text, strlen(text), out->pk))
+            die(2, "%s.%s's key has %u fields: write it as a JSON array, [%s]", d->schema,
+                d->name, d->npk,
+                d->fields[d->pks[1]].type == MEMO_TEXT ? "7, \"x\"" : "7, 3");
+        return;
+    }
     parse_value(out->field, text, &out->key);
+    memcpy(out->pk, &out->key, d->key_size <= sizeof out->key ? d->key_size : 0);
 }
 
 /* Bytes of a corrupt value shown. */
@@ -1069,11 +1081,11 @@ static json_t *get_row(const memo_entity_desc *d, const get_arg *a)
 {
     void *cached = xcalloc(1, d->size), *db = xcalloc(1, d->size);
     memo_check_result r;
-    memo_status st = memo_check(repo, d, &a->key, cached, db, &r);
+    memo_status st = memo_check(repo, d, a->pk, cached, db, &r);
     if (st != MEMO_OK)
         die(1, "%s", memo_last_error(repo));
     memop_key k;
-    memop_key_of(repo, d, &d->row.key, a->field, &a->key, &k);
+    memop_key_row(repo, d, a->pk, &k);
     json_t *o = json_pack("{s:s,s:s}", "key", a->text, "redis_key", k.s);
     if (!r.cached) {
         set_entry(o, "none", json_null());
@@ -1266,6 +1278,8 @@ static int cmd_get(const memo_entity_desc *d, const get_arg *keys, int n, bool j
     for (int i = 0; i < n; i++) {
         json_t *o = keys[i].lookup < 0 && keys[i].list < 0 ? get_row(d, &keys[i])
                                                            : get_other(d, &keys[i]);
+        if (d->npk > 1 && keys[i].lookup < 0 && keys[i].list < 0)
+            memop_pk_free(d, (void *)keys[i].pk);
         if (!json_is_true(json_object_get(o, "agree")))
             status = 1;
         if (json) {
@@ -1387,10 +1401,17 @@ static void *read_ids(const memo_entity_desc *d, const char *path, size_t *n)
         char why[256];
         if (strlen(line) != (size_t)len)
             die(2, "%s:%ld: a NUL byte in a key", name, lineno);
-        if (!value_of(pk, line, &v, why, sizeof why))
-            die(2, "%s:%ld: %s", name, lineno, why);
         if (*n == cap && !(ids = realloc(ids, (cap *= 2) * width)))
             die(1, "out of memory");
+        if (d->npk > 1) { /* a JSON array of the key's fields */
+            if (!memop_pk_decode(d, line, (size_t)len, ids + *n * width))
+                die(2, "%s:%ld: not a key of %u fields as a JSON array", name, lineno,
+                    d->npk);
+            (*n)++;
+            continue;
+        }
+        if (!value_of(pk, line, &v, why, sizeof why))
+            die(2, "%s:%ld: %s", name, lineno, why);
         if (pk->type == MEMO_TEXT)
             v.text = xstrdup(line);
         memcpy(ids + *n * width, &v, width);
@@ -1408,9 +1429,23 @@ static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
 {
     const memo_field_desc *pk = &d->fields[d->pk];
     PGconn *pg = pg_open();
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" ORDER BY \"%s\" DESC LIMIT %ld",
-             pk->name, d->table, pk->name, top);
+    /* the keys, newest first (by the key), as text: a value, or the JSON
+     * array of a composite key's fields */
+    char cols[8 * 70] = "", order[8 * 80] = "";
+    for (unsigned k = 0, a = 0, b = 0; k < d->npk; k++) {
+        const char *c = d->fields[d->pks[k]].name;
+        a += (unsigned)snprintf(cols + a, sizeof cols - a, "%s\"%s\"", k ? ", " : "", c);
+        b += (unsigned)snprintf(order + b, sizeof order - b, "%s\"%s\" DESC",
+                                k ? ", " : "", c);
+    }
+    char sql[1600];
+    if (d->npk > 1)
+        snprintf(sql, sizeof sql,
+                 "SELECT json_build_array(%s)::text FROM \"%s\" ORDER BY %s LIMIT %ld",
+                 cols, d->table, order, top);
+    else
+        snprintf(sql, sizeof sql, "SELECT %s FROM \"%s\" ORDER BY %s LIMIT %ld", cols,
+                 d->table, order, top);
     PGresult *res = PQexec(pg, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         pg_die(pg);
@@ -1420,6 +1455,11 @@ static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
     for (size_t i = 0; i < *n; i++) {
         value v;
         const char *text = PQgetvalue(res, (int)i, 0);
+        if (d->npk > 1) {
+            if (!memop_pk_decode(d, text, strlen(text), ids + i * width))
+                die(1, "%s: an unreadable key %s", d->table, text);
+            continue;
+        }
         parse_value(pk, text, &v);
         if (pk->type == MEMO_TEXT)
             v.text = xstrdup(text);
@@ -1433,7 +1473,6 @@ static void *top_ids(const memo_entity_desc *d, long top, size_t *n)
 /* ids: read by read_ids (n of them), or NULL to warm the top rows. */
 static int cmd_warm(const memo_entity_desc *d, char *ids, size_t n, long top, bool json)
 {
-    const memo_field_desc *pk = &d->fields[d->pk];
     if (!ids)
         ids = top_ids(d, top, &n);
     size_t width = memop_pk_width(d), found = 0;
@@ -1459,9 +1498,8 @@ static int cmd_warm(const memo_entity_desc *d, char *ids, size_t n, long top, bo
     if (tty && n)
         fputc('\n', stderr);
     memo_stats_entity(repo, d, &after);
-    if (pk->type == MEMO_TEXT)
-        for (size_t i = 0; i < n; i++)
-            free(((char **)(void *)ids)[i]);
+    for (size_t i = 0; i < n; i++)
+        memop_pk_free(d, ids + i * width);
     free(ids);
     unsigned long long filled = after.fills - before.fills;
     unsigned long long cached = (after.hits - before.hits);

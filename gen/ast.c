@@ -74,12 +74,20 @@ void ast_name_free(ast_name *n)
     n->text = NULL;
 }
 
+void ast_names_free(ast_names *n)
+{
+    for (size_t i = 0; i < n->n; i++)
+        ast_name_free(&n->v[i]);
+    n->n = 0;
+}
+
 void ast_entity_free(ast_entity *e)
 {
     if (!e)
         return;
     ast_name_free(&e->name);
     ast_name_free(&e->table);
+    ast_names_free(&e->pk_decl);
     for (size_t i = 0; i < e->fields.n; i++) {
         ast_field *f = &e->fields.v[i];
         ast_name_free(&f->name);
@@ -101,6 +109,7 @@ void ast_entity_free(ast_entity *e)
         ast_name_free(&r->target);
         ast_name_free(&r->list);
         ast_name_free(&r->field);
+        ast_names_free(&r->more);
     }
     free(e->fields.v);
     free(e->caches.v);

@@ -78,15 +78,26 @@ typedef struct ast_list {
 enum { AST_ON_INSERT = 1u << 0, AST_ON_UPDATE = 1u << 1, AST_ON_DELETE = 1u << 2 };
 #define AST_ON_CHANGE (AST_ON_INSERT | AST_ON_UPDATE | AST_ON_DELETE)
 
+/* A parenthesized list of names, `(a, b)`: a composite primary key, a rule's
+ * fields. */
+#define AST_MAX_NAMES 8
+typedef struct ast_names {
+    ast_name v[AST_MAX_NAMES];
+    size_t n;
+    ast_loc extra; /* the first name past AST_MAX_NAMES (line 0: none) */
+} ast_names;
+
 typedef struct ast_rule {
     ast_loc loc; /* the `on` keyword */
     unsigned events;
     ast_name target; /* entity */
     ast_name list;   /* text NULL: the target's row */
     ast_name field;  /* a field of the entity that owns the rule */
+    ast_names more;  /* the others, for a target's composite key */
     ast_entity *target_entity;
     ast_list *target_list;
     ast_field *resolved;
+    ast_field *more_resolved[AST_MAX_NAMES];
 } ast_rule;
 
 #define AST_VEC(T)                                                                       \
@@ -102,8 +113,12 @@ struct ast_entity {
     AST_VEC(ast_cache) caches;
     AST_VEC(ast_list) lists;
     AST_VEC(ast_rule) rules;
-    bool damaged; /* a syntax error inside: skip checks that would cascade */
-    ast_field *pk;
+    bool damaged;      /* a syntax error inside: skip checks that would cascade */
+    ast_field *pk;     /* set by the checker: the (first) primary key field */
+    ast_names pk_decl; /* `primary key (a, b);`, if written */
+    ast_loc pk_decl_loc;
+    ast_field *pks[AST_MAX_NAMES]; /* set by the checker: every key field */
+    size_t npk;
     ast_field *version; /* set by the checker */
 };
 
@@ -130,6 +145,7 @@ ast_schema *ast_schema_new(const char *file);
 void ast_schema_free(ast_schema *);
 void ast_entity_free(ast_entity *);
 void ast_name_free(ast_name *);
+void ast_names_free(ast_names *);
 
 /* Allocation that cannot fail: memoc is a short-lived tool, so running out of
  * memory prints a message and exits 2. */

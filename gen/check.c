@@ -265,6 +265,55 @@ static void check_version(checker *c, ast_entity *e, ast_field *f)
             diag_error(c->d, f->flag_loc[i], "a version field cannot be %s", other[i]);
 }
 
+/* `primary key (a, b);`: the key's fields, in that order (a key value is
+ * them in that order: NAME_ENTITY_key). A field-level `primary key` is a
+ * key of one field. */
+static void check_pk_decl(checker *c, ast_entity *e)
+{
+    if (!e->pk_decl.n) {
+        if (e->pk) {
+            e->pks[0] = e->pk;
+            e->npk = 1;
+        }
+        return;
+    }
+    if (e->pk) {
+        diag_error(c->d, e->pk_decl_loc, "entity '%s' has a second primary key",
+                   e->name.text);
+        diag_note(c->d, e->pk->flag_loc[0], "the first is here");
+        return;
+    }
+    if (e->pk_decl.extra.line)
+        diag_error(c->d, e->pk_decl.extra, "a primary key has at most %d fields",
+                   AST_MAX_NAMES);
+    for (size_t i = 0; i < e->pk_decl.n; i++) {
+        const ast_name *n = &e->pk_decl.v[i];
+        ast_field *f = need_field(c, e, n, "primary key field");
+        if (!f)
+            continue;
+        bool twice = false;
+        for (size_t j = 0; j < e->npk && !twice; j++)
+            twice = e->pks[j] == f;
+        if (twice) {
+            diag_error(c->d, n->loc, "field '%s' is in the primary key twice", n->text);
+            continue;
+        }
+        if (f->type != AST_T_UNKNOWN && f->type != AST_T_INT32 &&
+            f->type != AST_T_INT64 && f->type != AST_T_TEXT)
+            diag_error(c->d, n->loc,
+                       "a primary key field must be int32, int64 or text, not %s (%s)",
+                       ast_type_name(f->type), n->text);
+        else if (f->flags & AST_F_NULLABLE)
+            diag_error(c->d, n->loc, "a primary key field cannot be nullable (%s)",
+                       n->text);
+        else if (f->flags & AST_F_VERSION)
+            diag_error(c->d, n->loc, "a version field cannot be in the primary key (%s)",
+                       n->text);
+        e->pks[e->npk++] = f;
+    }
+    e->pk = e->npk ? e->pks[0] : NULL;
+}
+
 static void check_fields(checker *c, ast_entity *e)
 {
     if (e->fields.n > MEMO_MAX_FIELDS)
@@ -323,10 +372,11 @@ static void check_fields(checker *c, ast_entity *e)
             }
         }
     }
-    if (!e->pk && !e->damaged)
+    check_pk_decl(c, e);
+    if (!e->pk && !e->damaged && !e->pk_decl.n)
         diag_error(c->d, e->name.loc,
                    "entity '%s' has no primary key (mark one int32, int64 or text field "
-                   "'primary key')",
+                   "'primary key', or write `primary key (a, b);`)",
                    e->name.text);
 }
 
@@ -337,6 +387,13 @@ static void check_references(checker *c, ast_entity *e)
         if (!(f->flags & AST_F_REFERENCES) || !f->references.text)
             continue;
         f->ref = need_entity(c, &f->references);
+        if (f->ref && f->ref->npk > 1) {
+            diag_error(c->d, f->references.loc,
+                       "'%s' references entity '%s', whose primary key has %zu fields: a "
+                       "reference is one field",
+                       f->name.text, f->ref->name.text, f->ref->npk);
+            continue;
+        }
         if (!f->ref || !f->ref->pk || f->type == AST_T_UNKNOWN ||
             f->ref->pk->type == AST_T_UNKNOWN)
             continue;
@@ -428,7 +485,7 @@ static void check_caches(checker *c, ast_entity *e)
         ast_field *f = NULL;
         if (k->field.text) {
             f = need_field(c, e, &k->field, "cache by");
-            if (f == e->pk && f)
+            if (f == e->pk && f && e->npk == 1)
                 f = NULL; /* `cache id` is `cache` */
         }
         if (k->field.text && f) {
@@ -462,7 +519,13 @@ static void check_caches(checker *c, ast_entity *e)
         check_duration(c, &k->ttl, "ttl");
         check_jitter(c, &k->jitter);
         check_duration(c, &k->negative, "negative ttl");
-        if (k->key.text && lookup_ok)
+        if (k->key.text && !f && e->npk > 1)
+            diag_error(
+                c->d, k->key.loc,
+                "a key template has one placeholder, but entity '%s' has a primary "
+                "key of %zu fields: leave its row's key to memo",
+                e->name.text, e->npk);
+        else if (k->key.text && lookup_ok)
             check_template(c, e, k, k->resolved);
     }
 }
@@ -518,13 +581,42 @@ static void check_rules(checker *c, ast_entity *e)
     for (size_t i = 0; i < e->rules.n; i++) {
         ast_rule *r = &e->rules.v[i];
         r->resolved = need_field(c, e, &r->field, NULL);
-        if (r->resolved && (r->resolved->flags & AST_F_VERSION))
-            diag_error(c->d, r->field.loc,
-                       "a rule's field cannot be a version field (it changes at every "
-                       "write)");
+        for (size_t k = 0; k <= r->more.n; k++) {
+            ast_field *f = k ? need_field(c, e, &r->more.v[k - 1], NULL) : r->resolved;
+            if (k)
+                r->more_resolved[k - 1] = f;
+            if (f && (f->flags & AST_F_VERSION))
+                diag_error(
+                    c->d, k ? r->more.v[k - 1].loc : r->field.loc,
+                    "a rule's field cannot be a version field (it changes at every "
+                    "write)");
+        }
         r->target_entity = need_entity(c, &r->target);
         if (!r->target_entity)
             continue;
+        /* one field per field of the target's key (a list's: its group) */
+        size_t want_n = r->list.text ? 1 : r->target_entity->npk;
+        if (want_n && 1 + r->more.n != want_n) {
+            diag_error(c->d, r->field.loc,
+                       "this rule names %zu field%s, but %s '%s%s%s' is keyed by %zu",
+                       1 + r->more.n, r->more.n ? "s" : "",
+                       r->list.text ? "list" : "entity", r->target.text,
+                       r->list.text ? "." : "", r->list.text ? r->list.text : "", want_n);
+            continue;
+        }
+        for (size_t k = 0; k < r->more.n && !r->list.text; k++) {
+            ast_field *f = r->more_resolved[k], *want = r->target_entity->pks[k + 1];
+            if (f && want && f->type != AST_T_UNKNOWN && want->type != AST_T_UNKNOWN &&
+                f->type != want->type) {
+                diag_error(
+                    c->d, r->more.v[k].loc,
+                    "'%s' is %s, but entity '%s' is keyed by '%s' there, which is %s",
+                    r->more.v[k].text, ast_type_name(f->type), r->target.text,
+                    want->name.text, ast_type_name(want->type));
+                diag_note(c->d, want->name.loc, "'%s.%s' is declared here",
+                          r->target.text, want->name.text);
+            }
+        }
         ast_field *want = NULL;
         const char *what = NULL;
         if (r->list.text) {
@@ -656,9 +748,11 @@ static void check_symbols(checker *c)
             "_rules",
         };
         snprintf(owner, sizeof owner, "entity '%s'", n);
-        for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-            if (!symbol_add(c, &t, owner, e->name.loc, "%s_%s%s", s, n, ops[k]))
-                break;
+        bool clash = false;
+        for (size_t k = 0; k < sizeof ops / sizeof ops[0] && !clash; k++)
+            clash = !symbol_add(c, &t, owner, e->name.loc, "%s_%s%s", s, n, ops[k]);
+        if (!clash && e->npk > 1) /* the key struct */
+            symbol_add(c, &t, owner, e->name.loc, "%s_%s_key", s, n);
         for (size_t k = 0; k < e->caches.n; k++) {
             ast_cache *ca = &e->caches.v[k];
             /* a second cache by one field is reported already */

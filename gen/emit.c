@@ -73,11 +73,24 @@ static void key_param(char *out, size_t size, const memo_field_desc *f)
     snprintf(out, size, "%s%s%s", t, t[strlen(t) - 1] == '*' ? "" : " ", f->name);
 }
 
+/* The primary key's parameters: "int64_t id", or "int64_t org_id, int64_t
+ * user_id" for a composite key. */
+static void pk_params(char *out, size_t size, const memo_entity_desc *d)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned k = 0; k < d->npk && len < size; k++) {
+        char p[160];
+        key_param(p, sizeof p, &d->fields[d->pks[k]]);
+        len += (size_t)snprintf(out + len, size - len, "%s%s", k ? ", " : "", p);
+    }
+}
+
 void sig_get(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
     const memo_entity_desc *d = &me->desc;
-    char p[160];
-    key_param(p, sizeof p, &d->fields[d->pk]);
+    char p[1400];
+    pk_params(p, sizeof p, d);
     snprintf(out, size, "memo_status %s_get%s(%s, %s, %s *out)", me->c_name, v->suffix,
              v->handle, p, me->c_name);
 }
@@ -139,13 +152,18 @@ void sig_list_after(char *out, size_t size, const lowered_entity *me, unsigned l
 void sig_get_many(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
     const memo_field_desc *pk = &me->desc.fields[me->desc.pk];
-    const char *t = pk->type == MEMO_TEXT    ? "const char *const *"
+    char key[300];
+    if (me->desc.npk > 1)
+        snprintf(key, sizeof key, "const %s_key *", me->c_name);
+    const char *t = me->desc.npk > 1         ? key
+                    : pk->type == MEMO_TEXT  ? "const char *const *"
                     : pk->type == MEMO_INT32 ? "const int32_t *"
                                              : "const int64_t *";
     /* the second line lines up under the first parameter */
     int n = snprintf(out, size, "memo_status %s_get_many%s(", me->c_name, v->suffix);
-    snprintf(out + n, size - (size_t)n, "%s, %s%ss, size_t n,\n%*s%s_list *out)",
-             v->handle, t, pk->name, n, "", me->c_name);
+    /* the array: "ids" (a key of one field, id) or "keys" */
+    snprintf(out + n, size - (size_t)n, "%s, %s%s%s, size_t n,\n%*s%s_list *out)",
+             v->handle, t, me->desc.npk > 1 ? "key" : pk->name, "s", n, "", me->c_name);
 }
 
 void sig_insert(char *out, size_t size, const lowered_entity *me, const variant *v)
@@ -189,8 +207,8 @@ void sig_upsert(char *out, size_t size, const lowered_entity *me, const variant 
 void sig_delete(char *out, size_t size, const lowered_entity *me, const variant *v)
 {
     const memo_entity_desc *d = &me->desc;
-    char p[160];
-    key_param(p, sizeof p, &d->fields[d->pk]);
+    char p[1400];
+    pk_params(p, sizeof p, d);
     snprintf(out, size, "memo_status %s_delete%s(%s, %s)", me->c_name, v->suffix,
              v->handle, p);
 }

@@ -37,6 +37,8 @@ bool old_values_needed(const memo_entity_desc *, char *out, size_t size);
 const char *sql_type_name(memo_type);
 /* A non-key column's definition: "\"c\" type [NOT NULL] [UNIQUE] [DEFAULT 1]". */
 void sql_column_def(char *out, size_t size, const memo_field_desc *);
+/* A composite primary key's table constraint: "    PRIMARY KEY (a, b)". */
+void emit_table_key(emitter *, const memo_entity_desc *);
 /* The name of a list's index (table, group, order), as PostgreSQL keeps it. */
 void list_index_name(char *out, size_t size, const memo_entity_desc *,
                      const memo_list_desc *);

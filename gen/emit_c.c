@@ -163,10 +163,19 @@ static void emit_tables(emitter *em, const lowered_entity *me)
             bits(events, sizeof events, r->events, rule_events);
             /* the comment restates the rule: "user(author_id)",
              * "page(space) list in_space" */
-            emit_line(em, "{%s, %u, &%s_desc, %d}, /* %s(%s)%s%s */", events, r->field,
-                      t->c_name, r->list, t->desc.name, d->fields[r->field].name,
-                      r->list >= 0 ? " list " : "",
-                      r->list >= 0 ? t->desc.lists[r->list].name : "");
+            char fields[8 * 12] = "", names[8 * 70] = "";
+            for (unsigned k = 0, a = 0, b = 0; k < r->nfields; k++) {
+                a += (unsigned)snprintf(fields + a, sizeof fields - a, "%s%u",
+                                        k ? ", " : "", r->fields[k]);
+                b += (unsigned)snprintf(names + b, sizeof names - b, "%s%s",
+                                        k ? ", " : "", d->fields[r->fields[k]].name);
+            }
+            emit_line(
+                em,
+                "{%s, %u, %u, (const unsigned[]){%s}, &%s_desc, %d}, /* %s(%s)%s%s */",
+                events, r->field, r->nfields, fields, t->c_name, r->list, t->desc.name,
+                names, r->list >= 0 ? " list " : "",
+                r->list >= 0 ? t->desc.lists[r->list].name : "");
         }
         em->indent--;
         emit_line(em, "};");
@@ -185,16 +194,24 @@ static void emit_tables(emitter *em, const lowered_entity *me)
     emit_line(em, ".pk = %u, /* %s */", d->pk, d->fields[d->pk].name);
     /* the primary key's fields, and where each is in a key value (compound
      * literals: no names of their own to clash) */
-    char pks[MEMO_MAX_FIELDS * 4 + 8] = "", offsets[MEMO_MAX_FIELDS * 48 + 8] = "";
+    char pks[MEMO_MAX_FIELDS * 4 + 8] = "", offsets[8 * 200] = "";
     for (unsigned k = 0, a = 0, b = 0; k < d->npk; k++) {
         a +=
             (unsigned)snprintf(pks + a, sizeof pks - a, "%s%u", k ? ", " : "", d->pks[k]);
-        b += (unsigned)snprintf(offsets + b, sizeof offsets - b, "%s0", k ? ", " : "");
+        if (d->npk > 1) /* the compiler's layout of the key struct */
+            b += (unsigned)snprintf(offsets + b, sizeof offsets - b,
+                                    "%soffsetof(%s_key, %s)", k ? ", " : "", c,
+                                    d->fields[d->pks[k]].name);
+        else
+            b += (unsigned)snprintf(offsets + b, sizeof offsets - b, "0");
     }
     emit_line(em, ".npk = %u,", d->npk);
     emit_line(em, ".pks = (const unsigned[]){%s},", pks);
     emit_line(em, ".pk_offsets = (const size_t[]){%s},", offsets);
-    emit_line(em, ".key_size = sizeof(%s),", model_c_type(d->fields[d->pk].type));
+    if (d->npk > 1)
+        emit_line(em, ".key_size = sizeof(%s_key),", c);
+    else
+        emit_line(em, ".key_size = sizeof(%s),", model_c_type(d->fields[d->pk].type));
     emit_line(em, ".row = {");
     em->indent++;
     emit_line(em, ".field = %u,", d->row.field);
@@ -247,10 +264,23 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     const char *pk = d->fields[d->pk].name;
     char sig[1024], call[512];
 
+    /* a composite key's value: the key struct of the parameters */
+    char key[1400] = "";
+    if (d->npk > 1) {
+        size_t len = (size_t)snprintf(key, sizeof key, "    %s_key key = {", c);
+        for (unsigned k = 0; k < d->npk && len < sizeof key; k++)
+            len += (size_t)snprintf(key + len, sizeof key - len, "%s%s", k ? ", " : "",
+                                    d->fields[d->pks[k]].name);
+        snprintf(key + len, sizeof key - len, "};");
+    }
+    const char *keyarg = d->npk > 1 ? "key" : pk;
+
     sig_get(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return %sget(%s, &%s_desc, &%s, out);", rt, a, c, pk);
+    if (d->npk > 1)
+        emit_line(em, "%s", key);
+    emit_line(em, "    return %sget(%s, &%s_desc, &%s, out);", rt, a, c, keyarg);
     emit_line(em, "}");
     emit_blank(em);
 
@@ -287,7 +317,8 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
 
     sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
-    snprintf(call, sizeof call, "%sget_many(%s, &%s_desc, %ss, n", rt, a, c, pk);
+    snprintf(call, sizeof call, "%sget_many(%s, &%s_desc, %ss, n", rt, a, c,
+             d->npk > 1 ? "key" : pk);
     emit_rows_body(em, call);
 
     /* the writes of a row: each hands it to the runtime call of its name,
@@ -313,7 +344,9 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    emit_line(em, "    return %sdelete(%s, &%s_desc, &%s);", rt, a, c, pk);
+    if (d->npk > 1)
+        emit_line(em, "%s", key);
+    emit_line(em, "    return %sdelete(%s, &%s_desc, &%s);", rt, a, c, keyarg);
     emit_line(em, "}");
     emit_blank(em);
 }

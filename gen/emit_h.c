@@ -161,6 +161,19 @@ static void emit_struct(emitter *em, const lowered_entity *me, const bool *bad)
     emit_line(em, "    bool more; /* a list or a page: more rows follow */");
     emit_line(em, "} %s_list;", c);
     emit_blank(em);
+    if (d->npk > 1) {
+        emit_line(em, "/* The primary key of a %s: _get and _delete take its fields,",
+                  d->name);
+        emit_line(em, " * _get_many an array of it. */");
+        emit_line(em, "typedef struct %s_key {", c);
+        for (unsigned k = 0; k < d->npk; k++) {
+            const memo_field_desc *f = &d->fields[d->pks[k]];
+            const char *t = model_c_key_type(f->type);
+            emit_line(em, "    %s%s%s;", t, t[strlen(t) - 1] == '*' ? "" : " ", f->name);
+        }
+        emit_line(em, "} %s_key;", c);
+        emit_blank(em);
+    }
     /* a bit per field, for update_fields: the field's index */
     emit_line(em, "/* Fields of %s_update_fields()' mask: one bit each, ORed. */", c);
     for (unsigned i = 0; i < d->nfields; i++) {
@@ -215,7 +228,7 @@ static void note_nullable(char *names, size_t size, const memo_field_desc *f)
 static void describe_invalidation(emitter *em, const lowered_entity *me, unsigned event)
 {
     const memo_entity_desc *d = &me->desc;
-    const char *pk = d->fields[d->pk].name;
+    const char *pk = d->npk > 1 ? "key" : d->fields[d->pk].name;
     char nullable[MEMO_MAX_FIELDS * 68] = ""; /* names of at most 63 bytes, " or " */
     emit_line(em, " * After COMMIT, one pipeline deletes (a key holding a lease too):");
     if (event == MEMO_ON_INSERT)
@@ -241,7 +254,7 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         if (event != MEMO_ON_UPDATE)
             emit_line(em, " *   %s_%s() and its count, of its %s,", me->c_name, l->name,
                       g->name);
-        else if (l->order == l->group || l->order == d->pk)
+        else if (l->order == l->group || (d->fields[l->order].flags & MEMO_FIELD_PK))
             /* an update keeps the primary key: only the group can move */
             emit_line(
                 em,
@@ -264,9 +277,14 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         if (r->list >= 0)
             emit_line(em, " *   %s_%s() and its count, of %s %s (rule),", t->c_name,
                       t->desc.lists[r->list].name, values_of(event), f->name);
-        else
+        else {
+            char names[8 * 70] = "";
+            for (unsigned k = 0, n = 0; k < r->nfields; k++)
+                n += (unsigned)snprintf(names + n, sizeof names - n, "%s%s",
+                                        k ? ", " : "", d->fields[r->fields[k]].name);
             emit_line(em, " *   the %s row of %s %s (rule),", t->desc.name,
-                      values_of(event), f->name);
+                      values_of(event), names);
+        }
     }
     if (!nullable[0]) {
         emit_line(em, " * so no reader sees the old values once this returns. */");
@@ -286,11 +304,18 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     const memo_field_desc *pk = &d->fields[d->pk];
     const variant *v = &variant_repo;
     char sig[1024];
-    char *rkey = key_text(em, &d->row.key, pk->name);
+    /* the key's name(s): "id", or "org_id, user_id" */
+    char pkn[8 * 70] = "", keyv[8 * 72] = "";
+    for (unsigned k = 0, a = 0, b = 0; k < d->npk; k++) {
+        const char *n = d->fields[d->pks[k]].name;
+        a += (unsigned)snprintf(pkn + a, sizeof pkn - a, "%s%s", k ? ", " : "", n);
+        b += (unsigned)snprintf(keyv + b, sizeof keyv - b, "%s%s", k ? ">,<" : "", n);
+    }
+    char *rkey = key_text(em, &d->row.key, keyv);
 
     emit_line(em, "/* ---- %s ---- */", d->name);
     emit_blank(em);
-    emit_line(em, "/* Reads the %s with this %s: key %s,", d->name, pk->name, rkey);
+    emit_line(em, "/* Reads the %s with this %s: key %s,", d->name, pkn, rkey);
     emit_line(em, " * else table %s. MEMO_NOT_FOUND if there is none (remembered too).",
               d->table);
     emit_line(em, " * Fills *out; the caller frees it with %s_clear(). */", c);
@@ -304,7 +329,7 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
         emit_line(em, "/* Reads the %s with this %s: key %s", d->name, f->name, key);
         emit_line(em,
                   " * holds its %s, then as %s_get(). MEMO_NOT_FOUND if none has it. */",
-                  pk->name, c);
+                  pkn, c);
         sig_get_by(sig, sizeof sig, me, i, v);
         emit_line(em, "%s;", sig);
         emit_blank(em);
@@ -318,7 +343,7 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
         emit_line(em, "/* The %ss with this %s, by %s%s, at most %lu: key", d->name,
                   g->name, d->fields[l->order].name, l->descending ? " descending" : "",
                   (unsigned long)l->limit);
-        emit_line(em, " * %s holds their %ss (and one more,", key, pk->name);
+        emit_line(em, " * %s holds their %ss (and one more,", key, pkn);
         emit_line(
             em, " * which sets out->more when more rows match), the rows are read as by");
         emit_line(em,
@@ -353,7 +378,7 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
 
     emit_line(em,
               "/* Reads the rows of n %ss at once: one MGET, one query for the misses.",
-              pk->name);
+              pkn);
     emit_line(em, " * Found rows only, in the order asked. Overwrites *out. */");
     sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
@@ -369,10 +394,10 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em,
               "/* Inserts row into table %s. MEMO_CONFLICT if a unique value is taken.",
               d->table);
-    if (pk->type != MEMO_TEXT)
+    if (pk->type != MEMO_TEXT && d->npk == 1)
         emit_line(em,
                   " * A zero %s is assigned by the database and written back to row->%s.",
-                  pk->name, pk->name);
+                  pkn, pkn);
     if (ver)
         emit_line(em, " * The stored %s and row->%s are set to 1.", ver->name, ver->name);
     describe_invalidation(em, me, MEMO_ON_INSERT);
@@ -382,7 +407,7 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
 
     emit_line(
         em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
-        pk->name);
+        pkn);
     emit_line(em, " * unique value is taken%s", ver ? "," : ".");
     if (ver) {
         emit_line(em, " * or if the stored %s is not row->%s (another write changed the",
@@ -414,10 +439,10 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_blank(em);
 
     emit_line(em, "/* Inserts row, or updates the row with row->%s if there is one: one",
-              pk->name);
+              pkn);
     emit_line(em,
               " * statement (INSERT ... ON CONFLICT (%s) DO UPDATE). The key is written",
-              pk->name);
+              pkn);
     emit_line(em, " * as given, 0 too (unlike _insert), and moves no identity sequence.");
     emit_line(em, " * MEMO_CONFLICT if another unique value is taken.");
     if (ver)
@@ -428,7 +453,7 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em, "/* Deletes the row with this %s. MEMO_NOT_FOUND if none.", pk->name);
+    emit_line(em, "/* Deletes the row with this %s. MEMO_NOT_FOUND if none.", pkn);
     describe_invalidation(em, me, MEMO_ON_DELETE);
     sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);

@@ -165,6 +165,14 @@ static size_t sql_column(char *out, size_t size, const memo_field_desc *f, bool 
     return len;
 }
 
+void emit_table_key(emitter *em, const memo_entity_desc *e)
+{
+    fputs("    PRIMARY KEY (", em->out);
+    for (unsigned k = 0; k < e->npk; k++)
+        fprintf(em->out, "%s\"%s\"", k ? ", " : "", e->fields[e->pks[k]].name);
+    fputs(")\n", em->out);
+}
+
 void sql_column_def(char *out, size_t size, const memo_field_desc *f)
 {
     sql_column(out, size, f, false);
@@ -186,17 +194,24 @@ void list_index_name(char *out, size_t size, const memo_entity_desc *e,
 
 void emit_list_index(emitter *em, const memo_entity_desc *e, const memo_list_desc *l)
 {
-    const char *g = e->fields[l->group].name, *o = e->fields[l->order].name;
-    const char *pk = e->fields[e->pk].name;
+    /* (group, order, the key's fields), each once: the list's order */
+    unsigned cols[2 + 8], n = 0;
+    cols[n++] = l->group;
+    if (!(e->fields[l->order].flags & MEMO_FIELD_PK) && l->order != l->group)
+        cols[n++] = l->order;
+    for (unsigned k = 0; k < e->npk && n < 10; k++) {
+        bool there = false;
+        for (unsigned j = 0; j < n && !there; j++)
+            there = cols[j] == e->pks[k];
+        if (!there)
+            cols[n++] = e->pks[k];
+    }
     char name[80];
     list_index_name(name, sizeof name, e, l);
-    if (l->order == l->group || l->order == e->pk)
-        emit_line(em, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\");",
-                  name, e->table, g, pk);
-    else
-        emit_line(em,
-                  "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (\"%s\", \"%s\", \"%s\");",
-                  name, e->table, g, o, pk);
+    fprintf(em->out, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\" (", name, e->table);
+    for (unsigned j = 0; j < n; j++)
+        fprintf(em->out, "%s\"%s\"", j ? ", " : "", e->fields[cols[j]].name);
+    fputs(");\n", em->out);
 }
 
 /* A foreign key's name, given explicitly everywhere (PostgreSQL would cut a
@@ -278,7 +293,8 @@ void emit_sql(emitter *em)
             long ref = me->fields[i].ref;
             char line[512];
             size_t len = (size_t)snprintf(line, sizeof line, "    ");
-            len += sql_column(line + len, sizeof line - len, f, i == e->pk);
+            len +=
+                sql_column(line + len, sizeof line - len, f, i == e->pk && e->npk == 1);
             /* A reference to a table created later waits for ALTER TABLE. */
             if (ref >= 0 && rank[ref] <= k) {
                 const memo_entity_desc *t = &m->entities[ref].desc;
@@ -288,8 +304,10 @@ void emit_sql(emitter *em)
                                         " CONSTRAINT \"%s\" REFERENCES \"%s\" (\"%s\")",
                                         name, t->table, t->fields[t->pk].name);
             }
-            emit_line(em, "%s%s", line, i + 1 < e->nfields ? "," : "");
+            emit_line(em, "%s%s", line, i + 1 < e->nfields || e->npk > 1 ? "," : "");
         }
+        if (e->npk > 1)
+            emit_table_key(em, e);
         emit_line(em, ");");
         for (unsigned i = 0; i < e->nlists; i++)
             emit_list_index(em, e, &e->lists[i]);

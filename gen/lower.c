@@ -285,19 +285,35 @@ static void lower_fields(const lowering *lw, const ast_entity *e, lowered_entity
 }
 
 /* The primary key's fields and where each is in a key value: one field is
- * a value of its C type (offset 0). */
-static void lower_key(model *m, lowered_entity *me)
+ * a value of its C type (offset 0); several, a struct of them in key order
+ * (NAME_ENTITY_key), laid out as the C compiler does (the generated
+ * descriptor takes offsetof, this is for the memo tool). */
+static void lower_key(model *m, const ast_entity *e, lowered_entity *me)
 {
     memo_entity_desc *d = &me->desc;
-    unsigned *pks = own(m, xcalloc(1, sizeof *pks));
-    size_t *offsets = own(m, xcalloc(1, sizeof *offsets));
-    pks[0] = d->pk;
-    d->npk = 1;
+    unsigned *pks = own(m, xcalloc(e->npk + 1, sizeof *pks));
+    size_t *offsets = own(m, xcalloc(e->npk + 1, sizeof *offsets));
+    size_t off = 0, most = 1;
+    for (size_t k = 0; k < e->npk; k++) {
+        pks[k] = field_index(e, e->pks[k]);
+        memo_type t = d->fields[pks[k]].type;
+        size_t sz = t == MEMO_INT32  ? sizeof(int32_t)
+                    : t == MEMO_TEXT ? sizeof(const char *)
+                                     : sizeof(int64_t);
+        size_t al = t == MEMO_INT32  ? alignof(int32_t)
+                    : t == MEMO_TEXT ? alignof(const char *)
+                                     : alignof(int64_t);
+        off = (off + al - 1) / al * al;
+        offsets[k] = off;
+        off += sz;
+        if (al > most)
+            most = al;
+        ((memo_field_desc *)d->fields)[pks[k]].flags |= MEMO_FIELD_PK;
+    }
+    d->npk = (unsigned)e->npk;
     d->pks = pks;
     d->pk_offsets = offsets;
-    d->key_size = d->fields[d->pk].type == MEMO_INT32  ? sizeof(int32_t)
-                  : d->fields[d->pk].type == MEMO_TEXT ? sizeof(char *)
-                                                       : sizeof(int64_t);
+    d->key_size = (off + most - 1) / most * most;
 }
 
 static void lower_entity(const lowering *lw, const ast_entity *e, lowered_entity *me)
@@ -311,7 +327,7 @@ static void lower_entity(const lowering *lw, const ast_entity *e, lowered_entity
     me->c_name = own_printf(m, "%s_%s", lw->s->name, e->name.text);
     lower_fields(lw, e, me);
     d->pk = field_index(e, e->pk);
-    lower_key(m, me);
+    lower_key(m, e, me);
     d->fingerprint = fingerprint(m, d);
 
     /* The row, by primary key: always there, `cache` line or not. */
@@ -374,6 +390,12 @@ static void lower_rules(const lowering *lw, const ast_entity *e, lowered_entity 
                           (r->events & AST_ON_UPDATE ? MEMO_ON_UPDATE : 0) |
                           (r->events & AST_ON_DELETE ? MEMO_ON_DELETE : 0);
         rules[i].field = field_index(e, r->resolved);
+        unsigned *fields = own(m, xcalloc(1 + r->more.n, sizeof *fields));
+        fields[0] = rules[i].field;
+        for (size_t k = 0; k < r->more.n; k++)
+            fields[k + 1] = field_index(e, r->more_resolved[k]);
+        rules[i].nfields = (unsigned)(1 + r->more.n);
+        rules[i].fields = fields;
         rules[i].target = &m->entities[index_of(lw, r->target_entity)].desc;
         rules[i].list =
             r->target_list ? (int)(r->target_list - r->target_entity->lists.v) : -1;

@@ -59,6 +59,27 @@ static ast_name name_of(char *text, YYLTYPE l)
 /* A keyword used as a name: the keyword's own spelling. */
 #define KW(text, l) name_of(xstrdup(text), l)
 
+/* Adds a name to a list, or past AST_MAX_NAMES only notes where. */
+static void names_add(ast_names *ns, ast_name n, YYLTYPE l)
+{
+    if (ns->n < AST_MAX_NAMES) {
+        ns->v[ns->n++] = n;
+        return;
+    }
+    if (!ns->extra.line)
+        ns->extra = loc_of(l);
+    ast_name_free(&n);
+}
+
+/* A rule's fields: the first, and the others (a composite key's). */
+static void rule_fields(ast_rule *r, ast_names *ns)
+{
+    r->field = ns->v[0];
+    r->more.extra = ns->extra;
+    for (size_t i = 1; i < ns->n; i++)
+        r->more.v[r->more.n++] = ns->v[i];
+}
+
 static ast_entity *current(yyscan_t scanner)
 {
     return yyget_extra(scanner)->cur;
@@ -138,6 +159,7 @@ static void cache_push(yyscan_t scanner, ast_name *field, ast_cache *opts, YYLTY
        BADSTRING "unterminated string" BADCOMMENT "unterminated comment"
 
 %type <ast_name> name table_opt
+%type <ast_names> names
 %type <ast_field> modifiers
 %type <ast_cache> cache_options1
 %type <struct option> cache_option
@@ -147,6 +169,7 @@ static void cache_push(yyscan_t scanner, ast_name *field, ast_cache *opts, YYLTY
 
 %destructor { free($$); } <char *>
 %destructor { ast_name_free(&$$); } <ast_name>
+%destructor { ast_names_free(&$$); } <ast_names>
 %destructor { ast_name_free(&$$.references); } <ast_field>
 %destructor { ast_name_free(&$$.key); } <ast_cache>
 %destructor { free($$.text); } <struct option>
@@ -209,9 +232,34 @@ members:
 
 member:
   field ';'
+| primary_key ';'
 | cache ';'
 | list ';'
 | rule ';'
+;
+
+/* `primary key (a, b);`: a key of several fields (check.c makes sense of it) */
+primary_key:
+  "'primary'" "'key'" '(' names ')' {
+      ast_entity *e = current(scanner);
+      YYLTYPE l = @1;
+      l.last_line = @2.last_line;
+      l.last_column = @2.last_column;
+      if (e->pk_decl.n) {
+          struct lex_extra *x = yyget_extra(scanner);
+          diag_error(x->diag, loc_of(l), "duplicate 'primary key (...)'");
+          diag_note(x->diag, e->pk_decl_loc, "first written here");
+          ast_names_free(&$4);
+      } else {
+          e->pk_decl = $4;
+          e->pk_decl_loc = loc_of(l);
+      }
+  }
+;
+
+names:
+  name { memset(&$$, 0, sizeof $$); names_add(&$$, $1, @1); }
+| names ',' name { $$ = $1; names_add(&$$, $3, @3); }
 ;
 
 /* Keywords are names too, except the three that start a member. */
@@ -339,20 +387,20 @@ direction:
 ;
 
 rule:
-  "'on'" event "'invalidate'" name '(' name ')' {
+  "'on'" event "'invalidate'" name '(' names ')' {
       ast_rule *r = AST_PUSH(current(scanner)->rules);
       r->loc = loc_of(@1);
       r->events = $2;
       r->target = $4;
-      r->field = $6;
+      rule_fields(r, &$6);
   }
-| "'on'" event "'invalidate'" name '.' name '(' name ')' {
+| "'on'" event "'invalidate'" name '.' name '(' names ')' {
       ast_rule *r = AST_PUSH(current(scanner)->rules);
       r->loc = loc_of(@1);
       r->events = $2;
       r->target = $4;
       r->list = $6;
-      r->field = $8;
+      rule_fields(r, &$8);
   }
 ;
 

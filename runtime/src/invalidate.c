@@ -71,6 +71,30 @@ static void add_row_key(memo_repo *repo, memop_inval *v, memop_entity *e, const 
     inval_add(v, e, &k);
 }
 
+/* The row of a rule's target with a composite key: its key value from the
+ * rule's fields of this row (none when one is NULL). */
+static void add_target_row(memo_repo *repo, memop_inval *v, memop_entity *target,
+                           const memo_entity_desc *d, const memo_rule_desc *r,
+                           const void *row)
+{
+    const memo_entity_desc *t = target->desc;
+    if (!row || r->nfields != t->npk)
+        return;
+    _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
+    for (unsigned k = 0; k < t->npk; k++) {
+        const memo_field_desc *f = &d->fields[r->fields[k]];
+        if (memop_field_null(f, row))
+            return;
+        memcpy(key + t->pk_offsets[k], (const char *)row + f->offset,
+               f->type == MEMO_INT32  ? sizeof(int32_t)
+               : f->type == MEMO_TEXT ? sizeof(char *)
+                                      : sizeof(int64_t));
+    }
+    memop_key k;
+    memop_key_row(repo, t, key, &k);
+    inval_add(v, target, &k);
+}
+
 static bool same_value(const memo_field_desc *f, const void *a, const void *b)
 {
     memo_entity_desc one = {.nfields = 1, .fields = f};
@@ -123,6 +147,11 @@ void memop_inval_collect(memo_repo *repo, memop_entity *e, unsigned event,
         if (!(r->events & event))
             continue;
         memop_entity *target = e->targets[i];
+        if (r->list < 0 && r->target->npk > 1) {
+            add_target_row(repo, v, target, d, r, old);
+            add_target_row(repo, v, target, d, r, new);
+            continue;
+        }
         const memo_key_desc *kd =
             r->list < 0 ? &r->target->row.key : &r->target->lists[r->list].key;
         add_key_of(repo, v, target, kd, &d->fields[r->field], old, r->list >= 0);

@@ -64,12 +64,20 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
         if (d->lists[i].group >= d->nfields || d->lists[i].order >= d->nfields)
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed list",
                               d->name);
-    for (unsigned i = 0; i < d->nrules; i++)
+    for (unsigned i = 0; i < d->nrules; i++) {
+        for (unsigned k = 0; d->rules[i].fields && k < d->rules[i].nfields; k++)
+            if (d->rules[i].fields[k] >= d->nfields)
+                return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed rule",
+                                  d->name);
         if (d->rules[i].field >= d->nfields || !d->rules[i].target ||
+            d->rules[i].nfields == 0 || d->rules[i].nfields > MEMOP_MAX_PK ||
+            !d->rules[i].fields || d->rules[i].fields[0] != d->rules[i].field ||
+            (d->rules[i].list < 0 && d->rules[i].nfields != d->rules[i].target->npk) ||
             (d->rules[i].list >= 0 &&
              (unsigned)d->rules[i].list >= d->rules[i].target->nlists))
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed rule",
                               d->name);
+    }
     return MEMO_OK;
 }
 

@@ -24,8 +24,11 @@ static inline void memop_key_fields(const memo_entity_desc *d, bool use[MEMO_MAX
         use[d->uniques[u].field] = true;
     for (unsigned l = 0; l < d->nlists; l++)
         use[d->lists[l].group] = use[d->lists[l].order] = true;
-    for (unsigned r = 0; r < d->nrules; r++)
+    for (unsigned r = 0; r < d->nrules; r++) {
         use[d->rules[r].field] = true;
+        for (unsigned k = 0; k < d->rules[r].nfields; k++)
+            use[d->rules[r].fields[k]] = true;
+    }
 }
 
 /* "memo_<schema>", lowercased: the publication memoc creates and the

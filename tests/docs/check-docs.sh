@@ -114,7 +114,7 @@ check_c_fragment() { # N FILE LINE
 
 # ```c declarations: an excerpt of a generated header. It must compile on its
 # own (after <memo/memo.h>), and agree with the real header: its prototypes
-# are redeclared after "blog.h" (so a wrong type is a conflict) and linked
+# are redeclared after "blog.h" and "team.h" (so a wrong type is a conflict) and linked
 # (so a function that does not exist is an undefined reference), and every
 # member of its `typedef struct NAME { ... } NAME;` must be a member of the
 # real NAME, of the same type. It may show fewer members than there are.
@@ -169,7 +169,7 @@ check_c_declarations() { # N FILE LINE
                 }
             print "    0};"
         }' "$tmp/$1.block" > "$tmp/$1.body"
-    { printf '#include <memo/memo.h>\n#include "blog.h"\n#line %d "%s"\n' "$3" "$2"
+    { printf '#include <memo/memo.h>\n#include "blog.h"\n#include "team.h"\n#line %d "%s"\n' "$3" "$2"
       cat "$tmp/$1.body"; } > "$src"
     "$cc" "${cflags[@]}" -c "$src" -o "$tmp/$1.o" > "$tmp/$1.log" 2>&1 ||
         { fail "$2:$3" "C declarations disagree with the generated header" "$tmp/$1.log"; return; }

@@ -23,13 +23,14 @@
 #include "lower.h"
 
 #include "blog.h"
+#include "team.h"
 #include "ticket.h"
 #include "wiki.h"
 
 /* Every example schema's generated descriptors; a schema file without an
  * entry here fails the test, so a new example cannot go unchecked. */
 static const memo_schema_desc *const generated[] = {
-    &blog_schema_desc, &ticket_schema_desc, &wiki_schema_desc};
+    &blog_schema_desc, &team_schema_desc, &ticket_schema_desc, &wiki_schema_desc};
 #define NGENERATED (sizeof generated / sizeof *generated)
 
 /* ------------------------------------------------------------ comparing */
@@ -135,6 +136,14 @@ static void entity(cmp *c, const memo_schema_desc *gs, const memo_entity_desc *g
         pop(c, at);
     }
     num(c, ".pk", g->pk, m->pk);
+    num(c, ".npk", g->npk, m->npk);
+    for (unsigned k = 0; k < g->npk && k < m->npk; k++) {
+        size_t at = push(c, ".pks[%u]", k);
+        num(c, "", g->pks[k], m->pks[k]);
+        num(c, ".offset", g->pk_offsets[k], m->pk_offsets[k]);
+        pop(c, at);
+    }
+    num(c, ".key_size", g->key_size, m->key_size);
     size_t at = push(c, ".row");
     lookup(c, &g->row, &m->row);
     pop(c, at);
@@ -164,6 +173,9 @@ static void entity(cmp *c, const memo_schema_desc *gs, const memo_entity_desc *g
         at = push(c, ".rules[%u]", i);
         num(c, ".events", gr->events, mr->events);
         num(c, ".field", gr->field, mr->field);
+        num(c, ".nfields", gr->nfields, mr->nfields);
+        for (unsigned k = 0; k < gr->nfields && k < mr->nfields; k++)
+            num(c, ".fields[]", gr->fields[k], mr->fields[k]);
         /* a target outside its schema has place nentities: never equal to a
          * real place of the other side unless both are outside */
         unsigned gt = place(gs, gr->target), mt = place(ms, mr->target);

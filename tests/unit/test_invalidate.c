@@ -12,13 +12,15 @@
 
 #include "blog.h"
 #include "internal.h"
+#include "team.h"
 #include "wiki.h"
 
 /* ----------------------------------------------------------- the entities */
 
 static const memo_entity_desc *const descs[] = {
-    &blog_org_desc,     &blog_user_desc, &blog_post_desc,
-    &blog_comment_desc, &wiki_page_desc, &wiki_revision_desc,
+    &blog_org_desc,        &blog_user_desc,     &blog_post_desc,   &blog_comment_desc,
+    &wiki_page_desc,       &wiki_revision_desc, &team_person_desc, &team_squad_desc,
+    &team_membership_desc, &team_badge_desc,    &team_tag_desc,
 };
 enum { NDESCS = sizeof descs / sizeof descs[0] };
 static memop_entity ents[NDESCS];
@@ -184,6 +186,34 @@ static void key_moved(void **state)
     want_value(&w, &blog_user_desc, EMAIL, "a@x");
     want_value(&w, &blog_user_desc, BY_ORG, "7"); /* its members: not their count */
     check("key moved", &blog_user_desc, MEMO_ON_UPDATE, &a, &b, &w);
+}
+
+/* A composite key: its row key joins the escaped fields with ','; a rule
+ * to such a row names a field per key field; its lists move with it. */
+static void composite_keys(void **state)
+{
+    (void)state;
+    team_membership a = {.squad_id = 1, .person_id = 2, .role = (char *)"r"}, b = a;
+    b.role = (char *)"s"; /* of_squad is ordered by role */
+    want w = {0};
+    want_value(&w, &team_membership_desc, ROW(&team_membership_desc), "1,2");
+    want_value(&w, &team_membership_desc, &team_membership_desc.lists[0].key, "1");
+    want_value(&w, &team_person_desc, ROW(&team_person_desc), "2"); /* rule */
+    check("role changed", &team_membership_desc, MEMO_ON_UPDATE, &a, &b, &w);
+
+    team_badge x = {.id = 5, .squad_id = 1, .person_id = 2, .label = (char *)"l"}, y = x;
+    y.person_id = 3;
+    want r = {0};
+    want_value(&r, &team_badge_desc, ROW(&team_badge_desc), "5");
+    want_value(&r, &team_membership_desc, ROW(&team_membership_desc), "1,2");
+    want_value(&r, &team_membership_desc, ROW(&team_membership_desc), "1,3");
+    check("badge moved", &team_badge_desc, MEMO_ON_UPDATE, &x, &y, &r);
+
+    team_tag t = {.scope = (char *)"a,b", .name = (char *)"c d", .slug = (char *)"s"};
+    want i = {0};
+    want_value(&i, &team_tag_desc, ROW(&team_tag_desc), "a%2Cb,c%20d");
+    want_value(&i, &team_tag_desc, &team_tag_desc.uniques[0].key, "s");
+    check("tag insert", &team_tag_desc, MEMO_ON_INSERT, NULL, &t, &i);
 }
 
 static void unique_moved(void **state)
@@ -367,6 +397,7 @@ int main(void)
         cmocka_unit_test(insert_and_delete),
         cmocka_unit_test(edit_touches_only_the_row),
         cmocka_unit_test(key_moved),
+        cmocka_unit_test(composite_keys),
         cmocka_unit_test(unique_moved),
         cmocka_unit_test(list_membership_moved),
         cmocka_unit_test(list_order_changed),

@@ -315,6 +315,10 @@ struct memo_entity_desc;
 typedef struct memo_rule_desc {
     unsigned events; /* MEMO_ON_* */
     unsigned field;  /* of the entity owning the rule; old and new values */
+    /* every field, in the order of the target's key (fields[0] is field):
+     * several for the row of a target with a composite key */
+    unsigned nfields;
+    const unsigned *fields;
     const struct memo_entity_desc *target;
     int list; /* index in target->lists; -1: the target's row */
 } memo_rule_desc;
