@@ -44,7 +44,8 @@ static const char usage[] =
     "times\n"
     "  get ENTITY KEY... [--json]   what the cache holds next to what the database "
     "holds;\n"
-    "                               KEY is a primary key, FIELD=VALUE for a cached "
+    "                               KEY is a primary key (a composite one as a JSON\n"
+    "                               array: '[7,3]'), FIELD=VALUE for a cached "
     "lookup,\n"
     "                               or LIST=VALUE for a list; the entry is none, a "
     "value,\n"
@@ -54,6 +55,7 @@ static const char usage[] =
     "  flush --all                  drop every entity's entries\n"
     "  warm ENTITY (--ids FILE | --top N) [--json]\n"
     "                               load rows through the cache (leases respected);\n"
+    "                               FILE: a key a line (composite: a JSON array);\n"
     "                               --top N: the N rows with the highest primary keys\n"
     "                               (N from 1 to 10000000)\n"
     "  watch [--slot NAME]          follow PostgreSQL's change stream and delete the "
@@ -1031,10 +1033,15 @@ static void parse_get_arg(const memo_entity_desc *d, const char *arg, get_arg *o
     }
     if (!eq && d->npk > 1) {
         /* a key of several fields, as its lookups hold it: a JSON array */
-        if (!memop_pk_decode(d, text, strlen(text), out->pk))
+        if (!memop_pk_decode(d, text, strlen(text), out->pk)) {
+            char example[8 * 8] = "";
+            for (unsigned k = 0, n = 0; k < d->npk; k++)
+                n += (unsigned)snprintf(
+                    example + n, sizeof example - n, "%s%s", k ? ", " : "",
+                    d->fields[d->pks[k]].type == MEMO_TEXT ? "\"x\"" : "7");
             die(2, "%s.%s's key has %u fields: write it as a JSON array, [%s]", d->schema,
-                d->name, d->npk,
-                d->fields[d->pks[1]].type == MEMO_TEXT ? "7, \"x\"" : "7, 3");
+                d->name, d->npk, example);
+        }
         return;
     }
     parse_value(out->field, text, &out->key);
@@ -1392,34 +1399,50 @@ static void *read_ids(const memo_entity_desc *d, const char *path, size_t *n)
     size_t linecap = 0;
     ssize_t len;
     *n = 0;
+    char why[256] = "";
+    long bad = 0; /* the line of the first bad key */
     for (long lineno = 1; (len = getline(&line, &linecap, f)) >= 0; lineno++) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
         if (len == 0)
             continue;
         value v;
-        char why[256];
-        if (strlen(line) != (size_t)len)
-            die(2, "%s:%ld: a NUL byte in a key", name, lineno);
+        if (strlen(line) != (size_t)len) {
+            snprintf(why, sizeof why, "a NUL byte in a key");
+            bad = lineno;
+            break;
+        }
         if (*n == cap && !(ids = realloc(ids, (cap *= 2) * width)))
             die(1, "out of memory");
         if (d->npk > 1) { /* a JSON array of the key's fields */
-            if (!memop_pk_decode(d, line, (size_t)len, ids + *n * width))
-                die(2, "%s:%ld: not a key of %u fields as a JSON array", name, lineno,
-                    d->npk);
+            if (!memop_pk_decode(d, line, (size_t)len, ids + *n * width)) {
+                snprintf(why, sizeof why, "not a key of %u fields as a JSON array",
+                         d->npk);
+                bad = lineno;
+                break;
+            }
             (*n)++;
             continue;
         }
-        if (!value_of(pk, line, &v, why, sizeof why))
-            die(2, "%s:%ld: %s", name, lineno, why);
+        if (!value_of(pk, line, &v, why, sizeof why)) {
+            bad = lineno;
+            break;
+        }
         if (pk->type == MEMO_TEXT)
             v.text = xstrdup(line);
         memcpy(ids + *n * width, &v, width);
         (*n)++;
     }
-    if (ferror(f))
-        die(2, "cannot read %s: %s", name, strerror(errno));
     free(line);
+    if (bad || ferror(f)) { /* (what was read is freed: a usage error leaks nothing) */
+        int err = errno;
+        for (size_t i = 0; i < *n; i++)
+            memop_pk_free(d, ids + i * width);
+        free(ids);
+        if (bad)
+            die(2, "%s:%ld: %s", name, bad, why);
+        die(2, "cannot read %s: %s", name, strerror(err));
+    }
     if (!std)
         fclose(f);
     return ids;

@@ -281,6 +281,8 @@ static void check_pk_decl(checker *c, ast_entity *e)
         diag_error(c->d, e->pk_decl_loc, "entity '%s' has a second primary key",
                    e->name.text);
         diag_note(c->d, e->pk->flag_loc[0], "the first is here");
+        e->pks[0] = e->pk; /* the first stands, so nothing else cascades */
+        e->npk = 1;
         return;
     }
     if (e->pk_decl.extra.line)
@@ -581,6 +583,9 @@ static void check_rules(checker *c, ast_entity *e)
     for (size_t i = 0; i < e->rules.n; i++) {
         ast_rule *r = &e->rules.v[i];
         r->resolved = need_field(c, e, &r->field, NULL);
+        if (r->more.extra.line)
+            diag_error(c->d, r->more.extra, "a rule names at most %d fields",
+                       AST_MAX_NAMES);
         for (size_t k = 0; k <= r->more.n; k++) {
             ast_field *f = k ? need_field(c, e, &r->more.v[k - 1], NULL) : r->resolved;
             if (k)

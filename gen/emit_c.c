@@ -264,22 +264,22 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     const char *pk = d->fields[d->pk].name;
     char sig[1024], call[512];
 
-    /* a composite key's value: the key struct of the parameters */
-    char key[1400] = "";
+    /* the key value: the key's one field, or a key struct of the parameters
+     * (a compound literal: no name of its own to clash with a field's) */
+    char keyarg[1400];
     if (d->npk > 1) {
-        size_t len = (size_t)snprintf(key, sizeof key, "    %s_key key = {", c);
-        for (unsigned k = 0; k < d->npk && len < sizeof key; k++)
-            len += (size_t)snprintf(key + len, sizeof key - len, "%s%s", k ? ", " : "",
-                                    d->fields[d->pks[k]].name);
-        snprintf(key + len, sizeof key - len, "};");
+        size_t len = (size_t)snprintf(keyarg, sizeof keyarg, "(%s_key){", c);
+        for (unsigned k = 0; k < d->npk && len < sizeof keyarg; k++)
+            len += (size_t)snprintf(keyarg + len, sizeof keyarg - len, "%s%s",
+                                    k ? ", " : "", d->fields[d->pks[k]].name);
+        snprintf(keyarg + len, sizeof keyarg - len, "}");
+    } else {
+        snprintf(keyarg, sizeof keyarg, "%s", pk);
     }
-    const char *keyarg = d->npk > 1 ? "key" : pk;
 
     sig_get(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    if (d->npk > 1)
-        emit_line(em, "%s", key);
     emit_line(em, "    return %sget(%s, &%s_desc, &%s, out);", rt, a, c, keyarg);
     emit_line(em, "}");
     emit_blank(em);
@@ -344,8 +344,6 @@ static void emit_calls(emitter *em, const lowered_entity *me, const variant *v)
     sig_delete(sig, sizeof sig, me, v);
     emit_line(em, "%s", sig);
     emit_line(em, "{");
-    if (d->npk > 1)
-        emit_line(em, "%s", key);
     emit_line(em, "    return %sdelete(%s, &%s_desc, &%s);", rt, a, c, keyarg);
     emit_line(em, "}");
     emit_blank(em);

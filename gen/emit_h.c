@@ -251,9 +251,15 @@ static void describe_invalidation(emitter *em, const lowered_entity *me, unsigne
         const memo_list_desc *l = &d->lists[i];
         const memo_field_desc *g = &d->fields[l->group], *o = &d->fields[l->order];
         note_nullable(nullable, sizeof nullable, g);
+        bool gk = g->flags & MEMO_FIELD_PK, ok = o->flags & MEMO_FIELD_PK;
+        if (event == MEMO_ON_UPDATE && gk && (ok || l->order == l->group))
+            continue; /* an update keeps the key: nothing of the list moves */
         if (event != MEMO_ON_UPDATE)
             emit_line(em, " *   %s_%s() and its count, of its %s,", me->c_name, l->name,
                       g->name);
+        else if (gk)
+            emit_line(em, " *   %s_%s() of its %s, if %s changed,", me->c_name, l->name,
+                      g->name, o->name);
         else if (l->order == l->group || (d->fields[l->order].flags & MEMO_FIELD_PK))
             /* an update keeps the primary key: only the group can move */
             emit_line(
@@ -312,6 +318,15 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
         b += (unsigned)snprintf(keyv + b, sizeof keyv - b, "%s%s", k ? ">,<" : "", n);
     }
     char *rkey = key_text(em, &d->row.key, keyv);
+    /* "ids", or "keys"; "row->id", or "the row's key" */
+    char pks[80], rowkey[600];
+    if (d->npk > 1) {
+        snprintf(pks, sizeof pks, "keys");
+        snprintf(rowkey, sizeof rowkey, "the key (%s) of row", pkn);
+    } else {
+        snprintf(pks, sizeof pks, "%.70ss", pkn);
+        snprintf(rowkey, sizeof rowkey, "row->%s", pkn);
+    }
 
     emit_line(em, "/* ---- %s ---- */", d->name);
     emit_blank(em);
@@ -343,7 +358,7 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
         emit_line(em, "/* The %ss with this %s, by %s%s, at most %lu: key", d->name,
                   g->name, d->fields[l->order].name, l->descending ? " descending" : "",
                   (unsigned long)l->limit);
-        emit_line(em, " * %s holds their %ss (and one more,", key, pkn);
+        emit_line(em, " * %s holds their %s (and one more,", key, pks);
         emit_line(
             em, " * which sets out->more when more rows match), the rows are read as by");
         emit_line(em,
@@ -377,8 +392,8 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     }
 
     emit_line(em,
-              "/* Reads the rows of n %ss at once: one MGET, one query for the misses.",
-              pkn);
+              "/* Reads the rows of n %s at once: one MGET, one query for the misses.",
+              pks);
     emit_line(em, " * Found rows only, in the order asked. Overwrites *out. */");
     sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);
@@ -405,9 +420,9 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(
-        em, "/* Updates the row with row->%s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
-        pkn);
+    emit_line(em,
+              "/* Updates the row with %s. MEMO_NOT_FOUND if none, MEMO_CONFLICT if a",
+              rowkey);
     emit_line(em, " * unique value is taken%s", ver ? "," : ".");
     if (ver) {
         emit_line(em, " * or if the stored %s is not row->%s (another write changed the",
@@ -438,12 +453,16 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "%s;", sig);
     emit_blank(em);
 
-    emit_line(em, "/* Inserts row, or updates the row with row->%s if there is one: one",
-              pkn);
+    emit_line(em, "/* Inserts row, or updates the row with %s if there is one: one",
+              rowkey);
     emit_line(em,
               " * statement (INSERT ... ON CONFLICT (%s) DO UPDATE). The key is written",
               pkn);
-    emit_line(em, " * as given, 0 too (unlike _insert), and moves no identity sequence.");
+    if (d->npk == 1 && pk->type != MEMO_TEXT)
+        emit_line(em,
+                  " * as given, 0 too (unlike _insert), and moves no identity sequence.");
+    else
+        emit_line(em, " * as given.");
     emit_line(em, " * MEMO_CONFLICT if another unique value is taken.");
     if (ver)
         emit_line(em, " * %s: 1 for an insert, compared as by _update otherwise.",

@@ -197,7 +197,7 @@ void emit_list_index(emitter *em, const memo_entity_desc *e, const memo_list_des
     /* (group, order, the key's fields), each once: the list's order */
     unsigned cols[2 + 8], n = 0;
     cols[n++] = l->group;
-    if (!(e->fields[l->order].flags & MEMO_FIELD_PK) && l->order != l->group)
+    if (l->order != l->group)
         cols[n++] = l->order;
     for (unsigned k = 0; k < e->npk && n < 10; k++) {
         bool there = false;

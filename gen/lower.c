@@ -132,9 +132,9 @@ static char *own_printf(model *m, const char *fmt, ...)
  * exact bytes are a compatibility promise: changing them renames every key. */
 static char *fingerprint(model *m, const memo_entity_desc *d)
 {
-    size_t n = strlen("memo-shape-v1\ntable \n") + strlen(d->table);
+    size_t n = strlen("memo-shape-v1\ntable \nkey\n") + strlen(d->table);
     for (unsigned i = 0; i < d->nfields; i++)
-        n += strlen(d->fields[i].name) + 40;
+        n += 2 * strlen(d->fields[i].name) + 42;
     char *text = xmalloc(n + 1);
     size_t len = (size_t)snprintf(text, n + 1, "memo-shape-v1\ntable %s\n", d->table);
     for (unsigned i = 0; i < d->nfields; i++) {
@@ -143,6 +143,13 @@ static char *fingerprint(model *m, const memo_entity_desc *d)
                                 model_type_name(f->type),
                                 f->flags & MEMO_FIELD_NULLABLE ? " nullable" : "",
                                 f->flags & MEMO_FIELD_PK ? " pk" : "");
+    }
+    if (d->npk > 1) { /* the order of a composite key's fields is its shape */
+        len += (size_t)snprintf(text + len, n + 1 - len, "key");
+        for (unsigned k = 0; k < d->npk; k++)
+            len += (size_t)snprintf(text + len, n + 1 - len, " %s",
+                                    d->fields[d->pks[k]].name);
+        len += (size_t)snprintf(text + len, n + 1 - len, "\n");
     }
     char *fp = own(m, xmalloc(17));
     memop_sha256_hex(text, len, fp, 16);

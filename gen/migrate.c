@@ -121,18 +121,26 @@ static void refuse(migration *g, const lowered_entity *oe, const lowered_entity 
 {
     const memo_entity_desc *o = &oe->desc, *n = &ne->desc;
     const char *t = n->table;
-    const memo_field_desc *opk = &o->fields[o->pk], *npk = &n->fields[n->pk];
     bool same_key = o->npk == n->npk;
     for (unsigned k = 0; k < n->npk && same_key; k++) {
         const memo_field_desc *a = &o->fields[o->pks[k]], *b = &n->fields[n->pks[k]];
         same_key = strcmp(a->name, b->name) == 0 && a->type == b->type;
     }
-    if (!same_key)
+    if (!same_key) {
+        char was[8 * 80] = "", is[8 * 80] = "";
+        for (unsigned k = 0, a = 0; k < o->npk; k++)
+            a += (unsigned)snprintf(was + a, sizeof was - a, "%s%s %s", k ? ", " : "",
+                                    o->fields[o->pks[k]].name,
+                                    model_type_name(o->fields[o->pks[k]].type));
+        for (unsigned k = 0, a = 0; k < n->npk; k++)
+            a += (unsigned)snprintf(is + a, sizeof is - a, "%s%s %s", k ? ", " : "",
+                                    n->fields[n->pks[k]].name,
+                                    model_type_name(n->fields[n->pks[k]].type));
         diag_error(g->d, new_loc(g, ne, (int)n->pk),
-                   "table '%s': the primary key changes from %s %s to %s %s; memoc does "
-                   "not migrate primary keys",
-                   t, opk->name, model_type_name(opk->type), npk->name,
-                   model_type_name(npk->type));
+                   "table '%s': the primary key changes from %s to %s; memoc does not "
+                   "migrate primary keys",
+                   t, was, is);
+    }
     for (unsigned j = 0; j < n->nfields; j++) {
         const memo_field_desc *nf = &n->fields[j];
         int i = field_of(o, nf->name);

@@ -201,7 +201,7 @@ static memo_status load_unique(memo_repo *repo, memop_entity *e, void *vctx,
     }
     if (st != MEMO_OK)
         return st;
-    char key[MEMOP_KEY_SIZE_MAX];
+    _Alignas(int64_t) char key[MEMOP_KEY_SIZE_MAX];
     memop_pk_of_row(d, ctx->row, key);
     *ttl = memop_row_ttl(repo, ctx->lookup);
     return memop_pk_encode(d, key, value);

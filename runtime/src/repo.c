@@ -21,6 +21,72 @@ static size_t slot_of(const void *p)
     return (size_t)x % (MEMOP_MAX_ENTITIES * 2);
 }
 
+/* The width of a key field's value. */
+static size_t key_width(memo_type t)
+{
+    return t == MEMO_INT32  ? sizeof(int32_t)
+           : t == MEMO_TEXT ? sizeof(char *)
+                            : sizeof(int64_t);
+}
+
+/* The primary key: 1 to MEMOP_MAX_PK distinct int32, int64 or text fields,
+ * not nullable, flagged MEMO_FIELD_PK (and no other field is), each aligned
+ * inside a key value of key_size bytes; a key of one field is that field's
+ * value alone. */
+static bool key_ok(const memo_entity_desc *d)
+{
+    if (d->npk == 0 || d->npk > MEMOP_MAX_PK || !d->pks || !d->pk_offsets ||
+        d->pks[0] != d->pk || d->key_size == 0 || d->key_size > MEMOP_KEY_SIZE_MAX)
+        return false;
+    unsigned flagged = 0;
+    for (unsigned i = 0; i < d->nfields; i++)
+        flagged += (d->fields[i].flags & MEMO_FIELD_PK) != 0;
+    if (flagged != d->npk)
+        return false;
+    for (unsigned k = 0; k < d->npk; k++) {
+        if (d->pks[k] >= d->nfields)
+            return false;
+        const memo_field_desc *f = &d->fields[d->pks[k]];
+        size_t width = key_width(f->type), off = d->pk_offsets[k];
+        if ((f->type != MEMO_INT32 && f->type != MEMO_INT64 && f->type != MEMO_TEXT) ||
+            (f->flags & MEMO_FIELD_NULLABLE) || !(f->flags & MEMO_FIELD_PK) ||
+            width > d->key_size || off > d->key_size - width || off % width != 0)
+            return false;
+        for (unsigned j = 0; j < k; j++)
+            if (d->pks[j] == d->pks[k])
+                return false;
+    }
+    return d->npk > 1 ||
+           (d->pk_offsets[0] == 0 && d->key_size == key_width(d->fields[d->pk].type));
+}
+
+/* A rule names fields of d of the types of what it keys: the target's key
+ * fields, in order, or the target list's group. */
+static bool rule_ok(const memo_entity_desc *d, const memo_rule_desc *r)
+{
+    const memo_entity_desc *t = r->target;
+    if (!t || !r->fields || r->nfields == 0 || r->nfields > MEMOP_MAX_PK ||
+        r->field >= d->nfields || r->fields[0] != r->field || !t->fields || t->npk == 0 ||
+        t->npk > MEMOP_MAX_PK || !t->pks)
+        return false;
+    for (unsigned k = 0; k < r->nfields; k++)
+        if (r->fields[k] >= d->nfields)
+            return false;
+    if (r->list >= 0) {
+        if ((unsigned)r->list >= t->nlists || r->nfields != 1 ||
+            t->lists[r->list].group >= t->nfields)
+            return false;
+        return d->fields[r->field].type == t->fields[t->lists[r->list].group].type;
+    }
+    if (r->nfields != t->npk)
+        return false;
+    for (unsigned k = 0; k < r->nfields; k++)
+        if (t->pks[k] >= t->nfields ||
+            d->fields[r->fields[k]].type != t->fields[t->pks[k]].type)
+            return false;
+    return true;
+}
+
 /* Descriptors come from generated code, but a stale object file or a
  * hand-written one must not crash the engine. */
 static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
@@ -32,26 +98,18 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
             "regenerate it with this memoc",
             d->name ? d->name : "?", d->abi, MEMO_ABI);
     if (!d->schema || !d->name || !d->table || !d->fields || d->nfields == 0 ||
-        d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk ||
-        d->npk == 0 || d->npk > MEMOP_MAX_PK || !d->pks || !d->pk_offsets ||
-        d->pks[0] != d->pk || d->key_size == 0 || d->key_size > MEMOP_KEY_SIZE_MAX)
+        d->nfields > MEMO_MAX_FIELDS || d->pk >= d->nfields || d->row.field != d->pk)
         return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed descriptor",
                           d->name ? d->name : "?");
-    for (unsigned k = 0; k < d->npk; k++) {
-        const memo_field_desc *f = d->pks[k] < d->nfields ? &d->fields[d->pks[k]] : NULL;
-        size_t width = !f ? 0 : f->type == MEMO_INT32 ? 4 : sizeof(int64_t);
-        if (!f ||
-            (f->type != MEMO_INT32 && f->type != MEMO_INT64 && f->type != MEMO_TEXT) ||
-            (f->flags & MEMO_FIELD_NULLABLE) || d->pk_offsets[k] + width > d->key_size)
-            return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed primary key",
-                              d->name);
-    }
+    if (!key_ok(d))
+        return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed primary key",
+                          d->name);
     unsigned versions = 0;
     for (unsigned i = 0; i < d->nfields; i++) {
         const memo_field_desc *f = &d->fields[i];
         /* a version is written back as an int64 */
         if ((f->flags & MEMO_FIELD_VERSION) &&
-            (++versions > 1 || f->type != MEMO_INT64 || i == d->pk ||
+            (++versions > 1 || f->type != MEMO_INT64 || (f->flags & MEMO_FIELD_PK) ||
              (f->flags & MEMO_FIELD_NULLABLE)))
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed version field",
                               d->name);
@@ -64,20 +122,10 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
         if (d->lists[i].group >= d->nfields || d->lists[i].order >= d->nfields)
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed list",
                               d->name);
-    for (unsigned i = 0; i < d->nrules; i++) {
-        for (unsigned k = 0; d->rules[i].fields && k < d->rules[i].nfields; k++)
-            if (d->rules[i].fields[k] >= d->nfields)
-                return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed rule",
-                                  d->name);
-        if (d->rules[i].field >= d->nfields || !d->rules[i].target ||
-            d->rules[i].nfields == 0 || d->rules[i].nfields > MEMOP_MAX_PK ||
-            !d->rules[i].fields || d->rules[i].fields[0] != d->rules[i].field ||
-            (d->rules[i].list < 0 && d->rules[i].nfields != d->rules[i].target->npk) ||
-            (d->rules[i].list >= 0 &&
-             (unsigned)d->rules[i].list >= d->rules[i].target->nlists))
+    for (unsigned i = 0; i < d->nrules; i++)
+        if (!rule_ok(d, &d->rules[i]))
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed rule",
                               d->name);
-    }
     return MEMO_OK;
 }
 

@@ -196,19 +196,16 @@ static memo_status after_sql(memop_entity *e, unsigned l, bool after_null)
         &e->sql[after_null ? MEMOP_SQL_AFTER_NULL(d, l) : MEMOP_SQL_AFTER(d, l)];
     /* the row values: (order, the key's other fields) past ($2, $3, ...) */
     memop_buf past = {0}, nulls_past = {0}, b = {0};
-    memop_buf_puts(&past, "(");
+    /* the list's order: the order field ($2), then the key's other fields */
+    memop_buf_printf(&past, "(\"%s\"", o->name);
     memop_buf_printf(&nulls_past, "\"%s\" IS NULL AND (", o->name);
-    bool order_in_pk = in_pk(d, ld->order);
-    if (!order_in_pk)
-        memop_buf_printf(&past, "\"%s\"", o->name);
-    pk_columns(&past, d, NULL, NULL, d->nfields, !order_in_pk);
+    pk_columns(&past, d, NULL, NULL, ld->order, true);
     pk_columns(&nulls_past, d, NULL, NULL, d->nfields, false);
-    memop_buf_printf(&past, ") %s (", cmp);
+    memop_buf_printf(&past, ") %s ($2", cmp);
     memop_buf_printf(&nulls_past, ") %s (", cmp);
-    if (!order_in_pk)
-        memop_buf_puts(&past, "$2");
     for (unsigned k = 0; k < d->npk; k++) {
-        memop_buf_printf(&past, "%s$%u", k || !order_in_pk ? ", " : "", 3 + k);
+        if (d->pks[k] != ld->order)
+            memop_buf_printf(&past, ", $%u", 3 + k);
         memop_buf_printf(&nulls_past, "%s$%u", k ? ", " : "", 3 + k);
     }
     memop_buf_puts(&past, ")");

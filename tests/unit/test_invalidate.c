@@ -214,6 +214,20 @@ static void composite_keys(void **state)
     want_value(&i, &team_tag_desc, ROW(&team_tag_desc), "a%2Cb,c%20d");
     want_value(&i, &team_tag_desc, &team_tag_desc.uniques[0].key, "s");
     check("tag insert", &team_tag_desc, MEMO_ON_INSERT, NULL, &t, &i);
+
+    /* its key moved (a write outside memo): both rows, its lists but not
+     * the counts of groups it stayed in, and the person rule's rows */
+    team_membership c = a;
+    c.person_id = 7;
+    want k = {0};
+    want_value(&k, &team_membership_desc, ROW(&team_membership_desc), "1,2");
+    want_value(&k, &team_membership_desc, ROW(&team_membership_desc), "1,7");
+    want_value(&k, &team_membership_desc, &team_membership_desc.lists[0].key, "1");
+    want_list(&k, &team_membership_desc, &team_membership_desc.lists[1].key, "2");
+    want_list(&k, &team_membership_desc, &team_membership_desc.lists[1].key, "7");
+    want_value(&k, &team_person_desc, ROW(&team_person_desc), "2");
+    want_value(&k, &team_person_desc, ROW(&team_person_desc), "7");
+    check("membership key moved", &team_membership_desc, MEMO_ON_UPDATE, &a, &c, &k);
 }
 
 static void unique_moved(void **state)
