@@ -238,8 +238,16 @@ test: deps
 	@$(MAKE) --no-print-directory -j2 tests
 	@$(MAKE) --no-print-directory run-check
 
+# The suites that also run through PgBouncer in transaction pooling mode:
+# configured (MEMO_DB_UNNAMED=1), and not (memo finds out by itself).
+PGBOUNCER_BIN = $(B)/tests/integration/test_blog $(B)/tests/integration/test_ticket \
+                $(B)/tests/integration/test_team
+PGBOUNCER_RUN = $(filter $(PGBOUNCER_BIN),$(TEST_BIN))
 run-check: tests
 	$(TEST_ENV) tests/with-servers.sh tests/run.sh $(TEST_BIN)
+	$(if $(PGBOUNCER_RUN),$(TEST_ENV) tests/with-servers.sh sh -c \
+	    'tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN) && \
+	    MEMO_DB_UNNAMED=0 tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN)')
 
 # The long versions of the concurrency and outage tests, and their table.
 # "failed" counts calls that returned an error where none was allowed, and

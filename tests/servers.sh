@@ -6,6 +6,9 @@
 #   tests/servers.sh stop  [DIR]    stop exactly what start started, by PID
 #   tests/servers.sh redis-start|redis-stop [DIR]   just Redis, same port (fault tests)
 #   tests/servers.sh pg-start|pg-stop [DIR]         just PostgreSQL, same port
+#   tests/servers.sh pgbouncer-start|pgbouncer-stop [DIR]
+#       PgBouncer in transaction pooling mode in front of that PostgreSQL, on a
+#       loopback port of its own; start prints MEMO_TEST_PGBOUNCER_URL
 #
 # DIR defaults to $MEMO_SERVERS_DIR, else build/servers. Servers listen on
 # 127.0.0.1 and unix sockets only, on ports that are neither the defaults nor
@@ -108,6 +111,66 @@ pg_stop() {
     if alive "$pid" postgres; then kill -INT "$pid" 2>/dev/null || true; wait_gone "$pid" 20 postgres; fi
 }
 
+bouncer_pid() { cat "$dir/pgbouncer/pgbouncer.pid" 2>/dev/null || true; }
+
+# PgBouncer refuses to run as root: as root it runs as `postgres`, in a
+# directory of its own.
+pgbouncer_start() {
+    [ -f "$dir/pg.port" ] || die "no PostgreSQL in $dir (run: tests/servers.sh start)"
+    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] ||
+        die "pgbouncer not found (run tests/deps.sh)"
+    local bin port pport bdir try
+    bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+    pport=$(cat "$dir/pg.port")
+    bdir="$dir/pgbouncer"
+    if alive "$(bouncer_pid)" pgbouncer; then
+        port=$(cat "$bdir/port")
+    else
+        rm -rf "$bdir"
+        mkdir -p "$bdir"
+        [ "$(id -u)" -eq 0 ] && chown postgres: "$bdir"
+        port=
+        for try in 1 2 3 4 5; do
+            port=$(pick_port)
+            [ "$port" = "$pport" ] && continue
+            cat >"$bdir/pgbouncer.ini" <<INI
+[databases]
+memo = host=127.0.0.1 port=$pport dbname=memo user=memo
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+max_client_conn = 400
+default_pool_size = 20
+logfile = $bdir/pgbouncer.log
+pidfile = $bdir/pgbouncer.pid
+INI
+            [ "$(id -u)" -eq 0 ] && chown postgres: "$bdir/pgbouncer.ini"
+            if as_pg "$bin" -d "$bdir/pgbouncer.ini" >>"$bdir/start.log" 2>&1; then
+                local i
+                for i in $(seq 1 100); do
+                    if [ -s "$bdir/pgbouncer.pid" ] && ! port_free "$port"; then break 2; fi
+                    sleep 0.05
+                done
+            fi
+            port=
+        done
+        [ -n "$port" ] || die "pgbouncer did not start (see $bdir)"
+        echo "$port" >"$bdir/port"
+    fi
+    echo "export MEMO_TEST_PGBOUNCER_URL=postgresql://memo@127.0.0.1:$port/memo"
+}
+
+pgbouncer_stop() {
+    local pid
+    pid=$(bouncer_pid)
+    if alive "$pid" pgbouncer; then kill -TERM "$pid" 2>/dev/null || true; wait_gone "$pid" 10 pgbouncer; fi
+    rm -rf "$dir/pgbouncer"
+}
+
 print_env() {
     [ -f "$dir/env" ] || die "no servers in $dir (run: tests/servers.sh start)"
     cat "$dir/env"
@@ -168,6 +231,7 @@ ENV
 
 stop() {
     [ -d "$dir" ] || return 0
+    pgbouncer_stop
     redis_stop
     pg_stop
     local target
@@ -184,5 +248,7 @@ case "$cmd" in
     redis-stop) redis_stop ;;
     pg-start) pg_start || die "PostgreSQL did not restart" ;;
     pg-stop) pg_stop ;;
-    *) echo "usage: $0 start|stop|env|redis-start|redis-stop|pg-start|pg-stop [DIR]" >&2; exit 2 ;;
+    pgbouncer-start) pgbouncer_start ;;
+    pgbouncer-stop) pgbouncer_stop ;;
+    *) echo "usage: $0 start|stop|env|redis-start|redis-stop|pg-start|pg-stop|pgbouncer-start|pgbouncer-stop [DIR]" >&2; exit 2 ;;
 esac

@@ -338,21 +338,25 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
 {
     *out = NULL;
     memop_stmt *s = &e->sql[stmt];
-    char name[32];
-    snprintf(name, sizeof name, "memo_%u_%u", e->index, stmt);
+    const char *name = s->name;
     uint64_t deadline = memop_now_us() + (uint64_t)repo->cfg.query_timeout_ms * 1000u;
     bool timed_out = false;
     MEMOP_INC(e->stats.db_queries);
 
-    for (int attempt = 0; attempt < 2; attempt++) {
-        unsigned char *prepared = (unsigned char *)prepared_slot(c, e, stmt);
+    bool unnamed = (repo->cfg.flags & MEMO_DB_UNNAMED) || atomic_load(&repo->db_unnamed);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        unsigned char *prepared =
+            unnamed ? &(unsigned char){1} : (unsigned char *)prepared_slot(c, e, stmt);
         if (!prepared)
             return memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         if (!*prepared) {
             if (!PQsendPrepare(c->conn, name, s->text, s->ntypes, s->types))
                 return result_failure(repo, c, e, NULL, broken);
             PGresult *res = await_result(repo, c, deadline, &timed_out);
-            if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            /* already there: the same text (the name is its hash), prepared
+             * on this server connection by another client of a pooler */
+            bool there = res && sqlstate_is(res, "42P05");
+            if (!there && (!res || PQresultStatus(res) != PGRES_COMMAND_OK)) {
                 memo_status st;
                 if (timed_out) {
                     *broken = true;
@@ -368,7 +372,12 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
             PQclear(res);
             *prepared = 1;
         }
-        if (!PQsendQueryPrepared(c->conn, name, nparams, values, lengths, formats, 1))
+        /* unnamed: parsed, planned and run in one exchange, on whatever
+         * server connection a pooler gives this transaction */
+        if (!(unnamed ? PQsendQueryParams(c->conn, s->text, nparams, s->types, values,
+                                          lengths, formats, 1)
+                      : PQsendQueryPrepared(c->conn, name, nparams, values, lengths,
+                                            formats, 1)))
             return result_failure(repo, c, e, NULL, broken);
         PGresult *res = await_result(repo, c, deadline, &timed_out);
         if (res && (PQresultStatus(res) == PGRES_TUPLES_OK ||
@@ -383,9 +392,19 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
                               "PostgreSQL, table %s: no answer within %d ms",
                               e->desc->table, repo->cfg.query_timeout_ms);
         }
+        /* A statement prepared just now is gone again: the connection is a
+         * transaction-mode pooler's (PgBouncer), which runs each exchange
+         * on any server connection. From now on, unnamed statements. */
+        if (attempt == 1 && !unnamed && sqlstate_is(res, "26000")) {
+            PQclear(res);
+            atomic_store(&repo->db_unnamed, true);
+            unnamed = true;
+            continue;
+        }
         /* The server forgot the statement (DISCARD ALL by a pooler) or its
          * plan no longer fits the table: prepare again, once. */
-        if (attempt == 0 && (sqlstate_is(res, "26000") || sqlstate_is(res, "0A000"))) {
+        if (attempt == 0 && !unnamed &&
+            (sqlstate_is(res, "26000") || sqlstate_is(res, "0A000"))) {
             PQclear(res);
             char dealloc[64];
             snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", name);

@@ -122,5 +122,13 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
         else
             return bad(err, "MEMO_OPEN_DEGRADED", v, "0 or 1");
     }
+    if ((v = getenv("MEMO_DB_UNNAMED")) && *v) {
+        if (strcmp(v, "1") == 0)
+            cfg->flags |= MEMO_DB_UNNAMED;
+        else if (strcmp(v, "0") == 0)
+            cfg->flags &= ~MEMO_DB_UNNAMED;
+        else
+            return bad(err, "MEMO_DB_UNNAMED", v, "0 or 1");
+    }
     return MEMO_OK;
 }

@@ -164,6 +164,10 @@ typedef struct memop_stmt {
     char *text;
     Oid types[MEMO_MAX_FIELDS + 1]; /* every field, and update_fields' mask */
     int ntypes;
+    /* "memo_" and a hash of the text and types: one name, one statement,
+     * whichever process prepared it on whichever server connection (a
+     * pooler shares those) */
+    char name[32];
 } memop_stmt;
 
 /* What the repository keeps per entity: statistics and the SQL built from the
@@ -718,6 +722,9 @@ struct memo_repo {
     pthread_mutex_t flights_lock;
     memop_flight *flights[MEMOP_FLIGHT_BUCKETS];
     _Atomic uint64_t write_seq; /* committed writes of this process */
+    /* statements go unnamed: MEMO_DB_UNNAMED, or a statement prepared on a
+     * connection was lost at once, twice (a transaction-mode pooler) */
+    _Atomic bool db_unnamed;
     /* Until then reads ask with the LEASE script, not SET NX GET: Redis
      * refused a write (fill.c) */
     _Atomic uint64_t native_off_until;

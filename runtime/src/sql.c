@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sha256.h"
 #include "shared.h"
 
 /* PostgreSQL's type OIDs (pg_type.dat); libpq does not export them. */
@@ -299,6 +300,23 @@ static memo_status update_sql(memop_entity *e, unsigned which)
     return finish(s, &b);
 }
 
+static void name_statement(memop_stmt *s)
+{
+    memop_sha256 h;
+    memop_sha256_init(&h);
+    memop_sha256_update(&h, s->text, strlen(s->text) + 1);
+    memop_sha256_update(&h, s->types, (size_t)s->ntypes * sizeof s->types[0]);
+    unsigned char digest[32];
+    memop_sha256_final(&h, digest);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(s->name, "memo_", 5);
+    for (int i = 0; i < 12; i++) {
+        s->name[5 + 2 * i] = hex[digest[i] >> 4];
+        s->name[6 + 2 * i] = hex[digest[i] & 15];
+    }
+    s->name[29] = '\0';
+}
+
 memo_status memop_sql_build(memop_entity *e)
 {
     const memo_entity_desc *d = e->desc;
@@ -497,6 +515,9 @@ memo_status memop_sql_build(memop_entity *e)
              (st = after_sql(e, l, true)) != MEMO_OK))
             return st;
     }
+    for (unsigned i = 0; i < e->nsql; i++)
+        if (e->sql[i].text)
+            name_statement(&e->sql[i]);
     return MEMO_OK;
 }
 

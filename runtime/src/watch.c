@@ -995,6 +995,13 @@ memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg,
         return memop_fail(repo, MEMO_ERR_CONFIG,
                           "memo_watch_config.size does not match this "
                           "libmemo: rebuild against its memo.h");
+    if (repo->cfg.flags & MEMO_DB_UNNAMED)
+        return memop_fail(
+            repo, MEMO_ERR_CONFIG,
+            "memo watch: the repository's database URL is a pooler's "
+            "(MEMO_DB_UNNAMED); the watch needs a replication connection to "
+            "PostgreSQL itself: open its repository with the database's own "
+            "URL");
     memo_watch_config c = {0};
     memcpy(&c, cfg, size < sizeof c ? size : sizeof c);
     memo_watch *w = calloc(1, sizeof *w);

@@ -325,6 +325,30 @@ static void error_messages_per_thread(void **state)
     pthread_cond_destroy(&t.cond);
 }
 
+/* A repository behind a transaction-mode pooler (MEMO_DB_UNNAMED) works
+ * with unnamed statements, and refuses a watch, which needs a replication
+ * connection to PostgreSQL itself, saying why. */
+static void unnamed_statements(void **state)
+{
+    (void)state;
+    test_schema_sql("blog");
+    memo_config cfg = {.flags = MEMO_STATS_PRIVATE | MEMO_DB_UNNAMED};
+    memo_repo *repo = test_open(&cfg);
+    blog_org o = {.slug = (char *)"unnamed", .name = (char *)"U", .plan = (char *)"p"};
+    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+    blog_org got = {0};
+    assert_int_equal(blog_org_get(repo, o.id, &got), MEMO_OK);
+    assert_string_equal(got.slug, "unnamed");
+    blog_org_clear(&got);
+    memo_watch_config wc = {.size = sizeof wc, .schema = &blog_schema_desc};
+    memo_watch *w = NULL;
+    assert_int_equal(memo_watch_open(repo, &wc, &w), MEMO_ERR_CONFIG);
+    assert_null(w);
+    assert_non_null(strstr(memo_last_error(repo), "replication connection"));
+    assert_int_equal(blog_org_delete(repo, o.id), MEMO_OK);
+    memo_close(repo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +357,7 @@ int main(void)
         cmocka_unit_test(wrong_redis_password),
         cmocka_unit_test(unreachable_database),
         cmocka_unit_test(bad_values),
+        cmocka_unit_test(unnamed_statements),
         cmocka_unit_test(degraded_start),
         cmocka_unit_test(key_prefix),
         cmocka_unit_test(table_differs_from_entity),

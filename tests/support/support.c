@@ -405,6 +405,11 @@ static memo_config on_servers(const memo_config *over)
         cfg.redis_url = redis_url;
     if (!cfg.database_url && db_url && *db_url)
         cfg.database_url = db_url;
+    /* behind a transaction-mode pooler (tests/through-pgbouncer.sh), as a
+     * service there would be configured */
+    const char *unnamed = getenv("MEMO_DB_UNNAMED");
+    if (unnamed && strcmp(unnamed, "1") == 0)
+        cfg.flags |= MEMO_DB_UNNAMED;
     return cfg;
 }
 

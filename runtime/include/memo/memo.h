@@ -75,6 +75,14 @@ typedef struct memo_error {
  * flag an unreachable Redis makes memo_open fail, so a wrong URL is noticed. */
 #define MEMO_OPEN_DEGRADED 0x1u
 
+/* Run every statement unnamed (parsed at each call) instead of prepared
+ * once per connection: for a pooler in transaction mode (PgBouncer 1.18
+ * and older), which hands each transaction any server connection, on which
+ * a name prepared on another does not exist. Costs the parse of each
+ * statement (docs/benchmark.md). memo watch needs PostgreSQL itself (a
+ * replication connection), not the pooler. */
+#define MEMO_DB_UNNAMED 0x4u
+
 /* Caller-allocated structs that may grow (memo_config, memo_entity_stats)
  * start with their size as the application was compiled, so that a later
  * libmemo reads and writes only the fields the application knows: set it
@@ -120,7 +128,8 @@ typedef struct memo_config {
  *   such as "500ms", "2s", "10m" or plain milliseconds: MEMO_DEFAULT_TTL,
  *   MEMO_NEGATIVE_TTL, MEMO_CONNECT_TIMEOUT, MEMO_COMMAND_TIMEOUT,
  *   MEMO_QUERY_TIMEOUT, MEMO_POOL_WAIT, MEMO_LEASE, MEMO_LEASE_WAIT,
- *   MEMO_STATS_PUBLISH ("off": private); MEMO_OPEN_DEGRADED=1.
+ *   MEMO_STATS_PUBLISH ("off": private); MEMO_OPEN_DEGRADED=1;
+ *   MEMO_DB_UNNAMED=1 (statements unnamed, for PgBouncer's transaction mode).
  * A bad value is MEMO_ERR_CONFIG with a message naming the variable (and
  * then *cfg may be partly set). A missing URL is memo_open's to report. The
  * strings point into the environment. */
