@@ -120,6 +120,7 @@ enum {
 };
 
 static memo_repo *repo;      /* every row but the mixed one: database 0 */
+static memo_repo *unnamed;   /* the same, statements unnamed (MEMO_DB_UNNAMED) */
 static memo_repo *mix_repo;  /* the mixed row's memo side: database 2 */
 static redisContext *rc;     /* the floors' connection: database 0 */
 static redisContext *rc_mix; /* the mixed row's floor: database 3 */
@@ -1051,12 +1052,13 @@ static void floor_list_b(long i, long *items)
 
 /* Each side reads ids nobody read in this run, from ranges of its own, and
  * their keys are deleted before its round in case a read row cached them. */
-static int64_t memo_miss_base, floor_miss_base;
+static int64_t memo_miss_base, unnamed_miss_base, floor_miss_base;
 
 static void miss_round(int r, long n)
 {
     memo_miss_base = 20000 + r * n;
-    floor_miss_base = 60000 + r * n;
+    unnamed_miss_base = 40000 + r * n; /* sides run in alternating chunks: */
+    floor_miss_base = 60000 + r * n;   /* each misses keys of its own */
 }
 
 static void delete_keys(bool memo, int64_t from, long n)
@@ -1097,6 +1099,23 @@ static void m_get_miss(long i, long *items)
     if (blog_user_get(repo, memo_miss_base + i, &u) != MEMO_OK)
         die("get miss");
     blog_user_clear(&u);
+}
+
+/* The same miss with unnamed statements (each parsed at its call), as
+ * memo runs behind a transaction-mode pooler: against the prepared one. */
+static void m_get_miss_unnamed(long i, long *items)
+{
+    (void)items;
+    blog_user u;
+    if (blog_user_get(unnamed, unnamed_miss_base + i, &u) != MEMO_OK)
+        die("get miss (unnamed)");
+    blog_user_clear(&u);
+}
+
+static void unnamed_miss_before(int r, long n)
+{
+    (void)r;
+    delete_keys(true, unnamed_miss_base, n);
 }
 
 /* A miss by hand: the row from PostgreSQL (prepared, binary results) into
@@ -1429,6 +1448,15 @@ static const row rows[] = {
      .sides = {{"memo", m_get_miss, m_miss_before},
                {"GET + SELECT + jansson + SET EX", floor_get_miss, floor_miss_before}},
      .target = 1.25},
+    /* the cost of MEMO_DB_UNNAMED (PgBouncer's transaction mode), direct:
+     * the same keys, deleted before each side's round; no target */
+    {.name = "get miss, unnamed statements",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 1000,
+     .round = miss_round,
+     .sides = {{"memo, unnamed statements", m_get_miss_unnamed, unnamed_miss_before},
+               {"memo, prepared statements", m_get_miss, m_miss_before}}},
     {.name = "get_many(100) hit",
      .by = BY_THROUGHPUT,
      .unit = "keys",
@@ -1472,12 +1500,13 @@ static const row rows[] = {
      .target = 0.95,
      .target_says = "mixed"}};
 
-static void open_repo(memo_repo **out, const char *redis_url, const char *db_url)
+static void open_repo(memo_repo **out, const char *redis_url, const char *db_url,
+                      unsigned flags)
 {
     memo_config cfg = {.size = sizeof cfg,
                        .redis_url = redis_url,
                        .database_url = db_url,
-                       .flags = MEMO_STATS_PRIVATE};
+                       .flags = MEMO_STATS_PRIVATE | flags};
     memo_error err;
     if (memo_open(out, &cfg, &err) != MEMO_OK)
         die(err.message);
@@ -1560,8 +1589,9 @@ int main(int argc, char **argv)
     seed(sql_path);
     for (int db = 0; db <= MIX_FLOOR_DB; db++)
         ctl_flush(db);
-    open_repo(&repo, redis_url, db_url);
-    open_repo(&mix_repo, mix_url, db_url);
+    open_repo(&repo, redis_url, db_url, 0);
+    open_repo(&unnamed, redis_url, db_url, MEMO_DB_UNNAMED);
+    open_repo(&mix_repo, mix_url, db_url, 0);
     prepare_floors();
     zipf_cdf = malloc(USERS * sizeof *zipf_cdf);
     if (!zipf_cdf)
@@ -1597,6 +1627,7 @@ int main(int argc, char **argv)
         fclose(json_out);
     }
     memo_close(repo);
+    memo_close(unnamed);
     memo_close(mix_repo);
     redisFree(rc);
     redisFree(rc_mix);
