@@ -246,7 +246,7 @@ PGBOUNCER_RUN = $(filter $(PGBOUNCER_BIN),$(TEST_BIN))
 run-check: tests
 	$(TEST_ENV) tests/with-servers.sh tests/run.sh $(TEST_BIN)
 	$(if $(PGBOUNCER_RUN),$(TEST_ENV) tests/with-servers.sh sh -c \
-	    'tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN) && \
+	    'MEMO_DB_UNNAMED=1 tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN) && \
 	    MEMO_DB_UNNAMED=0 tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN)')
 
 # The long versions of the concurrency and outage tests, and their table.

@@ -141,6 +141,7 @@ memo = host=127.0.0.1 port=$pport dbname=memo user=memo
 listen_addr = 127.0.0.1
 listen_port = $port
 unix_socket_dir =
+; loopback only; any user name (PostgreSQL trusts 127.0.0.1 anyway)
 auth_type = any
 pool_mode = transaction
 max_client_conn = 400
@@ -152,7 +153,8 @@ INI
             if as_pg "$bin" -d "$bdir/pgbouncer.ini" >>"$bdir/start.log" 2>&1; then
                 local i
                 for i in $(seq 1 100); do
-                    if [ -s "$bdir/pgbouncer.pid" ] && ! port_free "$port"; then break 2; fi
+                    if [ -s "$bdir/pgbouncer.pid" ] && alive "$(bouncer_pid)" pgbouncer &&
+                        ! port_free "$port"; then break 2; fi
                     sleep 0.05
                 done
             fi

@@ -34,6 +34,30 @@ static void dconn_free(memop_dconn *c)
     free(c);
 }
 
+static PGresult *await_result(memo_repo *repo, memop_dconn *c, uint64_t deadline,
+                              bool *timed_out);
+
+/* A pooler in front of PostgreSQL (PgBouncer) gives its clients a backend
+ * PID of its own, not the server's: when the two differ, named statements
+ * would go to whichever server connection a transaction gets, and the
+ * repository sends them unnamed from now on. One round trip per new
+ * connection, none once a repository knows. False: the connection failed. */
+static bool detect_pooler(memo_repo *repo, memop_dconn *c, int timeout_ms)
+{
+    if ((repo->cfg.flags & MEMO_DB_UNNAMED) || atomic_load(&repo->db_unnamed))
+        return true;
+    if (!PQsendQuery(c->conn, "SELECT pg_backend_pid()"))
+        return false;
+    bool timed_out = false;
+    PGresult *res =
+        await_result(repo, c, memop_now_us() + (uint64_t)timeout_ms * 1000u, &timed_out);
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok && strtol(PQgetvalue(res, 0, 0), NULL, 10) != PQbackendPID(c->conn))
+        atomic_store(&repo->db_unnamed, true);
+    PQclear(res);
+    return ok;
+}
+
 /* Connects; the URL's own settings win over our defaults, except the client
  * encoding: values cross into JSON, which is UTF-8. */
 static memo_status dconn_new(memo_repo *repo, memop_dconn **out, char *err,
@@ -68,6 +92,11 @@ static memo_status dconn_new(memo_repo *repo, memop_dconn **out, char *err,
         bool syntax = strstr(msg, "invalid") || strstr(msg, "missing") ||
                       strstr(msg, "unrecognized") || strstr(msg, "syntax");
         return syntax ? MEMO_ERR_CONFIG : MEMO_ERR_DB_CONN;
+    }
+    if (!detect_pooler(repo, c, repo->cfg.connect_timeout_ms)) {
+        snprintf(err, errsize, "connect to PostgreSQL: no answer to a first query");
+        dconn_free(c);
+        return MEMO_ERR_DB_CONN;
     }
     *out = c;
     return MEMO_OK;
@@ -355,7 +384,8 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
             PGresult *res = await_result(repo, c, deadline, &timed_out);
             /* already there: the same text (the name is its hash), prepared
              * on this server connection by another client of a pooler */
-            bool there = res && sqlstate_is(res, "42P05");
+            bool there = res && sqlstate_is(res, "42P05") &&
+                         PQtransactionStatus(c->conn) == PQTRANS_IDLE;
             if (!there && (!res || PQresultStatus(res) != PGRES_COMMAND_OK)) {
                 memo_status st;
                 if (timed_out) {
@@ -401,14 +431,27 @@ memo_status memop_db_exec(memo_repo *repo, memop_dconn *c, memop_entity *e, unsi
             unnamed = true;
             continue;
         }
-        /* The server forgot the statement (DISCARD ALL by a pooler) or its
-         * plan no longer fits the table: prepare again, once. */
+        /* The server forgot the statement (DISCARD ALL by a pooler):
+         * prepare again, once. Its plan no longer fits the table (a column
+         * changed type): the same, after freeing the name on this
+         * connection, within the call's deadline. */
         if (attempt == 0 && !unnamed &&
             (sqlstate_is(res, "26000") || sqlstate_is(res, "0A000"))) {
+            bool stale = sqlstate_is(res, "0A000");
             PQclear(res);
-            char dealloc[64];
-            snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", name);
-            PQclear(PQexec(c->conn, dealloc));
+            if (stale) {
+                char dealloc[64];
+                snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", name);
+                if (!PQsendQuery(c->conn, dealloc))
+                    return result_failure(repo, c, e, NULL, broken);
+                PQclear(await_result(repo, c, deadline, &timed_out));
+                if (timed_out) {
+                    *broken = true;
+                    return memop_fail(repo, MEMO_ERR_TIMEOUT,
+                                      "PostgreSQL, table %s: no answer within %d ms",
+                                      e->desc->table, repo->cfg.query_timeout_ms);
+                }
+            }
             *prepared = 0;
             continue;
         }

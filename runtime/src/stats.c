@@ -300,10 +300,13 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
         extended = repo->keeper.extended;
         pthread_mutex_unlock(&repo->keeper.lock);
     }
+    /* statements unnamed: configured, or a pooler found (db.c) */
+    bool unnamed = (repo->cfg.flags & MEMO_DB_UNNAMED) || atomic_load(&repo->db_unnamed);
     memop_buf_printf(&b,
                      ",\"breaker\":\"%s\",\"pending\":%zu,\"lease_extensions\":%" PRIu64
-                     "},\"entities\":",
-                     up ? "closed" : "open", pending, extended);
+                     "},\"database\":{\"statements\":\"%s\"},\"entities\":",
+                     up ? "closed" : "open", pending, extended,
+                     unnamed ? "unnamed" : "prepared");
     size_t n = entity_arrays(repo, t->names, t->np, t->sp);
     memop_stats_write_json(&b, t->np, t->sp, n, raw);
     free(t);

@@ -675,7 +675,16 @@ static memo_status start(memo_watch *w, char *err, size_t errsize)
                           "database", NULL};
     w->conn = PQconnectdbParams(keys, vals, 1);
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
+        bool pooler = w->conn && strstr(PQerrorMessage(w->conn),
+                                        "unsupported startup parameter: replication");
         pg_error(w, "connect to PostgreSQL for replication", err, errsize);
+        if (pooler) { /* PgBouncer: nothing a retry would change */
+            size_t n = strlen(err);
+            snprintf(err + n, errsize - n,
+                     " (a pooler such as PgBouncer: the watch needs a replication "
+                     "connection to PostgreSQL itself; give it the database's own URL)");
+            return MEMO_ERR_CONFIG;
+        }
         if (may_replicate(w) == 0) {
             size_t n = strlen(err);
             snprintf(err + n, errsize - n,
@@ -995,13 +1004,6 @@ memo_status memo_watch_open(memo_repo *repo, const memo_watch_config *cfg,
         return memop_fail(repo, MEMO_ERR_CONFIG,
                           "memo_watch_config.size does not match this "
                           "libmemo: rebuild against its memo.h");
-    if (repo->cfg.flags & MEMO_DB_UNNAMED)
-        return memop_fail(
-            repo, MEMO_ERR_CONFIG,
-            "memo watch: the repository's database URL is a pooler's "
-            "(MEMO_DB_UNNAMED); the watch needs a replication connection to "
-            "PostgreSQL itself: open its repository with the database's own "
-            "URL");
     memo_watch_config c = {0};
     memcpy(&c, cfg, size < sizeof c ? size : sizeof c);
     memo_watch *w = calloc(1, sizeof *w);

@@ -325,28 +325,30 @@ static void error_messages_per_thread(void **state)
     pthread_cond_destroy(&t.cond);
 }
 
-/* A repository behind a transaction-mode pooler (MEMO_DB_UNNAMED) works
- * with unnamed statements, and refuses a watch, which needs a replication
- * connection to PostgreSQL itself, saying why. */
+/* A repository told it is behind a transaction-mode pooler
+ * (MEMO_DB_UNNAMED) works with unnamed statements and says so in its
+ * statistics; one that is not prepares them. */
 static void unnamed_statements(void **state)
 {
     (void)state;
     test_schema_sql("blog");
-    memo_config cfg = {.flags = MEMO_STATS_PRIVATE | MEMO_DB_UNNAMED};
-    memo_repo *repo = test_open(&cfg);
-    blog_org o = {.slug = (char *)"unnamed", .name = (char *)"U", .plan = (char *)"p"};
-    assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
-    blog_org got = {0};
-    assert_int_equal(blog_org_get(repo, o.id, &got), MEMO_OK);
-    assert_string_equal(got.slug, "unnamed");
-    blog_org_clear(&got);
-    memo_watch_config wc = {.size = sizeof wc, .schema = &blog_schema_desc};
-    memo_watch *w = NULL;
-    assert_int_equal(memo_watch_open(repo, &wc, &w), MEMO_ERR_CONFIG);
-    assert_null(w);
-    assert_non_null(strstr(memo_last_error(repo), "replication connection"));
-    assert_int_equal(blog_org_delete(repo, o.id), MEMO_OK);
-    memo_close(repo);
+    for (int unnamed = 0; unnamed < 2; unnamed++) {
+        memo_config cfg = {.flags = MEMO_STATS_PRIVATE | (unnamed ? MEMO_DB_UNNAMED : 0)};
+        memo_repo *repo = test_open(&cfg);
+        blog_org o = {
+            .slug = (char *)"unnamed", .name = (char *)"U", .plan = (char *)"p"};
+        assert_int_equal(blog_org_insert(repo, &o), MEMO_OK);
+        blog_org got = {0};
+        assert_int_equal(blog_org_get(repo, o.id, &got), MEMO_OK);
+        assert_string_equal(got.slug, "unnamed");
+        blog_org_clear(&got);
+        char *s = memo_stats_json(repo);
+        assert_non_null(strstr(s, unnamed ? "\"statements\":\"unnamed\""
+                                          : "\"statements\":\"prepared\""));
+        free(s);
+        assert_int_equal(blog_org_delete(repo, o.id), MEMO_OK);
+        memo_close(repo);
+    }
 }
 
 int main(void)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "test.h"
 
 #include "team.h"
@@ -345,6 +347,30 @@ static void pages_by_a_key_field(void **state)
     }
 }
 
+/* Statements are prepared when talking to PostgreSQL itself, and unnamed
+ * behind PgBouncer in transaction mode, whether configured
+ * (MEMO_DB_UNNAMED=1) or found out at connect time (make check runs this
+ * suite both ways through tests/through-pgbouncer.sh). */
+static void statements_as_the_server_needs(void **state)
+{
+    (void)state;
+    const char *pooler = getenv("MEMO_TEST_PGBOUNCER_URL"), *db = getenv("DATABASE_URL");
+    const char *flag = getenv("MEMO_DB_UNNAMED");
+    bool through = pooler && db && strcmp(pooler, db) == 0;
+    bool configured = flag && strcmp(flag, "1") == 0;
+    team_person p = {0};
+    assert_int_equal(team_person_get(repo, 1, &p), MEMO_OK); /* a connection, used */
+    team_person_clear(&p);
+    char *s = memo_stats_json(repo);
+    json_t *j = json_loads(s, 0, NULL);
+    free(s);
+    const char *got =
+        json_string_value(json_object_get(json_object_get(j, "database"), "statements"));
+    assert_non_null(got);
+    assert_string_equal(got, through || configured ? "unnamed" : "prepared");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup(rules_both_ways, setup),
         cmocka_unit_test_setup(text_parts, setup),
         cmocka_unit_test_setup(pages_by_a_key_field, setup),
+        cmocka_unit_test_setup(statements_as_the_server_needs, setup),
     };
     return cmocka_run_group_tests_name("composite primary keys", tests, group_setup,
                                        test_group_close);

@@ -76,9 +76,11 @@ typedef struct memo_error {
 #define MEMO_OPEN_DEGRADED 0x1u
 
 /* Run every statement unnamed (parsed at each call) instead of prepared
- * once per connection: for a pooler in transaction mode (PgBouncer 1.18
- * and older), which hands each transaction any server connection, on which
- * a name prepared on another does not exist. Costs the parse of each
+ * once per connection: for a pooler in transaction mode that does not
+ * carry prepared statements (PgBouncer before 1.21, or with
+ * max_prepared_statements = 0), which hands each transaction any server
+ * connection. memo also finds such a pooler by itself when it connects (the
+ * backend PID it reports is not the server's). Costs the parse of each
  * statement (docs/benchmark.md). memo watch needs PostgreSQL itself (a
  * replication connection), not the pooler. */
 #define MEMO_DB_UNNAMED 0x4u
