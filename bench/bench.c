@@ -121,6 +121,7 @@ enum {
 
 static memo_repo *repo;      /* every row but the mixed one: database 0 */
 static memo_repo *unnamed;   /* the same, statements unnamed (MEMO_DB_UNNAMED) */
+static memo_repo *bounced;   /* through PgBouncer (transaction mode), if running */
 static memo_repo *mix_repo;  /* the mixed row's memo side: database 2 */
 static redisContext *rc;     /* the floors' connection: database 0 */
 static redisContext *rc_mix; /* the mixed row's floor: database 3 */
@@ -519,6 +520,7 @@ typedef struct row {
     double target;           /* on memo / sides[1]; 0: none */
     double cpu_target;       /* on memo / sides[1]'s Redis CPU per call; 0: none */
     const char *target_says; /* the target's name in the summary */
+    bool (*available)(void); /* NULL: always; else skipped when false */
 } row;
 
 typedef struct measured {
@@ -1112,6 +1114,22 @@ static void m_get_miss_unnamed(long i, long *items)
     blog_user_clear(&u);
 }
 
+/* A miss through PgBouncer in transaction mode (memo finds it and sends
+ * statements unnamed): against the prepared miss direct. */
+static void m_get_miss_bounced(long i, long *items)
+{
+    (void)items;
+    blog_user u;
+    if (blog_user_get(bounced, unnamed_miss_base + i, &u) != MEMO_OK)
+        die("get miss (through PgBouncer)");
+    blog_user_clear(&u);
+}
+
+static bool have_pgbouncer(void)
+{
+    return bounced != NULL;
+}
+
 static void unnamed_miss_before(int r, long n)
 {
     (void)r;
@@ -1457,6 +1475,17 @@ static const row rows[] = {
      .round = miss_round,
      .sides = {{"memo, unnamed statements", m_get_miss_unnamed, unnamed_miss_before},
                {"memo, prepared statements", m_get_miss, m_miss_before}}},
+    /* the same through PgBouncer (tests/servers.sh pgbouncer-start, which
+     * bench/run.sh runs): the pooler's hop and unnamed statements */
+    {.name = "get miss through PgBouncer",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 1000,
+     .round = miss_round,
+     .sides = {{"memo through PgBouncer (unnamed)", m_get_miss_bounced,
+                unnamed_miss_before},
+               {"memo direct, prepared statements", m_get_miss, m_miss_before}},
+     .available = have_pgbouncer},
     {.name = "get_many(100) hit",
      .by = BY_THROUGHPUT,
      .unit = "keys",
@@ -1591,6 +1620,9 @@ int main(int argc, char **argv)
         ctl_flush(db);
     open_repo(&repo, redis_url, db_url, 0);
     open_repo(&unnamed, redis_url, db_url, MEMO_DB_UNNAMED);
+    const char *pooler = getenv("MEMO_BENCH_PGBOUNCER_URL");
+    if (pooler && *pooler)
+        open_repo(&bounced, redis_url, pooler, 0); /* found out at connect */
     open_repo(&mix_repo, mix_url, db_url, 0);
     prepare_floors();
     zipf_cdf = malloc(USERS * sizeof *zipf_cdf);
@@ -1611,7 +1643,11 @@ int main(int argc, char **argv)
            "theirs.\n",
            MEMO_VERSION, rounds);
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
-        run_row(&rows[i]);
+        if (!rows[i].available || rows[i].available())
+            run_row(&rows[i]);
+        else
+            printf("\n%s: skipped (no PgBouncer: MEMO_BENCH_PGBOUNCER_URL)\n",
+                   rows[i].name);
     printf("\nfloors on their own (for reference):\n");
     printf("  %-36s %8s %8s %10s\n", "", "p50 us", "p99 us", "rate/s");
     floor_only("prepared SELECT, binary", floor_select, 4000);
@@ -1628,6 +1664,7 @@ int main(int argc, char **argv)
     }
     memo_close(repo);
     memo_close(unnamed);
+    memo_close(bounced);
     memo_close(mix_repo);
     redisFree(rc);
     redisFree(rc_mix);

@@ -4,6 +4,13 @@
 # PostgreSQL process are pinned to CPU N: on small VMs unpinned round trips
 # mostly measure cross-CPU wake-ups and swing between runs.
 set -euo pipefail
+# PgBouncer (transaction mode) in front of the same PostgreSQL, for the row
+# through it; stopped with the servers (tests/servers.sh stop)
+if [ -n "${MEMO_TEST_SERVERS_DIR:-}" ] &&
+    { command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; }; then
+    eval "$("$(dirname "$0")/../tests/servers.sh" pgbouncer-start "$MEMO_TEST_SERVERS_DIR")"
+    export MEMO_BENCH_PGBOUNCER_URL=$MEMO_TEST_PGBOUNCER_URL
+fi
 if [ -n "${BENCH_PIN:-}" ]; then
     dir=${MEMO_TEST_SERVERS_DIR:?run under tests/with-servers.sh}
     pin() { taskset -a -p -c "$BENCH_PIN" "$1" >/dev/null; }
@@ -12,6 +19,7 @@ if [ -n "${BENCH_PIN:-}" ]; then
     pin "$pm"
     # the postmaster's children (new backends inherit its CPU)
     for p in $(pgrep -P "$pm"); do pin "$p"; done
+    [ -s "$dir/pgbouncer/pgbouncer.pid" ] && pin "$(cat "$dir/pgbouncer/pgbouncer.pid")"
     echo "pinned the benchmark, redis-server and PostgreSQL to CPU $BENCH_PIN"
     exec taskset -c "$BENCH_PIN" "$@"
 fi
