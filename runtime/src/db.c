@@ -40,11 +40,13 @@ static PGresult *await_result(memo_repo *repo, memop_dconn *c, uint64_t deadline
 /* A pooler in front of PostgreSQL (PgBouncer) gives its clients a backend
  * PID of its own, not the server's: when the two differ, named statements
  * would go to whichever server connection a transaction gets, and the
- * repository sends them unnamed from now on. One round trip per new
- * connection, none once a repository knows. False: the connection failed. */
+ * repository sends them unnamed from now on. One round trip on the first
+ * connection of a repository (one URL: the others are of the same kind).
+ * False: the connection failed. */
 static bool detect_pooler(memo_repo *repo, memop_dconn *c, int timeout_ms)
 {
-    if ((repo->cfg.flags & MEMO_DB_UNNAMED) || atomic_load(&repo->db_unnamed))
+    if ((repo->cfg.flags & MEMO_DB_UNNAMED) || atomic_load(&repo->db_unnamed) ||
+        atomic_load(&repo->db_checked))
         return true;
     if (!PQsendQuery(c->conn, "SELECT pg_backend_pid()"))
         return false;
@@ -54,6 +56,8 @@ static bool detect_pooler(memo_repo *repo, memop_dconn *c, int timeout_ms)
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
     if (ok && strtol(PQgetvalue(res, 0, 0), NULL, 10) != PQbackendPID(c->conn))
         atomic_store(&repo->db_unnamed, true);
+    if (ok)
+        atomic_store(&repo->db_checked, true);
     PQclear(res);
     return ok;
 }

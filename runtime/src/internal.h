@@ -725,6 +725,7 @@ struct memo_repo {
     /* statements go unnamed: MEMO_DB_UNNAMED, or a statement prepared on a
      * connection was lost at once, twice (a transaction-mode pooler) */
     _Atomic bool db_unnamed;
+    _Atomic bool db_checked; /* the first connection told direct or pooler */
     /* Until then reads ask with the LEASE script, not SET NX GET: Redis
      * refused a write (fill.c) */
     _Atomic uint64_t native_off_until;

@@ -76,9 +76,11 @@ static void *reader(void *p)
         blog_user u = {0};
         memo_status st = blog_user_get(l->repo, ids[k], &u);
         int hi = atomic_load(&l->started[k]);
-        if (st != MEMO_OK)
+        if (st != MEMO_OK) {
+            fprintf(stderr, "read failed: %s: %s\n", memo_status_str(st),
+                    memo_last_error(l->repo));
             atomic_fetch_add(&l->failed, 1);
-        else if (u.karma < lo || u.karma > hi)
+        } else if (u.karma < lo || u.karma > hi)
             atomic_fetch_add(&l->wrong, 1);
         blog_user_clear(&u);
         atomic_fetch_add(&l->reads, 1);
@@ -96,9 +98,12 @@ static void *writer(void *p)
         blog_user u;
         user_of(k, ++version[k], &u, email, sizeof email);
         atomic_store(&l->started[k], version[k]);
-        if (blog_user_update(l->repo, &u) != MEMO_OK)
+        memo_status st = blog_user_update(l->repo, &u);
+        if (st != MEMO_OK) {
+            fprintf(stderr, "write failed: %s: %s\n", memo_status_str(st),
+                    memo_last_error(l->repo));
             atomic_fetch_add(&l->failed, 1);
-        else
+        } else
             atomic_store(&l->committed[k], version[k]);
         atomic_fetch_add(&l->writes, 1);
         usleep(2000);
