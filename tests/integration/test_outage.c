@@ -80,8 +80,13 @@ static void *reader(void *p)
             fprintf(stderr, "read failed: %s: %s\n", memo_status_str(st),
                     memo_last_error(l->repo));
             atomic_fetch_add(&l->failed, 1);
-        } else if (u.karma < lo || u.karma > hi)
+        } else if (u.karma < lo || u.karma > hi) {
+            fprintf(stderr,
+                    "read of key %d: karma %d, committed %d before the read, "
+                    "%d begun after it\n",
+                    k, u.karma, lo, hi);
             atomic_fetch_add(&l->wrong, 1);
+        }
         blog_user_clear(&u);
         atomic_fetch_add(&l->reads, 1);
     }
