@@ -27,38 +27,33 @@ static memo_status check_row(memo_repo *repo, const memo_entity_desc *d, const v
 /* After COMMIT: a transaction keeps the keys for its own COMMIT, a single
  * statement (which committed on its own) sends them now. The write
  * succeeded either way: keys that could not be collected become a drop of
- * the entities concerned (invalidate.c). */
+ * the entities concerned (invalidate.c). event 0: the statement wrote but
+ * its rows could not be read (out of memory, or not what the descriptor
+ * says), so the entity and its rules' targets are dropped whole; st is
+ * returned as it is. */
 static memo_status settle(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned event,
-                          const void *old, const void *new)
+                          const void *old, const void *new, memo_status st)
 {
     atomic_fetch_add(&repo->write_seq, 1);
-    if (tx) {
-        memop_inval_collect(repo, e, event, old, new, &tx->inval);
-        return MEMO_OK;
+    memop_inval local = {0}, *v = tx ? &tx->inval : &local;
+    if (event)
+        memop_inval_collect(repo, e, event, old, new, v);
+    else
+        memop_inval_unknown(e, v);
+    if (!tx) {
+        memop_inval_send(repo, v);
+        memop_inval_free(v);
     }
-    memop_inval v = {0};
-    memop_inval_collect(repo, e, event, old, new, &v);
-    memop_inval_send(repo, &v);
-    memop_inval_free(&v);
-    return MEMO_OK;
+    return st;
 }
 
-/* After a statement that wrote but whose rows could not be read (out of
- * memory, or not what the descriptor says): the write stands, so the
- * entity and its rules' targets are dropped whole. */
-static memo_status settle_unknown(memo_repo *repo, memo_tx *tx, memop_entity *e,
-                                  memo_status st)
+/* The rows a write read back, freed. */
+static void free_rows(const memo_entity_desc *d, void *old, void *new)
 {
-    atomic_fetch_add(&repo->write_seq, 1);
-    if (tx) {
-        memop_inval_unknown(e, &tx->inval);
-        return st;
-    }
-    memop_inval v = {0};
-    memop_inval_unknown(e, &v);
-    memop_inval_send(repo, &v);
-    memop_inval_free(&v);
-    return st;
+    memo_row_clear(d, old);
+    memo_row_clear(d, new);
+    free(old);
+    free(new);
 }
 
 static memo_status begin(memo_repo *repo, const memo_entity_desc *d, const void *arg,
@@ -138,20 +133,20 @@ static memo_status insert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
         goto out;
     new = calloc(1, d->size);
     if (!new) {
-        st = settle_unknown(repo, tx, e,
-                            memop_fail(repo, MEMO_ERR_NOMEM, "out of memory"));
+        st = settle(repo, tx, e, 0, NULL, NULL,
+                    memop_fail(repo, MEMO_ERR_NOMEM, "out of memory"));
         goto out;
     }
     if (PQntuples(res) != 1 ||
         memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, new) != MEMO_OK) {
-        st = settle_unknown(repo, tx, e, memop_schema_mismatch(repo, e, NULL));
+        st = settle(repo, tx, e, 0, NULL, NULL, memop_schema_mismatch(repo, e, NULL));
         goto out;
     }
     if (assign)
         memcpy(pkp, (char *)new + pk->offset,
                pk->type == MEMO_INT32 ? sizeof(int32_t) : sizeof(int64_t));
     set_version(e, row, 1);
-    st = settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
+    st = settle(repo, tx, e, MEMO_ON_INSERT, NULL, new, MEMO_OK);
 out:
     PQclear(res);
     memo_row_clear(d, new);
@@ -300,15 +295,12 @@ static memo_status update(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     if (e->version >= 0)
         set_version(e, row, *version_of(e, row) + 1);
     if ((st = old_and_new(repo, e, res, true, &old, &new)) == MEMO_OK)
-        st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new);
+        st = settle(repo, tx, e, MEMO_ON_UPDATE, old, new, MEMO_OK);
     else
-        st = settle_unknown(repo, tx, e, st);
+        st = settle(repo, tx, e, 0, NULL, NULL, st);
 out:
     PQclear(res);
-    memo_row_clear(d, old);
-    memo_row_clear(d, new);
-    free(old);
-    free(new);
+    free_rows(d, old, new);
     finish(e, MEMOP_OP_UPDATE, t0);
     return st;
 }
@@ -357,7 +349,7 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     /* the row was written (and, outside a transaction, committed) */
     int k = (int)e->nkeyfields;
     if (PQntuples(res) != 1 || PQnfields(res) != 2 * k + 1) {
-        st = settle_unknown(repo, tx, e, memop_schema_mismatch(repo, e, NULL));
+        st = settle(repo, tx, e, 0, NULL, NULL, memop_schema_mismatch(repo, e, NULL));
         goto out;
     }
     /* whether there was an old row: a boolean in binary, one byte */
@@ -365,16 +357,13 @@ static memo_status upsert(memo_repo *repo, memo_tx *tx, const memo_entity_desc *
     if (e->version >= 0)
         set_version(e, row, had ? *version_of(e, row) + 1 : 1);
     if ((st = old_and_new(repo, e, res, had, &old, &new)) != MEMO_OK)
-        st = settle_unknown(repo, tx, e, st);
+        st = settle(repo, tx, e, 0, NULL, NULL, st);
     else
-        st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new)
-                 : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new);
+        st = had ? settle(repo, tx, e, MEMO_ON_UPDATE, old, new, MEMO_OK)
+                 : settle(repo, tx, e, MEMO_ON_INSERT, NULL, new, MEMO_OK);
 out:
     PQclear(res);
-    memo_row_clear(d, old);
-    memo_row_clear(d, new);
-    free(old);
-    free(new);
+    free_rows(d, old, new);
     finish(e, had ? MEMOP_OP_UPDATE : MEMOP_OP_INSERT, t0);
     return st;
 }
@@ -403,15 +392,15 @@ static memo_status delete (memo_repo *repo, memo_tx *tx, const memo_entity_desc 
     }
     old = calloc(1, d->size);
     if (!old) {
-        st = settle_unknown(repo, tx, e,
-                            memop_fail(repo, MEMO_ERR_NOMEM, "out of memory"));
+        st = settle(repo, tx, e, 0, NULL, NULL,
+                    memop_fail(repo, MEMO_ERR_NOMEM, "out of memory"));
         goto out;
     }
     if (memop_result_fields(d, e->keyfields, e->nkeyfields, res, 0, 0, old) != MEMO_OK) {
-        st = settle_unknown(repo, tx, e, memop_schema_mismatch(repo, e, NULL));
+        st = settle(repo, tx, e, 0, NULL, NULL, memop_schema_mismatch(repo, e, NULL));
         goto out;
     }
-    st = settle(repo, tx, e, MEMO_ON_DELETE, old, NULL);
+    st = settle(repo, tx, e, MEMO_ON_DELETE, old, NULL, MEMO_OK);
 out:
     PQclear(res);
     memo_row_clear(d, old);
