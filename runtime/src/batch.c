@@ -537,7 +537,7 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
     b.drop_gen = atomic_load(&e->drop_gen);
 
     bool degraded = true;
-    memop_rconn *c = memop_entity_dropping(e) ? NULL : memop_redis_acquire(repo);
+    memop_rconn *c = memop_entity_bypassed(e) ? NULL : memop_redis_acquire(repo);
     if (c && batch_mget(repo, e, &c, &b)) {
         degraded = false;
         size_t misses = 0;

@@ -15,8 +15,8 @@
  *                    script, which also takes over a lease memo did not
  *                    set), and past the bound read PostgreSQL without filling
  *   corrupt (another type, too large) -> delete, ask again
- *   Redis failing, or the entity being dropped -> read PostgreSQL
- *                    (degraded), fill nothing
+ *   Redis failing, the entity being dropped or its invalidations queued
+ *                    -> read PostgreSQL (degraded), fill nothing
  *
  * A write deletes the key after COMMIT, value or lease, so a fill that read
  * the old row before the write is refused: no stale value survives a
@@ -219,9 +219,9 @@ enum memop_outcome memop_cached_read(memop_read *r)
 
     uint64_t deadline = 0, backoff = 500;
     bool native = memop_now_us() >= atomic_load(&repo->native_off_until);
-    /* an entity whose invalidations were lost is not read from the cache
-     * until all its entries are dropped */
-    while (!memop_entity_dropping(r->e)) {
+    /* an entity whose invalidations were lost or wait in the queue is not
+     * read from the cache until they are done */
+    while (!memop_entity_bypassed(r->e)) {
         memop_rconn *c = memop_redis_acquire(repo);
         if (!c)
             break;

@@ -185,6 +185,11 @@ typedef struct memop_entity {
      * count up drop_gen; the prober copies it into dropped_gen once it has
      * dropped everything. While they differ, reads bypass the cache. */
     _Atomic uint64_t drop_gen, dropped_gen;
+    /* Keys of the entity waiting in the invalidation queue (pending.c).
+     * While there are any, reads bypass the cache too: a reader that read
+     * the old row under a lease the queued DEL has not broken yet could
+     * fill it, and a later reader hit it, after the write returned. */
+    _Atomic uint64_t queued;
     /* the fields a write's invalidation depends on, in field order: the key,
      * cached unique fields, list group and order fields, rule fields. Writes
      * return only these. */
@@ -221,6 +226,9 @@ memo_status memop_entity_get(memo_repo *, const memo_entity_desc *, memop_entity
 void memop_entity_drop(memo_repo *, memop_entity *e);
 /* A drop of e's entries was asked for and has not finished. */
 bool memop_entity_dropping(memop_entity *e);
+/* Reads of e must not use the cache: a drop has not finished, or some of
+ * its invalidations wait in the queue. */
+bool memop_entity_bypassed(memop_entity *e);
 /* Builds every statement of an entity; NULL entries on allocation failure. */
 memo_status memop_sql_build(memop_entity *);
 void memop_sql_free(memop_entity *);

@@ -43,6 +43,7 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
         q->keys[q->n] = copy;
         q->owners[q->n] = owners[i];
         q->n++;
+        atomic_fetch_add(&owners[i]->queued, 1);
     }
     atomic_store(&q->any, true);
     pthread_mutex_unlock(&q->lock);
@@ -58,6 +59,11 @@ void memop_entity_drop(memo_repo *repo, memop_entity *e)
 bool memop_entity_dropping(memop_entity *e)
 {
     return atomic_load(&e->drop_gen) != atomic_load(&e->dropped_gen);
+}
+
+bool memop_entity_bypassed(memop_entity *e)
+{
+    return atomic_load(&e->queued) != 0 || memop_entity_dropping(e);
 }
 
 void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
@@ -114,8 +120,10 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
         else if (r)
             memop_redis_reply_failed(repo, r, "DEL (queued invalidations)");
     }
-    for (size_t i = 0; i < done; i++)
+    for (size_t i = 0; i < done; i++) {
         free(q->keys[i]);
+        atomic_fetch_sub(&q->owners[i]->queued, 1); /* after Redis took its DEL */
+    }
     if (done > 0 && done < q->n) {
         memmove(q->keys, q->keys + done, (q->n - done) * sizeof *q->keys);
         memmove(q->owners, q->owners + done, (q->n - done) * sizeof *q->owners);
