@@ -208,7 +208,8 @@ TEST_BIN = $(GENTEST_BIN) $(UNIT_BIN) $(INTEG_BIN)
 TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
            $(B)/tests/integration/test_blog $(B)/tests/integration/test_lock \
            $(B)/tests/integration/test_tool $(B)/tests/integration/test_pool \
-           $(B)/tests/integration/test_config $(B)/tests/integration/test_watch
+           $(B)/tests/integration/test_config $(B)/tests/integration/test_watch \
+           $(B)/tests/integration/test_near
 TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
               $(B)/tests/integration/test_watch
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)

@@ -648,6 +648,7 @@ static const char *publication_problem(const json_t *doc, const summed *s)
     if (!counter_ok(json_object_get(e, #field)))                                         \
         return bad_counter;
         MEMOP_COUNTERS(CHECK)
+        MEMOP_GAUGES(CHECK)
 #undef CHECK
         if (!hist_ok(json_object_get(e, "hit_latency_us")) ||
             !hist_ok(json_object_get(e, "miss_latency_us")))
@@ -713,6 +714,7 @@ static void add_publication(summed *out, const json_t *doc)
         memop_stats *s = entry(out, name);
 #define SUM(field, help) add(&s->field, json_object_get(e, #field));
         MEMOP_COUNTERS(SUM)
+        MEMOP_GAUGES(SUM)
 #undef SUM
         add_hist(&s->hit_latency, json_object_get(e, "hit_latency_us"));
         add_hist(&s->miss_latency, json_object_get(e, "miss_latency_us"));

@@ -63,7 +63,8 @@ typedef struct ast_cache {
     ast_name field; /* text NULL: by primary key */
     ast_name key;   /* key template, text NULL when absent */
     ast_num ttl, jitter, negative;
-    ast_field *resolved; /* set by the checker */
+    ast_num near, near_ttl; /* `near N [ttl D]` */
+    ast_field *resolved;    /* set by the checker */
 } ast_cache;
 
 typedef struct ast_list {

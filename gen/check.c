@@ -480,6 +480,30 @@ static void check_template(checker *c, ast_entity *e, ast_cache *k, ast_field *k
                    key_field ? key_field->name.text : "field");
 }
 
+/* The most rows one near cache may keep. */
+#define MAX_NEAR_ENTRIES 16000000u
+
+/* `near N [ttl D]`: rows only (a lookup holds a key, a list many rows: the
+ * row's entry is what a hit needs); N bounded; D within the entry's ttl,
+ * since Redis expiring the entry drops the near copy anyway. */
+static void check_near(checker *c, const ast_cache *k, const ast_field *by)
+{
+    if (!k->near.set)
+        return;
+    if (by)
+        diag_error(c->d, k->near.loc,
+                   "'near' keeps rows in the process: put it on the entity's own 'cache' "
+                   "line (lookups are not near-cached)");
+    if (k->near.value == 0 || k->near.value > MAX_NEAR_ENTRIES)
+        diag_error(c->d, k->near.loc, "near needs between 1 and %u entries",
+                   MAX_NEAR_ENTRIES);
+    check_duration(c, &k->near_ttl, "near ttl");
+    if (k->near_ttl.set && k->ttl.set && k->near_ttl.value > k->ttl.value)
+        diag_error(c->d, k->near_ttl.loc,
+                   "near ttl is longer than the cache's ttl: a row leaves the near cache "
+                   "when it leaves Redis");
+}
+
 static void check_caches(checker *c, ast_entity *e)
 {
     for (size_t i = 0; i < e->caches.n; i++) {
@@ -516,11 +540,17 @@ static void check_caches(checker *c, ast_entity *e)
                            e->name.text, k->resolved->name.text);
             diag_note(c->d, p->loc, "previous cache is here");
         }
-        if (!k->ttl.set)
+        if (!k->ttl.set) {
             diag_error(c->d, k->loc, "cache needs a ttl, as in 'ttl 10m'");
+            if (k->near_ttl.set)
+                diag_note(c->d, k->near_ttl.loc,
+                          "this ttl is the near cache's (it follows 'near N'): write "
+                          "the cache's before 'near'");
+        }
         check_duration(c, &k->ttl, "ttl");
         check_jitter(c, &k->jitter);
         check_duration(c, &k->negative, "negative ttl");
+        check_near(c, k, f);
         if (k->key.text && !f && e->npk > 1)
             diag_error(
                 c->d, k->key.loc,

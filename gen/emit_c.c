@@ -88,6 +88,9 @@ static void emit_ttls(emitter *em, const memo_lookup_desc *l)
     emit_line(em, ".ttl_ms = %llu,", (unsigned long long)l->ttl_ms);
     emit_line(em, ".negative_ttl_ms = %llu,", (unsigned long long)l->negative_ttl_ms);
     emit_line(em, ".jitter_pct = %u,", l->jitter_pct);
+    if (l->near_entries)
+        emit_line(em, ".near_entries = %u, .near_ttl_ms = %llu,",
+                  (unsigned)l->near_entries, (unsigned long long)l->near_ttl_ms);
 }
 
 static void emit_tables(emitter *em, const lowered_entity *me)

@@ -333,6 +333,17 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em, "/* Reads the %s with this %s: key %s,", d->name, pkn, rkey);
     emit_line(em, " * else table %s. MEMO_NOT_FOUND if there is none (remembered too).",
               d->table);
+    if (d->row.near_entries) {
+        /* `near N [ttl D]` */
+        char age[64] = "";
+        if (d->row.near_ttl_ms)
+            snprintf(age, sizeof age, " (each %llu ms at most)",
+                     (unsigned long long)d->row.near_ttl_ms);
+        emit_line(em, " * Near-cached: up to %u rows are kept in this process%s,",
+                  (unsigned)d->row.near_entries, age);
+        emit_line(em, " * dropped as soon as Redis says any process changed them;");
+        emit_line(em, " * this process's own writes drop theirs before they return.");
+    }
     emit_line(em, " * Fills *out; the caller frees it with %s_clear(). */", c);
     sig_get(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);

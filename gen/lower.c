@@ -267,6 +267,8 @@ static void lower_lookup(const ast_cache *c, memo_lookup_desc *out)
     out->ttl_ms = c->ttl.value;
     out->negative_ttl_ms = c->negative.set ? c->negative.value : 0;
     out->jitter_pct = c->jitter.set ? (unsigned)c->jitter.value : 0;
+    out->near_entries = c->near.set ? (uint32_t)c->near.value : 0;
+    out->near_ttl_ms = c->near_ttl.set ? c->near_ttl.value : 0;
 }
 
 static void lower_fields(const lowering *lw, const ast_entity *e, lowered_entity *me)

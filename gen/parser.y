@@ -23,6 +23,9 @@ struct option {
     uint64_t num;
     char *text;
     ast_loc kw, value;
+    bool has_ttl; /* `near N ttl D`: D and where */
+    uint64_t ttl;
+    ast_loc ttl_value;
 };
 }
 
@@ -133,6 +136,11 @@ static void cache_option(yyscan_t scanner, ast_cache *c, struct option *o)
         duplicate_option(scanner, c->negative.set, c->negative.loc, o->kw, "negative");
         c->negative = num(o->num, o->value);
         break;
+    case TOK_NEAR:
+        duplicate_option(scanner, c->near.set, c->near.loc, o->kw, "near");
+        c->near = num(o->num, o->value);
+        c->near_ttl = o->has_ttl ? num(o->ttl, o->ttl_value) : (ast_num){0};
+        break;
     }
 }
 
@@ -149,12 +157,15 @@ static void cache_push(yyscan_t scanner, ast_name *field, ast_cache *opts, YYLTY
 %token SCHEMA "'schema'" ENTITY "'entity'" TABLE "'table'" PRIMARY "'primary'"
        KEY "'key'" UNIQUE "'unique'" NULLABLE "'nullable'" REFERENCES "'references'"
        VERSION "'version'"
-       CACHE "'cache'" TTL "'ttl'" JITTER "'jitter'" NEGATIVE "'negative'"
+       CACHE "'cache'" TTL "'ttl'" JITTER "'jitter'" NEGATIVE "'negative'" NEAR "'near'"
        LIST "'list'" ORDER "'order'" BY "'by'" ASC "'asc'" DESC "'desc'"
        LIMIT "'limit'" ON "'on'" CHANGE "'change'" INSERT "'insert'"
        UPDATE "'update'" DELETE "'delete'" INVALIDATE "'invalidate'"
 %token <char *> IDENT "identifier" STRING "string"
 %token <uint64_t> DURATION "duration" PERCENT "percentage" NUMBER "number"
+/* `near N ttl D`: a 'ttl' right after `near N` is the near cache's */
+%precedence NEAR_ALONE
+%precedence "'ttl'"
 %token INVALID "invalid character" BADNUMBER "invalid number"
        BADSTRING "unterminated string" BADCOMMENT "unterminated comment"
 
@@ -277,6 +288,7 @@ name:
 | "'ttl'" { $$ = KW("ttl", @1); }
 | "'jitter'" { $$ = KW("jitter", @1); }
 | "'negative'" { $$ = KW("negative", @1); }
+| "'near'" { $$ = KW("near", @1); }
 | "'order'" { $$ = KW("order", @1); }
 | "'by'" { $$ = KW("by", @1); }
 | "'asc'" { $$ = KW("asc", @1); }
@@ -339,10 +351,18 @@ cache_options1:
 ;
 
 cache_option:
-  "'key'" STRING { $$ = (struct option){TOK_KEY, 0, $2, loc_of(@1), loc_of(@2)}; }
-| "'ttl'" DURATION { $$ = (struct option){TOK_TTL, $2, NULL, loc_of(@1), loc_of(@2)}; }
-| "'jitter'" PERCENT { $$ = (struct option){TOK_JITTER, $2, NULL, loc_of(@1), loc_of(@2)}; }
-| "'negative'" DURATION { $$ = (struct option){TOK_NEGATIVE, $2, NULL, loc_of(@1), loc_of(@2)}; }
+  "'key'" STRING { $$ = (struct option){.token = TOK_KEY, .text = $2, .kw = loc_of(@1), .value = loc_of(@2)}; }
+| "'ttl'" DURATION { $$ = (struct option){.token = TOK_TTL, .num = $2, .kw = loc_of(@1), .value = loc_of(@2)}; }
+| "'jitter'" PERCENT { $$ = (struct option){.token = TOK_JITTER, .num = $2, .kw = loc_of(@1), .value = loc_of(@2)}; }
+| "'negative'" DURATION { $$ = (struct option){.token = TOK_NEGATIVE, .num = $2, .kw = loc_of(@1), .value = loc_of(@2)}; }
+| "'near'" NUMBER %prec NEAR_ALONE {
+      $$ = (struct option){.token = TOK_NEAR, .num = $2, .kw = loc_of(@1), .value = loc_of(@2)};
+  }
+| "'near'" NUMBER "'ttl'" DURATION {
+      $$ = (struct option){.token = TOK_NEAR, .num = $2, .kw = loc_of(@1),
+                            .value = loc_of(@2), .has_ttl = true, .ttl = $4,
+                            .ttl_value = loc_of(@4)};
+  }
 ;
 
 list:
@@ -636,7 +656,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner)
         YYSYMBOL_TTL,        YYSYMBOL_JITTER,   YYSYMBOL_NEGATIVE,   YYSYMBOL_ORDER,
         YYSYMBOL_BY,         YYSYMBOL_ASC,      YYSYMBOL_DESC,       YYSYMBOL_LIMIT,
         YYSYMBOL_CHANGE,     YYSYMBOL_INSERT,   YYSYMBOL_UPDATE,     YYSYMBOL_DELETE,
-        YYSYMBOL_INVALIDATE, YYSYMBOL_VERSION,
+        YYSYMBOL_INVALIDATE, YYSYMBOL_VERSION,  YYSYMBOL_NEAR,
     };
     size_t nkw = sizeof name_kw / sizeof name_kw[0];
     size_t seen = 0;

@@ -23,6 +23,7 @@ void memop_redis_trip(memo_repo *repo)
     int closed = MEMOP_BREAKER_CLOSED;
     if (atomic_compare_exchange_strong(&repo->breaker, &closed, MEMOP_BREAKER_OPEN)) {
         atomic_fetch_add(&repo->breaker_epoch, 1);
+        memop_near_lost(repo); /* the subscriber may be missing messages too */
         memop_prober_wake(repo);
     }
 }

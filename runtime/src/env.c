@@ -1,4 +1,5 @@
 /* memo_config_from_env: a service's configuration from its environment. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,23 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
             cfg->flags &= ~MEMO_OPEN_DEGRADED;
         else
             return bad(err, "MEMO_OPEN_DEGRADED", v, "0 or 1");
+    }
+    if ((v = getenv("MEMO_NEAR_OFF")) && *v) {
+        if (strcmp(v, "1") == 0)
+            cfg->flags |= MEMO_NEAR_OFF;
+        else if (strcmp(v, "0") == 0)
+            cfg->flags &= ~MEMO_NEAR_OFF;
+        else
+            return bad(err, "MEMO_NEAR_OFF", v, "0 or 1");
+    }
+    if ((v = getenv("MEMO_NEAR_MAX_BYTES")) && *v && HAS(cfg, near_max_bytes)) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end || errno || *v == '-' || n < 1024 || n > MEMOP_NEAR_MAX_BYTES_MAX)
+            return bad(err, "MEMO_NEAR_MAX_BYTES", v,
+                       "a number of bytes from 1024 to 1099511627776");
+        cfg->near_max_bytes = (size_t)n;
     }
     if ((v = getenv("MEMO_DB_UNNAMED")) && *v) {
         if (strcmp(v, "1") == 0)

@@ -133,6 +133,8 @@ memo_status memo_flush(memo_repo *repo, const memo_entity_desc *d, const char *l
     flush_progress p = {progress, arg, 0};
     long n = flush_entity(repo, c, d, which, &p);
     memop_redis_release(repo, c, n < 0);
+    if (which < 0)
+        memop_near_clear(e); /* the messages would do it, a little later */
     if (n < 0)
         return MEMO_ERR_REDIS;
     if (removed)

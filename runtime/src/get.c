@@ -125,15 +125,22 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     const memo_entity_desc *d = e->desc;
     memop_key k;
     memop_key_row(repo, d, key, &k);
+    memo_status st = MEMO_OK;
+    memop_near_ticket ticket = {0};
+    if (e->near && memop_near_get(repo, e, &k, out, &st, &ticket)) {
+        *hit = true;
+        return st;
+    }
 
     row_ctx ctx = {NULL, MEMOP_SQL_SELECT, &d->fields[d->pk], key, &d->row, out, false};
     MEMOP_READ(r, repo, e, &k, load_row, &ctx);
-    memo_status st = MEMO_OK;
     for (;;) {
         enum memop_outcome o = memop_cached_read(&r);
         *hit = !r.missed;
         if (o == MEMOP_NEG_HIT) {
             st = MEMO_NOT_FOUND;
+            if (e->near)
+                memop_near_put(e, &k, NULL, &ticket);
         } else if (o == MEMOP_LOADED || o == MEMOP_FAILED) {
             st = r.st;
         } else {
@@ -153,6 +160,10 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
                 }
                 r.value.len = 0;
                 st = load_row(repo, e, &ctx, &r.value, &(uint64_t){0});
+            } else if (e->near) {
+                /* what Redis holds (a value this call filled is not: the
+                 * message its SET causes would drop it again) */
+                memop_near_put(e, &k, out, &ticket);
             }
         }
         break;

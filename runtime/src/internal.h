@@ -48,8 +48,9 @@ uint64_t memop_ttl_ms(uint64_t ttl_ms, unsigned jitter_pct);
 typedef struct memop_hooks {
     void (*before_fill)(const char *key);
     bool no_leases;
-    size_t pending_max; /* a smaller bound for the invalidation queue */
-    bool fail_collect;  /* collecting a write's keys fails, as out of memory would */
+    size_t pending_max;    /* a smaller bound for the invalidation queue */
+    bool fail_collect;     /* collecting a write's keys fails, as out of memory would */
+    bool near_no_tracking; /* near caches without CLIENT TRACKING: they must go stale */
 } memop_hooks;
 extern memop_hooks memop_test_hooks;
 
@@ -124,11 +125,22 @@ typedef struct memop_hist {
               "refusals by the server's configuration or the schema")                    \
     X(rejected, "Writes PostgreSQL refused for their data: unique conflicts, "           \
                 "constraint violations, invalid values")                                 \
-    X(corrupt, "Cached values that did not belong to their key and were deleted")
+    X(corrupt, "Cached values that did not belong to their key and were deleted")        \
+    X(near_hits, "Reads answered by the near cache, in the process")                     \
+    X(near_evictions, "Rows the near cache let go to stay within its bounds")            \
+    X(near_invalidations, "Near-cached rows dropped because Redis said they changed")    \
+    X(near_flushes, "Times the near cache was emptied: a lost subscriber, a breaker "    \
+                    "that opened, a FLUSHALL, a drop of the entity")
+
+/* What is there now, not counted up: not reset, summed across processes. */
+#define MEMOP_GAUGES(X)                                                                  \
+    X(near_entries, "Rows in the near cache")                                            \
+    X(near_bytes, "Memory the near cache holds, in bytes")
 
 typedef struct memop_stats {
 #define MEMOP_COUNTER_FIELD(name, help) _Atomic uint64_t name;
     MEMOP_COUNTERS(MEMOP_COUNTER_FIELD)
+    MEMOP_GAUGES(MEMOP_COUNTER_FIELD)
 #undef MEMOP_COUNTER_FIELD
     _Atomic uint64_t ops[MEMOP_OP_COUNT];
     memop_hist hit_latency, miss_latency;
@@ -198,6 +210,7 @@ typedef struct memop_entity {
     int version; /* the version field's index, or -1 */
     /* the entity of each rule's target, registered with this one */
     struct memop_entity **targets;
+    struct memop_near *near; /* `near N`: the rows kept in the process, or NULL */
 } memop_entity;
 
 enum memop_sql {
@@ -462,6 +475,10 @@ void memop_prober_stop(memo_repo *);
 
 /* How often the prober tries Redis while the breaker is open. */
 #define MEMOP_PROBE_INTERVAL_MS 100
+/* `near N`, at most (memoc says so too) */
+#define MEMOP_NEAR_ENTRIES_MAX 16000000u
+/* memo_config.near_max_bytes, at most (1 TiB) */
+#define MEMOP_NEAR_MAX_BYTES_MAX (1ull << 40)
 
 /* One script call of a pipeline. */
 typedef struct memop_script_call {
@@ -687,6 +704,50 @@ typedef struct memop_pending {
 
 #define MEMOP_PENDING_MAX 10000
 
+/* ------------------------------------------------------------ near cache */
+
+/* near.c: rows kept in the process, dropped when Redis says they changed. */
+typedef struct memop_near_ticket {
+    uint64_t hash;       /* the key's */
+    uint64_t epoch, seq; /* its shard's and its slot's sequences when the read began */
+    bool valid;          /* false: the near cache was not live, nothing to put */
+} memop_near_ticket;
+
+/* The subscriber thread and its connection (one per repository). */
+typedef struct memop_near_sub {
+    pthread_t thread;
+    _Atomic bool started, stop;
+    _Atomic unsigned want; /* near entities registered: reconnect when it moves */
+    int wake[2];           /* a pipe that wakes the thread */
+    _Atomic bool up;       /* subscribed, tracking on */
+    _Atomic uint64_t connects;
+    pthread_mutex_t lock;
+    char why[256]; /* why the last connection went or could not be made */
+} memop_near_sub;
+
+memo_status memop_near_new(memo_repo *, memop_entity *e);
+void memop_near_free(memop_entity *e);
+/* A hit: the row (or MEMO_NOT_FOUND) in *st and out, true. A miss: false,
+ * and *t says what memop_near_put needs. */
+bool memop_near_get(memo_repo *, memop_entity *e, const memop_key *k, void *out,
+                    memo_status *st, memop_near_ticket *t);
+/* Keeps what Redis answered for k (row NULL: no such row), unless an
+ * invalidation or flush came since the ticket was taken. */
+void memop_near_put(memop_entity *e, const memop_key *k, const void *row,
+                    const memop_near_ticket *t);
+/* A write of this process: the key's entry goes, in-flight inserts too. */
+void memop_near_drop(memop_entity *e, const memop_key *k);
+/* Every entry of e goes (a drop of the entity, memo_flush). */
+void memop_near_clear(memop_entity *e);
+/* Coherence is not assured (the breaker opened): every near cache empties
+ * and stays empty until the subscriber is back. */
+void memop_near_lost(memo_repo *);
+memo_status memop_near_start(memo_repo *);
+/* The subscriber's state for the statistics: false when there is none. */
+bool memop_near_state(memo_repo *, bool *up, uint64_t *connects, char *why, size_t size);
+void memop_near_wake(memo_repo *);
+void memop_near_stop(memo_repo *);
+
 struct memo_repo {
     /* configuration, with defaults applied and strings owned */
     memo_config cfg;
@@ -740,6 +801,7 @@ struct memo_repo {
     _Atomic int open_txs; /* transactions holding a database connection */
 
     memop_lease_keeper keeper;
+    memop_near_sub near;
     _Atomic(memop_watch_stats *) watch; /* NULL until a memo_watch_open */
 
     uint64_t token_prefix; /* random, so lease tokens differ across processes */

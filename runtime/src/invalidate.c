@@ -174,6 +174,12 @@ void memop_inval_send(memo_repo *repo, memop_inval *v)
     for (size_t i = 0; i < v->n; i++)
         MEMOP_INC(v->owners[i]->stats.invalidations);
     memop_redis_invalidate(repo, v->owners, v->keys, v->n);
+    /* this process reads its own writes: its near entries go before the
+     * write returns (after the DEL, so that no read begun before it can
+     * put an old value back: near.c) */
+    for (size_t i = 0; i < v->n; i++)
+        if (v->owners[i]->near)
+            memop_near_drop(v->owners[i], &v->keys[i]);
     /* after what could be sent: the drop covers the rest, and (having begun
      * after COMMIT) every fill that read the old rows */
     unsigned n = atomic_load(&repo->nentities);

@@ -53,6 +53,7 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
 void memop_entity_drop(memo_repo *repo, memop_entity *e)
 {
     atomic_fetch_add(&e->drop_gen, 1);
+    memop_near_clear(e); /* after: no read begun before refills it */
     memop_prober_wake(repo);
 }
 

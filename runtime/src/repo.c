@@ -115,9 +115,13 @@ static memo_status check_desc(memo_repo *repo, const memo_entity_desc *d)
                               d->name);
     }
     for (unsigned i = 0; i < d->nuniques; i++)
-        if (d->uniques[i].field >= d->nfields)
+        if (d->uniques[i].field >= d->nfields || d->uniques[i].near_entries)
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed lookup",
                               d->name);
+    /* memoc's bound: a near cache's tables are sized by it */
+    if (d->row.near_entries > MEMOP_NEAR_ENTRIES_MAX)
+        return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed near cache",
+                          d->name);
     for (unsigned i = 0; i < d->nlists; i++)
         if (d->lists[i].group >= d->nfields || d->lists[i].order >= d->nfields)
             return memop_fail(repo, MEMO_ERR_SCHEMA, "entity %s: malformed list",
@@ -147,6 +151,7 @@ static void entity_free(memop_entity *e)
     if (!e)
         return;
     memop_sql_free(e);
+    memop_near_free(e);
     free(e->targets);
     free(e);
 }
@@ -192,7 +197,8 @@ static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
         }
         e->desc = pending_descs[i];
         e->index = n + (unsigned)i;
-        if ((st = memop_sql_build(e)) != MEMO_OK)
+        if ((st = memop_sql_build(e)) != MEMO_OK ||
+            (st = memop_near_new(repo, e)) != MEMO_OK)
             goto fail;
     }
     for (size_t i = 0; i < npending; i++)
@@ -214,6 +220,11 @@ static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
             h = (h + 1) % (MEMOP_MAX_ENTITIES * 2);
         atomic_store_explicit(&repo->entity_slots[h], made[i], memory_order_release);
     }
+    /* the subscriber tracks the new near caches' keys (a new connection) */
+    for (size_t i = 0; i < npending; i++)
+        if (made[i]->near && memop_near_start(repo) != MEMO_OK)
+            return memop_fail(repo, MEMO_ERR_NOMEM,
+                              "cannot start the near cache's thread");
     return MEMO_OK;
 fail:
     for (size_t i = 0; i < npending; i++)
@@ -285,6 +296,14 @@ static memo_status apply_defaults(memo_config *c, memo_error *err)
      * lease_ms, and one of the waiters takes it over. */
     if (c->lease_wait_ms == 0)
         c->lease_wait_ms = c->query_timeout_ms + c->lease_ms;
+    if (c->near_max_bytes == 0)
+        c->near_max_bytes = 64u << 20;
+    if (c->near_max_bytes > MEMOP_NEAR_MAX_BYTES_MAX) {
+        snprintf(err->message, sizeof err->message,
+                 "memo_config.near_max_bytes must be at most 1 TiB");
+        err->status = MEMO_ERR_CONFIG;
+        return MEMO_ERR_CONFIG;
+    }
     return MEMO_OK;
 }
 
@@ -385,6 +404,7 @@ void memo_close(memo_repo *repo)
 {
     if (!repo)
         return;
+    memop_near_stop(repo);
     if (repo->redis_opened) {
         memop_stats_publish(repo); /* the last word, for `memo stats` */
         memop_redis_close(repo);

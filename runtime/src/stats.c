@@ -119,6 +119,7 @@ void memop_stats_write_json(memop_buf *b, const char *const *names,
 #define JSON_COUNTER(name, help)                                                         \
     memop_buf_printf(b, "\"" #name "\":%" PRIu64 ",", load(&s->name));
         COUNTERS(JSON_COUNTER)
+        MEMOP_GAUGES(JSON_COUNTER)
 #undef JSON_COUNTER
         hist_json(b, "hit_latency_us", &s->hit_latency, raw);
         memop_buf_puts(b, ",");
@@ -303,9 +304,21 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
     /* statements unnamed: configured, or a pooler found (db.c) */
     bool unnamed = (repo->cfg.flags & MEMO_DB_UNNAMED) || atomic_load(&repo->db_unnamed);
     memop_buf_printf(&b,
-                     ",\"breaker\":\"%s\",\"pending\":%zu,\"lease_extensions\":%" PRIu64
-                     "},\"database\":{\"statements\":\"%s\"},\"entities\":",
-                     up ? "closed" : "open", pending, extended,
+                     ",\"breaker\":\"%s\",\"pending\":%zu,\"lease_extensions\":%" PRIu64,
+                     up ? "closed" : "open", pending, extended);
+    /* the near caches' subscriber, when there are near caches */
+    bool live;
+    uint64_t connects;
+    char why[256];
+    if (memop_near_state(repo, &live, &connects, why, sizeof why)) {
+        memop_buf_printf(&b,
+                         ",\"near\":{\"subscriber\":\"%s\",\"connects\":%" PRIu64
+                         ",\"last_error\":",
+                         live ? "live" : "down", connects);
+        json_string_to(&b, why);
+        memop_buf_puts(&b, "}");
+    }
+    memop_buf_printf(&b, "},\"database\":{\"statements\":\"%s\"},\"entities\":",
                      unnamed ? "unnamed" : "prepared");
     size_t n = entity_arrays(repo, t->names, t->np, t->sp);
     memop_stats_write_json(&b, t->np, t->sp, n, raw);
@@ -368,6 +381,14 @@ void memop_stats_write_prometheus(memop_buf *b, const char *const *names,
                          names[i], load(&stats[i]->cname));
     COUNTERS(PROM_COUNTER)
 #undef PROM_COUNTER
+#define PROM_GAUGE(cname, help)                                                          \
+    memop_buf_puts(b, "# HELP memo_cache_" #cname " " help ".\n"                         \
+                      "# TYPE memo_cache_" #cname " gauge\n");                           \
+    for (size_t i = 0; i < n; i++)                                                       \
+        memop_buf_printf(b, "memo_cache_" #cname "{entity=\"%s\"} %" PRIu64 "\n",        \
+                         names[i], load(&stats[i]->cname));
+    MEMOP_GAUGES(PROM_GAUGE)
+#undef PROM_GAUGE
     memop_buf_puts(b, "# HELP memo_operations_total Calls by entity and operation.\n"
                       "# TYPE memo_operations_total counter\n");
     for (size_t i = 0; i < n; i++)
@@ -451,6 +472,7 @@ memo_status memo_stats_entity(memo_repo *repo, const memo_entity_desc *d,
     const memop_stats *s = &e->stats;
 #define COPY_COUNTER(name, help) out->name = load(&s->name);
     COUNTERS(COPY_COUNTER)
+    MEMOP_GAUGES(COPY_COUNTER)
 #undef COPY_COUNTER
     for (unsigned op = 0; op < MEMOP_OP_COUNT; op++)
         out->calls += load(&s->ops[op]);

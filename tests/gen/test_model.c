@@ -23,6 +23,7 @@
 #include "lower.h"
 
 #include "blog.h"
+#include "hot.h"
 #include "team.h"
 #include "ticket.h"
 #include "wiki.h"
@@ -30,7 +31,8 @@
 /* Every example schema's generated descriptors; a schema file without an
  * entry here fails the test, so a new example cannot go unchecked. */
 static const memo_schema_desc *const generated[] = {
-    &blog_schema_desc, &team_schema_desc, &ticket_schema_desc, &wiki_schema_desc};
+    &blog_schema_desc, &hot_schema_desc, &team_schema_desc, &ticket_schema_desc,
+    &wiki_schema_desc};
 #define NGENERATED (sizeof generated / sizeof *generated)
 
 /* ------------------------------------------------------------ comparing */
@@ -105,6 +107,8 @@ static void lookup(cmp *c, const memo_lookup_desc *g, const memo_lookup_desc *m)
     num(c, ".ttl_ms", g->ttl_ms, m->ttl_ms);
     num(c, ".negative_ttl_ms", g->negative_ttl_ms, m->negative_ttl_ms);
     num(c, ".jitter_pct", g->jitter_pct, m->jitter_pct);
+    num(c, ".near_entries", g->near_entries, m->near_entries);
+    num(c, ".near_ttl_ms", g->near_ttl_ms, m->near_ttl_ms);
 }
 
 /* The place of d among s's entities; nentities when it is not one of them. */

@@ -3,6 +3,7 @@
  * docs/operations.md is enough; a permission taken away at run time costs
  * the calls that need it (they read PostgreSQL and say why), never the
  * breaker. */
+#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
 #include "schema_keys.h"
 
@@ -12,7 +13,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "blog.h"
+#include "hot.h"
 #include "internal.h"
 
 static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
@@ -280,6 +284,67 @@ static void refused_invalidation_bypasses_the_cache(void **state)
     memo_close(racer);
 }
 
+/* The near cache's subscriber needs CLIENT ID, CLIENT TRACKING and
+ * SUBSCRIBE (docs/operations.md): without them reads still work, from
+ * Redis, and the statistics say why the near cache is off; granted, it
+ * comes live by itself. */
+static char *near_state(memo_repo *repo, const char *member)
+{
+    char *s = memo_stats_json(repo);
+    json_t *j = json_loads(s, 0, NULL);
+    free(s);
+    json_t *v =
+        json_object_get(json_object_get(json_object_get(j, "redis"), "near"), member);
+    char *out = strdup(json_is_string(v) ? json_string_value(v) : "");
+    json_decref(j);
+    return out;
+}
+
+static void near_cache_needs_its_commands(void **state)
+{
+    (void)state;
+    set_user("minimal", "reset " MINIMAL_ACL " ~hot:*");
+    memo_repo *repo;
+    memo_error err;
+    assert_int_equal(open_as("minimal", 0, &repo, &err), MEMO_OK);
+    int64_t org = seed_org(repo);
+    hot_org o = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(hot_org_get(repo, org, &o), MEMO_OK);
+        assert_string_equal(o.name, "A");
+        hot_org_clear(&o);
+    }
+    double t0 = test_now_ms();
+    char *why = near_state(repo, "last_error");
+    while (!*why && test_now_ms() - t0 < 2000) {
+        free(why);
+        usleep(10000);
+        why = near_state(repo, "last_error");
+    }
+    char *up = near_state(repo, "subscriber");
+    assert_string_equal(up, "down");
+    assert_true(mentions(why, "permission"));
+    free(up);
+    free(why);
+    assert_int_equal(test_stat(repo, "hot.org", "near_hits"), 0);
+    set_user("minimal", "+client|id +client|tracking +subscribe &__redis__:invalidate");
+    t0 = test_now_ms();
+    up = near_state(repo, "subscriber");
+    while (strcmp(up, "live") != 0 && test_now_ms() - t0 < 2000) {
+        free(up);
+        usleep(10000);
+        up = near_state(repo, "subscriber");
+    }
+    assert_string_equal(up, "live");
+    free(up);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(hot_org_get(repo, org, &o), MEMO_OK);
+        hot_org_clear(&o);
+    }
+    assert_true(test_stat(repo, "hot.org", "near_hits") > 0);
+    memo_close(repo);
+}
+
 /* Locks and flushes that Redis refuses say why, in memo_last_error, the
  * way every other failed call does. */
 static void lock_and_flush_say_why(void **state)
@@ -314,6 +379,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(refused_invalidation_bypasses_the_cache, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(lock_and_flush_say_why, setup, teardown),
+        cmocka_unit_test_setup_teardown(near_cache_needs_its_commands, setup, teardown),
     };
     return cmocka_run_group_tests_name("redis permissions", tests, NULL, NULL);
 }

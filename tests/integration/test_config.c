@@ -164,8 +164,12 @@ static void bad_values(void **state)
     cfg.key_prefix = "app{1}:";
     assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
     assert_non_null(strstr(err.message, "key_prefix"));
-    /* an application built with a newer memo.h: refused, not misread */
     cfg.key_prefix = NULL;
+    cfg.near_max_bytes = (size_t)1 << 41;
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "near_max_bytes"));
+    cfg.near_max_bytes = 0;
+    /* an application built with a newer memo.h: refused, not misread */
     cfg.size = sizeof cfg + 8;
     assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_ERR_CONFIG);
     assert_non_null(strstr(err.message, "memo_config.size"));

@@ -16,7 +16,8 @@ static const char *const vars[] = {
     "MEMO_LEASE",           "MEMO_LEASE_WAIT",
     "MEMO_POOL_SIZE",       "MEMO_STATS_PUBLISH",
     "MEMO_OPEN_DEGRADED",   "MEMO_POOL_WAIT",
-    "MEMO_MAX_VALUE_BYTES",
+    "MEMO_MAX_VALUE_BYTES", "MEMO_NEAR_OFF",
+    "MEMO_NEAR_MAX_BYTES",
 };
 
 static int clean(void **state)
@@ -61,6 +62,8 @@ static void memo_variables_win(void **state)
     setenv("MEMO_OPEN_DEGRADED", "1", 1);
     setenv("MEMO_POOL_WAIT", "250ms", 1);
     setenv("MEMO_MAX_VALUE_BYTES", "65536", 1);
+    setenv("MEMO_NEAR_OFF", "1", 1);
+    setenv("MEMO_NEAR_MAX_BYTES", "1048576", 1);
     memo_config c = {0};
     memo_error e;
     assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
@@ -77,7 +80,8 @@ static void memo_variables_win(void **state)
     assert_int_equal(c.pool_size, 16);
     assert_int_equal(c.pool_wait_ms, 250);
     assert_int_equal(c.max_value_bytes, 65536);
-    assert_int_equal(c.flags, MEMO_STATS_PRIVATE | MEMO_OPEN_DEGRADED);
+    assert_int_equal(c.near_max_bytes, 1048576);
+    assert_int_equal(c.flags, MEMO_STATS_PRIVATE | MEMO_OPEN_DEGRADED | MEMO_NEAR_OFF);
     setenv("MEMO_STATS_PUBLISH", "5s", 1);
     assert_int_equal(memo_config_from_env(&c, &e), MEMO_OK);
     assert_int_equal(c.stats_publish_ms, 5000);
@@ -90,13 +94,23 @@ static void bad_values_name_the_variable(void **state)
     static const struct {
         const char *var, *value;
     } cases[] = {
-        {"MEMO_DEFAULT_TTL", "ten minutes"}, {"MEMO_DEFAULT_TTL", "0"},
-        {"MEMO_NEGATIVE_TTL", "5x"},         {"MEMO_LEASE", "-1s"},
-        {"MEMO_QUERY_TIMEOUT", "99999999d"}, {"MEMO_POOL_SIZE", "0"},
-        {"MEMO_POOL_SIZE", "many"},          {"MEMO_POOL_SIZE", "5000"},
-        {"MEMO_OPEN_DEGRADED", "yes"},       {"MEMO_STATS_PUBLISH", "sometimes"},
-        {"MEMO_POOL_WAIT", "soon"},          {"MEMO_MAX_VALUE_BYTES", "12"},
+        {"MEMO_DEFAULT_TTL", "ten minutes"},
+        {"MEMO_DEFAULT_TTL", "0"},
+        {"MEMO_NEGATIVE_TTL", "5x"},
+        {"MEMO_LEASE", "-1s"},
+        {"MEMO_QUERY_TIMEOUT", "99999999d"},
+        {"MEMO_POOL_SIZE", "0"},
+        {"MEMO_POOL_SIZE", "many"},
+        {"MEMO_POOL_SIZE", "5000"},
+        {"MEMO_OPEN_DEGRADED", "yes"},
+        {"MEMO_STATS_PUBLISH", "sometimes"},
+        {"MEMO_POOL_WAIT", "soon"},
+        {"MEMO_MAX_VALUE_BYTES", "12"},
         {"MEMO_MAX_VALUE_BYTES", "1G"},
+        {"MEMO_NEAR_OFF", "yes"},
+        {"MEMO_NEAR_MAX_BYTES", "12"},
+        {"MEMO_NEAR_MAX_BYTES", "-5"},
+        {"MEMO_NEAR_MAX_BYTES", "99999999999999999999"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clean(NULL);

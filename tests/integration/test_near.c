@@ -1,0 +1,726 @@
+/* Near caches (schemas/hot.memo: the blog's users with `near 1000`, its
+ * orgs with `near 100 ttl 1s`) on the private servers:
+ *
+ *  - a hit stays in the process (Redis sees no command), a write of this
+ *    process is read back at once, missing rows are remembered;
+ *  - across processes: a write in one reaches the near cache of another
+ *    within the invalidation delay (measured, bounded generously);
+ *  - the fill race: readers with near caches in several processes, writers
+ *    in another, pauses before fills: nothing stale after quiescing in any
+ *    near cache or in Redis; with tracking off (the control) the near
+ *    caches are found stale, so the test can see it;
+ *  - the subscriber killed, Redis restarted, Redis frozen: flushed, and
+ *    correct after;
+ *  - eviction: a scan of 10x N rows keeps the bounds and the hot rows;
+ *  - statistics. */
+#define _DEFAULT_SOURCE 1 /* usleep */
+#include "test.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hot.h"
+#include "internal.h"
+
+static const char *const tables[] = {"comments", "posts", "users", "orgs", NULL};
+
+enum { KEYS = 16 };
+static int64_t ids[KEYS];
+
+/* KEYS users (and their org) in the blog's tables, which hot.memo reads. */
+static void seed(void)
+{
+    test_reset(tables);
+    test_sql("INSERT INTO orgs (slug, name, plan, created_at) VALUES ('near', 'Near', "
+             "'p', now())");
+    test_sql("INSERT INTO users (email, name, org_id, karma, active, created_at) SELECT "
+             "'u' || i || '@near', 'U', (SELECT id FROM orgs), 0, true, now() FROM "
+             "generate_series(1, 16) i");
+    for (int i = 0; i < KEYS; i++)
+        ids[i] = i + 1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    test_schema_sql("blog");
+    seed();
+    return 0;
+}
+
+static int restore(void **state)
+{
+    (void)state;
+    memop_test_hooks.near_no_tracking = false;
+    memop_test_hooks.before_fill = NULL;
+    test_servers_restore();
+    return 0;
+}
+
+static int32_t karma_in_db(int64_t id)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT karma FROM users WHERE id = %lld", (long long)id);
+    char *v = test_sql_value(sql);
+    int32_t k = (int32_t)atoi(v);
+    free(v);
+    return k;
+}
+
+static int32_t karma_of(memo_repo *repo, int64_t id)
+{
+    hot_user u = {0};
+    memo_status st = hot_user_get(repo, id, &u);
+    if (st != MEMO_OK)
+        fail_msg("get %lld: %s: %s", (long long)id, memo_status_str(st),
+                 memo_last_error(repo));
+    int32_t k = u.karma;
+    hot_user_clear(&u);
+    return k;
+}
+
+static void set_karma(memo_repo *repo, int64_t id, int32_t karma)
+{
+    hot_user u = {0};
+    assert_int_equal(hot_user_get(repo, id, &u), MEMO_OK);
+    u.karma = karma;
+    assert_int_equal(hot_user_update_fields(repo, &u, HOT_USER_KARMA), MEMO_OK);
+    hot_user_clear(&u);
+}
+
+#define NEAR(repo, counter) test_stat(repo, "hot.user", counter)
+
+/* The subscriber is live once a read fills the near cache: waits (2 s at
+ * most) until a second read of id is a near hit. */
+static void wait_live(memo_repo *repo, int64_t id)
+{
+    double t0 = test_now_ms();
+    while (test_now_ms() - t0 < 2000) {
+        long long before = NEAR(repo, "near_hits");
+        karma_of(repo, id);
+        karma_of(repo, id);
+        if (NEAR(repo, "near_hits") > before)
+            return;
+        usleep(10000);
+    }
+    fail_msg("the near cache did not come live within 2 s");
+}
+
+/* ------------------------------------------------------------ basics */
+
+static void hits_stay_in_the_process(void **state)
+{
+    (void)state;
+    seed();
+    memo_repo *repo = test_open(NULL);
+    wait_live(repo, ids[0]);
+    /* a near hit sends Redis nothing */
+    long long hits = NEAR(repo, "near_hits"), sets = test_redis_calls("set"),
+              evalsha = test_redis_calls("evalsha");
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(karma_of(repo, ids[0]), 0);
+    assert_int_equal(NEAR(repo, "near_hits"), hits + 100);
+    assert_int_equal(test_redis_calls("set"), sets);
+    assert_int_equal(test_redis_calls("evalsha"), evalsha);
+    assert_int_equal(NEAR(repo, "near_entries"), 1);
+    assert_true(NEAR(repo, "near_bytes") > (long long)sizeof(hot_user));
+
+    /* this process's write is read back at once, never the near copy */
+    set_karma(repo, ids[0], 7);
+    hits = NEAR(repo, "near_hits");
+    assert_int_equal(karma_of(repo, ids[0]), 7);
+    assert_int_equal(NEAR(repo, "near_hits"), hits);
+
+    /* a missing row is remembered in the near cache too (after a miss and
+     * a Redis hit or two: the message of the miss's fill may refuse the
+     * first) */
+    hot_user u = {0};
+    hits = NEAR(repo, "near_hits");
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(hot_user_get(repo, 999999, &u), MEMO_NOT_FOUND);
+    assert_true(NEAR(repo, "near_hits") > hits);
+
+    /* this process's insert of it is seen at once */
+    hot_user w = {.id = 999999,
+                  .email = (char *)"late@near",
+                  .name = (char *)"L",
+                  .org_id = 1,
+                  .karma = 3};
+    assert_int_equal(hot_user_insert(repo, &w), MEMO_OK);
+    assert_int_equal(karma_of(repo, 999999), 3);
+    memo_close(repo);
+}
+
+/* A row every near copy must let go: another repository (as another
+ * process would) writes it, the message drops the copy. */
+static void other_writers_reach_the_near_cache(void **state)
+{
+    (void)state;
+    seed();
+    memo_repo *a = test_open(NULL), *b = test_open(NULL);
+    wait_live(a, ids[1]);
+    assert_int_equal(karma_of(a, ids[1]), 0);
+    set_karma(b, ids[1], 42);
+    double t0 = test_now_ms();
+    while (karma_of(a, ids[1]) != 42 && test_now_ms() - t0 < 2000)
+        usleep(200);
+    assert_int_equal(karma_of(a, ids[1]), 42);
+    assert_true(NEAR(a, "near_invalidations") >= 1);
+    memo_close(a);
+    memo_close(b);
+}
+
+/* Rows of hot.org live a second at most in the near cache. */
+static void near_ttl_bounds_the_age(void **state)
+{
+    (void)state;
+    seed();
+    memo_repo *repo = test_open(NULL);
+    hot_org o = {0};
+    int64_t org = 1;
+    double t0 = test_now_ms();
+    long long hits = 0;
+    while (test_now_ms() - t0 < 2000 && hits == 0) {
+        assert_int_equal(hot_org_get(repo, org, &o), MEMO_OK);
+        hot_org_clear(&o);
+        hits = test_stat(repo, "hot.org", "near_hits");
+    }
+    assert_true(hits > 0);
+    assert_int_equal(hot_org_get(repo, org, &o), MEMO_OK);
+    hot_org_clear(&o);
+    assert_int_equal(test_stat(repo, "hot.org", "near_hits"), hits + 1);
+    usleep(1100 * 1000);
+    long long redis_hits = test_stat(repo, "hot.org", "hits");
+    assert_int_equal(hot_org_get(repo, org, &o), MEMO_OK); /* from Redis again */
+    hot_org_clear(&o);
+    assert_int_equal(test_stat(repo, "hot.org", "near_hits"), hits + 1);
+    assert_int_equal(test_stat(repo, "hot.org", "hits"), redis_hits + 1);
+    memo_close(repo);
+}
+
+/* --------------------------------------------------- across processes */
+
+enum { ROUNDS = 40 };
+
+typedef struct delay_shm {
+    _Atomic int asked, done;
+    double returned_ms[ROUNDS]; /* when the child's write returned */
+    _Atomic int failed;
+} delay_shm;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Process B writes when asked; process A (this one) has the row near and
+ * reads until it sees the write: the delay from the write's return. */
+static void invalidation_delay_across_processes(void **state)
+{
+    (void)state;
+    seed();
+    delay_shm *shm = test_shared_new(sizeof *shm);
+    pid_t pid = test_fork();
+    if (pid == 0) {
+        memo_repo *b = test_child_open(NULL);
+        for (int r = 1; r <= ROUNDS; r++) {
+            double t0 = test_now_ms();
+            while (atomic_load(&shm->asked) < r && test_now_ms() - t0 < 10000)
+                usleep(100);
+            hot_user u = {0};
+            if (hot_user_get(b, ids[2], &u) != MEMO_OK)
+                shm->failed++;
+            u.karma = r;
+            if (hot_user_update_fields(b, &u, HOT_USER_KARMA) != MEMO_OK)
+                shm->failed++;
+            hot_user_clear(&u);
+            shm->returned_ms[r - 1] = test_now_ms();
+            atomic_store(&shm->done, r);
+        }
+        memo_close(b);
+        _exit(0);
+    }
+    memo_repo *a = test_open(NULL);
+    wait_live(a, ids[2]);
+    double delay[ROUNDS];
+    for (int r = 1; r <= ROUNDS; r++) {
+        /* the old row is near (read twice: Redis, then near) */
+        long long hits = NEAR(a, "near_hits");
+        while (NEAR(a, "near_hits") == hits)
+            karma_of(a, ids[2]);
+        atomic_store(&shm->asked, r);
+        double t0 = test_now_ms();
+        while (atomic_load(&shm->done) < r && test_now_ms() - t0 < 10000)
+            usleep(50);
+        assert_int_equal(atomic_load(&shm->done), r);
+        while (karma_of(a, ids[2]) != r && test_now_ms() - t0 < 5000) {
+        }
+        double seen = test_now_ms();
+        assert_int_equal(karma_of(a, ids[2]), r);
+        delay[r - 1] = seen - shm->returned_ms[r - 1];
+        if (delay[r - 1] < 0)
+            delay[r - 1] = 0;
+    }
+    test_wait_children(&pid, 1);
+    assert_int_equal(shm->failed, 0);
+    qsort(delay, ROUNDS, sizeof delay[0], cmp_double);
+    printf("invalidation delay across processes: p50 %.3f ms, p99 %.3f ms, max %.3f ms "
+           "(%d writes)\n",
+           delay[ROUNDS / 2], delay[ROUNDS * 99 / 100], delay[ROUNDS - 1], ROUNDS);
+    assert_true(delay[ROUNDS - 1] < 1000); /* generous: a millisecond is typical */
+    memo_close(a);
+    test_shared_free(shm, sizeof *shm);
+}
+
+/* ------------------------------------------------------ the fill race */
+
+typedef struct race_shm {
+    _Atomic bool writers_done, readers_stop;
+    _Atomic long reads, writes, failures, near_hits, stale_near;
+} race_shm;
+
+static race_shm *rshm;
+static memo_repo *child;
+static _Atomic bool child_stop;
+
+static void pause_before_fill(const char *key)
+{
+    (void)key;
+    memop_sleep_us(200 + memop_random() % 2000);
+}
+
+static void *near_reader(void *arg)
+{
+    (void)arg;
+    while (!child_stop) {
+        hot_user u = {0};
+        int64_t id = ids[memop_random() % 8];
+        if (hot_user_get(child, id, &u) != MEMO_OK || u.id != id)
+            atomic_fetch_add(&rshm->failures, 1);
+        hot_user_clear(&u);
+        atomic_fetch_add(&rshm->reads, 1);
+    }
+    return NULL;
+}
+
+static void *near_writer(void *arg)
+{
+    (void)arg;
+    while (!child_stop) {
+        hot_user u = {0};
+        int64_t id = ids[memop_random() % 8];
+        if (hot_user_get(child, id, &u) != MEMO_OK)
+            atomic_fetch_add(&rshm->failures, 1);
+        u.karma = (int32_t)(memop_random() % 1000000);
+        if (hot_user_update_fields(child, &u, HOT_USER_KARMA) != MEMO_OK)
+            atomic_fetch_add(&rshm->failures, 1);
+        hot_user_clear(&u);
+        atomic_fetch_add(&rshm->writes, 1);
+        memop_sleep_us(300 + memop_random() % 1000);
+    }
+    return NULL;
+}
+
+static void run_threads(void *(*fn)(void *), int n, _Atomic bool *until)
+{
+    pthread_t t[8];
+    for (int i = 0; i < n; i++)
+        pthread_create(&t[i], NULL, fn, NULL);
+    while (!*until)
+        usleep(5000);
+    child_stop = true;
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* A reader process: reads with pauses before fills until told to stop;
+ * then, writes over, every near copy it still has must equal the row. */
+static void reader_process(bool tracking)
+{
+    memop_test_hooks.near_no_tracking = !tracking;
+    memop_test_hooks.before_fill = pause_before_fill;
+    child = test_child_open(NULL);
+    run_threads(near_reader, 3, &rshm->readers_stop);
+    memop_test_hooks.before_fill = NULL;
+    long long before = test_stat(child, "hot.user", "near_hits");
+    PGconn *pg = PQconnectdb(test_env("DATABASE_URL")); /* not the parent's */
+    if (PQstatus(pg) != CONNECTION_OK)
+        _exit(3);
+    for (int i = 0; i < 8; i++) {
+        hot_user u = {0};
+        if (hot_user_get(child, ids[i], &u) != MEMO_OK)
+            atomic_fetch_add(&rshm->failures, 1);
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT karma FROM users WHERE id = %lld",
+                 (long long)ids[i]);
+        PGresult *r = PQexec(pg, sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || atoi(PQgetvalue(r, 0, 0)) != u.karma)
+            atomic_fetch_add(&rshm->stale_near, 1);
+        PQclear(r);
+        hot_user_clear(&u);
+    }
+    PQfinish(pg);
+    atomic_fetch_add(&rshm->near_hits,
+                     test_stat(child, "hot.user", "near_hits") - before);
+    memo_close(child);
+    _exit(0);
+}
+
+static void writer_process(double seconds)
+{
+    child = test_child_open(NULL);
+    double t0 = test_now_ms();
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, near_writer, NULL);
+    while (test_now_ms() - t0 < seconds * 1000)
+        usleep(5000);
+    child_stop = true;
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    memo_close(child);
+    _exit(0);
+}
+
+/* Returns the near copies found stale after quiescing. */
+static long race(bool tracking, long *stale_redis)
+{
+    seed();
+    rshm = test_shared_new(sizeof *rshm);
+    enum { READERS = 2 };
+    pid_t pids[READERS + 1];
+    for (int p = 0; p < READERS; p++)
+        if ((pids[p] = test_fork()) == 0)
+            reader_process(tracking);
+    if ((pids[READERS] = test_fork()) == 0)
+        writer_process(test_torture() ? 10 : 2);
+    test_wait_children(&pids[READERS], 1);
+    usleep(300 * 1000); /* the last messages arrive */
+    rshm->readers_stop = true;
+    test_wait_children(pids, READERS);
+    memo_repo *repo = test_open(NULL);
+    *stale_redis = test_stale_rows(repo, &hot_user_desc, ids, 8);
+    memo_close(repo);
+    long stale = rshm->stale_near;
+    printf("near race (%s): %ld reads, %ld writes, %ld near hits in the check, %ld stale "
+           "near, %ld stale in Redis\n",
+           tracking ? "tracking" : "no tracking: the control", (long)rshm->reads,
+           (long)rshm->writes, (long)rshm->near_hits, stale, *stale_redis);
+    assert_int_equal(rshm->failures, 0);
+    assert_true(rshm->writes > 20);
+    test_metric(tracking ? "near race" : "near race, no tracking",
+                rshm->reads + rshm->writes, stale + *stale_redis, rshm->failures, 0, -1);
+    test_shared_free(rshm, sizeof *rshm);
+    return stale;
+}
+
+static void race_leaves_nothing_stale(void **state)
+{
+    (void)state;
+    long redis;
+    assert_int_equal(race(true, &redis), 0);
+    assert_int_equal(redis, 0);
+}
+
+static void race_without_tracking_is_stale(void **state)
+{
+    (void)state;
+    long redis;
+    assert_true(race(false, &redis) > 0); /* the test sees a stale near copy */
+    assert_int_equal(redis, 0);           /* Redis itself is right */
+}
+
+/* ------------------------------------------------------------ faults */
+
+/* The subscriber's client id, from CLIENT LIST TYPE pubsub; 0 if none. */
+static long long subscriber_id(void)
+{
+    redisReply *r = test_redis_cmd("CLIENT LIST TYPE pubsub");
+    long long id = 0;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, "id=");
+        if (p)
+            id = atoll(p + 3);
+    }
+    freeReplyObject(r);
+    return id;
+}
+
+/* After a fault: the near cache was emptied, a write from elsewhere is
+ * read back, and the near cache comes back. */
+static void check_after(memo_repo *repo, memo_repo *other, long long flushes, int32_t k)
+{
+    assert_true(NEAR(repo, "near_flushes") > flushes);
+    set_karma(other, ids[3], k);
+    assert_int_equal(karma_of(repo, ids[3]), k);
+    wait_live(repo, ids[3]);
+    assert_int_equal(karma_of(repo, ids[3]), k);
+}
+
+static void subscriber_killed(void **state)
+{
+    (void)state;
+    seed();
+    memo_repo *repo = test_open(NULL), *other = test_open(NULL);
+    wait_live(repo, ids[3]);
+    long long flushes = NEAR(repo, "near_flushes");
+    long long id = subscriber_id();
+    assert_true(id > 0);
+    freeReplyObject(test_redis_cmd("CLIENT KILL ID %lld", id));
+    double t0 = test_now_ms();
+    while (NEAR(repo, "near_flushes") == flushes && test_now_ms() - t0 < 2000)
+        usleep(1000);
+    assert_int_equal(NEAR(repo, "near_entries"), 0);
+    check_after(repo, other, flushes, 11);
+    assert_true(subscriber_id() > 0);
+    memo_close(other);
+    memo_close(repo);
+}
+
+static void redis_restarted(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.command_timeout_ms = 200};
+    memo_repo *repo = test_open(&cfg);
+    wait_live(repo, ids[3]);
+    long long flushes = NEAR(repo, "near_flushes");
+    kill(test_redis_pid(), SIGKILL);
+    double t0 = test_now_ms();
+    while (NEAR(repo, "near_entries") > 0 && test_now_ms() - t0 < 2000)
+        usleep(1000);
+    assert_int_equal(NEAR(repo, "near_entries"), 0);
+    /* meanwhile, reads are right (from PostgreSQL) */
+    test_sql("UPDATE users SET karma = 21 WHERE id = 4");
+    assert_int_equal(karma_of(repo, ids[3]), 21);
+    test_servers("redis-start");
+    test_redis_reconnect();
+    memo_repo *other = test_open(&cfg);
+    assert_true(test_wait_breaker(repo, "closed", 3000) >= 0);
+    check_after(repo, other, flushes, 22);
+    memo_close(other);
+    memo_close(repo);
+}
+
+static void redis_frozen(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.command_timeout_ms = 200};
+    memo_repo *repo = test_open(&cfg);
+    wait_live(repo, ids[3]);
+    long long flushes = NEAR(repo, "near_flushes");
+    int pid = test_redis_pid();
+    kill(pid, SIGSTOP);
+    /* the subscriber's ping goes unanswered: flushed within ping + time-out */
+    double t0 = test_now_ms();
+    while (NEAR(repo, "near_entries") > 0 && test_now_ms() - t0 < 2000)
+        usleep(1000);
+    double flushed = test_now_ms() - t0;
+    assert_int_equal(NEAR(repo, "near_entries"), 0);
+    assert_true(NEAR(repo, "near_flushes") > flushes);
+    /* a write elsewhere meanwhile (its DEL waits in that process's queue) */
+    test_sql("UPDATE users SET karma = 31 WHERE id = 4");
+    kill(pid, SIGCONT);
+    memo_repo *other = test_open(&cfg);
+    /* the row was cached before the freeze: memo's own write brings it back */
+    check_after(repo, other, flushes, 32);
+    printf("near cache flushed %.0f ms after Redis froze\n", flushed);
+    memo_close(other);
+    memo_close(repo);
+}
+
+/* ----------------------------------------------------------- eviction */
+
+enum { SCAN = 10000 }; /* 10x hot.user's near 1000 */
+
+static void eviction_keeps_bounds_and_hot_rows(void **state)
+{
+    (void)state;
+    seed();
+    test_sql("INSERT INTO users (id, email, name, org_id, karma, active, created_at) "
+             "SELECT 100 + i, 's' || i || '@near', 'S', (SELECT id FROM orgs), 0, true, "
+             "now() FROM generate_series(1, 10000) i");
+    /* every row in Redis first (by a repository without near caches), so
+     * that each read below is a Redis hit that puts the row in the near
+     * cache at once */
+    memo_config off = {.flags = MEMO_NEAR_OFF};
+    memo_repo *warm = test_open(&off);
+    for (int64_t from = 1; from <= 100 + SCAN; from += 100) {
+        int64_t batch[100];
+        for (int i = 0; i < 100; i++)
+            batch[i] = from + i;
+        hot_user_list l = {0};
+        assert_int_equal(hot_user_get_many(warm, batch, 100, &l), MEMO_OK);
+        hot_user_list_clear(&l);
+    }
+    memo_close(warm);
+    usleep(100 * 1000); /* the messages of those fills are out of the way */
+    memo_repo *repo = test_open(NULL);
+    wait_live(repo, ids[0]);
+    enum { HOT = 100 };
+    /* hot rows: read a few times (put, then near hits) */
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < HOT; i++)
+            karma_of(repo, 100 + 1 + i);
+    /* a scan: each row read once, and put in the near cache; the hot rows
+     * are read meanwhile, each once every thousand scanned (as many as the
+     * near cache holds: FIFO or LRU would lose them all) */
+    for (int i = HOT; i < SCAN; i++) {
+        karma_of(repo, 100 + 1 + i);
+        if (i % 100 == 0)
+            for (int h = 0; h < 10; h++)
+                karma_of(repo, 100 + 1 + (i / 100 * 10 + h) % HOT);
+    }
+    long long entries = NEAR(repo, "near_entries"),
+              evictions = NEAR(repo, "near_evictions");
+    assert_true(entries <= 1000); /* the bound */
+    assert_true(entries >= 500);  /* the scan filled it */
+    assert_true(evictions >=
+                SCAN - HOT - 1000 - 500); /* about one per row past the bound */
+    long long hits = NEAR(repo, "near_hits");
+    for (int i = 0; i < HOT; i++)
+        karma_of(repo, 100 + 1 + i);
+    long long kept = NEAR(repo, "near_hits") - hits;
+    printf("after a scan of %d rows: %lld near entries, %lld evictions, %lld of %d hot "
+           "rows kept\n",
+           SCAN, entries, evictions, kept, HOT);
+    assert_int_equal(kept, HOT);
+    memo_close(repo);
+
+    /* the byte bound: 64 KiB holds a few hundred of these rows */
+    memo_config cfg = {.near_max_bytes = 64 * 1024};
+    repo = test_open(&cfg);
+    wait_live(repo, ids[0]);
+    for (int i = 0; i < 2000; i++)
+        karma_of(repo, 100 + 1 + i);
+    for (int i = 0; i < 2000; i++)
+        karma_of(repo, 100 + 1 + i);
+    assert_true(NEAR(repo, "near_bytes") <= 64 * 1024);
+    assert_true(NEAR(repo, "near_entries") > 0);
+    memo_close(repo);
+}
+
+/* ------------------------------------------------------------ threads */
+
+static memo_repo *shared_repo;
+static _Atomic bool threads_stop;
+static _Atomic long thread_failures;
+
+static void *thread_reader(void *arg)
+{
+    (void)arg;
+    while (!threads_stop) {
+        int64_t id = ids[memop_random() % 4];
+        hot_user u = {0};
+        if (hot_user_get(shared_repo, id, &u) != MEMO_OK || u.id != id)
+            thread_failures++;
+        hot_user_clear(&u);
+    }
+    return NULL;
+}
+
+static void *thread_writer(void *arg)
+{
+    memo_repo *repo = arg;
+    while (!threads_stop) {
+        hot_user u = {0};
+        int64_t id = ids[memop_random() % 4];
+        if (hot_user_get(repo, id, &u) != MEMO_OK)
+            thread_failures++;
+        u.karma = (int32_t)(memop_random() % 1000);
+        if (hot_user_update_fields(repo, &u, HOT_USER_KARMA) != MEMO_OK)
+            thread_failures++;
+        hot_user_clear(&u);
+        usleep(500);
+    }
+    return NULL;
+}
+
+/* Many threads read and write one repository while another writes: its
+ * own writes and Redis's messages drop entries under the readers (run
+ * under ThreadSanitizer by make check); every near copy is right after. */
+static void threads_read_and_invalidate(void **state)
+{
+    (void)state;
+    seed();
+    shared_repo = test_open(NULL);
+    memo_repo *other = test_open(NULL);
+    wait_live(shared_repo, ids[0]);
+    pthread_t t[8];
+    for (int i = 0; i < 6; i++)
+        pthread_create(&t[i], NULL, thread_reader, NULL);
+    pthread_create(&t[6], NULL, thread_writer, shared_repo);
+    pthread_create(&t[7], NULL, thread_writer, other);
+    usleep(1000 * 1000);
+    threads_stop = true;
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(thread_failures, 0);
+    usleep(200 * 1000);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(karma_of(shared_repo, ids[i]), karma_in_db(ids[i]));
+    assert_true(NEAR(shared_repo, "near_hits") > 0);
+    memo_close(other);
+    memo_close(shared_repo);
+}
+
+/* ---------------------------------------------------------- statistics */
+
+static void statistics(void **state)
+{
+    (void)state;
+    seed();
+    memo_repo *repo = test_open(NULL);
+    wait_live(repo, ids[0]);
+    memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
+    assert_int_equal(memo_stats_entity(repo, &hot_user_desc, &s), MEMO_OK);
+    assert_true(s.near_hits >= 1);
+    assert_int_equal(s.near_entries, 1);
+    assert_true(s.near_bytes > 0);
+    char *prom = memo_stats_prometheus(repo);
+    assert_non_null(strstr(prom, "memo_cache_near_hits_total{entity=\"hot.user\"}"));
+    assert_non_null(strstr(prom, "# TYPE memo_cache_near_entries gauge"));
+    free(prom);
+    /* gauges stay what they are across a reset */
+    memo_stats_reset(repo);
+    assert_int_equal(NEAR(repo, "near_entries"), 1);
+    assert_int_equal(NEAR(repo, "near_hits"), 0);
+    memo_close(repo);
+    /* MEMO_NEAR_OFF: no near cache at all */
+    memo_config cfg = {.flags = MEMO_NEAR_OFF};
+    repo = test_open(&cfg);
+    for (int i = 0; i < 5; i++)
+        karma_of(repo, ids[0]);
+    assert_int_equal(NEAR(repo, "near_hits"), 0);
+    double t0 = test_now_ms(); /* the last repository's subscriber is closing */
+    while (subscriber_id() != 0 && test_now_ms() - t0 < 2000)
+        usleep(1000);
+    assert_int_equal(subscriber_id(), 0);
+    memo_close(repo);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(hits_stay_in_the_process, restore),
+        cmocka_unit_test_teardown(other_writers_reach_the_near_cache, restore),
+        cmocka_unit_test_teardown(near_ttl_bounds_the_age, restore),
+        cmocka_unit_test_teardown(invalidation_delay_across_processes, restore),
+        cmocka_unit_test_teardown(race_leaves_nothing_stale, restore),
+        cmocka_unit_test_teardown(race_without_tracking_is_stale, restore),
+        cmocka_unit_test_teardown(subscriber_killed, restore),
+        cmocka_unit_test_teardown(redis_restarted, restore),
+        cmocka_unit_test_teardown(redis_frozen, restore),
+        cmocka_unit_test_teardown(eviction_keeps_bounds_and_hot_rows, restore),
+        cmocka_unit_test_teardown(threads_read_and_invalidate, restore),
+        cmocka_unit_test_teardown(statistics, restore),
+    };
+    return cmocka_run_group_tests_name("near caches", tests, setup, NULL);
+}
