@@ -272,10 +272,10 @@ sanitize: deps
 # ------------------------------------------------------------------ bench
 
 BENCH = $(B)/bench/bench
-$(BENCH): bench/bench.c $(B)/schemas/blog.o $(LIBMEMO)
+$(BENCH): bench/bench.c $(B)/schemas/blog.o $(B)/schemas/hot.o $(LIBMEMO)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Iruntime/include -I$(B)/schemas $(PKG_CFLAGS) $< \
-	    $(B)/schemas/blog.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
+	    $(B)/schemas/blog.o $(B)/schemas/hot.o $(LIBMEMO) $(LDFLAGS) $(LDLIBS_RT) -o $@
 
 BENCH_WATCH = $(B)/bench/bench_watch
 $(BENCH_WATCH): bench/bench_watch.c $(B)/schemas/blog.o $(LIBMEMO)

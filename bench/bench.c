@@ -59,6 +59,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,7 @@
 #include <libpq-fe.h>
 
 #include "blog.h"
+#include "hot.h" /* the same users with `near 1000` */
 
 /* ------------------------------------------------------ allocation count */
 
@@ -119,13 +121,16 @@ enum {
     CHUNKS = 8 /* a side's round runs in this many pieces, interleaved */
 };
 
-static memo_repo *repo;      /* every row but the mixed one: database 0 */
-static memo_repo *unnamed;   /* the same, statements unnamed (MEMO_DB_UNNAMED) */
-static memo_repo *bounced;   /* through PgBouncer (transaction mode), if running */
-static memo_repo *mix_repo;  /* the mixed row's memo side: database 2 */
-static redisContext *rc;     /* the floors' connection: database 0 */
-static redisContext *rc_mix; /* the mixed row's floor: database 3 */
-static redisContext *ctl;    /* INFO, flushes, deletes, copies: never timed */
+static memo_repo *repo;          /* every row but the mixed one: database 0 */
+static memo_repo *unnamed;       /* the same, statements unnamed (MEMO_DB_UNNAMED) */
+static memo_repo *bounced;       /* through PgBouncer (transaction mode), if running */
+static memo_repo *mix_repo;      /* the mixed row's memo side: database 2 */
+static memo_repo *near_repo;     /* schema hot (near caches): database 0 */
+static memo_repo *near_writer;   /* another repository writing what near_repo reads */
+static memo_repo *mix_near_repo; /* the near mixed row's memo side: database 2 */
+static redisContext *rc;         /* the floors' connection: database 0 */
+static redisContext *rc_mix;     /* the mixed row's floor: database 3 */
+static redisContext *ctl;        /* INFO, flushes, deletes, copies: never timed */
 static int ctl_db;
 static PGconn *pg;
 static int rounds = 7;
@@ -217,7 +222,7 @@ static void ctl_select(int db)
 {
     if (db == ctl_db)
         return;
-    char n[8];
+    char n[16];
     snprintf(n, sizeof n, "%d", db);
     const char *argv[] = {"SELECT", n};
     freeReplyObject(ctl_argv(2, argv, NULL));
@@ -537,7 +542,7 @@ typedef struct verdict {
     bool higher_better, met;
 } verdict;
 
-static verdict verdicts[16];
+static verdict verdicts[24];
 static int nverdicts;
 
 /* One chunk of a side's round, calls i0..i1-1, into its sample; the
@@ -848,6 +853,39 @@ static void warm_reads(void)
         floor_list_key(dst, sizeof dst, "raw", org);
         copy_value(src, dst);
     }
+}
+
+/* The hot rows in near_repo's near cache (near 1000 holds all HOT): read
+ * in passes until it holds them all (a fill's own message, arriving late,
+ * may drop the copy of the read that followed it). */
+static void warm_near(void)
+{
+    warm_reads();
+    for (int pass = 0; pass < 50; pass++) {
+        for (int64_t id = 1; id <= HOT; id++)
+            for (int k = 0; k < 2; k++) {
+                hot_user u;
+                if (hot_user_get(near_repo, id, &u) != MEMO_OK)
+                    die("near warm get");
+                hot_user_clear(&u);
+            }
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+        memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
+        memo_stats_entity(near_repo, &hot_user_desc, &s);
+        if (s.near_entries == HOT)
+            return;
+    }
+    die("the near cache does not hold the hot rows");
+}
+
+static void m_near_hit(long i, long *items)
+{
+    (void)items;
+    hot_user u;
+    if (hot_user_get(near_repo, hot(i), &u) != MEMO_OK)
+        die("near get");
+    hot_user_clear(&u);
 }
 
 /* GET: the reply, a string or nil. */
@@ -1359,6 +1397,166 @@ static void floor_mixed(long i, long *items)
     blog_user_clear(&u);
 }
 
+/* The same trace with `near 1000` on users (schema hot, the same table):
+ * against memo without it. Its Redis database is emptied before its
+ * rounds, and its near cache with it (FLUSHDB's message), so both start
+ * cold. */
+static void m_mixed_near_before(int r, long n)
+{
+    (void)r;
+    (void)n;
+    ctl_flush(MIX_MEMO_DB);
+    for (int k = 0; k < 1000; k++) {
+        memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
+        memo_stats_entity(mix_near_repo, &hot_user_desc, &s);
+        if (s.near_entries == 0)
+            return;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    die("the near cache was not emptied by FLUSHDB");
+}
+
+static void m_mixed_near(long i, long *items)
+{
+    (void)items;
+    if (trace_write[i]) {
+        full_row w;
+        full_row_of(trace_id[i], i, &w);
+        hot_user h;
+        memcpy(&h, &w.u, sizeof h); /* the same columns, the same layout */
+        if (hot_user_update(mix_near_repo, &h) != MEMO_OK)
+            die("near update");
+        return;
+    }
+    hot_user u;
+    if (hot_user_get(mix_near_repo, trace_id[i], &u) != MEMO_OK)
+        die("near mixed get");
+    hot_user_clear(&u);
+}
+
+/* After the near mixed row, quiet: every row its last trace touched, read
+ * through the near cache, against PostgreSQL. */
+static void near_stale_check(void)
+{
+    struct timespec ts = {0, 100000000}; /* the last messages arrive */
+    nanosleep(&ts, NULL);
+    long stale = 0, checked = 0;
+    for (long i = 0; i < MIXED_N; i++) {
+        hot_user u;
+        if (hot_user_get(mix_near_repo, trace_id[i], &u) != MEMO_OK)
+            die("near check get");
+        char idtxt[24];
+        snprintf(idtxt, sizeof idtxt, "%" PRId64, trace_id[i]);
+        const char *params[] = {idtxt};
+        PGresult *res = PQexecPrepared(pg, "floor_select", 1, params, NULL, NULL, 1);
+        blog_user db;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || !pg_user(res, &db))
+            die("near check select");
+        PQclear(res);
+        stale += db.karma != u.karma;
+        checked++;
+        blog_user_clear(&db);
+        hot_user_clear(&u);
+    }
+    printf("  near copies read back after the mixed row: %ld stale of %ld reads\n", stale,
+           checked);
+    add_verdict("mixed near: stale reads after", "PostgreSQL", "stale", (double)stale, 0,
+                false);
+    if (json_out)
+        fprintf(json_out,
+                "{\"op\":\"near stale after mixed\",\"stale\":%ld,\"reads\":%ld}\n",
+                stale, checked);
+}
+
+/* Near hits on one thread, back to back, without timing each call: the
+ * rate the near cache sustains on one core. */
+static void near_rate(void)
+{
+    long n = quick ? 200000 : 2000000;
+    double rate[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_us();
+        for (long i = 0; i < n; i++) {
+            hot_user u;
+            if (hot_user_get(near_repo, hot(i), &u) != MEMO_OK)
+                die("near get");
+            hot_user_clear(&u);
+        }
+        rate[r] = (double)n / ((now_us() - t0) / 1e6);
+    }
+    memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
+    memo_stats_entity(near_repo, &hot_user_desc, &s);
+    double m = median(rate, rounds);
+    printf("\nnear cache: %.2f M hits/s on one thread (target >= 2); %.0f bytes per "
+           "entry (%" PRIu64 " entries, %" PRIu64 " bytes)\n",
+           m / 1e6, s.near_entries ? (double)s.near_bytes / (double)s.near_entries : 0,
+           s.near_entries, s.near_bytes);
+    add_verdict("near get hit, one thread", "2 M hits/s", "M_hits_per_s", m / 1e6, 2.0,
+                true);
+    if (json_out)
+        fprintf(
+            json_out,
+            "{\"op\":\"near hits one thread\",\"rate\":%.0f,\"bytes_per_entry\":%.1f}\n",
+            m, s.near_entries ? (double)s.near_bytes / (double)s.near_entries : 0);
+}
+
+/* A write in one repository, seen by another's near cache: from the
+ * write's return to the first read that returns it (two repositories in
+ * one process: each its own connections and subscriber, as two processes
+ * would have; tests/integration/test_near.c measures across processes). */
+static void near_delay(void)
+{
+    enum { N = 200 };
+    double d[N];
+    int64_t id = 1;
+    for (int k = 0; k < N; k++) {
+        /* the old row is in the near cache */
+        for (int tries = 0;; tries++) {
+            memo_entity_stats s = MEMO_ENTITY_STATS_INIT, t = MEMO_ENTITY_STATS_INIT;
+            memo_stats_entity(near_repo, &hot_user_desc, &s);
+            hot_user u;
+            if (hot_user_get(near_repo, id, &u) != MEMO_OK)
+                die("delay get");
+            hot_user_clear(&u);
+            memo_stats_entity(near_repo, &hot_user_desc, &t);
+            if (t.near_hits > s.near_hits)
+                break;
+            if (tries > 1000)
+                die("the row does not stay in the near cache");
+        }
+        full_row w;
+        full_row_of(id, 500000 + k, &w);
+        hot_user h;
+        memcpy(&h, &w.u, sizeof h);
+        if (hot_user_update(near_writer, &h) != MEMO_OK)
+            die("delay update");
+        double t0 = now_us();
+        for (;;) {
+            hot_user u;
+            if (hot_user_get(near_repo, id, &u) != MEMO_OK)
+                die("delay get");
+            bool seen = u.karma == h.karma;
+            hot_user_clear(&u);
+            if (seen)
+                break;
+            sched_yield(); /* the subscriber may need this CPU */
+            if (now_us() - t0 > 5e6)
+                die("a write was not seen within 5 s");
+        }
+        d[k] = now_us() - t0;
+    }
+    qsort(d, N, sizeof d[0], cmp_double);
+    printf("near cache invalidation delay (a write's return to the other repository's "
+           "first read of it):\n  p50 %.1f us, p99 %.1f us, max %.1f us (%d writes)\n",
+           d[N / 2], d[N * 99 / 100], d[N - 1], N);
+    if (json_out)
+        fprintf(json_out,
+                "{\"op\":\"near invalidation delay\",\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                "\"max_us\":%.1f}\n",
+                d[N / 2], d[N * 99 / 100], d[N - 1]);
+}
+
 /* ---------------------------------------------------- floors on their own */
 
 static void floor_select(long i, long *items)
@@ -1449,6 +1647,15 @@ static const row rows[] = {
                {"B: GET + jansson into the struct", floor_get_hit_b, NULL}},
      .target = 1.10,
      .cpu_target = 1.20},
+    /* a hit in the process against the wire's floor: target 0.05 (20x) */
+    {.name = "near get hit",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 20000,
+     .setup = warm_near,
+     .sides = {{"memo, near cache", m_near_hit, NULL},
+               {"A: GET, bytes only", floor_get_hit_a, NULL}},
+     .target = 0.05},
     {.name = "get_by_email hit",
      .by = BY_LATENCY,
      .unit = "ops",
@@ -1527,7 +1734,17 @@ static const row rows[] = {
      .sides = {{"memo", m_mixed, m_mixed_before},
                {"the same trace by hand", floor_mixed, floor_mixed_before}},
      .target = 0.95,
-     .target_says = "mixed"}};
+     .target_says = "mixed"},
+    /* the same trace, near 1000 on users, against memo without it */
+    {.name = "mixed: Zipf(1.1), 5% writes, cold, near",
+     .by = BY_THROUGHPUT,
+     .unit = "ops",
+     .n = MIXED_N,
+     .round = mixed_round,
+     .sides = {{"memo, near 1000 on users", m_mixed_near, m_mixed_near_before},
+               {"memo without near", m_mixed, NULL}},
+     .target = 5.0,
+     .target_says = "mixed near"}};
 
 static void open_repo(memo_repo **out, const char *redis_url, const char *db_url,
                       unsigned flags)
@@ -1568,9 +1785,13 @@ static void summary(void)
     printf("  %-36s %-11s %-36s %8s %10s\n", "row", "by", "floor", "ratio", "target");
     for (int i = 0; i < nverdicts; i++) {
         verdict *v = &verdicts[i];
-        printf("  %-36s %-11s %-36s %7.2fx %s %.2f %s\n", v->what,
+        /* ratios, or a count or rate of their own (stale, M_hits_per_s) */
+        bool ratio = strcmp(v->by, "latency") == 0 || strcmp(v->by, "throughput") == 0 ||
+                     strcmp(v->by, "redis_cpu") == 0;
+        printf("  %-36s %-11s %-36s %7.2f%s %s %.2f %s\n", v->what,
                strcmp(v->by, "redis_cpu") == 0 ? "Redis CPU" : v->by, v->vs, v->ratio,
-               v->higher_better ? ">=" : "<=", v->target, v->met ? "met" : "MISS");
+               ratio ? "x" : " ", v->higher_better ? ">=" : "<=", v->target,
+               v->met ? "met" : "MISS");
         if (json_out)
             fprintf(json_out,
                     "{\"verdict\":\"%s\",\"by\":\"%s\",\"vs\":\"%s\",\"ratio\":%.3f,"
@@ -1624,6 +1845,9 @@ int main(int argc, char **argv)
     if (pooler && *pooler)
         open_repo(&bounced, redis_url, pooler, 0); /* found out at connect */
     open_repo(&mix_repo, mix_url, db_url, 0);
+    open_repo(&near_repo, redis_url, db_url, 0);
+    open_repo(&near_writer, redis_url, db_url, 0);
+    open_repo(&mix_near_repo, mix_url, db_url, 0);
     prepare_floors();
     zipf_cdf = malloc(USERS * sizeof *zipf_cdf);
     if (!zipf_cdf)
@@ -1648,6 +1872,9 @@ int main(int argc, char **argv)
         else
             printf("\n%s: skipped (no PgBouncer: MEMO_BENCH_PGBOUNCER_URL)\n",
                    rows[i].name);
+    near_stale_check();
+    near_rate();
+    near_delay();
     printf("\nfloors on their own (for reference):\n");
     printf("  %-36s %8s %8s %10s\n", "", "p50 us", "p99 us", "rate/s");
     floor_only("prepared SELECT, binary", floor_select, 4000);
@@ -1666,6 +1893,9 @@ int main(int argc, char **argv)
     memo_close(unnamed);
     memo_close(bounced);
     memo_close(mix_repo);
+    memo_close(near_repo);
+    memo_close(near_writer);
+    memo_close(mix_near_repo);
     redisFree(rc);
     redisFree(rc_mix);
     redisFree(ctl);

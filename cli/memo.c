@@ -249,6 +249,9 @@ static void open_repo(const char *redis_url, const char *db_url, bool publish)
         die(2, "no database URL: set MEMO_DATABASE_URL or DATABASE_URL, or pass --db");
     if (!publish)
         cfg.flags |= MEMO_STATS_PRIVATE; /* the tool's own reads are not the service's */
+    /* what the tool reads (memo get, check) is Redis's and PostgreSQL's, not
+     * a copy of its own; and memo watch needs no subscriber */
+    cfg.flags |= MEMO_NEAR_OFF;
     memo_status st = memo_open(&repo, &cfg, &err);
     if (st != MEMO_OK)
         die(1, "%s", err.message);

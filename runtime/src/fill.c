@@ -291,6 +291,7 @@ enum memop_outcome memop_cached_read(memop_read *r)
             memop_redis_release(repo, c, false);
             if (!r->missed)
                 MEMOP_INC(*(neg ? &s->negative_hits : &s->hits));
+            r->from_redis = true;
             if (r->value.failed) {
                 r->st = memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
                 return MEMOP_FAILED;

@@ -119,15 +119,20 @@ bool memop_row_has(const memo_field_desc *f, const void *row, const void *key)
 
 /* ------------------------------------------------------------------ get */
 
+/* near: the near cache may answer, and keeps what Redis answers (get's
+ * reads; get_by's read of the row it looked up does without: a copy from
+ * before another process changed the row would fail its check of the
+ * lookup, which is not corrupt). */
 static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, void *out,
-                           bool *hit)
+                           bool *hit, bool near)
 {
     const memo_entity_desc *d = e->desc;
     memop_key k;
     memop_key_row(repo, d, key, &k);
     memo_status st = MEMO_OK;
     memop_near_ticket ticket = {0};
-    if (e->near && memop_near_get(repo, e, &k, out, &st, &ticket)) {
+    near = near && e->near;
+    if (near && memop_near_get(repo, e, &k, out, &st, &ticket)) {
         *hit = true;
         return st;
     }
@@ -139,7 +144,7 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
         *hit = !r.missed;
         if (o == MEMOP_NEG_HIT) {
             st = MEMO_NOT_FOUND;
-            if (e->near)
+            if (near && r.from_redis)
                 memop_near_put(e, &k, NULL, &ticket);
         } else if (o == MEMOP_LOADED || o == MEMOP_FAILED) {
             st = r.st;
@@ -160,9 +165,11 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
                 }
                 r.value.len = 0;
                 st = load_row(repo, e, &ctx, &r.value, &(uint64_t){0});
-            } else if (e->near) {
-                /* what Redis holds (a value this call filled is not: the
-                 * message its SET causes would drop it again) */
+            } else if (near && r.from_redis) {
+                /* what Redis holds: not a value this call filled (the
+                 * message its SET causes would drop it again), nor one
+                 * another thread read from PostgreSQL and shared (Redis
+                 * may not hold it: no message would ever drop it) */
                 memop_near_put(e, &k, out, &ticket);
             }
         }
@@ -187,7 +194,7 @@ memo_status memo_get(memo_repo *repo, const memo_entity_desc *d, const void *key
         return st;
     uint64_t t0 = memop_now_us();
     bool hit;
-    st = get_row(repo, e, key, out, &hit);
+    st = get_row(repo, e, key, out, &hit, true);
     memop_record(e, MEMOP_OP_GET, t0, hit);
     return st;
 }
@@ -319,7 +326,7 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
         memop_record(e, MEMOP_OP_GET_BY, t0, true);
         return MEMO_NOT_FOUND;
     case FAST_PK: {
-        st = get_row(repo, e, pk.b, out, &hit);
+        st = get_row(repo, e, pk.b, out, &hit, false);
         memop_pk_free(d, pk.b);
         bool belongs = st == MEMO_OK && memop_row_has(f, out, key);
         if (belongs || (st != MEMO_OK && st != MEMO_NOT_FOUND)) {
@@ -349,7 +356,7 @@ memo_status memo_get_by(memo_repo *repo, const memo_entity_desc *d, unsigned u,
             bool ok = memop_pk_decode(d, r.value.s, r.value.len, pk.b);
             bool row_hit = false;
             if (ok) {
-                st = get_row(repo, e, pk.b, out, &row_hit);
+                st = get_row(repo, e, pk.b, out, &row_hit, false);
                 memop_pk_free(d, pk.b);
                 ok = (st != MEMO_OK && st != MEMO_NOT_FOUND) ||
                      (st == MEMO_OK && memop_row_has(f, out, key));

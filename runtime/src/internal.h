@@ -721,8 +721,8 @@ typedef struct memop_near_sub {
     int wake[2];           /* a pipe that wakes the thread */
     _Atomic bool up;       /* subscribed, tracking on */
     _Atomic uint64_t connects;
-    pthread_mutex_t lock;
-    char why[256]; /* why the last connection went or could not be made */
+    pthread_mutex_t lock; /* of why; lives as long as the repository */
+    char why[256];        /* why the last connection went or could not be made */
 } memop_near_sub;
 
 memo_status memop_near_new(memo_repo *, memop_entity *e);
@@ -742,7 +742,10 @@ void memop_near_clear(memop_entity *e);
 /* Coherence is not assured (the breaker opened): every near cache empties
  * and stays empty until the subscriber is back. */
 void memop_near_lost(memo_repo *);
+/* Starts the subscriber thread, once (before new near entities are
+ * published); memop_near_track then has it track them (after). */
 memo_status memop_near_start(memo_repo *);
+void memop_near_track(memo_repo *);
 /* The subscriber's state for the statistics: false when there is none. */
 bool memop_near_state(memo_repo *, bool *up, uint64_t *connects, char *why, size_t size);
 void memop_near_wake(memo_repo *);
@@ -835,6 +838,7 @@ typedef struct memop_read {
     bool missed;        /* counted as a miss: the caller's latency is a miss's */
     bool filled;        /* this call's fill was accepted */
     bool healed;        /* a corrupt value at the key was deleted once already */
+    bool from_redis;    /* MEMOP_HIT/NEG_HIT: Redis's own reply (not a flight's) */
     uint64_t drop_gen;  /* the entity's drop generation when the read began */
     char storage[1024]; /* where value starts: a typical row needs no malloc */
 } memop_read;

@@ -248,9 +248,10 @@ memo_status memop_near_new(memo_repo *repo, memop_entity *e)
         return MEMO_ERR_NOMEM;
     }
     size_t per = (entries + n->nshards - 1) / n->nshards;
+    for (size_t i = 0; i < n->nshards; i++)
+        pthread_mutex_init(&n->shards[i].lock, NULL); /* memop_near_free destroys all */
     for (size_t i = 0; i < n->nshards; i++) {
         near_shard *s = &n->shards[i];
-        pthread_mutex_init(&s->lock, NULL);
         s->cap_small = per / 10 ? per / 10 : 1;
         s->mask = pow2_at_least(per) - 1;
         s->nghost = per;
@@ -318,11 +319,18 @@ bool memop_near_get(memo_repo *repo, memop_entity *e, const memop_key *k, void *
 {
     memop_near *n = e->near;
     t->valid = false;
-    if (!atomic_load_explicit(&n->live, memory_order_acquire))
+    if (!atomic_load_explicit(&n->live, memory_order_relaxed))
         return false;
     t->hash = hash_key(k->s, k->len);
     near_shard *s = shard_of(n, t->hash);
     pthread_mutex_lock(&s->lock);
+    /* again under the lock: disable_all stores false before it bumps this
+     * shard's epoch, so a ticket taken here after that is never valid, and
+     * one taken before is refused by the epoch */
+    if (!atomic_load_explicit(&n->live, memory_order_relaxed)) {
+        pthread_mutex_unlock(&s->lock);
+        return false;
+    }
     t->epoch = s->epoch;
     t->seq = *seq_of(s, t->hash);
     t->valid = true;
@@ -484,25 +492,42 @@ void memop_near_clear(memop_entity *e)
     MEMOP_INC(e->stats.near_flushes);
 }
 
-/* Every near cache: cleared; with live false, kept empty until the
- * subscriber tracks them again. */
-static void flush_all(memo_repo *repo, bool live)
+/* A FLUSHALL or FLUSHDB: every near cache is cleared, and stays live. */
+static void flush_all(memo_repo *repo)
+{
+    unsigned count = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < count; i++)
+        memop_near_clear(repo->entity_list[i]);
+}
+
+/* Coherence lost: every near cache stops answering at once, and every put
+ * begun before is refused; cheap (a lock and an increment a shard), so any
+ * thread may do it. The rows stay in memory until the subscriber clears
+ * them, before it makes the caches live again. */
+static void disable_all(memo_repo *repo)
 {
     unsigned count = atomic_load(&repo->nentities);
     for (unsigned i = 0; i < count; i++) {
         memop_entity *e = repo->entity_list[i];
-        if (!e->near)
+        memop_near *n = e->near;
+        if (!n || !atomic_load(&n->live))
             continue;
-        if (!live)
-            atomic_store(&e->near->live, false);
-        memop_near_clear(e);
+        atomic_store(&n->live, false);
+        for (size_t s = 0; s < n->nshards; s++) {
+            pthread_mutex_lock(&n->shards[s].lock);
+            n->shards[s].epoch++;
+            pthread_mutex_unlock(&n->shards[s].lock);
+        }
+        MEMOP_INC(e->stats.near_flushes);
     }
 }
 
 void memop_near_lost(memo_repo *repo)
 {
-    if (atomic_load(&repo->near.started))
-        flush_all(repo, false);
+    if (atomic_load(&repo->near.started)) {
+        disable_all(repo);
+        memop_near_wake(repo); /* to reconnect */
+    }
 }
 
 /* The entity whose row keys include key, or NULL. */
@@ -643,7 +668,7 @@ static bool handle(memo_repo *repo, const redisReply *r, bool *pong)
         return false;
     const redisReply *keys = r->element[2];
     if (keys->type == REDIS_REPLY_NIL) { /* FLUSHALL, FLUSHDB */
-        flush_all(repo, true);
+        flush_all(repo);
         return true;
     }
     if (keys->type != REDIS_REPLY_ARRAY)
@@ -714,6 +739,7 @@ static void *near_main(void *arg)
     size_t ntracked = 0;
     unsigned have = 0;
     uint64_t epoch = 0, heard = 0, pinged = 0;
+    int backoff = MEMOP_PROBE_INTERVAL_MS;
     const char *lost = NULL;
     char why[300];
     while (!atomic_load(&sub->stop)) {
@@ -725,7 +751,13 @@ static void *near_main(void *arg)
         if (c && lost) {
             memop_rconn_free(c);
             c = NULL;
-            flush_all(repo, false);
+            disable_all(repo);
+            /* and the memory back, here rather than on the thread that
+             * tripped the breaker */
+            unsigned count = atomic_load(&repo->nentities);
+            for (unsigned i = 0; i < count; i++)
+                if (repo->entity_list[i]->near)
+                    clear_all(repo->entity_list[i]->near);
             atomic_store(&sub->up, false);
             say_why(sub, lost);
             lost = NULL;
@@ -738,13 +770,25 @@ static void *near_main(void *arg)
             have = atomic_load(&sub->want);
             epoch = atomic_load(&repo->breaker_epoch);
             if (!(c = subscribe(repo, tracked, &ntracked, why, sizeof why))) {
+                /* refused (a permission) or down: back off, up to 5 s */
                 say_why(sub, why);
-                nap(repo, MEMOP_PROBE_INTERVAL_MS);
+                nap(repo, backoff);
+                backoff = backoff < 2500 ? backoff * 2 : 5000;
+                continue;
+            }
+            backoff = MEMOP_PROBE_INTERVAL_MS;
+            /* what the caches held was not tracked while the subscriber was
+             * away: emptied before they answer again */
+            for (size_t i = 0; i < ntracked; i++)
+                clear_all(tracked[i]->near);
+            if (atomic_load(&repo->breaker) != MEMOP_BREAKER_CLOSED ||
+                atomic_load(&repo->breaker_epoch) != epoch) {
+                memop_rconn_free(c); /* an outage began meanwhile */
+                c = NULL;
                 continue;
             }
             for (size_t i = 0; i < ntracked; i++)
-                atomic_store_explicit(&tracked[i]->near->live, true,
-                                      memory_order_release);
+                atomic_store(&tracked[i]->near->live, true);
             atomic_fetch_add(&sub->connects, 1);
             atomic_store(&sub->up, true);
             heard = memop_now_us();
@@ -802,24 +846,25 @@ static void *near_main(void *arg)
 memo_status memop_near_start(memo_repo *repo)
 {
     memop_near_sub *sub = &repo->near;
-    atomic_fetch_add(&sub->want, 1);
-    if (atomic_load(&sub->started)) {
-        memop_near_wake(repo);
+    if (atomic_load(&sub->started))
         return MEMO_OK;
-    }
     if (pipe(sub->wake) != 0)
         return MEMO_ERR_NOMEM;
-    pthread_mutex_init(&sub->lock, NULL);
     for (int i = 0; i < 2; i++)
         fcntl(sub->wake[i], F_SETFL, O_NONBLOCK | fcntl(sub->wake[i], F_GETFL));
     if (pthread_create(&sub->thread, NULL, near_main, repo) != 0) {
         close(sub->wake[0]);
         close(sub->wake[1]);
-        pthread_mutex_destroy(&sub->lock);
         return MEMO_ERR_NOMEM;
     }
     atomic_store(&sub->started, true);
     return MEMO_OK;
+}
+
+void memop_near_track(memo_repo *repo)
+{
+    atomic_fetch_add(&repo->near.want, 1);
+    memop_near_wake(repo);
 }
 
 void memop_near_wake(memo_repo *repo)
@@ -839,6 +884,5 @@ void memop_near_stop(memo_repo *repo)
     pthread_join(sub->thread, NULL);
     close(sub->wake[0]);
     close(sub->wake[1]);
-    pthread_mutex_destroy(&sub->lock);
     atomic_store(&sub->started, false);
 }

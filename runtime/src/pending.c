@@ -16,6 +16,8 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
     memop_pending *q = &repo->pending;
     size_t max =
         memop_test_hooks.pending_max ? memop_test_hooks.pending_max : MEMOP_PENDING_MAX;
+    /* entities to drop, after the lock (a drop empties a near cache) */
+    unsigned char drop[MEMOP_MAX_ENTITIES / 8] = {0};
     pthread_mutex_lock(&q->lock);
     for (size_t i = 0; i < n; i++) {
         if (memop_entity_dropping(owners[i]))
@@ -37,7 +39,7 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
                 copy = strdup(keys[i].s);
         }
         if (!copy) {
-            memop_entity_drop(repo, owners[i]);
+            drop[owners[i]->index / 8] |= (unsigned char)(1u << (owners[i]->index % 8));
             continue;
         }
         q->keys[q->n] = copy;
@@ -47,6 +49,11 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
     }
     atomic_store(&q->any, true);
     pthread_mutex_unlock(&q->lock);
+    /* before the write returns, as the queued keys were */
+    unsigned n_entities = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < n_entities; i++)
+        if (drop[i / 8] & (1u << (i % 8)))
+            memop_entity_drop(repo, repo->entity_list[i]);
     memop_prober_wake(repo);
 }
 

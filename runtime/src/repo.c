@@ -187,6 +187,7 @@ static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
     if (n + npending > MEMOP_MAX_ENTITIES)
         return memop_fail(repo, MEMO_ERR_SCHEMA,
                           "more than %d entities in one repository", MEMOP_MAX_ENTITIES);
+    bool near = false;
     for (size_t i = 0; i < npending; i++) {
         memop_entity *e = made[i] = calloc(1, sizeof *e);
         if (!e ||
@@ -200,6 +201,13 @@ static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
         if ((st = memop_sql_build(e)) != MEMO_OK ||
             (st = memop_near_new(repo, e)) != MEMO_OK)
             goto fail;
+        near = near || e->near;
+    }
+    /* the near caches' thread, before anything is published: all or none */
+    if (near && (st = memop_near_start(repo)) != MEMO_OK) {
+        for (size_t i = 0; i < npending; i++)
+            entity_free(made[i]);
+        return memop_fail(repo, st, "cannot start the near cache's thread");
     }
     for (size_t i = 0; i < npending; i++)
         for (unsigned r = 0; r < pending_descs[i]->nrules; r++) {
@@ -221,10 +229,8 @@ static memo_status register_locked(memo_repo *repo, const memo_entity_desc *d)
         atomic_store_explicit(&repo->entity_slots[h], made[i], memory_order_release);
     }
     /* the subscriber tracks the new near caches' keys (a new connection) */
-    for (size_t i = 0; i < npending; i++)
-        if (made[i]->near && memop_near_start(repo) != MEMO_OK)
-            return memop_fail(repo, MEMO_ERR_NOMEM,
-                              "cannot start the near cache's thread");
+    if (near)
+        memop_near_track(repo);
     return MEMO_OK;
 fail:
     for (size_t i = 0; i < npending; i++)
@@ -370,10 +376,12 @@ memo_status memo_open(memo_repo **out, const memo_config *config, memo_error *er
     pthread_mutex_init(&repo->entities_lock, NULL);
     pthread_mutex_init(&repo->flights_lock, NULL);
     pthread_mutex_init(&repo->errs_lock, NULL);
+    pthread_mutex_init(&repo->near.lock, NULL);
     if (pthread_key_create(&repo->err_key, memop_err_buf_destroy) != 0) {
         pthread_mutex_destroy(&repo->entities_lock);
         pthread_mutex_destroy(&repo->flights_lock);
         pthread_mutex_destroy(&repo->errs_lock);
+        pthread_mutex_destroy(&repo->near.lock);
         free(repo->database_url);
         free(repo->key_prefix);
         memop_redis_target_free(&repo->redis);
@@ -421,6 +429,7 @@ void memo_close(memo_repo *repo)
     pthread_mutex_destroy(&repo->errs_lock);
     pthread_mutex_destroy(&repo->entities_lock);
     pthread_mutex_destroy(&repo->flights_lock);
+    pthread_mutex_destroy(&repo->near.lock);
     memop_redis_target_free(&repo->redis);
     free(repo->database_url);
     free(repo->key_prefix);

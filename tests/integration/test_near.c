@@ -436,6 +436,54 @@ static void race_without_tracking_is_stale(void **state)
     assert_int_equal(redis, 0);           /* Redis itself is right */
 }
 
+/* Only what Redis answered enters the near cache: not a row another thread
+ * read from PostgreSQL and shared while this one did without Redis (the
+ * pool busy here). Redis may not hold that row, so no message would ever
+ * drop it, and a later write elsewhere would leave it stale. */
+static memo_repo *shared_by;
+static int64_t shared_id;
+
+static void *read_shared(void *arg)
+{
+    (void)arg;
+    karma_of(shared_by, shared_id);
+    return NULL;
+}
+
+static void shared_reads_stay_out(void **state)
+{
+    (void)state;
+    seed();
+    memo_config cfg = {.pool_size = 1, .pool_wait_ms = 20};
+    shared_by = test_open(&cfg);
+    shared_id = ids[5];
+    wait_live(shared_by, ids[0]);
+    long long entries = NEAR(shared_by, "near_entries"),
+              queries = NEAR(shared_by, "db_queries");
+    memop_rconn *held = memop_redis_acquire(shared_by); /* the pool's only one */
+    assert_non_null(held);
+    test_sql("BEGIN");
+    test_sql("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); /* the leader waits */
+    pthread_t t[2];
+    pthread_create(&t[0], NULL, read_shared, NULL);
+    usleep(100 * 1000);
+    pthread_create(&t[1], NULL, read_shared, NULL); /* joins its flight */
+    usleep(100 * 1000);
+    test_sql("COMMIT");
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    memop_redis_release(shared_by, held, false);
+    assert_int_equal(NEAR(shared_by, "db_queries"), queries + 1); /* one query, shared */
+    assert_int_equal(NEAR(shared_by, "near_entries"), entries);   /* neither kept */
+    /* so a write elsewhere that Redis has nothing to say about is seen */
+    memo_config off = {.flags = MEMO_NEAR_OFF};
+    memo_repo *other = test_open(&off);
+    set_karma(other, shared_id, 43);
+    assert_int_equal(karma_of(shared_by, shared_id), 43);
+    memo_close(other);
+    memo_close(shared_by);
+}
+
 /* ------------------------------------------------------------ faults */
 
 /* The subscriber's client id, from CLIENT LIST TYPE pubsub; 0 if none. */
@@ -713,6 +761,7 @@ int main(void)
         cmocka_unit_test_teardown(other_writers_reach_the_near_cache, restore),
         cmocka_unit_test_teardown(near_ttl_bounds_the_age, restore),
         cmocka_unit_test_teardown(invalidation_delay_across_processes, restore),
+        cmocka_unit_test_teardown(shared_reads_stay_out, restore),
         cmocka_unit_test_teardown(race_leaves_nothing_stale, restore),
         cmocka_unit_test_teardown(race_without_tracking_is_stale, restore),
         cmocka_unit_test_teardown(subscriber_killed, restore),

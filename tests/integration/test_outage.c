@@ -67,6 +67,12 @@ typedef struct load {
     _Atomic bool stop;
 } load;
 
+/* Where redis_killed is, for the messages of a wrong read. */
+static _Atomic int phase;
+static _Atomic double phase_ms;
+static const char *const phase_names[] = {"before the kill", "Redis killed",
+                                          "Redis restarted"};
+
 static void *reader(void *p)
 {
     load *l = p;
@@ -83,8 +89,9 @@ static void *reader(void *p)
         } else if (u.karma < lo || u.karma > hi) {
             fprintf(stderr,
                     "read of key %d: karma %d, committed %d before the read, "
-                    "%d begun after it\n",
-                    k, u.karma, lo, hi);
+                    "%d begun after it (%s, %.0f ms after)\n",
+                    k, u.karma, lo, hi, phase_names[atomic_load(&phase)],
+                    test_now_ms() - phase_ms);
             atomic_fetch_add(&l->wrong, 1);
         }
         blog_user_clear(&u);
@@ -141,17 +148,23 @@ static void redis_killed(void **state)
     memo_config cfg = {.command_timeout_ms = 200};
     load l = {.repo = test_open(&cfg)};
     pthread_t t[READERS + 1];
-    int phase_ms = test_torture() ? 5000 : 1000;
+    int phase_len = test_torture() ? 5000 : 1000;
+    phase = 0;
+    phase_ms = test_now_ms();
     load_start(&l, t);
-    usleep((useconds_t)phase_ms * 1000);
+    usleep((useconds_t)phase_len * 1000);
 
+    phase_ms = test_now_ms();
+    phase = 1;
     kill(test_redis_pid(), SIGKILL);
-    usleep((useconds_t)phase_ms * 1000);
+    usleep((useconds_t)phase_len * 1000);
     long degraded = test_stat(l.repo, "blog.user", "degraded");
     long writes_during = l.writes;
 
     test_servers("redis-start");
     double restarted = test_now_ms();
+    phase_ms = restarted;
+    phase = 2;
     long long hits = test_stat(l.repo, "blog.user", "hits");
     double resumed = -1;
     while (test_now_ms() - restarted < 3000) {
@@ -161,7 +174,7 @@ static void redis_killed(void **state)
         }
         usleep(5000);
     }
-    usleep((useconds_t)phase_ms * 1000);
+    usleep((useconds_t)phase_len * 1000);
     load_stop(&l, t);
 
     long stale = stale_rows(l.repo);
