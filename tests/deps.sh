@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(gcc make pkg-config flex bison libhiredis-dev libjansson-dev libpq-dev
-      libcmocka-dev redis-server postgresql procps clang-format
+      libcmocka-dev redis-server redis-tools postgresql procps clang-format
       prometheus   # promtool: a real parser for the metrics tests
       pgbouncer)   # the tests through a transaction-mode pooler
 [ $# -gt 0 ] && pkgs+=("$@")

@@ -9,6 +9,11 @@
 #   tests/servers.sh pgbouncer-start|pgbouncer-stop [DIR]
 #       PgBouncer in transaction pooling mode in front of that PostgreSQL, on a
 #       loopback port of its own; start prints MEMO_TEST_PGBOUNCER_URL
+#   tests/servers.sh cluster-start|cluster-stop [DIR]
+#       a Redis Cluster of 3 masters and 3 replicas on loopback ports of its
+#       own (their bus ports, +10000, free too); start prints
+#       MEMO_TEST_CLUSTER_URL (the masters, comma-separated) once every slot
+#       is served
 #
 # DIR defaults to $MEMO_SERVERS_DIR, else build/servers. Servers listen on
 # 127.0.0.1 and unix sockets only, on ports that are neither the defaults nor
@@ -173,6 +178,71 @@ pgbouncer_stop() {
     rm -rf "$dir/pgbouncer"
 }
 
+cluster_pids() { cat "$dir"/cluster/*/redis.pid 2>/dev/null || true; }
+
+cluster_stop() {
+    local pid
+    for pid in $(cluster_pids); do
+        if alive "$pid" redis-server; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    for pid in $(cluster_pids); do wait_gone "$pid" 10 redis-server; done
+    rm -rf "$dir/cluster"
+}
+
+cluster_start() {
+    command -v redis-cli >/dev/null || die "redis-cli not found (run tests/deps.sh)"
+    local cdir="$dir/cluster" ports=() p i n=0 try
+    if [ -f "$cdir/url" ]; then
+        local up=1
+        for p in $(cluster_pids); do alive "$p" redis-server || up=0; done
+        [ "$up" = 1 ] && { echo "export MEMO_TEST_CLUSTER_URL=$(cat "$cdir/url")"; return; }
+        cluster_stop
+    fi
+    mkdir -p "$cdir"
+    for try in $(seq 1 50); do
+        [ "$n" -eq 6 ] && break
+        p=$(pick_port)
+        port_free $((p + 10000)) || continue
+        for i in "${ports[@]:-}"; do [ "$i" = "$p" ] && continue 2; done
+        mkdir -p "$cdir/$p"
+        if redis-server --port "$p" --bind 127.0.0.1 --protected-mode yes \
+            --cluster-enabled yes --cluster-config-file "$cdir/$p/nodes.conf" \
+            --cluster-node-timeout 2000 --save '' --appendonly no --dir "$cdir/$p" \
+            --daemonize yes --pidfile "$cdir/$p/redis.pid" \
+            --logfile "$cdir/$p/redis.log"; then
+            for i in $(seq 1 100); do
+                [ -s "$cdir/$p/redis.pid" ] && ! port_free "$p" && break
+                sleep 0.05
+            done
+            if ! port_free "$p"; then ports+=("$p"); n=$((n + 1)); continue; fi
+        fi
+        rm -rf "${cdir:?}/$p"
+    done
+    [ "$n" -eq 6 ] || { cluster_stop; die "the cluster's redis-servers did not start"; }
+    local nodes=()
+    for p in "${ports[@]}"; do nodes+=("127.0.0.1:$p"); done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$cdir/create.log" 2>&1 || { cluster_stop; die "redis-cli --cluster create failed"; }
+    # every node agrees that all slots are served (30 s at most)
+    for i in $(seq 1 300); do
+        local ok=1
+        for p in "${ports[@]}"; do
+            redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
+        done
+        [ "$ok" = 1 ] && break
+        sleep 0.1
+    done
+    [ "$ok" = 1 ] || { cluster_stop; die "the cluster did not come up (see $cdir)"; }
+    local masters=()
+    for p in "${ports[@]}"; do
+        redis-cli -p "$p" role 2>/dev/null | head -n 1 | grep -q '^master$' &&
+            masters+=("127.0.0.1:$p")
+    done
+    local IFS=,
+    echo "redis://${masters[*]}/" >"$cdir/url"
+    echo "export MEMO_TEST_CLUSTER_URL=$(cat "$cdir/url")"
+}
+
 print_env() {
     [ -f "$dir/env" ] || die "no servers in $dir (run: tests/servers.sh start)"
     cat "$dir/env"
@@ -233,6 +303,7 @@ ENV
 
 stop() {
     [ -d "$dir" ] || return 0
+    cluster_stop
     pgbouncer_stop
     redis_stop
     pg_stop
@@ -252,5 +323,7 @@ case "$cmd" in
     pg-stop) pg_stop ;;
     pgbouncer-start) pgbouncer_start ;;
     pgbouncer-stop) pgbouncer_stop ;;
-    *) echo "usage: $0 start|stop|env|redis-start|redis-stop|pg-start|pg-stop|pgbouncer-start|pgbouncer-stop [DIR]" >&2; exit 2 ;;
+    cluster-start) cluster_start ;;
+    cluster-stop) cluster_stop ;;
+    *) echo "usage: $0 start|stop|env|redis-start|redis-stop|pg-start|pg-stop|pgbouncer-start|pgbouncer-stop|cluster-start|cluster-stop [DIR]" >&2; exit 2 ;;
 esac

@@ -293,6 +293,8 @@ memo_status memop_check_pk(memo_repo *, const memo_entity_desc *, const void *ke
 bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
 /* The key of lookup or list k cut around its value: <before><part><after>
  * (for a script that builds keys from values it reads). */
+/* The Redis Cluster slot of a key (hash tags as Redis reads them). */
+unsigned memop_key_slot(const char *key, size_t len);
 void memop_key_around(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                       memop_key *before, memop_key *after);
 /* The key of a list's count: the list's key and ":n" (the same slot). */

@@ -248,3 +248,27 @@ bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b)
     }
     return false;
 }
+
+/* Redis Cluster's slot of a key: CRC16 (XMODEM: polynomial 0x1021, initial
+ * 0) of the key, or of its hash tag, the bytes between its first '{' and
+ * the first '}' after it when there are any, modulo 16384. Every key memo
+ * builds has a tag: a row, its lease and its count share a slot. */
+unsigned memop_key_slot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t at = (size_t)(open - key) + 1;
+        const char *close = memchr(key + at, '}', len - at);
+        if (close && close > key + at) {
+            len = (size_t)(close - (key + at));
+            key += at;
+        }
+    }
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)key[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc & 16383u;
+}

@@ -281,6 +281,35 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
     return MEMO_OK;
 }
 
+/* A Redis Cluster node answers most keys with MOVED: memo, which talks to
+ * one Redis, says so at open rather than degrading call after call. HELLO
+ * needs no permission; a Redis without it (before 6) is no cluster memo
+ * could use anyway, and goes on. */
+static memo_status refuse_cluster(memo_repo *repo, memop_rconn *c, char *err, size_t size)
+{
+    const char *argv[] = {"HELLO", "2"};
+    redisReply *r = memop_redis_command(repo, c, 2, argv, NULL);
+    if (!r) {
+        snprintf(err, size, "Redis %.100s: HELLO: %.100s", repo->redis_name,
+                 c->ctx->errstr);
+        return MEMO_ERR_REDIS;
+    }
+    if (r->type != REDIS_REPLY_ARRAY)
+        return MEMO_OK;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, "mode") == 0 &&
+            v->type == REDIS_REPLY_STRING && strcmp(v->str, "cluster") == 0) {
+            snprintf(err, size,
+                     "Redis %.60s is a Redis Cluster node: memo does not route across "
+                     "a cluster yet; point it at a single primary or a cluster proxy",
+                     repo->redis_name);
+            return MEMO_ERR_CONFIG;
+        }
+    }
+    return MEMO_OK;
+}
+
 memo_status memop_redis_open(memo_repo *repo, memo_error *err)
 {
     memop_pool_init(&repo->rpool, (size_t)repo->cfg.pool_size);
@@ -295,9 +324,11 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
     memop_stats_identity(repo);
     bool refused;
     memop_rconn *c = memop_rconn_new(repo, err->message, sizeof err->message, &refused);
-    memo_status st = c ? check_permissions(repo, c, err->message, sizeof err->message)
+    memo_status st = c ? refuse_cluster(repo, c, err->message, sizeof err->message)
                      : refused ? MEMO_ERR_CONFIG
                                : MEMO_ERR_REDIS;
+    if (st == MEMO_OK && c)
+        st = check_permissions(repo, c, err->message, sizeof err->message);
     if (st != MEMO_OK && c) {
         memop_rconn_free(c);
         c = NULL;

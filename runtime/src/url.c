@@ -177,7 +177,10 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
         return MEMO_OK;
     }
 
-    /* host[:port] */
+    /* host[:port]; a list of them is a Redis Cluster's seed nodes */
+    if (memchr(p, ',', strcspn(p, "/?#")))
+        FAIL("Redis URL: several nodes (a Redis Cluster's) are not supported yet: memo "
+             "talks to one Redis, a primary or a cluster proxy");
     const char *host_end;
     if (*p == '[') {
         const char *close = strchr(p, ']');

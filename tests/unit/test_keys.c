@@ -486,6 +486,28 @@ static void test_lease(void **state)
         assert_false(memop_is_lease(values[i], strlen(values[i])));
 }
 
+/* Slots as Redis's CLUSTER KEYSLOT documents them, and hash tags as Redis
+ * reads them (tests/integration/test_cluster.c asks a real cluster). */
+static void test_cluster_slots(void **state)
+{
+    (void)state;
+#define SLOT(s) memop_key_slot((s), strlen(s))
+    assert_int_equal(SLOT("foo"), 12182);
+    assert_int_equal(SLOT("somekey"), 11058);
+    assert_int_equal(SLOT("foo{hash_tag}"), 2515);
+    assert_int_equal(SLOT("123456789"), 0x31C3 & 16383); /* CRC16/XMODEM's check */
+    assert_int_equal(SLOT("{user1000}.following"), SLOT("{user1000}.followers"));
+    assert_int_equal(SLOT("{user1000}.following"), SLOT("user1000"));
+    /* an empty tag: the whole key, neither "" nor "bar" */
+    assert_int_not_equal(SLOT("foo{}{bar}"), SLOT(""));
+    assert_int_not_equal(SLOT("foo{}{bar}"), SLOT("bar"));
+    assert_int_equal(SLOT("foo{{bar}}zap"), SLOT("{bar"));
+    assert_int_equal(SLOT("foo{bar}{zap}"), SLOT("bar"));
+    assert_int_not_equal(SLOT("a{b"), SLOT("b")); /* no closing brace: the key */
+    assert_int_equal(SLOT(""), 0);
+#undef SLOT
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_lease),
         cmocka_unit_test(test_lua_class_matches_escaping),
         cmocka_unit_test(test_around_pattern_memo),
+        cmocka_unit_test(test_cluster_slots),
     };
     return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }

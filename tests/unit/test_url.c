@@ -179,6 +179,8 @@ static void test_refused(void **state)
     assert_refused("redis://[::1", "unclosed '['");
     assert_refused("redis://", "no host");
     assert_refused("redis://:6379", "no host");
+    assert_refused("redis://h1:7000,h2:7001/", "Redis Cluster");
+    assert_refused("redis://u:p@h1,h2", "Redis Cluster");
     assert_refused("redis:///0", "no host");
     assert_refused("redis://[]:6379", "no host");
     assert_refused("redis://u:p@", "no host");
