@@ -405,6 +405,9 @@ static void emit_prototypes(emitter *em, const lowered_entity *me)
     emit_line(em,
               "/* Reads the rows of n %s at once: one MGET, one query for the misses.",
               pks);
+    if (d->row.near_entries)
+        emit_line(em,
+                  " * Rows in the near cache come from it (the MGET asks for the rest).");
     emit_line(em, " * Found rows only, in the order asked. Overwrites *out. */");
     sig_get_many(sig, sizeof sig, me, v);
     emit_line(em, "%s;", sig);

@@ -469,38 +469,48 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
 {
     const memo_entity_desc *d = e->desc;
     memop_rconn *c = *cp;
+    /* the keys still missing (the near cache may have answered others) */
     const char **argv = malloc((b->n + 1) * sizeof *argv);
     size_t *lens = malloc((b->n + 1) * sizeof *lens);
+    size_t *pos = malloc((b->n ? b->n : 1) * sizeof *pos);
     redisReply *r = NULL;
-    if (!argv || !lens) {
+    if (!argv || !lens || !pos) {
         free(argv);
         free(lens);
+        free(pos);
         memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         return false;
     }
     argv[0] = "MGET";
     lens[0] = 4;
+    size_t asked = 0;
     for (size_t i = 0; i < b->n; i++) {
-        argv[i + 1] = b->keys_r[i].s;
-        lens[i + 1] = b->keys_r[i].len;
+        if (b->state[i] != B_MISS)
+            continue;
+        argv[asked + 1] = b->keys_r[i].s;
+        lens[asked + 1] = b->keys_r[i].len;
+        pos[asked++] = i;
     }
-    c->budget = memop_redis_reply_budget(repo, b->n);
-    r = memop_redis_command(repo, c, (int)b->n + 1, argv, lens);
+    c->budget = memop_redis_reply_budget(repo, asked);
+    r = memop_redis_command(repo, c, (int)asked + 1, argv, lens);
     free(argv);
     free(lens);
     if (!r && c->oversize) {
+        free(pos);
         memop_redis_release(repo, c, true);
         *cp = memop_redis_acquire(repo);
         return *cp != NULL;
     }
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != asked) {
+        free(pos);
         if (r)
             memop_redis_reply_failed(repo, r->type == REDIS_REPLY_ERROR ? r : NULL,
                                      "MGET");
         return false;
     }
-    for (size_t i = 0; i < b->n; i++) {
-        redisReply *v = r->element[i];
+    for (size_t j = 0; j < asked; j++) {
+        size_t i = pos[j];
+        redisReply *v = r->element[j];
         if (v->type != REDIS_REPLY_STRING)
             continue; /* a miss (MGET answers nil for a key of another type too) */
         if (!batch_value(repo, d, b, i, v))
@@ -509,6 +519,7 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
             MEMOP_INC(
                 *(b->state[i] == B_NONE ? &e->stats.negative_hits : &e->stats.hits));
     }
+    free(pos);
     batch_discard(repo, e, c, b);
     return true;
 }
@@ -536,8 +547,31 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
     }
     b.drop_gen = atomic_load(&e->drop_gen);
 
-    bool degraded = true;
-    memop_rconn *c = memop_entity_bypassed(e) ? NULL : memop_redis_acquire(repo);
+    /* the near cache first; its tickets say which Redis answers it may keep */
+    memop_near_ticket *tickets = NULL;
+    size_t asked = n;
+    if (e->near && (tickets = calloc(n, sizeof *tickets))) {
+        for (size_t i = 0; i < n; i++) {
+            memo_status one;
+            void *row = (char *)b.rows + i * d->size;
+            if (!memop_near_get(repo, e, &b.keys_r[i], row, &one, &tickets[i]))
+                continue;
+            if (one == MEMO_OK) {
+                b.state[i] = B_HIT;
+                b.found[i] = true;
+            } else if (one == MEMO_NOT_FOUND) {
+                b.state[i] = B_NONE;
+            } else {
+                continue; /* out of memory: ask Redis */
+            }
+            tickets[i].valid = false; /* nothing to put back */
+            asked--;
+        }
+    }
+
+    bool degraded = asked > 0;
+    memop_rconn *c =
+        asked == 0 || memop_entity_bypassed(e) ? NULL : memop_redis_acquire(repo);
     if (c && batch_mget(repo, e, &c, &b)) {
         degraded = false;
         size_t misses = 0;
@@ -545,12 +579,19 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
             misses += b.state[i] == B_MISS;
         MEMOP_ADD(s->misses, misses);
         *all_hit = misses == 0;
+        /* what Redis answered (not what this call fills later) */
+        for (size_t i = 0; tickets && i < n; i++)
+            if (tickets[i].valid && (b.state[i] == B_HIT || b.state[i] == B_NONE))
+                memop_near_put(e, &b.keys_r[i],
+                               b.state[i] == B_HIT ? (char *)b.rows + i * d->size : NULL,
+                               &tickets[i]);
     }
+    free(tickets);
     bool broken = c && !degraded && !batch_lease(repo, e, c, &b);
     if (c)
         memop_redis_release(repo, c, broken || c->ctx->err);
     if (degraded) {
-        MEMOP_ADD(s->misses, n);
+        MEMOP_ADD(s->misses, asked);
         MEMOP_INC(s->degraded);
         *all_hit = false;
     }
