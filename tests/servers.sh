@@ -181,28 +181,46 @@ pgbouncer_stop() {
 cluster_pids() { cat "$dir"/cluster/*/redis.pid 2>/dev/null || true; }
 
 cluster_stop() {
-    local pid
-    for pid in $(cluster_pids); do
+    local pid pids
+    pids=$(cluster_pids) # once: a node removes its pid file as it exits
+    for pid in $pids; do
         if alive "$pid" redis-server; then kill -TERM "$pid" 2>/dev/null || true; fi
     done
-    for pid in $(cluster_pids); do wait_gone "$pid" 10 redis-server; done
+    for pid in $pids; do wait_gone "$pid" 10 redis-server; done
     rm -rf "$dir/cluster"
+}
+
+# A port for a cluster node whose bus port (+10000) is below the ephemeral
+# range (32768) too.
+pick_cluster_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 2700))
+        if port_free "$p" && port_free $((p + 10000)); then echo "$p"; return; fi
+    done
+    return 1
 }
 
 cluster_start() {
     command -v redis-cli >/dev/null || die "redis-cli not found (run tests/deps.sh)"
     local cdir="$dir/cluster" ports=() p i n=0 try
     if [ -f "$cdir/url" ]; then
-        local up=1
-        for p in $(cluster_pids); do alive "$p" redis-server || up=0; done
-        [ "$up" = 1 ] && { echo "export MEMO_TEST_CLUSTER_URL=$(cat "$cdir/url")"; return; }
+        # reused only whole: six live nodes (a node that shut down cleanly
+        # removed its pid file) and the first master answering
+        local up=0 first
+        for p in $(cluster_pids); do alive "$p" redis-server && up=$((up + 1)); done
+        first=$(sed -e 's|^redis://||' -e 's|,.*||' -e 's|.*:||' -e 's|/.*||' "$cdir/url")
+        if [ "$up" -ge 6 ] &&
+            redis-cli -p "$first" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
+            echo "export MEMO_TEST_CLUSTER_URL=$(cat "$cdir/url")"
+            return
+        fi
         cluster_stop
     fi
     mkdir -p "$cdir"
     for try in $(seq 1 50); do
         [ "$n" -eq 6 ] && break
-        p=$(pick_port)
-        port_free $((p + 10000)) || continue
+        p=$(pick_cluster_port) || break
         for i in "${ports[@]:-}"; do [ "$i" = "$p" ] && continue 2; done
         mkdir -p "$cdir/$p"
         if redis-server --port "$p" --bind 127.0.0.1 --protected-mode yes \
@@ -215,6 +233,13 @@ cluster_start() {
                 sleep 0.05
             done
             if ! port_free "$p"; then ports+=("$p"); n=$((n + 1)); continue; fi
+            # not listening: stopped by PID before its directory goes
+            local stray
+            stray=$(cat "$cdir/$p/redis.pid" 2>/dev/null || true)
+            if alive "$stray" redis-server; then
+                kill -TERM "$stray" 2>/dev/null || true
+                wait_gone "$stray" 10 redis-server
+            fi
         fi
         rm -rf "${cdir:?}/$p"
     done

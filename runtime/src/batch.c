@@ -528,7 +528,7 @@ static bool batch_mget(memo_repo *repo, memop_entity *e, memop_rconn **cp, batch
  * one query; fills for the leases taken. Rows come back in the order asked,
  * found rows only. Sets *all_hit when no key missed. */
 memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_t n,
-                       memo_rows *out, bool *all_hit)
+                       memo_rows *out, bool *all_hit, bool near)
 {
     const memo_entity_desc *d = e->desc;
     memop_stats *s = &e->stats;
@@ -550,20 +550,14 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
     /* the near cache first; its tickets say which Redis answers it may keep */
     memop_near_ticket *tickets = NULL;
     size_t asked = n;
-    if (e->near && (tickets = calloc(n, sizeof *tickets))) {
+    if (near && e->near && (tickets = calloc(n, sizeof *tickets))) {
         for (size_t i = 0; i < n; i++) {
             memo_status one;
             void *row = (char *)b.rows + i * d->size;
-            if (!memop_near_get(repo, e, &b.keys_r[i], row, &one, &tickets[i]))
+            if (!memop_near_get(e, &b.keys_r[i], row, &one, &tickets[i]))
                 continue;
-            if (one == MEMO_OK) {
-                b.state[i] = B_HIT;
-                b.found[i] = true;
-            } else if (one == MEMO_NOT_FOUND) {
-                b.state[i] = B_NONE;
-            } else {
-                continue; /* out of memory: ask Redis */
-            }
+            b.state[i] = one == MEMO_OK ? B_HIT : B_NONE;
+            b.found[i] = one == MEMO_OK;
             tickets[i].valid = false; /* nothing to put back */
             asked--;
         }
@@ -658,7 +652,7 @@ memo_status memo_get_many(memo_repo *repo, const memo_entity_desc *d, const void
         return st;
     uint64_t t0 = memop_now_us();
     bool hit;
-    st = memop_many(repo, e, keys, n, out, &hit);
+    st = memop_many(repo, e, keys, n, out, &hit, true);
     memop_record(e, MEMOP_OP_GET_MANY, t0, hit);
     return st;
 }

@@ -60,7 +60,18 @@ static bool probe_and_flush(memo_repo *repo)
         return false;
     const char *ping[] = {"PING"};
     redisReply *r = memop_redis_command(repo, c, 1, ping, NULL);
-    bool ok = r && r->type != REDIS_REPLY_ERROR && memop_pending_flush(repo, c);
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    /* opened degraded: memo_open's checks first (a cluster node or a missing
+     * permission keeps the breaker open, and the statistics say why) */
+    if (ok && !atomic_load(&repo->redis_checked)) {
+        memo_status st = memop_redis_checks(repo, c, err, sizeof err);
+        pthread_mutex_lock(&repo->prober_lock);
+        snprintf(repo->redis_refused, sizeof repo->redis_refused, "%.255s",
+                 st == MEMO_ERR_CONFIG ? err : "");
+        pthread_mutex_unlock(&repo->prober_lock);
+        ok = st == MEMO_OK;
+    }
+    ok = ok && memop_pending_flush(repo, c);
     memop_rconn_free(c);
     return ok;
 }

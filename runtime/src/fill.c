@@ -165,15 +165,15 @@ static enum memop_outcome load_and_fill(memop_read *r, const char *lease)
 
 /* The value read from PostgreSQL may go to waiters only if no write of this
  * process committed meanwhile: a waiter that began after such a write must
- * not get what was read before it. */
+ * not get what was read before it (memop_flight_finish compares seq under
+ * the lock waiters join by). */
 static enum memop_outcome lead(memop_read *r, memop_flight *f, const char *lease)
 {
     uint64_t seq = atomic_load(&r->repo->write_seq);
     enum memop_outcome o = load_and_fill(r, lease);
     if (f)
         memop_flight_finish(r->repo, f, &r->value,
-                            o == MEMOP_LOADED && (!lease || r->filled) &&
-                                atomic_load(&r->repo->write_seq) == seq);
+                            o == MEMOP_LOADED && (!lease || r->filled), seq);
     return o;
 }
 
@@ -216,6 +216,7 @@ enum memop_outcome memop_cached_read(memop_read *r)
     char lease[MEMOP_LEASE_MAX];
     memop_make_lease(repo, lease);
     r->drop_gen = atomic_load(&r->e->drop_gen);
+    r->from_redis = false; /* (a read healing a corrupt value asks again) */
 
     uint64_t deadline = 0, backoff = 500;
     bool native = memop_now_us() >= atomic_load(&repo->native_off_until);

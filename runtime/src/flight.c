@@ -55,12 +55,20 @@ memop_flight *memop_flight_lead(memo_repo *repo, const memop_key *k)
 
 /* Publishes the leader's value to the waiters and leaves the table. */
 void memop_flight_finish(memo_repo *repo, memop_flight *f, const memop_buf *value,
-                         bool shareable)
+                         bool shareable, uint64_t seq)
 {
     memop_key k;
     memcpy(k.s, f->key, f->keylen + 1);
     k.len = f->keylen;
+    if (memop_test_hooks.before_share)
+        memop_test_hooks.before_share(f->key);
     pthread_mutex_lock(&repo->flights_lock);
+    /* Under the lock a waiter joins by: a write that returned before a
+     * waiter began has counted write_seq up before it joined, so it is
+     * seen here. (Compared before the lock, a waiter could join between
+     * the comparison and the lock, after a write, and get what was read
+     * before it.) */
+    shareable = shareable && atomic_load(&repo->write_seq) == seq;
     memop_flight **p = flight_find(repo, &k);
     if (*p == f)
         *p = f->next;

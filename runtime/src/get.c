@@ -132,7 +132,7 @@ static memo_status get_row(memo_repo *repo, memop_entity *e, const void *key, vo
     memo_status st = MEMO_OK;
     memop_near_ticket ticket = {0};
     near = near && e->near;
-    if (near && memop_near_get(repo, e, &k, out, &st, &ticket)) {
+    if (near && memop_near_get(e, &k, out, &st, &ticket)) {
         *hit = true;
         return st;
     }

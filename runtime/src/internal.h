@@ -51,6 +51,7 @@ typedef struct memop_hooks {
     size_t pending_max;    /* a smaller bound for the invalidation queue */
     bool fail_collect;     /* collecting a write's keys fails, as out of memory would */
     bool near_no_tracking; /* near caches without CLIENT TRACKING: they must go stale */
+    void (*before_share)(const char *key); /* a flight's leader, before it shares */
 } memop_hooks;
 extern memop_hooks memop_test_hooks;
 
@@ -291,10 +292,10 @@ memo_status memop_check_pk(memo_repo *, const memo_entity_desc *, const void *ke
 /* Two values of key field f (pointers to its C type) are equal; a NULL
  * text equals nothing. */
 bool memop_key_equal(const memo_field_desc *f, const void *a, const void *b);
-/* The key of lookup or list k cut around its value: <before><part><after>
- * (for a script that builds keys from values it reads). */
 /* The Redis Cluster slot of a key (hash tags as Redis reads them). */
 unsigned memop_key_slot(const char *key, size_t len);
+/* The key of lookup or list k cut around its value: <before><part><after>
+ * (for a script that builds keys from values it reads). */
 void memop_key_around(memo_repo *, const memo_entity_desc *, const memo_key_desc *k,
                       memop_key *before, memop_key *after);
 /* The key of a list's count: the list's key and ":n" (the same slot). */
@@ -729,10 +730,11 @@ typedef struct memop_near_sub {
 
 memo_status memop_near_new(memo_repo *, memop_entity *e);
 void memop_near_free(memop_entity *e);
-/* A hit: the row (or MEMO_NOT_FOUND) in *st and out, true. A miss: false,
- * and *t says what memop_near_put needs. */
-bool memop_near_get(memo_repo *, memop_entity *e, const memop_key *k, void *out,
-                    memo_status *st, memop_near_ticket *t);
+/* A hit: the row in out and MEMO_OK in *st, or MEMO_NOT_FOUND; true. A
+ * miss (or no memory for the copy): false, and *t says what memop_near_put
+ * needs. */
+bool memop_near_get(memop_entity *e, const memop_key *k, void *out, memo_status *st,
+                    memop_near_ticket *t);
 /* Keeps what Redis answered for k (row NULL: no such row), unless an
  * invalidation or flush came since the ticket was taken. */
 void memop_near_put(memop_entity *e, const memop_key *k, const void *row,
@@ -788,6 +790,11 @@ struct memo_repo {
     bool closing;
 
     bool redis_opened, db_opened; /* what memo_close must undo */
+    /* memo_open's checks of the Redis it talks to (not a cluster node, every
+     * command permitted) ran; else, after a degraded open, the prober runs
+     * them before it closes the breaker, and keeps why they failed */
+    _Atomic bool redis_checked;
+    char redis_refused[256]; /* under prober_lock */
     /* statistics published for `memo stats`: a key per process, with an
      * expiry, so the processes that stop publishing age out */
     bool publish;
@@ -876,8 +883,11 @@ void memop_record(memop_entity *, enum memop_op, uint64_t t0, bool hit);
 
 /* flight.c: single flight within the process. */
 memop_flight *memop_flight_lead(memo_repo *, const memop_key *);
+/* Ends the leader's flight: waiters get value if shareable and no write of
+ * this process counted write_seq past seq (the leader's, from before its
+ * query), compared under the lock waiters join by. */
 void memop_flight_finish(memo_repo *, memop_flight *, const memop_buf *value,
-                         bool shareable);
+                         bool shareable, uint64_t seq);
 bool memop_flight_wait(memo_repo *, const memop_key *, uint64_t deadline, memop_buf *out);
 
 /* get.c */
@@ -897,9 +907,11 @@ memo_status memop_tx_entity(memo_tx *, const memo_entity_desc *, const void *arg
                             memop_entity **e);
 
 /* batch.c: rows by primary key, through the cache (or, in a transaction,
- * the database); found rows only, in the order asked. */
+ * the database); found rows only, in the order asked. near: the near cache
+ * too (get_many; not a list's rows, which must be no older than the list
+ * that names them: a near copy may be, for the invalidation delay). */
 memo_status memop_many(memo_repo *, memop_entity *, const void *keys, size_t n,
-                       memo_rows *out, bool *all_hit);
+                       memo_rows *out, bool *all_hit, bool near);
 memo_status memop_tx_many(memo_tx *, memop_entity *, const void *keys, size_t n,
                           memo_rows *out);
 /* Empties out and finds d's entity; `more` is touched only once d's ABI is
@@ -972,6 +984,9 @@ void memop_watch_stats_free(memo_repo *);
 
 /* Opens and closes the Redis side: pool, scripts, breaker, prober. */
 memo_status memop_redis_open(memo_repo *, memo_error *err);
+/* memo_open's checks on connection c: MEMO_ERR_CONFIG with why in err when
+ * memo cannot use this Redis (a cluster node, a missing permission). */
+memo_status memop_redis_checks(memo_repo *, memop_rconn *c, char *err, size_t size);
 void memop_redis_close(memo_repo *);
 /* Records a Redis failure: opens the breaker and wakes the prober. */
 void memop_redis_trip(memo_repo *);

@@ -164,7 +164,7 @@ memo_status memo_list(memo_repo *repo, const memo_entity_desc *d, unsigned l,
             }
         }
         bool rows_hit, more = n > ld->limit;
-        st = memop_many(repo, e, keys, more ? ld->limit : n, out, &rows_hit);
+        st = memop_many(repo, e, keys, more ? ld->limit : n, out, &rows_hit, false);
         out->more = more;
         free_keys(d, keys, n);
         hit = !r.missed && rows_hit;
@@ -379,7 +379,7 @@ static memo_status page(memo_repo *repo, memo_tx *tx, memop_entity *e, unsigned 
     }
     if (st == MEMO_OK && take > 0)
         st = tx ? memop_tx_many(tx, e, keys, take, out)
-                : memop_many(repo, e, keys, take, out, all_hit);
+                : memop_many(repo, e, keys, take, out, all_hit, false);
     free(keys);
     PQclear(res);
     if (st == MEMO_OK) {

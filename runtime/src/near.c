@@ -314,8 +314,8 @@ static uint32_t *seq_of(near_shard *s, uint64_t hash)
     return &s->seqs[(hash >> 40) & s->seqmask];
 }
 
-bool memop_near_get(memo_repo *repo, memop_entity *e, const memop_key *k, void *out,
-                    memo_status *st, memop_near_ticket *t)
+bool memop_near_get(memop_entity *e, const memop_key *k, void *out, memo_status *st,
+                    memop_near_ticket *t)
 {
     memop_near *n = e->near;
     t->valid = false;
@@ -348,8 +348,10 @@ bool memop_near_get(memo_repo *repo, memop_entity *e, const memop_key *k, void *
         x->freq++;
     *st = x->absent ? MEMO_NOT_FOUND : memop_row_copy(e->desc, x->row, out);
     pthread_mutex_unlock(&s->lock);
-    if (*st == MEMO_ERR_NOMEM)
-        memop_fail(repo, *st, "out of memory");
+    if (*st == MEMO_ERR_NOMEM) { /* the caller reads Redis instead */
+        t->valid = false;
+        return false;
+    }
     MEMOP_INC(e->stats.near_hits);
     return true;
 }

@@ -139,8 +139,10 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
     q->n -= done;
     if (ok) {
         atomic_store(&q->any, false);
-        /* closed under the queue's lock: a key queued from now on comes
-         * with a trip that opens the breaker again */
+        /* closed under the queue's lock. A key may still be queued with the
+         * breaker closed (a writer that found it open a moment ago, a
+         * refused DEL): its entity's reads bypass the cache until the
+         * prober, which sees the queue, sends it */
         atomic_store_explicit(&repo->breaker, MEMOP_BREAKER_CLOSED, memory_order_release);
     }
     pthread_mutex_unlock(&q->lock);

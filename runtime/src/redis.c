@@ -310,6 +310,16 @@ static memo_status refuse_cluster(memo_repo *repo, memop_rconn *c, char *err, si
     return MEMO_OK;
 }
 
+memo_status memop_redis_checks(memo_repo *repo, memop_rconn *c, char *err, size_t size)
+{
+    memo_status st = refuse_cluster(repo, c, err, size);
+    if (st == MEMO_OK)
+        st = check_permissions(repo, c, err, size);
+    if (st == MEMO_OK)
+        atomic_store(&repo->redis_checked, true);
+    return st;
+}
+
 memo_status memop_redis_open(memo_repo *repo, memo_error *err)
 {
     memop_pool_init(&repo->rpool, (size_t)repo->cfg.pool_size);
@@ -324,11 +334,9 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
     memop_stats_identity(repo);
     bool refused;
     memop_rconn *c = memop_rconn_new(repo, err->message, sizeof err->message, &refused);
-    memo_status st = c ? refuse_cluster(repo, c, err->message, sizeof err->message)
+    memo_status st = c ? memop_redis_checks(repo, c, err->message, sizeof err->message)
                      : refused ? MEMO_ERR_CONFIG
                                : MEMO_ERR_REDIS;
-    if (st == MEMO_OK && c)
-        st = check_permissions(repo, c, err->message, sizeof err->message);
     if (st != MEMO_OK && c) {
         memop_rconn_free(c);
         c = NULL;

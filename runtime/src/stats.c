@@ -306,6 +306,17 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
     memop_buf_printf(&b,
                      ",\"breaker\":\"%s\",\"pending\":%zu,\"lease_extensions\":%" PRIu64,
                      up ? "closed" : "open", pending, extended);
+    /* opened degraded, then refused by the Redis that came up (breaker.c) */
+    char refused[256] = "";
+    if (repo->redis_opened) {
+        pthread_mutex_lock(&repo->prober_lock);
+        snprintf(refused, sizeof refused, "%s", repo->redis_refused);
+        pthread_mutex_unlock(&repo->prober_lock);
+    }
+    if (refused[0]) {
+        memop_buf_puts(&b, ",\"refused\":");
+        json_string_to(&b, refused);
+    }
     /* the near caches' subscriber, when there are near caches */
     bool live;
     uint64_t connects;

@@ -4,11 +4,18 @@
  * a repository pointed at a cluster node, or at several seed nodes, is
  * refused at memo_open with a message that says why, rather than degrading
  * call after call on MOVED replies. */
+
+#define _DEFAULT_SOURCE 1 /* usleep */
 #include "test.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "blog.h"
 #include "internal.h"
@@ -116,11 +123,87 @@ static void cluster_is_refused_with_a_reason(void **state)
     assert_non_null(strstr(err.message, "Redis Cluster"));
 }
 
+/* Whether a loopback port can be bound now. */
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A port for a cluster node: free, and its bus port (+10000) too, both
+ * below the ephemeral range (as tests/servers.sh picks them). */
+static int free_port(void)
+{
+    for (int i = 0; i < 200; i++) {
+        int p = 20000 + (int)(memop_random() % 2700);
+        if (port_free(p) && port_free(p + 10000))
+            return p;
+    }
+    fail_msg("no free port");
+    return 0;
+}
+
+/* Opened degraded while nothing answers, the Redis that comes up is a
+ * cluster node: the prober runs memo_open's checks before it closes the
+ * breaker, keeps it open, and the statistics say why. */
+static void cluster_that_comes_later_is_refused(void **state)
+{
+    (void)state;
+    int port = free_port();
+    char u[64], cmd[1024], pidfile[512];
+    snprintf(u, sizeof u, "redis://127.0.0.1:%d/", port);
+    memo_config cfg = {.redis_url = u,
+                       .database_url = test_env("DATABASE_URL"),
+                       .flags = MEMO_OPEN_DEGRADED | MEMO_STATS_PRIVATE,
+                       .connect_timeout_ms = 200};
+    memo_repo *repo = NULL;
+    memo_error err;
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_OK);
+    test_assert_redis_state(repo, "breaker", "open");
+    const char *dir = test_env("MEMO_TEST_SERVERS_DIR");
+    /* in the cluster's directory, so that cluster-stop stops it too */
+    snprintf(pidfile, sizeof pidfile, "%s/cluster/late/redis.pid", dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/cluster/late && redis-server --port %d --bind 127.0.0.1 "
+             "--cluster-enabled yes --cluster-config-file %s/cluster/late/nodes.conf "
+             "--save '' --appendonly no --dir %s/cluster/late --daemonize yes "
+             "--pidfile %s --logfile %s/cluster/late/redis.log",
+             dir, port, dir, dir, pidfile, dir);
+    assert_int_equal(system(cmd), 0);
+    double t0 = test_now_ms();
+    while (port_free(port) && test_now_ms() - t0 < 5000) /* listening */
+        usleep(10 * 1000);
+    assert_false(port_free(port));
+    char *why = test_redis_state(repo, "refused");
+    while (!*why && test_now_ms() - t0 < 5000) {
+        free(why);
+        usleep(20 * 1000);
+        why = test_redis_state(repo, "refused");
+    }
+    assert_non_null(strstr(why, "Redis Cluster"));
+    free(why);
+    test_assert_redis_state(repo, "breaker", "open"); /* and it stays so */
+    memo_close(repo);
+    FILE *f = fopen(pidfile, "r");
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
+        kill(pid, SIGTERM);
+    if (f)
+        fclose(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(slots_agree_with_the_cluster),
         cmocka_unit_test(cluster_is_refused_with_a_reason),
+        cmocka_unit_test(cluster_that_comes_later_is_refused),
     };
     return cmocka_run_group_tests_name("redis cluster", tests, start, stop);
 }

@@ -479,6 +479,62 @@ static void transactions(void **state)
     test_metric("transactions", 3, 0, 0, 0, 0);
 }
 
+/* ------------------------------------------------- a flight and a write */
+
+/* A flight's leader read the row, then a write of this process committed
+ * and returned, then a reader began and joined the flight: it must not get
+ * what the leader read before the write. The hook holds the leader between
+ * its query and its sharing while the write and the join happen (all reads
+ * go without Redis here: the pool's only connection is held). */
+static memo_repo *flight_repo;
+static int64_t flight_id;
+static int32_t joined_karma = -1;
+
+static void *join_flight(void *arg)
+{
+    (void)arg;
+    blog_user u = {0};
+    if (blog_user_get(flight_repo, flight_id, &u) == MEMO_OK)
+        joined_karma = u.karma;
+    blog_user_clear(&u);
+    return NULL;
+}
+
+static pthread_t joiner;
+
+static void write_then_join(const char *key)
+{
+    (void)key;
+    memop_test_hooks.before_share = NULL;
+    char email[] = "hot0@race", name[] = "Hot 0";
+    blog_user u = {
+        .id = flight_id, .email = email, .name = name, .org_id = 1, .karma = 99};
+    assert_int_equal(blog_user_update_fields(flight_repo, &u, BLOG_USER_KARMA), MEMO_OK);
+    /* the write returned: a reader begins, finds the flight, waits on it */
+    pthread_create(&joiner, NULL, join_flight, NULL);
+    memop_sleep_us(200 * 1000);
+}
+
+static void flight_shares_nothing_older_than_a_write(void **state)
+{
+    (void)state;
+    seed_hot();
+    memo_config cfg = {.pool_size = 1, .pool_wait_ms = 20};
+    flight_repo = test_open(&cfg);
+    flight_id = hot_ids[0];
+    memop_rconn *held = memop_redis_acquire(flight_repo);
+    assert_non_null(held);
+    memop_test_hooks.before_share = write_then_join;
+    blog_user u = {0};
+    assert_int_equal(blog_user_get(flight_repo, flight_id, &u), MEMO_OK);
+    assert_int_equal(u.karma, 0); /* the leader began before the write */
+    blog_user_clear(&u);
+    pthread_join(joiner, NULL);
+    assert_int_equal(joined_karma, 99); /* the joiner began after it */
+    memop_redis_release(flight_repo, held, false);
+    memo_close(flight_repo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +544,7 @@ int main(void)
         cmocka_unit_test(slow_query_stampede),
         cmocka_unit_test(crashed_lease_holder),
         cmocka_unit_test(transactions),
+        cmocka_unit_test(flight_shares_nothing_older_than_a_write),
     };
     return cmocka_run_group_tests_name("concurrency", tests, test_group_blog_tables,
                                        NULL);
