@@ -579,6 +579,17 @@ static long long subscriber_id(void)
     return id;
 }
 
+/* Waits (2 s at most) until the near cache is empty, as a fault must leave
+ * it: the milliseconds it took. */
+static double wait_emptied(memo_repo *repo)
+{
+    double t0 = test_now_ms();
+    while (NEAR(repo, "near_entries") > 0 && test_now_ms() - t0 < 2000)
+        usleep(1000);
+    assert_int_equal(NEAR(repo, "near_entries"), 0);
+    return test_now_ms() - t0;
+}
+
 /* After a fault: the near cache was emptied, a write from elsewhere is
  * read back, and the near cache comes back. */
 static void check_after(memo_repo *repo, memo_repo *other, long long flushes, int32_t k)
@@ -619,10 +630,7 @@ static void redis_restarted(void **state)
     wait_live(repo, ids[3]);
     long long flushes = NEAR(repo, "near_flushes");
     kill(test_redis_pid(), SIGKILL);
-    double t0 = test_now_ms();
-    while (NEAR(repo, "near_entries") > 0 && test_now_ms() - t0 < 2000)
-        usleep(1000);
-    assert_int_equal(NEAR(repo, "near_entries"), 0);
+    wait_emptied(repo);
     /* meanwhile, reads are right (from PostgreSQL) */
     test_sql("UPDATE users SET karma = 21 WHERE id = 4");
     assert_int_equal(karma_of(repo, ids[3]), 21);
@@ -646,11 +654,7 @@ static void redis_frozen(void **state)
     int pid = test_redis_pid();
     kill(pid, SIGSTOP);
     /* the subscriber's ping goes unanswered: flushed within ping + time-out */
-    double t0 = test_now_ms();
-    while (NEAR(repo, "near_entries") > 0 && test_now_ms() - t0 < 2000)
-        usleep(1000);
-    double flushed = test_now_ms() - t0;
-    assert_int_equal(NEAR(repo, "near_entries"), 0);
+    double flushed = wait_emptied(repo);
     assert_true(NEAR(repo, "near_flushes") > flushes);
     /* a write elsewhere meanwhile (its DEL waits in that process's queue) */
     test_sql("UPDATE users SET karma = 31 WHERE id = 4");
