@@ -855,6 +855,24 @@ static void warm_reads(void)
     }
 }
 
+/* The hot schema's user (the blog's, near-cached): one read, its karma. */
+static int32_t near_read(memo_repo *rp, int64_t id)
+{
+    hot_user u;
+    if (hot_user_get(rp, id, &u) != MEMO_OK)
+        die("near get");
+    int32_t k = u.karma;
+    hot_user_clear(&u);
+    return k;
+}
+
+static memo_entity_stats near_stats(memo_repo *rp)
+{
+    memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
+    memo_stats_entity(rp, &hot_user_desc, &s);
+    return s;
+}
+
 /* The hot rows in near_repo's near cache (near 1000 holds all HOT): read
  * in passes until it holds them all (a fill's own message, arriving late,
  * may drop the copy of the read that followed it). */
@@ -863,17 +881,11 @@ static void warm_near(void)
     warm_reads();
     for (int pass = 0; pass < 50; pass++) {
         for (int64_t id = 1; id <= HOT; id++)
-            for (int k = 0; k < 2; k++) {
-                hot_user u;
-                if (hot_user_get(near_repo, id, &u) != MEMO_OK)
-                    die("near warm get");
-                hot_user_clear(&u);
-            }
+            for (int k = 0; k < 2; k++)
+                near_read(near_repo, id);
         struct timespec ts = {0, 50000000};
         nanosleep(&ts, NULL);
-        memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
-        memo_stats_entity(near_repo, &hot_user_desc, &s);
-        if (s.near_entries == HOT)
+        if (near_stats(near_repo).near_entries == HOT)
             return;
     }
     die("the near cache does not hold the hot rows");
@@ -882,10 +894,7 @@ static void warm_near(void)
 static void m_near_hit(long i, long *items)
 {
     (void)items;
-    hot_user u;
-    if (hot_user_get(near_repo, hot(i), &u) != MEMO_OK)
-        die("near get");
-    hot_user_clear(&u);
+    near_read(near_repo, hot(i));
 }
 
 /* GET: the reply, a string or nil. */
@@ -1335,11 +1344,13 @@ static int64_t zipf(void)
 enum { MIXED_N = 5000, WRITE_PCT = 5 };
 static int64_t trace_id[MIXED_N];
 static bool trace_write[MIXED_N];
+static long trace_n; /* the last trace's length (--quick: shorter) */
 
 /* One trace a round, replayed by both sides. */
 static void mixed_round(int r, long n)
 {
     (void)r;
+    trace_n = n;
     for (long i = 0; i < n; i++) {
         trace_id[i] = zipf();
         trace_write[i] = next() % 100 < WRITE_PCT;
@@ -1407,9 +1418,7 @@ static void m_mixed_near_before(int r, long n)
     (void)n;
     ctl_flush(MIX_MEMO_DB);
     for (int k = 0; k < 1000; k++) {
-        memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
-        memo_stats_entity(mix_near_repo, &hot_user_desc, &s);
-        if (s.near_entries == 0)
+        if (near_stats(mix_near_repo).near_entries == 0)
             return;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -1417,22 +1426,26 @@ static void m_mixed_near_before(int r, long n)
     die("the near cache was not emptied by FLUSHDB");
 }
 
+/* The write of the mixed row (the full row, as m_write) in schema hot: the
+ * karma written. */
+static int32_t near_write(memo_repo *rp, int64_t id, long karma)
+{
+    full_row w;
+    full_row_of(id, karma, &w);
+    hot_user h;
+    memcpy(&h, &w.u, sizeof h); /* the same columns, the same layout */
+    if (hot_user_update(rp, &h) != MEMO_OK)
+        die("near update");
+    return h.karma;
+}
+
 static void m_mixed_near(long i, long *items)
 {
     (void)items;
-    if (trace_write[i]) {
-        full_row w;
-        full_row_of(trace_id[i], i, &w);
-        hot_user h;
-        memcpy(&h, &w.u, sizeof h); /* the same columns, the same layout */
-        if (hot_user_update(mix_near_repo, &h) != MEMO_OK)
-            die("near update");
-        return;
-    }
-    hot_user u;
-    if (hot_user_get(mix_near_repo, trace_id[i], &u) != MEMO_OK)
-        die("near mixed get");
-    hot_user_clear(&u);
+    if (trace_write[i])
+        near_write(mix_near_repo, trace_id[i], i);
+    else
+        near_read(mix_near_repo, trace_id[i]);
 }
 
 /* After the near mixed row, quiet: every row its last trace touched, read
@@ -1442,10 +1455,8 @@ static void near_stale_check(void)
     struct timespec ts = {0, 100000000}; /* the last messages arrive */
     nanosleep(&ts, NULL);
     long stale = 0, checked = 0;
-    for (long i = 0; i < MIXED_N; i++) {
-        hot_user u;
-        if (hot_user_get(mix_near_repo, trace_id[i], &u) != MEMO_OK)
-            die("near check get");
+    for (long i = 0; i < trace_n; i++) {
+        int32_t karma = near_read(mix_near_repo, trace_id[i]);
         char idtxt[24];
         snprintf(idtxt, sizeof idtxt, "%" PRId64, trace_id[i]);
         const char *params[] = {idtxt};
@@ -1454,10 +1465,9 @@ static void near_stale_check(void)
         if (PQresultStatus(res) != PGRES_TUPLES_OK || !pg_user(res, &db))
             die("near check select");
         PQclear(res);
-        stale += db.karma != u.karma;
+        stale += db.karma != karma;
         checked++;
         blog_user_clear(&db);
-        hot_user_clear(&u);
     }
     printf("  near copies read back after the mixed row: %ld stale of %ld reads\n", stale,
            checked);
@@ -1477,16 +1487,11 @@ static void near_rate(void)
     double rate[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         double t0 = now_us();
-        for (long i = 0; i < n; i++) {
-            hot_user u;
-            if (hot_user_get(near_repo, hot(i), &u) != MEMO_OK)
-                die("near get");
-            hot_user_clear(&u);
-        }
+        for (long i = 0; i < n; i++)
+            near_read(near_repo, hot(i));
         rate[r] = (double)n / ((now_us() - t0) / 1e6);
     }
-    memo_entity_stats s = MEMO_ENTITY_STATS_INIT;
-    memo_stats_entity(near_repo, &hot_user_desc, &s);
+    memo_entity_stats s = near_stats(near_repo);
     double m = median(rate, rounds);
     printf("\nnear cache: %.2f M hits/s on one thread (target >= 2); %.0f bytes per "
            "entry (%" PRIu64 " entries, %" PRIu64 " bytes)\n",
@@ -1513,32 +1518,17 @@ static void near_delay(void)
     for (int k = 0; k < N; k++) {
         /* the old row is in the near cache */
         for (int tries = 0;; tries++) {
-            memo_entity_stats s = MEMO_ENTITY_STATS_INIT, t = MEMO_ENTITY_STATS_INIT;
-            memo_stats_entity(near_repo, &hot_user_desc, &s);
-            hot_user u;
-            if (hot_user_get(near_repo, id, &u) != MEMO_OK)
-                die("delay get");
-            hot_user_clear(&u);
-            memo_stats_entity(near_repo, &hot_user_desc, &t);
-            if (t.near_hits > s.near_hits)
+            uint64_t before = near_stats(near_repo).near_hits;
+            near_read(near_repo, id);
+            if (near_stats(near_repo).near_hits > before)
                 break;
             if (tries > 1000)
                 die("the row does not stay in the near cache");
         }
-        full_row w;
-        full_row_of(id, 500000 + k, &w);
-        hot_user h;
-        memcpy(&h, &w.u, sizeof h);
-        if (hot_user_update(near_writer, &h) != MEMO_OK)
-            die("delay update");
+        int32_t karma = near_write(near_writer, id, 500000 + k);
         double t0 = now_us();
         for (;;) {
-            hot_user u;
-            if (hot_user_get(near_repo, id, &u) != MEMO_OK)
-                die("delay get");
-            bool seen = u.karma == h.karma;
-            hot_user_clear(&u);
-            if (seen)
+            if (near_read(near_repo, id) == karma)
                 break;
             sched_yield(); /* the subscriber may need this CPU */
             if (now_us() - t0 > 5e6)

@@ -51,6 +51,24 @@ static bool fits(const memo_config *cfg, size_t off, size_t n)
 }
 #define HAS(cfg, field) fits((cfg), offsetof(memo_config, field), sizeof((cfg)->field))
 
+/* A flag from a variable that is 1 or 0 (unset or empty: as it was).
+ * False, with err set, for anything else. */
+static bool flag_var(memo_config *cfg, const char *name, unsigned flag, memo_error *err)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return true;
+    if (strcmp(v, "1") == 0)
+        cfg->flags |= flag;
+    else if (strcmp(v, "0") == 0)
+        cfg->flags &= ~flag;
+    else {
+        bad(err, name, v, "0 or 1");
+        return false;
+    }
+    return true;
+}
+
 memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
 {
     if (!cfg)
@@ -115,22 +133,10 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
                        "a number of bytes from 1024 to 536870912");
         cfg->max_value_bytes = (int)n;
     }
-    if ((v = getenv("MEMO_OPEN_DEGRADED")) && *v) {
-        if (strcmp(v, "1") == 0)
-            cfg->flags |= MEMO_OPEN_DEGRADED;
-        else if (strcmp(v, "0") == 0)
-            cfg->flags &= ~MEMO_OPEN_DEGRADED;
-        else
-            return bad(err, "MEMO_OPEN_DEGRADED", v, "0 or 1");
-    }
-    if ((v = getenv("MEMO_NEAR_OFF")) && *v) {
-        if (strcmp(v, "1") == 0)
-            cfg->flags |= MEMO_NEAR_OFF;
-        else if (strcmp(v, "0") == 0)
-            cfg->flags &= ~MEMO_NEAR_OFF;
-        else
-            return bad(err, "MEMO_NEAR_OFF", v, "0 or 1");
-    }
+    if (!flag_var(cfg, "MEMO_OPEN_DEGRADED", MEMO_OPEN_DEGRADED, err))
+        return MEMO_ERR_CONFIG;
+    if (!flag_var(cfg, "MEMO_NEAR_OFF", MEMO_NEAR_OFF, err))
+        return MEMO_ERR_CONFIG;
     if ((v = getenv("MEMO_NEAR_MAX_BYTES")) && *v && HAS(cfg, near_max_bytes)) {
         char *end;
         errno = 0;
@@ -140,13 +146,7 @@ memo_status memo_config_from_env(memo_config *cfg, memo_error *err)
                        "a number of bytes from 1024 to 1099511627776");
         cfg->near_max_bytes = (size_t)n;
     }
-    if ((v = getenv("MEMO_DB_UNNAMED")) && *v) {
-        if (strcmp(v, "1") == 0)
-            cfg->flags |= MEMO_DB_UNNAMED;
-        else if (strcmp(v, "0") == 0)
-            cfg->flags &= ~MEMO_DB_UNNAMED;
-        else
-            return bad(err, "MEMO_DB_UNNAMED", v, "0 or 1");
-    }
+    if (!flag_var(cfg, "MEMO_DB_UNNAMED", MEMO_DB_UNNAMED, err))
+        return MEMO_ERR_CONFIG;
     return MEMO_OK;
 }

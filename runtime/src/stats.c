@@ -384,22 +384,20 @@ static void prom_histogram(memop_buf *b, const char *name, const char *labels,
 void memop_stats_write_prometheus(memop_buf *b, const char *const *names,
                                   const memop_stats *const *stats, size_t n)
 {
-#define PROM_COUNTER(cname, help)                                                        \
-    memop_buf_puts(b, "# HELP memo_cache_" #cname "_total " help ".\n"                   \
-                      "# TYPE memo_cache_" #cname "_total counter\n");                   \
+    /* a family per counter (memo_cache_<name>_total) and gauge (without _total) */
+#define PROM_FAMILY(cname, help, suffix, type)                                           \
+    memop_buf_puts(b, "# HELP memo_cache_" #cname suffix " " help ".\n"                  \
+                      "# TYPE memo_cache_" #cname suffix " " type "\n");                 \
     for (size_t i = 0; i < n; i++)                                                       \
-        memop_buf_printf(b, "memo_cache_" #cname "_total{entity=\"%s\"} %" PRIu64 "\n",  \
+        memop_buf_printf(b, "memo_cache_" #cname suffix "{entity=\"%s\"} %" PRIu64 "\n", \
                          names[i], load(&stats[i]->cname));
+#define PROM_COUNTER(cname, help) PROM_FAMILY(cname, help, "_total", "counter")
+#define PROM_GAUGE(cname, help) PROM_FAMILY(cname, help, "", "gauge")
     COUNTERS(PROM_COUNTER)
-#undef PROM_COUNTER
-#define PROM_GAUGE(cname, help)                                                          \
-    memop_buf_puts(b, "# HELP memo_cache_" #cname " " help ".\n"                         \
-                      "# TYPE memo_cache_" #cname " gauge\n");                           \
-    for (size_t i = 0; i < n; i++)                                                       \
-        memop_buf_printf(b, "memo_cache_" #cname "{entity=\"%s\"} %" PRIu64 "\n",        \
-                         names[i], load(&stats[i]->cname));
     MEMOP_GAUGES(PROM_GAUGE)
 #undef PROM_GAUGE
+#undef PROM_COUNTER
+#undef PROM_FAMILY
     memop_buf_puts(b, "# HELP memo_operations_total Calls by entity and operation.\n"
                       "# TYPE memo_operations_total counter\n");
     for (size_t i = 0; i < n; i++)

@@ -590,6 +590,19 @@ static double wait_emptied(memo_repo *repo)
     return test_now_ms() - t0;
 }
 
+/* Before a fault: a repository (time-outs short enough for a frozen Redis)
+ * with a row near; *flushes its count of flushes so far. */
+static const memo_config fault_cfg = {.command_timeout_ms = 200};
+
+static memo_repo *before_fault(long long *flushes)
+{
+    seed();
+    memo_repo *repo = open_repo(&fault_cfg);
+    wait_live(repo, ids[3]);
+    *flushes = NEAR(repo, "near_flushes");
+    return repo;
+}
+
 /* After a fault: the near cache was emptied, a write from elsewhere is
  * read back, and the near cache comes back. */
 static void check_after(memo_repo *repo, memo_repo *other, long long flushes, int32_t k)
@@ -604,10 +617,8 @@ static void check_after(memo_repo *repo, memo_repo *other, long long flushes, in
 static void subscriber_killed(void **state)
 {
     (void)state;
-    seed();
-    memo_repo *repo = open_repo(NULL), *other = open_repo(NULL);
-    wait_live(repo, ids[3]);
-    long long flushes = NEAR(repo, "near_flushes");
+    long long flushes;
+    memo_repo *repo = before_fault(&flushes), *other = open_repo(NULL);
     long long id = subscriber_id();
     assert_true(id > 0);
     freeReplyObject(test_redis_cmd("CLIENT KILL ID %lld", id));
@@ -624,11 +635,8 @@ static void subscriber_killed(void **state)
 static void redis_restarted(void **state)
 {
     (void)state;
-    seed();
-    memo_config cfg = {.command_timeout_ms = 200};
-    memo_repo *repo = open_repo(&cfg);
-    wait_live(repo, ids[3]);
-    long long flushes = NEAR(repo, "near_flushes");
+    long long flushes;
+    memo_repo *repo = before_fault(&flushes);
     kill(test_redis_pid(), SIGKILL);
     wait_emptied(repo);
     /* meanwhile, reads are right (from PostgreSQL) */
@@ -636,7 +644,7 @@ static void redis_restarted(void **state)
     assert_int_equal(karma_of(repo, ids[3]), 21);
     test_servers("redis-start");
     test_redis_reconnect();
-    memo_repo *other = open_repo(&cfg);
+    memo_repo *other = open_repo(&fault_cfg);
     assert_true(test_wait_breaker(repo, "closed", 3000) >= 0);
     check_after(repo, other, flushes, 22);
     close_repo(other);
@@ -646,11 +654,8 @@ static void redis_restarted(void **state)
 static void redis_frozen(void **state)
 {
     (void)state;
-    seed();
-    memo_config cfg = {.command_timeout_ms = 200};
-    memo_repo *repo = open_repo(&cfg);
-    wait_live(repo, ids[3]);
-    long long flushes = NEAR(repo, "near_flushes");
+    long long flushes;
+    memo_repo *repo = before_fault(&flushes);
     int pid = test_redis_pid();
     kill(pid, SIGSTOP);
     /* the subscriber's ping goes unanswered: flushed within ping + time-out */
@@ -659,7 +664,7 @@ static void redis_frozen(void **state)
     /* a write elsewhere meanwhile (its DEL waits in that process's queue) */
     test_sql("UPDATE users SET karma = 31 WHERE id = 4");
     kill(pid, SIGCONT);
-    memo_repo *other = open_repo(&cfg);
+    memo_repo *other = open_repo(&fault_cfg);
     /* the row was cached before the freeze: memo's own write brings it back */
     check_after(repo, other, flushes, 32);
     printf("near cache flushed %.0f ms after Redis froze\n", flushed);
