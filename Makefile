@@ -244,11 +244,21 @@ test: deps
 PGBOUNCER_BIN = $(B)/tests/integration/test_blog $(B)/tests/integration/test_ticket \
                 $(B)/tests/integration/test_team
 PGBOUNCER_RUN = $(filter $(PGBOUNCER_BIN),$(TEST_BIN))
+# The suites that also run on a Redis Cluster of 3 masters and 3 replicas
+# (tests/on-cluster.sh): the blog and wiki suites, the races and stampedes.
+CLUSTER_BIN = $(B)/tests/integration/test_blog $(B)/tests/integration/test_wiki_keys \
+              $(B)/tests/integration/test_wiki_values $(B)/tests/integration/test_wiki_writes \
+              $(B)/tests/integration/test_race $(B)/tests/integration/test_lock \
+              $(B)/tests/integration/test_team $(B)/tests/integration/test_ticket \
+              $(B)/tests/integration/test_pool
+CLUSTER_RUN = $(filter $(CLUSTER_BIN),$(TEST_BIN))
 run-check: tests
 	$(TEST_ENV) tests/with-servers.sh tests/run.sh $(TEST_BIN)
 	$(if $(PGBOUNCER_RUN),$(TEST_ENV) tests/with-servers.sh sh -c \
 	    'MEMO_DB_UNNAMED=1 tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN) && \
 	    MEMO_DB_UNNAMED=0 tests/through-pgbouncer.sh tests/run.sh $(PGBOUNCER_RUN)')
+	$(if $(CLUSTER_RUN),$(TEST_ENV) tests/with-servers.sh tests/on-cluster.sh \
+	    tests/run.sh $(CLUSTER_RUN))
 
 # The long versions of the concurrency and outage tests, and their table.
 # "failed" counts calls that returned an error where none was allowed, and

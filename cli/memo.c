@@ -269,6 +269,54 @@ static redisReply *redis_call(memop_rconn **c, int argc, const char **argv,
     return r;
 }
 
+/* SCAN on one node (of a cluster; -1 on one Redis): each node holds its
+ * share of the keys. */
+static redisReply *scan_call(memop_rconn **c, int node, const char **argv)
+{
+    if (!*c && !(*c = memop_redis_acquire(repo)))
+        die(1, "%s", memo_last_error(repo));
+    memop_rconn_pin(*c, node);
+    redisReply *r = redis_call(c, 6, argv, NULL);
+    memop_rconn_pin(*c, -1);
+    return r;
+}
+
+/* A cluster's masters and their slot ranges ("0-5460 10923"), one a line,
+ * for `memo ping`; NULL on one Redis. */
+static json_t *cluster_nodes(void)
+{
+    if (!atomic_load(&repo->cluster.on))
+        return NULL;
+    json_t *a = json_array();
+    int nodes[MEMOP_NODES_MAX];
+    size_t n = memop_redis_masters(repo, nodes);
+    for (size_t i = 0; i < n; i++) {
+        memop_buf ranges = {0};
+        for (size_t s = 0; s < MEMOP_SLOTS;) {
+            if (atomic_load(&repo->cluster.slot[s]) != nodes[i]) {
+                s++;
+                continue;
+            }
+            size_t e = s;
+            while (e + 1 < MEMOP_SLOTS &&
+                   atomic_load(&repo->cluster.slot[e + 1]) == nodes[i])
+                e++;
+            if (ranges.len)
+                memop_buf_puts(&ranges, " ");
+            if (e == s)
+                memop_buf_printf(&ranges, "%zu", s);
+            else
+                memop_buf_printf(&ranges, "%zu-%zu", s, e);
+            s = e + 1;
+        }
+        json_array_append_new(a, json_pack("{s:s,s:s}", "node",
+                                           repo->cluster.nodes[nodes[i]]->name, "slots",
+                                           ranges.s ? ranges.s : ""));
+        memop_buf_free(&ranges);
+    }
+    return a;
+}
+
 /* A direct connection to PostgreSQL for what the repository does not do:
  * versions, round trips and the keys of `warm --top`. */
 static void pg_die(PGconn *pg)
@@ -399,35 +447,39 @@ static int cmd_ping(bool json, long long warn_retained)
         const memo_schema_desc *s = model_schema(mdl);
         memop_buf pat = {0};
         memop_buf_printf(&pat, "%s%s:{*", repo->key_prefix, s->name);
-        char cursor[32] = "0";
-        do {
-            const char *argv[] = {"SCAN", cursor, "MATCH", pat.s, "COUNT", "1000"};
-            redisReply *sr = redis_call(&c, 6, argv, NULL);
-            if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
-                die(1, "SCAN: unexpected reply");
-            snprintf(cursor, sizeof cursor, "%s", sr->element[0]->str);
-            for (size_t i = 0; i < sr->element[1]->elements; i++) {
-                const char *key = sr->element[1]->element[i]->str;
-                const char *tag = strrchr(key, '}');
-                if (!tag || tag[1] != ':')
-                    continue;
-                tag += 2;
-                scanned++;
-                bool known = false;
-                for (unsigned k = 0; k < s->nentities && !known; k++) {
-                    const memo_entity_desc *d = s->entities[k];
-                    known = strncmp(tag, d->row.key.tag, 8) == 0;
-                    for (unsigned u = 0; u < d->nuniques && !known; u++)
-                        known = strncmp(tag, d->uniques[u].key.tag, 8) == 0;
-                    for (unsigned l = 0; l < d->nlists && !known; l++)
-                        known = strncmp(tag, d->lists[l].key.tag, 8) == 0;
+        int nodes[MEMOP_NODES_MAX];
+        size_t nnodes = memop_redis_masters(repo, nodes);
+        for (size_t node = 0; node < nnodes; node++) {
+            char cursor[32] = "0";
+            do {
+                const char *argv[] = {"SCAN", cursor, "MATCH", pat.s, "COUNT", "1000"};
+                redisReply *sr = scan_call(&c, nodes[node], argv);
+                if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
+                    die(1, "SCAN: unexpected reply");
+                snprintf(cursor, sizeof cursor, "%s", sr->element[0]->str);
+                for (size_t i = 0; i < sr->element[1]->elements; i++) {
+                    const char *key = sr->element[1]->element[i]->str;
+                    const char *tag = strrchr(key, '}');
+                    if (!tag || tag[1] != ':')
+                        continue;
+                    tag += 2;
+                    scanned++;
+                    bool known = false;
+                    for (unsigned k = 0; k < s->nentities && !known; k++) {
+                        const memo_entity_desc *d = s->entities[k];
+                        known = strncmp(tag, d->row.key.tag, 8) == 0;
+                        for (unsigned u = 0; u < d->nuniques && !known; u++)
+                            known = strncmp(tag, d->uniques[u].key.tag, 8) == 0;
+                        for (unsigned l = 0; l < d->nlists && !known; l++)
+                            known = strncmp(tag, d->lists[l].key.tag, 8) == 0;
+                    }
+                    if (!known && older++ == 0)
+                        snprintf(example, sizeof example, "%s", key);
                 }
-                if (!known && older++ == 0)
-                    snprintf(example, sizeof example, "%s", key);
-            }
-            memop_redis_release(repo, c, false); /* one batch of replies at a time */
-            c = NULL;
-        } while (strcmp(cursor, "0") != 0 && scanned < 1000000);
+                memop_redis_release(repo, c, false); /* one batch of replies at a time */
+                c = NULL;
+            } while (strcmp(cursor, "0") != 0 && scanned < 1000000);
+        }
         memop_buf_free(&pat);
     }
     if (c)
@@ -437,6 +489,9 @@ static int cmd_ping(bool json, long long warn_retained)
         json_t *o = json_pack("{s:{s:s,s:s,s:f},s:{s:s,s:f}}", "redis", "server",
                               repo->redis_name, "version", version, "rtt_ms", redis_rtt,
                               "postgresql", "version", pgv ? pgv : "?", "rtt_ms", best);
+        json_t *cl = cluster_nodes();
+        if (cl)
+            json_object_set_new(json_object_get(o, "redis"), "cluster", cl);
         if (mdl)
             json_object_set_new(o, "schema",
                                 json_pack("{s:s,s:I,s:I,s:s}", "name", schema_name,
@@ -467,6 +522,12 @@ static int cmd_ping(bool json, long long warn_retained)
     } else {
         printf("redis       %-24s Redis %-10s round trip %.3f ms\n", repo->redis_name,
                version, redis_rtt);
+        json_t *cl = cluster_nodes();
+        for (size_t i = 0; cl && i < json_array_size(cl); i++)
+            printf("  cluster   %-24s slots %s\n",
+                   json_string_value(json_object_get(json_array_get(cl, i), "node")),
+                   json_string_value(json_object_get(json_array_get(cl, i), "slots")));
+        json_decref(cl);
         char where[160];
         snprintf(where, sizeof where, "%s:%s/%s", PQhost(pg) ? PQhost(pg) : "?",
                  PQport(pg) ? PQport(pg) : "?", PQdb(pg) ? PQdb(pg) : "?");
@@ -774,32 +835,37 @@ static void collect(summed *out)
     char cursor[32] = "0";
     rkey *keys = NULL;
     size_t nkeys = 0;
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        redisReply *r = redis_call(&c, 6, argv, NULL);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[1]->type != REDIS_REPLY_ARRAY)
-            die(1, "SCAN: unexpected reply");
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const redisReply *k = r->element[1]->element[i];
-            if (k->type != REDIS_REPLY_STRING)
-                continue;
-            if (nkeys == PUB_MAX) {
-                out->truncated = true;
-                break;
+    int nodes[MEMOP_NODES_MAX];
+    size_t nnodes = memop_redis_masters(repo, nodes);
+    for (size_t node = 0; node < nnodes && !out->truncated; node++) {
+        snprintf(cursor, sizeof cursor, "0");
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+            redisReply *r = scan_call(&c, nodes[node], argv);
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                r->element[0]->type != REDIS_REPLY_STRING ||
+                r->element[1]->type != REDIS_REPLY_ARRAY)
+                die(1, "SCAN: unexpected reply");
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++) {
+                const redisReply *k = r->element[1]->element[i];
+                if (k->type != REDIS_REPLY_STRING)
+                    continue;
+                if (nkeys == PUB_MAX) {
+                    out->truncated = true;
+                    break;
+                }
+                keys = realloc(keys, (nkeys + 1) * sizeof *keys);
+                if (!keys)
+                    die(1, "out of memory");
+                keys[nkeys].s = xmalloc(k->len + 1);
+                memcpy(keys[nkeys].s, k->str, k->len + 1);
+                keys[nkeys++].len = k->len;
             }
-            keys = realloc(keys, (nkeys + 1) * sizeof *keys);
-            if (!keys)
-                die(1, "out of memory");
-            keys[nkeys].s = xmalloc(k->len + 1);
-            memcpy(keys[nkeys].s, k->str, k->len + 1);
-            keys[nkeys++].len = k->len;
-        }
-        memop_redis_release(repo, c, false); /* one batch of replies at a time */
-        c = NULL;
-    } while (strcmp(cursor, "0") != 0 && !out->truncated);
+            memop_redis_release(repo, c, false); /* one batch of replies at a time */
+            c = NULL;
+        } while (strcmp(cursor, "0") != 0 && !out->truncated);
+    }
     /* SCAN may return a key twice */
     if (nkeys)
         qsort(keys, nkeys, sizeof *keys, rkey_cmp);

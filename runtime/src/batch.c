@@ -583,7 +583,7 @@ memo_status memop_many(memo_repo *repo, memop_entity *e, const void *keys, size_
     free(tickets);
     bool broken = c && !degraded && !batch_lease(repo, e, c, &b);
     if (c)
-        memop_redis_release(repo, c, broken || c->ctx->err);
+        memop_redis_release(repo, c, broken || memop_rconn_broken(c));
     if (degraded) {
         MEMOP_ADD(s->misses, asked);
         MEMOP_INC(s->degraded);

@@ -50,28 +50,61 @@ static bool work_pending(memo_repo *repo)
     return false;
 }
 
+/* PING to every node that serves slots (one, on a single Redis). */
+static bool ping_all(memo_repo *repo, memop_rconn *c)
+{
+    int nodes[MEMOP_NODES_MAX];
+    size_t n = memop_redis_masters(repo, nodes);
+    const char *ping[] = {"PING"};
+    for (size_t i = 0; i < n; i++) {
+        if (c->nctx)
+            memop_cluster_append(c, nodes[i], 1, ping, NULL);
+        else
+            memop_redis_append(c, 1, ping, NULL);
+    }
+    redisReply *r[MEMOP_NODES_MAX];
+    if (n == 0 || memop_redis_exchange(repo, c, n, r, "PING") != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (r[i]->type == REDIS_REPLY_ERROR)
+            return false;
+    return true;
+}
+
+static void say_refused(memo_repo *repo, memo_status st, const char *err)
+{
+    pthread_mutex_lock(&repo->prober_lock);
+    snprintf(repo->redis_refused, sizeof repo->redis_refused, "%.255s",
+             st == MEMO_ERR_CONFIG ? err : "");
+    pthread_mutex_unlock(&repo->prober_lock);
+}
+
 /* On a connection of its own: Redis answers, and what was kept back went. */
 static bool probe_and_flush(memo_repo *repo)
 {
     char err[512];
     bool refused;
-    memop_rconn *c = memop_rconn_new(repo, err, sizeof err, &refused);
-    if (!c)
-        return false;
-    const char *ping[] = {"PING"};
-    redisReply *r = memop_redis_command(repo, c, 1, ping, NULL);
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    /* opened degraded: memo_open's checks first (a cluster node or a missing
-     * permission keeps the breaker open, and the statistics say why) */
-    if (ok && !atomic_load(&repo->redis_checked)) {
-        memo_status st = memop_redis_checks(repo, c, err, sizeof err);
-        pthread_mutex_lock(&repo->prober_lock);
-        snprintf(repo->redis_refused, sizeof repo->redis_refused, "%.255s",
-                 st == MEMO_ERR_CONFIG ? err : "");
-        pthread_mutex_unlock(&repo->prober_lock);
-        ok = st == MEMO_OK;
+    memop_rconn *c = NULL;
+    memo_status st;
+    if (!atomic_load(&repo->redis_checked)) {
+        /* opened degraded: memo_open's checks first (a missing permission,
+         * or a list of nodes that is no cluster, keeps the breaker open,
+         * and the statistics say why) */
+        st = memop_redis_first(repo, &c, err, sizeof err);
+        say_refused(repo, st, err);
+        if (st != MEMO_OK)
+            return false;
+    } else {
+        /* after an outage the map may have changed (a failover) */
+        if (atomic_load(&repo->cluster.on) &&
+            (st = memop_cluster_refresh(repo, err, sizeof err)) != MEMO_OK) {
+            say_refused(repo, st, err);
+            return false;
+        }
+        if (!(c = memop_rconn_new(repo, err, sizeof err, &refused)))
+            return false;
     }
-    ok = ok && memop_pending_flush(repo, c);
+    bool ok = ping_all(repo, c) && memop_pending_flush(repo, c);
     memop_rconn_free(c);
     return ok;
 }
@@ -102,6 +135,16 @@ static void *prober_main(void *arg)
                 wait_ms(repo, MEMOP_PROBE_INTERVAL_MS);
             else if (!ok)
                 retry_at = memop_now_us() + RETRY_CLOSED_MS * 1000u;
+            continue;
+        }
+        if (atomic_load(&repo->cluster.stale)) {
+            /* a MOVED corrected one slot: the whole map, once, now */
+            char err[512];
+            pthread_mutex_unlock(&repo->prober_lock);
+            memop_cluster_refresh(repo, err, sizeof err);
+            pthread_mutex_lock(&repo->prober_lock);
+            if (atomic_load(&repo->cluster.stale) && !repo->closing)
+                wait_ms(repo, MEMOP_PROBE_INTERVAL_MS);
             continue;
         }
         if (repo->publish && now >= next_publish) {

@@ -70,7 +70,7 @@ void memop_discard(memo_repo *repo, memop_entity *e, memop_rconn *c,
             memop_redis_reply_failed(repo, rep, "DEL (corrupt value)");
     }
     if (own)
-        memop_redis_release(repo, c, c->ctx->err != 0);
+        memop_redis_release(repo, c, memop_rconn_broken(c));
 }
 
 /* The loader failed: let the next reader try at once rather than wait out
@@ -159,7 +159,7 @@ static enum memop_outcome load_and_fill(memop_read *r, const char *lease)
             MEMOP_INC(r->e->stats.errors); /* refused: the lease stays till it expires */
         }
     }
-    memop_redis_release(repo, c, rep == NULL || c->ctx->err);
+    memop_redis_release(repo, c, rep == NULL || memop_rconn_broken(c));
     return MEMOP_LOADED;
 }
 

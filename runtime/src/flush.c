@@ -15,6 +15,9 @@ typedef struct flush_progress {
     long before; /* removed by earlier key kinds */
 } flush_progress;
 
+static long flush_node(memo_repo *repo, memop_rconn *c, const memop_buf *pat,
+                       long removed, const flush_progress *progress);
+
 static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d,
                            const memo_key_desc *k, const flush_progress *progress)
 {
@@ -25,10 +28,26 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
         return -1;
     }
     long removed = 0;
+    /* every node that serves slots holds its share of the keys */
+    int nodes[MEMOP_NODES_MAX];
+    size_t nnodes = memop_redis_masters(repo, nodes);
+    for (size_t node = 0; node < nnodes && removed >= 0; node++) {
+        memop_rconn_pin(c, nodes[node]);
+        removed = flush_node(repo, c, &pat, removed, progress);
+    }
+    memop_rconn_pin(c, -1);
+    memop_buf_free(&pat);
+    return removed;
+}
+
+/* One node's keys matching pat: SCAN + UNLINK. removed: the count so far. */
+static long flush_node(memo_repo *repo, memop_rconn *c, const memop_buf *pat,
+                       long removed, const flush_progress *progress)
+{
     char cursor[32] = "0";
     do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pat.s, "COUNT", "1000"};
-        size_t lens[] = {4, strlen(cursor), 5, pat.len, 5, 4};
+        const char *argv[] = {"SCAN", cursor, "MATCH", pat->s, "COUNT", "1000"};
+        size_t lens[] = {4, strlen(cursor), 5, pat->len, 5, 4};
         redisReply *r = memop_redis_command(repo, c, 6, argv, lens);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING ||
@@ -73,7 +92,6 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
         if (progress && progress->fn && removed >= 0)
             progress->fn(progress->before + removed, progress->arg);
     } while (removed >= 0 && strcmp(cursor, "0") != 0);
-    memop_buf_free(&pat);
     return removed;
 }
 

@@ -255,6 +255,10 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
     /* how the script builds the row key from the lookup's value: an integer
      * as it is, a JSON string escaped; a composite key it does not */
     const char *kind = d->npk > 1 ? "2" : d->fields[d->pk].type == MEMO_TEXT ? "1" : "0";
+    /* on a cluster the row is in another slot, out of a script's reach: the
+     * lookup alone, and the row read as by get (two round trips) */
+    if (c->nctx)
+        kind = "2";
     const char *argv[] = {k->s, before.s, after.s, kind, max};
     size_t lens[] = {k->len, before.len, after.len, 1, strlen(max)};
     redisReply *rep = memop_redis_script(repo, c, MEMOP_SCRIPT_GET_BY, 1, 5, argv, lens);

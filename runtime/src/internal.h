@@ -68,9 +68,19 @@ memo_status memop_fail(memo_repo *, memo_status st, const char *fmt, ...)
 
 /* ------------------------------------------------------------------ config */
 
-typedef struct memop_redis_target {
-    char *host; /* NULL for a unix socket */
+/* A node of a Redis URL's list (redis://h1:p1,h2:p2/). */
+typedef struct memop_redis_seed {
+    char *host;
     int port;
+} memop_redis_seed;
+
+#define MEMOP_SEEDS_MAX 16
+
+typedef struct memop_redis_target {
+    char *host; /* NULL for a unix socket; else the first of seeds */
+    int port;
+    memop_redis_seed *seeds; /* redis://: every node the URL names, 1 or more */
+    size_t nseeds;
     char *path; /* unix socket */
     char *user; /* NULL: AUTH with the password alone */
     char *password;
@@ -368,18 +378,54 @@ bool memop_row_equal(const memo_entity_desc *, const void *a, const void *b);
 
 /* ---------------------------------------------------------------- redis */
 
+/* A Redis Cluster has 16384 slots; memo keeps at most MEMOP_NODES_MAX nodes
+ * (the masters and any node a MOVED named): a map from Redis is untrusted. */
+#define MEMOP_SLOTS 16384
+#define MEMOP_NODES_MAX 64
+
 typedef struct memop_rconn {
-    redisContext *ctx;
+    memo_repo *repo;
+    redisContext *ctx;               /* one Redis: the connection; a cluster: NULL */
     uint64_t epoch;                  /* the breaker epoch it was made in */
     memop_buf out;                   /* commands waiting to be written */
     struct memop_arena *first, *cur; /* where replies live until release */
     size_t budget; /* bytes the next exchange may read; 0: by its reply count */
     bool oversize; /* the last exchange stopped at its budget */
+    bool dead;     /* a transport failure: it goes at release */
+    /* a cluster (cluster.c): a connection per node, made when a command
+     * first goes there, and the commands appended since the last exchange
+     * with the node each goes to */
+    redisContext **nctx; /* MEMOP_NODES_MAX of them; NULL: one Redis */
+    struct memop_route *routes;
+    size_t nroutes, routecap, nlogical;
+    uint32_t *keypos; /* a split command's keys: where each was in the caller's */
+    size_t nkeypos, keyposcap;
+    memop_buf scratch; /* one node's share of the commands, being written */
+    int pin;           /* keyless commands go to this node; -1: any master */
 } memop_rconn;
 
-/* Formats one command into the connection's output buffer. */
+/* Formats one command into the connection's output buffer (on a cluster,
+ * routed by its keys: cluster.c). */
 void memop_redis_append(memop_rconn *, int argc, const char *const *argv,
                         const size_t *lens);
+/* The RESP of one command, appended to b. */
+void memop_resp_append(memop_buf *b, int argc, const char *const *argv,
+                       const size_t *lens);
+/* The connection failed (a transport failure or an oversized reply). */
+bool memop_rconn_broken(const memop_rconn *);
+/* Memory that lives as long as the connection's replies. */
+void *memop_rconn_alloc(memop_rconn *, size_t n);
+/* Writes len bytes; -1 with ctx->err set. Reads one reply, at most *budget
+ * bytes of it: 1, 0 over the budget, -1 on a failure (ctx->err set). */
+int memop_ctx_write(redisContext *ctx, const char *s, size_t len);
+int memop_ctx_read(redisContext *ctx, size_t *budget, void **reply);
+/* A transport failure on ctx (of c, a node named `name`): recorded for
+ * memo_last_error, the connection marked dead, the breaker opened. */
+void memop_redis_transport_failed(memo_repo *, memop_rconn *c, redisContext *ctx,
+                                  const char *name, const char *what);
+/* A reply over its budget: recorded, the connection marked dead, no outage. */
+void memop_redis_oversize(memo_repo *, memop_rconn *c, redisContext *ctx,
+                          const char *name, const char *what);
 /* Writes what was appended and reads n replies into replies[] (valid until
  * the connection is released). 0, or -1 after recording the failure; then
  * the connection is broken. `what` names the command for the message.
@@ -407,7 +453,7 @@ void memop_redis_error_text(const redisReply *r, char *out, size_t size);
  * transport failure (already recorded). */
 enum memop_redis_error memop_redis_reply_failed(memo_repo *, const redisReply *r,
                                                 const char *what);
-void memop_rconn_use_arena(memop_rconn *);
+void memop_rconn_use_arena(memop_rconn *, redisContext *ctx);
 void memop_rconn_free_arena(memop_rconn *);
 /* Replies of the last user are done with: the arena starts over. */
 void memop_rconn_reset_arena(memop_rconn *);
@@ -416,10 +462,64 @@ void memop_rconn_reset_arena(memop_rconn *);
 bool memop_rconn_trim(memop_rconn *);
 /* Why a context failed, in words ("timed out" for hiredis 0.14's EAGAIN). */
 void memop_redis_context_error(const redisContext *ctx, char *out, size_t size);
-/* A new connection: AUTH, SELECT and SCRIPT LOAD done. NULL with a message
- * in err, and *refused when Redis answered but said no (a wrong password, a
- * missing permission). */
+/* A new connection: AUTH, SELECT and SCRIPT LOAD done (on a cluster, a
+ * router whose nodes connect when first used). NULL with a message in err,
+ * and *refused when Redis answered but said no (a wrong password, a missing
+ * permission). */
 memop_rconn *memop_rconn_new(memo_repo *, char *err, size_t errsize, bool *refused);
+/* One node's connection, AUTH, SELECT and SCRIPT LOAD done (path: a unix
+ * socket); `name` is for messages. */
+redisContext *memop_redis_connect(memo_repo *, const char *host, int port,
+                                  const char *path, const char *name, char *err,
+                                  size_t errsize, bool *refused);
+
+/* ------------------------------------------------------------- cluster.c */
+
+typedef struct memop_rnode {
+    char *host;
+    int port;
+    char name[300]; /* host:port, for messages */
+} memop_rnode;
+
+/* What memo knows of a Redis Cluster. nodes[] only grows (under lock, each
+ * published by nnodes); slot[] is read without a lock: a slot read while a
+ * refresh rewrites the map may be the old owner's, which answers MOVED. */
+typedef struct memop_cluster {
+    _Atomic bool on; /* set before any connection is made for the pool */
+    pthread_mutex_t lock;
+    memop_rnode *nodes[MEMOP_NODES_MAX];
+    _Atomic unsigned nnodes;
+    _Atomic unsigned char slot[MEMOP_SLOTS]; /* the node serving it; 0xff: none */
+    _Atomic bool stale;                      /* a MOVED came: the prober refreshes */
+    _Atomic uint64_t moved, asked, tryagain, refreshes;
+} memop_cluster;
+
+#define MEMOP_NO_NODE 0xff
+
+/* Routes one command (node -1: by its keys; MGET, DEL, UNLINK and EXISTS are
+ * split by slot) into the connection's output. */
+void memop_cluster_append(memop_rconn *, int node, int argc, const char *const *argv,
+                          const size_t *lens);
+/* Writes every node's commands, then reads; follows MOVED and ASK, retries
+ * TRYAGAIN within the command time-out; joins split replies. As
+ * memop_redis_exchange. */
+int memop_cluster_exchange(memo_repo *, memop_rconn *, size_t n, redisReply **replies,
+                           const char *what);
+void memop_cluster_conn_free(memop_rconn *);
+bool memop_cluster_trim(memop_rconn *);
+/* Keyless commands of c go to this node (-1: any master). */
+void memop_rconn_pin(memop_rconn *, int node);
+/* The nodes that serve slots, into out (at most MEMOP_NODES_MAX); on one
+ * Redis, one: -1. */
+size_t memop_redis_masters(memo_repo *, int *out);
+/* Reads the slot map from a node that answers (CLUSTER SLOTS): the known
+ * masters first, then the URL's nodes. MEMO_ERR_CONFIG when a node refused
+ * (a permission), MEMO_ERR_REDIS when none answered or slots are unserved. */
+memo_status memop_cluster_refresh(memo_repo *, char *err, size_t size);
+/* Node index for host:port, added if new; -1 when the table is full. */
+int memop_cluster_node(memo_repo *, const char *host, size_t hostlen, int port);
+void memop_cluster_init(memo_repo *);
+void memop_cluster_destroy(memo_repo *);
 void memop_rconn_free(memop_rconn *);
 
 /* Takes a Redis connection from the pool, connecting if needed. NULL (with a
@@ -765,6 +865,7 @@ struct memo_repo {
 
     memop_pool rpool, dpool;
     char script_sha[MEMOP_SCRIPT_COUNT][41];
+    memop_cluster cluster; /* a Redis Cluster's map (cluster.on) */
 
     /* breaker: while open, Redis calls fail at once; the prober closes it */
     _Atomic int breaker;
@@ -984,9 +1085,12 @@ void memop_watch_stats_free(memo_repo *);
 
 /* Opens and closes the Redis side: pool, scripts, breaker, prober. */
 memo_status memop_redis_open(memo_repo *, memo_error *err);
-/* memo_open's checks on connection c: MEMO_ERR_CONFIG with why in err when
- * memo cannot use this Redis (a cluster node, a missing permission). */
-memo_status memop_redis_checks(memo_repo *, memop_rconn *c, char *err, size_t size);
+/* memo_open's first connection: the URL's nodes tried in turn, one Redis
+ * or a cluster told apart (HELLO; a cluster's map read), and every
+ * permission checked. MEMO_ERR_CONFIG with why in err when memo cannot use
+ * it (a refused login or command, several nodes that are no cluster),
+ * MEMO_ERR_REDIS when no node answered. */
+memo_status memop_redis_first(memo_repo *, memop_rconn **out, char *err, size_t size);
 void memop_redis_close(memo_repo *);
 /* Records a Redis failure: opens the breaker and wakes the prober. */
 void memop_redis_trip(memo_repo *);

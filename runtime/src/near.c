@@ -769,6 +769,14 @@ static void *near_main(void *arg)
                 nap(repo, MEMOP_PROBE_INTERVAL_MS);
                 continue;
             }
+            if (atomic_load(&repo->cluster.on)) {
+                /* invalidations come from each node: one subscriber per
+                 * master is not built yet, so the near caches stay off */
+                say_why(sub,
+                        "near caches are off on a Redis Cluster (not supported yet)");
+                nap(repo, 1000);
+                continue;
+            }
             have = atomic_load(&sub->want);
             epoch = atomic_load(&repo->breaker_epoch);
             if (!(c = subscribe(repo, tracked, &ntracked, why, sizeof why))) {

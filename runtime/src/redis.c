@@ -24,6 +24,11 @@ void memop_rconn_free(memop_rconn *c)
     if (!c)
         return;
     redisFree(c->ctx);
+    if (c->nctx)
+        for (size_t i = 0; i < MEMOP_NODES_MAX; i++)
+            redisFree(c->nctx[i]);
+    free(c->nctx);
+    memop_cluster_conn_free(c);
     memop_rconn_free_arena(c);
     free(c);
 }
@@ -38,27 +43,30 @@ static bool reply_error(const redisReply *r, char *out, size_t size)
     return false;
 }
 
-/* Connects, authenticates, selects the database and makes sure the scripts
- * are loaded, in one round trip. On failure returns NULL with a message in
- * err, and *refused set when Redis answered but said no (a wrong password,
- * a missing permission): a mistake of the configuration, not an outage. */
-memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *refused)
+/* Connects to one node (host and port, or path), authenticates, selects
+ * the database and makes sure the scripts are loaded, in one round trip.
+ * `name` names the node in messages. On failure returns NULL with a
+ * message in err, and *refused set when Redis answered but said no (a
+ * wrong password, a missing permission): a mistake of the configuration,
+ * not an outage. */
+redisContext *memop_redis_connect(memo_repo *repo, const char *host, int port,
+                                  const char *path, const char *name, char *err,
+                                  size_t errsize, bool *refused)
 {
     const memop_redis_target *t = &repo->redis;
     struct timeval ctv = tv_of(repo->cfg.connect_timeout_ms);
     *refused = false;
-    redisContext *ctx = t->path ? redisConnectUnixWithTimeout(t->path, ctv)
-                                : redisConnectWithTimeout(t->host, t->port, ctv);
+    redisContext *ctx = path ? redisConnectUnixWithTimeout(path, ctv)
+                             : redisConnectWithTimeout(host, port, ctv);
     char why[256];
     if (!ctx || ctx->err) {
         memop_redis_context_error(ctx, why, sizeof why);
-        snprintf(err, errsize, "connect to Redis %s: %s", repo->redis_name, why);
+        snprintf(err, errsize, "connect to Redis %s: %s", name, why);
         redisFree(ctx);
         return NULL;
     }
     if (redisSetTimeout(ctx, tv_of(repo->cfg.command_timeout_ms)) != REDIS_OK) {
-        snprintf(err, errsize, "Redis %s: cannot set the command time-out",
-                 repo->redis_name);
+        snprintf(err, errsize, "Redis %s: cannot set the command time-out", name);
         redisFree(ctx);
         return NULL;
     }
@@ -90,8 +98,7 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
         redisReply *r = NULL;
         if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
             memop_redis_context_error(ctx, why, sizeof why);
-            if (snprintf(err, errsize, "Redis %s: %s: %s", repo->redis_name, what[i],
-                         why) < 0)
+            if (snprintf(err, errsize, "Redis %s: %s: %s", name, what[i], why) < 0)
                 err[0] = '\0';
             redisFree(ctx);
             return NULL; /* the rest of the replies go with the connection */
@@ -105,8 +112,7 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
             *refused = r->type != REDIS_REPLY_ERROR ||
                        memop_redis_error_kind(r) != MEMOP_REDIS_OUTAGE;
             /* (a long message is cut: the start says what failed) */
-            if (snprintf(err, errsize, "Redis %s: %s failed: %s", repo->redis_name,
-                         what[i], why) < 0)
+            if (snprintf(err, errsize, "Redis %s: %s failed: %s", name, what[i], why) < 0)
                 err[0] = '\0';
         } else if (!bad && i >= first_script) {
             /* The SHA1 of a script never changes: it is written once, by
@@ -122,16 +128,54 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
         }
         freeReplyObject(r);
     }
-    memop_rconn *c = failed ? NULL : calloc(1, sizeof *c);
-    if (!c) {
-        if (!failed)
-            snprintf(err, errsize, "out of memory");
+    if (failed) {
         redisFree(ctx);
         return NULL;
     }
+    return ctx;
+}
+
+static memop_rconn *wrap(memo_repo *repo, redisContext *ctx)
+{
+    memop_rconn *c = calloc(1, sizeof *c);
+    if (!c) {
+        redisFree(ctx);
+        return NULL;
+    }
+    c->repo = repo;
     c->ctx = ctx;
     c->epoch = atomic_load(&repo->breaker_epoch);
-    memop_rconn_use_arena(c);
+    memop_rconn_use_arena(c, ctx);
+    return c;
+}
+
+/* A connection of the pool. To one Redis: connected now. To a cluster: a
+ * router (cluster.c) that connects to each node when a command first goes
+ * there. */
+memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *refused)
+{
+    *refused = false;
+    if (!atomic_load(&repo->cluster.on)) {
+        const memop_redis_target *t = &repo->redis;
+        redisContext *ctx = memop_redis_connect(repo, t->host, t->port, t->path,
+                                                repo->redis_name, err, errsize, refused);
+        memop_rconn *c = ctx ? wrap(repo, ctx) : NULL;
+        if (ctx && !c)
+            snprintf(err, errsize, "out of memory");
+        return c;
+    }
+    memop_rconn *c = calloc(1, sizeof *c);
+    if (c && !(c->nctx = calloc(MEMOP_NODES_MAX, sizeof *c->nctx))) {
+        free(c);
+        c = NULL;
+    }
+    if (!c) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    c->repo = repo;
+    c->pin = -1;
+    c->epoch = atomic_load(&repo->breaker_epoch);
     return c;
 }
 
@@ -171,8 +215,8 @@ memop_rconn *memop_redis_acquire(memo_repo *repo)
 
 void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
 {
-    if (c && (broken || c->ctx->err || c->epoch != atomic_load(&repo->breaker_epoch) ||
-              !memop_rconn_trim(c))) {
+    if (c && (broken || memop_rconn_broken(c) ||
+              c->epoch != atomic_load(&repo->breaker_epoch) || !memop_rconn_trim(c))) {
         memop_rconn_free(c);
         c = NULL;
     }
@@ -281,48 +325,95 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
     return MEMO_OK;
 }
 
-/* A Redis Cluster node answers most keys with MOVED: memo, which talks to
- * one Redis, says so at open rather than degrading call after call. HELLO
- * needs no permission; a Redis without it (before 6) is no cluster memo
- * could use anyway, and goes on. */
-static memo_status refuse_cluster(memo_repo *repo, memop_rconn *c, char *err, size_t size)
+/* Whether the node behind ctx is a Redis Cluster node (HELLO's "mode";
+ * HELLO needs no permission, and a Redis without it, before 6, is none). */
+static bool is_cluster_node(redisContext *ctx)
 {
-    const char *argv[] = {"HELLO", "2"};
-    redisReply *r = memop_redis_command(repo, c, 2, argv, NULL);
-    if (!r) {
-        snprintf(err, size, "Redis %.100s: HELLO: %.100s", repo->redis_name,
-                 c->ctx->errstr);
-        return MEMO_ERR_REDIS;
-    }
-    if (r->type != REDIS_REPLY_ARRAY)
-        return MEMO_OK;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    redisReply *r = redisCommand(ctx, "HELLO 2");
+    bool cluster = false;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (k->type == REDIS_REPLY_STRING && strcmp(k->str, "mode") == 0 &&
-            v->type == REDIS_REPLY_STRING && strcmp(v->str, "cluster") == 0) {
-            snprintf(err, size,
-                     "Redis %.60s is a Redis Cluster node: memo does not route across "
-                     "a cluster yet; point it at a single primary or a cluster proxy",
-                     repo->redis_name);
-            return MEMO_ERR_CONFIG;
-        }
+            v->type == REDIS_REPLY_STRING && strcmp(v->str, "cluster") == 0)
+            cluster = true;
     }
-    return MEMO_OK;
+    freeReplyObject(r);
+    return cluster;
 }
 
-memo_status memop_redis_checks(memo_repo *repo, memop_rconn *c, char *err, size_t size)
+memo_status memop_redis_first(memo_repo *repo, memop_rconn **out, char *err, size_t size)
 {
-    memo_status st = refuse_cluster(repo, c, err, size);
-    if (st == MEMO_OK)
-        st = check_permissions(repo, c, err, size);
-    if (st == MEMO_OK)
-        atomic_store(&repo->redis_checked, true);
-    return st;
+    *out = NULL;
+    const memop_redis_target *t = &repo->redis;
+    redisContext *ctx = NULL;
+    bool refused = false;
+    char name[300] = "";
+    size_t nseeds = t->path ? 1 : t->nseeds;
+    for (size_t i = 0; i < nseeds && !ctx; i++) {
+        const char *host = t->path ? NULL : t->seeds[i].host;
+        int port = t->path ? 0 : t->seeds[i].port;
+        if (t->path)
+            snprintf(name, sizeof name, "%s", repo->redis_name);
+        else
+            snprintf(name, sizeof name, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+                     port);
+        ctx = memop_redis_connect(repo, host, port, t->path, name, err, size, &refused);
+        if (refused) /* a mistake to fix, never a reason to start degraded */
+            return MEMO_ERR_CONFIG;
+    }
+    if (!ctx) {
+        /* a list of nodes is a cluster's: its map is read when one answers */
+        if (nseeds > 1)
+            atomic_store(&repo->cluster.on, true);
+        return MEMO_ERR_REDIS;
+    }
+    bool cluster = is_cluster_node(ctx);
+    if (!cluster && nseeds > 1) {
+        snprintf(err, size,
+                 "the Redis URL names several nodes, but %.100s is no Redis Cluster node "
+                 "(name one node of a single Redis)",
+                 name);
+        redisFree(ctx);
+        return MEMO_ERR_CONFIG;
+    }
+    if (cluster && (t->path || t->db != 0)) {
+        snprintf(
+            err, size,
+            "Redis %.100s is a Redis Cluster node: a cluster has database 0 only and "
+            "is reached by host and port",
+            name);
+        redisFree(ctx);
+        return MEMO_ERR_CONFIG;
+    }
+    memop_rconn *c;
+    memo_status st = MEMO_OK;
+    if (cluster) {
+        /* before any connection of the pool is made: they route by it */
+        redisFree(ctx);
+        atomic_store(&repo->cluster.on, true);
+        if ((st = memop_cluster_refresh(repo, err, size)) != MEMO_OK)
+            return st;
+        c = memop_rconn_new(repo, err, size, &refused);
+    } else {
+        c = wrap(repo, ctx);
+        if (!c)
+            snprintf(err, size, "out of memory");
+    }
+    if (!c)
+        return MEMO_ERR_NOMEM;
+    if ((st = check_permissions(repo, c, err, size)) != MEMO_OK) {
+        memop_rconn_free(c);
+        return st;
+    }
+    atomic_store(&repo->redis_checked, true);
+    *out = c;
+    return MEMO_OK;
 }
 
 memo_status memop_redis_open(memo_repo *repo, memo_error *err)
 {
     memop_pool_init(&repo->rpool, (size_t)repo->cfg.pool_size);
+    memop_cluster_init(repo);
     pthread_mutex_init(&repo->pending.lock, NULL);
     pthread_mutex_init(&repo->prober_lock, NULL);
     pthread_cond_init(&repo->prober_cond, NULL);
@@ -332,23 +423,13 @@ memo_status memop_redis_open(memo_repo *repo, memo_error *err)
     }
     atomic_store(&repo->breaker, MEMOP_BREAKER_CLOSED);
     memop_stats_identity(repo);
-    bool refused;
-    memop_rconn *c = memop_rconn_new(repo, err->message, sizeof err->message, &refused);
-    memo_status st = c ? memop_redis_checks(repo, c, err->message, sizeof err->message)
-                     : refused ? MEMO_ERR_CONFIG
-                               : MEMO_ERR_REDIS;
-    if (st != MEMO_OK && c) {
-        memop_rconn_free(c);
-        c = NULL;
-    }
-    /* a refusal is a mistake to fix, never a reason to start degraded */
-    if (st == MEMO_ERR_CONFIG)
-        return st;
-    if (c) {
+    memop_rconn *c;
+    memo_status st = memop_redis_first(repo, &c, err->message, sizeof err->message);
+    if (st == MEMO_OK) {
         repo->rpool.free[repo->rpool.nfree++] = c;
         repo->rpool.live++;
-    } else if (!(repo->cfg.flags & MEMO_OPEN_DEGRADED)) {
-        return MEMO_ERR_REDIS;
+    } else if (st != MEMO_ERR_REDIS || !(repo->cfg.flags & MEMO_OPEN_DEGRADED)) {
+        return st; /* a refusal is a mistake to fix, never a reason to start degraded */
     } else {
         err->message[0] = '\0';
         atomic_store(&repo->breaker, MEMOP_BREAKER_OPEN);
@@ -382,6 +463,7 @@ void memop_redis_close(memo_repo *repo)
     free(q->keys);
     free(q->owners);
     pthread_mutex_destroy(&q->lock);
+    memop_cluster_destroy(repo);
     pthread_mutex_destroy(&repo->prober_lock);
     pthread_cond_destroy(&repo->prober_cond);
 }

@@ -317,6 +317,18 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
         memop_buf_puts(&b, ",\"refused\":");
         json_string_to(&b, refused);
     }
+    /* a Redis Cluster: the masters memo routes to, and its redirections */
+    if (repo->redis_opened && atomic_load(&repo->cluster.on)) {
+        memop_cluster *cl = &repo->cluster;
+        int nodes[MEMOP_NODES_MAX];
+        memop_buf_printf(&b,
+                         ",\"cluster\":{\"masters\":%zu,\"moved\":%" PRIu64
+                         ",\"asked\":%" PRIu64 ",\"tryagain\":%" PRIu64
+                         ",\"refreshes\":%" PRIu64 "}",
+                         memop_redis_masters(repo, nodes), atomic_load(&cl->moved),
+                         atomic_load(&cl->asked), atomic_load(&cl->tryagain),
+                         atomic_load(&cl->refreshes));
+    }
     /* the near caches' subscriber, when there are near caches */
     bool live;
     uint64_t connects;

@@ -40,7 +40,7 @@ void memop_redis_context_error(const redisContext *ctx, char *out, size_t size)
  * malloc but the caller's strings. Replies live until the connection is
  * released; never freeReplyObject() them. */
 
-static void *arena_alloc(memop_rconn *c, size_t n)
+void *memop_rconn_alloc(memop_rconn *c, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     while (c->cur && c->cur->used + n > c->cur->cap) {
@@ -78,7 +78,7 @@ void memop_rconn_reset_arena(memop_rconn *c)
 static redisReply *arena_reply(const redisReadTask *task)
 {
     memop_rconn *c = task->privdata;
-    redisReply *r = arena_alloc(c, sizeof *r);
+    redisReply *r = memop_rconn_alloc(c, sizeof *r);
     if (!r)
         return NULL;
     memset(r, 0, sizeof *r);
@@ -93,7 +93,7 @@ static redisReply *arena_reply(const redisReadTask *task)
 static void *arena_string(const redisReadTask *task, char *str, size_t len)
 {
     redisReply *r = arena_reply(task);
-    if (!r || !(r->str = arena_alloc(task->privdata, len + 1)))
+    if (!r || !(r->str = memop_rconn_alloc(task->privdata, len + 1)))
         return NULL;
     memcpy(r->str, str, len);
     r->str[len] = '\0';
@@ -106,7 +106,7 @@ static void *arena_array(const redisReadTask *task, int elements)
     redisReply *r = arena_reply(task);
     if (!r)
         return NULL;
-    if (elements > 0 && !(r->element = arena_alloc(
+    if (elements > 0 && !(r->element = memop_rconn_alloc(
                               task->privdata, (size_t)elements * sizeof *r->element)))
         return NULL;
     r->elements = (size_t)elements;
@@ -138,10 +138,10 @@ static void arena_free(void *reply)
 static redisReplyObjectFunctions arena_fns = {arena_string, arena_array, arena_integer,
                                               arena_nil, arena_free};
 
-void memop_rconn_use_arena(memop_rconn *c)
+void memop_rconn_use_arena(memop_rconn *c, redisContext *ctx)
 {
-    c->ctx->reader->fn = &arena_fns;
-    c->ctx->reader->privdata = c;
+    ctx->reader->fn = &arena_fns;
+    ctx->reader->privdata = c;
 }
 
 void memop_rconn_free_arena(memop_rconn *c)
@@ -155,10 +155,9 @@ void memop_rconn_free_arena(memop_rconn *c)
     memop_buf_free(&c->out);
 }
 
-void memop_redis_append(memop_rconn *c, int argc, const char *const *argv,
-                        const size_t *lens)
+void memop_resp_append(memop_buf *b, int argc, const char *const *argv,
+                       const size_t *lens)
 {
-    memop_buf *b = &c->out;
     char head[32];
     head[0] = '*';
     size_t n = 1 + memop_i64_text(argc, head + 1);
@@ -175,30 +174,51 @@ void memop_redis_append(memop_rconn *c, int argc, const char *const *argv,
     }
 }
 
+void memop_redis_append(memop_rconn *c, int argc, const char *const *argv,
+                        const size_t *lens)
+{
+    if (c->nctx)
+        memop_cluster_append(c, -1, argc, argv, lens);
+    else
+        memop_resp_append(&c->out, argc, argv, lens);
+}
+
+bool memop_rconn_broken(const memop_rconn *c)
+{
+    return c->dead || (c->ctx && c->ctx->err);
+}
+
+void memop_redis_transport_failed(memo_repo *repo, memop_rconn *c, redisContext *ctx,
+                                  const char *name, const char *what)
+{
+    char why[256];
+    memop_redis_context_error(ctx, why, sizeof why);
+    if (ctx && !ctx->err) {
+        ctx->err = REDIS_ERR_IO;
+        snprintf(ctx->errstr, sizeof ctx->errstr, "%.100s", why);
+    }
+    c->dead = true;
+    memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s: %s", name, what, why);
+    memop_redis_trip(repo);
+}
+
 /* Records a transport failure: the connection is dead, the breaker opens. */
 static void transport_failed(memo_repo *repo, memop_rconn *c, const char *what)
 {
-    char why[256];
-    memop_redis_context_error(c->ctx, why, sizeof why);
-    if (!c->ctx->err) {
-        c->ctx->err = REDIS_ERR_IO;
-        snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%.100s", why);
-    }
-    memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s: %s", repo->redis_name, what, why);
-    memop_redis_trip(repo);
+    memop_redis_transport_failed(repo, c, c->ctx, repo->redis_name, what);
 }
 
 /* Reads one reply, feeding hiredis' parser from the socket ourselves so that
  * the bytes an exchange may read are bounded: a value written by another
  * program can be any size, and must not take this process's memory or
  * time with it. 1 with the reply, 0 over the budget, -1 on a failure. */
-static int read_reply(memop_rconn *c, size_t *budget, void **reply)
+int memop_ctx_read(redisContext *ctx, size_t *budget, void **reply)
 {
-    redisReader *reader = c->ctx->reader;
+    redisReader *reader = ctx->reader;
     for (;;) {
         if (redisReaderGetReply(reader, reply) != REDIS_OK) {
-            c->ctx->err = REDIS_ERR_PROTOCOL;
-            snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%s", reader->errstr);
+            ctx->err = REDIS_ERR_PROTOCOL;
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", reader->errstr);
             return -1;
         }
         if (*reply)
@@ -208,12 +228,12 @@ static int read_reply(memop_rconn *c, size_t *budget, void **reply)
         if (want == 0)
             return 0;
         /* the socket has SO_RCVTIMEO: a frozen server times the read out */
-        ssize_t got = read(c->ctx->fd, buf, want);
+        ssize_t got = read(ctx->fd, buf, want);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
-            c->ctx->err = got == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO;
-            snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%s",
+            ctx->err = got == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO;
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s",
                      got == 0 ? "server closed the connection"
                      : errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
                                                                : strerror(errno));
@@ -221,11 +241,46 @@ static int read_reply(memop_rconn *c, size_t *budget, void **reply)
         }
         *budget -= (size_t)got;
         if (redisReaderFeed(reader, buf, (size_t)got) != REDIS_OK) {
-            c->ctx->err = REDIS_ERR_PROTOCOL;
-            snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%s", reader->errstr);
+            ctx->err = REDIS_ERR_PROTOCOL;
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", reader->errstr);
             return -1;
         }
     }
+}
+
+int memop_ctx_write(redisContext *ctx, const char *s, size_t len)
+{
+    /* the socket has SO_SNDTIMEO: a frozen server times the write out */
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(ctx->fd, s + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            ctx->err = REDIS_ERR_IO;
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s",
+                     w == 0                                    ? "connection lost"
+                     : errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
+                                                               : strerror(errno));
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+void memop_redis_oversize(memo_repo *repo, memop_rconn *c, redisContext *ctx,
+                          const char *name, const char *what)
+{
+    /* not an outage: the rest of the reply is abandoned with the
+     * connection, and the caller treats the value as corrupt */
+    c->oversize = true;
+    c->dead = true;
+    ctx->err = REDIS_ERR_OTHER;
+    snprintf(ctx->errstr, sizeof ctx->errstr, "reply too large");
+    memop_fail(repo, MEMO_ERR_REDIS,
+               "Redis %s: %s: the reply is larger than max_value_bytes (%d) allows", name,
+               what, repo->cfg.max_value_bytes);
 }
 
 size_t memop_redis_reply_budget(memo_repo *repo, size_t values)
@@ -241,6 +296,8 @@ size_t memop_redis_reply_budget(memo_repo *repo, size_t values)
 int memop_redis_exchange(memo_repo *repo, memop_rconn *c, size_t n, redisReply **replies,
                          const char *what)
 {
+    if (c->nctx)
+        return memop_cluster_exchange(repo, c, n, replies, what);
     memop_buf *b = &c->out;
     size_t budget = c->budget ? c->budget : memop_redis_reply_budget(repo, n);
     c->budget = 0;
@@ -251,39 +308,19 @@ int memop_redis_exchange(memo_repo *repo, memop_rconn *c, size_t n, redisReply *
         memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         return -1;
     }
-    /* the socket has SO_SNDTIMEO: a frozen server times the write out */
-    size_t done = 0;
-    while (done < b->len) {
-        ssize_t w = write(c->ctx->fd, b->s + done, b->len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            b->len = 0;
-            if (w < 0) {
-                c->ctx->err = REDIS_ERR_IO;
-                snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "%s",
-                         errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
-                                                                 : strerror(errno));
-            }
-            transport_failed(repo, c, what);
-            return -1;
-        }
-        done += (size_t)w;
+    if (memop_ctx_write(c->ctx, b->s, b->len) != 0) {
+        b->len = 0;
+        transport_failed(repo, c, what);
+        return -1;
     }
     b->len = 0;
     for (size_t i = 0; i < n; i++) {
         void *reply = NULL;
-        int rc = read_reply(c, &budget, &reply);
+        int rc = memop_ctx_read(c->ctx, &budget, &reply);
         if (rc == 0) {
             /* not an outage: the rest of the reply is abandoned with the
              * connection, and the caller treats the value as corrupt */
-            c->oversize = true;
-            c->ctx->err = REDIS_ERR_OTHER;
-            snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "reply too large");
-            memop_fail(
-                repo, MEMO_ERR_REDIS,
-                "Redis %s: %s: the reply is larger than max_value_bytes (%d) allows",
-                repo->redis_name, what, repo->cfg.max_value_bytes);
+            memop_redis_oversize(repo, c, c->ctx, repo->redis_name, what);
             return -1;
         }
         if (rc < 0) {
@@ -373,14 +410,17 @@ bool memop_rconn_trim(memop_rconn *c)
         memop_rconn_reset_arena(c);
     if (c->out.cap > TRIM_OVER)
         memop_buf_free(&c->out);
-    redisReader *r = c->ctx->reader;
-    if (r->len == 0 && r->buf && sdsalloc(r->buf) > TRIM_OVER) {
-        sdsfree(r->buf);
-        r->pos = 0;
-        if (!(r->buf = sdsempty()))
-            return false;
+    for (size_t i = 0; i < (c->nctx ? MEMOP_NODES_MAX : 1); i++) {
+        redisContext *ctx = c->nctx ? c->nctx[i] : c->ctx;
+        redisReader *r = ctx ? ctx->reader : NULL;
+        if (r && r->len == 0 && r->buf && sdsalloc(r->buf) > TRIM_OVER) {
+            sdsfree(r->buf);
+            r->pos = 0;
+            if (!(r->buf = sdsempty()))
+                return false;
+        }
     }
-    return true;
+    return memop_cluster_trim(c);
 }
 
 int memop_redis_del(memo_repo *repo, memop_rconn *c, const memop_key *keys, size_t n,

@@ -66,6 +66,9 @@ static bool parse_int(const char *s, size_t n, long min, long max, long *out)
 
 void memop_redis_target_free(memop_redis_target *t)
 {
+    for (size_t i = 0; i < t->nseeds; i++)
+        free(t->seeds[i].host);
+    free(t->seeds);
     free(t->host);
     free(t->path);
     free(t->user);
@@ -177,35 +180,49 @@ memo_status memop_redis_url_parse(const char *url, memop_redis_target *out, char
         return MEMO_OK;
     }
 
-    /* host[:port]; a list of them is a Redis Cluster's seed nodes */
-    if (memchr(p, ',', strcspn(p, "/?#")))
-        FAIL("Redis URL: several nodes (a Redis Cluster's) are not supported yet: memo "
-             "talks to one Redis, a primary or a cluster proxy");
-    const char *host_end;
-    if (*p == '[') {
-        const char *close = strchr(p, ']');
-        if (!close)
-            FAIL("Redis URL: unclosed '[' in the host");
-        out->host = strndup(p + 1, (size_t)(close - p - 1));
-        host_end = close + 1;
-    } else {
-        host_end = p + strcspn(p, ":/?#");
-        out->host = strndup(p, (size_t)(host_end - p));
-    }
-    if (!out->host)
+    /* host[:port], or a list of them: a Redis Cluster's seed nodes */
+    size_t list = strcspn(p, "/?#");
+    size_t nseeds = 1;
+    for (size_t i = 0; i < list; i++)
+        nseeds += p[i] == ',';
+    if (nseeds > MEMOP_SEEDS_MAX)
+        FAIL("Redis URL: more than %d nodes", MEMOP_SEEDS_MAX);
+    if (!(out->seeds = calloc(nseeds, sizeof *out->seeds)))
         FAIL("out of memory");
-    if (!out->host[0])
-        FAIL("Redis URL: no host");
-    p = host_end;
-    if (*p == ':') {
-        p++;
-        size_t n = strcspn(p, "/?#");
-        long port;
-        if (!parse_int(p, n, 1, 65535, &port))
-            FAIL("Redis URL: invalid port '%.*s'", (int)(n > 16 ? 16 : n), p);
-        out->port = (int)port;
-        p += n;
+    for (size_t i = 0; i < nseeds; i++) {
+        memop_redis_seed *seed = &out->seeds[out->nseeds++];
+        seed->port = 6379;
+        const char *host_end;
+        if (*p == '[') {
+            const char *close = strchr(p, ']');
+            if (!close)
+                FAIL("Redis URL: unclosed '[' in the host");
+            seed->host = strndup(p + 1, (size_t)(close - p - 1));
+            host_end = close + 1;
+        } else {
+            host_end = p + strcspn(p, ":,/?#");
+            seed->host = strndup(p, (size_t)(host_end - p));
+        }
+        if (!seed->host)
+            FAIL("out of memory");
+        if (!seed->host[0])
+            FAIL("Redis URL: no host%s", nseeds > 1 ? " in the list of nodes" : "");
+        p = host_end;
+        if (*p == ':') {
+            p++;
+            size_t n = strcspn(p, ",/?#");
+            long port;
+            if (!parse_int(p, n, 1, 65535, &port))
+                FAIL("Redis URL: invalid port '%.*s'", (int)(n > 16 ? 16 : n), p);
+            seed->port = (int)port;
+            p += n;
+        }
+        if (i + 1 < nseeds && *p++ != ',')
+            FAIL("Redis URL: unexpected text after host %.64s", seed->host);
     }
+    out->port = out->seeds[0].port;
+    if (!(out->host = strdup(out->seeds[0].host)))
+        FAIL("out of memory");
     if (*p == '/') {
         p++;
         size_t n = strcspn(p, "?#");

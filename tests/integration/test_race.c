@@ -450,7 +450,11 @@ static void transactions(void **state)
     assert_true(test_redis_exists(key));
     assert_int_equal(test_redis_calls("del"), dels);
     assert_int_equal(memo_commit(tx), MEMO_OK);
-    assert_int_equal(test_redis_calls("del"), dels + 1);
+    /* (on a cluster, a DEL per slot the keys are in, in one pipeline) */
+    if (test_on_cluster())
+        assert_true(test_redis_calls("del") > dels + 1);
+    else
+        assert_int_equal(test_redis_calls("del"), dels + 1);
     assert_false(test_redis_exists(key));
     assert_int_equal(blog_user_get(repo, id, &out), MEMO_OK);
     assert_string_equal(out.name, "Renamed in a transaction");

@@ -462,9 +462,11 @@ static void alias_lookups(void **state)
         wiki_page_clear(&g);
         bool hashed = slugs[i] == long_slug;
         /* one script reads both; a hashed row key it cannot build, and the
-         * row is then read by get's native command */
+         * row is then read by get's native command; so on a cluster, where
+         * the row's slot is out of the script's reach */
         assert_int_equal(test_redis_calls("evalsha") - evals, 1);
-        assert_int_equal(test_redis_calls("set") - sets, hashed ? 1 : 0);
+        assert_int_equal(test_redis_calls("set") - sets,
+                         hashed || test_on_cluster() ? 1 : 0);
         assert_int_equal(test_stat(repo, "wiki.page", "db_queries"), q);
         assert_int_equal(test_stat(repo, "wiki.page", "hits") - hits, 2);
     }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,10 +49,97 @@ static json_t *json_of(char *text)
 static redisContext *redis;
 static PGconn *pg;
 
+/* On a Redis Cluster (REDIS_URL names several nodes: tests/on-cluster.sh),
+ * a connection per node: a command follows MOVED and ASK, and the keyless
+ * commands the tests send (FLUSHDB, KEYS, SCAN, INFO) go to every master. */
+enum { NODES_MAX = 16 };
+static struct {
+    char host[64];
+    int port;
+    redisContext *ctx;
+    bool master;
+} nodes[NODES_MAX];
+static int nnodes;
+
+static void close_nodes(void)
+{
+    for (int i = 0; i < nnodes; i++)
+        redisFree(nodes[i].ctx);
+    nnodes = 0;
+    redis = NULL;
+}
+
 static void close_all(void)
 {
-    redisFree(redis);
+    if (nnodes)
+        close_nodes();
+    else
+        redisFree(redis);
     PQfinish(pg);
+}
+
+bool test_on_cluster(void)
+{
+    const char *url = getenv("REDIS_URL");
+    return url && strchr(url, ',');
+}
+
+static int node_index(const char *host, int port)
+{
+    for (int i = 0; i < nnodes; i++)
+        if (nodes[i].port == port && strcmp(nodes[i].host, host) == 0)
+            return i;
+    if (nnodes == NODES_MAX)
+        fail_msg("more than %d cluster nodes", NODES_MAX);
+    snprintf(nodes[nnodes].host, sizeof nodes[nnodes].host, "%s", host);
+    nodes[nnodes].port = port;
+    return nnodes++;
+}
+
+static redisContext *node_ctx(int i)
+{
+    if (!nodes[i].ctx) {
+        nodes[i].ctx = redisConnect(nodes[i].host, nodes[i].port);
+        if (!nodes[i].ctx || nodes[i].ctx->err)
+            fail_msg("cannot connect to cluster node %s:%d", nodes[i].host,
+                     nodes[i].port);
+    }
+    return nodes[i].ctx;
+}
+
+/* The masters, from CLUSTER SLOTS of any node the URL names. */
+static void cluster_connect(const char *url)
+{
+    const char *p = url + strlen("redis://");
+    while (*p && *p != '/') {
+        char host[64];
+        int port, used = 0;
+        if (sscanf(p, "%63[^:]:%d%n", host, &port, &used) != 2)
+            fail_msg("cannot read REDIS_URL %s", url);
+        node_index(host, port);
+        p += used;
+        if (*p == ',')
+            p++;
+    }
+    int seeds = nnodes;
+    for (int i = 0; i < seeds; i++) {
+        redisReply *r = redisCommand(node_ctx(i), "CLUSTER SLOTS");
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            continue;
+        }
+        for (int k = 0; k < nnodes; k++)
+            nodes[k].master = false;
+        for (size_t k = 0; k < r->elements; k++) {
+            const redisReply *m = r->element[k]->element[2];
+            nodes[node_index(m->element[0]->str, (int)m->element[1]->integer)].master =
+                true;
+        }
+        freeReplyObject(r);
+        redis = node_ctx(i);
+        return;
+    }
+    fail_msg("no node of the cluster %s answered", url);
 }
 
 redisContext *test_redis(void)
@@ -59,6 +147,12 @@ redisContext *test_redis(void)
     if (redis)
         return redis;
     const char *url = test_env("REDIS_URL");
+    if (test_on_cluster()) {
+        if (!pg)
+            atexit(close_all);
+        cluster_connect(url);
+        return redis;
+    }
     char host[64];
     int port, db = 0;
     if (sscanf(url, "redis://%63[^:]:%d/%d", host, &port, &db) < 2)
@@ -92,13 +186,99 @@ PGconn *test_pg(void)
 
 void test_redis_reconnect(void)
 {
+    if (nnodes) {
+        close_nodes();
+        return;
+    }
     redisFree(redis);
     redis = NULL;
+}
+
+static redisReply *node_cmd(int i, const char *cmd, size_t len, bool asking)
+{
+    redisContext *c = node_ctx(i);
+    if (asking)
+        freeReplyObject(redisCommand(c, "ASKING"));
+    redisReply *r = NULL;
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
+        redisGetReply(c, (void **)&r) != REDIS_OK || !r)
+        fail_msg("Redis %s:%d: %s", nodes[i].host, nodes[i].port, c->errstr);
+    return r;
+}
+
+/* One command on a cluster: keyless ones the tests send to every master
+ * (KEYS' arrays joined), the others where MOVED or ASK say. */
+static redisReply *cluster_cmd(const char *cmd, size_t len)
+{
+    test_redis();
+    /* the command's name: "*N\r\n$L\r\nNAME\r\n" */
+    const char *name = strchr(strchr(cmd, '\n') + 1, '\n') + 1;
+    bool every = strncasecmp(name, "FLUSHDB", 7) == 0 ||
+                 strncasecmp(name, "KEYS", 4) == 0 ||
+                 strncasecmp(name, "FLUSHALL", 8) == 0;
+    if (every) {
+        redisReply *all = NULL;
+        for (int i = 0; i < nnodes; i++) {
+            if (!nodes[i].master)
+                continue;
+            redisReply *r = node_cmd(i, cmd, len, false);
+            if (!all || r->type != REDIS_REPLY_ARRAY || all->type != REDIS_REPLY_ARRAY) {
+                freeReplyObject(all);
+                all = r;
+                continue;
+            }
+            if (r->elements == 0) {
+                freeReplyObject(r);
+                continue;
+            }
+            redisReply **el =
+                realloc(all->element, (all->elements + r->elements) * sizeof *el);
+            if (!el)
+                fail_msg("out of memory");
+            memcpy(el + all->elements, r->element, r->elements * sizeof *el);
+            all->element = el;
+            all->elements += r->elements;
+            r->elements = 0; /* its elements are all's now */
+            freeReplyObject(r);
+        }
+        return all;
+    }
+    int at = 0;
+    for (int i = 0; i < nnodes; i++)
+        if (nodes[i].ctx == redis)
+            at = i;
+    bool asking = false;
+    for (int hop = 0; hop < 5; hop++) {
+        redisReply *r = node_cmd(at, cmd, len, asking);
+        bool moved = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0;
+        asking = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+        if (!moved && !asking)
+            return r;
+        char host[64];
+        int slot, port;
+        if (sscanf(strchr(r->str, ' ') + 1, "%d %63[^:]:%d", &slot, host, &port) != 3)
+            fail_msg("Redis: %s", r->str);
+        freeReplyObject(r);
+        at = node_index(host, port);
+    }
+    fail_msg("Redis Cluster: too many redirections");
+    return NULL;
 }
 
 redisReply *test_redis_cmd(const char *fmt, ...)
 {
     va_list ap;
+    if (test_on_cluster()) {
+        char *cmd;
+        va_start(ap, fmt);
+        int len = redisvFormatCommand(&cmd, fmt, ap);
+        va_end(ap);
+        if (len < 0)
+            fail_msg("cannot format %s", fmt);
+        redisReply *r = cluster_cmd(cmd, (size_t)len);
+        redisFreeCommand(cmd);
+        return r;
+    }
     va_start(ap, fmt);
     redisReply *r = redisvCommand(test_redis(), fmt, ap);
     va_end(ap);
@@ -155,10 +335,18 @@ void test_servers_restore(void)
 
 long long test_redis_info(const char *section, const char *field)
 {
-    redisReply *r = test_redis_cmd("INFO %s", section);
-    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
-    long long n = p ? atoll(p + strlen(field)) : 0;
-    freeReplyObject(r);
+    long long n = 0;
+    test_redis();
+    /* on a cluster, summed over the masters */
+    for (int i = 0; i < (nnodes ? nnodes : 1); i++) {
+        if (nnodes && !nodes[i].master)
+            continue;
+        redisReply *r = nnodes ? redisCommand(node_ctx(i), "INFO %s", section)
+                               : test_redis_cmd("INFO %s", section);
+        const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
+        n += p ? atoll(p + strlen(field)) : 0;
+        freeReplyObject(r);
+    }
     return n;
 }
 
@@ -294,13 +482,23 @@ bool test_redis_gone(const char *key)
 long test_redis_count(const char *pattern)
 {
     long n = 0;
-    char cursor[32] = "0";
-    do {
-        redisReply *r = test_redis_cmd("SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        n += (long)r->element[1]->elements;
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
+    test_redis();
+    /* on a cluster, every master's keys */
+    for (int i = 0; i < (nnodes ? nnodes : 1); i++) {
+        if (nnodes && !nodes[i].master)
+            continue;
+        redisContext *c = nnodes ? node_ctx(i) : test_redis();
+        char cursor[32] = "0";
+        do {
+            redisReply *r =
+                redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+            if (!r || r->type != REDIS_REPLY_ARRAY)
+                fail_msg("SCAN: %s", r ? r->str : c->errstr);
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+            n += (long)r->element[1]->elements;
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
     return n;
 }
 

@@ -30,7 +30,12 @@ const char *test_env(const char *name);
 redisContext *test_redis(void);
 PGconn *test_pg(void);
 
-/* Runs a Redis command (printf-style, hiredis format); the reply must be freed. */
+/* The suite runs against a Redis Cluster (tests/on-cluster.sh): REDIS_URL
+ * names several nodes. */
+bool test_on_cluster(void);
+/* Runs a Redis command (printf-style, hiredis format); the reply must be
+ * freed. On a cluster it goes where its key lives, and FLUSHDB, FLUSHALL
+ * and KEYS go to every master. */
 redisReply *test_redis_cmd(const char *fmt, ...);
 /* The string at key, malloc'd, or NULL when the key does not exist. */
 char *test_redis_get(const char *key);

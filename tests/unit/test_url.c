@@ -41,6 +41,37 @@ static void assert_parses(const char *url, want w)
     memop_redis_target_free(&t);
 }
 
+/* A list of nodes (a Redis Cluster's seeds): each with its port, the
+ * first one also as host and port; the credentials and database apply to
+ * all. */
+static void test_seeds(void **state)
+{
+    (void)state;
+    memop_redis_target t;
+    char err[256] = "";
+    assert_int_equal(memop_redis_url_parse("redis://u:p%2Cw@h1:7000,[::1]:7001,h3/", &t,
+                                           err, sizeof err),
+                     MEMO_OK);
+    assert_int_equal(t.nseeds, 3);
+    assert_string_equal(t.seeds[0].host, "h1");
+    assert_int_equal(t.seeds[0].port, 7000);
+    assert_string_equal(t.seeds[1].host, "::1");
+    assert_int_equal(t.seeds[1].port, 7001);
+    assert_string_equal(t.seeds[2].host, "h3");
+    assert_int_equal(t.seeds[2].port, 6379);
+    assert_string_equal(t.host, "h1");
+    assert_int_equal(t.port, 7000);
+    assert_string_equal(t.user, "u");
+    assert_string_equal(t.password, "p,w");
+    memop_redis_target_free(&t);
+    assert_null(t.seeds);
+    /* one node is a list of one */
+    assert_int_equal(memop_redis_url_parse("redis://h:1", &t, err, sizeof err), MEMO_OK);
+    assert_int_equal(t.nseeds, 1);
+    assert_string_equal(t.seeds[0].host, "h");
+    memop_redis_target_free(&t);
+}
+
 /* Refused with MEMO_ERR_CONFIG, a message containing `why`, and nothing
  * left allocated in the target. */
 static void assert_refused(const char *url, const char *why)
@@ -179,8 +210,12 @@ static void test_refused(void **state)
     assert_refused("redis://[::1", "unclosed '['");
     assert_refused("redis://", "no host");
     assert_refused("redis://:6379", "no host");
-    assert_refused("redis://h1:7000,h2:7001/", "Redis Cluster");
-    assert_refused("redis://u:p@h1,h2", "Redis Cluster");
+    assert_refused("redis://h1:7000,/", "no host in the list of nodes");
+    assert_refused("redis://,h1", "no host in the list of nodes");
+    assert_refused("redis://h1:7000,h2:x/", "invalid port 'x'");
+    assert_refused("redis://h1:7000,[::1/", "unclosed '['");
+    assert_refused("redis://[::1]x,h2", "unexpected text after host ::1");
+    assert_refused("redis://h,h,h,h,h,h,h,h,h,h,h,h,h,h,h,h,h", "more than 16 nodes");
     assert_refused("redis:///0", "no host");
     assert_refused("redis://[]:6379", "no host");
     assert_refused("redis://u:p@", "no host");
@@ -354,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_unescaped_password_characters),
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_unix),
+        cmocka_unit_test(test_seeds),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_message_never_holds_the_password),
         cmocka_unit_test(test_small_message_buffer),
