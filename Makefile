@@ -209,8 +209,9 @@ TSAN_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
            $(B)/tests/integration/test_blog $(B)/tests/integration/test_lock \
            $(B)/tests/integration/test_tool $(B)/tests/integration/test_pool \
            $(B)/tests/integration/test_config $(B)/tests/integration/test_watch \
-           $(B)/tests/integration/test_near
+           $(B)/tests/integration/test_near $(B)/tests/integration/test_cluster
 TORTURE_BIN = $(B)/tests/integration/test_race $(B)/tests/integration/test_outage \
+              $(B)/tests/integration/test_cluster \
               $(B)/tests/integration/test_watch
 tests: all $(TEST_BIN) $(SCHEMA_OBJ)
 

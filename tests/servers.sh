@@ -225,7 +225,9 @@ cluster_start() {
         mkdir -p "$cdir/$p"
         if redis-server --port "$p" --bind 127.0.0.1 --protected-mode yes \
             --cluster-enabled yes --cluster-config-file "$cdir/$p/nodes.conf" \
-            --cluster-node-timeout 2000 --save '' --appendonly no --dir "$cdir/$p" \
+            --cluster-node-timeout 2000 --cluster-require-full-coverage no \
+            --repl-diskless-sync-delay 0 \
+            --save '' --appendonly no --dir "$cdir/$p" \
             --daemonize yes --pidfile "$cdir/$p/redis.pid" \
             --logfile "$cdir/$p/redis.log"; then
             for i in $(seq 1 100); do
@@ -258,6 +260,18 @@ cluster_start() {
         sleep 0.1
     done
     [ "$ok" = 1 ] || { cluster_stop; die "the cluster did not come up (see $cdir)"; }
+    # every replica has its master's data (a replica that never synced
+    # refuses to take over: the failover tests need one that can)
+    for i in $(seq 1 300); do
+        local synced=0
+        for p in "${ports[@]}"; do
+            redis-cli -p "$p" info replication 2>/dev/null |
+                grep -q '^master_link_status:up' && synced=$((synced + 1))
+        done
+        [ "$synced" -ge 3 ] && break
+        sleep 0.1
+    done
+    [ "$synced" -ge 3 ] || { cluster_stop; die "the replicas did not sync (see $cdir)"; }
     local masters=()
     for p in "${ports[@]}"; do
         redis-cli -p "$p" role 2>/dev/null | head -n 1 | grep -q '^master$' &&

@@ -54,13 +54,17 @@ static bool work_pending(memo_repo *repo)
 static bool ping_all(memo_repo *repo, memop_rconn *c)
 {
     int nodes[MEMOP_NODES_MAX];
-    size_t n = memop_redis_masters(repo, nodes);
+    size_t all = memop_redis_masters(repo, nodes), n = 0;
     const char *ping[] = {"PING"};
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < all; i++) {
+        /* (a cluster node that is down comes back on its own: recover) */
+        if (c->nctx && atomic_load(&repo->cluster.nodes[nodes[i]]->down))
+            continue;
         if (c->nctx)
             memop_cluster_append(c, nodes[i], 1, ping, NULL);
         else
             memop_redis_append(c, 1, ping, NULL);
+        n++;
     }
     redisReply *r[MEMOP_NODES_MAX];
     if (n == 0 || memop_redis_exchange(repo, c, n, r, "PING") != 0)
@@ -95,11 +99,14 @@ static bool probe_and_flush(memo_repo *repo)
         if (st != MEMO_OK)
             return false;
     } else {
-        /* after an outage the map may have changed (a failover) */
+        /* after an outage the map may have changed (a failover); while the
+         * breaker is closed, recover and MOVED keep it */
         if (atomic_load(&repo->cluster.on) &&
-            (st = memop_cluster_refresh(repo, err, sizeof err)) != MEMO_OK) {
+            atomic_load(&repo->breaker) != MEMOP_BREAKER_CLOSED) {
+            st = memop_cluster_refresh(repo, err, sizeof err);
             say_refused(repo, st, err);
-            return false;
+            if (st != MEMO_OK)
+                return false;
         }
         if (!(c = memop_rconn_new(repo, err, sizeof err, &refused)))
             return false;
@@ -121,7 +128,7 @@ static void *prober_main(void *arg)
 {
     memo_repo *repo = arg;
     uint64_t next_publish = memop_now_us() + (uint64_t)repo->cfg.stats_publish_ms * 1000u;
-    uint64_t retry_at = 0;
+    uint64_t retry_at = 0, next_recover = 0, next_refresh = 0;
     pthread_mutex_lock(&repo->prober_lock);
     while (!repo->closing) {
         uint64_t now = memop_now_us();
@@ -135,16 +142,26 @@ static void *prober_main(void *arg)
                 wait_ms(repo, MEMOP_PROBE_INTERVAL_MS);
             else if (!ok)
                 retry_at = memop_now_us() + RETRY_CLOSED_MS * 1000u;
+            else if (work_pending(repo)) /* keys of a cluster node that is down */
+                retry_at = memop_now_us() + MEMOP_PROBE_INTERVAL_MS * 1000u;
             continue;
         }
-        if (atomic_load(&repo->cluster.stale)) {
-            /* a MOVED corrected one slot: the whole map, once, now */
+        if (atomic_load(&repo->cluster.ndown) > 0 && now >= next_recover) {
+            /* cluster nodes down: each brought back when it answers */
+            pthread_mutex_unlock(&repo->prober_lock);
+            memop_cluster_recover(repo);
+            pthread_mutex_lock(&repo->prober_lock);
+            next_recover = memop_now_us() + MEMOP_PROBE_INTERVAL_MS * 1000u;
+            continue;
+        }
+        if (atomic_load(&repo->cluster.stale) && now >= next_refresh) {
+            /* a MOVED corrected one slot: the whole map, at most every
+             * probe interval however many MOVED come */
             char err[512];
             pthread_mutex_unlock(&repo->prober_lock);
             memop_cluster_refresh(repo, err, sizeof err);
             pthread_mutex_lock(&repo->prober_lock);
-            if (atomic_load(&repo->cluster.stale) && !repo->closing)
-                wait_ms(repo, MEMOP_PROBE_INTERVAL_MS);
+            next_refresh = memop_now_us() + MEMOP_PROBE_INTERVAL_MS * 1000u;
             continue;
         }
         if (repo->publish && now >= next_publish) {
@@ -157,6 +174,10 @@ static void *prober_main(void *arg)
         uint64_t wake = repo->publish ? next_publish : UINT64_MAX;
         if (work && retry_at < wake)
             wake = retry_at;
+        if (atomic_load(&repo->cluster.ndown) > 0 && next_recover < wake)
+            wake = next_recover;
+        if (atomic_load(&repo->cluster.stale) && next_refresh < wake)
+            wake = next_refresh;
         if (wake == UINT64_MAX)
             pthread_cond_wait(&repo->prober_cond, &repo->prober_lock);
         else

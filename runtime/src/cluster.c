@@ -24,7 +24,8 @@ struct memop_route {
     uint16_t slot;
     unsigned char node;
     unsigned char join;
-    bool keyed; /* routed by a key: MOVED and ASK apply */
+    unsigned char asked; /* the node an ASK named, + 1 (0: none) */
+    bool keyed;          /* routed by a key: MOVED and ASK apply */
 };
 
 void memop_cluster_init(memo_repo *repo)
@@ -35,21 +36,68 @@ void memop_cluster_init(memo_repo *repo)
         atomic_store_explicit(&cl->slot[i], MEMOP_NO_NODE, memory_order_relaxed);
 }
 
+static void node_free(memop_rnode *nd)
+{
+    free(nd->host);
+    free(nd);
+}
+
 void memop_cluster_destroy(memo_repo *repo)
 {
     memop_cluster *cl = &repo->cluster;
     unsigned n = atomic_load(&cl->nnodes);
-    for (unsigned i = 0; i < n; i++) {
-        free(cl->nodes[i]->host);
-        free(cl->nodes[i]);
+    for (unsigned i = 0; i < n; i++)
+        node_free(cl->nodes[i]);
+    while (cl->retired) {
+        memop_rnode *next = cl->retired->retired;
+        node_free(cl->retired);
+        cl->retired = next;
     }
     pthread_mutex_destroy(&cl->lock);
+}
+
+/* A host a cluster names: a name or an address, nothing else (it comes
+ * from Redis, and ends up in messages and in connect()). */
+static bool host_ok(const char *host, size_t len)
+{
+    if (len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((host[i] >= 'a' && host[i] <= 'z') || (host[i] >= 'A' && host[i] <= 'Z') ||
+              (host[i] >= '0' && host[i] <= '9') || strchr(".-_:%", host[i])))
+            return false;
+    return true;
+}
+
+/* An index no slot names, no seed holds and no node down needs: where a
+ * new node goes once the table is full (nodes come and go under
+ * orchestrators). -1 if none. Under the lock. */
+static int reusable(memo_repo *repo, unsigned n)
+{
+    memop_cluster *cl = &repo->cluster;
+    bool used[MEMOP_NODES_MAX] = {false};
+    for (size_t s = 0; s < MEMOP_SLOTS; s++) {
+        unsigned v = atomic_load_explicit(&cl->slot[s], memory_order_relaxed);
+        if (v < MEMOP_NODES_MAX)
+            used[v] = true;
+    }
+    const memop_redis_target *t = &repo->redis;
+    for (unsigned i = 0; i < n; i++) {
+        const memop_rnode *nd = cl->nodes[i];
+        bool seed = false;
+        for (size_t k = 0; k < t->nseeds && !seed; k++)
+            seed =
+                nd->port == t->seeds[k].port && strcmp(nd->host, t->seeds[k].host) == 0;
+        if (!used[i] && !seed && !atomic_load(&nd->down))
+            return (int)i;
+    }
+    return -1;
 }
 
 int memop_cluster_node(memo_repo *repo, const char *host, size_t hostlen, int port)
 {
     memop_cluster *cl = &repo->cluster;
-    if (hostlen == 0 || hostlen > 255 || port <= 0 || port > 65535)
+    if (!host_ok(host, hostlen) || port <= 0 || port > 65535)
         return -1;
     pthread_mutex_lock(&cl->lock);
     unsigned n = atomic_load(&cl->nnodes);
@@ -58,18 +106,27 @@ int memop_cluster_node(memo_repo *repo, const char *host, size_t hostlen, int po
         if (cl->nodes[i]->port == port && strlen(cl->nodes[i]->host) == hostlen &&
             memcmp(cl->nodes[i]->host, host, hostlen) == 0)
             found = (int)i;
-    if (found < 0 && n < MEMOP_NODES_MAX) {
-        memop_rnode *nd = calloc(1, sizeof *nd);
-        if (nd && (nd->host = strndup(host, hostlen))) {
-            nd->port = port;
-            snprintf(nd->name, sizeof nd->name,
-                     strchr(nd->host, ':') ? "[%s]:%d" : "%s:%d", nd->host, port);
-            cl->nodes[n] = nd;
-            atomic_store_explicit(&cl->nnodes, n + 1, memory_order_release);
-            found = (int)n;
+    int at = found >= 0 ? -1 : n < MEMOP_NODES_MAX ? (int)n : reusable(repo, n);
+    memop_rnode *nd = at >= 0 ? calloc(1, sizeof *nd) : NULL;
+    if (nd && (nd->host = strndup(host, hostlen))) {
+        nd->port = port;
+        snprintf(nd->name, sizeof nd->name, strchr(nd->host, ':') ? "[%s]:%d" : "%s:%d",
+                 nd->host, port);
+        /* epochs differ across every node an index ever held: a connection
+         * made to the old one is never taken for the new one's */
+        atomic_store(&nd->epoch, atomic_fetch_add(&cl->epochs, 1) + 1);
+        if ((unsigned)at < n) {
+            /* replaced, not freed: a thread may still read it */
+            cl->nodes[at]->retired = cl->retired;
+            cl->retired = cl->nodes[at];
+            atomic_store(&cl->nodes[at], nd);
         } else {
-            free(nd);
+            atomic_store(&cl->nodes[at], nd);
+            atomic_store_explicit(&cl->nnodes, n + 1, memory_order_release);
         }
+        found = at;
+    } else {
+        free(nd);
     }
     pthread_mutex_unlock(&cl->lock);
     return found;
@@ -147,10 +204,24 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
         }
         memset(map + lo->integer, node, (size_t)(hi->integer - lo->integer + 1));
     }
+    /* a node that took over the slots of a node that is down (a failover)
+     * is down itself until the prober has emptied it of memo's keys: the
+     * old master may have acknowledged a DEL its replica never got */
     size_t unserved = 0;
     for (size_t s = 0; s < MEMOP_SLOTS; s++) {
+        unsigned old = atomic_load(&repo->cluster.slot[s]);
+        if (old < MEMOP_NODES_MAX && map[s] != none && map[s] != old &&
+            atomic_load(&repo->cluster.nodes[old]->down) &&
+            !atomic_exchange(&repo->cluster.nodes[map[s]]->needs_flush, true)) {
+            memop_cluster_node_down(repo, map[s],
+                                    "took over the slots of a node that is down");
+            atomic_fetch_add(&repo->cluster.failovers, 1);
+        }
+        /* a slot the answer leaves unserved keeps the owner memo knew: a
+         * node that is joining or was reset does not blank the map */
         unserved += map[s] == none;
-        atomic_store_explicit(&repo->cluster.slot[s], map[s], memory_order_release);
+        if (map[s] != none)
+            atomic_store_explicit(&repo->cluster.slot[s], map[s], memory_order_release);
     }
     if (unserved > 0) {
         snprintf(err, size, "Redis Cluster at %s: %zu of %d slots are served by no node",
@@ -290,8 +361,7 @@ static int command_keys(int argc, const char *const *argv, const size_t *lens, i
     }
     if (named(argv[0], n0, "EVALSHA") || named(argv[0], n0, "EVAL")) {
         /* memo's scripts declare one key, or none */
-        size_t n2 = lens ? lens[2] : strlen(argv[2]);
-        if (argc > 3 && !(n2 == 1 && argv[2][0] == '0'))
+        if (argc > 3 && !((lens ? lens[2] : strlen(argv[2])) == 1 && argv[2][0] == '0'))
             *nkeys = 1;
         return 3;
     }
@@ -404,61 +474,137 @@ void memop_rconn_pin(memop_rconn *c, int node)
     c->pin = node;
 }
 
-/* The connection to a node, made now if it is not yet. */
+void memop_cluster_node_down(memo_repo *repo, unsigned node, const char *why)
+{
+    memop_rnode *nd = node_at(repo, node);
+    bool up = false;
+    if (!nd || !atomic_compare_exchange_strong(&nd->down, &up, true))
+        return;
+    atomic_store(&nd->epoch, atomic_fetch_add(&repo->cluster.epochs, 1) + 1);
+    atomic_fetch_add(&repo->cluster.ndown, 1);
+    memop_fail(repo, MEMO_ERR_REDIS, "Redis %s: %s", nd->name, why);
+    /* the map may have changed (a failover): the prober reads it */
+    atomic_store(&repo->cluster.stale, true);
+    memop_prober_wake(repo);
+}
+
+static bool node_usable(memo_repo *repo, const memop_rconn *c, unsigned node)
+{
+    memop_rnode *nd = node_at(repo, node);
+    return nd && (!atomic_load(&nd->down) || c->probing == (int)node);
+}
+
+/* Drops c's connection to a node (it failed, or is from before the node
+ * last went down). */
+static void node_drop(memop_rconn *c, unsigned node)
+{
+    redisFree(c->nctx[node]);
+    c->nctx[node] = NULL;
+}
+
+/* The connection to a node, made now if it is not yet; NULL (the node is
+ * then down) when it cannot be. */
 static redisContext *node_ctx(memo_repo *repo, memop_rconn *c, unsigned node)
 {
-    if (c->nctx[node])
-        return c->nctx[node];
     memop_rnode *nd = node_at(repo, node);
+    if (c->nctx[node] && c->nepoch[node] == atomic_load(&nd->epoch))
+        return c->nctx[node];
+    node_drop(c, node);
     char err[512];
     bool refused;
+    uint64_t epoch = atomic_load(&nd->epoch);
     redisContext *ctx = memop_redis_connect(repo, nd->host, nd->port, NULL, nd->name, err,
                                             sizeof err, &refused);
     if (!ctx) {
-        /* a node down, or refusing (its ACL): the cache waits for the prober */
-        c->dead = true;
+        /* down, or refusing (its ACL): its keys wait for the prober */
+        memop_cluster_node_down(repo, node, err);
         memop_fail(repo, MEMO_ERR_REDIS, "%s", err);
-        memop_redis_trip(repo);
         return NULL;
     }
     memop_rconn_use_arena(c, ctx);
     c->nctx[node] = ctx;
+    c->nepoch[node] = epoch;
     return ctx;
 }
 
+/* A node's connection failed in the middle of an exchange: it goes, the
+ * node is down, the other nodes' replies are still read. */
+static void node_failed(memo_repo *repo, memop_rconn *c, unsigned node, const char *what)
+{
+    char why[256];
+    memop_redis_context_error(c->nctx[node], why, sizeof why);
+    char msg[400];
+    snprintf(msg, sizeof msg, "%.100s: %.200s", what, why);
+    node_drop(c, node);
+    memop_cluster_node_down(repo, node, msg);
+}
+
+/* The reply of a command whose node is down (why NULL), or that a
+ * migrating slot kept refusing: an outage of that key alone. */
+static redisReply *down_reply(memo_repo *repo, memop_rconn *c, unsigned node,
+                              const char *why)
+{
+    char text[400];
+    memop_rnode *nd = node_at(repo, node);
+    int n = snprintf(text, sizeof text, "MEMODOWN Redis %s %s", nd ? nd->name : "?",
+                     why ? why : "is unavailable (circuit open)");
+    redisReply *r = memop_rconn_alloc(c, sizeof *r);
+    char *str = memop_rconn_alloc(c, (size_t)n + 1);
+    if (!r || !str)
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->type = REDIS_REPLY_ERROR;
+    memcpy(str, text, (size_t)n + 1);
+    r->str = str;
+    r->len = (size_t)n;
+    return r;
+}
+
+bool memop_redis_node_down_reply(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MEMODOWN ", 9) == 0;
+}
+
 /* Sends one route's command to a node (after ASKING for an ASK) and reads
- * its reply into *out. 0, or -1 after recording the failure. */
+ * its reply into *out (a down reply if the node fails). 0, or -1 after an
+ * oversized reply (c is then dead). */
 static int resend(memo_repo *repo, memop_rconn *c, const struct memop_route *r,
                   unsigned node, bool asking, size_t *budget, redisReply **out,
                   const char *what)
 {
-    redisContext *ctx = node_ctx(repo, c, node);
-    if (!ctx)
-        return -1;
+    redisContext *ctx = node_usable(repo, c, node) ? node_ctx(repo, c, node) : NULL;
+    if (!ctx) {
+        *out = down_reply(repo, c, node, NULL);
+        return *out ? 0 : -1;
+    }
     static const char ask[] = "*1\r\n$6\r\nASKING\r\n";
     c->scratch.len = 0;
     if (asking)
         memop_buf_append(&c->scratch, ask, sizeof ask - 1);
     memop_buf_append(&c->scratch, c->out.s + r->start, r->len);
     if (c->scratch.failed) {
+        c->scratch.failed = false;
         c->dead = true;
         memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         return -1;
     }
-    const char *name = repo->cluster.nodes[node]->name;
     if (memop_ctx_write(ctx, c->scratch.s, c->scratch.len) != 0) {
-        memop_redis_transport_failed(repo, c, ctx, name, what);
-        return -1;
+        node_failed(repo, c, node, what);
+        *out = down_reply(repo, c, node, NULL);
+        return *out ? 0 : -1;
     }
     for (int i = 0; i < (asking ? 2 : 1); i++) {
         void *v = NULL;
         int rc = memop_ctx_read(ctx, budget, &v);
-        if (rc == 0)
-            memop_redis_oversize(repo, c, ctx, name, what);
-        else if (rc < 0)
-            memop_redis_transport_failed(repo, c, ctx, name, what);
-        if (rc <= 0)
+        if (rc == 0) {
+            memop_redis_oversize(repo, c, ctx, repo->cluster.nodes[node]->name, what);
             return -1;
+        }
+        if (rc < 0) {
+            node_failed(repo, c, node, what);
+            *out = down_reply(repo, c, node, NULL);
+            return *out ? 0 : -1;
+        }
         *out = v;
     }
     return 0;
@@ -515,14 +661,24 @@ static int follow(memo_repo *repo, memop_rconn *c, redisReply **sub, size_t *bud
                  again = starts(sub[i], "TRYAGAIN");
             if (!r->keyed || !(moved || ask || again))
                 continue;
-            unsigned to = r->node, slot;
+            /* a slot in migration answers TRYAGAIN where ASK sent it */
+            unsigned to = again && r->asked ? r->asked - 1u : r->node, slot;
             if (moved || ask) {
+                /* (about this command's slot only: a reply names no other) */
                 int k = redirect_node(repo, sub[i], r->node, &slot);
-                if (k < 0)
+                if (k < 0 || slot != r->slot)
                     continue;
                 to = (unsigned)k;
             }
             if (moved) {
+                /* a slot of a node that is down has a new master after a
+                 * failover, which may miss a DEL: the prober checks it first */
+                unsigned owner = (unsigned)node_of_slot(repo, slot);
+                if (owner < MEMOP_NODES_MAX && atomic_load(&cl->nodes[owner]->down)) {
+                    if (!atomic_exchange(&cl->stale, true))
+                        memop_prober_wake(repo);
+                    continue;
+                }
                 atomic_store_explicit(&cl->slot[slot], (unsigned char)to,
                                       memory_order_release);
                 atomic_fetch_add(&cl->moved, 1);
@@ -531,6 +687,7 @@ static int follow(memo_repo *repo, memop_rconn *c, redisReply **sub, size_t *bud
                 r->node = (unsigned char)to;
             } else if (ask) {
                 atomic_fetch_add(&cl->asked, 1);
+                r->asked = (unsigned char)(to + 1);
             } else {
                 uint64_t now = memop_now_us();
                 if (now >= deadline)
@@ -543,13 +700,20 @@ static int follow(memo_repo *repo, memop_rconn *c, redisReply **sub, size_t *bud
                                       (long)(us % 1000000u) * 1000};
                 nanosleep(&ts, NULL);
             }
-            if (resend(repo, c, r, to, ask, budget, &sub[i], what) != 0)
+            if (resend(repo, c, r, to, ask || (again && r->asked), budget, &sub[i],
+                       what) != 0)
                 return -1;
             any = true;
         }
         if (!any)
             break;
     }
+    /* a slot still in migration: not an outage of the node, nor of Redis */
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (c->routes[i].keyed && starts(sub[i], "TRYAGAIN") &&
+            !(sub[i] = down_reply(repo, c, c->routes[i].node,
+                                  "cannot serve a slot being migrated (TRYAGAIN)")))
+            return -1;
     return 0;
 }
 
@@ -564,16 +728,19 @@ static redisReply *new_reply(memop_rconn *c, int type)
 }
 
 /* The replies of a split command, as one: MGET's arrays in the order the
- * keys were asked, or the sum of DEL's counts; an error part is the
- * reply. */
+ * keys were asked (a node that is down answers nil for its keys: misses,
+ * which the caller reads from the database), or the sum of DEL's counts;
+ * another error part is the reply. */
 static redisReply *join_parts(memop_rconn *c, size_t from, size_t to, redisReply **sub)
 {
-    for (size_t i = from; i < to; i++)
-        if (sub[i]->type == REDIS_REPLY_ERROR)
-            return sub[i];
     const struct memop_route *routes = c->routes;
+    bool array = routes[from].join == JOIN_ARRAY;
+    for (size_t i = from; i < to; i++)
+        if (sub[i]->type == REDIS_REPLY_ERROR &&
+            !(array && memop_redis_node_down_reply(sub[i])))
+            return sub[i];
     redisReply *r;
-    if (routes[from].join == JOIN_SUM) {
+    if (!array) {
         if (!(r = new_reply(c, REDIS_REPLY_INTEGER)))
             return NULL;
         for (size_t i = from; i < to; i++) {
@@ -585,11 +752,13 @@ static redisReply *join_parts(memop_rconn *c, size_t from, size_t to, redisReply
     }
     size_t total = 0;
     for (size_t i = from; i < to; i++) {
-        if (sub[i]->type != REDIS_REPLY_ARRAY || sub[i]->elements != routes[i].npos)
+        if (sub[i]->type != REDIS_REPLY_ERROR &&
+            (sub[i]->type != REDIS_REPLY_ARRAY || sub[i]->elements != routes[i].npos))
             return sub[i];
         total += routes[i].npos;
     }
-    if (!(r = new_reply(c, REDIS_REPLY_ARRAY)) ||
+    redisReply *nil = new_reply(c, REDIS_REPLY_NIL);
+    if (!nil || !(r = new_reply(c, REDIS_REPLY_ARRAY)) ||
         !(r->element = memop_rconn_alloc(c, total * sizeof *r->element)))
         return NULL;
     r->elements = total;
@@ -598,7 +767,7 @@ static redisReply *join_parts(memop_rconn *c, size_t from, size_t to, redisReply
             uint32_t at = c->keypos[routes[i].pos + e];
             if (at >= total)
                 return sub[i];
-            r->element[at] = sub[i]->element[e];
+            r->element[at] = sub[i]->type == REDIS_REPLY_ERROR ? nil : sub[i]->element[e];
         }
     return r;
 }
@@ -612,6 +781,10 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
     size_t nr = c->nroutes;
     redisReply **sub = NULL;
     int rc = -1;
+    if (c->dead) { /* replies of an exchange that failed may wait unread */
+        memop_fail(repo, MEMO_ERR_REDIS, "%s: the connection failed before", what);
+        goto out;
+    }
     if (c->out.failed || !(sub = calloc(nr ? nr : 1, sizeof *sub))) {
         c->out.failed = false;
         memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
@@ -622,14 +795,14 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
                    c->nlogical);
         goto out;
     }
-    /* every node's share written before any reply is read */
+    /* the nodes in the order they first appear, each connected (or down:
+     * its commands get a down reply, the others go on) */
     unsigned char order[MEMOP_NODES_MAX];
     size_t norder = 0;
-    bool seen[MEMOP_NODES_MAX + 1] = {false};
+    bool seen[MEMOP_NODES_MAX] = {false}, up[MEMOP_NODES_MAX] = {false};
     for (size_t i = 0; i < nr; i++) {
         unsigned node = c->routes[i].node;
         if (node >= MEMOP_NODES_MAX) { /* a slot no node serves, as far as memo knows */
-            c->dead = true;
             memop_fail(repo, MEMO_ERR_REDIS,
                        "Redis Cluster: %s: the slot map is not known (no node answered)",
                        what);
@@ -639,15 +812,17 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
         if (!seen[node]) {
             seen[node] = true;
             order[norder++] = (unsigned char)node;
+            up[node] = node_usable(repo, c, node) && node_ctx(repo, c, node);
         }
     }
+    /* every node's share written before any reply is read */
     for (size_t k = 0; k < norder; k++) {
-        redisContext *ctx = node_ctx(repo, c, order[k]);
-        if (!ctx)
-            goto out;
+        unsigned node = order[k];
+        if (!up[node])
+            continue;
         c->scratch.len = 0;
         for (size_t i = 0; i < nr; i++)
-            if (c->routes[i].node == order[k])
+            if (c->routes[i].node == node)
                 memop_buf_append(&c->scratch, c->out.s + c->routes[i].start,
                                  c->routes[i].len);
         if (c->scratch.failed) {
@@ -656,26 +831,32 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
             memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
             goto out;
         }
-        if (memop_ctx_write(ctx, c->scratch.s, c->scratch.len) != 0) {
-            memop_redis_transport_failed(repo, c, ctx,
-                                         repo->cluster.nodes[order[k]]->name, what);
-            goto out;
+        if (memop_ctx_write(c->nctx[node], c->scratch.s, c->scratch.len) != 0) {
+            node_failed(repo, c, node, what);
+            up[node] = false;
         }
     }
     for (size_t k = 0; k < norder; k++) {
-        redisContext *ctx = c->nctx[order[k]];
-        const char *name = repo->cluster.nodes[order[k]]->name;
+        unsigned node = order[k];
         for (size_t i = 0; i < nr; i++) {
-            if (c->routes[i].node != order[k])
+            if (c->routes[i].node != node)
                 continue;
             void *v = NULL;
-            int got = memop_ctx_read(ctx, &budget, &v);
-            if (got == 0)
-                memop_redis_oversize(repo, c, ctx, name, what);
-            else if (got < 0)
-                memop_redis_transport_failed(repo, c, ctx, name, what);
-            if (got <= 0)
+            int got = up[node] ? memop_ctx_read(c->nctx[node], &budget, &v) : -1;
+            if (got == 0) {
+                memop_redis_oversize(repo, c, c->nctx[node],
+                                     repo->cluster.nodes[node]->name, what);
                 goto out;
+            }
+            if (got < 0 && up[node]) {
+                node_failed(repo, c, node, what);
+                up[node] = false;
+            }
+            if (got < 0 && !(v = down_reply(repo, c, node, NULL))) {
+                c->dead = true;
+                memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
+                goto out;
+            }
             sub[i] = v;
         }
     }
@@ -701,6 +882,64 @@ out:
     c->nroutes = c->nlogical = c->nkeypos = 0;
     free(sub);
     return rc;
+}
+
+/* ------------------------------------------------------- nodes coming back */
+
+/* PING, and after a failover memo's keys dropped, on a node that is down,
+ * over a connection that may use it. */
+static bool bring_back(memo_repo *repo, unsigned node)
+{
+    memop_rnode *nd = repo->cluster.nodes[node];
+    char err[512];
+    bool refused;
+    memop_rconn *c = memop_rconn_new(repo, err, sizeof err, &refused);
+    if (!c)
+        return false;
+    c->probing = (int)node;
+    const char *ping[] = {"PING"};
+    memop_cluster_append(c, (int)node, 1, ping, NULL);
+    redisReply *r = NULL;
+    bool ok =
+        memop_redis_exchange(repo, c, 1, &r, "PING") == 0 && r->type != REDIS_REPLY_ERROR;
+    if (ok && atomic_load(&nd->needs_flush)) {
+        unsigned n = atomic_load(&repo->nentities);
+        for (unsigned i = 0; i < n && ok; i++)
+            ok = memop_redis_flush_entity_on(repo, c, repo->entity_list[i]->desc,
+                                             (int)node) >= 0;
+        if (ok)
+            atomic_store(&nd->needs_flush, false);
+    }
+    memop_rconn_free(c);
+    return ok;
+}
+
+void memop_cluster_recover(memo_repo *repo)
+{
+    memop_cluster *cl = &repo->cluster;
+    char err[512];
+    memop_cluster_refresh(repo, err, sizeof err); /* best effort: the old map else */
+    int masters[MEMOP_NODES_MAX];
+    size_t nm = memop_redis_masters(repo, masters);
+    bool serves[MEMOP_NODES_MAX] = {false};
+    for (size_t i = 0; i < nm; i++)
+        serves[masters[i]] = true;
+    unsigned n = atomic_load(&cl->nnodes);
+    for (unsigned i = 0; i < n; i++) {
+        memop_rnode *nd = cl->nodes[i];
+        if (!atomic_load(&nd->down))
+            continue;
+        /* a node that serves no slot (a failed master replaced) is routed
+         * to by nobody: it is no longer held down (and if it takes slots
+         * over again, the map says so first) */
+        if (serves[i] && !bring_back(repo, i))
+            continue;
+        if (!serves[i])
+            atomic_store(&nd->needs_flush, false);
+        bool down = true;
+        if (atomic_compare_exchange_strong(&nd->down, &down, false))
+            atomic_fetch_sub(&cl->ndown, 1);
+    }
 }
 
 void memop_cluster_conn_free(memop_rconn *c)

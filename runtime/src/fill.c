@@ -222,7 +222,7 @@ enum memop_outcome memop_cached_read(memop_read *r)
     bool native = memop_now_us() >= atomic_load(&repo->native_off_until);
     /* an entity whose invalidations were lost or wait in the queue is not
      * read from the cache until they are done */
-    while (!memop_entity_bypassed(r->e)) {
+    while (!memop_key_bypassed(repo, r->e, r->key)) {
         memop_rconn *c = memop_redis_acquire(repo);
         if (!c)
             break;

@@ -19,7 +19,8 @@ static long flush_node(memo_repo *repo, memop_rconn *c, const memop_buf *pat,
                        long removed, const flush_progress *progress);
 
 static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d,
-                           const memo_key_desc *k, const flush_progress *progress)
+                           const memo_key_desc *k, int only,
+                           const flush_progress *progress)
 {
     memop_buf pat = {0};
     memop_key_pattern(repo, d, k, &pat);
@@ -31,6 +32,10 @@ static long flush_key_desc(memo_repo *repo, memop_rconn *c, const memo_entity_de
     /* every node that serves slots holds its share of the keys */
     int nodes[MEMOP_NODES_MAX];
     size_t nnodes = memop_redis_masters(repo, nodes);
+    if (only >= 0) { /* one node of a cluster */
+        nodes[0] = only;
+        nnodes = 1;
+    }
     for (size_t node = 0; node < nnodes && removed >= 0; node++) {
         memop_rconn_pin(c, nodes[node]);
         removed = flush_node(repo, c, &pat, removed, progress);
@@ -97,7 +102,7 @@ static long flush_node(memo_repo *repo, memop_rconn *c, const memop_buf *pat,
 
 /* Every key of the entity, or of one list (list >= 0). */
 static long flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d,
-                         int list, flush_progress *progress)
+                         int list, int only, flush_progress *progress)
 {
     /* the key kinds: the row, each lookup, each list */
     size_t n = list >= 0 ? 1 : 1 + d->nuniques + d->nlists;
@@ -109,7 +114,7 @@ static long flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc
                                                     : &d->lists[i - 1 - d->nuniques].key;
         if (progress)
             progress->before = total;
-        long got = flush_key_desc(repo, c, d, k, progress);
+        long got = flush_key_desc(repo, c, d, k, only, progress);
         if (got < 0)
             return -1;
         total += got;
@@ -119,7 +124,13 @@ static long flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc
 
 long memop_redis_flush_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d)
 {
-    return flush_entity(repo, c, d, -1, NULL);
+    return flush_entity(repo, c, d, -1, -1, NULL);
+}
+
+long memop_redis_flush_entity_on(memo_repo *repo, memop_rconn *c,
+                                 const memo_entity_desc *d, int node)
+{
+    return flush_entity(repo, c, d, -1, node, NULL);
 }
 
 memo_status memo_flush(memo_repo *repo, const memo_entity_desc *d, const char *list,
@@ -149,7 +160,7 @@ memo_status memo_flush(memo_repo *repo, const memo_entity_desc *d, const char *l
     if (!c)
         return MEMO_ERR_REDIS;
     flush_progress p = {progress, arg, 0};
-    long n = flush_entity(repo, c, d, which, &p);
+    long n = flush_entity(repo, c, d, which, -1, &p);
     memop_redis_release(repo, c, n < 0);
     if (which < 0)
         memop_near_clear(e); /* the messages would do it, a little later */

@@ -242,7 +242,7 @@ static enum fast get_by_fast(memo_repo *repo, memop_entity *e, const memo_field_
 {
     const memo_entity_desc *d = e->desc;
     memop_stats *s = &e->stats;
-    if (memop_entity_bypassed(e))
+    if (memop_key_bypassed(repo, e, k))
         return FAST_MISS;
     memop_rconn *c = memop_redis_acquire(repo);
     if (!c)

@@ -396,6 +396,8 @@ typedef struct memop_rconn {
      * first goes there, and the commands appended since the last exchange
      * with the node each goes to */
     redisContext **nctx; /* MEMOP_NODES_MAX of them; NULL: one Redis */
+    uint64_t *nepoch;    /* the node's epoch each was made in */
+    int probing;         /* the prober's: this node answers though down */
     struct memop_route *routes;
     size_t nroutes, routecap, nlogical;
     uint32_t *keypos; /* a split command's keys: where each was in the caller's */
@@ -479,19 +481,37 @@ typedef struct memop_rnode {
     char *host;
     int port;
     char name[300]; /* host:port, for messages */
+    /* unreachable: its commands fail at once (the other nodes' go on), and
+     * the prober brings it back; each time it goes down, epoch moves and
+     * the connections made to it before are dropped */
+    _Atomic bool down;
+    _Atomic uint64_t epoch;
+    /* it took over the slots of a node that was down (a failover): a DEL
+     * the old master acknowledged may never have reached it, so its keys
+     * are dropped before it is used */
+    _Atomic bool needs_flush;
+    struct memop_rnode *retired; /* replaced nodes, freed at close */
 } memop_rnode;
 
-/* What memo knows of a Redis Cluster. nodes[] only grows (under lock, each
- * published by nnodes); slot[] is read without a lock: a slot read while a
+/* What memo knows of a Redis Cluster. nodes[] is written under lock (a new
+ * one published by nnodes); slot[] is read without a lock: a slot read while a
  * refresh rewrites the map may be the old owner's, which answers MOVED. */
 typedef struct memop_cluster {
     _Atomic bool on; /* set before any connection is made for the pool */
     pthread_mutex_t lock;
-    memop_rnode *nodes[MEMOP_NODES_MAX];
+    /* an index no slot names may be given to a new node when the table is
+     * full (the old one goes to retired, and epochs never repeat) */
+    _Atomic(memop_rnode *) nodes[MEMOP_NODES_MAX];
     _Atomic unsigned nnodes;
+    _Atomic uint64_t epochs;
+    memop_rnode *retired;
     _Atomic unsigned char slot[MEMOP_SLOTS]; /* the node serving it; 0xff: none */
     _Atomic bool stale;                      /* a MOVED came: the prober refreshes */
-    _Atomic uint64_t moved, asked, tryagain, refreshes;
+    _Atomic unsigned ndown;                  /* nodes down */
+    _Atomic uint64_t moved, asked, tryagain, refreshes, failovers;
+    /* keys of each slot waiting in the invalidation queue: reads of a slot
+     * with some bypass the cache (only those of the entities queued) */
+    _Atomic uint32_t queued[MEMOP_SLOTS];
 } memop_cluster;
 
 #define MEMOP_NO_NODE 0xff
@@ -512,6 +532,20 @@ void memop_rconn_pin(memop_rconn *, int node);
 /* The nodes that serve slots, into out (at most MEMOP_NODES_MAX); on one
  * Redis, one: -1. */
 size_t memop_redis_masters(memo_repo *, int *out);
+/* A node could not be reached: its commands fail at once until the prober
+ * brings it back. */
+void memop_cluster_node_down(memo_repo *, unsigned node, const char *why);
+/* The prober's work while nodes are down: the map read again, each down
+ * node that serves slots pinged, emptied of memo's keys after a failover,
+ * and brought back. */
+void memop_cluster_recover(memo_repo *);
+/* The error reply a command for a node that is down gets ("MEMODOWN ..."):
+ * an outage of that node's keys, not of the repository. */
+bool memop_redis_node_down_reply(const redisReply *);
+/* Reads of key may use the cache: no invalidation of it waits in the
+ * queue, no drop of its entity is under way (the key's slot on a cluster,
+ * the entity on one Redis). */
+bool memop_key_bypassed(memo_repo *, memop_entity *e, const memop_key *k);
 /* Reads the slot map from a node that answers (CLUSTER SLOTS): the known
  * masters first, then the URL's nodes. MEMO_ERR_CONFIG when a node refused
  * (a permission), MEMO_ERR_REDIS when none answered or slots are unserved. */
@@ -562,6 +596,9 @@ redisReply *memop_redis_script(memo_repo *, memop_rconn *, enum memop_script, in
 
 /* Drops every key of an entity (SCAN + UNLINK). Keys removed, -1 on failure. */
 long memop_redis_flush_entity(memo_repo *, memop_rconn *, const memo_entity_desc *);
+/* The same on one node of a cluster. */
+long memop_redis_flush_entity_on(memo_repo *, memop_rconn *, const memo_entity_desc *,
+                                 int node);
 
 /* Sets the key and the process description statistics are published under. */
 void memop_stats_identity(memo_repo *);

@@ -46,6 +46,9 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
         q->owners[q->n] = owners[i];
         q->n++;
         atomic_fetch_add(&owners[i]->queued, 1);
+        if (atomic_load(&repo->cluster.on))
+            atomic_fetch_add(
+                &repo->cluster.queued[memop_key_slot(keys[i].s, keys[i].len)], 1);
     }
     atomic_store(&q->any, true);
     pthread_mutex_unlock(&q->lock);
@@ -72,6 +75,28 @@ bool memop_entity_dropping(memop_entity *e)
 bool memop_entity_bypassed(memop_entity *e)
 {
     return atomic_load(&e->queued) != 0 || memop_entity_dropping(e);
+}
+
+bool memop_key_bypassed(memo_repo *repo, memop_entity *e, const memop_key *k)
+{
+    if (memop_entity_dropping(e))
+        return true;
+    if (atomic_load(&e->queued) == 0)
+        return false;
+    /* on a cluster, only the slots with queued keys: a node that is down
+     * holds back its keys, not every key of the entity */
+    return !atomic_load(&repo->cluster.on) ||
+           atomic_load(&repo->cluster.queued[memop_key_slot(k->s, k->len)]) != 0;
+}
+
+/* A queued key can go now: on one Redis always, on a cluster when the
+ * node of its slot is up. */
+static bool sendable(memo_repo *repo, const char *key)
+{
+    if (!atomic_load(&repo->cluster.on))
+        return true;
+    unsigned node = atomic_load(&repo->cluster.slot[memop_key_slot(key, strlen(key))]);
+    return node < MEMOP_NODES_MAX && !atomic_load(&repo->cluster.nodes[node]->down);
 }
 
 void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
@@ -110,9 +135,21 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
     memop_pending *q = &repo->pending;
     pthread_mutex_lock(&q->lock);
     bool ok = true;
+    /* the keys that can go first (on a cluster, those of nodes that are
+     * up); the rest wait for their node. DELs may go in any order. */
+    size_t go = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (sendable(repo, q->keys[i])) {
+            char *k = q->keys[i];
+            memop_entity *o = q->owners[i];
+            q->keys[i] = q->keys[go];
+            q->owners[i] = q->owners[go];
+            q->keys[go] = k;
+            q->owners[go++] = o;
+        }
     size_t done = 0;
-    while (done < q->n && ok) {
-        size_t batch = q->n - done < 500 ? q->n - done : 500;
+    while (done < go && ok) {
+        size_t batch = go - done < 500 ? go - done : 500;
         const char *argv[501];
         size_t lens[501];
         argv[0] = "DEL";
@@ -129,8 +166,12 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
             memop_redis_reply_failed(repo, r, "DEL (queued invalidations)");
     }
     for (size_t i = 0; i < done; i++) {
+        /* after Redis took its DEL */
+        if (atomic_load(&repo->cluster.on))
+            atomic_fetch_sub(
+                &repo->cluster.queued[memop_key_slot(q->keys[i], strlen(q->keys[i]))], 1);
         free(q->keys[i]);
-        atomic_fetch_sub(&q->owners[i]->queued, 1); /* after Redis took its DEL */
+        atomic_fetch_sub(&q->owners[i]->queued, 1);
     }
     if (done > 0 && done < q->n) {
         memmove(q->keys, q->keys + done, (q->n - done) * sizeof *q->keys);
@@ -138,7 +179,8 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
     }
     q->n -= done;
     if (ok) {
-        atomic_store(&q->any, false);
+        /* (keys of a node that is down stay, for when it is back) */
+        atomic_store(&q->any, q->n > 0);
         /* closed under the queue's lock. A key may still be queued with the
          * breaker closed (a writer that found it open a moment ago, a
          * refused DEL): its entity's reads bypass the cache until the

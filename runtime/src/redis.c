@@ -28,6 +28,7 @@ void memop_rconn_free(memop_rconn *c)
         for (size_t i = 0; i < MEMOP_NODES_MAX; i++)
             redisFree(c->nctx[i]);
     free(c->nctx);
+    free(c->nepoch);
     memop_cluster_conn_free(c);
     memop_rconn_free_arena(c);
     free(c);
@@ -165,7 +166,9 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
         return c;
     }
     memop_rconn *c = calloc(1, sizeof *c);
-    if (c && !(c->nctx = calloc(MEMOP_NODES_MAX, sizeof *c->nctx))) {
+    if (c && (!(c->nctx = calloc(MEMOP_NODES_MAX, sizeof *c->nctx)) ||
+              !(c->nepoch = calloc(MEMOP_NODES_MAX, sizeof *c->nepoch)))) {
+        free(c->nctx);
         free(c);
         c = NULL;
     }
@@ -175,6 +178,7 @@ memop_rconn *memop_rconn_new(memo_repo *repo, char *err, size_t errsize, bool *r
     }
     c->repo = repo;
     c->pin = -1;
+    c->probing = -1;
     c->epoch = atomic_load(&repo->breaker_epoch);
     return c;
 }
@@ -215,6 +219,10 @@ memop_rconn *memop_redis_acquire(memo_repo *repo)
 
 void memop_redis_release(memo_repo *repo, memop_rconn *c, bool broken)
 {
+    /* on a cluster the router knows: a node that failed was dropped alone,
+     * and a command for a node that is down was never sent */
+    if (c && c->nctx)
+        broken = false;
     if (c && (broken || memop_rconn_broken(c) ||
               c->epoch != atomic_load(&repo->breaker_epoch) || !memop_rconn_trim(c))) {
         memop_rconn_free(c);
@@ -326,16 +334,19 @@ static memo_status check_permissions(memo_repo *repo, memop_rconn *c, char *err,
 }
 
 /* Whether the node behind ctx is a Redis Cluster node (HELLO's "mode";
- * HELLO needs no permission, and a Redis without it, before 6, is none). */
-static bool is_cluster_node(redisContext *ctx)
+ * HELLO needs no permission, and a Redis without it, before 6, is none).
+ * -1 when it did not answer. */
+static int is_cluster_node(redisContext *ctx)
 {
     redisReply *r = redisCommand(ctx, "HELLO 2");
-    bool cluster = false;
+    if (!r)
+        return -1;
+    int cluster = 0;
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (k->type == REDIS_REPLY_STRING && strcmp(k->str, "mode") == 0 &&
             v->type == REDIS_REPLY_STRING && strcmp(v->str, "cluster") == 0)
-            cluster = true;
+            cluster = 1;
     }
     freeReplyObject(r);
     return cluster;
@@ -367,7 +378,14 @@ memo_status memop_redis_first(memo_repo *repo, memop_rconn **out, char *err, siz
             atomic_store(&repo->cluster.on, true);
         return MEMO_ERR_REDIS;
     }
-    bool cluster = is_cluster_node(ctx);
+    int cluster = is_cluster_node(ctx);
+    if (cluster < 0) {
+        char why[256];
+        memop_redis_context_error(ctx, why, sizeof why);
+        snprintf(err, size, "Redis %.100s: HELLO: %.100s", name, why);
+        redisFree(ctx);
+        return MEMO_ERR_REDIS;
+    }
     if (!cluster && nseeds > 1) {
         snprintf(err, size,
                  "the Redis URL names several nodes, but %.100s is no Redis Cluster node "

@@ -324,10 +324,19 @@ static char *stats_json(memo_repo *repo, bool raw, const char *process)
         memop_buf_printf(&b,
                          ",\"cluster\":{\"masters\":%zu,\"moved\":%" PRIu64
                          ",\"asked\":%" PRIu64 ",\"tryagain\":%" PRIu64
-                         ",\"refreshes\":%" PRIu64 "}",
+                         ",\"refreshes\":%" PRIu64 ",\"failovers\":%" PRIu64
+                         ",\"down\":[",
                          memop_redis_masters(repo, nodes), atomic_load(&cl->moved),
                          atomic_load(&cl->asked), atomic_load(&cl->tryagain),
-                         atomic_load(&cl->refreshes));
+                         atomic_load(&cl->refreshes), atomic_load(&cl->failovers));
+        /* the nodes whose keys read PostgreSQL now */
+        unsigned nn = atomic_load_explicit(&cl->nnodes, memory_order_acquire), shown = 0;
+        for (unsigned i = 0; i < nn; i++)
+            if (atomic_load(&cl->nodes[i]->down)) {
+                memop_buf_puts(&b, shown++ ? "," : "");
+                json_string_to(&b, cl->nodes[i]->name);
+            }
+        memop_buf_puts(&b, "]}");
     }
     /* the near caches' subscriber, when there are near caches */
     bool live;

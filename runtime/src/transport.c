@@ -342,7 +342,7 @@ static const char *const outage_prefixes[] = {
 
 enum memop_redis_error memop_redis_error_kind(const redisReply *r)
 {
-    if (!r || r->type != REDIS_REPLY_ERROR)
+    if (!r || r->type != REDIS_REPLY_ERROR || memop_redis_node_down_reply(r))
         return MEMOP_REDIS_OUTAGE;
     for (size_t i = 0; i < sizeof outage_prefixes / sizeof outage_prefixes[0]; i++)
         if (strncmp(r->str, outage_prefixes[i], strlen(outage_prefixes[i])) == 0)
@@ -382,7 +382,8 @@ enum memop_redis_error memop_redis_reply_failed(memo_repo *repo, const redisRepl
                kind == MEMOP_REDIS_NOPERM
                    ? " (see \"Redis permissions\" in docs/operations.md)"
                    : "");
-    if (kind == MEMOP_REDIS_OUTAGE)
+    /* (a cluster node that is down degrades its own keys only) */
+    if (kind == MEMOP_REDIS_OUTAGE && !memop_redis_node_down_reply(r))
         memop_redis_trip(repo);
     return kind;
 }

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,10 +148,11 @@ static void rename_user(memo_repo *repo, int64_t id, const char *name)
 static const char *const tables[] = {"users", "orgs", NULL};
 enum { USERS = 60 };
 
-static void seed(void)
+static void seed(bool flush)
 {
     test_reset(tables);
-    cluster_flush();
+    if (flush)
+        cluster_flush();
     test_sql(
         "INSERT INTO orgs (slug, name, plan, created_at) VALUES ('c', 'C', 'p', now())");
     test_sql("INSERT INTO users (email, name, org_id, karma, active, created_at) SELECT "
@@ -247,7 +249,7 @@ static void slots_agree_with_the_cluster(void **state)
 static void every_master_is_reached(void **state)
 {
     (void)state;
-    seed();
+    seed(true);
     memo_repo *one = open_on(first), *all = open_on(url);
     assert_int_equal(cluster_stat(one, "masters"), 3);
     assert_int_equal(cluster_stat(all, "masters"), 3);
@@ -310,6 +312,40 @@ static void every_master_is_reached(void **state)
     memo_close(all);
 }
 
+/* Nodes a cluster names come and go (addresses change under orchestrators,
+ * a hostile server names any): the table keeps at most MEMOP_NODES_MAX,
+ * gives a new node the place of one that serves no slot, refuses an
+ * address that is no host name, and the masters stay reachable. */
+static void node_table_is_bounded(void **state)
+{
+    (void)state;
+    seed(true);
+    memo_repo *repo = open_on(url);
+    for (int i = 0; i < 3 * MEMOP_NODES_MAX; i++) {
+        char host[32];
+        snprintf(host, sizeof host, "10.9.%d.%d", i / 250, i % 250);
+        int k = memop_cluster_node(repo, host, strlen(host), 7000);
+        assert_true(k >= 0 && k < MEMOP_NODES_MAX);
+        assert_int_equal(memop_cluster_node(repo, host, strlen(host), 7000),
+                         k); /* kept */
+    }
+    assert_true(atomic_load(&repo->cluster.nnodes) <= MEMOP_NODES_MAX);
+    assert_int_equal(memop_cluster_node(repo, "a\nb", 3, 7000), -1);
+    assert_int_equal(memop_cluster_node(repo, "a b", 3, 7000), -1);
+    assert_int_equal(memop_cluster_node(repo, "", 0, 7000), -1);
+    assert_int_equal(memop_cluster_node(repo, "h", 1, 0), -1);
+    assert_int_equal(cluster_stat(repo, "masters"), 3);
+    for (int k = 0; k < 2; k++)
+        for (int64_t id = 1; id <= USERS; id++) {
+            blog_user u = {0};
+            assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK);
+            blog_user_clear(&u);
+        }
+    assert_int_equal(test_stat(repo, "blog.user", "hits"), USERS);
+    assert_int_equal(test_stat(repo, "blog.user", "degraded"), 0);
+    memo_close(repo);
+}
+
 static void cluster_is_refused_with_a_reason(void **state)
 {
     (void)state;
@@ -347,7 +383,7 @@ static void cluster_is_refused_with_a_reason(void **state)
 static void moved_and_ask_are_followed(void **state)
 {
     (void)state;
-    seed();
+    seed(true);
     memo_repo *repo = open_on(url);
     const int64_t id = 42;
     memop_key k;
@@ -405,6 +441,197 @@ static void moved_and_ask_are_followed(void **state)
     memo_close(repo);
 }
 
+/* ------------------------------------------------- resharding under load */
+
+enum { RESHARD_USERS = 1000 };
+static memo_repo *reshard_repo;
+static _Atomic bool resharding;
+static _Atomic long reshard_ops, reshard_failed;
+
+static void *reshard_reader(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    while (atomic_load(&resharding)) {
+        int64_t ids[10];
+        for (int i = 0; i < 10; i++)
+            ids[i] = 1 + rand_r(&seed) % RESHARD_USERS;
+        blog_user u = {0};
+        blog_user_list l = {0};
+        memo_status a = blog_user_get(reshard_repo, ids[0], &u),
+                    b = blog_user_get_many(reshard_repo, ids, 10, &l);
+        blog_user_clear(&u);
+        blog_user_list_clear(&l);
+        atomic_fetch_add(&reshard_failed, (a != MEMO_OK) + (b != MEMO_OK));
+        atomic_fetch_add(&reshard_ops, 2);
+    }
+    return NULL;
+}
+
+static void *reshard_writer(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    for (long n = 0; atomic_load(&resharding); n++) {
+        int64_t id = 1 + rand_r(&seed) % RESHARD_USERS;
+        blog_user u = {0};
+        memo_status st = blog_user_get(reshard_repo, id, &u);
+        if (st == MEMO_OK) {
+            char name[32];
+            snprintf(name, sizeof name, "W%ld", n);
+            free(u.name);
+            u.name = strdup(name);
+            st = blog_user_update(reshard_repo, &u);
+        }
+        blog_user_clear(&u);
+        atomic_fetch_add(&reshard_failed, st != MEMO_OK);
+        atomic_fetch_add(&reshard_ops, 1);
+    }
+    return NULL;
+}
+
+/* Slots move from one master to another (redis-cli --cluster reshard:
+ * SETSLOT and MIGRATE, the real tool) while threads read and write: no
+ * call fails, and once quiet no cached row differs from the database. */
+static void resharding_under_load(void **state)
+{
+    (void)state;
+    seed(true);
+    test_sql("INSERT INTO users (email, name, org_id, karma, active, created_at) SELECT "
+             "'r' || i || '@c', 'R' || i, (SELECT id FROM orgs), 0, true, now() FROM "
+             "generate_series(61, 1000) i");
+    reshard_repo = open_on(url);
+    atomic_store(&reshard_ops, 0);
+    atomic_store(&reshard_failed, 0);
+    atomic_store(&resharding, true);
+    pthread_t t[3];
+    for (uintptr_t i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, i < 2 ? reshard_reader : reshard_writer,
+                       (void *)(i + 1));
+    char cmd[1024];
+    int slots = test_torture() ? 5461 : 1000;
+    double t0 = test_now_ms();
+    for (int back = 0; back < (test_torture() ? 2 : 1); back++) {
+        const struct master *from = &masters[back], *to = &masters[1 - back];
+        snprintf(cmd, sizeof cmd,
+                 "redis-cli --cluster reshard %s:%d --cluster-from %s --cluster-to %s "
+                 "--cluster-slots %d --cluster-yes --cluster-pipeline 20 >/dev/null 2>&1",
+                 from->host, from->port, from->id, to->id, slots);
+        assert_int_equal(system(cmd), 0);
+    }
+    atomic_store(&resharding, false);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    long ops = atomic_load(&reshard_ops), failed = atomic_load(&reshard_failed);
+    int64_t every[RESHARD_USERS];
+    for (int i = 0; i < RESHARD_USERS; i++)
+        every[i] = i + 1;
+    long stale = test_stale_rows(reshard_repo, &blog_user_desc, every, RESHARD_USERS);
+    test_metric("cluster resharding", ops, stale, failed, 0, test_now_ms() - t0);
+    assert_int_equal(failed, 0);
+    assert_int_equal(stale, 0);
+    assert_true(ops > 100);
+    /* the calls met the moving slots */
+    assert_true(
+        cluster_stat(reshard_repo, "moved") + cluster_stat(reshard_repo, "asked") > 0);
+    memo_close(reshard_repo);
+}
+
+/* The PID of the cluster node on port. */
+static int node_pid(int port)
+{
+    char pidfile[64];
+    snprintf(pidfile, sizeof pidfile, "cluster/%d/redis.pid", port);
+    return test_server_pid(pidfile);
+}
+
+/* A master is killed (SIGKILL). Until its replica takes over, its keys read
+ * PostgreSQL while every other key keeps hitting (a hit, each one); a write
+ * of its keys succeeds and its invalidation waits. After the failover memo
+ * empties the new master of its keys before using it, sends what waited,
+ * and its keys hit again. No call fails, no read is stale, during or
+ * after. */
+static void a_dead_master_degrades_its_keys_only(void **state)
+{
+    (void)state;
+    seed(true);
+    memo_config cfg = {.redis_url = url,
+                       .database_url = test_env("DATABASE_URL"),
+                       .flags = MEMO_STATS_PRIVATE,
+                       .command_timeout_ms = 300,
+                       .connect_timeout_ms = 300};
+    memo_repo *repo = NULL;
+    memo_error err;
+    assert_int_equal(memo_open(&repo, &cfg, &err), MEMO_OK);
+    struct master *victim = &masters[2];
+    bool on_victim[USERS + 1];
+    char names[USERS + 1][32];
+    size_t nvictim = 0;
+    for (int64_t id = 1; id <= USERS; id++) {
+        memop_key k;
+        memop_key_row(repo, &blog_user_desc, &id, &k);
+        on_victim[id] = owner(memop_key_slot(k.s, k.len)) == victim;
+        nvictim += on_victim[id];
+        snprintf(names[id], sizeof names[id], "U%lld", (long long)id);
+        blog_user u = {0};
+        assert_int_equal(blog_user_get(repo, id, &u), MEMO_OK); /* filled */
+        blog_user_clear(&u);
+    }
+    assert_true(nvictim > 0 && nvictim < USERS);
+    assert_int_equal(kill(node_pid(victim->port), SIGKILL), 0);
+
+    long failed = 0, stale = 0, others = 0, rounds = 0;
+    bool back = false;
+    double t0 = test_now_ms();
+    while (!back && test_now_ms() - t0 < 30000) {
+        rounds++;
+        for (int64_t id = 1; id <= USERS; id++) {
+            if (on_victim[id] && rounds % 5 == 0 && id % 3 == 0) {
+                /* a write of a dead master's key: PostgreSQL takes it */
+                snprintf(names[id], sizeof names[id], "V%ld", rounds);
+                blog_user w = {0};
+                failed += blog_user_get(repo, id, &w) != MEMO_OK;
+                free(w.name);
+                w.name = strdup(names[id]);
+                failed += blog_user_update(repo, &w) != MEMO_OK;
+                blog_user_clear(&w);
+            }
+            long long hits = test_stat(repo, "blog.user", "hits");
+            blog_user u = {0};
+            if (blog_user_get(repo, id, &u) != MEMO_OK) {
+                failed++;
+                continue;
+            }
+            stale += strcmp(u.name, names[id]) != 0;
+            blog_user_clear(&u);
+            bool hit = test_stat(repo, "blog.user", "hits") == hits + 1;
+            if (!on_victim[id]) {
+                others++;
+                if (!hit)
+                    fail_msg("user %lld (a live master's) missed in round %ld",
+                             (long long)id, rounds);
+            } else if (hit && cluster_stat(repo, "failovers") >= 1) {
+                back = true; /* the new master serves its keys */
+            }
+        }
+        usleep(20 * 1000);
+    }
+    test_metric("cluster master killed", rounds * USERS, stale, failed, 0,
+                test_now_ms() - t0);
+    assert_true(back);
+    assert_int_equal(failed, 0);
+    assert_int_equal(stale, 0);
+    assert_true(others > 0);
+    /* quiet: every row as the database has it, the dead node no longer held */
+    int64_t every[USERS];
+    for (int i = 0; i < USERS; i++)
+        every[i] = i + 1;
+    assert_int_equal(test_stale_rows(repo, &blog_user_desc, every, USERS), 0);
+    t0 = test_now_ms();
+    while (cluster_stat(repo, "masters") != 3 && test_now_ms() - t0 < 5000)
+        usleep(10000);
+    assert_int_equal(cluster_stat(repo, "masters"), 3);
+    memo_close(repo);
+}
+
 /* Whether a loopback port can be bound now. */
 static bool port_free(int port)
 {
@@ -438,7 +665,7 @@ static int free_port(void)
 static void cluster_that_comes_later_is_used(void **state)
 {
     (void)state;
-    seed();
+    seed(false); /* (the cluster lost a master in the test before) */
     int port = free_port();
     char u[64], cmd[1024], pidfile[512];
     snprintf(u, sizeof u, "redis://127.0.0.1:%d/", port);
@@ -493,8 +720,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(slots_agree_with_the_cluster),
         cmocka_unit_test(every_master_is_reached),
+        cmocka_unit_test(node_table_is_bounded),
         cmocka_unit_test(cluster_is_refused_with_a_reason),
         cmocka_unit_test(moved_and_ask_are_followed),
+        cmocka_unit_test(resharding_under_load),
+        cmocka_unit_test(a_dead_master_degrades_its_keys_only),
         cmocka_unit_test(cluster_that_comes_later_is_used),
     };
     return cmocka_run_group_tests_name("redis cluster", tests, start, stop);

@@ -307,8 +307,13 @@ void test_servers(const char *cmd)
 
 int test_redis_pid(void)
 {
+    return test_server_pid("redis.pid");
+}
+
+int test_server_pid(const char *pidfile)
+{
     char path[512];
-    snprintf(path, sizeof path, "%s/redis.pid", test_env("MEMO_TEST_SERVERS_DIR"));
+    snprintf(path, sizeof path, "%s/%s", test_env("MEMO_TEST_SERVERS_DIR"), pidfile);
     FILE *f = fopen(path, "r");
     int pid = 0;
     if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0)

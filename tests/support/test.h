@@ -102,6 +102,9 @@ long test_stale_rows(memo_repo *, const memo_entity_desc *, const int64_t *ids, 
 void test_servers(const char *cmd);
 /* The redis-server's PID, to signal it (SIGKILL, SIGSTOP, SIGCONT). */
 int test_redis_pid(void);
+/* The PID in a pid file of this run's servers directory ("redis.pid",
+ * "cluster/PORT/redis.pid"). */
+int test_server_pid(const char *pidfile);
 /* Whatever a fault test did to the servers, the next test finds them
  * running: a stopped Redis continued, both servers started if down. */
 void test_servers_restore(void);
