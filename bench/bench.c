@@ -128,9 +128,12 @@ static memo_repo *mix_repo;      /* the mixed row's memo side: database 2 */
 static memo_repo *near_repo;     /* schema hot (near caches): database 0 */
 static memo_repo *near_writer;   /* another repository writing what near_repo reads */
 static memo_repo *mix_near_repo; /* the near mixed row's memo side: database 2 */
-static redisContext *rc;         /* the floors' connection: database 0 */
-static redisContext *rc_mix;     /* the mixed row's floor: database 3 */
-static redisContext *ctl;        /* INFO, flushes, deletes, copies: never timed */
+static memo_repo *clustered;     /* on a 3-master Redis Cluster, if one runs */
+static redisContext *cnodes[8];  /* the cluster's masters: INFO, flushes */
+static int ncnodes;
+static redisContext *rc;     /* the floors' connection: database 0 */
+static redisContext *rc_mix; /* the mixed row's floor: database 3 */
+static redisContext *ctl;    /* INFO, flushes, deletes, copies: never timed */
 static int ctl_db;
 static PGconn *pg;
 static int rounds = 7;
@@ -467,40 +470,58 @@ static cmdstat *cmdstat_find(cmdstats *s, const char *name, bool add)
     return c;
 }
 
-/* INFO commandstats: cmdstat_<name>:calls=N,usec=N,... */
-static void read_cmdstats(cmdstats *s)
+/* INFO on server k: 0 the single Redis (ctl), 1.. the cluster's masters. */
+static redisReply *info_of(int k, const char *section)
 {
-    const char *argv[] = {"INFO", "commandstats"};
-    redisReply *r = ctl_argv(2, argv, NULL);
-    s->n = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(r->str, "\r\n", &save); line;
-         line = strtok_r(NULL, "\r\n", &save)) {
-        char name[40];
-        double calls, usec;
-        if (sscanf(line, "cmdstat_%39[^:]:calls=%lf,usec=%lf", name, &calls, &usec) != 3)
-            continue;
-        cmdstat *c = cmdstat_find(s, name, true);
-        if (c) {
-            c->calls = calls;
-            c->usec = usec;
-        }
-    }
-    freeReplyObject(r);
+    const char *argv[] = {"INFO", section};
+    if (k == 0)
+        return ctl_argv(2, argv, NULL);
+    redisReply *r = redisCommandArgv(cnodes[k - 1], 2, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_STRING)
+        die("INFO on a cluster node");
+    return r;
 }
 
-/* INFO cpu: the server's user and system CPU seconds, all its threads. */
+/* INFO commandstats: cmdstat_<name>:calls=N,usec=N,..., summed over every
+ * server (a side on the cluster has its commands there, the other side's
+ * are on the single Redis). */
+static void read_cmdstats(cmdstats *s)
+{
+    s->n = 0;
+    for (int k = 0; k <= ncnodes; k++) {
+        redisReply *r = info_of(k, "commandstats");
+        char *save = NULL;
+        for (char *line = strtok_r(r->str, "\r\n", &save); line;
+             line = strtok_r(NULL, "\r\n", &save)) {
+            char name[40];
+            double calls, usec;
+            if (sscanf(line, "cmdstat_%39[^:]:calls=%lf,usec=%lf", name, &calls, &usec) !=
+                3)
+                continue;
+            cmdstat *c = cmdstat_find(s, name, true);
+            if (c) {
+                c->calls += calls;
+                c->usec += usec;
+            }
+        }
+        freeReplyObject(r);
+    }
+}
+
+/* INFO cpu: the servers' user and system CPU seconds, all their threads. */
 static double read_cpu(void)
 {
-    const char *argv[] = {"INFO", "cpu"};
-    redisReply *r = ctl_argv(2, argv, NULL);
-    const char *sys = strstr(r->str, "used_cpu_sys:"),
-               *user = strstr(r->str, "used_cpu_user:");
-    if (!sys || !user)
-        die("INFO cpu: no used_cpu_sys or used_cpu_user");
-    double s = strtod(sys + strlen("used_cpu_sys:"), NULL) +
-               strtod(user + strlen("used_cpu_user:"), NULL);
-    freeReplyObject(r);
+    double s = 0;
+    for (int k = 0; k <= ncnodes; k++) {
+        redisReply *r = info_of(k, "cpu");
+        const char *sys = strstr(r->str, "used_cpu_sys:"),
+                   *user = strstr(r->str, "used_cpu_user:");
+        if (!sys || !user)
+            die("INFO cpu: no used_cpu_sys or used_cpu_user");
+        s += strtod(sys + strlen("used_cpu_sys:"), NULL) +
+             strtod(user + strlen("used_cpu_user:"), NULL);
+        freeReplyObject(r);
+    }
     return s;
 }
 
@@ -1323,6 +1344,81 @@ static void floor_update(long i, long *items)
     floor_write(rc, "raw", update_id(i), i);
 }
 
+/* ------------------------------------------------------ on a Redis Cluster */
+
+/* The same operations by a repository on a 3-master cluster, against the
+ * same on one Redis (issue 13: within 10%; get_many at least as fast). */
+static bool have_cluster(void)
+{
+    return clustered != NULL;
+}
+
+/* Both repositories hold the hot rows. */
+static void warm_cluster(void)
+{
+    warm_reads();
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t id = 1; id <= HOT; id++) {
+            blog_user u;
+            if (blog_user_get(clustered, id, &u) != MEMO_OK)
+                die("warm get (cluster)");
+            blog_user_clear(&u);
+        }
+}
+
+static void c_get_hit(long i, long *items)
+{
+    (void)items;
+    blog_user u;
+    if (blog_user_get(clustered, hot(i), &u) != MEMO_OK)
+        die("get (cluster)");
+    blog_user_clear(&u);
+}
+
+static int64_t cluster_miss_base;
+
+static void cluster_miss_round(int r, long n)
+{
+    miss_round(r, n);
+    cluster_miss_base = 80000 + r * n;
+}
+
+/* The cluster side's miss keys go before its round (every user key on the
+ * cluster: SCAN + UNLINK on each master, untimed). */
+static void c_miss_before(int r, long n)
+{
+    (void)r;
+    (void)n;
+    if (memo_flush(clustered, &blog_user_desc, NULL, NULL, NULL, NULL) != MEMO_OK)
+        die("flush (cluster)");
+}
+
+static void c_get_miss(long i, long *items)
+{
+    (void)items;
+    blog_user u;
+    if (blog_user_get(clustered, cluster_miss_base + i, &u) != MEMO_OK)
+        die("get miss (cluster)");
+    blog_user_clear(&u);
+}
+
+static void c_get_many(long i, long *items)
+{
+    int64_t ids[BATCH];
+    many_ids(i, ids);
+    blog_user_list l;
+    if (blog_user_get_many(clustered, ids, BATCH, &l) != MEMO_OK || l.len != BATCH)
+        die("get_many (cluster)");
+    blog_user_list_clear(&l);
+    *items = BATCH;
+}
+
+static void c_update(long i, long *items)
+{
+    (void)items;
+    m_write(clustered, update_id(i), i);
+}
+
 /* ------------------------------------------------------ the Zipf workload */
 
 static double *zipf_cdf;
@@ -1735,6 +1831,44 @@ static const row rows[] = {
                {"memo without near", m_mixed, NULL}},
      .target = 5.0,
      .target_says = "mixed near"},
+    /* a 3-master Redis Cluster (tests/servers.sh cluster-start, which
+     * bench/run.sh runs) against one Redis: the same calls, the same warm
+     * or cold start; the floor is memo on one Redis */
+    {.name = "get hit, cluster",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 4000,
+     .setup = warm_cluster,
+     .sides = {{"memo on a 3-master cluster", c_get_hit, NULL},
+               {"memo on one Redis", m_get_hit, NULL}},
+     .target = 1.10,
+     .available = have_cluster},
+    {.name = "get miss, cluster",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 1000,
+     .round = cluster_miss_round,
+     .sides = {{"memo on a 3-master cluster", c_get_miss, c_miss_before},
+               {"memo on one Redis", m_get_miss, m_miss_before}},
+     .target = 1.10,
+     .available = have_cluster},
+    {.name = "update (full row), cluster",
+     .by = BY_LATENCY,
+     .unit = "ops",
+     .n = 1500,
+     .sides = {{"memo on a 3-master cluster", c_update, NULL},
+               {"memo on one Redis", m_update, NULL}},
+     .target = 1.10,
+     .available = have_cluster},
+    {.name = "get_many(100) hit, cluster",
+     .by = BY_THROUGHPUT,
+     .unit = "keys",
+     .n = 400,
+     .setup = warm_cluster,
+     .sides = {{"memo on a 3-master cluster", c_get_many, NULL},
+               {"memo on one Redis", m_get_many, NULL}},
+     .target = 1.00,
+     .available = have_cluster},
     /* the same, warm: Redis and the near cache keep what earlier rounds
      * read (both sides alike); what a near cache is for. No target. */
     {.name = "mixed: Zipf(1.1), 5% writes, warm, near",
@@ -1847,6 +1981,22 @@ int main(int argc, char **argv)
     open_repo(&near_repo, redis_url, db_url, 0);
     open_repo(&near_writer, redis_url, db_url, 0);
     open_repo(&mix_near_repo, mix_url, db_url, 0);
+    const char *cluster = getenv("MEMO_BENCH_CLUSTER_URL");
+    if (cluster && *cluster) {
+        open_repo(&clustered, cluster, db_url, 0);
+        /* its masters, for the servers' CPU and commands */
+        const char *p = cluster + strlen("redis://");
+        while (*p && *p != '/' && ncnodes < 8) {
+            char h[64];
+            int pt, used = 0;
+            if (sscanf(p, "%63[^:]:%d%n", h, &pt, &used) != 2)
+                die("cannot read MEMO_BENCH_CLUSTER_URL");
+            if (!(cnodes[ncnodes] = redisConnect(h, pt)) || cnodes[ncnodes]->err)
+                die("cannot connect to a cluster node");
+            ncnodes++;
+            p += used + (p[used] == ',');
+        }
+    }
     prepare_floors();
     zipf_cdf = malloc(USERS * sizeof *zipf_cdf);
     if (!zipf_cdf)
@@ -1869,8 +2019,10 @@ int main(int argc, char **argv)
         if (!rows[i].available || rows[i].available())
             run_row(&rows[i]);
         else
-            printf("\n%s: skipped (no PgBouncer: MEMO_BENCH_PGBOUNCER_URL)\n",
-                   rows[i].name);
+            printf("\n%s: skipped (no %s)\n", rows[i].name,
+                   rows[i].available == have_cluster
+                       ? "Redis Cluster: MEMO_BENCH_CLUSTER_URL"
+                       : "PgBouncer: MEMO_BENCH_PGBOUNCER_URL");
     near_stale_check();
     near_rate();
     near_delay();
@@ -1895,6 +2047,9 @@ int main(int argc, char **argv)
     memo_close(near_repo);
     memo_close(near_writer);
     memo_close(mix_near_repo);
+    memo_close(clustered);
+    for (int k = 0; k < ncnodes; k++)
+        redisFree(cnodes[k]);
     redisFree(rc);
     redisFree(rc_mix);
     redisFree(ctl);

@@ -11,6 +11,13 @@ if [ -n "${MEMO_TEST_SERVERS_DIR:-}" ] &&
     eval "$("$(dirname "$0")/../tests/servers.sh" pgbouncer-start "$MEMO_TEST_SERVERS_DIR")"
     export MEMO_BENCH_PGBOUNCER_URL=$MEMO_TEST_PGBOUNCER_URL
 fi
+# a Redis Cluster of 3 masters and 3 replicas, for the rows on a cluster;
+# stopped with the servers too
+if [ -n "${MEMO_TEST_SERVERS_DIR:-}" ] && command -v redis-cli >/dev/null &&
+    [ -z "${MEMO_BENCH_NO_CLUSTER:-}" ]; then
+    eval "$("$(dirname "$0")/../tests/servers.sh" cluster-start "$MEMO_TEST_SERVERS_DIR")"
+    export MEMO_BENCH_CLUSTER_URL=$MEMO_TEST_CLUSTER_URL
+fi
 if [ -n "${BENCH_PIN:-}" ]; then
     dir=${MEMO_TEST_SERVERS_DIR:?run under tests/with-servers.sh}
     pin() { taskset -a -p -c "$BENCH_PIN" "$1" >/dev/null; }
@@ -20,7 +27,8 @@ if [ -n "${BENCH_PIN:-}" ]; then
     # the postmaster's children (new backends inherit its CPU)
     for p in $(pgrep -P "$pm"); do pin "$p"; done
     [ -s "$dir/pgbouncer/pgbouncer.pid" ] && pin "$(cat "$dir/pgbouncer/pgbouncer.pid")"
-    echo "pinned the benchmark, redis-server and PostgreSQL to CPU $BENCH_PIN"
+    for f in "$dir"/cluster/*/redis.pid; do [ -s "$f" ] && pin "$(cat "$f")"; done
+    echo "pinned the benchmark, the Redis servers and PostgreSQL to CPU $BENCH_PIN"
     exec taskset -c "$BENCH_PIN" "$@"
 fi
 exec "$@"

@@ -41,6 +41,9 @@ static void wait_ms(memo_repo *repo, uint64_t ms)
 /* Something the prober must send: queued invalidations or an entity to drop. */
 static bool work_pending(memo_repo *repo)
 {
+    /* (on a cluster, keys of a node that is down wait for it: no work) */
+    if (atomic_load(&repo->cluster.on))
+        return memop_pending_sendable(repo);
     if (atomic_load(&repo->pending.any))
         return true;
     unsigned n = atomic_load(&repo->nentities);
@@ -134,6 +137,15 @@ static void *prober_main(void *arg)
         uint64_t now = memop_now_us();
         bool open = atomic_load(&repo->breaker) != MEMOP_BREAKER_CLOSED;
         bool work = work_pending(repo);
+        if (atomic_load(&repo->cluster.ndown) > 0 && now >= next_recover) {
+            /* cluster nodes down: each brought back when it answers (the
+             * breaker open or not: a node held down must not hold it) */
+            pthread_mutex_unlock(&repo->prober_lock);
+            memop_cluster_recover(repo);
+            pthread_mutex_lock(&repo->prober_lock);
+            next_recover = memop_now_us() + MEMOP_PROBE_INTERVAL_MS * 1000u;
+            continue;
+        }
         if (open || (work && now >= retry_at)) {
             pthread_mutex_unlock(&repo->prober_lock);
             bool ok = probe_and_flush(repo);
@@ -144,14 +156,6 @@ static void *prober_main(void *arg)
                 retry_at = memop_now_us() + RETRY_CLOSED_MS * 1000u;
             else if (work_pending(repo)) /* keys of a cluster node that is down */
                 retry_at = memop_now_us() + MEMOP_PROBE_INTERVAL_MS * 1000u;
-            continue;
-        }
-        if (atomic_load(&repo->cluster.ndown) > 0 && now >= next_recover) {
-            /* cluster nodes down: each brought back when it answers */
-            pthread_mutex_unlock(&repo->prober_lock);
-            memop_cluster_recover(repo);
-            pthread_mutex_lock(&repo->prober_lock);
-            next_recover = memop_now_us() + MEMOP_PROBE_INTERVAL_MS * 1000u;
             continue;
         }
         if (atomic_load(&repo->cluster.stale) && now >= next_refresh) {

@@ -180,6 +180,11 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
     static const unsigned char none = MEMOP_NO_NODE;
     unsigned char map[MEMOP_SLOTS];
     memset(map, none, sizeof map);
+    /* each master's replicas, to tell a promotion when a slot moves */
+    struct {
+        int replica, master;
+    } pairs[64];
+    size_t npairs = 0;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *range = r->element[i];
         const redisReply *lo = elem(range, 0, REDIS_REPLY_INTEGER),
@@ -203,15 +208,30 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
             return MEMO_ERR_REDIS;
         }
         memset(map + lo->integer, node, (size_t)(hi->integer - lo->integer + 1));
+        for (size_t k = 3; k < range->elements && npairs < 64; k++) {
+            const redisReply *rep = elem(range, k, REDIS_REPLY_ARRAY);
+            const redisReply *rh = elem(rep, 0, REDIS_REPLY_STRING),
+                             *rp = elem(rep, 1, REDIS_REPLY_INTEGER);
+            int replica =
+                rh && rp && rp->integer > 0 && rp->integer <= 65535 && rh->len > 1
+                    ? memop_cluster_node(repo, rh->str, rh->len, (int)rp->integer)
+                    : -1;
+            if (replica >= 0 && replica != node) {
+                pairs[npairs].replica = replica;
+                pairs[npairs++].master = node;
+            }
+        }
     }
-    /* a node that took over the slots of a node that is down (a failover)
-     * is down itself until the prober has emptied it of memo's keys: the
-     * old master may have acknowledged a DEL its replica never got */
+    /* a node that took over the slots of a node that is down, or of the
+     * master it replicated (a failover, seen or not), is down itself until
+     * the prober has emptied it of memo's keys: the old master may have
+     * acknowledged a DEL its replica never got */
     size_t unserved = 0;
     for (size_t s = 0; s < MEMOP_SLOTS; s++) {
         unsigned old = atomic_load(&repo->cluster.slot[s]);
         if (old < MEMOP_NODES_MAX && map[s] != none && map[s] != old &&
-            atomic_load(&repo->cluster.nodes[old]->down) &&
+            (atomic_load(&repo->cluster.nodes[old]->down) ||
+             atomic_load(&repo->cluster.nodes[map[s]]->replica_of) == (int)old + 1) &&
             !atomic_exchange(&repo->cluster.nodes[map[s]]->needs_flush, true)) {
             memop_cluster_node_down(repo, map[s],
                                     "took over the slots of a node that is down");
@@ -223,6 +243,18 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
         if (map[s] != none)
             atomic_store_explicit(&repo->cluster.slot[s], map[s], memory_order_release);
     }
+    /* what each node is now, for the next map */
+    bool master[MEMOP_NODES_MAX] = {false};
+    for (size_t s = 0; s < MEMOP_SLOTS; s++)
+        if (map[s] != none)
+            master[map[s]] = true;
+    for (size_t k = 0; k < MEMOP_NODES_MAX; k++)
+        if (master[k])
+            atomic_store(&repo->cluster.nodes[k]->replica_of, 0);
+    for (size_t k = 0; k < npairs; k++)
+        if (!master[pairs[k].replica])
+            atomic_store(&repo->cluster.nodes[pairs[k].replica]->replica_of,
+                         pairs[k].master + 1);
     if (unserved > 0) {
         snprintf(err, size, "Redis Cluster at %s: %zu of %d slots are served by no node",
                  asked->name, unserved, MEMOP_SLOTS);
@@ -674,7 +706,9 @@ static int follow(memo_repo *repo, memop_rconn *c, redisReply **sub, size_t *bud
                 /* a slot of a node that is down has a new master after a
                  * failover, which may miss a DEL: the prober checks it first */
                 unsigned owner = (unsigned)node_of_slot(repo, slot);
-                if (owner < MEMOP_NODES_MAX && atomic_load(&cl->nodes[owner]->down)) {
+                if (owner < MEMOP_NODES_MAX &&
+                    (atomic_load(&cl->nodes[owner]->down) ||
+                     atomic_load(&cl->nodes[to]->replica_of) == (int)owner + 1)) {
                     if (!atomic_exchange(&cl->stale, true))
                         memop_prober_wake(repo);
                     continue;
@@ -886,16 +920,25 @@ out:
 
 /* ------------------------------------------------------- nodes coming back */
 
-/* PING, and after a failover memo's keys dropped, on a node that is down,
- * over a connection that may use it. */
-static bool bring_back(memo_repo *repo, unsigned node)
+void memop_cluster_node_up(memo_repo *repo, int node)
+{
+    memop_rnode *nd = node_at(repo, (unsigned)node);
+    bool down = true;
+    if (nd && atomic_compare_exchange_strong(&nd->down, &down, false))
+        atomic_fetch_sub(&repo->cluster.ndown, 1);
+}
+
+/* A node that is down, back: PING; after a failover memo's keys dropped;
+ * its queued invalidations sent; then up (memop_pending_flush_node), over
+ * a connection that may use it meanwhile. */
+static void bring_back(memo_repo *repo, unsigned node)
 {
     memop_rnode *nd = repo->cluster.nodes[node];
     char err[512];
     bool refused;
     memop_rconn *c = memop_rconn_new(repo, err, sizeof err, &refused);
     if (!c)
-        return false;
+        return;
     c->probing = (int)node;
     const char *ping[] = {"PING"};
     memop_cluster_append(c, (int)node, 1, ping, NULL);
@@ -910,8 +953,9 @@ static bool bring_back(memo_repo *repo, unsigned node)
         if (ok)
             atomic_store(&nd->needs_flush, false);
     }
+    if (ok)
+        memop_pending_flush_node(repo, c, (int)node);
     memop_rconn_free(c);
-    return ok;
 }
 
 void memop_cluster_recover(memo_repo *repo)
@@ -929,16 +973,15 @@ void memop_cluster_recover(memo_repo *repo)
         memop_rnode *nd = cl->nodes[i];
         if (!atomic_load(&nd->down))
             continue;
-        /* a node that serves no slot (a failed master replaced) is routed
-         * to by nobody: it is no longer held down (and if it takes slots
-         * over again, the map says so first) */
-        if (serves[i] && !bring_back(repo, i))
-            continue;
-        if (!serves[i])
+        if (serves[i]) {
+            bring_back(repo, i);
+        } else {
+            /* a node that serves no slot (a failed master replaced) is
+             * routed to by nobody: no longer held down (if it takes slots
+             * over again, the map says so first) */
             atomic_store(&nd->needs_flush, false);
-        bool down = true;
-        if (atomic_compare_exchange_strong(&nd->down, &down, false))
-            atomic_fetch_sub(&cl->ndown, 1);
+            memop_cluster_node_up(repo, (int)i);
+        }
     }
 }
 

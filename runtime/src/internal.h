@@ -490,6 +490,7 @@ typedef struct memop_rnode {
      * the old master acknowledged may never have reached it, so its keys
      * are dropped before it is used */
     _Atomic bool needs_flush;
+    _Atomic int replica_of; /* the master it replicates, + 1 (0: a master, or unknown) */
     struct memop_rnode *retired; /* replaced nodes, freed at close */
 } memop_rnode;
 
@@ -608,6 +609,13 @@ void memop_stats_publish(memo_repo *);
 /* Sends what an outage or a refusal kept back (pending.c): the drops of
  * entities, then the queued keys; closes the breaker when all went out. */
 bool memop_pending_flush(memo_repo *, memop_rconn *);
+/* A cluster node coming back: its queued keys sent over c (which may use
+ * it), then, under the queue's lock, the node marked up. */
+bool memop_pending_flush_node(memo_repo *, memop_rconn *c, int node);
+/* Something the prober can send now: an entity drop, or a queued key of a
+ * node that is up. */
+bool memop_pending_sendable(memo_repo *);
+void memop_cluster_node_up(memo_repo *, int node);
 /* The prober (breaker.c): wakes it (work for it, or the breaker opened). */
 void memop_prober_wake(memo_repo *);
 bool memop_prober_start(memo_repo *);

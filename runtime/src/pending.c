@@ -46,9 +46,10 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
         q->owners[q->n] = owners[i];
         q->n++;
         atomic_fetch_add(&owners[i]->queued, 1);
-        if (atomic_load(&repo->cluster.on))
-            atomic_fetch_add(
-                &repo->cluster.queued[memop_key_slot(keys[i].s, keys[i].len)], 1);
+        /* by slot whether or not Redis is a cluster yet (a repository opened
+         * degraded may find one): the counts must match the queue */
+        atomic_fetch_add(&repo->cluster.queued[memop_key_slot(keys[i].s, keys[i].len)],
+                         1);
     }
     atomic_store(&q->any, true);
     pthread_mutex_unlock(&q->lock);
@@ -91,8 +92,9 @@ bool memop_key_bypassed(memo_repo *repo, memop_entity *e, const memop_key *k)
 
 /* A queued key can go now: on one Redis always, on a cluster when the
  * node of its slot is up. */
-static bool sendable(memo_repo *repo, const char *key)
+static bool sendable(memo_repo *repo, const char *key, int unused)
 {
+    (void)unused;
     if (!atomic_load(&repo->cluster.on))
         return true;
     unsigned node = atomic_load(&repo->cluster.slot[memop_key_slot(key, strlen(key))]);
@@ -117,8 +119,121 @@ void memop_redis_invalidate(memo_repo *repo, memop_entity *const *owners,
     memop_redis_release(repo, c, broken);
 }
 
+/* The first n keys of the queue were sent: they go. Under its lock. */
+static void dequeue(memo_repo *repo, memop_pending *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        /* after Redis took its DEL */
+        atomic_fetch_sub(
+            &repo->cluster.queued[memop_key_slot(q->keys[i], strlen(q->keys[i]))], 1);
+        free(q->keys[i]);
+        atomic_fetch_sub(&q->owners[i]->queued, 1);
+    }
+    if (n > 0 && n < q->n) {
+        memmove(q->keys, q->keys + n, (q->n - n) * sizeof *q->keys);
+        memmove(q->owners, q->owners + n, (q->n - n) * sizeof *q->owners);
+    }
+    q->n -= n;
+}
+
+/* Moves the queued keys for which `go` holds to the front (DELs may go in
+ * any order); how many. Under the queue's lock. node: go's argument. */
+static size_t to_front(memo_repo *repo, memop_pending *q,
+                       bool (*go)(memo_repo *, const char *, int), int node)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (go(repo, q->keys[i], node)) {
+            char *k = q->keys[i];
+            memop_entity *o = q->owners[i];
+            q->keys[i] = q->keys[n];
+            q->owners[i] = q->owners[n];
+            q->keys[n] = k;
+            q->owners[n++] = o;
+        }
+    return n;
+}
+
+/* Sends DELs of the first n queued keys, 500 a command, and drops those
+ * Redis took from the queue. True when all went. Under the queue's lock. */
+static bool send_front(memo_repo *repo, memop_rconn *c, memop_pending *q, size_t n)
+{
+    bool ok = true;
+    size_t done = 0;
+    while (done < n && ok) {
+        size_t batch = n - done < 500 ? n - done : 500;
+        const char *argv[501];
+        argv[0] = "DEL";
+        for (size_t i = 0; i < batch; i++)
+            argv[i + 1] = q->keys[done + i];
+        redisReply *r = memop_redis_command(repo, c, (int)batch + 1, argv, NULL);
+        ok = r && r->type == REDIS_REPLY_INTEGER;
+        if (ok)
+            done += batch;
+        else if (r)
+            memop_redis_reply_failed(repo, r, "DEL (queued invalidations)");
+    }
+    dequeue(repo, q, done);
+    atomic_store(&q->any, q->n > 0);
+    return ok;
+}
+
+static bool on_node(memo_repo *repo, const char *key, int node)
+{
+    return atomic_load(&repo->cluster.slot[memop_key_slot(key, strlen(key))]) ==
+           (unsigned)node;
+}
+
+/* Drops every key of an entity. On a cluster, a node that is down is
+ * emptied of memo's keys before it is used again (needs_flush): the drop
+ * does not wait for it. */
+static bool drop_entity(memo_repo *repo, memop_rconn *c, const memo_entity_desc *d)
+{
+    if (!atomic_load(&repo->cluster.on))
+        return memop_redis_flush_entity(repo, c, d) >= 0;
+    int nodes[MEMOP_NODES_MAX];
+    size_t n = memop_redis_masters(repo, nodes);
+    for (size_t i = 0; i < n; i++) {
+        memop_rnode *nd = repo->cluster.nodes[nodes[i]];
+        if (atomic_load(&nd->down))
+            atomic_store(&nd->needs_flush, true);
+        else if (memop_redis_flush_entity_on(repo, c, d, nodes[i]) < 0)
+            return false;
+    }
+    return true;
+}
+
+bool memop_pending_flush_node(memo_repo *repo, memop_rconn *c, int node)
+{
+    memop_pending *q = &repo->pending;
+    pthread_mutex_lock(&q->lock);
+    bool ok = send_front(repo, c, q, to_front(repo, q, on_node, node));
+    if (ok) /* up only once its keys went, under the queue's lock */
+        memop_cluster_node_up(repo, node);
+    pthread_mutex_unlock(&q->lock);
+    return ok;
+}
+
+bool memop_pending_sendable(memo_repo *repo)
+{
+    unsigned n = atomic_load(&repo->nentities);
+    for (unsigned i = 0; i < n; i++)
+        if (memop_entity_dropping(repo->entity_list[i]))
+            return true;
+    memop_pending *q = &repo->pending;
+    if (!atomic_load(&q->any))
+        return false;
+    pthread_mutex_lock(&q->lock);
+    bool any = false;
+    for (size_t i = 0; i < q->n && !any; i++)
+        any = sendable(repo, q->keys[i], -1);
+    pthread_mutex_unlock(&q->lock);
+    return any;
+}
+
 /* Sends what the outage kept back: first the wholesale drops of entities
- * whose queue overflowed, then the queued keys. True when all went out. */
+ * whose queue overflowed, then the queued keys (on a cluster, those of the
+ * nodes that are up). True when all that could go went. */
 bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
 {
     unsigned n = atomic_load(&repo->nentities);
@@ -127,60 +242,16 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
         uint64_t asked = atomic_load(&e->drop_gen);
         if (asked == atomic_load(&e->dropped_gen))
             continue;
-        if (memop_redis_flush_entity(repo, c, e->desc) < 0)
+        if (!drop_entity(repo, c, e->desc))
             return false;
         /* a drop asked for meanwhile keeps the entity dropping: next round */
         atomic_store(&e->dropped_gen, asked);
     }
     memop_pending *q = &repo->pending;
     pthread_mutex_lock(&q->lock);
-    bool ok = true;
-    /* the keys that can go first (on a cluster, those of nodes that are
-     * up); the rest wait for their node. DELs may go in any order. */
-    size_t go = 0;
-    for (size_t i = 0; i < q->n; i++)
-        if (sendable(repo, q->keys[i])) {
-            char *k = q->keys[i];
-            memop_entity *o = q->owners[i];
-            q->keys[i] = q->keys[go];
-            q->owners[i] = q->owners[go];
-            q->keys[go] = k;
-            q->owners[go++] = o;
-        }
-    size_t done = 0;
-    while (done < go && ok) {
-        size_t batch = go - done < 500 ? go - done : 500;
-        const char *argv[501];
-        size_t lens[501];
-        argv[0] = "DEL";
-        lens[0] = 3;
-        for (size_t i = 0; i < batch; i++) {
-            argv[i + 1] = q->keys[done + i];
-            lens[i + 1] = strlen(q->keys[done + i]);
-        }
-        redisReply *r = memop_redis_command(repo, c, (int)batch + 1, argv, lens);
-        ok = r && r->type == REDIS_REPLY_INTEGER;
-        if (ok)
-            done += batch;
-        else if (r)
-            memop_redis_reply_failed(repo, r, "DEL (queued invalidations)");
-    }
-    for (size_t i = 0; i < done; i++) {
-        /* after Redis took its DEL */
-        if (atomic_load(&repo->cluster.on))
-            atomic_fetch_sub(
-                &repo->cluster.queued[memop_key_slot(q->keys[i], strlen(q->keys[i]))], 1);
-        free(q->keys[i]);
-        atomic_fetch_sub(&q->owners[i]->queued, 1);
-    }
-    if (done > 0 && done < q->n) {
-        memmove(q->keys, q->keys + done, (q->n - done) * sizeof *q->keys);
-        memmove(q->owners, q->owners + done, (q->n - done) * sizeof *q->owners);
-    }
-    q->n -= done;
+    /* (on a cluster, keys of a node that is down stay, for when it is back) */
+    bool ok = send_front(repo, c, q, to_front(repo, q, sendable, -1));
     if (ok) {
-        /* (keys of a node that is down stay, for when it is back) */
-        atomic_store(&q->any, q->n > 0);
         /* closed under the queue's lock. A key may still be queued with the
          * breaker closed (a writer that found it open a moment ago, a
          * refused DEL): its entity's reads bypass the cache until the
