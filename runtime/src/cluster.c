@@ -813,13 +813,13 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
     c->budget = 0;
     c->oversize = false;
     size_t nr = c->nroutes;
-    redisReply **sub = NULL;
+    redisReply *few[16] = {NULL}, **sub = NULL; /* (a hit allocates nothing here) */
     int rc = -1;
     if (c->dead) { /* replies of an exchange that failed may wait unread */
         memop_fail(repo, MEMO_ERR_REDIS, "%s: the connection failed before", what);
         goto out;
     }
-    if (c->out.failed || !(sub = calloc(nr ? nr : 1, sizeof *sub))) {
+    if (c->out.failed || !(sub = nr <= 16 ? few : calloc(nr ? nr : 1, sizeof *sub))) {
         c->out.failed = false;
         memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
         goto out;
@@ -854,8 +854,10 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
         unsigned node = order[k];
         if (!up[node])
             continue;
+        /* one node: the commands as appended; several: each its share */
+        const memop_buf *share = norder == 1 ? &c->out : &c->scratch;
         c->scratch.len = 0;
-        for (size_t i = 0; i < nr; i++)
+        for (size_t i = 0; i < nr && norder > 1; i++)
             if (c->routes[i].node == node)
                 memop_buf_append(&c->scratch, c->out.s + c->routes[i].start,
                                  c->routes[i].len);
@@ -865,7 +867,7 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
             memop_fail(repo, MEMO_ERR_NOMEM, "out of memory");
             goto out;
         }
-        if (memop_ctx_write(c->nctx[node], c->scratch.s, c->scratch.len) != 0) {
+        if (memop_ctx_write(c->nctx[node], share->s, share->len) != 0) {
             node_failed(repo, c, node, what);
             up[node] = false;
         }
@@ -914,7 +916,8 @@ int memop_cluster_exchange(memo_repo *repo, memop_rconn *c, size_t n,
 out:
     c->out.len = 0;
     c->nroutes = c->nlogical = c->nkeypos = 0;
-    free(sub);
+    if (sub != few)
+        free(sub);
     return rc;
 }
 

@@ -78,16 +78,12 @@ static void find_masters(void)
         fail_msg("%zu masters, want 3", n);
 }
 
+static int slot_port(redisContext *c, unsigned slot);
+
 /* The master serving a slot now. */
 static struct master *owner(unsigned slot)
 {
-    redisReply *r = on(node, "CLUSTER SLOTS");
-    int port = 0;
-    for (size_t i = 0; i < r->elements; i++)
-        if (slot >= (unsigned)r->element[i]->element[0]->integer &&
-            slot <= (unsigned)r->element[i]->element[1]->integer)
-            port = (int)r->element[i]->element[2]->element[1]->integer;
-    freeReplyObject(r);
+    int port = slot_port(node, slot);
     for (int i = 0; i < 3; i++)
         if (masters[i].port == port)
             return &masters[i];
