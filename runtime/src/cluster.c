@@ -180,11 +180,6 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
     static const unsigned char none = MEMOP_NO_NODE;
     unsigned char map[MEMOP_SLOTS];
     memset(map, none, sizeof map);
-    /* each master's replicas, to tell a promotion when a slot moves */
-    struct {
-        int replica, master;
-    } pairs[64];
-    size_t npairs = 0;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *range = r->element[i];
         const redisReply *lo = elem(range, 0, REDIS_REPLY_INTEGER),
@@ -208,30 +203,24 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
             return MEMO_ERR_REDIS;
         }
         memset(map + lo->integer, node, (size_t)(hi->integer - lo->integer + 1));
-        for (size_t k = 3; k < range->elements && npairs < 64; k++) {
-            const redisReply *rep = elem(range, k, REDIS_REPLY_ARRAY);
-            const redisReply *rh = elem(rep, 0, REDIS_REPLY_STRING),
-                             *rp = elem(rep, 1, REDIS_REPLY_INTEGER);
-            int replica =
-                rh && rp && rp->integer > 0 && rp->integer <= 65535 && rh->len > 1
-                    ? memop_cluster_node(repo, rh->str, rh->len, (int)rp->integer)
-                    : -1;
-            if (replica >= 0 && replica != node) {
-                pairs[npairs].replica = replica;
-                pairs[npairs++].master = node;
-            }
-        }
     }
-    /* a node that took over the slots of a node that is down, or of the
-     * master it replicated (a failover, seen or not), is down itself until
-     * the prober has emptied it of memo's keys: the old master may have
-     * acknowledged a DEL its replica never got */
+    /* a slot that moves to a node that served none (a replica promoted: a
+     * failover, seen here or not; or a node just added, whose keys came by
+     * MIGRATE) or from a node that is down: that node is down itself until
+     * the prober has emptied it of memo's keys, for the old master may have
+     * acknowledged a DEL its replica never got. (A slot moving between
+     * masters that serve slots is resharding: MIGRATE moves keys whole.) */
+    bool was_master[MEMOP_NODES_MAX] = {false};
+    for (size_t s = 0; s < MEMOP_SLOTS; s++) {
+        unsigned old = atomic_load(&repo->cluster.slot[s]);
+        if (old < MEMOP_NODES_MAX)
+            was_master[old] = true;
+    }
     size_t unserved = 0;
     for (size_t s = 0; s < MEMOP_SLOTS; s++) {
         unsigned old = atomic_load(&repo->cluster.slot[s]);
         if (old < MEMOP_NODES_MAX && map[s] != none && map[s] != old &&
-            (atomic_load(&repo->cluster.nodes[old]->down) ||
-             atomic_load(&repo->cluster.nodes[map[s]]->replica_of) == (int)old + 1) &&
+            (atomic_load(&repo->cluster.nodes[old]->down) || !was_master[map[s]]) &&
             !atomic_exchange(&repo->cluster.nodes[map[s]]->needs_flush, true)) {
             memop_cluster_node_down(repo, map[s],
                                     "took over the slots of a node that is down");
@@ -243,18 +232,6 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
         if (map[s] != none)
             atomic_store_explicit(&repo->cluster.slot[s], map[s], memory_order_release);
     }
-    /* what each node is now, for the next map */
-    bool master[MEMOP_NODES_MAX] = {false};
-    for (size_t s = 0; s < MEMOP_SLOTS; s++)
-        if (map[s] != none)
-            master[map[s]] = true;
-    for (size_t k = 0; k < MEMOP_NODES_MAX; k++)
-        if (master[k])
-            atomic_store(&repo->cluster.nodes[k]->replica_of, 0);
-    for (size_t k = 0; k < npairs; k++)
-        if (!master[pairs[k].replica])
-            atomic_store(&repo->cluster.nodes[pairs[k].replica]->replica_of,
-                         pairs[k].master + 1);
     if (unserved > 0) {
         snprintf(err, size, "Redis Cluster at %s: %zu of %d slots are served by no node",
                  asked->name, unserved, MEMOP_SLOTS);
@@ -670,6 +647,15 @@ static int redirect_node(memo_repo *repo, const redisReply *r, unsigned from,
     return memop_cluster_node(repo, host, hlen, (int)port);
 }
 
+/* Whether a node serves some slot in memo's map. */
+static bool serves_slots(memo_repo *repo, unsigned node)
+{
+    for (size_t s = 0; s < MEMOP_SLOTS; s++)
+        if (atomic_load_explicit(&repo->cluster.slot[s], memory_order_relaxed) == node)
+            return true;
+    return false;
+}
+
 static bool starts(const redisReply *r, const char *prefix)
 {
     return r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
@@ -705,10 +691,12 @@ static int follow(memo_repo *repo, memop_rconn *c, redisReply **sub, size_t *bud
             if (moved) {
                 /* a slot of a node that is down has a new master after a
                  * failover, which may miss a DEL: the prober checks it first */
+                /* nor towards a node that serves no slot here (a replica
+                 * promoted, or a node added): the map, read by the prober,
+                 * tells which and has it emptied first */
                 unsigned owner = (unsigned)node_of_slot(repo, slot);
-                if (owner < MEMOP_NODES_MAX &&
-                    (atomic_load(&cl->nodes[owner]->down) ||
-                     atomic_load(&cl->nodes[to]->replica_of) == (int)owner + 1)) {
+                if ((owner < MEMOP_NODES_MAX && atomic_load(&cl->nodes[owner]->down)) ||
+                    !serves_slots(repo, to)) {
                     if (!atomic_exchange(&cl->stale, true))
                         memop_prober_wake(repo);
                     continue;

@@ -490,7 +490,6 @@ typedef struct memop_rnode {
      * the old master acknowledged may never have reached it, so its keys
      * are dropped before it is used */
     _Atomic bool needs_flush;
-    _Atomic int replica_of; /* the master it replicates, + 1 (0: a master, or unknown) */
     struct memop_rnode *retired; /* replaced nodes, freed at close */
 } memop_rnode;
 

@@ -8,6 +8,21 @@
 
 #include "internal.h"
 
+/* On a cluster, a key that cannot be queued (over the bound) whose node is
+ * down: that node is marked to be emptied of memo's keys before it is used
+ * again, rather than every node dropping the entity (over and over, for as
+ * long as the node stays down). Under the queue's lock. */
+static bool down_node_takes(memo_repo *repo, const char *key, size_t len)
+{
+    if (!atomic_load(&repo->cluster.on))
+        return false;
+    unsigned node = atomic_load(&repo->cluster.slot[memop_key_slot(key, len)]);
+    if (node >= MEMOP_NODES_MAX || !atomic_load(&repo->cluster.nodes[node]->down))
+        return false;
+    atomic_store(&repo->cluster.nodes[node]->needs_flush, true);
+    return true;
+}
+
 /* Keeps keys for later. Over the bound, the owners are flagged instead: on
  * reconnect all their keys are dropped, so nothing stale survives. */
 static void pending_add(memo_repo *repo, memop_entity *const *owners,
@@ -38,6 +53,8 @@ static void pending_add(memo_repo *repo, memop_entity *const *owners,
             if (q->n < q->cap)
                 copy = strdup(keys[i].s);
         }
+        if (!copy && down_node_takes(repo, keys[i].s, keys[i].len))
+            continue; /* its node is emptied before it is used again */
         if (!copy) {
             drop[owners[i]->index / 8] |= (unsigned char)(1u << (owners[i]->index % 8));
             continue;
@@ -155,10 +172,13 @@ static size_t to_front(memo_repo *repo, memop_pending *q,
 }
 
 /* Sends DELs of the first n queued keys, 500 a command, and drops those
- * Redis took from the queue. True when all went. Under the queue's lock. */
-static bool send_front(memo_repo *repo, memop_rconn *c, memop_pending *q, size_t n)
+ * Redis took from the queue. True when all went; *refused when Redis
+ * answered but said no (not an outage). Under the queue's lock. */
+static bool send_front(memo_repo *repo, memop_rconn *c, memop_pending *q, size_t n,
+                       bool *refused)
 {
     bool ok = true;
+    *refused = false;
     size_t done = 0;
     while (done < n && ok) {
         size_t batch = n - done < 500 ? n - done : 500;
@@ -171,7 +191,8 @@ static bool send_front(memo_repo *repo, memop_rconn *c, memop_pending *q, size_t
         if (ok)
             done += batch;
         else if (r)
-            memop_redis_reply_failed(repo, r, "DEL (queued invalidations)");
+            *refused = memop_redis_reply_failed(repo, r, "DEL (queued invalidations)") !=
+                       MEMOP_REDIS_OUTAGE;
     }
     dequeue(repo, q, done);
     atomic_store(&q->any, q->n > 0);
@@ -207,8 +228,13 @@ bool memop_pending_flush_node(memo_repo *repo, memop_rconn *c, int node)
 {
     memop_pending *q = &repo->pending;
     pthread_mutex_lock(&q->lock);
-    bool ok = send_front(repo, c, q, to_front(repo, q, on_node, node));
-    if (ok) /* up only once its keys went, under the queue's lock */
+    bool refused;
+    bool ok = send_front(repo, c, q, to_front(repo, q, on_node, node), &refused);
+    /* up only once its keys went, under the queue's lock; or when a DEL was
+     * refused (a permission): those keys stay queued, their slots read
+     * PostgreSQL, and the rest of the node serves. Not if a key it could
+     * not queue asked meanwhile for it to be emptied first. */
+    if ((ok || refused) && !atomic_load(&repo->cluster.nodes[node]->needs_flush))
         memop_cluster_node_up(repo, node);
     pthread_mutex_unlock(&q->lock);
     return ok;
@@ -220,15 +246,18 @@ bool memop_pending_sendable(memo_repo *repo)
     for (unsigned i = 0; i < n; i++)
         if (memop_entity_dropping(repo->entity_list[i]))
             return true;
-    memop_pending *q = &repo->pending;
-    if (!atomic_load(&q->any))
+    if (!atomic_load(&repo->pending.any))
         return false;
-    pthread_mutex_lock(&q->lock);
-    bool any = false;
-    for (size_t i = 0; i < q->n && !any; i++)
-        any = sendable(repo, q->keys[i], -1);
-    pthread_mutex_unlock(&q->lock);
-    return any;
+    /* the slots with queued keys, without the queue's lock: one served by
+     * a node that is up */
+    for (size_t sl = 0; sl < MEMOP_SLOTS; sl++) {
+        if (atomic_load_explicit(&repo->cluster.queued[sl], memory_order_relaxed) == 0)
+            continue;
+        unsigned node = atomic_load(&repo->cluster.slot[sl]);
+        if (node < MEMOP_NODES_MAX && !atomic_load(&repo->cluster.nodes[node]->down))
+            return true;
+    }
+    return false;
 }
 
 /* Sends what the outage kept back: first the wholesale drops of entities
@@ -250,7 +279,8 @@ bool memop_pending_flush(memo_repo *repo, memop_rconn *c)
     memop_pending *q = &repo->pending;
     pthread_mutex_lock(&q->lock);
     /* (on a cluster, keys of a node that is down stay, for when it is back) */
-    bool ok = send_front(repo, c, q, to_front(repo, q, sendable, -1));
+    bool refused;
+    bool ok = send_front(repo, c, q, to_front(repo, q, sendable, -1), &refused);
     if (ok) {
         /* closed under the queue's lock. A key may still be queued with the
          * breaker closed (a writer that found it open a moment ago, a
