@@ -222,8 +222,9 @@ static memo_status apply_slots(memo_repo *repo, const redisReply *r,
         if (old < MEMOP_NODES_MAX && map[s] != none && map[s] != old &&
             (atomic_load(&repo->cluster.nodes[old]->down) || !was_master[map[s]]) &&
             !atomic_exchange(&repo->cluster.nodes[map[s]]->needs_flush, true)) {
-            memop_cluster_node_down(repo, map[s],
-                                    "took over the slots of a node that is down");
+            memop_cluster_node_down(
+                repo, map[s],
+                "took over slots (a failover): emptied of memo's keys before use");
             atomic_fetch_add(&repo->cluster.failovers, 1);
         }
         /* a slot the answer leaves unserved keeps the owner memo knew: a
@@ -689,11 +690,10 @@ static int follow(memo_repo *repo, memop_rconn *c, redisReply **sub, size_t *bud
                 to = (unsigned)k;
             }
             if (moved) {
-                /* a slot of a node that is down has a new master after a
-                 * failover, which may miss a DEL: the prober checks it first */
-                /* nor towards a node that serves no slot here (a replica
-                 * promoted, or a node added): the map, read by the prober,
-                 * tells which and has it emptied first */
+                /* not followed when the slot's owner is down here, or the
+                 * target serves no slot here (a replica promoted, a node
+                 * added): it may miss a DEL, and the prober, reading the
+                 * map, has it emptied first */
                 unsigned owner = (unsigned)node_of_slot(repo, slot);
                 if ((owner < MEMOP_NODES_MAX && atomic_load(&cl->nodes[owner]->down)) ||
                     !serves_slots(repo, to)) {

@@ -1403,9 +1403,16 @@ static void lost_invalidation_drops_the_entity(void **state)
     assert_string_equal(po.title, "New");
     blog_post_clear(&po);
 
-    /* in a transaction: at its commit */
-    assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
-    blog_user_clear(&u);
+    /* in a transaction: at its commit. First b cached again: reads bypass
+     * the cache until the drop is done (its keys gone is not yet done) */
+    double t0 = test_now_ms();
+    for (;;) {
+        assert_int_equal(blog_user_get(repo, b, &u), MEMO_OK);
+        blog_user_clear(&u);
+        if (test_redis_exists(kb) || test_now_ms() - t0 > 5000)
+            break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
     assert_true(test_redis_exists(kb));
     memo_tx *tx;
     assert_int_equal(memo_begin(repo, &tx), MEMO_OK);
