@@ -110,8 +110,7 @@ int memop_cluster_node(memo_repo *repo, const char *host, size_t hostlen, int po
     memop_rnode *nd = at >= 0 ? calloc(1, sizeof *nd) : NULL;
     if (nd && (nd->host = strndup(host, hostlen))) {
         nd->port = port;
-        snprintf(nd->name, sizeof nd->name, strchr(nd->host, ':') ? "[%s]:%d" : "%s:%d",
-                 nd->host, port);
+        memop_host_port_name(nd->host, port, nd->name, sizeof nd->name);
         /* epochs differ across every node an index ever held: a connection
          * made to the old one is never taken for the new one's */
         atomic_store(&nd->epoch, atomic_fetch_add(&cl->epochs, 1) + 1);

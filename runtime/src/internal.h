@@ -96,6 +96,8 @@ void memop_redis_target_free(memop_redis_target *);
  * the password that conninfo holds (even a conninfo libpq could not parse)
  * replaced by "***". */
 void memop_pg_message(const char *conninfo, const char *text, char *out, size_t size);
+/* "host:port", "[v6]:port", for messages. */
+void memop_host_port_name(const char *host, int port, char *out, size_t size);
 /* "127.0.0.1:6379" or "unix:/path", for messages. */
 void memop_redis_target_name(const memop_redis_target *, char *out, size_t size);
 

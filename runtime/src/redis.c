@@ -366,8 +366,7 @@ memo_status memop_redis_first(memo_repo *repo, memop_rconn **out, char *err, siz
         if (t->path)
             snprintf(name, sizeof name, "%s", repo->redis_name);
         else
-            snprintf(name, sizeof name, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
-                     port);
+            memop_host_port_name(host, port, name, sizeof name);
         ctx = memop_redis_connect(repo, host, port, t->path, name, err, size, &refused);
         if (refused) /* a mistake to fix, never a reason to start degraded */
             return MEMO_ERR_CONFIG;

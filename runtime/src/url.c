@@ -80,14 +80,17 @@ void memop_redis_target_free(memop_redis_target *t)
     memset(t, 0, sizeof *t);
 }
 
+void memop_host_port_name(const char *host, int port, char *out, size_t size)
+{
+    snprintf(out, size, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
 void memop_redis_target_name(const memop_redis_target *t, char *out, size_t size)
 {
     if (t->path)
         snprintf(out, size, "unix:%s", t->path);
-    else if (strchr(t->host, ':'))
-        snprintf(out, size, "[%s]:%d", t->host, t->port);
     else
-        snprintf(out, size, "%s:%d", t->host, t->port);
+        memop_host_port_name(t->host, t->port, out, size);
 }
 
 #define FAIL(...)                                                                        \
